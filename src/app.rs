@@ -1,0 +1,70 @@
+//! What every command starts from: the studio folder and the layered config.
+
+use std::path::{Path, PathBuf};
+
+use crate::character::{Character, CharacterError, load_character_by_name};
+use crate::config::{self, ConfigError, ConfigSources, LoadedConfig};
+use crate::engine::{EngineError, LocalEngine, LocalEngineOptions};
+use crate::studio::{Studio, StudioOrigin};
+
+pub struct AppContext {
+    pub studio: Studio,
+    pub origin: StudioOrigin,
+    pub loaded: LoadedConfig,
+}
+
+impl AppContext {
+    /// Locates the studio and loads the config with `overrides` (dotted key,
+    /// value) from the command line on top.
+    pub fn load(
+        studio: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let (studio, origin) = Studio::locate(studio);
+        let sources = ConfigSources::from_process(&studio.root);
+        let loaded = config::load(&sources, overrides)?;
+        Ok(Self {
+            studio,
+            origin,
+            loaded,
+        })
+    }
+
+    pub fn config(&self) -> &config::Config {
+        &self.loaded.config
+    }
+
+    pub fn model_path(&self) -> PathBuf {
+        self.config().model_path(&self.studio.root)
+    }
+
+    pub fn engine_options(&self) -> LocalEngineOptions {
+        LocalEngineOptions::from_config(&self.config().model, self.model_path())
+    }
+
+    /// Loads the model (blocking).
+    pub fn start_engine(&self) -> Result<LocalEngine, EngineError> {
+        LocalEngine::start(self.engine_options())
+    }
+
+    /// The named character, or the configured default.
+    pub fn character(&self, name: Option<&str>) -> Result<Character, CharacterError> {
+        let dir = self.config().characters_dir(&self.studio.root);
+        load_character_by_name(&dir, name.unwrap_or(&self.config().chat.character))
+    }
+
+    /// Parses `--set key=value` flags.
+    pub fn parse_sets(sets: &[String]) -> Result<Vec<(String, String)>, String> {
+        sets.iter()
+            .map(|s| {
+                s.split_once('=')
+                    .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+                    .ok_or_else(|| {
+                        format!(
+                            "--set '{s}': expected KEY=VALUE, e.g. --set sampling.temperature=0.3"
+                        )
+                    })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,148 @@
+//! Reading character files with errors that name the file, line and field.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::Character;
+
+#[derive(Debug, Error)]
+pub enum CharacterError {
+    #[error("cannot read character file '{path}': {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("character file '{path}'{location}: {message}")]
+    Invalid {
+        path: PathBuf,
+        /// " line N, column M" when known.
+        location: String,
+        message: String,
+    },
+    #[error("no character named '{name}' in '{dir}'; `her characters` lists them")]
+    NotFound { name: String, dir: PathBuf },
+}
+
+/// Parses and validates one character file.
+pub fn load_character(path: &Path) -> Result<Character, CharacterError> {
+    let text = std::fs::read_to_string(path).map_err(|source| CharacterError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse_character(&text, path)
+}
+
+pub fn parse_character(text: &str, path: &Path) -> Result<Character, CharacterError> {
+    let character: Character = toml::from_str(text).map_err(|e| CharacterError::Invalid {
+        path: path.to_path_buf(),
+        location: e
+            .span()
+            .map(|span| {
+                let (line, col) = line_col(text, span.start);
+                format!(" line {line}, column {col}")
+            })
+            .unwrap_or_default(),
+        message: e.message().to_string(),
+    })?;
+    let invalid = |field: &str, why: &str| CharacterError::Invalid {
+        path: path.to_path_buf(),
+        location: String::new(),
+        message: format!("field '{field}' {why}"),
+    };
+    for (field, value) in [
+        ("name", &character.name),
+        ("book", &character.book),
+        ("profile", &character.profile),
+    ] {
+        if value.trim().is_empty() {
+            return Err(invalid(field, "must not be empty"));
+        }
+    }
+    if character.name.chars().any(char::is_control) {
+        return Err(invalid("name", "must not contain control characters"));
+    }
+    Ok(character)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, col)
+}
+
+/// A character file and what reading it gave.
+pub type ListedCharacter = (PathBuf, Result<Character, CharacterError>);
+
+/// Every `*.toml` character in `dir`, sorted by file name, each with its
+/// result: one broken file must not hide the others.
+pub fn list_characters(dir: &Path) -> Result<Vec<ListedCharacter>, CharacterError> {
+    let entries = std::fs::read_dir(dir).map_err(|source| CharacterError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    Ok(paths
+        .into_iter()
+        .map(|p| {
+            let loaded = load_character(&p);
+            (p, loaded)
+        })
+        .collect())
+}
+
+/// Finds a character by file stem ("elizabeth-bennet") or by its name,
+/// case-insensitively; a path to a `.toml` file is accepted as well.
+pub fn load_character_by_name(dir: &Path, name: &str) -> Result<Character, CharacterError> {
+    let as_path = Path::new(name);
+    if as_path.extension().is_some_and(|x| x == "toml") && as_path.is_file() {
+        return load_character(as_path);
+    }
+    let by_stem = dir.join(format!("{name}.toml"));
+    if by_stem.is_file() {
+        return load_character(&by_stem);
+    }
+    for (_, loaded) in list_characters(dir)? {
+        if let Ok(character) = loaded
+            && character.name.eq_ignore_ascii_case(name)
+        {
+            return Ok(character);
+        }
+    }
+    Err(CharacterError::NotFound {
+        name: name.to_string(),
+        dir: dir.to_path_buf(),
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_names_line_and_field() {
+        let text = "name = \"A\"\nbook = \"B\"\nprofile = \"C\"\ncolour = \"red\"\n";
+        let err = parse_character(text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("x.toml"), "{err}");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn empty_profile_is_refused() {
+        let text = "name = \"A\"\nbook = \"B\"\nprofile = \"  \"\n";
+        let err = parse_character(text, Path::new("x.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("field 'profile' must not be empty"), "{err}");
+    }
+}

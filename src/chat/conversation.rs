@@ -1,0 +1,114 @@
+//! One character, one transcript, one engine: the turn loop shared by front ends.
+
+use crate::character::Character;
+use crate::config::SamplingConfig;
+use crate::engine::{Backend, EngineError, Event, Finished, GenerateRequest, Started};
+use crate::prompt::{HerPrompt, Line, PromptVariant};
+
+/// A running conversation with a character.
+pub struct Conversation {
+    pub character: Character,
+    pub user_name: String,
+    pub variant: PromptVariant,
+    pub sampling: SamplingConfig,
+    pub transcript: Vec<Line>,
+    /// Turns dropped for the last reply; reused so the KV cache stays valid.
+    dropped_turns: usize,
+}
+
+/// How a turn ended.
+#[derive(Debug, Clone)]
+pub struct TurnOutcome {
+    pub started: Option<Started>,
+    pub finished: Finished,
+    /// The text the model generated after the prefill.
+    pub reply: String,
+}
+
+impl Conversation {
+    pub fn new(
+        character: Character,
+        user_name: String,
+        variant: PromptVariant,
+        sampling: SamplingConfig,
+    ) -> Self {
+        let sampling = apply_overrides(sampling, &character);
+        let mut transcript = Vec::new();
+        if let Some(greeting) = character.greetings.first() {
+            transcript.push(Line::new(character.name.clone(), greeting.clone()));
+        }
+        Self {
+            character,
+            user_name,
+            variant,
+            sampling,
+            transcript,
+            dropped_turns: 0,
+        }
+    }
+
+    /// The prompt for the next reply.
+    pub fn prompt(&self) -> HerPrompt {
+        HerPrompt::build(&self.character, self.variant, &self.transcript)
+    }
+
+    /// Sends a user line and streams the reply through `on_text`. The reply
+    /// joins the transcript when it finished (a cancelled one too: it is what
+    /// the user saw).
+    pub async fn send(
+        &mut self,
+        backend: &dyn Backend,
+        user_text: &str,
+        mut on_text: impl FnMut(&str),
+    ) -> Result<TurnOutcome, EngineError> {
+        self.transcript
+            .push(Line::new(self.user_name.clone(), user_text));
+        let mut request = GenerateRequest::new(self.prompt(), self.sampling.clone());
+        request.min_skip = self.dropped_turns;
+        let mut stream = backend.generate(request);
+        let mut reply = String::new();
+        let mut started = None;
+        while let Some(event) = stream.next().await {
+            match event {
+                Event::Started(s) => {
+                    self.dropped_turns = s.dropped_turns;
+                    started = Some(s);
+                }
+                Event::Text(piece) => {
+                    on_text(&piece);
+                    reply.push_str(&piece);
+                }
+                Event::Stats(_) => {}
+                Event::Finished(finished) => {
+                    self.transcript
+                        .push(Line::new(self.character.name.clone(), reply.clone()));
+                    return Ok(TurnOutcome {
+                        started,
+                        finished,
+                        reply,
+                    });
+                }
+                Event::Failed(err) => {
+                    // The user line stays out of history so a retry does not duplicate it.
+                    self.transcript.pop();
+                    return Err(err);
+                }
+            }
+        }
+        self.transcript.pop();
+        Err(EngineError::EngineStopped)
+    }
+}
+
+/// A character's own sampling preferences override the config's.
+fn apply_overrides(mut s: SamplingConfig, character: &Character) -> SamplingConfig {
+    if let Some(o) = &character.sampling {
+        s.temperature = o.temperature.unwrap_or(s.temperature);
+        s.top_p = o.top_p.unwrap_or(s.top_p);
+        s.top_k = o.top_k.unwrap_or(s.top_k);
+        s.min_p = o.min_p.unwrap_or(s.min_p);
+        s.repeat_penalty = o.repeat_penalty.unwrap_or(s.repeat_penalty);
+        s.max_new_tokens = o.max_new_tokens.unwrap_or(s.max_new_tokens);
+    }
+    s
+}

@@ -1,0 +1,175 @@
+//! Command-line interface: one subcommand per job, each with its own `run`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "her",
+    version,
+    about = "Role-play with HER-style models in the terminal: chat, rate, fine-tune, evaluate",
+    long_about = "her-studio runs quantized GGUF models with llama.cpp and plays book characters in \
+HER's format: the model's hidden plan (<system_thinking>), the character's inner thoughts \
+(<role_thinking>), actions (<role_action>) and speech.\n\nSettings come from config.toml in the \
+studio folder, the user's config file, HER_* environment variables and flags, in that order."
+)]
+pub struct Cli {
+    /// Studio folder with config.toml, characters/, sessions/ (default: the current
+    /// folder if it is one, else the user's data folder).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub studio: Option<PathBuf>,
+
+    /// Set any config key for this run, e.g. --set sampling.temperature=0.3 (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Chat with a character; --headless reads lines from stdin and streams replies to stdout.
+    Chat(ChatArgs),
+    /// List the characters in the studio's characters/ folder.
+    Characters,
+    /// Check the build, devices, model file, config sources and folders.
+    Doctor(ModelArgs),
+    /// Measure performance against a baseline run in the same process.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// Flags that override the [model] settings.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ModelArgs {
+    /// GGUF model to run (overrides model.path).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Context window in tokens (overrides model.n_ctx).
+    #[arg(long, value_name = "TOKENS")]
+    pub n_ctx: Option<u32>,
+    /// Layers to offload to the GPU; needs a `cuda` build (overrides model.n_gpu_layers).
+    #[arg(long, value_name = "N")]
+    pub n_gpu_layers: Option<u32>,
+    /// CPU threads, 0 = all cores (overrides model.threads).
+    #[arg(long, value_name = "N")]
+    pub threads: Option<u32>,
+}
+
+/// Flags that override the [sampling] settings.
+#[derive(Debug, Clone, Default, Args)]
+pub struct SamplingArgs {
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    #[arg(long)]
+    pub top_p: Option<f32>,
+    #[arg(long)]
+    pub top_k: Option<u32>,
+    #[arg(long)]
+    pub min_p: Option<f32>,
+    #[arg(long)]
+    pub repeat_penalty: Option<f32>,
+    #[arg(long, value_name = "TOKENS")]
+    pub max_new_tokens: Option<u32>,
+    #[arg(long)]
+    pub seed: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChatArgs {
+    /// Character name or file stem in characters/ (default: chat.character).
+    #[arg(long, short)]
+    pub character: Option<String>,
+    /// Read user lines from stdin and write only replies to stdout (for pipes and scripts).
+    #[arg(long)]
+    pub headless: bool,
+    /// Print generation statistics to stderr after each reply.
+    #[arg(long)]
+    pub stats: bool,
+    /// LoRA adapter GGUF to apply.
+    #[arg(long, value_name = "PATH")]
+    pub adapter: Option<PathBuf>,
+    /// Adapter strength.
+    #[arg(long, default_value_t = 1.0)]
+    pub adapter_scale: f32,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Engine tokens/s against a bare llama-cpp-2 loop, and KV reuse over a 20-turn chat.
+    Engine(BenchEngineArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchEngineArgs {
+    /// GGUF model, or `tiny` for the generated random-weight Qwen3 test model.
+    #[arg(long, value_name = "PATH|tiny")]
+    pub model: Option<String>,
+    /// Tokens generated per throughput run.
+    #[arg(long, default_value_t = 256)]
+    pub tokens: usize,
+    /// Throughput runs per side (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// Turns in the scripted chat.
+    #[arg(long, default_value_t = 20)]
+    pub turns: usize,
+    /// CPU threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
+}
+
+impl ModelArgs {
+    /// As dotted config overrides.
+    pub fn overrides(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(p) = &self.model {
+            out.push(("model.path".into(), p.display().to_string()));
+        }
+        push(&mut out, "model.n_ctx", self.n_ctx);
+        push(&mut out, "model.n_gpu_layers", self.n_gpu_layers);
+        push(&mut out, "model.threads", self.threads);
+        out
+    }
+}
+
+impl SamplingArgs {
+    pub fn overrides(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        push(&mut out, "sampling.temperature", self.temperature);
+        push(&mut out, "sampling.top_p", self.top_p);
+        push(&mut out, "sampling.top_k", self.top_k);
+        push(&mut out, "sampling.min_p", self.min_p);
+        push(&mut out, "sampling.repeat_penalty", self.repeat_penalty);
+        push(&mut out, "sampling.max_new_tokens", self.max_new_tokens);
+        push(&mut out, "sampling.seed", self.seed);
+        out
+    }
+}
+
+fn push<T: ToString>(out: &mut Vec<(String, String)>, key: &str, value: Option<T>) {
+    if let Some(v) = value {
+        out.push((key.to_string(), v.to_string()));
+    }
+}
+
+impl ChatArgs {
+    /// `her` with no subcommand: an interactive chat with the default character.
+    pub fn interactive_default() -> Self {
+        Self {
+            character: None,
+            headless: false,
+            stats: false,
+            adapter: None,
+            adapter_scale: 1.0,
+            model: ModelArgs::default(),
+            sampling: SamplingArgs::default(),
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Settings for `her`: types, layered loading and validation.
+//!
+//! Layers, lowest to highest: built-in defaults (the crate's `config.toml`,
+//! embedded) < the studio folder's `config.toml` < the user's config file <
+//! `HER_<SECTION>_<KEY>` environment variables < command-line overrides.
+//! See [`load`] and `config.toml` for every key, its range and its default.
+
+mod env;
+mod error;
+mod layers;
+mod schema;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use env::{ENV_IGNORED, ENV_PREFIX, env_var_for};
+pub use error::{ConfigError, Source};
+pub use layers::{ConfigSources, LoadedConfig, load};
+
+/// The documented defaults, also usable as a template for a new config file.
+pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config.toml");
+
+/// File name of the studio folder's and the user's config file.
+pub const STUDIO_CONFIG_FILE: &str = "config.toml";
+
+/// Default log file name inside [`user_data_dir`].
+pub const LOG_FILE_NAME: &str = "her.log";
+
+fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("", "", "her-studio")
+}
+
+/// The user's config file, e.g. `~/.config/her-studio/config.toml` on Linux.
+pub fn user_config_path() -> Option<PathBuf> {
+    project_dirs().map(|dirs| dirs.config_dir().join(STUDIO_CONFIG_FILE))
+}
+
+/// The user's data directory, e.g. `~/.local/share/her-studio` (default log location).
+pub fn user_data_dir() -> Option<PathBuf> {
+    project_dirs().map(|dirs| dirs.data_dir().to_owned())
+}
+
+/// All settings. Field docs give the ranges; `config.toml` documents them too.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub model: ModelConfig,
+    pub sampling: SamplingConfig,
+    pub chat: ChatConfig,
+    pub paths: PathsConfig,
+    pub log: LogConfig,
+    pub backend: BackendConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// GGUF file; relative paths resolve against the studio folder.
+    pub path: PathBuf,
+    /// 0..=1000, 999 = all layers. Only used by the CUDA build.
+    pub n_gpu_layers: u32,
+    /// Context window in tokens, 256..=1_048_576.
+    pub n_ctx: u32,
+    /// Prompt batch size, 1..=n_ctx.
+    pub n_batch: u32,
+    /// 0 = auto (physical cores), else 1..=1024.
+    pub threads: u32,
+    pub use_mmap: bool,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            n_gpu_layers: 0,
+            n_ctx: 4096,
+            n_batch: 512,
+            threads: 0,
+            use_mmap: true,
+        }
+    }
+}
+
+/// f32 because llama.cpp's samplers take f32.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// 0.0..=5.0, 0 = greedy.
+    pub temperature: f32,
+    /// (0, 1].
+    pub top_p: f32,
+    /// 0 = off, else 1..=100_000.
+    pub top_k: u32,
+    /// 0..=1.
+    pub min_p: f32,
+    /// 1.0 = off; 0.5..=3.0.
+    pub repeat_penalty: f32,
+    /// 0..=65_536 tokens.
+    pub repeat_last_n: u32,
+    /// 1..=131_072.
+    pub max_new_tokens: u32,
+    pub seed: u32,
+    /// Extra stop strings, each non-empty.
+    pub stop: Vec<String>,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        Self {
+            temperature: 0.7,
+            top_p: 0.9,
+            top_k: 40,
+            min_p: 0.0,
+            repeat_penalty: 1.0,
+            repeat_last_n: 64,
+            max_new_tokens: 1024,
+            seed: 42,
+            stop: vec!["<|im_end|>".to_owned(), "<|im_start|>".to_owned()],
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatConfig {
+    /// Default character file stem.
+    pub character: String,
+    /// The user's persona name when a character does not set one.
+    pub user_name: String,
+    pub prompt_variant: PromptVariant,
+}
+
+impl Default for ChatConfig {
+    fn default() -> Self {
+        Self {
+            character: "elizabeth-bennet".to_owned(),
+            user_name: "User".to_owned(),
+            prompt_variant: PromptVariant::Training,
+        }
+    }
+}
+
+/// Which system-prompt layout to build (HER's training or evaluation format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PromptVariant {
+    #[default]
+    Training,
+    Evaluation,
+}
+
+impl PromptVariant {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptVariant::Training => "training",
+            PromptVariant::Evaluation => "evaluation",
+        }
+    }
+}
+
+/// Relative paths resolve against the studio folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    pub characters: PathBuf,
+    pub sessions: PathBuf,
+    pub models: PathBuf,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        Self {
+            characters: PathBuf::from("characters"),
+            sessions: PathBuf::from("sessions"),
+            models: PathBuf::from("assets/models"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    /// Empty = `her.log` in the user's data directory; see [`Config::log_file`].
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The name tracing filters understand.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Error => "error",
+            LogLevel::Warn => "warn",
+            LogLevel::Info => "info",
+            LogLevel::Debug => "debug",
+            LogLevel::Trace => "trace",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    pub kind: BackendKind,
+}
+
+/// Only the in-process llama.cpp backend exists so far; `openai` is planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    #[default]
+    Local,
+}
+
+impl Config {
+    /// Absolute paths are kept, `~/…` is the home directory, anything else
+    /// is relative to the studio folder (not the working directory, so `her`
+    /// behaves the same wherever it is started).
+    pub fn resolve_path(&self, studio_dir: &Path, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            return p.to_owned();
+        }
+        let mut components = p.components();
+        if components.next() == Some(Component::Normal("~".as_ref())) {
+            if let Some(base) = directories::BaseDirs::new() {
+                return base.home_dir().join(components.as_path());
+            }
+        }
+        studio_dir.join(p)
+    }
+
+    /// The resolved `model.path`.
+    pub fn model_path(&self, studio_dir: &Path) -> PathBuf {
+        self.resolve_path(studio_dir, &self.model.path)
+    }
+
+    pub fn characters_dir(&self, studio_dir: &Path) -> PathBuf {
+        self.resolve_path(studio_dir, &self.paths.characters)
+    }
+
+    pub fn sessions_dir(&self, studio_dir: &Path) -> PathBuf {
+        self.resolve_path(studio_dir, &self.paths.sessions)
+    }
+
+    pub fn models_dir(&self, studio_dir: &Path) -> PathBuf {
+        self.resolve_path(studio_dir, &self.paths.models)
+    }
+
+    /// The resolved `log.file`, or `her.log` in [`user_data_dir`] when it is
+    /// empty; `None` only if there is no home directory to put it in.
+    pub fn log_file(&self, studio_dir: &Path) -> Option<PathBuf> {
+        if self.log.file.as_os_str().is_empty() {
+            user_data_dir().map(|dir| dir.join(LOG_FILE_NAME))
+        } else {
+            Some(self.resolve_path(studio_dir, &self.log.file))
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! The list of every setting: its section, key, type and allowed values.
+//!
+//! Validation, environment-variable matching, error hints and the
+//! "every key is documented" test all read this one table, so adding a
+//! setting means adding a line here, a field in the struct and an entry in
+//! `config.toml`.
+
+/// What a setting holds and which values are allowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Kind {
+    /// A float; integers are accepted too (`temperature = 1`).
+    Float {
+        min: f64,
+        max: f64,
+        min_exclusive: bool,
+    },
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Bool,
+    Str {
+        non_empty: bool,
+    },
+    /// An array of non-empty strings.
+    StrList,
+    /// A string from a fixed list; `note` is appended to the error hint.
+    Enum {
+        values: &'static [&'static str],
+        note: &'static str,
+    },
+}
+
+impl Kind {
+    /// The "what was expected" half of an error message.
+    pub(crate) fn expected(&self) -> String {
+        match *self {
+            Kind::Float {
+                min,
+                max,
+                min_exclusive: false,
+            } => format!("a number in {min:?}..={max:?}"),
+            Kind::Float {
+                min,
+                max,
+                min_exclusive: true,
+            } => format!("a number in ({min}, {max}]"),
+            Kind::Int { min, max } => format!("an integer in {min}..={max}"),
+            Kind::Bool => "true or false".to_owned(),
+            Kind::Str { non_empty: true } => "a non-empty string".to_owned(),
+            Kind::Str { non_empty: false } => "a string".to_owned(),
+            Kind::StrList => "an array of non-empty strings".to_owned(),
+            Kind::Enum { values, note } => {
+                let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
+                let list = match quoted.as_slice() {
+                    [only] => only.clone(),
+                    _ => format!("one of {}", quoted.join(", ")),
+                };
+                if note.is_empty() {
+                    list
+                } else {
+                    format!("{list} {note}")
+                }
+            }
+        }
+    }
+}
+
+/// One setting, addressed as `section.key`.
+#[derive(Debug, PartialEq)]
+pub(crate) struct KeySpec {
+    pub section: &'static str,
+    pub key: &'static str,
+    pub kind: Kind,
+}
+
+impl KeySpec {
+    pub(crate) fn dotted(&self) -> String {
+        format!("{}.{}", self.section, self.key)
+    }
+
+    /// `HER_<SECTION>_<KEY>`, upper-case.
+    pub(crate) fn env_var(&self) -> String {
+        format!(
+            "{}{}_{}",
+            crate::config::env::ENV_PREFIX,
+            self.section.to_ascii_uppercase(),
+            self.key.to_ascii_uppercase()
+        )
+    }
+}
+
+/// Section names in the order `config.toml` lists them.
+pub(crate) const SECTIONS: &[&str] = &["model", "sampling", "chat", "paths", "log", "backend"];
+
+pub(crate) const PROMPT_VARIANTS: &[&str] = &["training", "evaluation"];
+pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+pub(crate) const BACKEND_KINDS: &[&str] = &["local"];
+
+const fn spec(section: &'static str, key: &'static str, kind: Kind) -> KeySpec {
+    KeySpec { section, key, kind }
+}
+
+const fn float(min: f64, max: f64) -> Kind {
+    Kind::Float {
+        min,
+        max,
+        min_exclusive: false,
+    }
+}
+
+const fn int(min: i64, max: i64) -> Kind {
+    Kind::Int { min, max }
+}
+
+const NON_EMPTY: Kind = Kind::Str { non_empty: true };
+
+/// Every setting, in `config.toml` order (provenance is listed in this order).
+pub(crate) const KEYS: &[KeySpec] = &[
+    spec("model", "path", NON_EMPTY),
+    spec("model", "n_gpu_layers", int(0, 1000)),
+    spec("model", "n_ctx", int(256, 1_048_576)),
+    // The n_batch <= n_ctx cross-check happens after merging.
+    spec("model", "n_batch", int(1, 1_048_576)),
+    spec("model", "threads", int(0, 1024)),
+    spec("model", "use_mmap", Kind::Bool),
+    spec("sampling", "temperature", float(0.0, 5.0)),
+    spec(
+        "sampling",
+        "top_p",
+        Kind::Float {
+            min: 0.0,
+            max: 1.0,
+            min_exclusive: true,
+        },
+    ),
+    spec("sampling", "top_k", int(0, 100_000)),
+    spec("sampling", "min_p", float(0.0, 1.0)),
+    spec("sampling", "repeat_penalty", float(0.5, 3.0)),
+    spec("sampling", "repeat_last_n", int(0, 65_536)),
+    spec("sampling", "max_new_tokens", int(1, 131_072)),
+    spec("sampling", "seed", int(0, u32::MAX as i64)),
+    spec("sampling", "stop", Kind::StrList),
+    spec("chat", "character", NON_EMPTY),
+    spec("chat", "user_name", NON_EMPTY),
+    spec(
+        "chat",
+        "prompt_variant",
+        Kind::Enum {
+            values: PROMPT_VARIANTS,
+            note: "",
+        },
+    ),
+    spec("paths", "characters", NON_EMPTY),
+    spec("paths", "sessions", NON_EMPTY),
+    spec("paths", "models", NON_EMPTY),
+    spec(
+        "log",
+        "level",
+        Kind::Enum {
+            values: LOG_LEVELS,
+            note: "",
+        },
+    ),
+    // Empty means "her.log in the user's data directory".
+    spec("log", "file", Kind::Str { non_empty: false }),
+    spec(
+        "backend",
+        "kind",
+        Kind::Enum {
+            values: BACKEND_KINDS,
+            note: "(the only backend so far; 'openai' is planned)",
+        },
+    ),
+];
+
+pub(crate) fn find(section: &str, key: &str) -> Option<(usize, &'static KeySpec)> {
+    KEYS.iter()
+        .enumerate()
+        .find(|(_, s)| s.section == section && s.key == key)
+}
+
+pub(crate) fn is_section(section: &str) -> bool {
+    SECTIONS.contains(&section)
+}
+
+pub(crate) fn keys_in(section: &str) -> Vec<String> {
+    KEYS.iter()
+        .filter(|s| s.section == section)
+        .map(|s| s.key.to_owned())
+        .collect()
+}
+
+pub(crate) fn section_names() -> Vec<String> {
+    SECTIONS.iter().map(|s| (*s).to_owned()).collect()
+}
+
+pub(crate) fn dotted_keys() -> Vec<String> {
+    KEYS.iter().map(KeySpec::dotted).collect()
+}

@@ -1,0 +1,141 @@
+//! `her doctor`: everything that decides whether `her` can run, in one report.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::app::AppContext;
+use crate::engine::local::{check_model_file, devices, supports_gpu_offload};
+use crate::studio::StudioOrigin;
+
+/// Prints the report; fails (exit 1) when something would stop a chat.
+pub fn run(app: &AppContext) -> ExitCode {
+    let mut problems = 0usize;
+    let config = app.config();
+
+    println!("her-studio {}", env!("CARGO_PKG_VERSION"));
+    println!(
+        "build: cuda feature {}, GPU offload {}",
+        if cfg!(feature = "cuda") { "on" } else { "off" },
+        if supports_gpu_offload() {
+            "available"
+        } else {
+            "not available"
+        }
+    );
+    println!("devices:");
+    for d in devices() {
+        println!(
+            "  {} [{}] {} ({} MiB total, {} MiB free)",
+            d.name,
+            d.backend,
+            d.description,
+            d.memory_total >> 20,
+            d.memory_free >> 20
+        );
+    }
+
+    let origin = match app.origin {
+        StudioOrigin::Flag => "--studio flag",
+        StudioOrigin::Environment => "HER_STUDIO",
+        StudioOrigin::CurrentDirectory => "current directory",
+        StudioOrigin::UserDataDirectory => "user data directory",
+    };
+    println!("studio: {} (from the {origin})", app.studio.root.display());
+
+    println!("config (key = value  <- layer that set it):");
+    let values = toml::Value::try_from(config).ok();
+    for (key, source) in &app.loaded.provenance {
+        let value = values
+            .as_ref()
+            .and_then(|v| lookup(v, key))
+            .map_or_else(|| "?".to_string(), |v| v.to_string());
+        println!("  {key} = {value}  <- {source}");
+    }
+
+    let model_path = app.model_path();
+    println!("model: {}", model_path.display());
+    match check_model_file(&model_path) {
+        Ok(file) => {
+            let types: Vec<String> = file
+                .tensor_type_summary()
+                .iter()
+                .map(|(t, n)| format!("{t} x{n}"))
+                .collect();
+            println!(
+                "  ok: GGUF v{}, {:.1} MB, architecture '{}', file type {}, {:.1} M parameters",
+                file.version(),
+                file.file_size() as f64 / 1e6,
+                file.architecture().unwrap_or("?"),
+                file.file_type_name().unwrap_or("unknown"),
+                file.parameter_count() as f64 / 1e6
+            );
+            println!("  tensors: {}", types.join(", "));
+            if let Some(ctx) = file.arch_u32("context_length") {
+                println!(
+                    "  trained context: {ctx} tokens; model.n_ctx = {}",
+                    config.model.n_ctx
+                );
+            }
+        }
+        Err(err) => {
+            problems += 1;
+            println!("  PROBLEM: {err}");
+        }
+    }
+
+    println!("folders:");
+    let root = &app.studio.root;
+    problems += folder("characters", &config.characters_dir(root), false);
+    problems += folder("sessions", &config.sessions_dir(root), true);
+    problems += folder("models", &config.models_dir(root), false);
+    if let Some(log) = config.log_file(root) {
+        println!("  log file: {}", log.display());
+    }
+
+    if problems == 0 {
+        println!("all checks passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("{problems} problem(s) found");
+        ExitCode::FAILURE
+    }
+}
+
+fn lookup<'a>(value: &'a toml::Value, dotted: &str) -> Option<&'a toml::Value> {
+    dotted.split('.').try_fold(value, |v, part| v.get(part))
+}
+
+/// Reports one folder; returns 1 when it is unusable.
+fn folder(label: &str, path: &Path, must_write: bool) -> usize {
+    if !path.is_dir() {
+        // Sessions are created on first save; a missing one is only a note.
+        let severity = if must_write { "note" } else { "PROBLEM" };
+        println!("  {label}: {} — {severity}: does not exist", path.display());
+        return usize::from(!must_write);
+    }
+    let entries = std::fs::read_dir(path).map(|d| d.count());
+    let readable = entries.is_ok();
+    let writable = probe_write(path);
+    let ok = readable && (writable || !must_write);
+    println!(
+        "  {label}: {} — {}{}{}",
+        path.display(),
+        if readable { "readable" } else { "NOT readable" },
+        if writable {
+            ", writable"
+        } else {
+            ", not writable"
+        },
+        entries
+            .map(|n| format!(", {n} entries"))
+            .unwrap_or_default()
+    );
+    usize::from(!ok)
+}
+
+fn probe_write(dir: &Path) -> bool {
+    let probe = dir.join(format!(".her-doctor-{}", std::process::id()));
+    let ok = std::fs::write(&probe, b"").is_ok();
+    let _ = std::fs::remove_file(&probe);
+    ok
+}

@@ -1,0 +1,193 @@
+//! The llama.cpp backend: a handle that sends commands to one engine thread.
+
+mod llama;
+mod load;
+pub mod sampler;
+mod session;
+mod worker;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+pub use llama::{backend, devices, supports_gpu_offload};
+pub use load::{SUPPORTED_ARCHITECTURES, check_model_file, fingerprint, sha256_file};
+pub use session::log_softmax_at;
+
+use worker::{Command, Shared};
+
+use super::{
+    AdapterInfo, Backend, EngineError, EventStream, GenerateRequest, ModelInfo, Pending,
+    TokenLogprob,
+};
+
+/// How to load the model and size its context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalEngineOptions {
+    pub model_path: PathBuf,
+    /// Layers to offload to the GPU (needs the `cuda` build).
+    pub n_gpu_layers: u32,
+    pub n_ctx: u32,
+    pub n_batch: u32,
+    /// 0 = one per available core.
+    pub threads: u32,
+    pub use_mmap: bool,
+}
+
+impl LocalEngineOptions {
+    pub fn new(model_path: impl Into<PathBuf>) -> Self {
+        Self {
+            model_path: model_path.into(),
+            n_gpu_layers: 0,
+            n_ctx: 4096,
+            n_batch: 512,
+            threads: 0,
+            use_mmap: true,
+        }
+    }
+
+    /// The settings of a loaded config, with the model path already resolved.
+    pub fn from_config(model: &crate::config::ModelConfig, model_path: PathBuf) -> Self {
+        Self {
+            model_path,
+            n_gpu_layers: model.n_gpu_layers,
+            n_ctx: model.n_ctx,
+            n_batch: model.n_batch,
+            threads: model.threads,
+            use_mmap: model.use_mmap,
+        }
+    }
+
+    pub fn effective_threads(&self) -> u32 {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+    }
+}
+
+/// Runs a GGUF model with llama.cpp on a dedicated thread.
+pub struct LocalEngine {
+    commands: Mutex<Option<mpsc::Sender<Command>>>,
+    shared: Arc<Shared>,
+    info: ModelInfo,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl LocalEngine {
+    /// Loads the model (blocking) and starts the engine thread.
+    pub fn start(options: LocalEngineOptions) -> Result<Self, EngineError> {
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            cancel_epoch: AtomicU64::new(0),
+        });
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("her-engine".into())
+            .spawn(move || worker::run(options, rx, ready_tx, thread_shared))
+            .map_err(|e| EngineError::ModelLoad {
+                path: PathBuf::new(),
+                reason: format!("cannot start the engine thread: {e}"),
+            })?;
+        let info = match ready_rx.recv() {
+            Ok(Ok(info)) => info,
+            Ok(Err(err)) => {
+                let _ = thread.join();
+                return Err(err);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(EngineError::EngineStopped);
+            }
+        };
+        Ok(Self {
+            commands: Mutex::new(Some(tx)),
+            shared,
+            info,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    fn send(&self, command: Command) -> Result<(), EngineError> {
+        let guard = self
+            .commands
+            .lock()
+            .map_err(|_| EngineError::EngineStopped)?;
+        guard
+            .as_ref()
+            .ok_or(EngineError::EngineStopped)?
+            .send(command)
+            .map_err(|_| EngineError::EngineStopped)
+    }
+
+    fn request<T>(&self, make: impl FnOnce(worker::Reply<T>) -> Command) -> Pending<T> {
+        let (tx, pending) = Pending::channel();
+        if let Err(err) = self.send(make(tx)) {
+            return Pending::ready(Err(err));
+        }
+        pending
+    }
+}
+
+impl Backend for LocalEngine {
+    fn generate(&self, request: GenerateRequest) -> EventStream {
+        let (events, stream) = EventStream::channel();
+        let command = Command::Generate {
+            request,
+            events,
+            epoch: self.shared.cancel_epoch.load(Ordering::SeqCst),
+            received: Instant::now(),
+        };
+        match self.send(command) {
+            Ok(()) => stream,
+            Err(err) => EventStream::failed(err),
+        }
+    }
+
+    fn cancel(&self) {
+        self.shared.cancel_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn score(&self, prompt: String, completion: String) -> Pending<Vec<TokenLogprob>> {
+        self.request(|reply| Command::Score {
+            prompt,
+            completion,
+            reply,
+        })
+    }
+
+    fn tokenize(&self, text: String) -> Pending<Vec<i32>> {
+        self.request(|reply| Command::Tokenize { text, reply })
+    }
+
+    fn load_adapter(&self, path: PathBuf, scale: f32) -> Pending<AdapterInfo> {
+        self.request(|reply| Command::LoadAdapter { path, scale, reply })
+    }
+
+    fn clear_adapter(&self) -> Pending<()> {
+        self.request(|reply| Command::ClearAdapter { reply })
+    }
+
+    fn model_info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+}
+
+impl Drop for LocalEngine {
+    fn drop(&mut self) {
+        // Stop any running generation, close the queue, and wait so the model's
+        // memory is released before the next engine loads.
+        self.cancel();
+        if let Ok(mut commands) = self.commands.lock() {
+            commands.take();
+        }
+        if let Ok(mut thread) = self.thread.lock()
+            && let Some(handle) = thread.take()
+        {
+            let _ = handle.join();
+        }
+    }
+}

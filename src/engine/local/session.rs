@@ -1,0 +1,316 @@
+//! One llama.cpp context and the tokens held in its KV cache.
+//!
+//! `cached` mirrors sequence 0 of the KV cache exactly: a request evaluates
+//! only the tokens after the longest common prefix with it.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::sampler;
+use super::worker::Shared;
+use crate::engine::detok::Utf8Stream;
+use crate::engine::fit::fit_prompt;
+use crate::engine::stop::StopMatcher;
+use crate::engine::{
+    EngineError, Event, FinishReason, Finished, GenerateRequest, GenerationStats, LiveStats,
+    Provenance, Started, TokenLogprob,
+};
+
+/// How often live statistics are sent while a reply streams.
+const STATS_EVERY_TOKENS: usize = 8;
+
+pub struct Session<'m> {
+    pub model: &'m LlamaModel,
+    pub ctx: LlamaContext<'m>,
+    pub cached: Vec<LlamaToken>,
+    pub n_ctx: usize,
+    pub n_batch: usize,
+}
+
+/// Number of leading tokens two sequences share.
+pub fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
+}
+
+impl<'m> Session<'m> {
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Vec<LlamaToken> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), add_special, true)
+    }
+
+    /// Forgets the cache, e.g. after an adapter change made it stale.
+    pub fn reset(&mut self) {
+        self.ctx.clear_kv_cache();
+        self.cached.clear();
+    }
+
+    /// Makes the KV cache hold `tokens`, evaluating only what is not cached.
+    /// Positions from `first_logit` on get logits, passed to `on_logits` as
+    /// (position, logits). Returns how many tokens were reused.
+    fn evaluate(
+        &mut self,
+        tokens: &[LlamaToken],
+        first_logit: usize,
+        mut on_logits: impl FnMut(usize, &[f32]),
+    ) -> Result<usize, EngineError> {
+        // Positions that need logits must be evaluated even if cached.
+        let reused = common_prefix(&self.cached, tokens).min(first_logit);
+        if reused < self.cached.len() {
+            let removed = self
+                .ctx
+                .clear_kv_cache_seq(Some(0), Some(reused as u32), None)
+                .unwrap_or(false);
+            if !removed {
+                // Partial removal is not supported by every cache type: start over.
+                self.reset();
+                return self.evaluate(tokens, 0, on_logits).map(|_| 0);
+            }
+            self.cached.truncate(reused);
+        }
+        let mut batch = LlamaBatch::new(self.n_batch, 1);
+        let mut start = reused;
+        while start < tokens.len() {
+            let end = (start + self.n_batch).min(tokens.len());
+            batch.clear();
+            for (pos, &token) in tokens.iter().enumerate().take(end).skip(start) {
+                batch
+                    .add(token, pos as i32, &[0], pos >= first_logit)
+                    .map_err(|e| EngineError::Decode(e.to_string()))?;
+            }
+            if let Err(e) = self.ctx.decode(&mut batch) {
+                self.reset();
+                return Err(EngineError::Decode(e.to_string()));
+            }
+            self.cached.extend_from_slice(&tokens[start..end]);
+            for pos in start.max(first_logit)..end {
+                on_logits(pos, self.ctx.get_logits_ith((pos - start) as i32));
+            }
+            start = end;
+        }
+        Ok(reused)
+    }
+
+    /// Runs one generation, sending events until `Finished` or `Failed`.
+    pub fn generate(
+        &mut self,
+        request: &GenerateRequest,
+        events: &UnboundedSender<Event>,
+        shared: &Shared,
+        epoch: u64,
+        provenance: Provenance,
+        received: Instant,
+    ) {
+        if let Err(err) = self.try_generate(request, events, shared, epoch, provenance, received) {
+            let _ = events.send(Event::Failed(err));
+        }
+    }
+
+    fn try_generate(
+        &mut self,
+        request: &GenerateRequest,
+        events: &UnboundedSender<Event>,
+        shared: &Shared,
+        epoch: u64,
+        provenance: Provenance,
+        received: Instant,
+    ) -> Result<(), EngineError> {
+        let sampling = &request.sampling;
+        sampler::validate(sampling)?;
+        let cancelled =
+            || shared.cancel_epoch.load(Ordering::SeqCst) != epoch || events.is_closed();
+
+        // 1. Fit the prompt into the window, counting real tokens.
+        let source = &request.prompt;
+        let fit = fit_prompt(
+            |skip| self.tokenize(&source.render(skip), true).len(),
+            source.droppable_turns(),
+            request.min_skip,
+            self.n_ctx,
+            sampling.max_new_tokens as usize,
+        )
+        .map_err(|no| EngineError::PromptTooLong {
+            prompt_tokens: no.prompt_tokens,
+            n_ctx: no.n_ctx,
+        })?;
+        let prompt = self.tokenize(&source.render(fit.skip), true);
+
+        // 2. Evaluate what the cache does not hold yet.
+        let prompt_start = Instant::now();
+        let mut last_logits_seen = false;
+        let reused = self.evaluate(&prompt, prompt.len() - 1, |_, _| last_logits_seen = true)?;
+        let prompt_ms = prompt_start.elapsed().as_secs_f64() * 1e3;
+        let evaluated = prompt.len() - reused;
+        let _ = events.send(Event::Started(Started {
+            prompt_tokens: prompt.len(),
+            reused_tokens: reused,
+            evaluated_tokens: evaluated,
+            dropped_turns: fit.skip,
+            max_new_tokens: fit.max_new_tokens,
+        }));
+        if !last_logits_seen {
+            return Err(EngineError::Decode(
+                "no logits for the last prompt token".into(),
+            ));
+        }
+
+        // 3. Sample, stream, and feed each token back.
+        let mut chain = sampler::build_chain(sampling, self.model.n_vocab());
+        if sampler::uses_penalties(sampling) {
+            let window = (sampling.repeat_last_n as usize).min(prompt.len());
+            chain.accept_many(&prompt[prompt.len() - window..]);
+        }
+        let mut utf8 = Utf8Stream::new();
+        let mut stops = StopMatcher::new(&sampling.stop);
+        let vocab = self.model.vocab();
+        let mut batch = LlamaBatch::new(1, 1);
+        let mut generated = 0usize;
+        let mut sampled: Vec<i32> = Vec::new();
+        let mut first_token_at: Option<Instant> = None;
+        let mut stop_string = None;
+        // The token to sample after is always the last output of the last batch.
+        const LAST_OUTPUT: i32 = -1;
+        let reason = loop {
+            if cancelled() {
+                break FinishReason::Cancelled;
+            }
+            let token = chain.sample(&self.ctx, LAST_OUTPUT);
+            first_token_at.get_or_insert_with(Instant::now);
+            if vocab.is_eog(token) {
+                break FinishReason::EndOfGeneration;
+            }
+            generated += 1;
+            sampled.push(token.0);
+            let piece = vocab.token_to_piece(token, true, None);
+            let scan = stops.push(&utf8.push(&piece));
+            if !scan.emit.is_empty() {
+                let _ = events.send(Event::Text(scan.emit));
+            }
+            if scan.stopped_on.is_some() {
+                stop_string = scan.stopped_on;
+                break FinishReason::StopString;
+            }
+            if generated >= fit.max_new_tokens {
+                break FinishReason::MaxTokens;
+            }
+            if self.cached.len() + 1 > self.n_ctx {
+                break FinishReason::ContextFull;
+            }
+            batch.clear();
+            batch
+                .add(token, self.cached.len() as i32, &[0], true)
+                .map_err(|e| EngineError::Decode(e.to_string()))?;
+            if let Err(e) = self.ctx.decode(&mut batch) {
+                self.reset();
+                return Err(EngineError::Decode(e.to_string()));
+            }
+            self.cached.push(token);
+            if generated % STATS_EVERY_TOKENS == 0 {
+                let _ = events.send(Event::Stats(LiveStats {
+                    generated_tokens: generated,
+                    tokens_per_second: rate(generated, first_token_at),
+                    context_used: self.cached.len(),
+                    n_ctx: self.n_ctx,
+                }));
+            }
+        };
+
+        // 4. Release text held back for an unfinished character or stop string.
+        if reason != FinishReason::StopString {
+            let tail = stops.push(&utf8.finish());
+            let mut rest = tail.emit;
+            if tail.stopped_on.is_none() {
+                rest.push_str(&stops.finish());
+            }
+            if !rest.is_empty() {
+                let _ = events.send(Event::Text(rest));
+            }
+        }
+        let generation_ms = first_token_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
+        let ttft = first_token_at.map_or(0.0, |t| (t - received).as_secs_f64() * 1e3);
+        let _ = events.send(Event::Finished(Finished {
+            reason,
+            stop_string,
+            tokens: sampled,
+            stats: GenerationStats {
+                prompt_tokens: prompt.len(),
+                evaluated_prompt_tokens: evaluated,
+                generated_tokens: generated,
+                time_to_first_token_ms: ttft,
+                prompt_ms,
+                generation_ms,
+                tokens_per_second: rate(generated, first_token_at),
+                context_used: self.cached.len(),
+            },
+            provenance: Provenance {
+                seed: sampling.seed,
+                ..provenance
+            },
+        }));
+        Ok(())
+    }
+
+    /// Log-probabilities of each completion token after the prompt.
+    pub fn score(
+        &mut self,
+        prompt: &str,
+        completion: &str,
+    ) -> Result<Vec<TokenLogprob>, EngineError> {
+        let prompt_tokens = self.tokenize(prompt, true);
+        let completion_tokens = self.tokenize(completion, false);
+        if prompt_tokens.is_empty() || completion_tokens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let all: Vec<LlamaToken> = prompt_tokens
+            .iter()
+            .chain(&completion_tokens)
+            .copied()
+            .collect();
+        if all.len() > self.n_ctx {
+            return Err(EngineError::PromptTooLong {
+                prompt_tokens: all.len(),
+                n_ctx: self.n_ctx,
+            });
+        }
+        let first = prompt_tokens.len() - 1;
+        let mut out = Vec::with_capacity(completion_tokens.len());
+        let vocab = self.model.vocab();
+        self.evaluate(&all, first, |pos, logits| {
+            // Logits at `pos` predict the token at `pos + 1`.
+            if let Some(&next) = all.get(pos + 1) {
+                let piece =
+                    String::from_utf8_lossy(&vocab.token_to_piece(next, true, None)).into_owned();
+                out.push(TokenLogprob {
+                    token: next.0,
+                    piece,
+                    logprob: log_softmax_at(logits, next.0 as usize),
+                });
+            }
+        })?;
+        Ok(out)
+    }
+}
+
+/// log p(index) under softmax(logits), computed in f64 for stability.
+pub fn log_softmax_at(logits: &[f32], index: usize) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    logits
+        .get(index)
+        .map_or(f64::NEG_INFINITY, |&l| l as f64 - max - sum.ln())
+}
+
+fn rate(tokens: usize, since: Option<Instant>) -> f64 {
+    let secs = since.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    if secs > 0.0 {
+        tokens as f64 / secs
+    } else {
+        0.0
+    }
+}

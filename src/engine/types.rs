@@ -1,0 +1,256 @@
+//! Requests, events and descriptions shared by all backends.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::SamplingConfig;
+
+/// A prompt that can be shortened by dropping its oldest history turns.
+///
+/// The prompt builder knows how to re-render a conversation without its first
+/// turns (for example moving the conversation header to the new first turn);
+/// the engine only decides how many to drop, by counting real tokens.
+pub trait PromptSource: Send + Sync {
+    /// The full prompt text with the `skip` oldest droppable turns left out.
+    fn render(&self, skip: usize) -> String;
+    /// How many turns may be dropped at most (never the system prompt or the newest turn).
+    fn droppable_turns(&self) -> usize;
+}
+
+impl PromptSource for String {
+    fn render(&self, _skip: usize) -> String {
+        self.clone()
+    }
+    fn droppable_turns(&self) -> usize {
+        0
+    }
+}
+
+/// One generation.
+#[derive(Clone)]
+pub struct GenerateRequest {
+    pub prompt: Arc<dyn PromptSource>,
+    pub sampling: SamplingConfig,
+    /// Turns dropped for the previous reply of this conversation: starting from
+    /// there keeps the KV cache valid.
+    pub min_skip: usize,
+}
+
+impl GenerateRequest {
+    pub fn new(prompt: impl PromptSource + 'static, sampling: SamplingConfig) -> Self {
+        Self {
+            prompt: Arc::new(prompt),
+            sampling,
+            min_skip: 0,
+        }
+    }
+}
+
+impl fmt::Debug for GenerateRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GenerateRequest")
+            .field("droppable_turns", &self.prompt.droppable_turns())
+            .field("sampling", &self.sampling)
+            .field("min_skip", &self.min_skip)
+            .finish()
+    }
+}
+
+/// Everything a generation reports, in order: `Started`, then `Text` and
+/// `Stats` interleaved, then exactly one `Finished` or `Failed`.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started(Started),
+    Text(String),
+    Stats(LiveStats),
+    Finished(Finished),
+    Failed(super::EngineError),
+}
+
+/// How the prompt was prepared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub prompt_tokens: usize,
+    /// Tokens whose KV entries were reused from the previous request.
+    pub reused_tokens: usize,
+    /// Tokens actually evaluated for this prompt.
+    pub evaluated_tokens: usize,
+    /// Oldest history turns dropped to fit the context window.
+    pub dropped_turns: usize,
+    /// The reply budget after fitting (may be less than asked).
+    pub max_new_tokens: usize,
+}
+
+/// Progress while a reply streams.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LiveStats {
+    pub generated_tokens: usize,
+    pub tokens_per_second: f64,
+    pub context_used: usize,
+    pub n_ctx: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A stop string completed (it is not part of the text).
+    StopString,
+    /// The model produced an end-of-generation token.
+    EndOfGeneration,
+    /// `max_new_tokens` reached.
+    MaxTokens,
+    /// The caller cancelled.
+    Cancelled,
+    /// The context window is full.
+    ContextFull,
+}
+
+impl fmt::Display for FinishReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::StopString => "stop string",
+            Self::EndOfGeneration => "end of generation",
+            Self::MaxTokens => "max tokens",
+            Self::Cancelled => "cancelled",
+            Self::ContextFull => "context full",
+        })
+    }
+}
+
+/// The end of a generation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finished {
+    pub reason: FinishReason,
+    pub stop_string: Option<String>,
+    /// Every sampled token id except a final end-of-generation token (RL and
+    /// scoring need the exact ids; text does not always re-tokenize the same).
+    pub tokens: Vec<i32>,
+    pub stats: GenerationStats,
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct GenerationStats {
+    pub prompt_tokens: usize,
+    pub evaluated_prompt_tokens: usize,
+    pub generated_tokens: usize,
+    /// Request received to first token sampled.
+    pub time_to_first_token_ms: f64,
+    /// Prompt evaluation time.
+    pub prompt_ms: f64,
+    /// Generation time after the first token.
+    pub generation_ms: f64,
+    pub tokens_per_second: f64,
+    pub context_used: usize,
+}
+
+/// What produced a reply: enough to reproduce it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub model: String,
+    pub model_fingerprint: String,
+    pub adapter: Option<AdapterInfo>,
+    pub seed: u32,
+}
+
+/// Log-probability of one completion token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: i32,
+    pub piece: String,
+    pub logprob: f64,
+}
+
+/// The active LoRA adapter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AdapterInfo {
+    pub path: PathBuf,
+    pub scale: f32,
+    /// sha256 of the adapter file.
+    pub sha256: String,
+}
+
+/// A compute device llama.cpp can use.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub name: String,
+    pub description: String,
+    pub backend: String,
+    pub memory_total: usize,
+    pub memory_free: usize,
+}
+
+/// What is loaded and where it runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub path: PathBuf,
+    pub name: String,
+    /// Quick identity of the file: sha256 of its size, first and last MiB.
+    pub fingerprint: String,
+    pub architecture: String,
+    pub file_type: String,
+    pub file_size: u64,
+    pub n_params: u64,
+    pub n_layer: u32,
+    pub n_embd: u32,
+    pub n_head: u32,
+    pub n_head_kv: u32,
+    pub n_vocab: u32,
+    pub n_ctx_train: u32,
+    pub n_ctx: u32,
+    pub chat_template: ChatTemplateFamily,
+    pub devices: Vec<DeviceInfo>,
+    /// Layers asked to be offloaded and how many actually run on a GPU.
+    pub n_gpu_layers_requested: u32,
+    pub n_gpu_layers_offloaded: u32,
+    pub threads: u32,
+}
+
+/// The chat format the model's embedded template follows. HER prompts are
+/// always rendered as ChatML by hand; this only warns about mismatches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatTemplateFamily {
+    ChatMl,
+    Llama3,
+    Gemma,
+    Mistral,
+    Other,
+    Missing,
+}
+
+impl ChatTemplateFamily {
+    /// Classifies a Jinja template by the markers it uses.
+    pub fn detect(template: Option<&str>) -> Self {
+        let Some(t) = template else {
+            return Self::Missing;
+        };
+        if t.contains("<|im_start|>") {
+            Self::ChatMl
+        } else if t.contains("<|start_header_id|>") {
+            Self::Llama3
+        } else if t.contains("<start_of_turn>") {
+            Self::Gemma
+        } else if t.contains("[INST]") {
+            Self::Mistral
+        } else {
+            Self::Other
+        }
+    }
+}
+
+impl fmt::Display for ChatTemplateFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ChatMl => "ChatML",
+            Self::Llama3 => "Llama 3",
+            Self::Gemma => "Gemma",
+            Self::Mistral => "Mistral",
+            Self::Other => "other",
+            Self::Missing => "none",
+        })
+    }
+}

@@ -1,0 +1,18 @@
+//! her-studio: role-play with HER-style models in the terminal.
+//!
+//! The pure core (format, prompt, character, config) knows nothing of
+//! terminals or threads; the engine owns llama.cpp on its own thread.
+
+pub mod app;
+pub mod bench;
+pub mod character;
+pub mod chat;
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod engine;
+pub mod format;
+pub mod gguf;
+pub mod logging;
+pub mod prompt;
+pub mod studio;

@@ -1,0 +1,95 @@
+//! The `her` binary: parse flags, load the studio, run one command.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use her_studio::app::AppContext;
+use her_studio::chat::{Conversation, HeadlessOptions, run_headless};
+use her_studio::cli::{BenchCommand, ChatArgs, Cli, Command};
+use her_studio::engine::Backend;
+use her_studio::{bench, doctor, logging};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut overrides = AppContext::parse_sets(&cli.set).map_err(anyhow::Error::msg)?;
+    match &cli.command {
+        Some(Command::Chat(args)) => {
+            overrides.extend(args.model.overrides());
+            overrides.extend(args.sampling.overrides());
+        }
+        Some(Command::Doctor(args)) => overrides.extend(args.overrides()),
+        _ => {}
+    }
+    let app = match AppContext::load(cli.studio.as_deref(), &overrides) {
+        Ok(app) => app,
+        // Doctor must still report on a broken config.
+        Err(err) if matches!(cli.command, Some(Command::Doctor(_))) => {
+            eprintln!("config: {err}");
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(err) => return Err(err.into()),
+    };
+    start_logging(&app);
+    match cli.command {
+        Some(Command::Chat(args)) => chat(&app, &args),
+        None => chat(&app, &ChatArgs::interactive_default()),
+        Some(Command::Characters) => {
+            her_studio::character::print_list(&app.config().characters_dir(&app.studio.root))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Doctor(_)) => Ok(doctor::run(&app)),
+        Some(Command::Bench(BenchCommand::Engine(args))) => {
+            bench::engine::run(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn start_logging(app: &AppContext) {
+    let config = app.config();
+    if let Some(file) = config.log_file(&app.studio.root)
+        && let Err(err) = logging::init(&file, config.log.level.as_str())
+    {
+        eprintln!("warning: {err}; continuing without a log file");
+    }
+}
+
+fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
+    let character = app.character(args.character.as_deref())?;
+    let engine = app.start_engine()?;
+    if let Some(adapter) = &args.adapter {
+        engine
+            .load_adapter(adapter.clone(), args.adapter_scale)
+            .wait()
+            .with_context(|| format!("loading adapter '{}'", adapter.display()))?;
+    }
+    let config = app.config();
+    let user_name = character.user_name(&config.chat.user_name).to_string();
+    let mut conversation = Conversation::new(
+        character,
+        user_name,
+        config.chat.prompt_variant,
+        config.sampling.clone(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let options = HeadlessOptions {
+        interactive: !args.headless,
+        stats: args.stats,
+    };
+    runtime.block_on(run_headless(&engine, &mut conversation, options))?;
+    Ok(ExitCode::SUCCESS)
+}
