@@ -104,6 +104,24 @@ pub struct ChatArgs {
 pub enum BenchCommand {
     /// Engine tokens/s against a bare llama-cpp-2 loop, and KV reuse over a 20-turn chat.
     Engine(BenchEngineArgs),
+    /// Internal: one bare llama-cpp-2 run in its own process, for `bench engine`.
+    #[command(hide = true)]
+    BareLoop(BareLoopArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BareLoopArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub n_ctx: u32,
+    #[arg(long)]
+    pub n_batch: u32,
+    #[arg(long)]
+    pub threads: u32,
+    /// The sampling settings as JSON.
+    #[arg(long)]
+    pub sampling: String,
 }
 
 #[derive(Debug, Clone, Args)]

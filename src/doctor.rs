@@ -48,7 +48,7 @@ pub fn run(app: &AppContext) -> ExitCode {
         let value = values
             .as_ref()
             .and_then(|v| lookup(v, key))
-            .map_or_else(|| "?".to_string(), |v| v.to_string());
+            .map_or_else(|| "?".to_string(), display_value);
         println!("  {key} = {value}  <- {source}");
     }
 
@@ -98,6 +98,14 @@ pub fn run(app: &AppContext) -> ExitCode {
     } else {
         println!("{problems} problem(s) found");
         ExitCode::FAILURE
+    }
+}
+
+/// Floats come from f32 settings: show them as f32 (0.7, not 0.699999988).
+fn display_value(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Float(f) => format!("{}", *f as f32),
+        other => other.to_string(),
     }
 }
 

@@ -54,6 +54,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::engine::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Bench(BenchCommand::BareLoop(args))) => {
+            bench::engine::run_bare_loop(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

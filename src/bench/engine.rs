@@ -15,7 +15,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use super::median;
 use crate::app::AppContext;
 use crate::chat::Conversation;
-use crate::cli::BenchEngineArgs;
+use crate::cli::{BareLoopArgs, BenchEngineArgs};
 use crate::config::SamplingConfig;
 use crate::engine::local::{backend, sampler};
 use crate::engine::{Backend, GenerateRequest, LocalEngine, LocalEngineOptions};
@@ -64,22 +64,21 @@ pub fn run(app: &AppContext, args: &BenchEngineArgs) -> anyhow::Result<()> {
     let mut sampling = app.config().sampling.clone();
     sampling.max_new_tokens = args.tokens as u32;
 
-    // (a) Bare loop first, then the engine: never two models in memory at once.
+    // (a) Each bare run happens in a child process and each engine run in a
+    // freshly started engine, alternating, so only one model computes at a
+    // time and nothing of one side (llama.cpp's OpenMP workers belong to the
+    // thread that ran them) stays alive beside the other. The page cache
+    // keeps reloading cheap; load time is not measured.
     println!(
         "\n(a) generation speed, {} tokens x {} runs per side",
         args.tokens, args.runs
     );
-    let mut bare = Vec::new();
+    let (mut bare, mut ours) = (Vec::new(), Vec::new());
     for run in 0..args.runs {
         let mut s = sampling.clone();
         s.seed = sampling.seed.wrapping_add(run as u32);
-        bare.push(bare_loop(&options, &s)?);
-    }
-    let engine = LocalEngine::start(options.clone())?;
-    let mut ours = Vec::new();
-    for run in 0..args.runs {
-        let mut s = sampling.clone();
-        s.seed = sampling.seed.wrapping_add(run as u32);
+        bare.push(bare_loop_in_child(&options, &s)?);
+        let engine = LocalEngine::start(options.clone())?;
         let (_, done) = engine
             .generate(GenerateRequest::new(THROUGHPUT_PROMPT.to_string(), s))
             .collect_blocking()?;
@@ -105,6 +104,7 @@ pub fn run(app: &AppContext, args: &BenchEngineArgs) -> anyhow::Result<()> {
 
     // (b) A scripted chat: how much of each prompt is evaluated again.
     println!("\n(b) scripted {}-turn chat, KV-cache reuse", args.turns);
+    let engine = LocalEngine::start(options)?;
     scripted_chat(app, &engine, &sampling, args.turns)
 }
 
@@ -120,41 +120,64 @@ fn tiny_model() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// The baseline: llama-cpp-2 used directly, same context settings, same
-/// sampler chain, same per-token work (sample, detokenize, decode).
-fn bare_loop(
+/// Runs `her bench bare-loop` as a child process and reads its result line.
+fn bare_loop_in_child(
     options: &LocalEngineOptions,
     sampling: &SamplingConfig,
 ) -> anyhow::Result<(usize, f64)> {
+    let exe = std::env::current_exe()?;
+    let output = std::process::Command::new(exe)
+        .args(["bench", "bare-loop", "--model"])
+        .arg(&options.model_path)
+        .args(["--n-ctx", &options.n_ctx.to_string()])
+        .args(["--n-batch", &options.n_batch.to_string()])
+        .args(["--threads", &options.effective_threads().to_string()])
+        .args(["--sampling", &serde_json::to_string(sampling)?])
+        .output()?;
+    if !output.status.success() {
+        return Err(anyhow!(
+            "bare loop failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let line = String::from_utf8_lossy(&output.stdout);
+    let (tokens, tps) = line
+        .trim()
+        .split_once(' ')
+        .ok_or_else(|| anyhow!("unexpected bare loop output '{line}'"))?;
+    Ok((tokens.parse()?, tps.parse()?))
+}
+
+/// The baseline: llama-cpp-2 used directly, same context settings, same
+/// sampler chain, same per-token work (sample, detokenize, check the stop
+/// strings, decode). Prints "TOKENS TOKENS_PER_SECOND".
+pub fn run_bare_loop(args: &BareLoopArgs) -> anyhow::Result<()> {
+    let sampling: SamplingConfig = serde_json::from_str(&args.sampling)?;
     let backend = backend()?;
-    let params = LlamaModelParams::default()
-        .with_n_gpu_layers(options.n_gpu_layers)
-        .with_use_mmap(options.use_mmap);
-    let model = LlamaModel::load_from_file(backend, &options.model_path, &params)?;
-    let threads = options.effective_threads() as i32;
-    let n_batch = options.n_batch.min(options.n_ctx);
+    let model = LlamaModel::load_from_file(backend, &args.model, &LlamaModelParams::default())?;
+    let n_batch = args.n_batch.min(args.n_ctx);
+    let threads = args.threads as i32;
     let ctx_params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(options.n_ctx))
+        .with_n_ctx(NonZeroU32::new(args.n_ctx))
         .with_n_batch(n_batch)
         .with_n_ubatch(n_batch)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
     let mut ctx = model.new_context(backend, ctx_params)?;
-    let prompt = model
-        .vocab()
-        .tokenize(THROUGHPUT_PROMPT.as_bytes(), true, true);
+    let vocab = model.vocab();
+    let prompt = vocab.tokenize(THROUGHPUT_PROMPT.as_bytes(), true, true);
     let mut batch = LlamaBatch::new(n_batch as usize, 1);
     for (i, &t) in prompt.iter().enumerate() {
         batch.add(t, i as i32, &[0], i + 1 == prompt.len())?;
     }
     ctx.decode(&mut batch)?;
-    let mut chain = sampler::build_chain(sampling, model.n_vocab());
-    let vocab = model.vocab();
+    let mut chain = sampler::build_chain(&sampling, model.n_vocab());
+    let max = sampling.max_new_tokens as usize;
     let mut pos = prompt.len() as i32;
     let mut generated = 0usize;
     let mut start: Option<Instant> = None;
     let mut text = Vec::new();
-    while generated < sampling.max_new_tokens as usize {
+    while generated < max {
         let token = chain.sample(&ctx, -1);
         start.get_or_insert_with(Instant::now);
         if vocab.is_eog(token) {
@@ -162,7 +185,8 @@ fn bare_loop(
         }
         generated += 1;
         text.extend(vocab.token_to_piece(token, true, None));
-        if generated >= sampling.max_new_tokens as usize {
+        let so_far = String::from_utf8_lossy(&text);
+        if generated >= max || sampling.stop.iter().any(|s| so_far.contains(s.as_str())) {
             break;
         }
         batch.clear();
@@ -171,14 +195,13 @@ fn bare_loop(
         pos += 1;
     }
     let secs = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-    Ok((
-        generated,
-        if secs > 0.0 {
-            generated as f64 / secs
-        } else {
-            0.0
-        },
-    ))
+    let tps = if secs > 0.0 {
+        generated as f64 / secs
+    } else {
+        0.0
+    };
+    println!("{generated} {tps}");
+    Ok(())
 }
 
 fn scripted_chat(
@@ -203,7 +226,7 @@ fn scripted_chat(
         .enable_all()
         .build()?;
     let count = |text: String| engine.tokenize(text).wait().map(|t| t.len());
-    println!("  turn  prompt  evaluated  bound  ttft ms");
+    println!("  turn  prompt  evaluated  bound  ttft ms  prompt eval ms");
     let mut previous_reply = String::new();
     let mut ttft = Vec::new();
     let mut within = true;
@@ -219,7 +242,7 @@ fn scripted_chat(
         let t = outcome.finished.stats.time_to_first_token_ms;
         ttft.push(t);
         println!(
-            "  {:>4}  {:>6}  {:>9}  {:>5}  {:>7.1}",
+            "  {:>4}  {:>6}  {:>9}  {:>5}  {:>7.1}  {:>14.1}",
             turn + 1,
             started.prompt_tokens,
             evaluated,
@@ -228,7 +251,8 @@ fn scripted_chat(
             } else {
                 bound.to_string()
             },
-            t
+            t,
+            outcome.finished.stats.prompt_ms
         );
         previous_reply = outcome.reply;
     }

@@ -4,7 +4,7 @@
 //! only the tokens after the longest common prefix with it.
 
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -22,8 +22,57 @@ use crate::engine::{
     Provenance, Started, TokenLogprob,
 };
 
-/// How often live statistics are sent while a reply streams.
-const STATS_EVERY_TOKENS: usize = 8;
+/// Streamed text is sent at most this often. Every event wakes the
+/// receiving thread, and on a machine whose cores all run llama.cpp's
+/// workers each wake-up costs generation speed (measured: a send per token
+/// cost 30% on 2 cores); 25 ms is still faster than a terminal redraws.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(25);
+/// Live statistics are sent at most this often.
+const STATS_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Coalesces streamed text into fewer events.
+struct Outbox<'a> {
+    events: &'a UnboundedSender<Event>,
+    text: String,
+    last_flush: Instant,
+    last_stats: Instant,
+}
+
+impl<'a> Outbox<'a> {
+    fn new(events: &'a UnboundedSender<Event>) -> Self {
+        let now = Instant::now();
+        Self {
+            events,
+            text: String::new(),
+            last_flush: now,
+            last_stats: now,
+        }
+    }
+
+    fn push(&mut self, text: &str) {
+        self.text.push_str(text);
+        if self.last_flush.elapsed() >= FLUSH_INTERVAL {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if !self.text.is_empty() {
+            let _ = self
+                .events
+                .send(Event::Text(std::mem::take(&mut self.text)));
+        }
+        self.last_flush = Instant::now();
+    }
+
+    fn stats(&mut self, stats: impl FnOnce() -> LiveStats) {
+        if self.last_stats.elapsed() >= STATS_INTERVAL {
+            self.flush();
+            let _ = self.events.send(Event::Stats(stats()));
+            self.last_stats = Instant::now();
+        }
+    }
+}
 
 pub struct Session<'m> {
     pub model: &'m LlamaModel,
@@ -167,6 +216,7 @@ impl<'m> Session<'m> {
             chain.accept_many(&prompt[prompt.len() - window..]);
         }
         let mut utf8 = Utf8Stream::new();
+        let mut outbox = Outbox::new(events);
         let mut stops = StopMatcher::new(&sampling.stop);
         let vocab = self.model.vocab();
         let mut batch = LlamaBatch::new(1, 1);
@@ -189,9 +239,7 @@ impl<'m> Session<'m> {
             sampled.push(token.0);
             let piece = vocab.token_to_piece(token, true, None);
             let scan = stops.push(&utf8.push(&piece));
-            if !scan.emit.is_empty() {
-                let _ = events.send(Event::Text(scan.emit));
-            }
+            outbox.push(&scan.emit);
             if scan.stopped_on.is_some() {
                 stop_string = scan.stopped_on;
                 break FinishReason::StopString;
@@ -211,14 +259,13 @@ impl<'m> Session<'m> {
                 return Err(EngineError::Decode(e.to_string()));
             }
             self.cached.push(token);
-            if generated % STATS_EVERY_TOKENS == 0 {
-                let _ = events.send(Event::Stats(LiveStats {
-                    generated_tokens: generated,
-                    tokens_per_second: rate(generated, first_token_at),
-                    context_used: self.cached.len(),
-                    n_ctx: self.n_ctx,
-                }));
-            }
+            let context_used = self.cached.len();
+            outbox.stats(|| LiveStats {
+                generated_tokens: generated,
+                tokens_per_second: rate(generated, first_token_at),
+                context_used,
+                n_ctx: self.n_ctx,
+            });
         };
 
         // 4. Release text held back for an unfinished character or stop string.
@@ -228,10 +275,9 @@ impl<'m> Session<'m> {
             if tail.stopped_on.is_none() {
                 rest.push_str(&stops.finish());
             }
-            if !rest.is_empty() {
-                let _ = events.send(Event::Text(rest));
-            }
+            outbox.push(&rest);
         }
+        outbox.flush();
         let generation_ms = first_token_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
         let ttft = first_token_at.map_or(0.0, |t| (t - received).as_secs_f64() * 1e3);
         let _ = events.send(Event::Finished(Finished {

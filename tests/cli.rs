@@ -1,0 +1,269 @@
+//! The `her` binary end to end: help, bad input (one clear error, non-zero
+//! exit, no panic), a headless chat on the real SmolLM2 model, doctor.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use her_studio::gguf::GgufWriter;
+
+/// `her` with an isolated home (no user config), the repo as studio, and
+/// the log in a temp folder.
+fn her(home: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_her"));
+    cmd.env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .args(["--studio", common::repo_root().to_str().unwrap()])
+        .arg("--set")
+        .arg(format!("log.file={}", home.join("her.log").display()))
+        .stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("HER_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A failed run: non-zero exit, one `error:` line that contains `needle`, no panic.
+fn assert_one_clear_error(o: &Output, needle: &str) {
+    let err = stderr(o);
+    assert!(!o.status.success(), "expected failure, stderr: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one line, got: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(err.contains(needle), "'{needle}' not in: {err}");
+}
+
+fn chat_with_model(home: &Path, model: &Path) -> Output {
+    her(home)
+        .args(["chat", "--headless", "--model"])
+        .arg(model)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let home = tempfile::tempdir().unwrap();
+    let out = her(home.path()).arg("--help").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for cmd in ["chat", "doctor", "bench", "characters"] {
+        assert!(text.contains(cmd), "{text}");
+    }
+}
+
+#[test]
+fn a_missing_model_is_one_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let out = chat_with_model(home.path(), Path::new("/nonexistent/model.gguf"));
+    assert_one_clear_error(&out, "'/nonexistent/model.gguf' does not exist");
+}
+
+#[test]
+fn a_file_that_is_not_gguf_is_one_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let fake = home.path().join("fake.gguf");
+    std::fs::write(&fake, b"<html>not a model</html>").unwrap();
+    let out = chat_with_model(home.path(), &fake);
+    assert_one_clear_error(&out, "is not a GGUF file");
+}
+
+#[test]
+fn a_truncated_gguf_is_one_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(&common::tiny().model).unwrap();
+    let cut = home.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let out = chat_with_model(home.path(), &cut);
+    assert_one_clear_error(&out, "is truncated");
+}
+
+#[test]
+fn an_unsupported_architecture_is_one_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let path = home.path().join("bert.gguf");
+    let mut w = GgufWriter::new();
+    w.add_string("general.architecture", "bert").add_tensor_f32(
+        "token_embd.weight",
+        &[4, 4],
+        vec![0.0; 16],
+    );
+    w.write(&path).unwrap();
+    let out = chat_with_model(home.path(), &path);
+    assert_one_clear_error(&out, "architecture 'bert'");
+}
+
+#[test]
+fn a_context_smaller_than_the_system_prompt_is_one_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = her(home.path())
+        .args([
+            "chat",
+            "--headless",
+            "--n-ctx",
+            "256",
+            "--set",
+            "model.n_batch=256",
+            "--model",
+        ])
+        .arg(&common::tiny().model)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"Hello\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_one_clear_error(&out, "context window (model.n_ctx) holds 256");
+}
+
+#[test]
+fn invalid_sampler_values_are_one_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let out = her(home.path())
+        .args(["chat", "--headless", "--top-p", "1.5"])
+        .output()
+        .unwrap();
+    assert_one_clear_error(&out, "sampling.top_p");
+    let out = her(home.path())
+        .args(["chat", "--headless", "--set", "sampling.temperature=hot"])
+        .output()
+        .unwrap();
+    assert_one_clear_error(&out, "sampling.temperature");
+}
+
+#[test]
+fn an_unreadable_or_invalid_config_is_one_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    // A directory where the user's config file should be cannot be read (even by root).
+    let user_config = home.path().join(".config/her-studio/config.toml");
+    std::fs::create_dir_all(&user_config).unwrap();
+    let out = her(home.path())
+        .args(["chat", "--headless"])
+        .output()
+        .unwrap();
+    assert_one_clear_error(&out, &user_config.display().to_string());
+    std::fs::remove_dir(&user_config).unwrap();
+    std::fs::write(&user_config, "[sampling]\ntemprature = 0.5\n").unwrap();
+    let out = her(home.path())
+        .args(["chat", "--headless"])
+        .output()
+        .unwrap();
+    assert_one_clear_error(&out, "unknown key 'sampling.temprature'");
+}
+
+#[test]
+fn an_unknown_character_is_one_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let out = her(home.path())
+        .args(["chat", "--headless", "--character", "nobody"])
+        .output()
+        .unwrap();
+    assert_one_clear_error(&out, "no character named 'nobody'");
+}
+
+fn smollm2_chat(home: &Path, input: &str) -> Output {
+    let mut child = her(home)
+        .args([
+            "chat",
+            "--headless",
+            "--stats",
+            "--max-new-tokens",
+            "24",
+            "--threads",
+            "2",
+            "--model",
+        ])
+        .arg(common::smollm2())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn headless_chat_on_smollm2_streams_replies_and_reuses_the_cache() {
+    let home = tempfile::tempdir().unwrap();
+    let out = smollm2_chat(
+        home.path(),
+        "Good evening, Miss Bennet.\nDo you like to dance?\n",
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).trim().is_empty());
+    // stderr holds exactly the two statistics lines: llama.cpp's own logs went to the log file.
+    let stats: Vec<&str> = err.lines().collect();
+    assert_eq!(stats.len(), 2, "{err}");
+    let numbers = |line: &str| -> (usize, usize) {
+        let (_, rest) = line.split_once("prompt ").unwrap();
+        let (prompt, rest) = rest.split_once(" (").unwrap();
+        let (evaluated, _) = rest.split_once(' ').unwrap();
+        (prompt.parse().unwrap(), evaluated.parse().unwrap())
+    };
+    let (p1, e1) = numbers(stats[0]);
+    let (p2, e2) = numbers(stats[1]);
+    assert_eq!(p1, e1, "first turn evaluates the whole prompt");
+    assert!(
+        p2 > p1 && e2 < p2 / 4,
+        "second turn reused the cache: {err}"
+    );
+    let log = std::fs::read_to_string(home.path().join("her.log")).unwrap();
+    assert!(
+        log.contains("llama"),
+        "llama.cpp logs should be in the log file"
+    );
+}
+
+#[test]
+fn doctor_reports_the_default_model() {
+    let home = tempfile::tempdir().unwrap();
+    common::smollm2();
+    let out = her(home.path()).arg("doctor").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", stderr(&out));
+    assert!(text.contains("architecture 'llama'"), "{text}");
+    assert!(text.contains("file type Q4_1"), "{text}");
+    assert!(text.contains("sampling.temperature = 0.7"), "{text}");
+    assert!(text.contains("all checks passed"), "{text}");
+}
+
+#[test]
+fn doctor_reports_a_broken_model_and_fails() {
+    let home = tempfile::tempdir().unwrap();
+    let out = her(home.path())
+        .args(["doctor", "--model", "/nonexistent/x.gguf"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("PROBLEM"));
+}
+
+#[test]
+fn characters_lists_the_shipped_characters() {
+    let home = tempfile::tempdir().unwrap();
+    let out = her(home.path()).arg("characters").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        text.contains("Elizabeth Bennet (Pride and Prejudice)"),
+        "{text}"
+    );
+}
