@@ -33,8 +33,12 @@ pub fn load_character(path: &Path) -> Result<Character, CharacterError> {
     parse_character(&text, path)
 }
 
-pub fn parse_character(text: &str, path: &Path) -> Result<Character, CharacterError> {
-    let character: Character = toml::from_str(text).map_err(|e| CharacterError::Invalid {
+/// Deserializes TOML, turning the parser's error into one naming file, line and column.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &Path,
+) -> Result<T, CharacterError> {
+    toml::from_str(text).map_err(|e| CharacterError::Invalid {
         path: path.to_path_buf(),
         location: e
             .span()
@@ -43,8 +47,12 @@ pub fn parse_character(text: &str, path: &Path) -> Result<Character, CharacterEr
                 format!(" line {line}, column {col}")
             })
             .unwrap_or_default(),
-        message: e.message().to_string(),
-    })?;
+        message: e.message().trim_end().to_string(),
+    })
+}
+
+pub fn parse_character(text: &str, path: &Path) -> Result<Character, CharacterError> {
+    let character: Character = parse_toml(text, path)?;
     let invalid = |field: &str, why: &str| CharacterError::Invalid {
         path: path.to_path_buf(),
         location: String::new(),

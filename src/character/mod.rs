@@ -1,13 +1,18 @@
 //! Characters: who the model plays, stored as TOML files in `characters/`.
 
 mod file;
+mod scene;
 
-pub use file::{CharacterError, list_characters, load_character, load_character_by_name};
+pub use file::{
+    CharacterError, ListedCharacter, list_characters, load_character, load_character_by_name,
+    parse_character,
+};
+pub use scene::{NextSpeaker, Scene, SceneMember, load_scene, parse_scene};
 
 use serde::{Deserialize, Serialize};
 
 /// A character the model plays, with everything the HER system prompt needs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Character {
     pub name: String,
@@ -19,6 +24,9 @@ pub struct Character {
     #[serde(default)]
     pub description: String,
     pub profile: String,
+    /// Temperament in a few words (Character Card `personality`); shown after the profile.
+    #[serde(default)]
+    pub personality: String,
     /// Plot summary or background of the story so far.
     #[serde(default)]
     pub background: String,
@@ -44,6 +52,98 @@ pub struct Character {
     /// Per-character sampling overrides, e.g. a cooler temperature.
     #[serde(default)]
     pub sampling: Option<SamplingOverrides>,
+    /// World knowledge inserted into the prompt when its keys come up.
+    #[serde(default)]
+    pub lorebook: Option<Lorebook>,
+    /// Character Card fields her-studio does not use, kept for a faithful export.
+    #[serde(default)]
+    pub card: Option<CardExtras>,
+}
+
+/// A Character Card `character_book`: entries inserted into the prompt when
+/// one of their keys appears in recent turns, within a token budget.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lorebook {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// How many recent transcript lines are searched for keys (default 4).
+    #[serde(default)]
+    pub scan_depth: Option<u32>,
+    /// Most tokens the inserted entries may use together (default 512).
+    #[serde(default)]
+    pub token_budget: Option<u32>,
+    #[serde(default)]
+    pub recursive_scanning: bool,
+    #[serde(default, rename = "entry")]
+    pub entries: Vec<LoreEntry>,
+    /// The card's `extensions` object of the book, as JSON text, untouched.
+    #[serde(default)]
+    pub extensions_json: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoreEntry {
+    pub keys: Vec<String>,
+    pub content: String,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Lower comes first in the prompt.
+    #[serde(default)]
+    pub insertion_order: i64,
+    #[serde(default)]
+    pub case_sensitive: bool,
+    /// Always inserted, whatever the keys.
+    #[serde(default)]
+    pub constant: bool,
+    /// Also required: one of these must appear too (when `selective`).
+    #[serde(default)]
+    pub secondary_keys: Vec<String>,
+    #[serde(default)]
+    pub selective: bool,
+    /// Higher survives the token budget first.
+    #[serde(default)]
+    pub priority: i64,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub comment: String,
+    #[serde(default)]
+    pub id: Option<i64>,
+    /// "before_char" or "after_char" in SillyTavern; kept for export.
+    #[serde(default)]
+    pub position: String,
+    #[serde(default)]
+    pub extensions_json: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Card fields kept only to write them back on export.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardExtras {
+    #[serde(default)]
+    pub creator: String,
+    #[serde(default)]
+    pub character_version: String,
+    #[serde(default)]
+    pub creator_notes: String,
+    #[serde(default)]
+    pub system_prompt: String,
+    #[serde(default)]
+    pub post_history_instructions: String,
+    /// The card's `data.extensions` object as JSON text, untouched.
+    #[serde(default)]
+    pub extensions_json: String,
+    /// Which spec the card was imported from: "chara_card_v2" or "chara_card_v3".
+    #[serde(default)]
+    pub source_spec: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 use crate::character::Character;
 use crate::config::SamplingConfig;
 use crate::engine::{Backend, EngineError, Event, Finished, GenerateRequest, Started};
+use crate::format::PREFILL;
 use crate::prompt::{HerPrompt, Line, PromptVariant};
 
 /// A running conversation with a character.
@@ -80,8 +81,10 @@ impl Conversation {
                 }
                 Event::Stats(_) => {}
                 Event::Finished(finished) => {
+                    // Stored as generated, prefill included, so it parses like any reply.
+                    let raw = format!("{PREFILL}{reply}");
                     self.transcript
-                        .push(Line::new(self.character.name.clone(), reply.clone()));
+                        .push(Line::new(self.character.name.clone(), raw));
                     return Ok(TurnOutcome {
                         started,
                         finished,

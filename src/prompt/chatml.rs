@@ -160,6 +160,9 @@ mod tests {
             user: None,
             examples: vec![],
             sampling: None,
+            personality: String::new(),
+            lorebook: None,
+            card: None,
         }
     }
 
