@@ -34,6 +34,8 @@ pub enum Command {
     Chat(ChatArgs),
     /// List the characters in the studio's characters/ folder.
     Characters,
+    /// Print the exact prompt that would be sent, with tokens per section.
+    Prompt(PromptArgs),
     /// Check the build, devices, model file, config sources and folders.
     Doctor(ModelArgs),
     /// Measure performance against a baseline run in the same process.
@@ -98,6 +100,25 @@ pub struct ChatArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PromptArgs {
+    /// Character name or file stem (default: chat.character).
+    #[arg(long, short)]
+    pub character: Option<String>,
+    /// A transcript line "Speaker: text" (repeatable, in order). Default: one
+    /// greeting from the user persona.
+    #[arg(long = "line", value_name = "SPEAKER: TEXT")]
+    pub lines: Vec<String>,
+    /// HER's "training" or "evaluation" system-prompt layout (default: chat.prompt_variant).
+    #[arg(long)]
+    pub variant: Option<String>,
+    /// Only the table of token counts, not the prompt text.
+    #[arg(long)]
+    pub counts_only: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -15,6 +15,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // A closed pipe (`her prompt | head`) is the reader's choice, not an error.
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
@@ -30,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             overrides.extend(args.sampling.overrides());
         }
         Some(Command::Doctor(args)) => overrides.extend(args.overrides()),
+        Some(Command::Prompt(args)) => overrides.extend(args.model.overrides()),
         _ => {}
     }
     let app = match AppContext::load(cli.studio.as_deref(), &overrides) {
@@ -50,6 +53,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Doctor(_)) => Ok(doctor::run(&app)),
+        Some(Command::Prompt(args)) => {
+            her_studio::chat::prompt_view::run(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench(BenchCommand::Engine(args))) => {
             bench::engine::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
@@ -59,6 +66,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn start_logging(app: &AppContext) {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{CHATML_PROMPT, sampling, start, tiny};
 use her_studio::character::load_character;
 use her_studio::engine::{Backend, EngineError, Event, FinishReason, GenerateRequest, LocalEngine};
-use her_studio::prompt::{HerPrompt, Line, PromptVariant};
+use her_studio::prompt::{HerPrompt, Line, PromptOptions, PromptVariant};
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
@@ -137,7 +137,11 @@ fn second_turn_evaluates_only_the_new_tokens() {
     let engine = start(&t.model);
     let character = lizzy();
     let mut transcript = vec![Line::new("Mr. Darcy", "Good evening.")];
-    let prompt = HerPrompt::build(&character, PromptVariant::Training, &transcript);
+    let prompt = HerPrompt::build(
+        &character,
+        &PromptOptions::new(PromptVariant::Training, "Mr. Darcy"),
+        &transcript,
+    );
     let mut events = engine.generate(GenerateRequest::new(prompt, sampling(1, 24)));
     let mut reply = String::new();
     let mut first = None;
@@ -156,7 +160,11 @@ fn second_turn_evaluates_only_the_new_tokens() {
 
     transcript.push(Line::new("Elizabeth Bennet", reply.clone()));
     transcript.push(Line::new("Mr. Darcy", "Will you dance?"));
-    let prompt = HerPrompt::build(&character, PromptVariant::Training, &transcript);
+    let prompt = HerPrompt::build(
+        &character,
+        &PromptOptions::new(PromptVariant::Training, "Mr. Darcy"),
+        &transcript,
+    );
     let mut events = engine.generate(GenerateRequest::new(prompt, sampling(1, 8)));
     let Some(Event::Started(second)) = events.blocking_next() else {
         panic!("first event must be Started")
@@ -194,8 +202,12 @@ fn overflow_drops_the_oldest_turns_but_keeps_system_and_newest() {
         ));
     }
     transcript.push(Line::new("Mr. Darcy", "The newest question?"));
-    let prompt = HerPrompt::build(&character, PromptVariant::Training, &transcript);
-    let system_tokens = engine.tokenize(prompt.system.clone()).wait().unwrap().len();
+    let prompt = HerPrompt::build(
+        &character,
+        &PromptOptions::new(PromptVariant::Training, "Mr. Darcy"),
+        &transcript,
+    );
+    let system_tokens = engine.tokenize(prompt.system()).wait().unwrap().len();
     let (_, done) = engine
         .generate(GenerateRequest::new(prompt.clone(), sampling(1, 100)))
         .collect_blocking()
@@ -231,7 +243,7 @@ fn a_system_prompt_longer_than_the_window_is_a_clear_error() {
     let engine = LocalEngine::start(options).unwrap();
     let prompt = HerPrompt::build(
         &lizzy(),
-        PromptVariant::Training,
+        &PromptOptions::new(PromptVariant::Training, "Mr. Darcy"),
         &[Line::new("Mr. Darcy", "Hello")],
     );
     let err = engine

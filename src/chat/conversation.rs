@@ -4,7 +4,7 @@ use crate::character::Character;
 use crate::config::SamplingConfig;
 use crate::engine::{Backend, EngineError, Event, Finished, GenerateRequest, Started};
 use crate::format::PREFILL;
-use crate::prompt::{HerPrompt, Line, PromptVariant};
+use crate::prompt::{HerPrompt, Line, PromptOptions, PromptVariant};
 
 /// A running conversation with a character.
 pub struct Conversation {
@@ -50,7 +50,11 @@ impl Conversation {
 
     /// The prompt for the next reply.
     pub fn prompt(&self) -> HerPrompt {
-        HerPrompt::build(&self.character, self.variant, &self.transcript)
+        HerPrompt::build(
+            &self.character,
+            &PromptOptions::new(self.variant, self.user_name.clone()),
+            &self.transcript,
+        )
     }
 
     /// Sends a user line and streams the reply through `on_text`. The reply

@@ -3,6 +3,7 @@
 
 mod conversation;
 mod headless;
+pub mod prompt_view;
 
 pub use conversation::{Conversation, TurnOutcome};
 pub use headless::{HeadlessOptions, run_headless};

@@ -2,9 +2,14 @@
 
 use crate::character::Character;
 use crate::engine::PromptSource;
-use crate::format::{PREFILL, strip_role_thinking, strip_speaker_prefix, strip_system_thinking};
+use crate::format::{
+    Ending, PREFILL, SegmentKind, parse_reply, strip_role_thinking, strip_speaker_prefix,
+    strip_system_thinking,
+};
 
-use super::{PromptVariant, system_prompt};
+use super::PromptOptions;
+use super::lore::active_entries;
+use super::system::{Section, join_sections, system_sections};
 
 /// Marks the first turn of the conversation, as in HER's training data.
 pub const CONVERSATION_START: &str = "===Conversation Start===\n\n";
@@ -40,12 +45,33 @@ pub struct Turn {
     pub text: String,
 }
 
+/// The character's own turn as history keeps it: no plan, and a `Name: `
+/// prefix as in every trained reply (greetings are written without one).
+fn own_turn(raw: &str, name: &str) -> String {
+    let text = strip_system_thinking(raw).trim_end().to_string();
+    let has_prefix = parse_reply(&text, Ending::Natural)
+        .iter()
+        .any(|s| s.kind == SegmentKind::Speaker);
+    if has_prefix || text.is_empty() {
+        text
+    } else {
+        format!("{name}: {text}")
+    }
+}
+
 /// A complete generation prompt for one character.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HerPrompt {
-    pub system: String,
+    pub sections: Vec<Section>,
     /// History turns, oldest first; the last one is the turn being answered.
     pub turns: Vec<Turn>,
+}
+
+/// A labelled piece of a rendered prompt; the parts concatenate to the prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptPart {
+    pub label: String,
+    pub text: String,
 }
 
 impl HerPrompt {
@@ -53,13 +79,15 @@ impl HerPrompt {
     /// - the character's own replies lose their system thinking but keep role thinking;
     /// - everyone else's lines lose both, get a `Name: ` prefix, and consecutive
     ///   ones merge into one user turn, blank-line separated.
-    pub fn build(character: &Character, variant: PromptVariant, transcript: &[Line]) -> Self {
+    ///
+    /// Lorebook entries whose keys appear in recent lines join the background.
+    pub fn build(character: &Character, options: &PromptOptions, transcript: &[Line]) -> Self {
         let mut turns: Vec<Turn> = Vec::new();
         for line in transcript {
             if line.speaker == character.name {
                 turns.push(Turn {
                     role: TurnRole::Assistant,
-                    text: strip_system_thinking(&line.text).trim_end().to_string(),
+                    text: own_turn(&line.text, &character.name),
                 });
                 continue;
             }
@@ -80,23 +108,46 @@ impl HerPrompt {
                 }),
             }
         }
+        let lore = character
+            .lorebook
+            .as_ref()
+            .map(|book| active_entries(book, transcript))
+            .unwrap_or_default();
         Self {
-            system: system_prompt(character, variant),
+            sections: system_sections(character, options, &lore),
             turns,
         }
     }
 
-    /// The ChatML text with the `skip` oldest turns left out, ending with the
-    /// assistant prefill. The conversation header moves to the first turn kept.
-    pub fn render_with_skip(&self, skip: usize) -> String {
+    /// The system prompt text.
+    pub fn system(&self) -> String {
+        join_sections(&self.sections)
+    }
+
+    /// The prompt as labelled parts, with the `skip` oldest turns left out.
+    /// The conversation header moves to the first turn kept.
+    pub fn parts(&self, skip: usize) -> Vec<PromptPart> {
+        let part = |label: String, text: String| PromptPart { label, text };
+        let mut parts = Vec::new();
+        let last = self.sections.len().saturating_sub(1);
+        for (i, section) in self.sections.iter().enumerate() {
+            let open = if i == 0 { "<|im_start|>system\n" } else { "" };
+            let close = if i == last { "<|im_end|>\n" } else { "\n\n" };
+            parts.push(part(
+                format!("system: {}", section.label()),
+                format!("{open}{}{close}", section.render()),
+            ));
+        }
         let skip = skip.min(self.droppable());
-        let mut out = format!("<|im_start|>system\n{}<|im_end|>\n", self.system);
         let kept = &self.turns[skip..];
         if kept.first().is_some_and(|t| t.role == TurnRole::Assistant) {
             // The header belongs to a user turn; give it one of its own.
-            out.push_str(&format!(
-                "<|im_start|>user\n{}<|im_end|>\n",
-                CONVERSATION_START.trim_end()
+            parts.push(part(
+                "conversation start".into(),
+                format!(
+                    "<|im_start|>user\n{}<|im_end|>\n",
+                    CONVERSATION_START.trim_end()
+                ),
             ));
         }
         for (i, turn) in kept.iter().enumerate() {
@@ -109,14 +160,22 @@ impl HerPrompt {
             } else {
                 ""
             };
-            out.push_str(&format!(
-                "<|im_start|>{role}\n{header}{}<|im_end|>\n",
-                turn.text
+            parts.push(part(
+                format!("turn {} ({role})", skip + i + 1),
+                format!("<|im_start|>{role}\n{header}{}<|im_end|>\n", turn.text),
             ));
         }
-        out.push_str("<|im_start|>assistant\n");
-        out.push_str(PREFILL);
-        out
+        parts.push(part(
+            "prefill".into(),
+            format!("<|im_start|>assistant\n{PREFILL}"),
+        ));
+        parts
+    }
+
+    /// The ChatML text with the `skip` oldest turns left out, ending with the
+    /// assistant prefill.
+    pub fn render_with_skip(&self, skip: usize) -> String {
+        self.parts(skip).into_iter().map(|p| p.text).collect()
     }
 
     /// Every turn but the newest may be dropped to fit the context.
@@ -140,6 +199,11 @@ impl PromptSource for HerPrompt {
 mod tests {
     use super::*;
     use crate::character::{Character, OtherCharacter};
+    use crate::prompt::PromptVariant;
+
+    fn opts() -> PromptOptions {
+        PromptOptions::new(PromptVariant::Training, "Darcy")
+    }
 
     fn lizzy() -> Character {
         Character {
@@ -168,11 +232,7 @@ mod tests {
 
     #[test]
     fn first_turn_layout() {
-        let p = HerPrompt::build(
-            &lizzy(),
-            PromptVariant::Training,
-            &[Line::new("Darcy", "Dance?")],
-        );
+        let p = HerPrompt::build(&lizzy(), &opts(), &[Line::new("Darcy", "Dance?")]);
         let text = p.render_with_skip(0);
         assert!(text.starts_with("<|im_start|>system\nYou are Elizabeth from Pride and Prejudice.\n\n===Elizabeth's Profile===\nWitty.\n\n===Current Scenario===\nA ball.\n\n===Information about other Characters===\n**Darcy**: Proud.\n\n===Requirements===\n"));
         assert!(text.ends_with("<|im_end|>\n<|im_start|>user\n===Conversation Start===\n\nDarcy: Dance?<|im_end|>\n<|im_start|>assistant\n<system_thinking>"));
@@ -189,7 +249,7 @@ mod tests {
             Line::new("Darcy", "<role_thinking>secret</role_thinking>Darcy: Then?"),
             Line::new("Jane", "Lizzy!"),
         ];
-        let p = HerPrompt::build(&lizzy(), PromptVariant::Training, &transcript);
+        let p = HerPrompt::build(&lizzy(), &opts(), &transcript);
         assert_eq!(p.turns.len(), 3);
         assert_eq!(
             p.turns[1].text,
@@ -205,12 +265,12 @@ mod tests {
             Line::new("Elizabeth", "Two"),
             Line::new("Darcy", "Three"),
         ];
-        let p = HerPrompt::build(&lizzy(), PromptVariant::Training, &transcript);
+        let p = HerPrompt::build(&lizzy(), &opts(), &transcript);
         assert_eq!(p.droppable(), 2);
         let once = p.render_with_skip(1);
         assert!(!once.contains("Darcy: One"));
         assert!(once.contains(
-            "<|im_start|>user\n===Conversation Start===<|im_end|>\n<|im_start|>assistant\nTwo"
+            "<|im_start|>user\n===Conversation Start===<|im_end|>\n<|im_start|>assistant\nElizabeth: Two"
         ));
         let all = p.render_with_skip(5);
         assert!(all.contains("You are Elizabeth"));

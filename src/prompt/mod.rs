@@ -5,10 +5,31 @@
 //! the oldest turns when the context window is full.
 
 mod chatml;
+mod lore;
+mod macros;
 mod system;
 
-pub use chatml::{CONVERSATION_START, HerPrompt, Line, Turn, TurnRole};
-pub use system::{Section, system_prompt, system_sections};
+pub use chatml::{CONVERSATION_START, HerPrompt, Line, PromptPart, Turn, TurnRole};
+pub use lore::{active_entries, estimate_tokens};
+pub use macros::expand_macros;
+pub use system::{Section, join_sections, system_prompt, system_sections};
+
+/// How to build a prompt beyond the character and the transcript.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptOptions {
+    pub variant: PromptVariant,
+    /// The user's persona name, for `{{user}}`.
+    pub user_name: String,
+}
+
+impl PromptOptions {
+    pub fn new(variant: PromptVariant, user_name: impl Into<String>) -> Self {
+        Self {
+            variant,
+            user_name: user_name.into(),
+        }
+    }
+}
 
 /// Which of HER's two system-prompt layouts to use (training data or CoSER evaluation).
 pub use crate::config::PromptVariant;

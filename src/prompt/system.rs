@@ -1,7 +1,7 @@
 //! The system prompt, in the section layout of HER's training data.
 
-use super::PromptVariant;
-use crate::character::Character;
+use super::{PromptOptions, PromptVariant, expand_macros};
+use crate::character::{Character, LoreEntry};
 
 /// One titled part of the system prompt (the title is `None` for the opening line).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,55 +21,80 @@ impl Section {
             None => self.body.clone(),
         }
     }
+
+    /// A short label for token-count tables.
+    pub fn label(&self) -> String {
+        self.title.clone().unwrap_or_else(|| "Opening".to_string())
+    }
 }
 
-/// The sections in order, empty ones already left out.
-pub fn system_sections(character: &Character, variant: PromptVariant) -> Vec<Section> {
+/// The sections in order, empty ones left out. `lore` entries (already
+/// chosen for this transcript) extend the background.
+pub fn system_sections(
+    character: &Character,
+    options: &PromptOptions,
+    lore: &[&LoreEntry],
+) -> Vec<Section> {
     let name = &character.name;
+    let expand = |t: &str| expand_macros(t.trim(), name, &options.user_name);
     let mut sections = vec![Section::new(
         None,
         format!("You are {name} from {}.", character.book),
     )];
-    let mut add = |title: String, body: &str| {
-        let body = body.trim();
-        if !body.is_empty() {
-            sections.push(Section::new(Some(title), body.to_string()));
+    let mut add = |title: String, body: String| {
+        if !body.trim().is_empty() {
+            sections.push(Section::new(Some(title), body));
         }
     };
-    add(format!("{name}'s Profile"), &character.profile);
-    add("Background".into(), &character.background);
-    add("Current Scenario".into(), &character.scenario);
-    let (others_title, others) = match variant {
-        PromptVariant::Training => (
-            "Information about other Characters",
-            character
-                .others
-                .iter()
-                .map(|o| format!("**{}**: {}", o.name, o.profile.trim()))
-                .collect::<Vec<_>>(),
-        ),
-        PromptVariant::Evaluation => (
-            "Information about the other Characters",
-            character
-                .others
-                .iter()
-                .map(|o| format!("{}: {}", o.name, o.profile.trim()))
-                .collect::<Vec<_>>(),
-        ),
+    let mut profile = expand(&character.profile);
+    if !character.personality.trim().is_empty() {
+        profile = format!("{profile}\n\n{}", expand(&character.personality));
+    }
+    add(format!("{name}'s Profile"), profile);
+    let mut background = expand(&character.background);
+    for entry in lore {
+        if !background.is_empty() {
+            background.push_str("\n\n");
+        }
+        background.push_str(&expand(&entry.content));
+    }
+    add("Background".into(), background);
+    add("Current Scenario".into(), expand(&character.scenario));
+    let (others_title, separator) = match options.variant {
+        PromptVariant::Training => ("Information about other Characters", ("**", "**: ")),
+        PromptVariant::Evaluation => ("Information about the other Characters", ("", ": ")),
     };
-    add(others_title.into(), &others.join("\n\n"));
-    add("Your Inner Thoughts".into(), &character.motivation);
-    add("Requirements".into(), &requirements(name, variant));
+    let others: Vec<String> = character
+        .others
+        .iter()
+        .map(|o| {
+            format!(
+                "{}{}{}{}",
+                separator.0,
+                o.name,
+                separator.1,
+                expand(&o.profile)
+            )
+        })
+        .collect();
+    add(others_title.into(), others.join("\n\n"));
+    add("Your Inner Thoughts".into(), expand(&character.motivation));
+    add("Requirements".into(), requirements(name, options.variant));
     sections
 }
 
-/// The whole system prompt: sections separated by a blank line.
-pub fn system_prompt(character: &Character, variant: PromptVariant) -> String {
-    system_sections(character, variant)
+/// Joins sections into the system prompt: a blank line between sections.
+pub fn join_sections(sections: &[Section]) -> String {
+    sections
         .iter()
         .map(Section::render)
         .collect::<Vec<_>>()
         .join("\n\n")
+}
+
+/// The whole system prompt, without lorebook entries.
+pub fn system_prompt(character: &Character, options: &PromptOptions) -> String {
+    join_sections(&system_sections(character, options, &[]))
 }
 
 /// Output-format instructions, written for her-studio in HER's manner.

@@ -4,6 +4,7 @@ mod llama;
 mod load;
 pub mod sampler;
 mod session;
+mod vocab;
 mod worker;
 
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::time::Instant;
 pub use llama::{backend, devices, supports_gpu_offload};
 pub use load::{SUPPORTED_ARCHITECTURES, check_model_file, fingerprint, sha256_file};
 pub use session::log_softmax_at;
+pub use vocab::Vocab;
 
 use worker::{Command, Shared};
 

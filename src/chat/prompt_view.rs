@@ -1,0 +1,70 @@
+//! `her prompt`: the exact text the model would receive, with token counts
+//! per section (the same view the TUI's `/prompt` shows).
+
+use std::io::Write;
+
+use anyhow::{Context, anyhow};
+
+use crate::app::AppContext;
+use crate::cli::PromptArgs;
+use crate::config::PromptVariant;
+use crate::engine::local::Vocab;
+use crate::prompt::{HerPrompt, Line, PromptOptions};
+
+pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
+    let character = app.character(args.character.as_deref())?;
+    let config = app.config();
+    let user_name = character.user_name(&config.chat.user_name).to_string();
+    let variant = match args.variant.as_deref() {
+        None => config.chat.prompt_variant,
+        Some("training") => PromptVariant::Training,
+        Some("evaluation") => PromptVariant::Evaluation,
+        Some(other) => {
+            return Err(anyhow!(
+                "--variant '{other}': expected 'training' or 'evaluation'"
+            ));
+        }
+    };
+    let mut transcript = Vec::new();
+    if let Some(greeting) = character.greetings.first() {
+        transcript.push(Line::new(character.name.clone(), greeting.clone()));
+    }
+    if args.lines.is_empty() {
+        transcript.push(Line::new(user_name.clone(), "Hello."));
+    }
+    for line in &args.lines {
+        let (speaker, text) = line
+            .split_once(": ")
+            .ok_or_else(|| anyhow!("--line '{line}': expected 'Speaker: text'"))?;
+        transcript.push(Line::new(speaker.trim(), text));
+    }
+    let prompt = HerPrompt::build(
+        &character,
+        &PromptOptions::new(variant, user_name),
+        &transcript,
+    );
+    let model_path = app.model_path();
+    let vocab = Vocab::load(&model_path)
+        .with_context(|| "counting tokens needs the model's vocabulary".to_string())?;
+    let parts = prompt.parts(0);
+    let mut out = std::io::stdout().lock();
+    if !args.counts_only {
+        for part in &parts {
+            write!(out, "{}", part.text)?;
+        }
+        writeln!(out, "\n")?;
+    }
+    let full: String = parts.iter().map(|p| p.text.as_str()).collect();
+    writeln!(out, "{:<48} {:>7}", "section", "tokens")?;
+    for part in &parts {
+        writeln!(out, "{:<48} {:>7}", part.label, vocab.count(&part.text))?;
+    }
+    writeln!(
+        out,
+        "{:<48} {:>7}  (tokenized whole; n_ctx = {})",
+        "total",
+        vocab.count(&full),
+        config.model.n_ctx
+    )?;
+    Ok(())
+}
