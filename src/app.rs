@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::character::{Character, CharacterError, load_character_by_name};
+use crate::character::{Character, CharacterError, Scene, load_character_by_name, load_scene};
 use crate::config::{self, ConfigError, ConfigSources, LoadedConfig};
 use crate::engine::{EngineError, LocalEngine, LocalEngineOptions};
 use crate::studio::{Studio, StudioOrigin};
@@ -51,6 +51,28 @@ impl AppContext {
     pub fn character(&self, name: Option<&str>) -> Result<Character, CharacterError> {
         let dir = self.config().characters_dir(&self.studio.root);
         load_character_by_name(&dir, name.unwrap_or(&self.config().chat.character))
+    }
+
+    /// A scene by file stem in `characters/scenes/`, or a path to one.
+    pub fn scene(&self, name: &str) -> Result<Scene, CharacterError> {
+        let as_path = Path::new(name);
+        if as_path.is_file() {
+            return load_scene(as_path);
+        }
+        let path = self.scenes_dir().join(format!("{name}.toml"));
+        if !path.is_file() {
+            return Err(CharacterError::NotFound {
+                name: name.to_string(),
+                dir: self.scenes_dir(),
+            });
+        }
+        load_scene(&path)
+    }
+
+    pub fn scenes_dir(&self) -> PathBuf {
+        self.config()
+            .characters_dir(&self.studio.root)
+            .join("scenes")
     }
 
     /// Parses `--set key=value` flags.

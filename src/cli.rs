@@ -84,6 +84,9 @@ pub struct ChatArgs {
     /// Character name or file stem in characters/ (default: chat.character).
     #[arg(long, short)]
     pub character: Option<String>,
+    /// Play a multi-character scene (file stem in characters/scenes/ or a path).
+    #[arg(long, conflicts_with = "character")]
+    pub scene: Option<String>,
     /// Read user lines from stdin and write only replies to stdout (for pipes and scripts).
     #[arg(long)]
     pub headless: bool,
@@ -203,6 +206,7 @@ impl ChatArgs {
     pub fn interactive_default() -> Self {
         Self {
             character: None,
+            scene: None,
             headless: false,
             stats: false,
             adapter: None,

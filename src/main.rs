@@ -6,7 +6,9 @@ use anyhow::Context;
 use clap::Parser;
 
 use her_studio::app::AppContext;
-use her_studio::chat::{Conversation, HeadlessOptions, run_headless};
+use her_studio::chat::{
+    Conversation, HeadlessOptions, SceneConversation, run_headless, run_headless_scene,
+};
 use her_studio::cli::{BenchCommand, ChatArgs, Cli, Command};
 use her_studio::engine::Backend;
 use her_studio::{bench, doctor, logging};
@@ -68,6 +70,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn chat_scene(app: &AppContext, args: &ChatArgs, name: &str) -> anyhow::Result<ExitCode> {
+    let scene = app.scene(name)?;
+    let cast = scene.cast(&app.config().characters_dir(&app.studio.root))?;
+    let engine = app.start_engine()?;
+    let config = app.config();
+    let mut play = SceneConversation::new(
+        scene,
+        cast,
+        config.chat.prompt_variant,
+        config.sampling.clone(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let options = HeadlessOptions {
+        interactive: !args.headless,
+        stats: args.stats,
+    };
+    runtime.block_on(run_headless_scene(&engine, &mut play, options))?;
+    Ok(ExitCode::SUCCESS)
+}
+
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
         e.downcast_ref::<std::io::Error>()
@@ -85,6 +109,9 @@ fn start_logging(app: &AppContext) {
 }
 
 fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
+    if let Some(scene) = &args.scene {
+        return chat_scene(app, args, scene);
+    }
     let character = app.character(args.character.as_deref())?;
     let engine = app.start_engine()?;
     if let Some(adapter) = &args.adapter {

@@ -430,3 +430,27 @@ fn score_matches_across_cache_states() {
         .fold(0.0, f64::max);
     assert!(max_diff < 1e-4, "{max_diff}");
 }
+
+#[test]
+fn a_grammar_forces_one_of_the_scene_names_even_from_random_weights() {
+    use her_studio::prompt::next_speaker::{parse_next_speaker, speaker_grammar};
+    let t = tiny();
+    let engine = start(&t.model);
+    let names: Vec<String> = ["Elizabeth Bennet", "Mr. Darcy", "Environment"]
+        .map(String::from)
+        .to_vec();
+    for seed in 0..5 {
+        let mut request = GenerateRequest::new(CHATML_PROMPT.to_string(), sampling(seed, 16));
+        request.grammar = Some(speaker_grammar(&names));
+        let (text, done) = engine.generate(request).collect_blocking().unwrap();
+        assert!(
+            names.contains(&text),
+            "seed {seed}: '{text}' ({:?})",
+            done.reason
+        );
+        assert_eq!(
+            parse_next_speaker(&text, &names).as_deref(),
+            Some(text.as_str())
+        );
+    }
+}

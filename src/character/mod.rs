@@ -7,7 +7,7 @@ pub use file::{
     CharacterError, ListedCharacter, list_characters, load_character, load_character_by_name,
     parse_character,
 };
-pub use scene::{NextSpeaker, Scene, SceneMember, load_scene, parse_scene};
+pub use scene::{ENVIRONMENT, NextSpeaker, Scene, SceneMember, load_scene, parse_scene};
 
 use serde::{Deserialize, Serialize};
 

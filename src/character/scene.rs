@@ -157,3 +157,31 @@ pub fn parse_scene(text: &str, path: &Path) -> Result<Scene, CharacterError> {
     }
     Ok(scene)
 }
+
+impl Scene {
+    /// The narrator as a character: describes the world, never speaks for the cast.
+    pub fn environment_character(&self, cast: &[Character]) -> Character {
+        let names: Vec<&str> = cast.iter().map(|c| c.name.as_str()).collect();
+        Character {
+            name: ENVIRONMENT.to_string(),
+            book: self.book.clone(),
+            profile: format!(
+                "The Environment is the narrator of this scene: the place, the weather, the light, \
+sounds, passing servants and strangers, and events that happen to the characters. It never \
+speaks, thinks or acts for {}.",
+                names.join(", ")
+            ),
+            background: self.background.clone(),
+            scenario: self.scenario.clone(),
+            motivation: "Keep the world vivid and consistent, and give the characters something to react to when the scene slows.".into(),
+            others: cast
+                .iter()
+                .map(|c| OtherCharacter {
+                    name: c.name.clone(),
+                    profile: c.profile.clone(),
+                })
+                .collect(),
+            ..Character::default()
+        }
+    }
+}

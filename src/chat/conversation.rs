@@ -64,51 +64,67 @@ impl Conversation {
         &mut self,
         backend: &dyn Backend,
         user_text: &str,
-        mut on_text: impl FnMut(&str),
+        on_text: impl FnMut(&str),
     ) -> Result<TurnOutcome, EngineError> {
         self.transcript
             .push(Line::new(self.user_name.clone(), user_text));
         let mut request = GenerateRequest::new(self.prompt(), self.sampling.clone());
         request.min_skip = self.dropped_turns;
-        let mut stream = backend.generate(request);
-        let mut reply = String::new();
-        let mut started = None;
-        while let Some(event) = stream.next().await {
-            match event {
-                Event::Started(s) => {
-                    self.dropped_turns = s.dropped_turns;
-                    started = Some(s);
-                }
-                Event::Text(piece) => {
-                    on_text(&piece);
-                    reply.push_str(&piece);
-                }
-                Event::Stats(_) => {}
-                Event::Finished(finished) => {
-                    // Stored as generated, prefill included, so it parses like any reply.
-                    let raw = format!("{PREFILL}{reply}");
-                    self.transcript
-                        .push(Line::new(self.character.name.clone(), raw));
-                    return Ok(TurnOutcome {
-                        started,
-                        finished,
-                        reply,
-                    });
-                }
-                Event::Failed(err) => {
-                    // The user line stays out of history so a retry does not duplicate it.
-                    self.transcript.pop();
-                    return Err(err);
-                }
+        match stream_reply(backend, request, on_text).await {
+            Ok(outcome) => {
+                self.dropped_turns = outcome.started.map_or(0, |s| s.dropped_turns);
+                self.transcript
+                    .push(Line::new(self.character.name.clone(), outcome.raw()));
+                Ok(outcome)
+            }
+            Err(err) => {
+                // The user line stays out of history so a retry does not duplicate it.
+                self.transcript.pop();
+                Err(err)
             }
         }
-        self.transcript.pop();
-        Err(EngineError::EngineStopped)
     }
 }
 
+impl TurnOutcome {
+    /// The reply as stored: prefill included, so it parses like any reply.
+    pub fn raw(&self) -> String {
+        format!("{PREFILL}{}", self.reply)
+    }
+}
+
+/// Runs one generation to its end, passing text pieces to `on_text`.
+pub async fn stream_reply(
+    backend: &dyn Backend,
+    request: GenerateRequest,
+    mut on_text: impl FnMut(&str),
+) -> Result<TurnOutcome, EngineError> {
+    let mut stream = backend.generate(request);
+    let mut reply = String::new();
+    let mut started = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Event::Started(s) => started = Some(s),
+            Event::Text(piece) => {
+                on_text(&piece);
+                reply.push_str(&piece);
+            }
+            Event::Stats(_) => {}
+            Event::Finished(finished) => {
+                return Ok(TurnOutcome {
+                    started,
+                    finished,
+                    reply,
+                });
+            }
+            Event::Failed(err) => return Err(err),
+        }
+    }
+    Err(EngineError::EngineStopped)
+}
+
 /// A character's own sampling preferences override the config's.
-fn apply_overrides(mut s: SamplingConfig, character: &Character) -> SamplingConfig {
+pub(crate) fn apply_overrides(mut s: SamplingConfig, character: &Character) -> SamplingConfig {
     if let Some(o) = &character.sampling {
         s.temperature = o.temperature.unwrap_or(s.temperature);
         s.top_p = o.top_p.unwrap_or(s.top_p);

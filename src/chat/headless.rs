@@ -9,7 +9,7 @@ use std::io::Write;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::Conversation;
+use super::{Conversation, SceneConversation};
 use crate::engine::{Backend, EngineError};
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,21 +56,101 @@ pub async fn run_headless(
             .await?;
         println!();
         if options.stats {
-            let s = &outcome.finished.stats;
-            let dropped = outcome.started.map_or(0, |st| st.dropped_turns);
-            eprintln!(
-                "[{} tokens, {:.1} tok/s, prompt {} ({} evaluated), ttft {:.0} ms, context {}/{}, dropped turns {}, {}]",
-                s.generated_tokens,
-                s.tokens_per_second,
-                s.prompt_tokens,
-                s.evaluated_prompt_tokens,
-                s.time_to_first_token_ms,
-                s.context_used,
-                backend.model_info().n_ctx,
-                dropped,
-                outcome.finished.reason,
-            );
+            print_stats(backend, &outcome);
         }
     }
     Ok(())
+}
+
+/// Headless scene play. Each input line is one of:
+/// - `@Name` — that character (or `@Environment`) speaks next;
+/// - `/next` — the scene's policy picks who speaks;
+/// - anything else — a line from the user's persona, after which the policy
+///   picks who answers.
+///
+/// Every AI turn is printed as `Name: reply` on its own line.
+pub async fn run_headless_scene(
+    backend: &dyn Backend,
+    scene: &mut SceneConversation,
+    options: HeadlessOptions,
+) -> Result<(), EngineError> {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut stdout = std::io::stdout();
+    if options.interactive {
+        println!(
+            "{} — speakers: {}. Type a line, @Name to pick a speaker, /next to let the scene run.\n",
+            scene.scene.title,
+            scene.speakers().join(", ")
+        );
+    }
+    loop {
+        if options.interactive {
+            print!("> ");
+            let _ = stdout.flush();
+        }
+        let line = match lines.next_line().await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!("stdin: {e}");
+                break;
+            }
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let speaker = if let Some(name) = line.strip_prefix('@') {
+            let wanted = name.trim().to_lowercase();
+            match scene
+                .speakers()
+                .into_iter()
+                .find(|s| s.to_lowercase().starts_with(&wanted))
+            {
+                Some(s) => s,
+                None => {
+                    eprintln!(
+                        "no speaker '{}' in this scene; speakers: {}",
+                        name.trim(),
+                        scene.speakers().join(", ")
+                    );
+                    continue;
+                }
+            }
+        } else {
+            if line != "/next" {
+                scene.add_user_line(line);
+            }
+            scene.choose_next(backend).await?
+        };
+        print!("{speaker}: ");
+        let outcome = scene
+            .speak(backend, &speaker, |piece| {
+                print!("{piece}");
+                let _ = std::io::stdout().flush();
+            })
+            .await?;
+        println!();
+        if options.stats {
+            print_stats(backend, &outcome);
+        }
+    }
+    Ok(())
+}
+
+fn print_stats(backend: &dyn Backend, outcome: &super::TurnOutcome) {
+    let s = &outcome.finished.stats;
+    let dropped = outcome.started.map_or(0, |st| st.dropped_turns);
+    eprintln!(
+        "[{} tokens, {:.1} tok/s, prompt {} ({} evaluated), ttft {:.0} ms, context {}/{}, dropped turns {}, {}]",
+        s.generated_tokens,
+        s.tokens_per_second,
+        s.prompt_tokens,
+        s.evaluated_prompt_tokens,
+        s.time_to_first_token_ms,
+        s.context_used,
+        backend.model_info().n_ctx,
+        dropped,
+        outcome.finished.reason,
+    );
 }

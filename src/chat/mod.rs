@@ -4,6 +4,8 @@
 mod conversation;
 mod headless;
 pub mod prompt_view;
+mod scene;
 
-pub use conversation::{Conversation, TurnOutcome};
-pub use headless::{HeadlessOptions, run_headless};
+pub use conversation::{Conversation, TurnOutcome, stream_reply};
+pub use headless::{HeadlessOptions, run_headless, run_headless_scene};
+pub use scene::SceneConversation;

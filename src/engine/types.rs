@@ -37,6 +37,9 @@ pub struct GenerateRequest {
     /// Turns dropped for the previous reply of this conversation: starting from
     /// there keeps the KV cache valid.
     pub min_skip: usize,
+    /// A GBNF grammar (root rule `root`) the output must follow, e.g. to
+    /// force a judge's verdict or a speaker's name.
+    pub grammar: Option<String>,
 }
 
 impl GenerateRequest {
@@ -45,6 +48,7 @@ impl GenerateRequest {
             prompt: Arc::new(prompt),
             sampling,
             min_skip: 0,
+            grammar: None,
         }
     }
 }
@@ -55,6 +59,7 @@ impl fmt::Debug for GenerateRequest {
             .field("droppable_turns", &self.prompt.droppable_turns())
             .field("sampling", &self.sampling)
             .field("min_skip", &self.min_skip)
+            .field("grammar", &self.grammar.is_some())
             .finish()
     }
 }

@@ -7,6 +7,7 @@
 mod chatml;
 mod lore;
 mod macros;
+pub mod next_speaker;
 mod system;
 
 pub use chatml::{CONVERSATION_START, HerPrompt, Line, PromptPart, Turn, TurnRole};

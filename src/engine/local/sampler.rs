@@ -1,5 +1,6 @@
 //! The sampler chain built from the sampling settings.
 
+use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::sampling::LlamaSampler;
 
 use crate::config::SamplingConfig;
@@ -33,11 +34,26 @@ pub fn validate(s: &SamplingConfig) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// penalties → top-k → top-p → min-p → temperature → seeded draw (or greedy
-/// at temperature 0), in llama.cpp's usual order. Filters that are switched
-/// off are left out of the chain entirely.
+/// A grammar sampler, or a clear error. llama.cpp reports GBNF syntax errors
+/// only on stderr, so callers pass grammars built by her-studio itself.
+pub fn grammar(model: &LlamaModel, gbnf: &str) -> Result<LlamaSampler, EngineError> {
+    LlamaSampler::grammar(model, gbnf, "root")
+        .map_err(|e| EngineError::InvalidSampling(format!("grammar rejected by llama.cpp: {e}")))
+}
+
+/// [grammar →] penalties → top-k → top-p → min-p → temperature → seeded draw
+/// (or greedy at temperature 0), in llama.cpp's usual order. Filters that are
+/// switched off are left out of the chain entirely.
 pub fn build_chain(s: &SamplingConfig, n_vocab: i32) -> LlamaSampler {
-    let mut chain = Vec::new();
+    build_chain_with(s, n_vocab, None)
+}
+
+pub fn build_chain_with(
+    s: &SamplingConfig,
+    n_vocab: i32,
+    grammar: Option<LlamaSampler>,
+) -> LlamaSampler {
+    let mut chain: Vec<LlamaSampler> = grammar.into_iter().collect();
     if (s.repeat_penalty - 1.0).abs() > f32::EPSILON {
         chain.push(LlamaSampler::penalties(
             n_vocab,

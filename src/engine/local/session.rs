@@ -210,7 +210,11 @@ impl<'m> Session<'m> {
         }
 
         // 3. Sample, stream, and feed each token back.
-        let mut chain = sampler::build_chain(sampling, self.model.n_vocab());
+        let grammar = match &request.grammar {
+            Some(gbnf) => Some(sampler::grammar(self.model, gbnf)?),
+            None => None,
+        };
+        let mut chain = sampler::build_chain_with(sampling, self.model.n_vocab(), grammar);
         if sampler::uses_penalties(sampling) {
             let window = (sampling.repeat_last_n as usize).min(prompt.len());
             chain.accept_many(&prompt[prompt.len() - window..]);
