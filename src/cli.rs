@@ -32,8 +32,13 @@ pub struct Cli {
 pub enum Command {
     /// Chat with a character; --headless reads lines from stdin and streams replies to stdout.
     Chat(ChatArgs),
-    /// List the characters in the studio's characters/ folder.
+    /// List the characters and scenes in the studio's characters/ folder.
     Characters,
+    /// Import a SillyTavern Character Card (V2/V3, .png or .json) or CoSER scene JSON.
+    Import(ImportArgs),
+    /// Export a character as a Character Card V3 (PNG also carries V2) for SillyTavern.
+    #[command(subcommand)]
+    Export(ExportCommand),
     /// Print the exact prompt that would be sent, with tokens per section.
     Prompt(PromptArgs),
     /// Check the build, devices, model file, config sources and folders.
@@ -103,6 +108,36 @@ pub struct ChatArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportArgs {
+    /// The card (.png / .json) or CoSER JSON file.
+    pub path: PathBuf,
+    /// Replace a character or scene file of the same name.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ExportCommand {
+    /// A character as a card.
+    Card(ExportCardArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportCardArgs {
+    /// Character name or file stem.
+    pub name: String,
+    /// Write a PNG card (the default).
+    #[arg(long, conflicts_with = "json")]
+    pub png: bool,
+    /// Write a JSON card.
+    #[arg(long)]
+    pub json: bool,
+    /// Output file (default: <name>.png or <name>.json in the current folder).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]

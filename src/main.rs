@@ -6,10 +6,12 @@ use anyhow::Context;
 use clap::Parser;
 
 use her_studio::app::AppContext;
+use her_studio::character::card::Format;
+use her_studio::character::transfer;
 use her_studio::chat::{
     Conversation, HeadlessOptions, SceneConversation, run_headless, run_headless_scene,
 };
-use her_studio::cli::{BenchCommand, ChatArgs, Cli, Command};
+use her_studio::cli::{BenchCommand, ChatArgs, Cli, Command, ExportCommand};
 use her_studio::engine::Backend;
 use her_studio::{bench, doctor, logging};
 
@@ -52,6 +54,28 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None => chat(&app, &ChatArgs::interactive_default()),
         Some(Command::Characters) => {
             her_studio::character::print_list(&app.config().characters_dir(&app.studio.root))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Import(args)) => {
+            let characters = app.config().characters_dir(&app.studio.root);
+            let report = transfer::import(&args.path, &characters, &app.scenes_dir(), args.force)?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
+            for path in &report.written {
+                println!("wrote {}", path.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Export(ExportCommand::Card(args))) => {
+            let character = app.character(Some(&args.name))?;
+            let format = if args.json { Format::Json } else { Format::Png };
+            let out = match &args.out {
+                Some(out) => out.clone(),
+                None => transfer::default_card_path(&character, format)?,
+            };
+            transfer::export(&character, format, &out)?;
+            println!("wrote {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Doctor(_)) => Ok(doctor::run(&app)),

@@ -1,7 +1,11 @@
 //! Characters: who the model plays, stored as TOML files in `characters/`.
 
+pub mod card;
+pub mod coser;
 mod file;
 mod scene;
+pub mod store;
+pub mod transfer;
 
 pub use file::{
     CharacterError, ListedCharacter, list_characters, load_character, load_character_by_name,
@@ -144,6 +148,10 @@ pub struct CardExtras {
     /// Which spec the card was imported from: "chara_card_v2" or "chara_card_v3".
     #[serde(default)]
     pub source_spec: String,
+    /// `data` fields her-studio does not map (V3 `nickname`, `assets`, …) as
+    /// one JSON object text, in the card's order, written back on export.
+    #[serde(default)]
+    pub extra_fields_json: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -179,16 +187,46 @@ impl Character {
     }
 }
 
-/// `her characters`: one line per character file; broken files are listed with their error.
+/// `her characters`: one line per character and scene file; broken files
+/// are listed with their error.
 pub fn print_list(dir: &std::path::Path) -> Result<(), CharacterError> {
+    let stem = |p: &std::path::Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     for (path, loaded) in list_characters(dir)? {
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy())
-            .unwrap_or_default();
         match loaded {
-            Ok(c) => println!("{stem:<24} {} ({}) — {}", c.name, c.book, c.description),
-            Err(err) => println!("{stem:<24} ERROR: {err}"),
+            Ok(c) => println!(
+                "{:<24} {} ({}) — {}",
+                stem(&path),
+                c.name,
+                c.book,
+                c.description
+            ),
+            Err(err) => println!("{:<24} ERROR: {err}", stem(&path)),
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(dir.join("scenes")) else {
+        return Ok(());
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    println!("\nscenes (her chat --scene NAME):");
+    for path in paths {
+        match load_scene(&path) {
+            Ok(s) => println!(
+                "{:<24} {} ({}), {} members",
+                stem(&path),
+                s.title,
+                s.book,
+                s.members.len()
+            ),
+            Err(err) => println!("{:<24} ERROR: {err}", stem(&path)),
         }
     }
     Ok(())

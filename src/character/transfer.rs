@@ -1,0 +1,101 @@
+//! `her import` and `her export card`: bringing characters and scenes in
+//! from Character Cards and CoSER JSON, and taking characters out as cards.
+
+use std::path::{Path, PathBuf};
+
+use thiserror::Error;
+
+use super::card::{self, CardError, Format};
+use super::coser::import_coser;
+use super::store::{self, StoreError};
+use super::{Character, CharacterError};
+
+#[derive(Debug, Error)]
+pub enum TransferError {
+    #[error(transparent)]
+    Card(#[from] CardError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Character(#[from] CharacterError),
+    #[error("cannot read '{path}': {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("'{0}' is neither a character card (.png or .json) nor CoSER scene JSON")]
+    Unknown(PathBuf),
+}
+
+/// What an import wrote.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    pub written: Vec<PathBuf>,
+    pub warnings: Vec<String>,
+}
+
+/// Imports a card (`.png`/`.json`) into `characters_dir`, or CoSER scene
+/// JSON into `scenes_dir`. Nothing is written when reading fails.
+pub fn import(
+    path: &Path,
+    characters_dir: &Path,
+    scenes_dir: &Path,
+    overwrite: bool,
+) -> Result<ImportReport, TransferError> {
+    let mut report = ImportReport::default();
+    if is_coser(path)? {
+        let scenes = import_coser(path)?;
+        std::fs::create_dir_all(scenes_dir).map_err(|source| TransferError::Io {
+            path: scenes_dir.to_path_buf(),
+            source,
+        })?;
+        for s in scenes {
+            report
+                .written
+                .push(store::save_scene(scenes_dir, &s.scene, overwrite)?);
+            report.warnings.extend(s.warnings);
+        }
+        return Ok(report);
+    }
+    let imported = card::import_card(path)?;
+    report.warnings.extend(imported.warnings);
+    report.written.push(store::save_character(
+        characters_dir,
+        &imported.character,
+        overwrite,
+    )?);
+    Ok(report)
+}
+
+/// CoSER JSON is recognised by its `character_profiles` field.
+fn is_coser(path: &Path) -> Result<bool, TransferError> {
+    match Format::from_path(path) {
+        Some(Format::Png) => Ok(false),
+        Some(Format::Json) => {
+            let text = std::fs::read_to_string(path).map_err(|source| TransferError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok(text.contains("\"character_profiles\""))
+        }
+        None => Err(TransferError::Unknown(path.to_path_buf())),
+    }
+}
+
+/// Writes `character` as a V3 card (PNG also carries a V2 chunk).
+pub fn export(character: &Character, format: Format, out: &Path) -> Result<(), TransferError> {
+    card::export_card(character, format, out)?;
+    Ok(())
+}
+
+/// The default output file for an exported card: `<slug>.png|json`.
+pub fn default_card_path(character: &Character, format: Format) -> Result<PathBuf, TransferError> {
+    let ext = match format {
+        Format::Png => "png",
+        Format::Json => "json",
+    };
+    Ok(PathBuf::from(format!(
+        "{}.{ext}",
+        store::slug(&character.name)?
+    )))
+}
