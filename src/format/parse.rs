@@ -62,10 +62,26 @@ impl ReplyParser {
 
     /// Feeds a chunk; returns the segments it completed.
     pub fn push(&mut self, chunk: &str) -> Vec<Segment> {
-        self.pending.push_str(chunk);
         let mut out = Vec::new();
-        self.process(&mut out, false);
+        self.push_with(chunk, &mut |kind, text| {
+            push_merged(&mut out, Segment::new(kind, text))
+        });
         out
+    }
+
+    /// Feeds a chunk, passing each classified run to `emit` without copying
+    /// more than the unresolved tail.
+    pub fn push_with(&mut self, chunk: &str, emit: &mut impl FnMut(SegmentKind, &str)) {
+        if self.pending.is_empty() {
+            let used = self.scan(chunk, false, emit);
+            self.pending.push_str(&chunk[used..]);
+        } else {
+            self.pending.push_str(chunk);
+            let pending = std::mem::take(&mut self.pending);
+            let used = self.scan(&pending, false, emit);
+            self.pending = pending;
+            self.pending.drain(..used);
+        }
     }
 
     /// Ends the input: classifies what was held back. Returns the last
@@ -73,79 +89,95 @@ impl ReplyParser {
     /// (see [`is_untagged_reply`]).
     pub fn finish(&mut self, ending: Ending) -> (Vec<Segment>, bool) {
         let mut out = Vec::new();
-        self.process(&mut out, true);
-        let untagged = ending == Ending::Natural
-            && self.open == Some(TagFamily::System)
-            && self.tags_seen == 1
-            && self.first_tag_at_start
-            && !self.closed_a_system_block;
+        let untagged = self.finish_with(ending, &mut |kind, text| {
+            push_merged(&mut out, Segment::new(kind, text))
+        });
         (out, untagged)
     }
 
-    fn emit(&mut self, out: &mut Vec<Segment>, kind: SegmentKind, len: usize) {
-        let text: String = self.pending.drain(..len).collect();
-        self.consumed += text.len();
-        push_merged(out, Segment::new(kind, text));
+    pub fn finish_with(
+        &mut self,
+        ending: Ending,
+        emit: &mut impl FnMut(SegmentKind, &str),
+    ) -> bool {
+        let pending = std::mem::take(&mut self.pending);
+        self.scan(&pending, true, emit);
+        ending == Ending::Natural
+            && self.open == Some(TagFamily::System)
+            && self.tags_seen == 1
+            && self.first_tag_at_start
+            && !self.closed_a_system_block
     }
 
     fn current_layer(&self) -> Layer {
         self.open.map_or(Layer::Speech, TagFamily::layer)
     }
 
-    fn process(&mut self, out: &mut Vec<Segment>, at_end: bool) {
-        loop {
-            if self.pending.is_empty() {
-                return;
+    /// Classifies as much of `text` as can be decided; returns the bytes used.
+    fn scan(
+        &mut self,
+        text: &str,
+        at_end: bool,
+        emit: &mut impl FnMut(SegmentKind, &str),
+    ) -> usize {
+        let mut pos = 0;
+        let mut out = |parser: &mut Self, kind: SegmentKind, len: usize, pos: &mut usize| {
+            if len > 0 {
+                emit(kind, &text[*pos..*pos + len]);
             }
+            *pos += len;
+            parser.consumed += len;
+        };
+        while pos < text.len() {
+            let rest = &text[pos..];
             if self.at_visible_start && self.open.is_none() {
-                match self.speaker_prefix(at_end) {
+                match speaker_prefix(rest, at_end) {
                     Prefix::Whitespace(n) => {
-                        self.emit(out, SegmentKind::text(Layer::Speech), n);
+                        out(self, SegmentKind::text(Layer::Speech), n, &mut pos);
                         continue;
                     }
                     Prefix::Found(n) => {
                         self.at_visible_start = false;
-                        self.emit(out, SegmentKind::Speaker, n);
+                        out(self, SegmentKind::Speaker, n, &mut pos);
                         continue;
                     }
                     Prefix::Absent => self.at_visible_start = false,
-                    Prefix::NeedMore => return,
+                    Prefix::NeedMore => return pos,
                 }
             }
             let layer = self.current_layer();
-            let Some(lt) = self.pending.find('<') else {
-                let n = self.pending.len();
+            let Some(lt) = memchr_lt(rest) else {
                 self.mark_visible(layer);
-                self.emit(out, SegmentKind::text(layer), n);
-                return;
+                out(self, SegmentKind::text(layer), rest.len(), &mut pos);
+                return pos;
             };
             if lt > 0 {
                 self.mark_visible(layer);
-                self.emit(out, SegmentKind::text(layer), lt);
+                out(self, SegmentKind::text(layer), lt, &mut pos);
                 continue;
             }
-            match parse_tag(&self.pending) {
+            match parse_tag(rest) {
                 TagParse::Tag {
                     len,
                     family,
                     closing,
                 } => {
                     self.on_tag(family, closing);
-                    self.emit(out, SegmentKind::Tag { family, closing }, len);
+                    out(self, SegmentKind::Tag { family, closing }, len, &mut pos);
                 }
                 TagParse::NotATag => {
                     // A lone '<' is text of the current layer.
                     self.mark_visible(layer);
-                    self.emit(out, SegmentKind::text(layer), 1);
+                    out(self, SegmentKind::text(layer), 1, &mut pos);
                 }
                 TagParse::NeedMore if at_end => {
                     self.mark_visible(layer);
-                    let n = self.pending.len();
-                    self.emit(out, SegmentKind::text(layer), n);
+                    out(self, SegmentKind::text(layer), rest.len(), &mut pos);
                 }
-                TagParse::NeedMore => return,
+                TagParse::NeedMore => return pos,
             }
         }
+        pos
     }
 
     /// Once speech has started, a later `Name: ` is not a prefix.
@@ -166,9 +198,7 @@ impl ReplyParser {
                 self.closed_a_system_block = true;
                 self.at_visible_start = true;
             }
-            if self.open.is_some() {
-                self.open = None;
-            }
+            self.open = None;
         } else if family == TagFamily::RoleSpeech {
             // Unwrapped: its content is plain speech.
             self.open = None;
@@ -177,36 +207,53 @@ impl ReplyParser {
             self.open = Some(family);
         }
     }
+}
 
-    fn speaker_prefix(&self, at_end: bool) -> Prefix {
-        let p = &self.pending;
-        let ws = p.len() - p.trim_start().len();
-        if ws > 0 {
-            return Prefix::Whitespace(ws);
+/// Position of the next '<': plain text between tags is skipped at memchr speed.
+fn memchr_lt(text: &str) -> Option<usize> {
+    memchr::memchr(b'<', text.as_bytes())
+}
+
+fn speaker_prefix(p: &str, at_end: bool) -> Prefix {
+    let ws = p.len() - p.trim_start().len();
+    if ws > 0 {
+        return Prefix::Whitespace(ws);
+    }
+    let bytes = p.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if i >= MAX_SPEAKER_LEN {
+            return Prefix::Absent;
         }
-        for (i, c) in p.char_indices() {
-            if i >= MAX_SPEAKER_LEN {
-                return Prefix::Absent;
-            }
-            match c {
-                ':' if i > 0 => {
-                    return match p[i + 1..].chars().next() {
-                        Some(' ') => Prefix::Found(i + 2),
-                        Some(_) => Prefix::Absent,
-                        None if at_end => Prefix::Absent,
-                        None => Prefix::NeedMore,
-                    };
-                }
-                c if i == 0 && !c.is_alphabetic() => return Prefix::Absent,
-                c if c.is_alphanumeric() || matches!(c, ' ' | '.' | '\'' | '-' | '’') => {}
-                _ => return Prefix::Absent,
-            }
-        }
-        if at_end {
-            Prefix::Absent
+        let b = bytes[i];
+        // ASCII fast path; other characters are decoded.
+        let (c, len) = if b.is_ascii() {
+            (char::from(b), 1)
         } else {
-            Prefix::NeedMore
+            match p[i..].chars().next() {
+                Some(c) => (c, c.len_utf8()),
+                None => return Prefix::Absent,
+            }
+        };
+        match c {
+            ':' if i > 0 => {
+                return match bytes.get(i + 1) {
+                    Some(b' ') => Prefix::Found(i + 2),
+                    Some(_) => Prefix::Absent,
+                    None if at_end => Prefix::Absent,
+                    None => Prefix::NeedMore,
+                };
+            }
+            c if i == 0 && !c.is_alphabetic() => return Prefix::Absent,
+            c if c.is_alphanumeric() || matches!(c, ' ' | '.' | '\'' | '-' | '’') => {}
+            _ => return Prefix::Absent,
         }
+        i += len;
+    }
+    if at_end {
+        Prefix::Absent
+    } else {
+        Prefix::NeedMore
     }
 }
 
@@ -261,19 +308,23 @@ fn parse_tag(text: &str) -> TagParse {
 
 /// Parses a whole reply at once.
 pub fn parse_reply(text: &str, ending: Ending) -> Vec<Segment> {
-    let mut parser = ReplyParser::new();
     let mut segments = Vec::new();
-    for s in parser.push(text) {
-        push_merged(&mut segments, s);
-    }
-    let (rest, untagged) = parser.finish(ending);
-    for s in rest {
-        push_merged(&mut segments, s);
-    }
+    let untagged = parse_with(text, ending, &mut |kind, t| {
+        push_merged(&mut segments, Segment::new(kind, t))
+    });
     if untagged {
         as_untagged(&mut segments);
     }
     segments
+}
+
+/// Parses a whole reply, passing each run to `emit` (runs of one layer may
+/// come in several pieces). Returns whether the reply is untagged speech
+/// (see [`as_untagged`]); the caller applies that.
+pub fn parse_with(text: &str, ending: Ending, emit: &mut impl FnMut(SegmentKind, &str)) -> bool {
+    let mut parser = ReplyParser::new();
+    parser.push_with(text, emit);
+    parser.finish_with(ending, emit)
 }
 
 /// The model ignored the `<system_thinking>` prefill and wrote plain text

@@ -33,20 +33,22 @@ pub enum TagFamily {
 impl TagFamily {
     /// The family of a tag name (case-insensitive), if it is a HER tag.
     pub fn from_name(name: &str) -> Option<Self> {
-        const NAMES: &[(&str, TagFamily)] = &[
-            ("system_thinking", TagFamily::System),
-            ("system_think", TagFamily::System),
-            ("think", TagFamily::System),
-            ("thought", TagFamily::System),
-            ("role_thinking", TagFamily::RoleThinking),
-            ("long_role_thinking", TagFamily::RoleThinking),
-            ("role_action", TagFamily::RoleAction),
-            ("role_speech", TagFamily::RoleSpeech),
-        ];
-        NAMES
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, f)| *f)
+        // Lower-case into a stack buffer: this runs for every tag of every reply.
+        const LONGEST: usize = "long_role_thinking".len();
+        if name.len() > LONGEST {
+            return None;
+        }
+        let mut buf = [0u8; LONGEST];
+        for (dst, src) in buf.iter_mut().zip(name.bytes()) {
+            *dst = src.to_ascii_lowercase();
+        }
+        match &buf[..name.len()] {
+            b"system_thinking" | b"system_think" | b"think" | b"thought" => Some(Self::System),
+            b"role_thinking" | b"long_role_thinking" => Some(Self::RoleThinking),
+            b"role_action" => Some(Self::RoleAction),
+            b"role_speech" => Some(Self::RoleSpeech),
+            _ => None,
+        }
     }
 
     /// The layer a block of this family holds.
