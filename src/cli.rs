@@ -98,9 +98,15 @@ pub struct ChatArgs {
     /// Print generation statistics to stderr after each reply.
     #[arg(long)]
     pub stats: bool,
+    /// Reopen a session file (sessions/*.jsonl) in the TUI.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["character", "scene"])]
+    pub session: Option<PathBuf>,
     /// LoRA adapter GGUF to apply.
     #[arg(long, value_name = "PATH")]
     pub adapter: Option<PathBuf>,
+    /// Start at the character picker (what `her` alone does).
+    #[arg(skip)]
+    pub from_picker: bool,
     /// Adapter strength.
     #[arg(long, default_value_t = 1.0)]
     pub adapter_scale: f32,
@@ -244,6 +250,8 @@ impl ChatArgs {
             scene: None,
             headless: false,
             stats: false,
+            session: None,
+            from_picker: true,
             adapter: None,
             adapter_scale: 1.0,
             model: ModelArgs::default(),

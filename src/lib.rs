@@ -15,4 +15,6 @@ pub mod format;
 pub mod gguf;
 pub mod logging;
 pub mod prompt;
+pub mod session;
 pub mod studio;
+pub mod tui;

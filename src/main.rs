@@ -50,7 +50,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     start_logging(&app);
     match cli.command {
+        Some(Command::Chat(args))
+            if !args.headless && args.scene.is_none() && stdout_is_terminal() =>
+        {
+            tui(&app, &args)
+        }
         Some(Command::Chat(args)) => chat(&app, &args),
+        None if stdout_is_terminal() => tui(&app, &ChatArgs::interactive_default()),
         None => chat(&app, &ChatArgs::interactive_default()),
         Some(Command::Characters) => {
             her_studio::character::print_list(&app.config().characters_dir(&app.studio.root))?;
@@ -92,6 +98,55 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn stdout_is_terminal() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::io::stdin().is_terminal()
+}
+
+/// The full-screen studio. `her` alone opens the character picker; `her
+/// chat` opens a new session with the chosen or default character, or
+/// `--session FILE` reopens one.
+fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
+    let keymap = her_studio::tui::keymap::Keymap::default()
+        .with_overrides(
+            &app.config()
+                .keys
+                .iter()
+                .filter(|(_, chord)| !chord.is_empty())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        )
+        .map_err(anyhow::Error::msg)
+        .context("config [keys]")?;
+    let theme = her_studio::tui::theme::Theme::load(&app.config().chat.theme, &app.studio.root)
+        .map_err(anyhow::Error::msg)?;
+    let start = match (&args.session, &args.character) {
+        (Some(path), _) => {
+            let (session, _) = her_studio::session::load_session(path)?;
+            let character = session.header().character.clone().ok_or_else(|| {
+                anyhow::anyhow!("session '{}' names no character", path.display())
+            })?;
+            her_studio::tui::Start::Session {
+                character,
+                path: path.clone(),
+            }
+        }
+        (None, Some(name)) => her_studio::tui::Start::Character(name.clone()),
+        (None, None) if args.from_picker => her_studio::tui::Start::Picker,
+        (None, None) => her_studio::tui::Start::Character(app.config().chat.character.clone()),
+    };
+    eprintln!("loading {} …", app.model_path().display());
+    let engine = app.start_engine()?;
+    if let Some(adapter) = &args.adapter {
+        engine
+            .load_adapter(adapter.clone(), args.adapter_scale)
+            .wait()
+            .with_context(|| format!("loading adapter '{}'", adapter.display()))?;
+    }
+    her_studio::tui::run(app, &engine, start, keymap, theme)?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn chat_scene(app: &AppContext, args: &ChatArgs, name: &str) -> anyhow::Result<ExitCode> {

@@ -124,6 +124,10 @@ pub async fn stream_reply(
 }
 
 /// A character's own sampling preferences override the config's.
+pub fn character_sampling(s: SamplingConfig, character: &Character) -> SamplingConfig {
+    apply_overrides(s, character)
+}
+
 pub(crate) fn apply_overrides(mut s: SamplingConfig, character: &Character) -> SamplingConfig {
     if let Some(o) = &character.sampling {
         s.temperature = o.temperature.unwrap_or(s.temperature);

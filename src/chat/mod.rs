@@ -6,6 +6,6 @@ mod headless;
 pub mod prompt_view;
 mod scene;
 
-pub use conversation::{Conversation, TurnOutcome, stream_reply};
+pub use conversation::{Conversation, TurnOutcome, character_sampling, stream_reply};
 pub use headless::{HeadlessOptions, run_headless, run_headless_scene};
 pub use scene::SceneConversation;

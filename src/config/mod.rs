@@ -8,12 +8,13 @@
 mod env;
 mod error;
 mod layers;
-mod schema;
+pub(crate) mod schema;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
+use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use env::{ENV_IGNORED, ENV_PREFIX, env_var_for};
 pub use error::{ConfigError, Source};
 pub use layers::{ConfigSources, LoadedConfig, load};
+pub use schema::KEY_ACTIONS;
 
 /// The documented defaults, also usable as a template for a new config file.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config.toml");
@@ -46,7 +48,7 @@ pub fn user_data_dir() -> Option<PathBuf> {
 }
 
 /// All settings. Field docs give the ranges; `config.toml` documents them too.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub model: ModelConfig,
@@ -55,6 +57,30 @@ pub struct Config {
     pub paths: PathsConfig,
     pub log: LogConfig,
     pub backend: BackendConfig,
+    /// TUI key bindings by action name; "" keeps the built-in chords.
+    #[serde(default = "default_keys")]
+    pub keys: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            model: ModelConfig::default(),
+            sampling: SamplingConfig::default(),
+            chat: ChatConfig::default(),
+            paths: PathsConfig::default(),
+            log: LogConfig::default(),
+            backend: BackendConfig::default(),
+            keys: default_keys(),
+        }
+    }
+}
+
+fn default_keys() -> BTreeMap<String, String> {
+    schema::KEY_ACTIONS
+        .iter()
+        .map(|a| ((*a).to_owned(), String::new()))
+        .collect()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -133,6 +159,8 @@ pub struct ChatConfig {
     /// The user's persona name when a character does not set one.
     pub user_name: String,
     pub prompt_variant: PromptVariant,
+    /// TUI colours: "dark", "light", or a file assets/themes/NAME.toml.
+    pub theme: String,
 }
 
 impl Default for ChatConfig {
@@ -141,6 +169,7 @@ impl Default for ChatConfig {
             character: "elizabeth-bennet".to_owned(),
             user_name: "User".to_owned(),
             prompt_variant: PromptVariant::Training,
+            theme: "dark".to_owned(),
         }
     }
 }

@@ -91,7 +91,39 @@ impl KeySpec {
 }
 
 /// Section names in the order `config.toml` lists them.
-pub(crate) const SECTIONS: &[&str] = &["model", "sampling", "chat", "paths", "log", "backend"];
+pub(crate) const SECTIONS: &[&str] = &[
+    "model", "sampling", "chat", "paths", "log", "backend", "keys",
+];
+
+/// Remappable actions of the TUI (`[keys]`); the TUI's action table must match (tested there).
+pub const KEY_ACTIONS: &[&str] = &[
+    "quit",
+    "help",
+    "submit",
+    "newline",
+    "editor",
+    "history_prev",
+    "history_next",
+    "focus_input",
+    "focus_transcript",
+    "select_prev",
+    "select_next",
+    "page_up",
+    "page_down",
+    "bottom",
+    "stop",
+    "regenerate",
+    "swipe_prev",
+    "swipe_next",
+    "continue",
+    "edit",
+    "delete",
+    "toggle_plan",
+    "toggle_thoughts",
+    "toggle_raw",
+    "toggle_tree",
+    "close",
+];
 
 pub(crate) const PROMPT_VARIANTS: &[&str] = &["training", "evaluation"];
 pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
@@ -143,6 +175,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("sampling", "stop", Kind::StrList),
     spec("chat", "character", NON_EMPTY),
     spec("chat", "user_name", NON_EMPTY),
+    spec("chat", "theme", NON_EMPTY),
     spec(
         "chat",
         "prompt_variant",
@@ -172,6 +205,32 @@ pub(crate) const KEYS: &[KeySpec] = &[
             note: "(the only backend so far; 'openai' is planned)",
         },
     ),
+    spec("keys", "quit", Kind::Str { non_empty: false }),
+    spec("keys", "help", Kind::Str { non_empty: false }),
+    spec("keys", "submit", Kind::Str { non_empty: false }),
+    spec("keys", "newline", Kind::Str { non_empty: false }),
+    spec("keys", "editor", Kind::Str { non_empty: false }),
+    spec("keys", "history_prev", Kind::Str { non_empty: false }),
+    spec("keys", "history_next", Kind::Str { non_empty: false }),
+    spec("keys", "focus_input", Kind::Str { non_empty: false }),
+    spec("keys", "focus_transcript", Kind::Str { non_empty: false }),
+    spec("keys", "select_prev", Kind::Str { non_empty: false }),
+    spec("keys", "select_next", Kind::Str { non_empty: false }),
+    spec("keys", "page_up", Kind::Str { non_empty: false }),
+    spec("keys", "page_down", Kind::Str { non_empty: false }),
+    spec("keys", "bottom", Kind::Str { non_empty: false }),
+    spec("keys", "stop", Kind::Str { non_empty: false }),
+    spec("keys", "regenerate", Kind::Str { non_empty: false }),
+    spec("keys", "swipe_prev", Kind::Str { non_empty: false }),
+    spec("keys", "swipe_next", Kind::Str { non_empty: false }),
+    spec("keys", "continue", Kind::Str { non_empty: false }),
+    spec("keys", "edit", Kind::Str { non_empty: false }),
+    spec("keys", "delete", Kind::Str { non_empty: false }),
+    spec("keys", "toggle_plan", Kind::Str { non_empty: false }),
+    spec("keys", "toggle_thoughts", Kind::Str { non_empty: false }),
+    spec("keys", "toggle_raw", Kind::Str { non_empty: false }),
+    spec("keys", "toggle_tree", Kind::Str { non_empty: false }),
+    spec("keys", "close", Kind::Str { non_empty: false }),
 ];
 
 pub(crate) fn find(section: &str, key: &str) -> Option<(usize, &'static KeySpec)> {

@@ -1,0 +1,83 @@
+//! Errors of the session module and the problems a load reports.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// An event that cannot be applied to a session (or an op that cannot be
+/// turned into one). Keys are the nodes' stable keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TreeError {
+    #[error("unknown node '{0}'")]
+    UnknownNode(usize),
+    #[error("unknown key '{0}'")]
+    UnknownKey(String),
+    #[error("key '{0}' is already used by another message")]
+    DuplicateKey(String),
+    #[error("'{child}' is not a child of '{parent}'")]
+    NotAChild { parent: String, child: String },
+    #[error("message '{0}' is deleted")]
+    Deleted(String),
+    #[error("the virtual root has no message and no alternatives")]
+    Root,
+    #[error("alternative '{index}' does not exist under '{parent}' (it has '{count}')")]
+    NoSuchAlternative {
+        parent: String,
+        index: usize,
+        count: usize,
+    },
+    #[error("a header can only be line 1 of a session file")]
+    Header,
+    #[error(
+        "an extension event needs a JSON object whose 'type' is not a built-in type, got '{0}'"
+    )]
+    BadExtension(String),
+}
+
+/// Errors reading or writing session files and exports.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot {action} '{}': {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    #[error("'{}' line 1: not a session header: {reason}", path.display())]
+    BadHeader { path: PathBuf, reason: String },
+    #[error("'{}': event not written: {source}", path.display())]
+    Event { path: PathBuf, source: TreeError },
+    #[error("'{}' holds session '{file}', not session '{session}'", path.display())]
+    WrongSession {
+        path: PathBuf,
+        file: String,
+        session: String,
+    },
+    #[error("cannot encode as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+impl SessionError {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// A line of a session file that was skipped on load. The file is left as
+/// it is; the UI shows these so nothing disappears silently.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadIssue {
+    /// 1-based line number in the file.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for LoadIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}

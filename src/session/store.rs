@@ -1,0 +1,362 @@
+//! One session = one append-only JSONL file. Every change is one line,
+//! written and fsynced before it is applied in memory; nothing is ever
+//! rewritten, so a crash costs at most the line being written.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use time::OffsetDateTime;
+use time::macros::format_description;
+
+use super::error::{LoadIssue, SessionError, TreeError};
+use super::event::{FORMAT_VERSION, SessionEvent, SessionHeader, decode_line};
+use super::state::Session;
+use super::tree::NodeId;
+
+/// An open session file, positioned for appending.
+#[derive(Debug)]
+pub struct SessionFile {
+    path: PathBuf,
+    file: File,
+    session_id: String,
+    /// Number of '\n' bytes in the file.
+    newlines: usize,
+    /// The file ends with a line without '\n' (cut off by a crash).
+    partial_tail: bool,
+    /// A write failed part-way: recount before the next one.
+    stale: bool,
+}
+
+impl SessionFile {
+    /// Creates `<dir>/YYYYMMDD-HHMMSS-<slug>-<4 hex>.jsonl` with the header
+    /// on line 1 (fsynced, like every later line).
+    pub fn create(dir: &Path, header: SessionHeader) -> Result<(Self, Session), SessionError> {
+        fs::create_dir_all(dir).map_err(|e| SessionError::io("create folder", dir, e))?;
+        let line = serde_json::to_string(&SessionEvent::Header(header.clone()))?;
+        let stamp = OffsetDateTime::now_utc()
+            .format(format_description!(
+                "[year][month][day]-[hour][minute][second]"
+            ))
+            .unwrap_or_default();
+        let slug = [
+            header.title.as_str(),
+            header.character.as_deref().unwrap_or(""),
+        ]
+        .into_iter()
+        .map(slug)
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| "session".to_string());
+        let (path, mut file) = create_unique(dir, |hex| format!("{stamp}-{slug}-{hex}.jsonl"))?;
+        let written = file
+            .write_all(format!("{line}\n").as_bytes())
+            .and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            // Our own fresh file, holding nothing of value yet.
+            let _ = fs::remove_file(&path);
+            return Err(SessionError::io("write", &path, e));
+        }
+        sync_dir(dir);
+        let session = Session::new(header);
+        Ok((
+            Self {
+                path,
+                file,
+                session_id: session.id().to_string(),
+                newlines: 1,
+                partial_tail: false,
+                stale: false,
+            },
+            session,
+        ))
+    }
+
+    /// Replays a session file. Unusable lines are skipped and reported; only
+    /// a missing or invalid header fails. The file is not modified.
+    pub fn open(path: &Path) -> Result<(Self, Session, Vec<LoadIssue>), SessionError> {
+        let bytes = fs::read(path).map_err(|e| SessionError::io("read", path, e))?;
+        let (session, issues) = replay(path, &bytes)?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| SessionError::io("open for appending", path, e))?;
+        let (newlines, partial_tail) = line_state(&bytes);
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                file,
+                session_id: session.id().to_string(),
+                newlines,
+                partial_tail,
+                stale: false,
+            },
+            session,
+            issues,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one event as one line and fsyncs it; returns its line number.
+    /// This does not check the event against the session: prefer
+    /// [`SessionFile::commit`], which does and applies it too.
+    pub fn append(&mut self, event: &SessionEvent) -> Result<usize, SessionError> {
+        if matches!(event, SessionEvent::Header(_)) {
+            return Err(SessionError::Event {
+                path: self.path.clone(),
+                source: TreeError::Header,
+            });
+        }
+        if self.stale {
+            let bytes =
+                fs::read(&self.path).map_err(|e| SessionError::io("read", &self.path, e))?;
+            (self.newlines, self.partial_tail) = line_state(&bytes);
+            self.stale = false;
+        }
+        let mut buf = Vec::with_capacity(256);
+        if self.partial_tail {
+            // End the cut-off line so ours stays parseable on its own.
+            buf.push(b'\n');
+        }
+        serde_json::to_writer(&mut buf, event)?;
+        buf.push(b'\n');
+        let line = self.newlines + usize::from(self.partial_tail) + 1;
+        let written = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data());
+        if let Err(e) = written {
+            // Part of the line may have reached the disk.
+            self.stale = true;
+            return Err(SessionError::io("append to", &self.path, e));
+        }
+        self.newlines = line;
+        self.partial_tail = false;
+        Ok(line)
+    }
+
+    /// Checks `event` against `session`, appends it, and only then applies
+    /// it: if the write fails (disk full) memory still matches the file.
+    /// Returns the node a `message` event created.
+    pub fn commit(
+        &mut self,
+        session: &mut Session,
+        event: SessionEvent,
+    ) -> Result<Option<NodeId>, SessionError> {
+        if session.id() != self.session_id {
+            return Err(SessionError::WrongSession {
+                path: self.path.clone(),
+                file: self.session_id.clone(),
+                session: session.id().to_string(),
+            });
+        }
+        let path = &self.path;
+        let to_error = |source| SessionError::Event {
+            path: path.clone(),
+            source,
+        };
+        session.check(&event).map_err(to_error)?;
+        let line = self.append(&event)?;
+        session
+            .apply_at(&event, line)
+            .map_err(|source| SessionError::Event {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Builds an event from the session and commits it: the usual way to
+    /// run an op, e.g. `file.commit_with(&mut s, |s| s.tree().swipe_event(n, m))`.
+    pub fn commit_with(
+        &mut self,
+        session: &mut Session,
+        build: impl FnOnce(&Session) -> Result<SessionEvent, TreeError>,
+    ) -> Result<Option<NodeId>, SessionError> {
+        let event = build(session).map_err(|source| SessionError::Event {
+            path: self.path.clone(),
+            source,
+        })?;
+        self.commit(session, event)
+    }
+
+    /// Commits events one by one (e.g. the selections of a jump); stops at
+    /// the first failure, with everything before it written and applied.
+    pub fn commit_all(
+        &mut self,
+        session: &mut Session,
+        events: impl IntoIterator<Item = SessionEvent>,
+    ) -> Result<(), SessionError> {
+        for event in events {
+            self.commit(session, event)?;
+        }
+        Ok(())
+    }
+}
+
+/// Loads a session without keeping the file open (exports, ratings).
+pub fn load_session(path: &Path) -> Result<(Session, Vec<LoadIssue>), SessionError> {
+    let bytes = fs::read(path).map_err(|e| SessionError::io("read", path, e))?;
+    replay(path, &bytes)
+}
+
+fn replay(path: &Path, bytes: &[u8]) -> Result<(Session, Vec<LoadIssue>), SessionError> {
+    let bad_header = |reason: String| SessionError::BadHeader {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let mut lines = lines(bytes);
+    let (_, first) = lines
+        .next()
+        .ok_or_else(|| bad_header("the file is empty".to_string()))?;
+    let first = std::str::from_utf8(first).map_err(|_| bad_header("not valid UTF-8".into()))?;
+    let header = match decode_line(first).map_err(bad_header)? {
+        SessionEvent::Header(h) => h,
+        other => return Err(bad_header(format!("a '{}' event", other.type_name()))),
+    };
+    let mut issues = Vec::new();
+    if header.version > FORMAT_VERSION {
+        issues.push(LoadIssue {
+            line: 1,
+            message: format!(
+                "written by a newer format version '{}' (this is '{FORMAT_VERSION}'); \
+                 unknown events are kept as they are",
+                header.version
+            ),
+        });
+    }
+    let mut session = Session::new(header);
+    let cut_off = line_state(bytes).1;
+    while let Some((number, raw)) = lines.next() {
+        let is_last = lines.peek().is_none();
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let skipped = |reason: String| {
+            let tail = if is_last && cut_off {
+                " (the last line is incomplete: the writer was probably interrupted)"
+            } else {
+                ""
+            };
+            LoadIssue {
+                line: number,
+                message: format!("{reason}; skipped{tail}"),
+            }
+        };
+        let Ok(text) = std::str::from_utf8(raw) else {
+            issues.push(skipped("not valid UTF-8".to_string()));
+            continue;
+        };
+        match decode_line(text) {
+            Ok(event) => {
+                if let Err(e) = session.apply_at(&event, number) {
+                    issues.push(skipped(e.to_string()));
+                }
+            }
+            Err(reason) => issues.push(skipped(reason)),
+        }
+    }
+    Ok((session, issues))
+}
+
+/// Lines with their 1-based numbers; a final piece without '\n' is a line.
+pub(super) struct Lines<'a> {
+    rest: &'a [u8],
+    number: usize,
+}
+
+pub(super) fn lines(bytes: &[u8]) -> std::iter::Peekable<Lines<'_>> {
+    Lines {
+        rest: bytes,
+        number: 0,
+    }
+    .peekable()
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = (usize, &'a [u8]);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        self.number += 1;
+        let (line, rest) = match memchr::memchr(b'\n', self.rest) {
+            Some(at) => (&self.rest[..at], &self.rest[at + 1..]),
+            None => (self.rest, &[][..]),
+        };
+        self.rest = rest;
+        Some((self.number, line))
+    }
+}
+
+/// ('\n' count, whether the file ends inside a line).
+fn line_state(bytes: &[u8]) -> (usize, bool) {
+    let newlines = memchr::memchr_iter(b'\n', bytes).count();
+    (newlines, bytes.last().is_some_and(|&b| b != b'\n'))
+}
+
+/// The file-name part made of a title: lowercase ASCII letters, digits and
+/// single '-', at most 40 characters.
+pub fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if out.len() >= 40 {
+            break;
+        }
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_string()
+}
+
+/// Creates a new file whose name `name(hex)` does not exist yet.
+fn create_unique(
+    dir: &Path,
+    name: impl Fn(&str) -> String,
+) -> Result<(PathBuf, File), SessionError> {
+    let mut last = None;
+    for _ in 0..32 {
+        let bytes = uuid::Uuid::new_v4().into_bytes();
+        let hex = format!("{:02x}{:02x}", bytes[0], bytes[1]);
+        let path = dir.join(name(&hex));
+        match OpenOptions::new().append(true).create_new(true).open(&path) {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => last = Some(path),
+            Err(e) => return Err(SessionError::io("create", path, e)),
+        }
+    }
+    let path = last.unwrap_or_else(|| dir.to_path_buf());
+    Err(SessionError::io(
+        "create",
+        path,
+        io::Error::new(ErrorKind::AlreadyExists, "no free file name"),
+    ))
+}
+
+/// Makes a new or renamed directory entry durable. Best effort: some
+/// platforms cannot open a directory, and the data itself is already synced.
+pub(crate) fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Ok(d) = File::open(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    }) {
+        let _ = d.sync_all();
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+#[cfg(test)]
+impl SessionFile {
+    /// Swaps the append handle, so a test can simulate a full disk.
+    pub(crate) fn swap_handle(&mut self, file: File) -> File {
+        std::mem::replace(&mut self.file, file)
+    }
+}

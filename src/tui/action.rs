@@ -1,0 +1,160 @@
+//! Everything a key, a mouse event or a command can make the app do.
+
+/// One user intent. `update` is the only place that acts on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Quit,
+    ToggleHelp,
+    CloseOverlay,
+    // The composer.
+    Insert(char),
+    Newline,
+    Backspace,
+    DeleteForward,
+    CursorLeft,
+    CursorRight,
+    CursorUp,
+    CursorDown,
+    CursorHome,
+    CursorEnd,
+    Paste(String),
+    Submit,
+    HistoryPrev,
+    HistoryNext,
+    OpenEditor,
+    // The transcript.
+    FocusInput,
+    FocusTranscript,
+    SelectPrev,
+    SelectNext,
+    ScrollUp,
+    ScrollDown,
+    PageUp,
+    PageDown,
+    ScrollToBottom,
+    StopGeneration,
+    Regenerate,
+    SwipePrev,
+    SwipeNext,
+    Continue,
+    EditSelected,
+    DeleteSelected,
+    TogglePlan,
+    ToggleThoughts,
+    ToggleRaw,
+    ToggleTree,
+    // Lists (pickers, tree view).
+    ListUp,
+    ListDown,
+    ListChoose,
+    Confirm,
+    Cancel,
+}
+
+impl Action {
+    /// Stable names for `[keys]` in config.toml and the help overlay.
+    pub const NAMED: &'static [(&'static str, Action, &'static str)] = &[
+        ("quit", Action::Quit, "quit"),
+        ("help", Action::ToggleHelp, "show or hide this help"),
+        (
+            "submit",
+            Action::Submit,
+            "send the message (or run a /command)",
+        ),
+        ("newline", Action::Newline, "new line in the message"),
+        ("editor", Action::OpenEditor, "write the message in $EDITOR"),
+        ("history_prev", Action::HistoryPrev, "previous sent message"),
+        ("history_next", Action::HistoryNext, "next sent message"),
+        ("focus_input", Action::FocusInput, "type a message"),
+        (
+            "focus_transcript",
+            Action::FocusTranscript,
+            "move through the transcript",
+        ),
+        (
+            "select_prev",
+            Action::SelectPrev,
+            "select the previous message",
+        ),
+        ("select_next", Action::SelectNext, "select the next message"),
+        ("page_up", Action::PageUp, "scroll up a page"),
+        ("page_down", Action::PageDown, "scroll down a page"),
+        (
+            "bottom",
+            Action::ScrollToBottom,
+            "jump to the newest message",
+        ),
+        (
+            "stop",
+            Action::StopGeneration,
+            "stop the reply being written",
+        ),
+        (
+            "regenerate",
+            Action::Regenerate,
+            "write a new alternative of the selected reply",
+        ),
+        ("swipe_prev", Action::SwipePrev, "previous alternative"),
+        ("swipe_next", Action::SwipeNext, "next alternative"),
+        ("continue", Action::Continue, "continue the selected reply"),
+        (
+            "edit",
+            Action::EditSelected,
+            "edit the selected message (a new version)",
+        ),
+        (
+            "delete",
+            Action::DeleteSelected,
+            "delete the selected message (kept in the log)",
+        ),
+        (
+            "toggle_plan",
+            Action::TogglePlan,
+            "LLM thinking: pane / inline / hidden",
+        ),
+        (
+            "toggle_thoughts",
+            Action::ToggleThoughts,
+            "character thinking: pane / inline / hidden",
+        ),
+        (
+            "toggle_raw",
+            Action::ToggleRaw,
+            "raw view of the selected reply",
+        ),
+        ("toggle_tree", Action::ToggleTree, "branch tree"),
+        ("close", Action::CloseOverlay, "close the overlay"),
+    ];
+
+    pub fn from_name(name: &str) -> Option<Action> {
+        Self::NAMED
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, a, _)| a.clone())
+    }
+
+    pub fn name(&self) -> Option<&'static str> {
+        Self::NAMED
+            .iter()
+            .find(|(_, a, _)| a == self)
+            .map(|(n, _, _)| *n)
+    }
+
+    pub fn description(&self) -> &'static str {
+        Self::NAMED
+            .iter()
+            .find(|(_, a, _)| a == self)
+            .map_or("", |(_, _, d)| *d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_keys_section_names_exactly_these_actions() {
+        let ours: Vec<&str> = Action::NAMED.iter().map(|(n, _, _)| *n).collect();
+        assert_eq!(ours, crate::config::KEY_ACTIONS);
+    }
+}

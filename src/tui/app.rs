@@ -1,0 +1,205 @@
+//! The whole TUI state. `update` mutates it; views only borrow it.
+
+use std::time::Instant;
+
+use super::chat::ChatSession;
+use super::composer::Composer;
+use super::keymap::{Keymap, Layer};
+use super::model::{PaneModes, ShownMessage};
+use super::picker::Picker;
+use super::theme::Theme;
+use crate::engine::LiveStats;
+use crate::format::{Finding, StreamedReply};
+
+/// Which full screen is showing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Screen {
+    /// Choosing a character.
+    Characters,
+    /// Choosing a session of the chosen character (or a new one).
+    Sessions,
+    Chat,
+}
+
+/// Something drawn over the screen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Overlay {
+    Help {
+        scroll: u16,
+    },
+    /// The selected reply exactly as generated.
+    Raw {
+        scroll: u16,
+    },
+    /// The exact prompt with token counts per section.
+    Prompt {
+        text: String,
+        scroll: u16,
+    },
+    /// The branch tree; `cursor` indexes its rows.
+    Tree {
+        cursor: usize,
+    },
+    /// A yes/no question.
+    Confirm {
+        question: String,
+        on_yes: ConfirmAction,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConfirmAction {
+    DeleteMessage(String),
+    DeleteSession(std::path::PathBuf),
+}
+
+/// Where a reply being generated goes when it finishes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReplyTarget {
+    /// A new message under this parent key (None: top level).
+    After(Option<String>),
+    /// A new alternative of this message.
+    AlternativeOf(String),
+    /// A longer version of this message (text appended to its raw text).
+    ContinuationOf { key: String, raw: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct Streaming {
+    pub target: ReplyTarget,
+    pub speaker: String,
+    pub reply: StreamedReply,
+    pub started: Instant,
+}
+
+/// Engine and session facts for the status bar.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Status {
+    pub model: String,
+    pub adapter: Option<String>,
+    pub context_used: usize,
+    pub n_ctx: usize,
+    pub tokens_per_second: f64,
+    pub session: String,
+    /// Findings of the selected or last reply.
+    pub findings: Vec<Finding>,
+    /// A message for the user, cleared on the next key.
+    pub notice: Option<(String, bool /* error */)>,
+}
+
+pub struct App {
+    pub screen: Screen,
+    pub overlay: Option<Overlay>,
+    pub layer_focus: Layer,
+    pub keymap: Keymap,
+    pub theme: Theme,
+    pub composer: Composer,
+    /// Key of the message being edited through the composer.
+    pub editing: Option<String>,
+    pub modes: PaneModes,
+    pub messages: Vec<ShownMessage>,
+    pub selected: Option<usize>,
+    pub scroll: usize,
+    pub streaming: Option<Streaming>,
+    pub status: Status,
+    pub characters: Picker,
+    pub sessions: Picker,
+    pub character_name: String,
+    pub quit: bool,
+    /// Height of the transcript at the last draw, for page scrolling.
+    pub page: usize,
+    /// Rows of the branch tree while the tree overlay is open.
+    pub tree_rows: Vec<TreeRowView>,
+    /// The open session, on the chat screen.
+    pub chat: Option<ChatSession>,
+}
+
+/// A row of the branch tree overlay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeRowView {
+    pub key: String,
+    pub depth: usize,
+    pub on_active_path: bool,
+    pub label: String,
+    pub alternatives: usize,
+}
+
+impl App {
+    pub fn new(keymap: Keymap, theme: Theme, modes: PaneModes) -> Self {
+        Self {
+            screen: Screen::Characters,
+            overlay: None,
+            layer_focus: Layer::Input,
+            keymap,
+            theme,
+            composer: Composer::default(),
+            editing: None,
+            modes,
+            messages: Vec::new(),
+            selected: None,
+            scroll: 0,
+            streaming: None,
+            status: Status::default(),
+            characters: Picker::default(),
+            sessions: Picker::default(),
+            character_name: String::new(),
+            quit: false,
+            page: 20,
+            tree_rows: Vec::new(),
+            chat: None,
+        }
+    }
+
+    /// The layer that receives keys now.
+    pub fn layer(&self) -> Layer {
+        match (&self.overlay, &self.screen) {
+            (Some(Overlay::Tree { .. } | Overlay::Confirm { .. }), _) => Layer::List,
+            (Some(_), _) => Layer::Overlay,
+            (None, Screen::Characters | Screen::Sessions) => Layer::List,
+            (None, Screen::Chat) => self.layer_focus,
+        }
+    }
+
+    /// Messages shown, with the reply being generated at the end.
+    pub fn shown(&self) -> Vec<ShownMessage> {
+        let mut all = self.messages.clone();
+        if let Some(s) = &self.streaming {
+            let msg = ShownMessage::streaming(s.speaker.clone(), &s.reply);
+            match &s.target {
+                ReplyTarget::After(_) => all.push(msg),
+                ReplyTarget::AlternativeOf(key) | ReplyTarget::ContinuationOf { key, .. } => {
+                    if let Some(pos) = all.iter().position(|m| &m.key == key) {
+                        all.truncate(pos);
+                    }
+                    all.push(msg);
+                }
+            }
+        }
+        all
+    }
+
+    /// The reply the panes describe: the selected one, else the newest reply.
+    pub fn focused_reply(&self) -> Option<ShownMessage> {
+        let shown = self.shown();
+        if let Some(i) = self.selected
+            && let Some(m) = shown.get(i)
+        {
+            return Some(m.clone());
+        }
+        shown
+            .iter()
+            .rev()
+            .find(|m| m.speaker != super::model::Speaker::User)
+            .cloned()
+    }
+
+    pub fn notify(&mut self, text: impl Into<String>, error: bool) {
+        self.status.notice = Some((text.into(), error));
+    }
+
+    pub fn update_stats(&mut self, stats: &LiveStats) {
+        self.status.context_used = stats.context_used;
+        self.status.n_ctx = stats.n_ctx;
+        self.status.tokens_per_second = stats.tokens_per_second;
+    }
+}

@@ -1,0 +1,370 @@
+//! The open session seen from the TUI: shown messages from the active
+//! branch, prompts for replies, and every change written to the session log
+//! before it is applied in memory.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::app::{ReplyTarget, TreeRowView};
+use super::model::{ShownMessage, Speaker};
+use crate::character::Character;
+use crate::config::SamplingConfig;
+use crate::engine::{FinishReason, Finished, PromptSource};
+use crate::format::PREFILL;
+use crate::prompt::{HerPrompt, Line, PromptOptions, PromptVariant};
+use crate::session::{
+    ExportFormat, ExportOptions, Message, MessageMeta, NodeId, Role, Session, SessionError,
+    SessionEvent, SessionFile, SessionHeader, TreeError, export,
+};
+
+pub struct ChatSession {
+    pub path: PathBuf,
+    file: SessionFile,
+    pub session: Session,
+    pub character: Character,
+    pub user_name: String,
+    pub variant: PromptVariant,
+    pub sampling: SamplingConfig,
+    /// Turns dropped from the last prompt; reused so the KV cache stays valid.
+    pub dropped_turns: usize,
+}
+
+/// A prompt whose final assistant turn is left open after `partial`, so the
+/// model continues an existing reply.
+struct ContinuePrompt {
+    base: HerPrompt,
+    partial: String,
+}
+
+impl PromptSource for ContinuePrompt {
+    fn render(&self, skip: usize) -> String {
+        let mut parts = self.base.parts(skip);
+        if let Some(last) = parts.last_mut() {
+            last.text = format!("<|im_start|>assistant\n{}", self.partial);
+        }
+        parts.into_iter().map(|p| p.text).collect()
+    }
+
+    fn droppable_turns(&self) -> usize {
+        self.base.droppable()
+    }
+}
+
+impl ChatSession {
+    /// A new session for `character`, its greetings as alternatives of the first message.
+    pub fn create(
+        dir: &Path,
+        character: Character,
+        user_name: String,
+        variant: PromptVariant,
+        sampling: SamplingConfig,
+        header: SessionHeader,
+    ) -> Result<Self, SessionError> {
+        std::fs::create_dir_all(dir).map_err(|e| SessionError::io("create", dir, e))?;
+        let (file, session) = SessionFile::create(dir, header)?;
+        let mut chat = Self {
+            path: file.path().to_path_buf(),
+            file,
+            session,
+            character,
+            user_name,
+            variant,
+            sampling,
+            dropped_turns: 0,
+        };
+        let greetings = chat.character.greetings.clone();
+        for greeting in &greetings {
+            let message = Message::new(
+                chat.character.name.clone(),
+                Role::Character,
+                greeting.clone(),
+            );
+            let event = chat
+                .session
+                .tree()
+                .append_under_event(NodeId::ROOT, message)
+                .map_err(|e| chat.tree_error(e))?;
+            chat.commit(&event)?;
+        }
+        // Greetings are alternatives of the first message; start on the first.
+        if greetings.len() > 1 {
+            let event = chat
+                .session
+                .tree()
+                .select_event(NodeId::ROOT, 0)
+                .map_err(|e| chat.tree_error(e))?;
+            chat.commit(&event)?;
+        }
+        Ok(chat)
+    }
+
+    /// Reopens a session file; problems with single lines are returned as notes.
+    pub fn open(
+        path: &Path,
+        character: Character,
+        user_name: String,
+        variant: PromptVariant,
+        sampling: SamplingConfig,
+    ) -> Result<(Self, Vec<String>), SessionError> {
+        let (file, session, issues) = SessionFile::open(path)?;
+        let notes = issues.iter().map(|i| i.to_string()).collect();
+        Ok((
+            Self {
+                path: path.to_path_buf(),
+                file,
+                session,
+                character,
+                user_name,
+                variant,
+                sampling,
+                dropped_turns: 0,
+            },
+            notes,
+        ))
+    }
+
+    /// Appends the event to the log (fsynced), then applies it.
+    fn commit(&mut self, event: &SessionEvent) -> Result<Option<NodeId>, SessionError> {
+        self.file.commit(&mut self.session, event.clone())
+    }
+
+    fn tree_error(&self, source: TreeError) -> SessionError {
+        SessionError::Event {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    pub fn title(&self) -> String {
+        self.session.title().to_string()
+    }
+
+    fn id_of(&self, key: &str) -> Result<NodeId, SessionError> {
+        self.session
+            .tree()
+            .find(key)
+            .ok_or_else(|| self.tree_error(TreeError::UnknownKey(key.to_string())))
+    }
+
+    fn key_of(&self, id: NodeId) -> String {
+        self.session
+            .tree()
+            .node(id)
+            .map(|n| n.key.clone())
+            .unwrap_or_default()
+    }
+
+    /// The active branch as the transcript shows it.
+    pub fn shown(&self) -> Vec<ShownMessage> {
+        let tree = self.session.tree();
+        tree.active_path()
+            .into_iter()
+            .filter_map(|id| {
+                let node = tree.node(id)?;
+                let speaker = match node.message.role {
+                    Role::User => Speaker::User,
+                    Role::Narrator | Role::System => Speaker::Narrator,
+                    Role::Character => Speaker::Character,
+                };
+                let mut shown = ShownMessage::new(
+                    node.key.clone(),
+                    node.message.speaker.clone(),
+                    speaker,
+                    node.message.text.clone(),
+                    tree.siblings_of(id),
+                );
+                shown.incomplete = node.message.meta.incomplete;
+                Some(shown)
+            })
+            .collect()
+    }
+
+    pub fn is_user(&self, key: &str) -> bool {
+        self.id_of(key)
+            .ok()
+            .and_then(|id| self.session.tree().node(id))
+            .is_some_and(|n| n.message.role == Role::User)
+    }
+
+    /// Transcript lines of the active branch up to and including `key`.
+    fn lines_upto(&self, key: Option<&str>) -> Vec<Line> {
+        let Some(key) = key else {
+            return Vec::new();
+        };
+        let tree = self.session.tree();
+        let Some(id) = tree.find(key) else {
+            return Vec::new();
+        };
+        tree.path_to(id)
+            .into_iter()
+            .filter_map(|id| tree.node(id))
+            .map(|n| Line::new(n.message.speaker.clone(), n.message.text.clone()))
+            .collect()
+    }
+
+    fn parent_key(&self, key: &str) -> Result<Option<String>, SessionError> {
+        let id = self.id_of(key)?;
+        Ok(self
+            .session
+            .tree()
+            .node(id)
+            .and_then(|n| n.parent)
+            .filter(|p| *p != NodeId::ROOT)
+            .map(|p| self.key_of(p)))
+    }
+
+    /// The prompt for a reply at `target`, and the text the reply starts with
+    /// (the prefill, or the reply being continued).
+    pub fn prompt_for(
+        &self,
+        target: &ReplyTarget,
+    ) -> Result<(Arc<dyn PromptSource>, String), SessionError> {
+        let options = PromptOptions::new(self.variant, self.user_name.clone());
+        let build = |upto: Option<&str>| {
+            HerPrompt::build(&self.character, &options, &self.lines_upto(upto))
+        };
+        Ok(match target {
+            ReplyTarget::After(parent) => (Arc::new(build(parent.as_deref())), PREFILL.to_string()),
+            ReplyTarget::AlternativeOf(key) => {
+                let parent = self.parent_key(key)?;
+                (Arc::new(build(parent.as_deref())), PREFILL.to_string())
+            }
+            ReplyTarget::ContinuationOf { key, raw } => {
+                let parent = self.parent_key(key)?;
+                let prompt = ContinuePrompt {
+                    base: build(parent.as_deref()),
+                    partial: raw.clone(),
+                };
+                (Arc::new(prompt), raw.clone())
+            }
+        })
+    }
+
+    /// The prompt the next reply would get, for `/prompt`.
+    pub fn next_prompt(&self) -> HerPrompt {
+        let leaf = self.key_of(self.session.tree().leaf());
+        let lines = self.lines_upto(Some(&leaf).filter(|k| !k.is_empty()).map(String::as_str));
+        HerPrompt::build(
+            &self.character,
+            &PromptOptions::new(self.variant, self.user_name.clone()),
+            &lines,
+        )
+    }
+
+    pub fn append_user(&mut self, text: &str) -> Result<String, SessionError> {
+        let message = Message::new(self.user_name.clone(), Role::User, text);
+        let event = self.session.tree().append_event(message);
+        let id = self.commit(&event)?;
+        Ok(id.map(|id| self.key_of(id)).unwrap_or_default())
+    }
+
+    /// Saves a finished (or failed) reply where `target` says.
+    pub fn save_reply(
+        &mut self,
+        target: &ReplyTarget,
+        raw: &str,
+        done: Option<&Finished>,
+    ) -> Result<String, SessionError> {
+        let meta = MessageMeta {
+            finish_reason: done.map(|d| d.reason.to_string()),
+            incomplete: done.is_none()
+                || done.is_some_and(|d| matches!(d.reason, FinishReason::ContextFull)),
+            provenance: done.and_then(|d| serde_json::to_value(&d.provenance).ok()),
+            ..MessageMeta::default()
+        };
+        let message =
+            Message::new(self.character.name.clone(), Role::Character, raw).with_meta(meta.clone());
+        let tree = self.session.tree();
+        let event = match target {
+            ReplyTarget::After(parent) => {
+                let parent = match parent {
+                    Some(key) => self.id_of(key)?,
+                    None => NodeId::ROOT,
+                };
+                tree.append_under_event(parent, message)
+            }
+            ReplyTarget::AlternativeOf(key) => tree.swipe_event(self.id_of(key)?, message),
+            ReplyTarget::ContinuationOf { key, raw: old } => {
+                let addition = raw.strip_prefix(old.as_str()).unwrap_or(raw);
+                tree.continue_event(self.id_of(key)?, addition, meta)
+            }
+        }
+        .map_err(|e| self.tree_error(e))?;
+        let id = self.commit(&event)?;
+        Ok(id.map(|id| self.key_of(id)).unwrap_or_default())
+    }
+
+    pub fn cycle(&mut self, key: &str, delta: i32) -> Result<(), SessionError> {
+        let id = self.id_of(key)?;
+        let event = self
+            .session
+            .tree()
+            .cycle_event(id, delta as isize)
+            .map_err(|e| self.tree_error(e))?;
+        if let Some(event) = event {
+            self.commit(&event)?;
+        }
+        Ok(())
+    }
+
+    pub fn edit(&mut self, key: &str, text: &str) -> Result<String, SessionError> {
+        let event = self
+            .session
+            .tree()
+            .edit_event(self.id_of(key)?, text)
+            .map_err(|e| self.tree_error(e))?;
+        let id = self.commit(&event)?;
+        Ok(id.map(|id| self.key_of(id)).unwrap_or_default())
+    }
+
+    pub fn delete(&mut self, key: &str) -> Result<(), SessionError> {
+        let event = self
+            .session
+            .tree()
+            .delete_event(self.id_of(key)?)
+            .map_err(|e| self.tree_error(e))?;
+        self.commit(&event)?;
+        Ok(())
+    }
+
+    pub fn jump_to(&mut self, key: &str) -> Result<(), SessionError> {
+        let events = self
+            .session
+            .tree()
+            .jump_to_events(self.id_of(key)?)
+            .map_err(|e| self.tree_error(e))?;
+        self.file.commit_all(&mut self.session, events)
+    }
+
+    pub fn tree_rows(&self) -> Vec<TreeRowView> {
+        let tree = self.session.tree();
+        tree.rows()
+            .into_iter()
+            .map(|r| TreeRowView {
+                key: self.key_of(r.node),
+                depth: r.depth,
+                on_active_path: r.on_active_path,
+                label: r.label,
+                alternatives: r.alternatives,
+            })
+            .collect()
+    }
+
+    /// Writes the active branch as txt, md or st (SillyTavern JSONL).
+    pub fn export(&self, format: &str, path: Option<PathBuf>) -> Result<PathBuf, String> {
+        let stem = self.path.with_extension("");
+        let (ext, out) = match format {
+            "txt" | "text" => ("txt", ExportFormat::PlainText),
+            "md" | "markdown" => ("md", ExportFormat::Markdown),
+            "st" | "sillytavern" | "jsonl" => ("st.jsonl", ExportFormat::SillyTavern),
+            other => {
+                return Err(format!(
+                    "/export: unknown format '{other}'; use txt, md or st"
+                ));
+            }
+        };
+        let path = path.unwrap_or_else(|| PathBuf::from(format!("{}.{ext}", stem.display())));
+        export(&self.session, out, ExportOptions::default(), &path).map_err(|e| e.to_string())?;
+        Ok(path)
+    }
+}

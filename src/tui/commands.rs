@@ -1,0 +1,117 @@
+//! Slash commands typed in the composer.
+
+use std::path::PathBuf;
+
+use super::app::{App, Overlay, Screen};
+use super::effect::Effect;
+
+pub const HELP: &str = "/help · /prompt · /clear (new session) · /history (sessions) · /character · /model · /adapter PATH [scale] | off · /sampling key=value … · /export txt|md|st [PATH]";
+
+pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
+    let mut words = command.split_whitespace();
+    let name = words.next().unwrap_or_default();
+    let args: Vec<&str> = words.collect();
+    match name {
+        "help" => app.overlay = Some(Overlay::Help { scroll: 0 }),
+        "prompt" => return vec![Effect::ShowPrompt],
+        "clear" => return vec![Effect::OpenSession(None)],
+        "history" => {
+            let name = app.character_name.clone();
+            return vec![Effect::OpenCharacter(name)];
+        }
+        "character" | "characters" => app.screen = Screen::Characters,
+        "model" => {
+            let s = &app.status;
+            let text = format!(
+                "model {} · context {}/{} tokens",
+                s.model, s.context_used, s.n_ctx
+            );
+            app.notify(text, false);
+        }
+        "adapter" => match args.as_slice() {
+            ["off" | "none" | "clear"] => return vec![Effect::ClearAdapter],
+            [path] => {
+                return vec![Effect::LoadAdapter {
+                    path: PathBuf::from(path),
+                    scale: 1.0,
+                }];
+            }
+            [path, scale] => match scale.parse::<f32>() {
+                Ok(scale) if scale.is_finite() => {
+                    return vec![Effect::LoadAdapter {
+                        path: PathBuf::from(path),
+                        scale,
+                    }];
+                }
+                _ => app.notify(format!("/adapter: scale '{scale}' is not a number"), true),
+            },
+            _ => app.notify(
+                "/adapter PATH [scale] to load a LoRA GGUF, /adapter off to remove it",
+                true,
+            ),
+        },
+        "sampling" => sampling(app, &args),
+        "export" => export(app, &args),
+        other => app.notify(format!("unknown command '/{other}'; {HELP}"), true),
+    }
+    Vec::new()
+}
+
+/// `/sampling temperature=0.9 top_p=0.95`: changes this session's sampling.
+fn sampling(app: &mut App, args: &[&str]) {
+    let Some(chat) = &mut app.chat else {
+        return;
+    };
+    if args.is_empty() {
+        let s = &chat.sampling;
+        let text = format!(
+            "temperature={} top_p={} top_k={} min_p={} repeat_penalty={} max_new_tokens={} seed={}",
+            s.temperature, s.top_p, s.top_k, s.min_p, s.repeat_penalty, s.max_new_tokens, s.seed
+        );
+        app.notify(text, false);
+        return;
+    }
+    let mut next = chat.sampling.clone();
+    for arg in args {
+        let Some((key, value)) = arg.split_once('=') else {
+            app.notify(format!("/sampling: '{arg}' should be key=value"), true);
+            return;
+        };
+        let bad = || format!("/sampling: '{value}' is not a valid value for {key}");
+        let ok = match key {
+            "temperature" => value.parse().map(|v| next.temperature = v).is_ok(),
+            "top_p" => value.parse().map(|v| next.top_p = v).is_ok(),
+            "top_k" => value.parse().map(|v| next.top_k = v).is_ok(),
+            "min_p" => value.parse().map(|v| next.min_p = v).is_ok(),
+            "repeat_penalty" => value.parse().map(|v| next.repeat_penalty = v).is_ok(),
+            "max_new_tokens" => value.parse().map(|v| next.max_new_tokens = v).is_ok(),
+            "seed" => value.parse().map(|v| next.seed = v).is_ok(),
+            other => {
+                app.notify(format!("/sampling: unknown key '{other}'"), true);
+                return;
+            }
+        };
+        if !ok {
+            app.notify(bad(), true);
+            return;
+        }
+    }
+    if let Err(err) = crate::engine::local::sampler::validate(&next) {
+        app.notify(err.to_string(), true);
+        return;
+    }
+    chat.sampling = next;
+    app.notify("sampling updated for this session", false);
+}
+
+fn export(app: &mut App, args: &[&str]) {
+    let Some(chat) = &app.chat else {
+        return;
+    };
+    let format = args.first().copied().unwrap_or("md");
+    let path = args.get(1).map(PathBuf::from);
+    match chat.export(format, path) {
+        Ok(path) => app.notify(format!("exported to {}", path.display()), false),
+        Err(err) => app.notify(err, true),
+    }
+}

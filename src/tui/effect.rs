@@ -1,0 +1,25 @@
+//! Work that `update` asks the runtime to do: anything that touches the
+//! engine, the terminal or another program.
+
+use std::path::PathBuf;
+
+use crate::engine::GenerateRequest;
+
+#[derive(Debug)]
+pub enum Effect {
+    Generate(GenerateRequest),
+    Cancel,
+    /// Suspend the TUI and edit the composer text in $EDITOR.
+    OpenEditor,
+    LoadAdapter {
+        path: PathBuf,
+        scale: f32,
+    },
+    ClearAdapter,
+    /// Compute the prompt view (token counts need the engine).
+    ShowPrompt,
+    /// Open the chosen character's sessions, or a new session.
+    OpenCharacter(String),
+    OpenSession(Option<PathBuf>),
+    DeleteSession(PathBuf),
+}

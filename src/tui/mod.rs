@@ -1,0 +1,100 @@
+//! The studio TUI: pickers, the chat with panes for both thinking layers,
+//! swipes and branches, all on top of crash-safe session logs.
+//!
+//! State lives in [`app::App`]; [`update::update`] is the only mutation;
+//! views borrow the state; [`runtime`] runs the loop and the side effects.
+
+pub mod action;
+pub mod app;
+pub mod chat;
+pub mod commands;
+pub mod composer;
+pub mod effect;
+pub mod highlight;
+pub mod keymap;
+pub mod model;
+pub mod picker;
+pub mod runtime;
+pub mod terminal;
+pub mod theme;
+pub mod update;
+pub mod view;
+
+use std::path::PathBuf;
+
+use app::App;
+use keymap::Keymap;
+use model::PaneModes;
+use theme::Theme;
+
+use crate::app::AppContext;
+use crate::engine::{Backend, LocalEngine};
+
+/// Where the TUI opens.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// The character picker.
+    Picker,
+    /// A new session with this character.
+    Character(String),
+    /// An existing session file.
+    Session { character: String, path: PathBuf },
+}
+
+/// The remembered pane choices live in the user's data folder.
+fn modes_file() -> Option<PathBuf> {
+    crate::config::user_data_dir().map(|d| d.join("tui-panes.json"))
+}
+
+pub fn load_modes() -> PaneModes {
+    modes_file()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
+}
+
+fn save_modes(modes: PaneModes) {
+    if let Some(path) = modes_file()
+        && let Ok(text) = serde_json::to_string(&modes)
+    {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let _ = std::fs::write(path, text);
+    }
+}
+
+/// Runs the TUI until the user quits. The engine is already loaded.
+pub fn run(
+    cx: &AppContext,
+    engine: &LocalEngine,
+    start: Start,
+    keymap: Keymap,
+    theme: Theme,
+) -> std::io::Result<()> {
+    let mut app = App::new(keymap, theme, load_modes());
+    let info = engine.model_info();
+    app.status.model = info.name.clone();
+    app.status.n_ctx = info.n_ctx as usize;
+    app.characters = runtime::character_picker(cx);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let mut guard = terminal::TerminalGuard::enter()?;
+    let context = runtime::Context { app: cx, engine };
+    match start {
+        Start::Picker => {}
+        Start::Character(name) => {
+            runtime::open_character(&mut app, &context, &name);
+            runtime::open_session(&mut app, &context, None);
+        }
+        Start::Session { character, path } => {
+            runtime::open_character(&mut app, &context, &character);
+            runtime::open_session(&mut app, &context, Some(&path));
+        }
+    }
+    let result = rt.block_on(runtime::run(&mut app, &mut guard, &context));
+    save_modes(app.modes);
+    drop(guard);
+    result
+}

@@ -1,0 +1,486 @@
+//! `update`: the only place the app state changes. Returns effects for the
+//! runtime; never blocks and never touches the terminal or the engine.
+
+use super::action::Action;
+use super::app::{App, ConfirmAction, Overlay, ReplyTarget, Screen, Streaming};
+use super::effect::Effect;
+use super::keymap::Layer;
+use super::model::Speaker;
+use crate::engine::{Event, FinishReason, GenerateRequest};
+use crate::format::{Ending, LintContext, StreamedReply, lint, parse_reply};
+
+pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+    app.status.notice = None;
+    match app.layer() {
+        Layer::List => return list_action(app, action),
+        Layer::Overlay => return overlay_action(app, action),
+        _ => {}
+    }
+    chat_action(app, action)
+}
+
+fn overlay_action(app: &mut App, action: Action) -> Vec<Effect> {
+    match (&mut app.overlay, action) {
+        (_, Action::Quit) => app.quit = true,
+        (_, Action::CloseOverlay | Action::ToggleHelp) => app.overlay = None,
+        (Some(Overlay::Raw { .. }), Action::ToggleRaw) => app.overlay = None,
+        (
+            Some(
+                Overlay::Help { scroll } | Overlay::Raw { scroll } | Overlay::Prompt { scroll, .. },
+            ),
+            a,
+        ) => match a {
+            Action::ScrollUp => *scroll = scroll.saturating_sub(1),
+            Action::ScrollDown => *scroll = scroll.saturating_add(1),
+            Action::PageUp => *scroll = scroll.saturating_sub(10),
+            Action::PageDown => *scroll = scroll.saturating_add(10),
+            _ => {}
+        },
+        _ => {}
+    }
+    Vec::new()
+}
+
+fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
+    if let Some(Overlay::Confirm { on_yes, .. }) = &app.overlay {
+        let on_yes = on_yes.clone();
+        match action {
+            Action::Confirm => {
+                app.overlay = None;
+                match on_yes {
+                    ConfirmAction::DeleteMessage(key) => {
+                        if let Some(chat) = &mut app.chat
+                            && let Err(err) = chat.delete(&key)
+                        {
+                            app.notify(err.to_string(), true);
+                        }
+                        refresh(app);
+                    }
+                    ConfirmAction::DeleteSession(path) => return vec![Effect::DeleteSession(path)],
+                }
+            }
+            Action::Cancel | Action::CloseOverlay => app.overlay = None,
+            Action::Quit => app.quit = true,
+            _ => {}
+        }
+        return Vec::new();
+    }
+    if let Some(Overlay::Tree { cursor }) = &mut app.overlay {
+        match action {
+            Action::ListUp => *cursor = cursor.saturating_sub(1),
+            Action::ListDown => *cursor = (*cursor + 1).min(app.tree_rows.len().saturating_sub(1)),
+            Action::ListChoose => {
+                let key = app.tree_rows.get(*cursor).map(|r| r.key.clone());
+                app.overlay = None;
+                if let (Some(key), Some(chat)) = (key, &mut app.chat) {
+                    if let Err(err) = chat.jump_to(&key) {
+                        app.notify(err.to_string(), true);
+                    }
+                    refresh(app);
+                }
+            }
+            Action::CloseOverlay | Action::ToggleTree => app.overlay = None,
+            Action::Quit => app.quit = true,
+            _ => {}
+        }
+        return Vec::new();
+    }
+    let picker = if app.screen == Screen::Sessions {
+        &mut app.sessions
+    } else {
+        &mut app.characters
+    };
+    match action {
+        Action::ListUp => picker.up(),
+        Action::ListDown => picker.down(),
+        Action::Backspace => picker.backspace(),
+        Action::ListChoose => {
+            let Some(item) = picker.current().cloned() else {
+                return Vec::new();
+            };
+            return match app.screen {
+                Screen::Characters => vec![Effect::OpenCharacter(item.value)],
+                _ if item.value.is_empty() => vec![Effect::OpenSession(None)],
+                _ => vec![Effect::OpenSession(Some(item.value.into()))],
+            };
+        }
+        Action::DeleteSelected if app.screen == Screen::Sessions => {
+            if let Some(item) = picker.current().filter(|i| !i.value.is_empty()) {
+                app.overlay = Some(Overlay::Confirm {
+                    question: format!("Move the session '{}' to the trash folder?", item.title),
+                    on_yes: ConfirmAction::DeleteSession(item.value.clone().into()),
+                });
+            }
+        }
+        Action::CloseOverlay if app.screen == Screen::Sessions => app.screen = Screen::Characters,
+        Action::CloseOverlay | Action::Quit => app.quit = true,
+        Action::ToggleHelp => app.overlay = Some(Overlay::Help { scroll: 0 }),
+        _ => {}
+    }
+    Vec::new()
+}
+
+/// Typing into a picker's filter: printable keys arrive as `Insert`.
+pub fn picker_type(app: &mut App, c: char) {
+    let picker = if app.screen == Screen::Sessions {
+        &mut app.sessions
+    } else {
+        &mut app.characters
+    };
+    picker.type_char(c);
+}
+
+fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
+    let c = &mut app.composer;
+    match action {
+        Action::Quit => app.quit = true,
+        Action::ToggleHelp => app.overlay = Some(Overlay::Help { scroll: 0 }),
+        Action::CloseOverlay => app.overlay = None,
+        Action::Insert(ch) => c.insert(ch),
+        Action::Newline => c.insert('\n'),
+        Action::Paste(text) => c.insert_str(&text),
+        Action::Backspace => c.backspace(),
+        Action::DeleteForward => c.delete_forward(),
+        Action::CursorLeft => c.left(),
+        Action::CursorRight => c.right(),
+        Action::CursorUp => {
+            c.up();
+        }
+        Action::CursorDown => {
+            c.down();
+        }
+        Action::CursorHome => c.home(),
+        Action::CursorEnd => c.end(),
+        Action::HistoryPrev => {
+            if !c.up() {
+                c.history_prev();
+            }
+        }
+        Action::HistoryNext => {
+            if !c.down() {
+                c.history_next();
+            }
+        }
+        Action::OpenEditor => return vec![Effect::OpenEditor],
+        Action::Submit => return submit(app),
+        Action::FocusInput => {
+            app.layer_focus = Layer::Input;
+            app.selected = None;
+            app.scroll = 0;
+        }
+        Action::FocusTranscript => {
+            if app.editing.take().is_some() {
+                app.composer.take();
+            }
+            app.layer_focus = Layer::Transcript;
+            app.selected = app.shown().len().checked_sub(1);
+            app.scroll = 0;
+        }
+        Action::SelectPrev => {
+            app.selected = Some(app.selected.map_or(0, |i| i.saturating_sub(1)));
+            app.scroll = 0;
+        }
+        Action::SelectNext => {
+            let last = app.shown().len().saturating_sub(1);
+            app.selected = Some(app.selected.map_or(last, |i| (i + 1).min(last)));
+            app.scroll = 0;
+        }
+        Action::ScrollUp => app.scroll += 1,
+        Action::ScrollDown => app.scroll = app.scroll.saturating_sub(1),
+        Action::PageUp => app.scroll += app.page.max(1),
+        Action::PageDown => app.scroll = app.scroll.saturating_sub(app.page.max(1)),
+        Action::ScrollToBottom => {
+            app.scroll = 0;
+            app.selected = app
+                .shown()
+                .len()
+                .checked_sub(1)
+                .filter(|_| app.layer_focus == Layer::Transcript);
+        }
+        Action::StopGeneration => {
+            if app.streaming.is_some() {
+                return vec![Effect::Cancel];
+            }
+        }
+        Action::Regenerate => return regenerate(app),
+        Action::SwipePrev => return swipe(app, -1),
+        Action::SwipeNext => return swipe(app, 1),
+        Action::Continue => return continue_reply(app),
+        Action::EditSelected => edit_selected(app),
+        Action::DeleteSelected => {
+            if let Some(msg) = target_message(app, false) {
+                app.overlay = Some(Overlay::Confirm {
+                    question: format!(
+                        "Delete this message from {}? It stays in the session log and the branch tree.",
+                        msg.name
+                    ),
+                    on_yes: ConfirmAction::DeleteMessage(msg.key),
+                });
+            }
+        }
+        Action::TogglePlan => {
+            app.modes.plan = app.modes.plan.next();
+            app.notify(format!("LLM thinking: {}", app.modes.plan.label()), false);
+        }
+        Action::ToggleThoughts => {
+            app.modes.thoughts = app.modes.thoughts.next();
+            app.notify(
+                format!("character thinking: {}", app.modes.thoughts.label()),
+                false,
+            );
+        }
+        Action::ToggleRaw => app.overlay = Some(Overlay::Raw { scroll: 0 }),
+        Action::ToggleTree => {
+            if let Some(chat) = &app.chat {
+                app.tree_rows = chat.tree_rows();
+                let cursor = app
+                    .tree_rows
+                    .iter()
+                    .rposition(|r| r.on_active_path)
+                    .unwrap_or(0);
+                app.overlay = Some(Overlay::Tree { cursor });
+            }
+        }
+        Action::ListUp
+        | Action::ListDown
+        | Action::ListChoose
+        | Action::Confirm
+        | Action::Cancel => {}
+    }
+    Vec::new()
+}
+
+/// The message an action applies to: the selected one in the transcript,
+/// else the newest (the newest reply when `reply_only`).
+fn target_message(app: &App, reply_only: bool) -> Option<super::model::ShownMessage> {
+    let shown = &app.messages;
+    if app.layer_focus == Layer::Transcript
+        && let Some(m) = app.selected.and_then(|i| shown.get(i))
+    {
+        return (!reply_only || m.speaker != Speaker::User).then(|| m.clone());
+    }
+    shown
+        .iter()
+        .rev()
+        .find(|m| !reply_only || m.speaker != Speaker::User)
+        .cloned()
+}
+
+fn submit(app: &mut App) -> Vec<Effect> {
+    if app.composer.text.trim().is_empty() {
+        return Vec::new();
+    }
+    if app.streaming.is_some() {
+        app.notify(
+            "a reply is being written: wait or press ctrl+c to stop it",
+            true,
+        );
+        return Vec::new();
+    }
+    let text = app.composer.take();
+    if let Some(command) = text.trim().strip_prefix('/') {
+        return super::commands::run(app, command);
+    }
+    let Some(chat) = &mut app.chat else {
+        return Vec::new();
+    };
+    if let Some(key) = app.editing.take() {
+        let was_user = chat.is_user(&key);
+        let result = chat.edit(&key, &text);
+        refresh(app);
+        return match result {
+            Ok(new_key) if was_user => start_reply(app, ReplyTarget::After(Some(new_key))),
+            Ok(_) => Vec::new(),
+            Err(err) => {
+                app.notify(err.to_string(), true);
+                Vec::new()
+            }
+        };
+    }
+    match chat.append_user(&text) {
+        Ok(key) => {
+            refresh(app);
+            start_reply(app, ReplyTarget::After(Some(key)))
+        }
+        Err(err) => {
+            app.composer.set(&text);
+            app.notify(err.to_string(), true);
+            Vec::new()
+        }
+    }
+}
+
+fn regenerate(app: &mut App) -> Vec<Effect> {
+    if app.streaming.is_some() {
+        return Vec::new();
+    }
+    match target_message(app, true) {
+        Some(msg) => start_reply(app, ReplyTarget::AlternativeOf(msg.key)),
+        // Only user messages so far: answer the newest.
+        None => {
+            let parent = app.messages.last().map(|m| m.key.clone());
+            start_reply(app, ReplyTarget::After(parent))
+        }
+    }
+}
+
+fn swipe(app: &mut App, delta: i32) -> Vec<Effect> {
+    if app.streaming.is_some() {
+        return Vec::new();
+    }
+    let Some(msg) = target_message(app, true) else {
+        return Vec::new();
+    };
+    let (index, count) = msg.alternative;
+    let is_newest = app.messages.last().is_some_and(|m| m.key == msg.key);
+    // Past the last alternative of the newest reply: write a new one (as SillyTavern does).
+    if delta > 0 && index + 1 >= count && is_newest {
+        return start_reply(app, ReplyTarget::AlternativeOf(msg.key));
+    }
+    if let Some(chat) = &mut app.chat
+        && let Err(err) = chat.cycle(&msg.key, delta)
+    {
+        app.notify(err.to_string(), true);
+    }
+    refresh(app);
+    Vec::new()
+}
+
+fn continue_reply(app: &mut App) -> Vec<Effect> {
+    if app.streaming.is_some() {
+        return Vec::new();
+    }
+    match target_message(app, true) {
+        Some(msg) => start_reply(
+            app,
+            ReplyTarget::ContinuationOf {
+                key: msg.key,
+                raw: msg.raw,
+            },
+        ),
+        None => Vec::new(),
+    }
+}
+
+fn edit_selected(app: &mut App) {
+    if let Some(msg) = target_message(app, false) {
+        app.composer.set(&msg.raw);
+        app.editing = Some(msg.key);
+        app.layer_focus = Layer::Input;
+    }
+}
+
+/// Builds the prompt for `target` and asks the runtime to generate.
+pub fn start_reply(app: &mut App, target: ReplyTarget) -> Vec<Effect> {
+    let Some(chat) = &app.chat else {
+        return Vec::new();
+    };
+    let (prompt, prefix) = match chat.prompt_for(&target) {
+        Ok(p) => p,
+        Err(err) => {
+            app.notify(err.to_string(), true);
+            return Vec::new();
+        }
+    };
+    let request = GenerateRequest {
+        prompt,
+        sampling: chat.sampling.clone(),
+        min_skip: chat.dropped_turns,
+        grammar: None,
+    };
+    let mut reply = StreamedReply::default();
+    reply.push(&prefix);
+    app.streaming = Some(Streaming {
+        target,
+        speaker: chat.character.name.clone(),
+        reply,
+        started: std::time::Instant::now(),
+    });
+    app.selected = None;
+    app.scroll = 0;
+    vec![Effect::Generate(request)]
+}
+
+/// Applies one engine event to the reply being generated.
+pub fn on_engine(app: &mut App, event: Event) {
+    match event {
+        Event::Started(s) => {
+            app.status.context_used = s.prompt_tokens;
+            if let Some(chat) = &mut app.chat {
+                chat.dropped_turns = s.dropped_turns;
+            }
+            if s.dropped_turns > 0 {
+                app.notify(
+                    format!(
+                        "the context is full: the oldest {} turns are left out of the prompt",
+                        s.dropped_turns
+                    ),
+                    false,
+                );
+            }
+        }
+        Event::Text(piece) => {
+            if let Some(s) = &mut app.streaming {
+                s.reply.push(&piece);
+            }
+        }
+        Event::Stats(stats) => app.update_stats(&stats),
+        Event::Finished(done) => {
+            app.status.context_used = done.stats.context_used;
+            app.status.tokens_per_second = done.stats.tokens_per_second;
+            finish_reply(app, Some(done));
+        }
+        Event::Failed(err) => {
+            app.notify(err.to_string(), true);
+            finish_reply(app, None);
+        }
+    }
+}
+
+fn finish_reply(app: &mut App, done: Option<crate::engine::Finished>) {
+    let Some(streaming) = app.streaming.take() else {
+        return;
+    };
+    let raw = streaming.reply.raw();
+    let natural = done.as_ref().is_some_and(|d| {
+        matches!(
+            d.reason,
+            FinishReason::EndOfGeneration | FinishReason::StopString
+        )
+    });
+    let ending = if natural {
+        Ending::Natural
+    } else {
+        Ending::CutOff
+    };
+    let segments = parse_reply(&raw, ending);
+    app.status.findings = lint(
+        &segments,
+        &LintContext {
+            character: streaming.speaker.clone(),
+            expect_system_thinking: false,
+            in_history: false,
+        },
+    );
+    // Nothing but the prefill: a failure before any text; keep nothing.
+    if done.is_none() && raw == crate::format::PREFILL {
+        return;
+    }
+    if let Some(chat) = &mut app.chat
+        && let Err(err) = chat.save_reply(&streaming.target, &raw, done.as_ref())
+    {
+        app.notify(format!("the reply could not be saved: {err}"), true);
+    }
+    refresh(app);
+}
+
+/// Rebuilds the shown messages from the session's active branch.
+pub fn refresh(app: &mut App) {
+    if let Some(chat) = &app.chat {
+        app.messages = chat.shown();
+        app.status.session = chat.title();
+    }
+    if let Some(i) = app.selected {
+        app.selected = Some(i.min(app.messages.len().saturating_sub(1)));
+    }
+}

@@ -1,0 +1,8 @@
+//! Views: pure functions of borrowed state that draw into a frame.
+
+mod overlays;
+mod screens;
+pub mod transcript;
+pub mod wrap;
+
+pub use screens::draw;
