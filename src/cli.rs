@@ -213,6 +213,9 @@ impl ModelArgs {
     pub fn overrides(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         if let Some(p) = &self.model {
+            // A path typed on the command line is relative to where the user is,
+            // not to the studio folder (as paths inside config files are).
+            let p = std::path::absolute(p).unwrap_or_else(|_| p.clone());
             out.push(("model.path".into(), p.display().to_string()));
         }
         push(&mut out, "model.n_ctx", self.n_ctx);

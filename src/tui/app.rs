@@ -160,33 +160,45 @@ impl App {
         }
     }
 
-    /// Messages shown, with the reply being generated at the end.
-    pub fn shown(&self) -> Vec<ShownMessage> {
-        let mut all = self.messages.clone();
-        if let Some(s) = &self.streaming {
-            let msg = ShownMessage::streaming(s.speaker.clone(), &s.reply);
-            match &s.target {
-                ReplyTarget::After(_) => all.push(msg),
-                ReplyTarget::AlternativeOf(key) | ReplyTarget::ContinuationOf { key, .. } => {
-                    if let Some(pos) = all.iter().position(|m| &m.key == key) {
-                        all.truncate(pos);
-                    }
-                    all.push(msg);
-                }
-            }
-        }
-        all
+    /// What the transcript shows without copying the history: the saved
+    /// messages up to a cut, then the reply being generated (if any).
+    pub fn view(&self) -> (&[ShownMessage], Option<ShownMessage>) {
+        let Some(s) = &self.streaming else {
+            return (&self.messages, None);
+        };
+        let tail = ShownMessage::streaming(s.speaker.clone(), &s.reply);
+        let cut = match &s.target {
+            ReplyTarget::After(_) => self.messages.len(),
+            ReplyTarget::AlternativeOf(key) | ReplyTarget::ContinuationOf { key, .. } => self
+                .messages
+                .iter()
+                .position(|m| &m.key == key)
+                .unwrap_or(self.messages.len()),
+        };
+        (&self.messages[..cut], Some(tail))
+    }
+
+    /// How many messages the transcript shows.
+    pub fn shown_len(&self) -> usize {
+        let (saved, tail) = self.view();
+        saved.len() + usize::from(tail.is_some())
     }
 
     /// The reply the panes describe: the selected one, else the newest reply.
     pub fn focused_reply(&self) -> Option<ShownMessage> {
-        let shown = self.shown();
-        if let Some(i) = self.selected
-            && let Some(m) = shown.get(i)
-        {
-            return Some(m.clone());
+        let (saved, tail) = self.view();
+        if let Some(i) = self.selected {
+            if let Some(m) = saved.get(i) {
+                return Some(m.clone());
+            }
+            if i == saved.len() {
+                return tail;
+            }
         }
-        shown
+        if tail.is_some() {
+            return tail;
+        }
+        saved
             .iter()
             .rev()
             .find(|m| m.speaker != super::model::Speaker::User)

@@ -159,6 +159,9 @@ impl Default for Keymap {
             ("f3", ToggleThoughts),
             ("f4", ToggleRaw),
             ("f5", ToggleTree),
+            // Also in the transcript: a quick esc + arrow arrives as alt + arrow.
+            ("alt+left", SwipePrev),
+            ("alt+right", SwipeNext),
         ];
         let per_layer: &[(Layer, &[(&str, Action)])] = &[
             (
@@ -178,8 +181,6 @@ impl Default for Keymap {
                     ("backspace", Backspace),
                     ("delete", DeleteForward),
                     ("ctrl+r", Regenerate),
-                    ("alt+left", SwipePrev),
-                    ("alt+right", SwipeNext),
                 ],
             ),
             (

@@ -173,7 +173,7 @@ fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
                 app.composer.take();
             }
             app.layer_focus = Layer::Transcript;
-            app.selected = app.shown().len().checked_sub(1);
+            app.selected = app.shown_len().checked_sub(1);
             app.scroll = 0;
         }
         Action::SelectPrev => {
@@ -181,7 +181,7 @@ fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
             app.scroll = 0;
         }
         Action::SelectNext => {
-            let last = app.shown().len().saturating_sub(1);
+            let last = app.shown_len().saturating_sub(1);
             app.selected = Some(app.selected.map_or(last, |i| (i + 1).min(last)));
             app.scroll = 0;
         }
@@ -192,8 +192,7 @@ fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
         Action::ScrollToBottom => {
             app.scroll = 0;
             app.selected = app
-                .shown()
-                .len()
+                .shown_len()
                 .checked_sub(1)
                 .filter(|_| app.layer_focus == Layer::Transcript);
         }

@@ -155,10 +155,11 @@ fn draw_chat(frame: &mut Frame, area: Rect, app: &mut App) {
     let inner = block.inner(transcript_area);
     frame.render_widget(block, transcript_area);
     app.page = inner.height as usize;
-    let shown = app.shown();
+    let (saved, tail) = app.view();
     frame.render_widget(
         Transcript {
-            messages: &shown,
+            messages: saved,
+            tail: tail.as_ref(),
             selected: if app.layer() == KeyLayer::Transcript {
                 app.selected
             } else {

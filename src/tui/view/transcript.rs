@@ -13,7 +13,10 @@ use crate::tui::model::{PaneMode, PaneModes, ShownMessage, Speaker};
 use crate::tui::theme::Theme;
 
 pub struct Transcript<'a> {
+    /// Saved messages, oldest first.
     pub messages: &'a [ShownMessage],
+    /// The reply being generated, after them.
+    pub tail: Option<&'a ShownMessage>,
     /// The selected message (transcript focus), drawn highlighted.
     pub selected: Option<usize>,
     /// Lines scrolled up from the bottom (or from the selected message).
@@ -130,17 +133,21 @@ impl Widget for Transcript<'_> {
         }
         let width = area.width as usize;
         let height = area.height as usize;
+        let total = self.messages.len() + usize::from(self.tail.is_some());
+        if total == 0 {
+            return;
+        }
+        let message = |i: usize| self.messages.get(i).or(self.tail);
         // Anchor: the selected message's last line, or the newest message.
-        let last = match self.selected {
-            Some(i) => i.min(self.messages.len().saturating_sub(1)),
-            None => self.messages.len().saturating_sub(1),
-        };
-        // Collect lines bottom-up until the screen (plus the scroll) is full.
+        let last = self.selected.unwrap_or(total - 1).min(total - 1);
+        // Collect lines bottom-up until the screen (plus the scroll) is full:
+        // a frame costs the visible messages, not the whole history.
         let need = height + self.scroll;
         let mut blocks: Vec<(usize, Vec<Line<'static>>)> = Vec::new();
         let mut count = 0;
-        for i in (0..self.messages.get(..=last).map_or(0, <[_]>::len)).rev() {
-            let lines = message_lines(&self.messages[i], width, self.modes, self.theme);
+        for i in (0..=last).rev() {
+            let Some(msg) = message(i) else { continue };
+            let lines = message_lines(msg, width, self.modes, self.theme);
             count += lines.len();
             blocks.push((i, lines));
             if count >= need {
