@@ -129,6 +129,23 @@ pub struct ImportArgs {
 pub enum ExportCommand {
     /// A character as a card.
     Card(ExportCardArgs),
+    /// The active branch of a session as text, Markdown or SillyTavern chat JSONL.
+    Session(ExportSessionArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportSessionArgs {
+    /// The session file (sessions/*.jsonl).
+    pub file: PathBuf,
+    /// txt, md or st (SillyTavern chat JSONL with alternatives in swipes).
+    #[arg(long, default_value = "md")]
+    pub format: String,
+    /// Leave out the characters' inner thoughts.
+    #[arg(long)]
+    pub no_thoughts: bool,
+    /// Output file (default: next to the session, with the format's extension).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -155,6 +172,9 @@ pub struct PromptArgs {
     /// greeting from the user persona.
     #[arg(long = "line", value_name = "SPEAKER: TEXT")]
     pub lines: Vec<String>,
+    /// Build the prompt for the next reply of a saved session (its active branch).
+    #[arg(long, value_name = "FILE", conflicts_with = "lines")]
+    pub session: Option<PathBuf>,
     /// HER's "training" or "evaluation" system-prompt layout (default: chat.prompt_variant).
     #[arg(long)]
     pub variant: Option<String>,

@@ -73,6 +73,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Export(ExportCommand::Session(args))) => {
+            use her_studio::session::{ExportFormat, ExportOptions, export, load_session};
+            let (format, ext) = match args.format.as_str() {
+                "txt" | "text" => (ExportFormat::PlainText, "txt"),
+                "md" | "markdown" => (ExportFormat::Markdown, "md"),
+                "st" | "sillytavern" => (ExportFormat::SillyTavern, "st.jsonl"),
+                other => anyhow::bail!("--format '{other}': expected txt, md or st"),
+            };
+            let (session, issues) = load_session(&args.file)?;
+            for issue in &issues {
+                eprintln!("warning: {issue}");
+            }
+            let out = args.out.clone().unwrap_or_else(|| args.file.with_extension(ext));
+            let options = ExportOptions {
+                drop_role_thinking: args.no_thoughts,
+            };
+            export(&session, format, options, &out)?;
+            println!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Export(ExportCommand::Card(args))) => {
             let character = app.character(Some(&args.name))?;
             let format = if args.json { Format::Json } else { Format::Png };

@@ -10,9 +10,18 @@ use crate::cli::PromptArgs;
 use crate::config::PromptVariant;
 use crate::engine::local::Vocab;
 use crate::prompt::{HerPrompt, Line, PromptOptions};
+use crate::session::load_session;
 
 pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
-    let character = app.character(args.character.as_deref())?;
+    let saved = match &args.session {
+        Some(path) => Some(load_session(path).with_context(|| format!("reading session '{}'", path.display()))?.0),
+        None => None,
+    };
+    let character_name = saved
+        .as_ref()
+        .and_then(|s| s.header().character.clone())
+        .or_else(|| args.character.clone());
+    let character = app.character(character_name.as_deref())?;
     let config = app.config();
     let user_name = character.user_name(&config.chat.user_name).to_string();
     let variant = match args.variant.as_deref() {
@@ -26,11 +35,21 @@ pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
         }
     };
     let mut transcript = Vec::new();
-    if let Some(greeting) = character.greetings.first() {
-        transcript.push(Line::new(character.name.clone(), greeting.clone()));
-    }
-    if args.lines.is_empty() {
-        transcript.push(Line::new(user_name.clone(), "Hello."));
+    if let Some(session) = &saved {
+        let tree = session.tree();
+        transcript.extend(
+            tree.active_path()
+                .into_iter()
+                .filter_map(|id| tree.node(id))
+                .map(|n| Line::new(n.message.speaker.clone(), n.message.text.clone())),
+        );
+    } else {
+        if let Some(greeting) = character.greetings.first() {
+            transcript.push(Line::new(character.name.clone(), greeting.clone()));
+        }
+        if args.lines.is_empty() {
+            transcript.push(Line::new(user_name.clone(), "Hello."));
+        }
     }
     for line in &args.lines {
         let (speaker, text) = line
