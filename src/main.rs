@@ -85,7 +85,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             for issue in &issues {
                 eprintln!("warning: {issue}");
             }
-            let out = args.out.clone().unwrap_or_else(|| args.file.with_extension(ext));
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| args.file.with_extension(ext));
             let options = ExportOptions {
                 drop_role_thinking: args.no_thoughts,
             };

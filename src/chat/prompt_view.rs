@@ -14,7 +14,11 @@ use crate::session::load_session;
 
 pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
     let saved = match &args.session {
-        Some(path) => Some(load_session(path).with_context(|| format!("reading session '{}'", path.display()))?.0),
+        Some(path) => Some(
+            load_session(path)
+                .with_context(|| format!("reading session '{}'", path.display()))?
+                .0,
+        ),
         None => None,
     };
     let character_name = saved

@@ -105,6 +105,8 @@ pub struct App {
     pub characters: Picker,
     pub sessions: Picker,
     pub character_name: String,
+    /// The scene chosen in the picker (file stem), instead of a character.
+    pub scene_stem: Option<String>,
     pub quit: bool,
     /// Height of the transcript at the last draw, for page scrolling.
     pub page: usize,
@@ -143,6 +145,7 @@ impl App {
             characters: Picker::default(),
             sessions: Picker::default(),
             character_name: String::new(),
+            scene_stem: None,
             quit: false,
             page: 20,
             tree_rows: Vec::new(),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::app::{ReplyTarget, TreeRowView};
 use super::model::{ShownMessage, Speaker};
-use crate::character::Character;
+use crate::character::{Character, Scene};
 use crate::config::SamplingConfig;
 use crate::engine::{FinishReason, Finished, PromptSource};
 use crate::format::PREFILL;
@@ -17,11 +17,24 @@ use crate::session::{
     SessionEvent, SessionFile, SessionHeader, TreeError, export,
 };
 
+/// The narrator's lines are marked as such in the log.
+fn role_of(speaker: &str) -> Role {
+    if speaker == crate::character::ENVIRONMENT {
+        Role::Narrator
+    } else {
+        Role::Character
+    }
+}
+
 pub struct ChatSession {
     pub path: PathBuf,
     file: SessionFile,
     pub session: Session,
+    /// The character being chatted with; in a scene, the first member.
     pub character: Character,
+    /// Everyone the model plays: the character, or a scene's members and narrator.
+    pub cast: Vec<Character>,
+    pub scene: Option<Scene>,
     pub user_name: String,
     pub variant: PromptVariant,
     pub sampling: SamplingConfig,
@@ -51,10 +64,14 @@ impl PromptSource for ContinuePrompt {
 }
 
 impl ChatSession {
-    /// A new session for `character`, its greetings as alternatives of the first message.
+    /// A new session for `character` (or a scene's `cast`), its greetings as
+    /// alternatives of the first message.
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         dir: &Path,
         character: Character,
+        cast: Vec<Character>,
+        scene: Option<Scene>,
         user_name: String,
         variant: PromptVariant,
         sampling: SamplingConfig,
@@ -62,17 +79,24 @@ impl ChatSession {
     ) -> Result<Self, SessionError> {
         std::fs::create_dir_all(dir).map_err(|e| SessionError::io("create", dir, e))?;
         let (file, session) = SessionFile::create(dir, header)?;
+        let greet = scene.is_none();
         let mut chat = Self {
             path: file.path().to_path_buf(),
             file,
             session,
             character,
+            cast,
+            scene,
             user_name,
             variant,
             sampling,
             dropped_turns: 0,
         };
-        let greetings = chat.character.greetings.clone();
+        let greetings = if greet {
+            chat.character.greetings.clone()
+        } else {
+            Vec::new()
+        };
         for greeting in &greetings {
             let message = Message::new(
                 chat.character.name.clone(),
@@ -99,9 +123,12 @@ impl ChatSession {
     }
 
     /// Reopens a session file; problems with single lines are returned as notes.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         path: &Path,
         character: Character,
+        cast: Vec<Character>,
+        scene: Option<Scene>,
         user_name: String,
         variant: PromptVariant,
         sampling: SamplingConfig,
@@ -114,6 +141,8 @@ impl ChatSession {
                 file,
                 session,
                 character,
+                cast,
+                scene,
                 user_name,
                 variant,
                 sampling,
@@ -133,6 +162,28 @@ impl ChatSession {
             path: self.path.clone(),
             source,
         }
+    }
+
+    /// The cast member called `name`, else the lead character.
+    pub fn member(&self, name: &str) -> &Character {
+        self.cast
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or(&self.character)
+    }
+
+    /// The speaker of a saved message.
+    pub fn speaker_of(&self, key: &str) -> Option<String> {
+        let id = self.session.tree().find(key)?;
+        self.session
+            .tree()
+            .node(id)
+            .map(|n| n.message.speaker.clone())
+    }
+
+    /// The names of the AI speakers, in cast order.
+    pub fn speakers(&self) -> Vec<String> {
+        self.cast.iter().map(|c| c.name.clone()).collect()
     }
 
     pub fn title(&self) -> String {
@@ -218,11 +269,11 @@ impl ChatSession {
     pub fn prompt_for(
         &self,
         target: &ReplyTarget,
+        speaker: &str,
     ) -> Result<(Arc<dyn PromptSource>, String), SessionError> {
         let options = PromptOptions::new(self.variant, self.user_name.clone());
-        let build = |upto: Option<&str>| {
-            HerPrompt::build(&self.character, &options, &self.lines_upto(upto))
-        };
+        let member = self.member(speaker);
+        let build = |upto: Option<&str>| HerPrompt::build(member, &options, &self.lines_upto(upto));
         Ok(match target {
             ReplyTarget::After(parent) => (Arc::new(build(parent.as_deref())), PREFILL.to_string()),
             ReplyTarget::AlternativeOf(key) => {
@@ -238,6 +289,16 @@ impl ChatSession {
                 (Arc::new(prompt), raw.clone())
             }
         })
+    }
+
+    /// The whole active branch as transcript lines.
+    pub fn active_lines(&self) -> Vec<Line> {
+        self.lines_upto(self.leaf_key().as_deref())
+    }
+
+    /// Key of the newest message on the active branch.
+    pub fn leaf_key(&self) -> Option<String> {
+        Some(self.key_of(self.session.tree().leaf())).filter(|k| !k.is_empty())
     }
 
     /// The prompt the next reply would get, for `/prompt`.
@@ -262,6 +323,7 @@ impl ChatSession {
     pub fn save_reply(
         &mut self,
         target: &ReplyTarget,
+        speaker: &str,
         raw: &str,
         done: Option<&Finished>,
     ) -> Result<String, SessionError> {
@@ -272,8 +334,7 @@ impl ChatSession {
             provenance: done.and_then(|d| serde_json::to_value(&d.provenance).ok()),
             ..MessageMeta::default()
         };
-        let message =
-            Message::new(self.character.name.clone(), Role::Character, raw).with_meta(meta.clone());
+        let message = Message::new(speaker, role_of(speaker), raw).with_meta(meta.clone());
         let tree = self.session.tree();
         let event = match target {
             ReplyTarget::After(parent) => {

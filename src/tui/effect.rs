@@ -8,6 +8,10 @@ use crate::engine::GenerateRequest;
 #[derive(Debug)]
 pub enum Effect {
     Generate(GenerateRequest),
+    /// Ask the model who speaks next in a scene, then start that reply after `parent`.
+    ChooseSpeaker {
+        parent: Option<String>,
+    },
     Cancel,
     /// Suspend the TUI and edit the composer text in $EDITOR.
     OpenEditor,

@@ -67,6 +67,16 @@ fn save_modes(modes: PaneModes) {
     }
 }
 
+/// The file stem of the scene with this title.
+fn scene_stem_titled(cx: &AppContext, title: &str) -> Option<String> {
+    std::fs::read_dir(cx.scenes_dir())
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| crate::character::load_scene(p).is_ok_and(|s| s.title == title))
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+}
+
 /// Runs the TUI until the user quits. The engine is already loaded.
 pub fn run(
     cx: &AppContext,
@@ -92,7 +102,13 @@ pub fn run(
             runtime::open_session(&mut app, &context, None);
         }
         Start::Session { character, path } => {
-            runtime::open_character(&mut app, &context, &character);
+            // A scene's session reopens with the whole cast.
+            let scene = crate::session::load_session(&path)
+                .ok()
+                .and_then(|(s, _)| s.header().scene.clone())
+                .and_then(|title| scene_stem_titled(cx, &title));
+            let pick = scene.map_or(character, |stem| format!("scene:{stem}"));
+            runtime::open_character(&mut app, &context, &pick);
             runtime::open_session(&mut app, &context, Some(&path));
         }
     }

@@ -10,16 +10,17 @@ use ratatui::crossterm::event::{
 };
 
 use super::action::Action;
+use super::app::ReplyTarget;
 use super::app::{App, Overlay, Screen};
 use super::chat::ChatSession;
 use super::effect::Effect;
 use super::keymap::Layer;
 use super::picker::{Picker, PickerItem};
 use super::terminal::TerminalGuard;
-use super::update::{on_engine, picker_type, refresh, update};
+use super::update::{on_engine, picker_type, refresh, start_reply, update};
 use super::view;
 use crate::app::AppContext;
-use crate::character::list_characters;
+use crate::character::{Character, Scene, list_characters};
 use crate::engine::{Backend, EventStream as EngineStream, LocalEngine};
 use crate::session::{SessionHeader, list_sessions, trash_session};
 
@@ -136,9 +137,18 @@ async fn run_effects(
     effects: Vec<Effect>,
     generation: &mut Option<EngineStream>,
 ) {
-    for effect in effects {
+    // Effects can lead to more effects (a picked speaker starts a reply).
+    let mut queue: std::collections::VecDeque<Effect> = effects.into();
+    while let Some(effect) = queue.pop_front() {
         match effect {
             Effect::Generate(request) => *generation = Some(cx.engine.generate(request)),
+            Effect::ChooseSpeaker { parent } => {
+                let name = choose_speaker(app, cx).await;
+                match name {
+                    Some(name) => queue.extend(start_reply(app, ReplyTarget::After(parent), &name)),
+                    None => app.notify("nobody in this scene can speak", true),
+                }
+            }
             Effect::Cancel => cx.engine.cancel(),
             Effect::OpenEditor => match edit_externally(guard, &app.composer.text) {
                 Ok(text) => app.composer.set(text.trim_end_matches('\n')),
@@ -207,6 +217,42 @@ async fn run_effects(
     }
 }
 
+/// Asks the model who speaks next, constrained to the cast's names; round
+/// robin when the answer is unusable.
+async fn choose_speaker(app: &App, cx: &Context<'_>) -> Option<String> {
+    use crate::prompt::next_speaker::{
+        next_speaker_prompt, parse_next_speaker, round_robin, speaker_grammar,
+    };
+    let chat = app.chat.as_ref()?;
+    let scene = chat.scene.as_ref()?;
+    let speakers = chat.speakers();
+    let last = app.messages.last().map(|m| m.name.clone());
+    let choices: Vec<String> = if speakers.len() > 1 {
+        speakers
+            .iter()
+            .filter(|s| Some(*s) != last.as_ref())
+            .cloned()
+            .collect()
+    } else {
+        speakers.clone()
+    };
+    let prompt = next_speaker_prompt(
+        &scene.book,
+        &scene.scenario,
+        &choices,
+        &chat.active_lines(),
+        8,
+    );
+    let mut sampling = chat.sampling.clone();
+    sampling.max_new_tokens = 16;
+    let mut request = crate::engine::GenerateRequest::new(prompt, sampling);
+    request.grammar = Some(speaker_grammar(&choices));
+    let answer = crate::chat::stream_reply(cx.engine, request, |_| {})
+        .await
+        .ok()?;
+    parse_next_speaker(&answer.reply, &choices).or_else(|| round_robin(&speakers, last.as_deref()))
+}
+
 fn adapter_label(path: &Path, scale: f32) -> String {
     let name = path
         .file_name()
@@ -240,11 +286,55 @@ pub fn character_picker(cx: &AppContext) -> Picker {
                 .collect()
         })
         .unwrap_or_default();
+    let mut items: Vec<PickerItem> = items;
+    items.extend(scene_items(cx));
     Picker::new(items)
+}
+
+/// Scenes in `characters/scenes/`, listed after the characters.
+fn scene_items(cx: &AppContext) -> Vec<PickerItem> {
+    let Ok(entries) = std::fs::read_dir(cx.scenes_dir()) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    paths.sort();
+    paths
+        .into_iter()
+        .filter_map(|path| {
+            let scene = crate::character::load_scene(&path).ok()?;
+            let stem = path.file_stem()?.to_string_lossy().into_owned();
+            let members: Vec<String> = scene
+                .members
+                .iter()
+                .map(|m| m.name.clone().or_else(|| m.character.clone()).unwrap_or_default())
+                .collect();
+            Some(PickerItem {
+                title: format!("scene: {}", scene.title),
+                subtitle: scene.book.clone(),
+                preview: format!(
+                    "{}\n{}\n\nWith: {}\n\n{}\n\nType @Name to choose who speaks; otherwise the scene picks ({:?}).",
+                    scene.title,
+                    scene.description,
+                    members.join(", "),
+                    scene.scenario.trim(),
+                    scene.next_speaker
+                ),
+                value: format!("scene:{stem}"),
+            })
+        })
+        .collect()
 }
 
 /// Lists the character's sessions (newest first) after a "new session" entry.
 pub fn open_character(app: &mut App, cx: &Context<'_>, name: &str) {
+    if let Some(stem) = name.strip_prefix("scene:") {
+        return open_scene(app, cx, stem);
+    }
+    app.scene_stem = None;
     let character = match cx.app.character(Some(name)) {
         Ok(c) => c,
         Err(err) => {
@@ -276,35 +366,105 @@ pub fn open_character(app: &mut App, cx: &Context<'_>, name: &str) {
     app.screen = Screen::Sessions;
 }
 
-/// Opens a session (or starts one) for the current character.
-pub fn open_session(app: &mut App, cx: &Context<'_>, path: Option<&Path>) {
-    let config = cx.app.config();
-    let character = match cx.app.character(Some(&app.character_name)) {
-        Ok(c) => c,
+/// Lists the scene's sessions after a "new session" entry.
+fn open_scene(app: &mut App, cx: &Context<'_>, stem: &str) {
+    let scene = match cx.app.scene(stem) {
+        Ok(s) => s,
         Err(err) => {
             app.notify(err.to_string(), true);
             return;
         }
     };
+    app.scene_stem = Some(stem.to_string());
+    app.character_name = scene.title.clone();
+    let dir = cx.app.config().sessions_dir(&cx.app.studio.root);
+    let mut items = vec![PickerItem {
+        title: "＋ new session".into(),
+        subtitle: String::new(),
+        preview: scene.scenario.clone(),
+        value: String::new(),
+    }];
+    if let Ok(list) = list_sessions(&dir) {
+        items.extend(
+            list.into_iter()
+                .filter(|s| s.scene.as_deref() == Some(scene.title.as_str()))
+                .map(|s| PickerItem {
+                    title: s.title.clone(),
+                    subtitle: format!("{} messages · {}", s.messages, s.created_at),
+                    preview: format!("{}\n\n{}", s.path.display(), s.title),
+                    value: s.path.display().to_string(),
+                }),
+        );
+    }
+    app.sessions = Picker::new(items);
+    app.screen = Screen::Sessions;
+}
+
+/// The characters a session plays: one, or a scene's members and narrator.
+fn cast_for(
+    app: &App,
+    cx: &Context<'_>,
+) -> Result<(Character, Vec<Character>, Option<Scene>, String), String> {
+    let config = cx.app.config();
+    if let Some(stem) = &app.scene_stem {
+        let scene = cx.app.scene(stem).map_err(|e| e.to_string())?;
+        let mut cast = scene
+            .cast(&config.characters_dir(&cx.app.studio.root))
+            .map_err(|e| e.to_string())?;
+        if scene.environment {
+            let narrator = scene.environment_character(&cast);
+            cast.push(narrator);
+        }
+        let lead = cast.first().cloned().ok_or("the scene has no members")?;
+        let user = scene
+            .user
+            .as_ref()
+            .map_or(config.chat.user_name.clone(), |p| p.name.clone());
+        return Ok((lead, cast, Some(scene), user));
+    }
+    let character = cx
+        .app
+        .character(Some(&app.character_name))
+        .map_err(|e| e.to_string())?;
     let user = character.user_name(&config.chat.user_name).to_string();
-    let sampling = crate::chat::character_sampling(config.sampling.clone(), &character);
+    Ok((character.clone(), vec![character], None, user))
+}
+
+/// Opens a session (or starts one) for the current character.
+pub fn open_session(app: &mut App, cx: &Context<'_>, path: Option<&Path>) {
+    let config = cx.app.config();
+    let (character, cast, scene, user) = match cast_for(app, cx) {
+        Ok(c) => c,
+        Err(err) => {
+            app.notify(err, true);
+            return;
+        }
+    };
+    // Per-character sampling overrides apply per speaker when a reply starts.
+    let sampling = config.sampling.clone();
     let variant = config.chat.prompt_variant;
     let result = match path {
-        Some(path) => ChatSession::open(path, character, user, variant, sampling),
+        Some(path) => ChatSession::open(path, character, cast, scene, user, variant, sampling),
         None => {
             let info = cx.engine.model_info();
-            let mut header = SessionHeader::new(format!(
-                "{} — {}",
-                character.name,
-                crate::session::now_rfc3339().get(..10).unwrap_or_default()
-            ));
+            let label = scene
+                .as_ref()
+                .map_or(character.name.clone(), |s| s.title.clone());
+            let date = crate::session::now_rfc3339()
+                .get(..10)
+                .unwrap_or_default()
+                .to_string();
+            let mut header = SessionHeader::new(format!("{label} — {date}"));
             header.character = Some(character.name.clone());
+            header.scene = scene.as_ref().map(|s| s.title.clone());
             header.model = Some(info.name.clone());
             header.model_fingerprint = Some(info.fingerprint.clone());
             header.config = serde_json::to_value(&config.sampling).unwrap_or_default();
             let dir = config.sessions_dir(&cx.app.studio.root);
-            ChatSession::create(&dir, character, user, variant, sampling, header)
-                .map(|c| (c, Vec::new()))
+            ChatSession::create(
+                &dir, character, cast, scene, user, variant, sampling, header,
+            )
+            .map(|c| (c, Vec::new()))
         }
     };
     match result {

@@ -32,7 +32,9 @@ fn chat_app(dir: &Path) -> App {
     header.character = Some(character.name.clone());
     let chat = ChatSession::create(
         dir,
-        character,
+        character.clone(),
+        vec![character],
+        None,
         "Mr. Darcy".into(),
         PromptVariant::Training,
         Config::default().sampling,
@@ -342,4 +344,26 @@ fn snapshot_pickers_tree_and_help() {
     app.screen = Screen::Chat;
     update(&mut app, Action::ToggleHelp);
     insta::assert_snapshot!("help_160", render(&mut app, 160, 40));
+}
+
+#[test]
+fn at_name_picks_the_scene_speaker() {
+    use super::update::pick_speaker_for_test as pick;
+    let names: Vec<String> = ["Elizabeth Bennet", "Mr. Darcy", "Environment"]
+        .map(String::from)
+        .to_vec();
+    assert_eq!(
+        pick(&names, "@Mr. Darcy Do you read?"),
+        (Some("Mr. Darcy".into()), "Do you read?".into())
+    );
+    assert_eq!(
+        pick(&names, "@darcy hello"),
+        (Some("Mr. Darcy".into()), "hello".into())
+    );
+    assert_eq!(
+        pick(&names, "@env"),
+        (Some("Environment".into()), String::new())
+    );
+    assert_eq!(pick(&names, "no pick"), (None, "no pick".into()));
+    assert_eq!(pick(&names, "@nobody hi").0, None);
 }

@@ -288,7 +288,7 @@ fn submit(app: &mut App) -> Vec<Effect> {
         let result = chat.edit(&key, &text);
         refresh(app);
         return match result {
-            Ok(new_key) if was_user => start_reply(app, ReplyTarget::After(Some(new_key))),
+            Ok(new_key) if was_user => answer(app, Some(new_key)),
             Ok(_) => Vec::new(),
             Err(err) => {
                 app.notify(err.to_string(), true);
@@ -296,10 +296,22 @@ fn submit(app: &mut App) -> Vec<Effect> {
             }
         };
     }
+    // In a scene, "@Name …" picks who answers (the rest, if any, is the user's line).
+    let (picked, text) = pick_speaker(&chat.speakers(), &text);
+    if text.trim().is_empty() {
+        let parent = chat.leaf_key();
+        return match picked {
+            Some(name) => start_reply(app, ReplyTarget::After(parent), &name),
+            None => answer(app, parent),
+        };
+    }
     match chat.append_user(&text) {
         Ok(key) => {
             refresh(app);
-            start_reply(app, ReplyTarget::After(Some(key)))
+            match picked {
+                Some(name) => start_reply(app, ReplyTarget::After(Some(key)), &name),
+                None => answer(app, Some(key)),
+            }
         }
         Err(err) => {
             app.composer.set(&text);
@@ -314,11 +326,11 @@ fn regenerate(app: &mut App) -> Vec<Effect> {
         return Vec::new();
     }
     match target_message(app, true) {
-        Some(msg) => start_reply(app, ReplyTarget::AlternativeOf(msg.key)),
+        Some(msg) => start_reply(app, ReplyTarget::AlternativeOf(msg.key), &msg.name),
         // Only user messages so far: answer the newest.
         None => {
             let parent = app.messages.last().map(|m| m.key.clone());
-            start_reply(app, ReplyTarget::After(parent))
+            answer(app, parent)
         }
     }
 }
@@ -334,7 +346,7 @@ fn swipe(app: &mut App, delta: i32) -> Vec<Effect> {
     let is_newest = app.messages.last().is_some_and(|m| m.key == msg.key);
     // Past the last alternative of the newest reply: write a new one (as SillyTavern does).
     if delta > 0 && index + 1 >= count && is_newest {
-        return start_reply(app, ReplyTarget::AlternativeOf(msg.key));
+        return start_reply(app, ReplyTarget::AlternativeOf(msg.key), &msg.name);
     }
     if let Some(chat) = &mut app.chat
         && let Err(err) = chat.cycle(&msg.key, delta)
@@ -350,13 +362,14 @@ fn continue_reply(app: &mut App) -> Vec<Effect> {
         return Vec::new();
     }
     match target_message(app, true) {
-        Some(msg) => start_reply(
-            app,
-            ReplyTarget::ContinuationOf {
+        Some(msg) => {
+            let name = msg.name.clone();
+            let target = ReplyTarget::ContinuationOf {
                 key: msg.key,
                 raw: msg.raw,
-            },
-        ),
+            };
+            start_reply(app, target, &name)
+        }
         None => Vec::new(),
     }
 }
@@ -369,21 +382,85 @@ fn edit_selected(app: &mut App) {
     }
 }
 
-/// Builds the prompt for `target` and asks the runtime to generate.
-pub fn start_reply(app: &mut App, target: ReplyTarget) -> Vec<Effect> {
+/// `@Name rest` → (the speaker whose name starts with `Name`, rest).
+#[cfg(test)]
+pub(crate) fn pick_speaker_for_test(speakers: &[String], text: &str) -> (Option<String>, String) {
+    pick_speaker(speakers, text)
+}
+
+fn pick_speaker(speakers: &[String], text: &str) -> (Option<String>, String) {
+    let Some(rest) = text.trim_start().strip_prefix('@') else {
+        return (None, text.to_string());
+    };
+    let lower = rest.to_lowercase();
+    // The longest name that the text starts with wins ("Mr. Darcy" over "Mr.").
+    let found = speakers
+        .iter()
+        .filter(|s| lower.starts_with(&s.to_lowercase()))
+        .max_by_key(|s| s.len())
+        .or_else(|| {
+            let word = lower.split_whitespace().next().unwrap_or_default();
+            // Or any word of a name: "@darcy" finds "Mr. Darcy".
+            speakers.iter().find(|s| {
+                !word.is_empty()
+                    && s.to_lowercase()
+                        .split_whitespace()
+                        .any(|w| w.trim_matches('.').starts_with(word))
+            })
+        });
+    match found {
+        Some(name) => {
+            let skip = if lower.starts_with(&name.to_lowercase()) {
+                name.len()
+            } else {
+                lower.split_whitespace().next().map_or(0, str::len)
+            };
+            (
+                Some(name.clone()),
+                rest[skip.min(rest.len())..].trim_start().to_string(),
+            )
+        }
+        None => (None, text.to_string()),
+    }
+}
+
+/// Someone answers after `parent`: the character, or in a scene whoever the
+/// scene's policy picks (the model-picked case needs the engine: an effect).
+pub fn answer(app: &mut App, parent: Option<String>) -> Vec<Effect> {
     let Some(chat) = &app.chat else {
         return Vec::new();
     };
-    let (prompt, prefix) = match chat.prompt_for(&target) {
+    let Some(scene) = &chat.scene else {
+        let name = chat.character.name.clone();
+        return start_reply(app, ReplyTarget::After(parent), &name);
+    };
+    if scene.next_speaker == crate::character::NextSpeaker::Model {
+        return vec![Effect::ChooseSpeaker { parent }];
+    }
+    let last = app.messages.last().map(|m| m.name.clone());
+    let next = crate::prompt::next_speaker::round_robin(&chat.speakers(), last.as_deref());
+    match next {
+        Some(name) => start_reply(app, ReplyTarget::After(parent), &name),
+        None => Vec::new(),
+    }
+}
+
+/// Builds the prompt for `target` and asks the runtime to generate.
+pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Effect> {
+    let Some(chat) = &app.chat else {
+        return Vec::new();
+    };
+    let (prompt, prefix) = match chat.prompt_for(&target, speaker) {
         Ok(p) => p,
         Err(err) => {
             app.notify(err.to_string(), true);
             return Vec::new();
         }
     };
+    let sampling = crate::chat::character_sampling(chat.sampling.clone(), chat.member(speaker));
     let request = GenerateRequest {
         prompt,
-        sampling: chat.sampling.clone(),
+        sampling,
         min_skip: chat.dropped_turns,
         grammar: None,
     };
@@ -391,7 +468,7 @@ pub fn start_reply(app: &mut App, target: ReplyTarget) -> Vec<Effect> {
     reply.push(&prefix);
     app.streaming = Some(Streaming {
         target,
-        speaker: chat.character.name.clone(),
+        speaker: speaker.to_string(),
         reply,
         started: std::time::Instant::now(),
     });
@@ -466,7 +543,8 @@ fn finish_reply(app: &mut App, done: Option<crate::engine::Finished>) {
         return;
     }
     if let Some(chat) = &mut app.chat
-        && let Err(err) = chat.save_reply(&streaming.target, &raw, done.as_ref())
+        && let Err(err) =
+            chat.save_reply(&streaming.target, &streaming.speaker, &raw, done.as_ref())
     {
         app.notify(format!("the reply could not be saved: {err}"), true);
     }
