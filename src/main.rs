@@ -168,7 +168,7 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
             .wait()
             .with_context(|| format!("loading adapter '{}'", adapter.display()))?;
     }
-    her_studio::tui::run(app, &engine, start, keymap, theme)?;
+    her_studio::tui::run(app, engine, start, keymap, theme)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -183,15 +183,22 @@ fn chat_scene(app: &AppContext, args: &ChatArgs, name: &str) -> anyhow::Result<E
         config.chat.prompt_variant,
         config.sampling.clone(),
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    line_runtime()?.block_on(run_headless_scene(&engine, &mut play, line_options(args)))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The line-based chat runs on a single-threaded runtime: the engine has its own thread.
+fn line_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build()?;
-    let options = HeadlessOptions {
+        .build()
+}
+
+fn line_options(args: &ChatArgs) -> HeadlessOptions {
+    HeadlessOptions {
         interactive: !args.headless,
         stats: args.stats,
-    };
-    runtime.block_on(run_headless_scene(&engine, &mut play, options))?;
-    Ok(ExitCode::SUCCESS)
+    }
 }
 
 fn is_broken_pipe(err: &anyhow::Error) -> bool {
@@ -230,13 +237,6 @@ fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
         config.chat.prompt_variant,
         config.sampling.clone(),
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let options = HeadlessOptions {
-        interactive: !args.headless,
-        stats: args.stats,
-    };
-    runtime.block_on(run_headless(&engine, &mut conversation, options))?;
+    line_runtime()?.block_on(run_headless(&engine, &mut conversation, line_options(args)))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -107,6 +107,8 @@ pub struct App {
     pub character_name: String,
     /// The scene chosen in the picker (file stem), instead of a character.
     pub scene_stem: Option<String>,
+    /// A model to load instead of the current one (`/model PATH`).
+    pub switch_model: Option<std::path::PathBuf>,
     pub quit: bool,
     /// Height of the transcript at the last draw, for page scrolling.
     pub page: usize,
@@ -146,6 +148,7 @@ impl App {
             sessions: Picker::default(),
             character_name: String::new(),
             scene_stem: None,
+            switch_model: None,
             quit: false,
             page: 20,
             tree_rows: Vec::new(),

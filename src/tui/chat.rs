@@ -355,6 +355,11 @@ impl ChatSession {
         Ok(id.map(|id| self.key_of(id)).unwrap_or_default())
     }
 
+    pub fn rename(&mut self, title: &str) -> Result<(), SessionError> {
+        let event = self.session.rename_event(title);
+        self.commit(&event).map(|_| ())
+    }
+
     pub fn cycle(&mut self, key: &str, delta: i32) -> Result<(), SessionError> {
         let id = self.id_of(key)?;
         let event = self

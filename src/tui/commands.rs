@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::app::{App, Overlay, Screen};
 use super::effect::Effect;
 
-pub const HELP: &str = "/help · /prompt · /clear (new session) · /history (sessions) · /character · /model · /adapter PATH [scale] | off · /sampling key=value … · /export txt|md|st [PATH]";
+pub const HELP: &str = "/help · /prompt · /clear (new session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /export txt|md|st [PATH]";
 
 pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     let mut words = command.split_whitespace();
@@ -20,13 +20,40 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
             return vec![Effect::OpenCharacter(name)];
         }
         "character" | "characters" => app.screen = Screen::Characters,
-        "model" => {
-            let s = &app.status;
-            let text = format!(
-                "model {} · context {}/{} tokens",
-                s.model, s.context_used, s.n_ctx
-            );
-            app.notify(text, false);
+        "model" => match args.as_slice() {
+            [] => {
+                let s = &app.status;
+                let text = format!(
+                    "model {} · context {}/{} tokens · /model PATH loads another GGUF",
+                    s.model, s.context_used, s.n_ctx
+                );
+                app.notify(text, false);
+            }
+            [path] if app.streaming.is_none() => {
+                let path = PathBuf::from(path);
+                match crate::engine::local::check_model_file(&path) {
+                    Ok(_) => app.switch_model = Some(path),
+                    Err(err) => app.notify(err.to_string(), true),
+                }
+            }
+            [_] => app.notify(
+                "wait for the reply to finish (or ctrl+c) before switching models",
+                true,
+            ),
+            _ => app.notify("/model PATH", true),
+        },
+        "rename" => {
+            let title = args.join(" ");
+            match &mut app.chat {
+                Some(chat) if !title.is_empty() => match chat.rename(&title) {
+                    Ok(()) => {
+                        app.status.session = title;
+                        app.notify("session renamed", false);
+                    }
+                    Err(err) => app.notify(err.to_string(), true),
+                },
+                _ => app.notify("/rename NEW TITLE", true),
+            }
         }
         "adapter" => match args.as_slice() {
             ["off" | "none" | "clear"] => return vec![Effect::ClearAdapter],

@@ -77,43 +77,92 @@ fn scene_stem_titled(cx: &AppContext, title: &str) -> Option<String> {
         .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
 }
 
-/// Runs the TUI until the user quits. The engine is already loaded.
+/// Runs the TUI until the user quits. The engine is already loaded; `/model`
+/// swaps it for another model between runs of the event loop, keeping the session.
 pub fn run(
     cx: &AppContext,
-    engine: &LocalEngine,
+    engine: LocalEngine,
     start: Start,
     keymap: Keymap,
     theme: Theme,
 ) -> std::io::Result<()> {
     let mut app = App::new(keymap, theme, load_modes());
-    let info = engine.model_info();
-    app.status.model = info.name.clone();
-    app.status.n_ctx = info.n_ctx as usize;
+    show_model(&mut app, &engine);
     app.characters = runtime::character_picker(cx);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut guard = terminal::TerminalGuard::enter()?;
-    let context = runtime::Context { app: cx, engine };
-    match start {
-        Start::Picker => {}
-        Start::Character(name) => {
-            runtime::open_character(&mut app, &context, &name);
-            runtime::open_session(&mut app, &context, None);
-        }
-        Start::Session { character, path } => {
-            // A scene's session reopens with the whole cast.
-            let scene = crate::session::load_session(&path)
-                .ok()
-                .and_then(|(s, _)| s.header().scene.clone())
-                .and_then(|title| scene_stem_titled(cx, &title));
-            let pick = scene.map_or(character, |stem| format!("scene:{stem}"));
-            runtime::open_character(&mut app, &context, &pick);
-            runtime::open_session(&mut app, &context, Some(&path));
+    let mut engine = engine;
+    {
+        let context = runtime::Context {
+            app: cx,
+            engine: &engine,
+        };
+        match start {
+            Start::Picker => {}
+            Start::Character(name) => {
+                runtime::open_character(&mut app, &context, &name);
+                runtime::open_session(&mut app, &context, None);
+            }
+            Start::Session { character, path } => {
+                // A scene's session reopens with the whole cast.
+                let scene = crate::session::load_session(&path)
+                    .ok()
+                    .and_then(|(s, _)| s.header().scene.clone())
+                    .and_then(|title| scene_stem_titled(cx, &title));
+                let pick = scene.map_or(character, |stem| format!("scene:{stem}"));
+                runtime::open_character(&mut app, &context, &pick);
+                runtime::open_session(&mut app, &context, Some(&path));
+            }
         }
     }
-    let result = rt.block_on(runtime::run(&mut app, &mut guard, &context));
-    save_modes(app.modes);
-    drop(guard);
-    result
+    loop {
+        let context = runtime::Context {
+            app: cx,
+            engine: &engine,
+        };
+        let result = rt.block_on(runtime::run(&mut app, &mut guard, &context));
+        let Some(path) = app
+            .switch_model
+            .take()
+            .filter(|_| result.is_ok() && !app.quit)
+        else {
+            save_modes(app.modes);
+            drop(guard);
+            return result;
+        };
+        app.notify(format!("loading {} …", path.display()), false);
+        guard.terminal.draw(|frame| view::draw(frame, &mut app))?;
+        let previous = engine.model_info().path;
+        // One model in memory at a time: the old one goes first.
+        drop(engine);
+        let mut options = cx.engine_options();
+        options.model_path = path;
+        engine = match LocalEngine::start(options.clone()) {
+            Ok(new) => {
+                app.notify(format!("model loaded: {}", new.model_info().name), false);
+                new
+            }
+            Err(err) => {
+                options.model_path = previous;
+                let old = LocalEngine::start(options)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                app.notify(format!("{err}; kept the previous model"), true);
+                old
+            }
+        };
+        show_model(&mut app, &engine);
+        if let Some(chat) = &mut app.chat {
+            // The cache of the old model means nothing to the new one.
+            chat.dropped_turns = 0;
+        }
+    }
+}
+
+fn show_model(app: &mut App, engine: &LocalEngine) {
+    let info = engine.model_info();
+    app.status.model = info.name.clone();
+    app.status.n_ctx = info.n_ctx as usize;
+    app.status.adapter = None;
 }

@@ -22,7 +22,7 @@ use super::view;
 use crate::app::AppContext;
 use crate::character::{Character, Scene, list_characters};
 use crate::engine::{Backend, EventStream as EngineStream, LocalEngine};
-use crate::session::{SessionHeader, list_sessions, trash_session};
+use crate::session::{SessionHeader, SessionSummary, list_sessions, trash_session};
 
 /// What the loop needs besides the app state.
 pub struct Context<'a> {
@@ -52,7 +52,7 @@ pub async fn run(
             guard.terminal.draw(|frame| view::draw(frame, app))?;
             dirty = false;
         }
-        if app.quit {
+        if app.quit || app.switch_model.is_some() {
             if let Some(s) = generation.take() {
                 drop(s);
                 cx.engine.cancel();
@@ -343,26 +343,10 @@ pub fn open_character(app: &mut App, cx: &Context<'_>, name: &str) {
         }
     };
     app.character_name = character.name.clone();
-    let dir = cx.app.config().sessions_dir(&cx.app.studio.root);
-    let mut items = vec![PickerItem {
-        title: "＋ new session".into(),
-        subtitle: String::new(),
-        preview: character.greetings.first().cloned().unwrap_or_default(),
-        value: String::new(),
-    }];
-    if let Ok(list) = list_sessions(&dir) {
-        items.extend(
-            list.into_iter()
-                .filter(|s| s.character.as_deref() == Some(character.name.as_str()))
-                .map(|s| PickerItem {
-                    title: s.title.clone(),
-                    subtitle: format!("{} messages · {}", s.messages, s.created_at),
-                    preview: format!("{}\n\n{}", s.path.display(), s.title),
-                    value: s.path.display().to_string(),
-                }),
-        );
-    }
-    app.sessions = Picker::new(items);
+    let preview = character.greetings.first().cloned().unwrap_or_default();
+    app.sessions = session_picker(cx, preview, |s| {
+        s.scene.is_none() && s.character.as_deref() == Some(character.name.as_str())
+    });
     app.screen = Screen::Sessions;
 }
 
@@ -377,27 +361,34 @@ fn open_scene(app: &mut App, cx: &Context<'_>, stem: &str) {
     };
     app.scene_stem = Some(stem.to_string());
     app.character_name = scene.title.clone();
+    app.sessions = session_picker(cx, scene.scenario.clone(), |s| {
+        s.scene.as_deref() == Some(scene.title.as_str())
+    });
+    app.screen = Screen::Sessions;
+}
+
+/// "New session" first, then the matching sessions, newest first.
+fn session_picker(
+    cx: &Context<'_>,
+    preview: String,
+    belongs: impl Fn(&SessionSummary) -> bool,
+) -> Picker {
     let dir = cx.app.config().sessions_dir(&cx.app.studio.root);
     let mut items = vec![PickerItem {
         title: "＋ new session".into(),
         subtitle: String::new(),
-        preview: scene.scenario.clone(),
+        preview,
         value: String::new(),
     }];
     if let Ok(list) = list_sessions(&dir) {
-        items.extend(
-            list.into_iter()
-                .filter(|s| s.scene.as_deref() == Some(scene.title.as_str()))
-                .map(|s| PickerItem {
-                    title: s.title.clone(),
-                    subtitle: format!("{} messages · {}", s.messages, s.created_at),
-                    preview: format!("{}\n\n{}", s.path.display(), s.title),
-                    value: s.path.display().to_string(),
-                }),
-        );
+        items.extend(list.into_iter().filter(|s| belongs(s)).map(|s| PickerItem {
+            title: s.title.clone(),
+            subtitle: format!("{} messages · {}", s.messages, s.created_at),
+            preview: format!("{}\n\n{}", s.path.display(), s.title),
+            value: s.path.display().to_string(),
+        }));
     }
-    app.sessions = Picker::new(items);
-    app.screen = Screen::Sessions;
+    Picker::new(items)
 }
 
 /// The characters a session plays: one, or a scene's members and narrator.

@@ -96,3 +96,19 @@ impl Theme {
         Style::default().fg(self.dim)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_and_built_in_themes_load() {
+        let studio = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(Theme::load("dark", studio).unwrap(), Theme::dark());
+        let sepia = Theme::load("sepia", studio).unwrap();
+        assert_eq!(sepia.character, Color::Rgb(0xb5, 0x65, 0x1d));
+        let err = Theme::load("nope", studio).unwrap_err();
+        assert!(err.contains("nope.toml"), "{err}");
+    }
+}

@@ -59,7 +59,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
             }
             lines.push(Line::default());
             lines.push(Line::styled(
-                "commands: /help /prompt /clear /history /character /model /adapter PATH [scale] /adapter off /sampling key=value /export txt|md|st",
+                "commands: /help /prompt /clear /history /rename TITLE /character /model [PATH] /adapter PATH [scale] /adapter off /sampling key=value /export txt|md|st",
                 app.theme.dim(),
             ));
             frame.render_widget(
