@@ -57,6 +57,7 @@ pub struct Config {
     pub paths: PathsConfig,
     pub log: LogConfig,
     pub backend: BackendConfig,
+    pub prefs: PrefsConfig,
     /// TUI key bindings by action name; "" keeps the built-in chords.
     #[serde(default = "default_keys")]
     pub keys: BTreeMap<String, String>,
@@ -71,6 +72,7 @@ impl Default for Config {
             paths: PathsConfig::default(),
             log: LogConfig::default(),
             backend: BackendConfig::default(),
+            prefs: PrefsConfig::default(),
             keys: default_keys(),
         }
     }
@@ -247,6 +249,27 @@ impl LogLevel {
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     pub kind: BackendKind,
+}
+
+/// Preference collection: who is rating.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefsConfig {
+    /// Annotator id stored with every rating; "" = the login name ($USER).
+    pub annotator: String,
+}
+
+impl PrefsConfig {
+    /// The configured id, else the login name, else "me".
+    pub fn annotator_id(&self) -> String {
+        if !self.annotator.trim().is_empty() {
+            return self.annotator.trim().to_string();
+        }
+        std::env::var("USER")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "me".to_string())
+    }
 }
 
 /// Only the in-process llama.cpp backend exists so far; `openai` is planned.

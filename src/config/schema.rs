@@ -92,7 +92,7 @@ impl KeySpec {
 
 /// Section names in the order `config.toml` lists them.
 pub(crate) const SECTIONS: &[&str] = &[
-    "model", "sampling", "chat", "paths", "log", "backend", "keys",
+    "model", "sampling", "chat", "paths", "log", "backend", "prefs", "keys",
 ];
 
 /// Remappable actions of the TUI (`[keys]`); the TUI's action table must match (tested there).
@@ -118,6 +118,13 @@ pub const KEY_ACTIONS: &[&str] = &[
     "continue",
     "edit",
     "delete",
+    "rate_up",
+    "rate_down",
+    "rate_1",
+    "rate_2",
+    "rate_3",
+    "rate_4",
+    "rate_5",
     "toggle_plan",
     "toggle_thoughts",
     "toggle_raw",
@@ -205,6 +212,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
             note: "(the only backend so far; 'openai' is planned)",
         },
     ),
+    spec("prefs", "annotator", Kind::Str { non_empty: false }),
     spec("keys", "quit", Kind::Str { non_empty: false }),
     spec("keys", "help", Kind::Str { non_empty: false }),
     spec("keys", "submit", Kind::Str { non_empty: false }),
@@ -226,6 +234,13 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("keys", "continue", Kind::Str { non_empty: false }),
     spec("keys", "edit", Kind::Str { non_empty: false }),
     spec("keys", "delete", Kind::Str { non_empty: false }),
+    spec("keys", "rate_up", Kind::Str { non_empty: false }),
+    spec("keys", "rate_down", Kind::Str { non_empty: false }),
+    spec("keys", "rate_1", Kind::Str { non_empty: false }),
+    spec("keys", "rate_2", Kind::Str { non_empty: false }),
+    spec("keys", "rate_3", Kind::Str { non_empty: false }),
+    spec("keys", "rate_4", Kind::Str { non_empty: false }),
+    spec("keys", "rate_5", Kind::Str { non_empty: false }),
     spec("keys", "toggle_plan", Kind::Str { non_empty: false }),
     spec("keys", "toggle_thoughts", Kind::Str { non_empty: false }),
     spec("keys", "toggle_raw", Kind::Str { non_empty: false }),

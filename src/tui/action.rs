@@ -39,6 +39,9 @@ pub enum Action {
     Continue,
     EditSelected,
     DeleteSelected,
+    RateUp,
+    RateDown,
+    RateStars(u8),
     TogglePlan,
     ToggleThoughts,
     ToggleRaw,
@@ -106,6 +109,41 @@ impl Action {
             "delete",
             Action::DeleteSelected,
             "delete the selected message (kept in the log)",
+        ),
+        (
+            "rate_up",
+            Action::RateUp,
+            "rate the selected reply: thumbs up",
+        ),
+        (
+            "rate_down",
+            Action::RateDown,
+            "rate the selected reply: thumbs down",
+        ),
+        (
+            "rate_1",
+            Action::RateStars(1),
+            "rate the selected reply: 1 star",
+        ),
+        (
+            "rate_2",
+            Action::RateStars(2),
+            "rate the selected reply: 2 stars",
+        ),
+        (
+            "rate_3",
+            Action::RateStars(3),
+            "rate the selected reply: 3 stars",
+        ),
+        (
+            "rate_4",
+            Action::RateStars(4),
+            "rate the selected reply: 4 stars",
+        ),
+        (
+            "rate_5",
+            Action::RateStars(5),
+            "rate the selected reply: 5 stars",
         ),
         (
             "toggle_plan",

@@ -17,7 +17,52 @@ use crate::session::{
     SessionEvent, SessionFile, SessionHeader, TreeError, export,
 };
 
+/// A rating given in the chat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Score {
+    Up,
+    Down,
+    Stars(u8),
+}
+
+impl Score {
+    pub fn label(self) -> String {
+        match self {
+            Self::Up => "👍".into(),
+            Self::Down => "👎".into(),
+            Self::Stars(n) => "★".repeat(n.clamp(1, 5) as usize),
+        }
+    }
+
+    fn to_json(self) -> serde_json::Value {
+        match self {
+            Self::Up => serde_json::json!("up"),
+            Self::Down => serde_json::json!("down"),
+            Self::Stars(n) => serde_json::json!({ "stars": n.clamp(1, 5) }),
+        }
+    }
+
+    fn from_json(value: &serde_json::Value) -> Option<Self> {
+        match value {
+            serde_json::Value::String(s) if s == "up" => Some(Self::Up),
+            serde_json::Value::String(s) if s == "down" => Some(Self::Down),
+            other => other
+                .get("stars")
+                .and_then(serde_json::Value::as_u64)
+                .map(|n| Self::Stars(n.clamp(1, 5) as u8)),
+        }
+    }
+}
+
 /// The narrator's lines are marked as such in the log.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn role_of(speaker: &str) -> Role {
     if speaker == crate::character::ENVIRONMENT {
         Role::Narrator
@@ -40,6 +85,8 @@ pub struct ChatSession {
     pub sampling: SamplingConfig,
     /// Turns dropped from the last prompt; reused so the KV cache stays valid.
     pub dropped_turns: usize,
+    /// Who is rating (config prefs.annotator).
+    pub annotator: String,
 }
 
 /// A prompt whose final assistant turn is left open after `partial`, so the
@@ -91,6 +138,7 @@ impl ChatSession {
             variant,
             sampling,
             dropped_turns: 0,
+            annotator: "me".into(),
         };
         let greetings = if greet {
             chat.character.greetings.clone()
@@ -147,6 +195,7 @@ impl ChatSession {
                 variant,
                 sampling,
                 dropped_turns: 0,
+                annotator: "me".into(),
             },
             notes,
         ))
@@ -208,6 +257,7 @@ impl ChatSession {
     /// The active branch as the transcript shows it.
     pub fn shown(&self) -> Vec<ShownMessage> {
         let tree = self.session.tree();
+        let ratings = self.ratings();
         tree.active_path()
             .into_iter()
             .filter_map(|id| {
@@ -225,6 +275,7 @@ impl ChatSession {
                     tree.siblings_of(id),
                 );
                 shown.incomplete = node.message.meta.incomplete;
+                shown.rating = ratings.get(&node.key).map(|s| s.label());
                 Some(shown)
             })
             .collect()
@@ -353,6 +404,51 @@ impl ChatSession {
         .map_err(|e| self.tree_error(e))?;
         let id = self.commit(&event)?;
         Ok(id.map(|id| self.key_of(id)).unwrap_or_default())
+    }
+
+    /// Logs a rating of `key` with the exact prompt it answered (as a hash)
+    /// and the reply's provenance, for the preference exports.
+    pub fn rate(&mut self, key: &str, speaker: &str, score: Score) -> Result<(), SessionError> {
+        let id = self.id_of(key)?;
+        let (prompt, _) = self.prompt_for(&ReplyTarget::AlternativeOf(key.to_string()), speaker)?;
+        let prompt = prompt.render(self.dropped_turns);
+        let provenance = self
+            .session
+            .tree()
+            .node(id)
+            .and_then(|n| n.message.meta.provenance.clone());
+        let event = SessionEvent::Other(serde_json::json!({
+            "type": "rating",
+            "id": crate::session::new_key(),
+            "key": key,
+            "annotator": self.annotator,
+            "score": score.to_json(),
+            "layer": "whole",
+            "prompt_sha256": sha256_hex(&prompt),
+            "provenance": provenance,
+            "created_at": crate::session::now_rfc3339(),
+        }));
+        self.commit(&event).map(|_| ())
+    }
+
+    /// This annotator's latest rating of each message.
+    fn ratings(&self) -> std::collections::HashMap<String, Score> {
+        let mut out = std::collections::HashMap::new();
+        for e in self.session.other_events() {
+            let v = &e.value;
+            if v.get("type").and_then(|t| t.as_str()) != Some("rating")
+                || v.get("annotator").and_then(|a| a.as_str()) != Some(self.annotator.as_str())
+            {
+                continue;
+            }
+            if let (Some(key), Some(score)) = (
+                v.get("key").and_then(|k| k.as_str()),
+                v.get("score").and_then(Score::from_json),
+            ) {
+                out.insert(key.to_string(), score);
+            }
+        }
+        out
     }
 
     pub fn rename(&mut self, title: &str) -> Result<(), SessionError> {

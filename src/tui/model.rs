@@ -72,6 +72,8 @@ pub struct ShownMessage {
     pub alternative: (usize, usize),
     pub streaming: bool,
     pub incomplete: bool,
+    /// The user's rating, as a short label.
+    pub rating: Option<String>,
 }
 
 impl ShownMessage {
@@ -92,6 +94,7 @@ impl ShownMessage {
             alternative,
             streaming: false,
             incomplete: false,
+            rating: None,
         }
     }
 
@@ -105,6 +108,7 @@ impl ShownMessage {
             alternative: (0, 1),
             streaming: true,
             incomplete: false,
+            rating: None,
         }
     }
 

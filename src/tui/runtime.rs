@@ -459,7 +459,8 @@ pub fn open_session(app: &mut App, cx: &Context<'_>, path: Option<&Path>) {
         }
     };
     match result {
-        Ok((chat, notes)) => {
+        Ok((mut chat, notes)) => {
+            chat.annotator = config.prefs.annotator_id();
             app.chat = Some(chat);
             app.screen = Screen::Chat;
             app.layer_focus = Layer::Input;

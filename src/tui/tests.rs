@@ -367,3 +367,28 @@ fn at_name_picks_the_scene_speaker() {
     assert_eq!(pick(&names, "no pick"), (None, "no pick".into()));
     assert_eq!(pick(&names, "@nobody hi").0, None);
 }
+
+#[test]
+fn ratings_go_into_the_log_with_the_prompt_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = conversation(dir.path());
+    app.chat.as_mut().unwrap().annotator = "ann-7".into();
+    update(&mut app, Action::FocusTranscript);
+    update(&mut app, Action::RateStars(4));
+    assert_eq!(app.messages.last().unwrap().rating.as_deref(), Some("★★★★"));
+    update(&mut app, Action::RateUp);
+    assert_eq!(app.messages.last().unwrap().rating.as_deref(), Some("👍"));
+    let (session, issues) = load_session(&app.chat.as_ref().unwrap().path).unwrap();
+    assert!(issues.is_empty());
+    let ratings: Vec<&serde_json::Value> = session
+        .other_events()
+        .iter()
+        .map(|e| &e.value)
+        .filter(|v| v["type"] == "rating")
+        .collect();
+    assert_eq!(ratings.len(), 2);
+    assert_eq!(ratings[0]["score"]["stars"], 4);
+    assert_eq!(ratings[0]["annotator"], "ann-7");
+    assert_eq!(ratings[0]["prompt_sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(ratings[1]["score"], "up");
+}

@@ -3,6 +3,7 @@
 
 use super::action::Action;
 use super::app::{App, ConfirmAction, Overlay, ReplyTarget, Screen, Streaming};
+use super::chat::Score;
 use super::effect::Effect;
 use super::keymap::Layer;
 use super::model::Speaker;
@@ -217,6 +218,9 @@ fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
                 });
             }
         }
+        Action::RateUp => rate(app, Score::Up),
+        Action::RateDown => rate(app, Score::Down),
+        Action::RateStars(n) => rate(app, Score::Stars(n)),
         Action::TogglePlan => {
             app.modes.plan = app.modes.plan.next();
             app.notify(format!("LLM thinking: {}", app.modes.plan.label()), false);
@@ -263,6 +267,24 @@ fn target_message(app: &App, reply_only: bool) -> Option<super::model::ShownMess
         .rev()
         .find(|m| !reply_only || m.speaker != Speaker::User)
         .cloned()
+}
+
+/// Rates the selected (or newest) reply; the rating goes into the session log.
+fn rate(app: &mut App, score: Score) {
+    let Some(msg) = target_message(app, true) else {
+        app.notify("no reply to rate yet", true);
+        return;
+    };
+    let Some(chat) = &mut app.chat else {
+        return;
+    };
+    match chat.rate(&msg.key, &msg.name, score) {
+        Ok(()) => {
+            refresh(app);
+            app.notify(format!("rated {}: {}", msg.name, score.label()), false);
+        }
+        Err(err) => app.notify(err.to_string(), true),
+    }
 }
 
 fn submit(app: &mut App) -> Vec<Effect> {

@@ -45,6 +45,12 @@ pub fn message_lines(
             theme.dim(),
         ));
     }
+    if let Some(rating) = &msg.rating {
+        header.push(Span::styled(
+            format!("  {rating}"),
+            Style::default().fg(theme.accent),
+        ));
+    }
     if msg.streaming {
         header.push(Span::styled("  …", theme.dim()));
     }
