@@ -12,7 +12,7 @@ MODEL_FILE="assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_SHA256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 # llama-cpp-sys-2 builds llama.cpp with cmake and generates bindings with libclang.
 # tmux drives the TUI in the end-to-end tests.
-APT_PACKAGES=(cmake libclang1-14 libclang-common-14-dev python3-pip tmux)
+APT_PACKAGES=(cmake libclang1-14 libclang-common-14-dev python3-pip python3-venv tmux)
 
 say() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -21,9 +21,15 @@ install_system_packages() {
     for p in "${APT_PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
     done
-    # pip may come from elsewhere (pyenv, venv): only ask apt for it if it is absent.
-    if python3 -m pip --version >/dev/null 2>&1; then
-        local keep=(); for p in "${missing[@]}"; do [ "$p" = python3-pip ] || keep+=("$p"); done
+    # pip and venv may come from elsewhere (pyenv): only ask apt for them if absent.
+    local skip=()
+    python3 -m pip --version >/dev/null 2>&1 && skip+=(python3-pip)
+    python3 -c "import venv, ensurepip" >/dev/null 2>&1 && skip+=(python3-venv)
+    if [ ${#skip[@]} -gt 0 ]; then
+        local keep=()
+        for p in "${missing[@]+"${missing[@]}"}"; do
+            [[ " ${skip[*]} " == *" $p "* ]] || keep+=("$p")
+        done
         missing=("${keep[@]+"${keep[@]}"}")
     fi
     [ ${#missing[@]} -eq 0 ] && return

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod format;
 pub mod gguf;
 pub mod logging;
+pub mod prefs;
 pub mod prompt;
 pub mod session;
 pub mod studio;
