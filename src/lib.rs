@@ -12,6 +12,7 @@ pub mod config;
 pub mod doctor;
 pub mod engine;
 pub mod format;
+pub mod fsutil;
 pub mod gguf;
 pub mod logging;
 pub mod prefs;

@@ -11,7 +11,6 @@ pub mod stats;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use export::{ExportReport, Format, export, export_all, render};
 pub use filter::{Filter, MinHealth};
@@ -181,38 +180,7 @@ pub(crate) fn to_line(record: &PreferenceRecord) -> Result<String, PrefsError> {
 /// file in the same folder (rename is atomic only within a filesystem),
 /// fsync, rename, then fsync the folder so the rename itself survives a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PrefsError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(
-        ".{name}.{}.{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(PrefsError::io("write", &tmp)(e));
-    }
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(PrefsError::io("replace", path)(e));
-    }
-    // Best effort: some filesystems cannot open or sync a directory.
-    if let Ok(d) = File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
+    crate::fsutil::write_atomic(path, bytes, true).map_err(PrefsError::io("write", path))
 }
 
 /// Small fixtures shared by the prefs tests.

@@ -1,8 +1,6 @@
 //! Exports of the active branch: plain text, Markdown and SillyTavern chat
 //! JSONL. Written atomically (temp file, fsync, rename).
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::{Value, json};
@@ -13,7 +11,6 @@ use time::macros::format_description;
 use super::error::SessionError;
 use super::message::{Message, Role};
 use super::state::Session;
-use super::store::sync_dir;
 use super::tree::NodeId;
 use crate::format::{
     Ending, Layer, SegmentKind, parse_reply, strip_role_thinking, strip_system_thinking,
@@ -287,26 +284,5 @@ pub fn export(
 /// Writes `bytes` to `path` so that a reader sees the old file or the whole
 /// new one, never a part: temp file in the same folder, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SessionError> {
-    let dir = path.parent().unwrap_or(Path::new(""));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let random = uuid::Uuid::new_v4().simple().to_string();
-    let tmp = dir.join(format!(".{name}.{}.tmp", &random[..8]));
-    let written = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .and_then(|mut f| f.write_all(bytes).and_then(|()| f.sync_all()));
-    if let Err(e) = written {
-        let _ = fs::remove_file(&tmp);
-        return Err(SessionError::io("write", &tmp, e));
-    }
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
-        return Err(SessionError::io("replace", path, e));
-    }
-    sync_dir(dir);
-    Ok(())
+    crate::fsutil::write_atomic(path, bytes, true).map_err(|e| SessionError::io("write", path, e))
 }

@@ -226,7 +226,7 @@ pub fn fuzz_card_bytes(data: &[u8]) -> Result<ImportedCard, CardError> {
 /// `chara` chunk for readers that predate V3. Replaces `path` atomically.
 pub fn export_card(character: &Character, format: Format, path: &Path) -> Result<(), CardError> {
     let bytes = card_bytes(character, format, path)?;
-    super::store::write_atomic(path, &bytes, true).map_err(|source| CardError::Write {
+    crate::fsutil::write_atomic(path, &bytes, true).map_err(|source| CardError::Write {
         path: path.to_path_buf(),
         source,
     })
