@@ -89,6 +89,18 @@ pub struct ChatSession {
     pub annotator: String,
 }
 
+/// Who plays and how: everything a session needs besides its file.
+pub struct Players {
+    /// The character, or a scene's first member.
+    pub character: Character,
+    /// Everyone the model plays.
+    pub cast: Vec<Character>,
+    pub scene: Option<Scene>,
+    pub user_name: String,
+    pub variant: PromptVariant,
+    pub sampling: SamplingConfig,
+}
+
 /// A prompt whose final assistant turn is left open after `partial`, so the
 /// model continues an existing reply.
 struct ContinuePrompt {
@@ -111,36 +123,33 @@ impl PromptSource for ContinuePrompt {
 }
 
 impl ChatSession {
-    /// A new session for `character` (or a scene's `cast`), its greetings as
-    /// alternatives of the first message.
-    #[allow(clippy::too_many_arguments)]
+    fn assemble(path: PathBuf, file: SessionFile, session: Session, players: Players) -> Self {
+        Self {
+            path,
+            file,
+            session,
+            character: players.character,
+            cast: players.cast,
+            scene: players.scene,
+            user_name: players.user_name,
+            variant: players.variant,
+            sampling: players.sampling,
+            dropped_turns: 0,
+            annotator: "me".into(),
+        }
+    }
+
+    /// A new session; a character's greetings become the alternatives of the
+    /// first message (a scene starts empty).
     pub fn create(
         dir: &Path,
-        character: Character,
-        cast: Vec<Character>,
-        scene: Option<Scene>,
-        user_name: String,
-        variant: PromptVariant,
-        sampling: SamplingConfig,
+        players: Players,
         header: SessionHeader,
     ) -> Result<Self, SessionError> {
         std::fs::create_dir_all(dir).map_err(|e| SessionError::io("create", dir, e))?;
         let (file, session) = SessionFile::create(dir, header)?;
-        let greet = scene.is_none();
-        let mut chat = Self {
-            path: file.path().to_path_buf(),
-            file,
-            session,
-            character,
-            cast,
-            scene,
-            user_name,
-            variant,
-            sampling,
-            dropped_turns: 0,
-            annotator: "me".into(),
-        };
-        let greetings = if greet {
+        let mut chat = Self::assemble(file.path().to_path_buf(), file, session, players);
+        let greetings = if chat.scene.is_none() {
             chat.character.greetings.clone()
         } else {
             Vec::new()
@@ -171,32 +180,11 @@ impl ChatSession {
     }
 
     /// Reopens a session file; problems with single lines are returned as notes.
-    #[allow(clippy::too_many_arguments)]
-    pub fn open(
-        path: &Path,
-        character: Character,
-        cast: Vec<Character>,
-        scene: Option<Scene>,
-        user_name: String,
-        variant: PromptVariant,
-        sampling: SamplingConfig,
-    ) -> Result<(Self, Vec<String>), SessionError> {
+    pub fn open(path: &Path, players: Players) -> Result<(Self, Vec<String>), SessionError> {
         let (file, session, issues) = SessionFile::open(path)?;
         let notes = issues.iter().map(|i| i.to_string()).collect();
         Ok((
-            Self {
-                path: path.to_path_buf(),
-                file,
-                session,
-                character,
-                cast,
-                scene,
-                user_name,
-                variant,
-                sampling,
-                dropped_turns: 0,
-                annotator: "me".into(),
-            },
+            Self::assemble(path.to_path_buf(), file, session, players),
             notes,
         ))
     }

@@ -12,7 +12,7 @@ use ratatui::crossterm::event::{
 use super::action::Action;
 use super::app::ReplyTarget;
 use super::app::{App, Overlay, Screen};
-use super::chat::ChatSession;
+use super::chat::{ChatSession, Players};
 use super::effect::Effect;
 use super::keymap::Layer;
 use super::picker::{Picker, PickerItem};
@@ -434,28 +434,34 @@ pub fn open_session(app: &mut App, cx: &Context<'_>, path: Option<&Path>) {
     // Per-character sampling overrides apply per speaker when a reply starts.
     let sampling = config.sampling.clone();
     let variant = config.chat.prompt_variant;
+    let label = scene
+        .as_ref()
+        .map_or(character.name.clone(), |s| s.title.clone());
+    let scene_title = scene.as_ref().map(|s| s.title.clone());
+    let players = Players {
+        character: character.clone(),
+        cast,
+        scene,
+        user_name: user,
+        variant,
+        sampling,
+    };
     let result = match path {
-        Some(path) => ChatSession::open(path, character, cast, scene, user, variant, sampling),
+        Some(path) => ChatSession::open(path, players),
         None => {
             let info = cx.engine.model_info();
-            let label = scene
-                .as_ref()
-                .map_or(character.name.clone(), |s| s.title.clone());
             let date = crate::session::now_rfc3339()
                 .get(..10)
                 .unwrap_or_default()
                 .to_string();
             let mut header = SessionHeader::new(format!("{label} — {date}"));
             header.character = Some(character.name.clone());
-            header.scene = scene.as_ref().map(|s| s.title.clone());
+            header.scene = scene_title;
             header.model = Some(info.name.clone());
             header.model_fingerprint = Some(info.fingerprint.clone());
             header.config = serde_json::to_value(&config.sampling).unwrap_or_default();
             let dir = config.sessions_dir(&cx.app.studio.root);
-            ChatSession::create(
-                &dir, character, cast, scene, user, variant, sampling, header,
-            )
-            .map(|c| (c, Vec::new()))
+            ChatSession::create(&dir, players, header).map(|c| (c, Vec::new()))
         }
     };
     match result {

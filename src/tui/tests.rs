@@ -9,7 +9,7 @@ use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::action::Action;
 use super::app::{App, Overlay, ReplyTarget, Screen};
-use super::chat::ChatSession;
+use super::chat::{ChatSession, Players};
 use super::effect::Effect;
 use super::keymap::{Keymap, Layer};
 use super::model::{PaneMode, PaneModes};
@@ -30,17 +30,15 @@ fn chat_app(dir: &Path) -> App {
     let character = load_character(&repo().join("characters/elizabeth-bennet.toml")).unwrap();
     let mut header = SessionHeader::new("Elizabeth Bennet — test");
     header.character = Some(character.name.clone());
-    let chat = ChatSession::create(
-        dir,
-        character.clone(),
-        vec![character],
-        None,
-        "Mr. Darcy".into(),
-        PromptVariant::Training,
-        Config::default().sampling,
-        header,
-    )
-    .unwrap();
+    let players = Players {
+        character: character.clone(),
+        cast: vec![character],
+        scene: None,
+        user_name: "Mr. Darcy".into(),
+        variant: PromptVariant::Training,
+        sampling: Config::default().sampling,
+    };
+    let chat = ChatSession::create(dir, players, header).unwrap();
     let mut app = App::new(Keymap::default(), Theme::dark(), PaneModes::default());
     app.chat = Some(chat);
     app.screen = Screen::Chat;
