@@ -12,7 +12,7 @@ use her_studio::chat::{
     Conversation, HeadlessOptions, SceneConversation, run_headless, run_headless_scene,
 };
 use her_studio::cli::{BenchCommand, ChatArgs, Cli, Command, ExportCommand};
-use her_studio::engine::Backend;
+use her_studio::engine::{Backend, LocalEngine};
 use her_studio::{bench, doctor, logging};
 
 fn main() -> ExitCode {
@@ -162,12 +162,7 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
     };
     eprintln!("loading {} …", app.model_path().display());
     let engine = app.start_engine()?;
-    if let Some(adapter) = &args.adapter {
-        engine
-            .load_adapter(adapter.clone(), args.adapter_scale)
-            .wait()
-            .with_context(|| format!("loading adapter '{}'", adapter.display()))?;
-    }
+    load_adapter_flag(&engine, args)?;
     her_studio::tui::run(app, engine, start, keymap, theme)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -176,6 +171,7 @@ fn chat_scene(app: &AppContext, args: &ChatArgs, name: &str) -> anyhow::Result<E
     let scene = app.scene(name)?;
     let cast = scene.cast(&app.config().characters_dir(&app.studio.root))?;
     let engine = app.start_engine()?;
+    load_adapter_flag(&engine, args)?;
     let config = app.config();
     let mut play = SceneConversation::new(
         scene,
@@ -185,6 +181,17 @@ fn chat_scene(app: &AppContext, args: &ChatArgs, name: &str) -> anyhow::Result<E
     );
     line_runtime()?.block_on(run_headless_scene(&engine, &mut play, line_options(args)))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Applies `--adapter PATH [--adapter-scale S]` before the first reply.
+fn load_adapter_flag(engine: &LocalEngine, args: &ChatArgs) -> anyhow::Result<()> {
+    if let Some(adapter) = &args.adapter {
+        engine
+            .load_adapter(adapter.clone(), args.adapter_scale)
+            .wait()
+            .with_context(|| format!("loading adapter '{}'", adapter.display()))?;
+    }
+    Ok(())
 }
 
 /// The line-based chat runs on a single-threaded runtime: the engine has its own thread.
@@ -223,12 +230,7 @@ fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
     }
     let character = app.character(args.character.as_deref())?;
     let engine = app.start_engine()?;
-    if let Some(adapter) = &args.adapter {
-        engine
-            .load_adapter(adapter.clone(), args.adapter_scale)
-            .wait()
-            .with_context(|| format!("loading adapter '{}'", adapter.display()))?;
-    }
+    load_adapter_flag(&engine, args)?;
     let config = app.config();
     let user_name = character.user_name(&config.chat.user_name).to_string();
     let mut conversation = Conversation::new(

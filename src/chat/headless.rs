@@ -48,16 +48,8 @@ pub async fn run_headless(
         if line.trim().is_empty() {
             continue;
         }
-        let outcome = conversation
-            .send(backend, &line, |piece| {
-                print!("{piece}");
-                let _ = std::io::stdout().flush();
-            })
-            .await?;
-        println!();
-        if options.stats {
-            print_stats(backend, &outcome);
-        }
+        let outcome = conversation.send(backend, &line, print_piece).await?;
+        end_turn(backend, &outcome, options);
     }
     Ok(())
 }
@@ -124,18 +116,24 @@ pub async fn run_headless_scene(
             scene.choose_next(backend).await?
         };
         print!("{speaker}: ");
-        let outcome = scene
-            .speak(backend, &speaker, |piece| {
-                print!("{piece}");
-                let _ = std::io::stdout().flush();
-            })
-            .await?;
-        println!();
-        if options.stats {
-            print_stats(backend, &outcome);
-        }
+        let outcome = scene.speak(backend, &speaker, print_piece).await?;
+        end_turn(backend, &outcome, options);
     }
     Ok(())
+}
+
+/// Streams a piece to stdout at once, so a pipe sees the reply as it is written.
+fn print_piece(piece: &str) {
+    print!("{piece}");
+    let _ = std::io::stdout().flush();
+}
+
+/// Ends a reply's line and, when asked, reports its statistics on stderr.
+fn end_turn(backend: &dyn Backend, outcome: &super::TurnOutcome, options: HeadlessOptions) {
+    println!();
+    if options.stats {
+        print_stats(backend, outcome);
+    }
 }
 
 fn print_stats(backend: &dyn Backend, outcome: &super::TurnOutcome) {
