@@ -53,6 +53,42 @@ impl AppContext {
         load_character_by_name(&dir, name.unwrap_or(&self.config().chat.character))
     }
 
+    /// Everyone the studio's sessions can have given a voice: every readable
+    /// character file, then scene members and narrators not seen yet.
+    /// Unreadable files are skipped (`her characters` reports them).
+    pub fn all_players(&self) -> Vec<Character> {
+        let dir = self.config().characters_dir(&self.studio.root);
+        let mut players: Vec<Character> = crate::character::list_characters(&dir)
+            .map(|list| list.into_iter().filter_map(|(_, c)| c.ok()).collect())
+            .unwrap_or_default();
+        let scenes = std::fs::read_dir(self.scenes_dir())
+            .map(|entries| {
+                let mut paths: Vec<PathBuf> = entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+                    .collect();
+                paths.sort();
+                paths
+            })
+            .unwrap_or_default();
+        for scene in scenes.iter().filter_map(|p| load_scene(p).ok()) {
+            let Ok(mut cast) = scene.cast(&dir) else {
+                continue;
+            };
+            if scene.environment {
+                let narrator = scene.environment_character(&cast);
+                cast.push(narrator);
+            }
+            for member in cast {
+                if !players.iter().any(|p| p.name == member.name) {
+                    players.push(member);
+                }
+            }
+        }
+        players
+    }
+
     /// A scene by file stem in `characters/scenes/`, or a path to one.
     pub fn scene(&self, name: &str) -> Result<Scene, CharacterError> {
         let as_path = Path::new(name);

@@ -41,6 +41,13 @@ pub enum Command {
     Export(ExportCommand),
     /// Print the exact prompt that would be sent, with tokens per section.
     Prompt(PromptArgs),
+    /// Preference data: summary, leaderboard, inter-annotator agreement.
+    #[command(subcommand)]
+    Prefs(PrefsCommand),
+    /// Label a queue of contexts or candidate pairs (JSONL), keyboard only; resumable.
+    Annotate(AnnotateArgs),
+    /// Compare two candidates with an AI judge in HER-RM's manner (both orders).
+    Judge(JudgeArgs),
     /// Check the build, devices, model file, config sources and folders.
     Doctor(ModelArgs),
     /// Measure performance against a baseline run in the same process.
@@ -131,6 +138,99 @@ pub enum ExportCommand {
     Card(ExportCardArgs),
     /// The active branch of a session as text, Markdown or SillyTavern chat JSONL.
     Session(ExportSessionArgs),
+    /// Preference data as TRL DPO / KTO / SFT or HER-RM JSONL.
+    Prefs(ExportPrefsArgs),
+}
+
+/// Which preference records to use.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PrefsFilterArgs {
+    /// Only this character (repeatable).
+    #[arg(long = "character", value_name = "NAME")]
+    pub characters: Vec<String>,
+    /// Only this annotator (repeatable; "judge:*" matches every judge).
+    #[arg(long = "annotator", value_name = "ID")]
+    pub annotators: Vec<String>,
+    /// From this date on (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Up to this date (inclusive).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Keep only records whose endorsed reply passes the format linter:
+    /// no-errors or no-warnings.
+    #[arg(long, value_name = "LEVEL")]
+    pub min_health: Option<String>,
+    /// Leave out preferences inferred from kept swipes and edits.
+    #[arg(long)]
+    pub no_implicit: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportPrefsArgs {
+    /// dpo, kto, sft, her-rm, or all (one file each in --out).
+    #[arg(long, default_value = "all")]
+    pub format: String,
+    /// Output file (one format) or folder (all); default ./prefs-<format>.jsonl or ./prefs-export/.
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub filter: PrefsFilterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PrefsCommand {
+    /// Counts of ratings and pairs by character, annotator and source, and what was skipped.
+    Summary(PrefsFilterArgs),
+    /// Bradley–Terry scores with bootstrap 95% intervals for every adapter / model
+    /// that wrote candidates, overall and per character.
+    Leaderboard(LeaderboardArgs),
+    /// Cohen's kappa per annotator pair and Krippendorff's alpha on items labelled twice or more.
+    Agreement(AgreementArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LeaderboardArgs {
+    /// Bootstrap resamples for the intervals.
+    #[arg(long, default_value_t = 1000)]
+    pub resamples: usize,
+    #[command(flatten)]
+    pub filter: PrefsFilterArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AgreementArgs {
+    /// Count AI judges as annotators too.
+    #[arg(long)]
+    pub include_judges: bool,
+    #[command(flatten)]
+    pub filter: PrefsFilterArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnnotateArgs {
+    /// The queue: one JSON object per line with id, character, context and 0–2 candidates.
+    pub queue: PathBuf,
+    /// Annotator id (default: prefs.annotator).
+    #[arg(long)]
+    pub annotator: Option<String>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JudgeArgs {
+    /// A queue file (JSONL) whose items have two candidates; default: the human pairs
+    /// already in the studio (to measure how often the judge agrees with people).
+    pub pairs: Option<PathBuf>,
+    /// At most this many items.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Print each verdict's principles.
+    #[arg(long)]
+    pub show_principles: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 #[derive(Debug, Clone, Args)]

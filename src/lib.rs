@@ -3,17 +3,21 @@
 //! The pure core (format, prompt, character, config) knows nothing of
 //! terminals or threads; the engine owns llama.cpp on its own thread.
 
+pub mod annotate;
 pub mod app;
 pub mod bench;
 pub mod character;
 pub mod chat;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod doctor;
 pub mod engine;
 pub mod format;
 pub mod fsutil;
 pub mod gguf;
+pub mod hashing;
+pub mod judge;
 pub mod logging;
 pub mod prefs;
 pub mod prompt;

@@ -11,7 +11,8 @@ use her_studio::character::transfer;
 use her_studio::chat::{
     Conversation, HeadlessOptions, SceneConversation, run_headless, run_headless_scene,
 };
-use her_studio::cli::{BenchCommand, ChatArgs, Cli, Command, ExportCommand};
+use her_studio::cli::{BenchCommand, ChatArgs, Cli, Command, ExportCommand, PrefsCommand};
+use her_studio::commands;
 use her_studio::engine::{Backend, LocalEngine};
 use her_studio::{bench, doctor, logging};
 
@@ -37,6 +38,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Doctor(args)) => overrides.extend(args.overrides()),
         Some(Command::Prompt(args)) => overrides.extend(args.model.overrides()),
+        Some(Command::Annotate(args)) => overrides.extend(args.model.overrides()),
+        Some(Command::Judge(args)) => overrides.extend(args.model.overrides()),
         _ => {}
     }
     let app = match AppContext::load(cli.studio.as_deref(), &overrides) {
@@ -94,6 +97,30 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             export(&session, format, options, &out)?;
             println!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Export(ExportCommand::Prefs(args))) => {
+            commands::prefs::export_prefs(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Prefs(PrefsCommand::Summary(filter))) => {
+            commands::prefs::summary(&app, &filter)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Prefs(PrefsCommand::Leaderboard(args))) => {
+            commands::prefs::leaderboard(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Prefs(PrefsCommand::Agreement(args))) => {
+            commands::prefs::agreement(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Annotate(args)) => {
+            commands::annotate::run(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Judge(args)) => {
+            commands::judge::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Export(ExportCommand::Card(args))) => {

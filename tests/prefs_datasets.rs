@@ -37,6 +37,7 @@ fn provenance(prompt: &str, seed: u32) -> Provenance {
         model: "HER-32B-Q4_K_M".into(),
         model_fingerprint: "demo".into(),
         adapter_sha256: None,
+        adapter_name: None,
         sampling: serde_json::json!({"temperature": 0.7, "top_p": 0.9, "max_tokens": 1024}),
         seed: Some(seed),
     }

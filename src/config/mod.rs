@@ -201,6 +201,8 @@ pub struct PathsConfig {
     pub characters: PathBuf,
     pub sessions: PathBuf,
     pub models: PathBuf,
+    /// Preference logs: annotation answers, judge verdicts.
+    pub prefs: PathBuf,
 }
 
 impl Default for PathsConfig {
@@ -209,6 +211,7 @@ impl Default for PathsConfig {
             characters: PathBuf::from("characters"),
             sessions: PathBuf::from("sessions"),
             models: PathBuf::from("assets/models"),
+            prefs: PathBuf::from("prefs"),
         }
     }
 }
@@ -308,6 +311,10 @@ impl Config {
 
     pub fn sessions_dir(&self, studio_dir: &Path) -> PathBuf {
         self.resolve_path(studio_dir, &self.paths.sessions)
+    }
+
+    pub fn prefs_dir(&self, studio_dir: &Path) -> PathBuf {
+        self.resolve_path(studio_dir, &self.paths.prefs)
     }
 
     pub fn models_dir(&self, studio_dir: &Path) -> PathBuf {

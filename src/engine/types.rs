@@ -67,6 +67,8 @@ impl fmt::Debug for GenerateRequest {
 /// Everything a generation reports, in order: `Started`, then `Text` and
 /// `Stats` interleaved, then exactly one `Finished` or `Failed`.
 #[derive(Debug, Clone)]
+// `Finished` is sent once per generation; boxing it would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Event {
     Started(Started),
     Text(String),
@@ -159,6 +161,16 @@ pub struct Provenance {
     pub model_fingerprint: String,
     pub adapter: Option<AdapterInfo>,
     pub seed: u32,
+    /// sha256 of the exact prompt text evaluated (after any dropped turns).
+    #[serde(default)]
+    pub prompt_sha256: String,
+    /// Oldest turns left out to fit the context window.
+    #[serde(default)]
+    pub dropped_turns: usize,
+    /// The sampler settings of this generation (`None` in logs written
+    /// before they were recorded).
+    #[serde(default)]
+    pub sampling: Option<crate::config::SamplingConfig>,
 }
 
 /// Log-probability of one completion token.

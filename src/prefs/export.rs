@@ -361,7 +361,7 @@ fn sft_rating(out: &mut Out, r: &Rating) -> Result<(), PrefsError> {
 }
 
 /// HER-RM's context: `System: …`, `User: …`, `Assistant: …` blocks.
-fn her_rm_context(context: &[ContextMessage]) -> String {
+pub fn her_rm_context(context: &[ContextMessage]) -> String {
     prompt_messages(context)
         .iter()
         .zip(context)

@@ -2,17 +2,22 @@
 //! inferred from swipes, edits and ratings, filters, and dataset exports for
 //! TRL (DPO, KTO, SFT) and HER-RM (her-format.md §4–5).
 
+pub mod agreement_report;
 mod export;
 mod filter;
+pub mod leaderboard;
 mod pairs;
+pub mod queue;
 mod record;
+pub mod sessions;
 pub mod stats;
+pub mod store;
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-pub use export::{ExportReport, Format, export, export_all, render};
+pub use export::{ExportReport, Format, export, export_all, her_rm_context, render};
 pub use filter::{Filter, MinHealth};
 pub use pairs::{
     Alternative, PairMeta, dedup, implicit_pair_from_edit, implicit_pairs_from_swipes,
@@ -82,6 +87,8 @@ pub enum PrefsError {
     },
     #[error("unknown export format {value:?} (expected dpo, kto, sft or her_rm)")]
     UnknownFormat { value: String },
+    #[error("{0}")]
+    Sessions(String),
     #[error("filter: {field} = {value:?} is neither an RFC3339 time nor a YYYY-MM-DD date")]
     BadDate { field: &'static str, value: String },
 }
@@ -218,6 +225,7 @@ mod test_support {
             model: "her-32b-q4_k_m".into(),
             model_fingerprint: "fp".into(),
             adapter_sha256: None,
+            adapter_name: None,
             sampling: serde_json::json!({"temperature": 0.7, "top_p": 0.9}),
             seed: Some(7),
         }

@@ -275,7 +275,7 @@ fn is_newer(a: &str, b: &str) -> bool {
     parse_time(a) > parse_time(b)
 }
 
-fn is_newer_or_same(a: &str, b: &str) -> bool {
+pub(crate) fn is_newer_or_same(a: &str, b: &str) -> bool {
     parse_time(a) >= parse_time(b)
 }
 

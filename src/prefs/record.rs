@@ -86,6 +86,9 @@ pub struct Provenance {
     pub model_fingerprint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapter_sha256: Option<String>,
+    /// The adapter's file name, for people reading a leaderboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter_name: Option<String>,
     #[serde(default)]
     pub sampling: serde_json::Value,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,6 +242,8 @@ pub struct Rating {
 /// One line of a preference log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Records live in Vecs read from logs; both variants are large anyway.
+#[allow(clippy::large_enum_variant)]
 pub enum PreferenceRecord {
     Pair(PreferencePair),
     Rating(Rating),
@@ -405,15 +410,7 @@ pub fn prompt_sha256(prompt: &str) -> String {
     hex(&Sha256::digest(prompt.as_bytes()))
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    out
-}
+pub(crate) use crate::hashing::hex;
 
 /// Identity of a context: sha256 over roles and contents, unambiguous
 /// (each field is length-prefixed).

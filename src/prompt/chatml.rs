@@ -138,17 +138,29 @@ impl HerPrompt {
                 format!("{open}{}{close}", section.render()),
             ));
         }
+        for (label, role, content) in self.history(skip) {
+            parts.push(part(
+                label,
+                format!("<|im_start|>{role}\n{content}<|im_end|>\n"),
+            ));
+        }
+        parts.push(part(
+            "prefill".into(),
+            format!("<|im_start|>assistant\n{PREFILL}"),
+        ));
+        parts
+    }
+
+    /// The history turns after the `skip` oldest, as (label, ChatML role,
+    /// content). The conversation header goes on the first turn kept.
+    fn history(&self, skip: usize) -> Vec<(String, &'static str, String)> {
         let skip = skip.min(self.droppable());
         let kept = &self.turns[skip..];
+        let mut out = Vec::with_capacity(kept.len() + 1);
         if kept.first().is_some_and(|t| t.role == TurnRole::Assistant) {
             // The header belongs to a user turn; give it one of its own.
-            parts.push(part(
-                "conversation start".into(),
-                format!(
-                    "<|im_start|>user\n{}<|im_end|>\n",
-                    CONVERSATION_START.trim_end()
-                ),
-            ));
+            let header = CONVERSATION_START.trim_end().to_string();
+            out.push(("conversation start".into(), "user", header));
         }
         for (i, turn) in kept.iter().enumerate() {
             let role = match turn.role {
@@ -160,16 +172,19 @@ impl HerPrompt {
             } else {
                 ""
             };
-            parts.push(part(
-                format!("turn {} ({role})", skip + i + 1),
-                format!("<|im_start|>{role}\n{header}{}<|im_end|>\n", turn.text),
-            ));
+            let label = format!("turn {} ({role})", skip + i + 1);
+            out.push((label, role, format!("{header}{}", turn.text)));
         }
-        parts.push(part(
-            "prefill".into(),
-            format!("<|im_start|>assistant\n{PREFILL}"),
-        ));
-        parts
+        out
+    }
+
+    /// The prompt as chat messages (ChatML role, content): the system prompt
+    /// and the kept history, without the prefill. This is the context a
+    /// preference record or a training sample stores.
+    pub fn messages(&self, skip: usize) -> Vec<(&'static str, String)> {
+        let mut out = vec![("system", self.system())];
+        out.extend(self.history(skip).into_iter().map(|(_, r, c)| (r, c)));
+        out
     }
 
     /// The ChatML text with the `skip` oldest turns left out, ending with the

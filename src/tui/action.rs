@@ -42,6 +42,10 @@ pub enum Action {
     RateUp,
     RateDown,
     RateStars(u8),
+    /// Open the detailed rating dialog for the selected reply.
+    Rate,
+    /// Start a blind A/B round for the next reply.
+    Arena,
     TogglePlan,
     ToggleThoughts,
     ToggleRaw,
@@ -52,6 +56,8 @@ pub enum Action {
     ListChoose,
     Confirm,
     Cancel,
+    /// Dialogs: move to the next field.
+    NextField,
 }
 
 impl Action {
@@ -144,6 +150,16 @@ impl Action {
             "rate_5",
             Action::RateStars(5),
             "rate the selected reply: 5 stars",
+        ),
+        (
+            "rate",
+            Action::Rate,
+            "rate the selected reply in detail: layer, tags, rationale",
+        ),
+        (
+            "arena",
+            Action::Arena,
+            "blind A/B round: two candidates for the newest reply",
         ),
         (
             "toggle_plan",

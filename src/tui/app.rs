@@ -40,6 +40,10 @@ pub enum Overlay {
     Tree {
         cursor: usize,
     },
+    /// The detailed rating dialog.
+    Rate(super::rating::RateForm),
+    /// The blind A/B round in `App::arena`.
+    Arena,
     /// A yes/no question.
     Confirm {
         question: String,
@@ -116,6 +120,10 @@ pub struct App {
     pub tree_rows: Vec<TreeRowView>,
     /// The open session, on the chat screen.
     pub chat: Option<ChatSession>,
+    /// The blind A/B round in progress.
+    pub arena: Option<super::arena::ArenaRound>,
+    /// The LoRA adapter the engine has loaded (path, scale).
+    pub adapter: Option<(std::path::PathBuf, f32)>,
 }
 
 /// A row of the branch tree overlay.
@@ -153,6 +161,8 @@ impl App {
             page: 20,
             tree_rows: Vec::new(),
             chat: None,
+            arena: None,
+            adapter: None,
         }
     }
 
@@ -160,6 +170,7 @@ impl App {
     pub fn layer(&self) -> Layer {
         match (&self.overlay, &self.screen) {
             (Some(Overlay::Tree { .. } | Overlay::Confirm { .. }), _) => Layer::List,
+            (Some(Overlay::Rate(_) | Overlay::Arena), _) => Layer::Dialog,
             (Some(_), _) => Layer::Overlay,
             (None, Screen::Characters | Screen::Sessions) => Layer::List,
             (None, Screen::Chat) => self.layer_focus,

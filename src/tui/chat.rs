@@ -7,62 +7,19 @@ use std::sync::Arc;
 
 use super::app::{ReplyTarget, TreeRowView};
 use super::model::{ShownMessage, Speaker};
+use super::rating::{RatingInput, layer_label, score_label};
 use crate::character::{Character, Scene};
 use crate::config::SamplingConfig;
 use crate::engine::{FinishReason, Finished, PromptSource};
 use crate::format::PREFILL;
+use crate::prefs::sessions::{ArenaEvent, RATING_EVENT, RatingEvent};
 use crate::prompt::{HerPrompt, Line, PromptOptions, PromptVariant};
 use crate::session::{
     ExportFormat, ExportOptions, Message, MessageMeta, NodeId, Role, Session, SessionError,
     SessionEvent, SessionFile, SessionHeader, TreeError, export,
 };
 
-/// A rating given in the chat.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Score {
-    Up,
-    Down,
-    Stars(u8),
-}
-
-impl Score {
-    pub fn label(self) -> String {
-        match self {
-            Self::Up => "👍".into(),
-            Self::Down => "👎".into(),
-            Self::Stars(n) => "★".repeat(n.clamp(1, 5) as usize),
-        }
-    }
-
-    fn to_json(self) -> serde_json::Value {
-        match self {
-            Self::Up => serde_json::json!("up"),
-            Self::Down => serde_json::json!("down"),
-            Self::Stars(n) => serde_json::json!({ "stars": n.clamp(1, 5) }),
-        }
-    }
-
-    fn from_json(value: &serde_json::Value) -> Option<Self> {
-        match value {
-            serde_json::Value::String(s) if s == "up" => Some(Self::Up),
-            serde_json::Value::String(s) if s == "down" => Some(Self::Down),
-            other => other
-                .get("stars")
-                .and_then(serde_json::Value::as_u64)
-                .map(|n| Self::Stars(n.clamp(1, 5) as u8)),
-        }
-    }
-}
-
 /// The narrator's lines are marked as such in the log.
-fn sha256_hex(text: &str) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 fn role_of(speaker: &str) -> Role {
     if speaker == crate::character::ENVIRONMENT {
         Role::Narrator
@@ -263,7 +220,7 @@ impl ChatSession {
                     tree.siblings_of(id),
                 );
                 shown.incomplete = node.message.meta.incomplete;
-                shown.rating = ratings.get(&node.key).map(|s| s.label());
+                shown.rating = ratings.get(&node.key).cloned();
                 Some(shown)
             })
             .collect()
@@ -394,47 +351,75 @@ impl ChatSession {
         Ok(id.map(|id| self.key_of(id)).unwrap_or_default())
     }
 
-    /// Logs a rating of `key` with the exact prompt it answered (as a hash)
-    /// and the reply's provenance, for the preference exports.
-    pub fn rate(&mut self, key: &str, speaker: &str, score: Score) -> Result<(), SessionError> {
+    /// Logs a rating of `key` with the exact prompt it answered and the
+    /// reply's provenance, for the preference exports.
+    pub fn rate(
+        &mut self,
+        key: &str,
+        speaker: &str,
+        input: &RatingInput,
+    ) -> Result<(), SessionError> {
         let id = self.id_of(key)?;
+        let node = self.session.tree().node(id);
+        // The prompt as the engine saw it: the same turns left out.
+        let skip = node
+            .and_then(|n| n.message.meta.provenance.as_ref())
+            .and_then(|p| p.get("dropped_turns"))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0) as usize;
         let (prompt, _) = self.prompt_for(&ReplyTarget::AlternativeOf(key.to_string()), speaker)?;
-        let prompt = prompt.render(self.dropped_turns);
-        let provenance = self
-            .session
-            .tree()
-            .node(id)
-            .and_then(|n| n.message.meta.provenance.clone());
-        let event = SessionEvent::Other(serde_json::json!({
-            "type": "rating",
-            "id": crate::session::new_key(),
-            "key": key,
-            "annotator": self.annotator,
-            "score": score.to_json(),
-            "layer": "whole",
-            "prompt_sha256": sha256_hex(&prompt),
-            "provenance": provenance,
-            "created_at": crate::session::now_rfc3339(),
-        }));
-        self.commit(&event).map(|_| ())
+        let prompt = prompt.render(skip);
+        let event = RatingEvent {
+            kind: RATING_EVENT.into(),
+            id: crate::session::new_key(),
+            key: key.to_string(),
+            annotator: self.annotator.clone(),
+            score: input.score,
+            layer: input.layer,
+            tags: input.tags.clone(),
+            rationale: input.rationale.clone(),
+            prompt_sha256: crate::hashing::sha256_hex(prompt.as_bytes()),
+            prompt: Some(prompt),
+            created_at: crate::session::now_rfc3339(),
+        };
+        self.log_other(&event)
     }
 
-    /// This annotator's latest rating of each message.
-    fn ratings(&self) -> std::collections::HashMap<String, Score> {
+    /// Logs a finished arena round.
+    pub fn log_arena(&mut self, event: &ArenaEvent) -> Result<(), SessionError> {
+        self.log_other(event)
+    }
+
+    fn log_other(&mut self, event: &impl serde::Serialize) -> Result<(), SessionError> {
+        let value = serde_json::to_value(event)?;
+        self.commit(&SessionEvent::Other(value)).map(|_| ())
+    }
+
+    /// The key of the message a reply at `target` answers (`None`: the start).
+    pub fn parent_of(&self, target: &ReplyTarget) -> Result<Option<String>, SessionError> {
+        match target {
+            ReplyTarget::After(parent) => Ok(parent.clone()),
+            ReplyTarget::AlternativeOf(key) | ReplyTarget::ContinuationOf { key, .. } => {
+                self.parent_key(key)
+            }
+        }
+    }
+
+    /// This annotator's latest rating of each message, as a label.
+    fn ratings(&self) -> std::collections::HashMap<String, String> {
         let mut out = std::collections::HashMap::new();
         for e in self.session.other_events() {
-            let v = &e.value;
-            if v.get("type").and_then(|t| t.as_str()) != Some("rating")
-                || v.get("annotator").and_then(|a| a.as_str()) != Some(self.annotator.as_str())
-            {
+            let Ok(event) = serde_json::from_value::<RatingEvent>(e.value.clone()) else {
+                continue;
+            };
+            if event.kind != RATING_EVENT || event.annotator != self.annotator {
                 continue;
             }
-            if let (Some(key), Some(score)) = (
-                v.get("key").and_then(|k| k.as_str()),
-                v.get("score").and_then(Score::from_json),
-            ) {
-                out.insert(key.to_string(), score);
+            let mut label = score_label(event.score);
+            if event.layer != crate::prefs::RatedLayer::Whole {
+                label.push_str(&format!(" ({})", layer_label(event.layer)));
             }
+            out.insert(event.key, label);
         }
         out
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::app::{App, Overlay, Screen};
 use super::effect::Effect;
 
-pub const HELP: &str = "/help · /prompt · /clear (new session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /export txt|md|st [PATH]";
+pub const HELP: &str = "/help · /prompt · /clear (new session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /export txt|md|st [PATH]";
 
 pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     let mut words = command.split_whitespace();
@@ -78,6 +78,7 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
             ),
         },
         "sampling" => sampling(app, &args),
+        "arena" => return super::arena_flow::start(app, &args),
         "export" => export(app, &args),
         other => app.notify(format!("unknown command '/{other}'; {HELP}"), true),
     }

@@ -20,6 +20,9 @@ pub enum Effect {
         scale: f32,
     },
     ClearAdapter,
+    /// Set the adapter for one arena candidate (`None`: the base model),
+    /// without touching what the status bar shows.
+    ArenaAdapter(Option<(PathBuf, f32)>),
     /// Compute the prompt view (token counts need the engine).
     ShowPrompt,
     /// Open the chosen character's sessions, or a new session.

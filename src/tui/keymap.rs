@@ -20,6 +20,8 @@ pub enum Layer {
     List,
     /// Help, raw view and other read-only overlays.
     Overlay,
+    /// A dialog that takes typed text and single-key choices (rating, arena).
+    Dialog,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -205,6 +207,8 @@ impl Default for Keymap {
                     ("3", RateStars(3)),
                     ("4", RateStars(4)),
                     ("5", RateStars(5)),
+                    ("R", Rate),
+                    ("A", Arena),
                     ("p", TogglePlan),
                     ("t", ToggleThoughts),
                     ("w", ToggleRaw),
@@ -240,6 +244,19 @@ impl Default for Keymap {
                     ("down", ScrollDown),
                     ("j", ScrollDown),
                     ("?", ToggleHelp),
+                ],
+            ),
+            (
+                Dialog,
+                &[
+                    ("enter", Submit),
+                    ("esc", CloseOverlay),
+                    ("tab", NextField),
+                    ("backspace", Backspace),
+                    ("left", CursorLeft),
+                    ("right", CursorRight),
+                    ("up", ListUp),
+                    ("down", ListDown),
                 ],
             ),
         ];
@@ -292,7 +309,7 @@ impl Keymap {
             return Some(action.clone());
         }
         match (layer, key.code) {
-            (Layer::Input, KeyCode::Char(c))
+            (Layer::Input | Layer::Dialog, KeyCode::Char(c))
                 if !key
                     .modifiers
                     .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT) =>

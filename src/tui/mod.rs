@@ -6,6 +6,8 @@
 
 pub mod action;
 pub mod app;
+pub mod arena;
+mod arena_flow;
 pub mod chat;
 pub mod commands;
 pub mod composer;
@@ -14,6 +16,7 @@ pub mod highlight;
 pub mod keymap;
 pub mod model;
 pub mod picker;
+pub mod rating;
 pub mod runtime;
 pub mod terminal;
 pub mod theme;

@@ -73,20 +73,23 @@ pub async fn run(
                 match event {
                     Some(event) => {
                         let done = matches!(event, crate::engine::Event::Finished(_) | crate::engine::Event::Failed(_));
-                        on_engine(app, event);
                         if done {
                             generation = None;
                         }
+                        let effects = on_engine(app, event);
+                        run_effects(app, guard, cx, effects, &mut generation).await;
                     }
                     None => {
                         generation = None;
-                        on_engine(app, crate::engine::Event::Failed(crate::engine::EngineError::EngineStopped));
+                        let stopped = crate::engine::Event::Failed(crate::engine::EngineError::EngineStopped);
+                        let effects = on_engine(app, stopped);
+                        run_effects(app, guard, cx, effects, &mut generation).await;
                     }
                 }
                 dirty = true;
             }
             _ = tick.tick() => {
-                dirty |= app.streaming.is_some();
+                dirty |= app.streaming.is_some() || app.arena.is_some();
             }
         }
     }
@@ -157,6 +160,7 @@ async fn run_effects(
             Effect::LoadAdapter { path, scale } => {
                 match cx.engine.load_adapter(path.clone(), scale).await {
                     Ok(info) => {
+                        app.adapter = Some((info.path.clone(), scale));
                         app.status.adapter = Some(adapter_label(&info.path, scale));
                         app.notify(
                             format!(
@@ -172,11 +176,24 @@ async fn run_effects(
             }
             Effect::ClearAdapter => match cx.engine.clear_adapter().await {
                 Ok(()) => {
+                    app.adapter = None;
                     app.status.adapter = None;
                     app.notify("adapter removed", false);
                 }
                 Err(err) => app.notify(err.to_string(), true),
             },
+            Effect::ArenaAdapter(adapter) => {
+                let result = match adapter {
+                    Some((path, scale)) => cx.engine.load_adapter(path, scale).await.map(|_| ()),
+                    None => cx.engine.clear_adapter().await,
+                };
+                if let Err(err) = result {
+                    // Generating with the wrong adapter would mislabel the
+                    // candidates: stop the round (and what it queued).
+                    queue.retain(|e| !matches!(e, Effect::Generate(_)));
+                    queue.extend(super::arena_flow::abort(app, &format!("arena: {err}")));
+                }
+            }
             Effect::ShowPrompt => {
                 if let Some(chat) = &app.chat {
                     let parts = chat.next_prompt().parts(chat.dropped_turns);

@@ -60,6 +60,9 @@ fn finished(reason: FinishReason) -> Finished {
             model_fingerprint: "f".into(),
             adapter: None,
             seed: 42,
+            prompt_sha256: String::new(),
+            dropped_turns: 0,
+            sampling: None,
         },
     }
 }

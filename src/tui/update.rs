@@ -3,18 +3,21 @@
 
 use super::action::Action;
 use super::app::{App, ConfirmAction, Overlay, ReplyTarget, Screen, Streaming};
-use super::chat::Score;
 use super::effect::Effect;
 use super::keymap::Layer;
 use super::model::Speaker;
+use super::rating::{FormOutcome, RatingInput};
 use crate::engine::{Event, FinishReason, GenerateRequest};
 use crate::format::{Ending, LintContext, StreamedReply, lint, parse_reply};
+use crate::prefs::RatedLayer;
+use crate::prefs::sessions::ChatScore;
 
 pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
     app.status.notice = None;
     match app.layer() {
         Layer::List => return list_action(app, action),
         Layer::Overlay => return overlay_action(app, action),
+        Layer::Dialog => return dialog_action(app, action),
         _ => {}
     }
     chat_action(app, action)
@@ -40,6 +43,31 @@ fn overlay_action(app: &mut App, action: Action) -> Vec<Effect> {
         _ => {}
     }
     Vec::new()
+}
+
+/// Keys for the rating dialog and the arena.
+fn dialog_action(app: &mut App, action: Action) -> Vec<Effect> {
+    if action == Action::Quit {
+        app.quit = true;
+        return Vec::new();
+    }
+    match &mut app.overlay {
+        Some(Overlay::Rate(form)) => {
+            let (key, speaker) = (form.key.clone(), form.speaker.clone());
+            match form.handle(action) {
+                FormOutcome::Editing => {}
+                FormOutcome::Cancelled => app.overlay = None,
+                FormOutcome::Incomplete(why) => app.notify(why, true),
+                FormOutcome::Save(input) => {
+                    app.overlay = None;
+                    save_rating(app, &key, &speaker, &input);
+                }
+            }
+            Vec::new()
+        }
+        Some(Overlay::Arena) => super::arena_flow::key(app, &action),
+        _ => Vec::new(),
+    }
 }
 
 fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
@@ -218,9 +246,18 @@ fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
                 });
             }
         }
-        Action::RateUp => rate(app, Score::Up),
-        Action::RateDown => rate(app, Score::Down),
-        Action::RateStars(n) => rate(app, Score::Stars(n)),
+        Action::RateUp => rate(app, ChatScore::Up),
+        Action::RateDown => rate(app, ChatScore::Down),
+        Action::RateStars(n) => rate(app, ChatScore::Stars { stars: n }),
+        Action::Rate => match target_message(app, true) {
+            Some(msg) => {
+                app.overlay = Some(Overlay::Rate(super::rating::RateForm::new(
+                    msg.key, msg.name,
+                )));
+            }
+            None => app.notify("no reply to rate yet", true),
+        },
+        Action::Arena => return super::arena_flow::start(app, &[]),
         Action::TogglePlan => {
             app.modes.plan = app.modes.plan.next();
             app.notify(format!("LLM thinking: {}", app.modes.plan.label()), false);
@@ -248,7 +285,8 @@ fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
         | Action::ListDown
         | Action::ListChoose
         | Action::Confirm
-        | Action::Cancel => {}
+        | Action::Cancel
+        | Action::NextField => {}
     }
     Vec::new()
 }
@@ -269,19 +307,31 @@ fn target_message(app: &App, reply_only: bool) -> Option<super::model::ShownMess
         .cloned()
 }
 
-/// Rates the selected (or newest) reply; the rating goes into the session log.
-fn rate(app: &mut App, score: Score) {
+/// Rates the selected (or newest) reply as a whole, with one key.
+fn rate(app: &mut App, score: ChatScore) {
     let Some(msg) = target_message(app, true) else {
         app.notify("no reply to rate yet", true);
         return;
     };
+    let input = RatingInput {
+        score,
+        layer: RatedLayer::Whole,
+        tags: Vec::new(),
+        rationale: None,
+    };
+    save_rating(app, &msg.key, &msg.name, &input);
+}
+
+/// Writes a rating to the session log (where the preference export finds it).
+fn save_rating(app: &mut App, key: &str, speaker: &str, input: &RatingInput) {
     let Some(chat) = &mut app.chat else {
         return;
     };
-    match chat.rate(&msg.key, &msg.name, score) {
+    match chat.rate(key, speaker, input) {
         Ok(()) => {
             refresh(app);
-            app.notify(format!("rated {}: {}", msg.name, score.label()), false);
+            let label = super::rating::score_label(input.score);
+            app.notify(format!("rated {speaker}: {label}"), false);
         }
         Err(err) => app.notify(err.to_string(), true),
     }
@@ -499,8 +549,12 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
     vec![Effect::Generate(request)]
 }
 
-/// Applies one engine event to the reply being generated.
-pub fn on_engine(app: &mut App, event: Event) {
+/// Applies one engine event to the reply being generated (or to the arena
+/// candidate being written); returns what to do next.
+pub fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
+    if app.streaming.is_none() && app.arena.is_some() {
+        return super::arena_flow::on_engine(app, event);
+    }
     match event {
         Event::Started(s) => {
             app.status.context_used = s.prompt_tokens;
@@ -533,6 +587,7 @@ pub fn on_engine(app: &mut App, event: Event) {
             finish_reply(app, None);
         }
     }
+    Vec::new()
 }
 
 fn finish_reply(app: &mut App, done: Option<crate::engine::Finished>) {

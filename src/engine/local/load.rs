@@ -11,6 +11,8 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
 use sha2::{Digest, Sha256};
 
+use crate::hashing::hex;
+
 use super::{LocalEngineOptions, llama};
 use crate::engine::{ChatTemplateFamily, EngineError, ModelInfo};
 use crate::gguf::{self, GgufFile};
@@ -171,10 +173,6 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
     Ok(hex(&hasher.finalize()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Adapters are cached by canonical path so `./a.gguf` and `a.gguf` are one.

@@ -188,7 +188,9 @@ impl<'m> Session<'m> {
             prompt_tokens: no.prompt_tokens,
             n_ctx: no.n_ctx,
         })?;
-        let prompt = self.tokenize(&source.render(fit.skip), true);
+        let prompt_text = source.render(fit.skip);
+        let prompt_sha256 = crate::hashing::sha256_hex(prompt_text.as_bytes());
+        let prompt = self.tokenize(&prompt_text, true);
 
         // 2. Evaluate what the cache does not hold yet.
         let prompt_start = Instant::now();
@@ -300,6 +302,8 @@ impl<'m> Session<'m> {
             },
             provenance: Provenance {
                 seed: sampling.seed,
+                prompt_sha256,
+                dropped_turns: fit.skip,
                 ..provenance
             },
         }));

@@ -170,6 +170,9 @@ fn serve(
                     model_fingerprint: info.fingerprint.clone(),
                     adapter: adapters.active.clone(),
                     seed: request.sampling.seed,
+                    prompt_sha256: String::new(),
+                    dropped_turns: 0,
+                    sampling: Some(request.sampling.clone()),
                 };
                 session.generate(&request, &events, shared, epoch, provenance, received);
             }

@@ -1,5 +1,6 @@
 //! Views: pure functions of borrowed state that draw into a frame.
 
+mod dialogs;
 mod overlays;
 mod screens;
 pub mod transcript;

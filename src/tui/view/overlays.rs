@@ -36,6 +36,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                             Layer::Transcript => "in the transcript (esc from typing)",
                             Layer::List => "lists, pickers, tree",
                             Layer::Overlay => "overlays",
+                            Layer::Dialog => "dialogs (rating, arena)",
                         },
                         Style::default()
                             .add_modifier(Modifier::BOLD)
@@ -59,7 +60,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
             }
             lines.push(Line::default());
             lines.push(Line::styled(
-                "commands: /help /prompt /clear /history /rename TITLE /character /model [PATH] /adapter PATH [scale] /adapter off /sampling key=value /export txt|md|st",
+                "commands: /help /prompt /clear /history /rename TITLE /character /model [PATH] /adapter PATH [scale] /adapter off /sampling key=value /arena [seeds|temp T|base|adapter PATH] /export txt|md|st",
                 app.theme.dim(),
             ));
             frame.render_widget(
@@ -137,6 +138,12 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                 ),
                 rect,
             );
+        }
+        Overlay::Rate(form) => super::dialogs::rate_form(frame, rect, app, form),
+        Overlay::Arena => {
+            if let Some(round) = &app.arena {
+                super::dialogs::arena(frame, rect, app, round);
+            }
         }
         Overlay::Confirm { question, .. } => {
             let small = centered(area, 60, 20);

@@ -1,0 +1,5 @@
+//! Runners for the commands that are more than a call into one module.
+
+pub mod annotate;
+pub mod judge;
+pub mod prefs;

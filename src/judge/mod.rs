@@ -1,0 +1,87 @@
+//! The AI judge: a pairwise comparison in HER-RM's manner, run on any
+//! backend (a local GGUF such as a quantized HER-RM, or a server), in both
+//! candidate orders so position bias cancels.
+
+mod verdict;
+
+pub use verdict::{
+    HumanAgreement, JudgeCase, JudgeParseError, Judgement, Principle, agreement_with_humans,
+    combine_orders, judge_prompt, max_verdict_chars, parse_judgement, verdict_grammar,
+};
+
+use crate::config::SamplingConfig;
+use crate::engine::{Backend, EngineError, GenerateRequest};
+use crate::prefs::Verdict;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    #[error("the judge model failed: {0}")]
+    Engine(#[from] EngineError),
+    #[error("the judge's answer ({order} order) could not be read: {source}")]
+    Unreadable {
+        order: &'static str,
+        #[source]
+        source: JudgeParseError,
+    },
+}
+
+/// Both judgements and what they add up to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PairVerdict {
+    /// Candidates as given.
+    pub forward: Judgement,
+    /// Candidates swapped, as the judge answered (cand_1 = the given cand_2).
+    pub reverse: Judgement,
+    /// In the given order; a disagreement between the orders is a tie.
+    pub combined: Verdict,
+}
+
+/// How the judge samples: greedy by default, with room for the longest
+/// verdict the grammar allows and no stop strings that could cut it.
+pub fn judge_sampling(base: &SamplingConfig, grammar_constrained: bool) -> SamplingConfig {
+    SamplingConfig {
+        temperature: 0.0,
+        max_new_tokens: if grammar_constrained {
+            max_verdict_chars() as u32
+        } else {
+            // An unconstrained judge (a real HER-RM) writes long analyses.
+            base.max_new_tokens.max(4096)
+        },
+        stop: Vec::new(),
+        repeat_penalty: 1.0,
+        ..base.clone()
+    }
+}
+
+/// Judges `case` in both orders on `backend`.
+pub async fn judge_pair(
+    backend: &dyn Backend,
+    case: &JudgeCase<'_>,
+    sampling: &SamplingConfig,
+) -> Result<PairVerdict, JudgeError> {
+    let swapped = JudgeCase {
+        cand_1: case.cand_2,
+        cand_2: case.cand_1,
+        ..*case
+    };
+    let forward = judge_once(backend, case, sampling, "given").await?;
+    let reverse = judge_once(backend, &swapped, sampling, "swapped").await?;
+    let combined = combine_orders(forward.better, reverse.better);
+    Ok(PairVerdict {
+        forward,
+        reverse,
+        combined,
+    })
+}
+
+async fn judge_once(
+    backend: &dyn Backend,
+    case: &JudgeCase<'_>,
+    sampling: &SamplingConfig,
+    order: &'static str,
+) -> Result<Judgement, JudgeError> {
+    let mut request = GenerateRequest::new(judge_prompt(case), sampling.clone());
+    request.grammar = Some(verdict_grammar());
+    let outcome = crate::chat::stream_reply(backend, request, |_| {}).await?;
+    parse_judgement(&outcome.reply).map_err(|source| JudgeError::Unreadable { order, source })
+}
