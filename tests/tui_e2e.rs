@@ -256,3 +256,298 @@ fn sigkill_while_a_reply_streams_loses_only_that_reply() {
     assert!(screen.contains("Mr. Darcy"), "{screen}");
     tmux.keys("again", &["C-q"]);
 }
+
+/// Runs `her` to completion with the studio and model of a test.
+fn her_cli(studio: &Path, model: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_her"))
+        .env("HOME", studio)
+        .arg("--studio")
+        .arg(studio)
+        .arg("--set")
+        .arg(format!("log.file={}/her.log", studio.display()))
+        .arg("--set")
+        .arg(format!("model.path={}", model.display()))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn rate_in_detail_run_an_arena_round_then_export() {
+    let t = common::tiny();
+    let dir = studio();
+    let tmux = Tmux::new("prefs");
+    tmux.start(
+        "her",
+        &her_command(
+            dir.path(),
+            &t.model,
+            12,
+            // Sets before the subcommand: clap keeps only one occurrence group.
+            "--set prefs.annotator=ann-1 chat --character elizabeth-bennet",
+        ),
+    );
+    tmux.wait_for("her", "the chat screen", idle);
+    tmux.keys("her", &["Hello there", "Enter"]);
+    tmux.wait_for("her", "the first reply", |s| {
+        idle(s) && s.contains("Hello there") && !s.contains("writing…")
+    });
+    // The detailed rating: 4 stars, on the plan, one tag, a rationale.
+    tmux.keys("her", &["Escape"]);
+    tmux.keys("her", &["R"]);
+    tmux.wait_for("her", "the rating dialog", |s| s.contains("rate Elizabeth"));
+    tmux.keys("her", &["4"]);
+    tmux.keys("her", &["Right"]);
+    tmux.keys("her", &["Down"]);
+    tmux.keys("her", &["Space"]);
+    tmux.keys("her", &["Tab"]);
+    tmux.keys("her", &["-l", "calm plan"]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the saved rating", |s| {
+        s.contains("rated Elizabeth Bennet: ★★★★") && s.contains("(LLM plan")
+    });
+    // A quick thumbs-down on the same reply, then an arena round.
+    tmux.keys("her", &["-"]);
+    tmux.keys("her", &["A"]);
+    tmux.wait_for("her", "both blind candidates", |s| {
+        s.contains("a: A is better") && s.contains("A  (a / ←")
+    });
+    tmux.keys("her", &["b"]);
+    let revealed = tmux.wait_for("her", "the revealed identities", |s| {
+        s.contains("saved to the session")
+    });
+    assert!(revealed.contains("B: seed "), "{revealed}");
+    assert!(revealed.contains("✓ chosen"), "{revealed}");
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the kept candidate as a new alternative", |s| {
+        s.contains("‹2/2›")
+    });
+    // With an adapter loaded, the arena compares it with the base model and
+    // puts the adapter back afterwards.
+    tmux.keys("her", &["i"]);
+    tmux.keys(
+        "her",
+        &["-l", &format!("/adapter {}", t.lora.display())],
+    );
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the loaded adapter", |s| s.contains("adapter loaded"));
+    tmux.keys("her", &["Escape"]);
+    tmux.keys("her", &["A"]);
+    tmux.wait_for("her", "the base-vs-adapter round", |s| s.contains("a: A is better"));
+    tmux.keys("her", &["t"]);
+    let revealed = tmux.wait_for("her", "the revealed players", |s| {
+        s.contains("saved to the session")
+    });
+    assert!(revealed.contains("the base model (no adapter)"), "{revealed}");
+    assert!(revealed.contains("the loaded adapter"), "{revealed}");
+    tmux.keys("her", &["Escape"]);
+    tmux.keys("her", &["i"]);
+    tmux.keys("her", &["Another line", "Enter"]);
+    tmux.wait_for("her", "a reply after the round", |s| {
+        idle(s) && s.contains("Another line") && !s.contains("writing…")
+    });
+    tmux.keys("her", &["C-q"]);
+    tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
+
+    // The session log holds both ratings and the round, with provenance.
+    let events = lines(&session_file(dir.path()));
+    let ratings: Vec<_> = events.iter().filter(|e| e["type"] == "rating").collect();
+    assert_eq!(ratings.len(), 2, "{ratings:?}");
+    assert_eq!(ratings[0]["score"]["stars"], 4);
+    assert_eq!(ratings[0]["layer"], "plan");
+    assert_eq!(ratings[0]["tags"][0], "Relationship Development");
+    assert_eq!(ratings[0]["rationale"], "calm plan");
+    assert_eq!(ratings[0]["annotator"], "ann-1");
+    assert!(
+        ratings[0]["prompt"]
+            .as_str()
+            .unwrap()
+            .ends_with("<system_thinking>")
+    );
+    assert_eq!(ratings[1]["score"], "down");
+    let arena: Vec<_> = events.iter().filter(|e| e["type"] == "arena").collect();
+    assert_eq!(arena.len(), 2);
+    let adapter_round = arena[1];
+    assert!(adapter_round["candidates"][0]["provenance"]["adapter"]["sha256"].is_string());
+    assert!(adapter_round["candidates"][1]["provenance"]["adapter"].is_null());
+    // The adapter came back: the reply after the round was written with it.
+    let last = events.iter().rev().find(|e| e["type"] == "message").unwrap();
+    assert!(
+        last["message"]["meta"]["provenance"]["adapter"]["sha256"].is_string(),
+        "{last}"
+    );
+    let round = arena[0];
+    let shown_first = round["shown_first"].as_u64().unwrap();
+    // "b" picked the right-hand side: the candidate not shown first.
+    let expected = if shown_first == 0 { "cand_2" } else { "cand_1" };
+    assert_eq!(round["verdict"], expected, "{round}");
+    assert_ne!(
+        round["candidates"][0]["provenance"]["seed"],
+        round["candidates"][1]["provenance"]["seed"]
+    );
+
+    // Export: the arena pair and the kept alternative become DPO pairs,
+    // the ratings become KTO examples; every line names its source.
+    let out = dir.path().join("export");
+    let run = her_cli(
+        dir.path(),
+        &t.model,
+        &["export", "prefs", "--out", out.to_str().unwrap()],
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let dpo = lines(&out.join("dpo.jsonl"));
+    assert!(!dpo.is_empty(), "no DPO pairs");
+    for line in &dpo {
+        assert!(line["prompt"][0]["role"] == "system", "{line}");
+        assert!(line["chosen"][0]["content"] != line["rejected"][0]["content"]);
+    }
+    let kto = lines(&out.join("kto.jsonl"));
+    assert!(kto.iter().any(|l| l["label"] == false), "{kto:?}");
+    let her_rm = lines(&out.join("her_rm.jsonl"));
+    assert!(
+        her_rm
+            .iter()
+            .all(|l| !l["cand_1"].as_str().unwrap().contains("<system_thinking>"))
+    );
+    // Only the explicit round survives --no-implicit.
+    let run = her_cli(dir.path(), &t.model, &["prefs", "summary", "--no-implicit"]);
+    let summary = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        summary.contains("ann-1") && summary.contains("explicit"),
+        "{summary}"
+    );
+    assert!(!summary.contains("implicit"), "{summary}");
+    // The base-vs-adapter round puts two players on the leaderboard.
+    let run = her_cli(dir.path(), &t.model, &["prefs", "leaderboard"]);
+    let board = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let lora_name = t.lora.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(board.contains(&lora_name), "{board}");
+    assert!(board.contains("base:"), "{board}");
+}
+
+const QUEUE: &str = r#"{"id":"pair","character":"Elizabeth Bennet","context":[{"role":"system","content":"You are Elizabeth Bennet."},{"role":"user","content":"===Conversation Start===\n\nMr. Darcy: Do you dance, Miss Bennet?"}],"candidates":[{"text":"<system_thinking>Tease him.</system_thinking>Elizabeth Bennet: <role_action>smiles</role_action>Not with you, sir.","label":"teasing"},{"text":"Elizabeth Bennet: I might.","label":"plain"}]}
+{"id":"single","character":"Elizabeth Bennet","context":[{"role":"user","content":"===Conversation Start===\n\nJane: Are you well, Lizzy?"}],"candidates":[{"text":"Elizabeth Bennet: <role_thinking>She worries too much.</role_thinking>Quite well, dearest."}]}
+{"id":"generate","character":"Elizabeth Bennet","context":[{"role":"system","content":"You are Elizabeth Bennet."},{"role":"user","content":"===Conversation Start===\n\nCharlotte Lucas: What do you make of Mr. Darcy?"}]}
+"#;
+
+fn annotate_command(dir: &Path, model: &Path, annotator: &str) -> String {
+    her_command(
+        dir,
+        model,
+        12,
+        &format!(
+            "--set prefs.annotator={annotator} annotate {}",
+            dir.join("queue.jsonl").display()
+        ),
+    )
+}
+
+#[test]
+fn annotate_a_queue_with_skip_undo_resume_two_annotators_and_a_judge() {
+    let t = common::tiny();
+    let dir = studio();
+    std::fs::write(dir.path().join("queue.jsonl"), QUEUE).unwrap();
+    let tmux = Tmux::new("annotate");
+    tmux.start("one", &annotate_command(dir.path(), &t.model, "ann-1"));
+    tmux.wait_for("one", "the first item", |s| {
+        s.contains("0/3 answered") && s.contains("A (a / ←)")
+    });
+    tmux.keys("one", &["a"]);
+    tmux.wait_for("one", "the single reply", |s| {
+        s.contains("1/3 answered") && s.contains("the reply to rate")
+    });
+    // Skip it: the generated item comes first, then the skipped one again.
+    tmux.keys("one", &["s"]);
+    tmux.wait_for("one", "two generated candidates", |s| {
+        s.contains("item generate") && s.contains("B (b / →)")
+    });
+    tmux.keys("one", &["b"]);
+    tmux.wait_for("one", "the skipped item again", |s| {
+        s.contains("2/3 answered") && s.contains("item single")
+    });
+    tmux.keys("one", &["4"]);
+    tmux.wait_for("one", "the end", |s| s.contains("Every item is answered"));
+    // Undo takes the last answer back; quitting keeps the rest.
+    tmux.keys("one", &["u"]);
+    tmux.wait_for("one", "the retracted answer", |s| {
+        s.contains("2/3 answered") && s.contains("taken back")
+    });
+    tmux.keys("one", &["q"]);
+    tmux.wait_for("one", "a clean exit", |s| s.contains("EXITED:0"));
+    let log = dir.path().join("prefs/annotations/queue.ann-1.jsonl");
+    assert_eq!(lines(&log).len(), 2);
+
+    // Resume: only the retracted item is left.
+    tmux.start("again", &annotate_command(dir.path(), &t.model, "ann-1"));
+    tmux.wait_for("again", "the resumed sitting", |s| {
+        s.contains("2/3 answered") && s.contains("item single")
+    });
+    tmux.keys("again", &["+"]);
+    tmux.wait_for("again", "the end", |s| s.contains("Every item is answered"));
+    tmux.keys("again", &["q"]);
+    tmux.wait_for("again", "a clean exit", |s| s.contains("EXITED:0"));
+    let answers = lines(&log);
+    assert_eq!(answers.len(), 3);
+    assert!(answers.iter().all(|a| a["annotator"] == "ann-1"));
+
+    // A second annotator labels the same queue into a log of their own.
+    tmux.start("two", &annotate_command(dir.path(), &t.model, "ann-2"));
+    for (wait, key) in [("0/3", "t"), ("1/3", "-"), ("2/3", "x")] {
+        tmux.wait_for("two", wait, |s| {
+            s.contains(&format!("{wait} answered")) && s.contains("item ")
+        });
+        tmux.keys("two", &[key]);
+    }
+    tmux.wait_for("two", "the end", |s| s.contains("Every item is answered"));
+    tmux.keys("two", &["q"]);
+    tmux.wait_for("two", "a clean exit", |s| s.contains("EXITED:0"));
+
+    let run = her_cli(dir.path(), &t.model, &["prefs", "agreement"]);
+    let report = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        report.contains("ann-1") && report.contains("ann-2"),
+        "{report}"
+    );
+    assert!(report.contains("alpha"), "{report}");
+
+    // The judge compares the human pairs and reports how often it agrees.
+    let run = her_cli(dir.path(), &t.model, &["judge"]);
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(out.contains("2 pairs judged"), "{out}");
+    assert!(out.contains("agreement with people: "), "{out}");
+    let verdicts = std::fs::read_dir(dir.path().join("prefs/judges"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .unwrap();
+    assert_eq!(lines(&verdicts).len(), 2);
+}

@@ -98,7 +98,10 @@ pub struct Provenance {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    // Spelled as HER-RM's better_response ("cand1" read for older logs).
+    #[serde(rename = "cand_1", alias = "cand1")]
     Cand1,
+    #[serde(rename = "cand_2", alias = "cand2")]
     Cand2,
     Tie,
     BothBad,

@@ -142,14 +142,18 @@ pub fn arena(frame: &mut Frame, rect: Rect, app: &App, round: &ArenaRound) {
     }
     let help = match revealed {
         None => "a: A is better · b: B is better · t: tie · x: both bad · esc: discard".to_string(),
-        Some(v) => format!(
-            "{} — saved to the session; enter or esc closes",
-            match v {
-                Verdict::Tie => "tie (A kept)",
-                Verdict::BothBad => "both bad (neither kept)",
-                _ => "choice",
-            }
-        ),
+        Some(v) => {
+            let left_won = round.kept(v) == Some(round.shown_first);
+            format!(
+                "{} — saved to the session; enter or esc closes",
+                match v {
+                    Verdict::Tie => "tie (A kept)",
+                    Verdict::BothBad => "both bad (neither kept)",
+                    _ if left_won => "A chosen and kept",
+                    _ => "B chosen and kept",
+                }
+            )
+        }
     };
     frame.render_widget(Paragraph::new(help).style(app.theme.dim()), footer);
 }
