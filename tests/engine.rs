@@ -42,6 +42,25 @@ fn model_info_describes_the_tiny_model() {
 }
 
 #[test]
+fn provenance_hashes_the_exact_prompt_text_and_tokens() {
+    let t = tiny();
+    let engine = start(&t.model);
+    let (_, finished) = generate(&engine, CHATML_PROMPT, 3, 4);
+    let ids = engine.tokenize(CHATML_PROMPT.to_string()).wait().unwrap();
+    let p = &finished.provenance;
+    assert_eq!(
+        p.prompt_tokens_sha256,
+        her_studio::engine::local::tokens_sha256(ids.into_iter())
+    );
+    assert_eq!(
+        p.prompt_sha256,
+        her_studio::hashing::sha256_hex(CHATML_PROMPT.as_bytes())
+    );
+    assert_eq!(p.sampling.as_ref().map(|s| s.seed), Some(3));
+    assert_eq!(p.dropped_turns, 0);
+}
+
+#[test]
 fn same_seed_same_reply_across_engines_and_with_a_warm_cache() {
     let t = tiny();
     let (a, fa) = generate(&start(&t.model), CHATML_PROMPT, 7, 64);

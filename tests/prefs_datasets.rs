@@ -38,6 +38,7 @@ fn provenance(prompt: &str, seed: u32) -> Provenance {
         model_fingerprint: "demo".into(),
         adapter_sha256: None,
         adapter_name: None,
+        prompt_tokens_sha256: None,
         sampling: serde_json::json!({"temperature": 0.7, "top_p": 0.9, "max_tokens": 1024}),
         seed: Some(seed),
     }

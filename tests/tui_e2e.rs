@@ -333,20 +333,24 @@ fn rate_in_detail_run_an_arena_round_then_export() {
     // With an adapter loaded, the arena compares it with the base model and
     // puts the adapter back afterwards.
     tmux.keys("her", &["i"]);
-    tmux.keys(
-        "her",
-        &["-l", &format!("/adapter {}", t.lora.display())],
-    );
+    tmux.keys("her", &["-l", &format!("/adapter {}", t.lora.display())]);
     tmux.keys("her", &["Enter"]);
-    tmux.wait_for("her", "the loaded adapter", |s| s.contains("adapter loaded"));
+    tmux.wait_for("her", "the loaded adapter", |s| {
+        s.contains("adapter loaded")
+    });
     tmux.keys("her", &["Escape"]);
     tmux.keys("her", &["A"]);
-    tmux.wait_for("her", "the base-vs-adapter round", |s| s.contains("a: A is better"));
+    tmux.wait_for("her", "the base-vs-adapter round", |s| {
+        s.contains("a: A is better")
+    });
     tmux.keys("her", &["t"]);
     let revealed = tmux.wait_for("her", "the revealed players", |s| {
         s.contains("saved to the session")
     });
-    assert!(revealed.contains("the base model (no adapter)"), "{revealed}");
+    assert!(
+        revealed.contains("the base model (no adapter)"),
+        "{revealed}"
+    );
     assert!(revealed.contains("the loaded adapter"), "{revealed}");
     tmux.keys("her", &["Escape"]);
     tmux.keys("her", &["i"]);
@@ -379,7 +383,11 @@ fn rate_in_detail_run_an_arena_round_then_export() {
     assert!(adapter_round["candidates"][0]["provenance"]["adapter"]["sha256"].is_string());
     assert!(adapter_round["candidates"][1]["provenance"]["adapter"].is_null());
     // The adapter came back: the reply after the round was written with it.
-    let last = events.iter().rev().find(|e| e["type"] == "message").unwrap();
+    let last = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "message")
+        .unwrap();
     assert!(
         last["message"]["meta"]["provenance"]["adapter"]["sha256"].is_string(),
         "{last}"
@@ -437,7 +445,11 @@ fn rate_in_detail_run_an_arena_round_then_export() {
     // The base-vs-adapter round puts two players on the leaderboard.
     let run = her_cli(dir.path(), &t.model, &["prefs", "leaderboard"]);
     let board = String::from_utf8_lossy(&run.stdout);
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
     let lora_name = t.lora.file_name().unwrap().to_string_lossy().into_owned();
     assert!(board.contains(&lora_name), "{board}");
     assert!(board.contains("base:"), "{board}");

@@ -164,6 +164,9 @@ pub struct Provenance {
     /// sha256 of the exact prompt text evaluated (after any dropped turns).
     #[serde(default)]
     pub prompt_sha256: String,
+    /// sha256 of the prompt's token ids (see `local::tokens_sha256`).
+    #[serde(default)]
+    pub prompt_tokens_sha256: String,
     /// Oldest turns left out to fit the context window.
     #[serde(default)]
     pub dropped_turns: usize,

@@ -226,6 +226,7 @@ mod test_support {
             model_fingerprint: "fp".into(),
             adapter_sha256: None,
             adapter_name: None,
+            prompt_tokens_sha256: None,
             sampling: serde_json::json!({"temperature": 0.7, "top_p": 0.9}),
             seed: Some(7),
         }

@@ -82,6 +82,10 @@ pub struct Provenance {
     /// The exact rendered prompt text (ChatML, ending with the prefill).
     pub prompt: String,
     pub prompt_sha256: String,
+    /// sha256 of the prompt's token ids as the model read them (engine
+    /// records only; see `engine::local::tokens_sha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_sha256: Option<String>,
     pub model: String,
     pub model_fingerprint: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

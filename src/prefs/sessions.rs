@@ -378,6 +378,7 @@ fn engine_provenance(node: &Node) -> Option<EngineProvenance> {
 pub fn provenance(prompt: String, engine: &EngineProvenance) -> Provenance {
     Provenance {
         prompt_sha256: prompt_sha256(&prompt),
+        prompt_tokens_sha256: Some(engine.prompt_tokens_sha256.clone()).filter(|h| !h.is_empty()),
         prompt,
         model: engine.model.clone(),
         model_fingerprint: engine.model_fingerprint.clone(),
@@ -429,6 +430,7 @@ mod tests {
             }),
             seed,
             prompt_sha256: prompt_sha256(&rebuilt.prompt),
+            prompt_tokens_sha256: "t".repeat(64),
             dropped_turns: 0,
             sampling: Some(crate::config::SamplingConfig::default()),
         }

@@ -61,6 +61,7 @@ fn finished(reason: FinishReason) -> Finished {
             adapter: None,
             seed: 42,
             prompt_sha256: String::new(),
+            prompt_tokens_sha256: String::new(),
             dropped_turns: 0,
             sampling: None,
         },

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 pub use llama::{backend, devices, supports_gpu_offload};
 pub use load::{SUPPORTED_ARCHITECTURES, check_model_file, fingerprint, sha256_file};
-pub use session::log_softmax_at;
+pub use session::{log_softmax_at, tokens_sha256};
 pub use vocab::Vocab;
 
 use worker::{Command, Shared};

@@ -191,6 +191,7 @@ impl<'m> Session<'m> {
         let prompt_text = source.render(fit.skip);
         let prompt_sha256 = crate::hashing::sha256_hex(prompt_text.as_bytes());
         let prompt = self.tokenize(&prompt_text, true);
+        let prompt_tokens_sha256 = tokens_sha256(prompt.iter().map(|t| t.0));
 
         // 2. Evaluate what the cache does not hold yet.
         let prompt_start = Instant::now();
@@ -303,6 +304,7 @@ impl<'m> Session<'m> {
             provenance: Provenance {
                 seed: sampling.seed,
                 prompt_sha256,
+                prompt_tokens_sha256,
                 dropped_turns: fit.skip,
                 ..provenance
             },
@@ -367,4 +369,11 @@ fn rate(tokens: usize, since: Option<Instant>) -> f64 {
     } else {
         0.0
     }
+}
+
+/// sha256 of token ids as little-endian i32s: identifies exactly what the
+/// model read, whatever tokenizer quirks the text went through.
+pub fn tokens_sha256(tokens: impl Iterator<Item = i32>) -> String {
+    let bytes: Vec<u8> = tokens.flat_map(i32::to_le_bytes).collect();
+    crate::hashing::sha256_hex(&bytes)
 }

@@ -171,6 +171,7 @@ fn serve(
                     adapter: adapters.active.clone(),
                     seed: request.sampling.seed,
                     prompt_sha256: String::new(),
+                    prompt_tokens_sha256: String::new(),
                     dropped_turns: 0,
                     sampling: Some(request.sampling.clone()),
                 };
