@@ -10,6 +10,7 @@ use crate::app::AppContext;
 use crate::cli::{AgreementArgs, ExportPrefsArgs, LeaderboardArgs, PrefsFilterArgs};
 use crate::prefs::agreement_report::{AgreementOptions, agreement_report};
 use crate::prefs::leaderboard::LeaderboardOptions;
+use crate::prefs::sessions::SessionPlayers;
 use crate::prefs::store::{Gathered, Sources, gather};
 use crate::prefs::{Filter, Format, MinHealth, PreferenceRecord, export, export_all};
 
@@ -43,10 +44,12 @@ pub fn gather_studio(app: &AppContext) -> anyhow::Result<Gathered> {
     let sources = Sources {
         sessions_dir: &config.sessions_dir(root),
         prefs_dir: &config.prefs_dir(root),
-        characters: &characters,
-        variant: config.chat.prompt_variant,
-        user_name: &config.chat.user_name,
-        annotator: &annotator,
+        players: SessionPlayers {
+            cast: &characters,
+            variant: config.chat.prompt_variant,
+            user_name: &config.chat.user_name,
+            annotator: &annotator,
+        },
     };
     Ok(gather(&sources)?)
 }

@@ -9,18 +9,13 @@ use super::pairs::{dedup, pairs_from_ratings};
 use super::record::PreferenceRecord;
 use super::sessions::{SessionPlayers, collect_session};
 use super::{PrefsError, read_log};
-use crate::character::Character;
-use crate::prompt::PromptVariant;
 use crate::session::{list_sessions, load_session};
 
-/// Everything needed to rebuild session prompts.
+/// Where the records are, and how to rebuild session prompts.
 pub struct Sources<'a> {
     pub sessions_dir: &'a Path,
     pub prefs_dir: &'a Path,
-    pub characters: &'a [Character],
-    pub variant: PromptVariant,
-    pub user_name: &'a str,
-    pub annotator: &'a str,
+    pub players: SessionPlayers<'a>,
 }
 
 /// The gathered records and what was left out, with the reason.
@@ -83,13 +78,7 @@ fn read_session(path: &Path, sources: &Sources<'_>, out: &mut Gathered) {
     for issue in issues {
         out.notes.push(format!("{}: {issue}", path.display()));
     }
-    let players = SessionPlayers {
-        cast: sources.characters,
-        variant: sources.variant,
-        user_name: sources.user_name,
-        annotator: sources.annotator,
-    };
-    let collected = collect_session(&session, &players);
+    let collected = collect_session(&session, &sources.players);
     out.records.extend(collected.records);
     out.notes.extend(
         collected
