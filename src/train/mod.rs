@@ -1,0 +1,4 @@
+//! Local LoRA training in candle on the chat's own GGUF: tokenizer, data,
+//! optimisation, checkpoints and adapter export.
+
+pub mod tokenizer;
