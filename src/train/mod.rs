@@ -1,4 +1,6 @@
 //! Local LoRA training in candle on the chat's own GGUF: tokenizer, data,
 //! optimisation, checkpoints and adapter export.
 
+pub mod data;
+pub mod optim;
 pub mod tokenizer;
