@@ -1,0 +1,158 @@
+//! Checkpoints: the LoRA weights, the optimizer moments and the loop's
+//! position, written as one folder that appears whole or not at all
+//! (written under a temporary name, synced, then renamed).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    #[error("cannot {action} '{}': {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("'{}': {reason}", path.display())]
+    Bad { path: PathBuf, reason: String },
+}
+
+/// Where the loop stands; with the seed, enough to continue exactly.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoopState {
+    /// Optimizer steps done.
+    pub step: u64,
+    /// Losses of every step so far (the run's curve continues from here).
+    pub losses: Vec<f64>,
+    /// sha256 of the run's settings: resuming with other settings is refused.
+    pub settings_sha256: String,
+}
+
+const WEIGHTS: &str = "lora.safetensors";
+const OPTIMIZER: &str = "optimizer.safetensors";
+const STATE: &str = "state.json";
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError {
+    let path = path.to_path_buf();
+    move |source| CheckpointError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+fn bad(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
+    CheckpointError::Bad {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Writes `checkpoints/step-NNNNNN/` atomically and returns its path.
+pub fn save(
+    checkpoints: &Path,
+    lora: &HashMap<String, Tensor>,
+    optimizer: &HashMap<String, Tensor>,
+    state: &LoopState,
+) -> Result<PathBuf, CheckpointError> {
+    std::fs::create_dir_all(checkpoints).map_err(io("create", checkpoints))?;
+    let name = format!("step-{:06}", state.step);
+    let tmp = checkpoints.join(format!(".{name}.partial"));
+    let done = checkpoints.join(&name);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io("remove", &tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+    candle_core::safetensors::save(lora, tmp.join(WEIGHTS)).map_err(|e| bad(&tmp, e))?;
+    candle_core::safetensors::save(optimizer, tmp.join(OPTIMIZER)).map_err(|e| bad(&tmp, e))?;
+    let json = serde_json::to_vec_pretty(state).map_err(|e| bad(&tmp, e))?;
+    std::fs::write(tmp.join(STATE), json).map_err(io("write", &tmp))?;
+    for file in [WEIGHTS, OPTIMIZER, STATE] {
+        sync(&tmp.join(file))?;
+    }
+    if done.exists() {
+        std::fs::remove_dir_all(&done).map_err(io("replace", &done))?;
+    }
+    std::fs::rename(&tmp, &done).map_err(io("rename", &tmp))?;
+    sync(checkpoints)?;
+    Ok(done)
+}
+
+fn sync(path: &Path) -> Result<(), CheckpointError> {
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io("sync", path))
+}
+
+/// The newest complete checkpoint under `checkpoints`, if any (partial
+/// folders of a run killed while saving are ignored).
+pub fn latest(checkpoints: &Path) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(checkpoints).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("step-"))
+                && p.join(STATE).is_file()
+        })
+        .max()
+}
+
+/// What a checkpoint folder holds.
+pub struct Loaded {
+    pub lora: HashMap<String, Tensor>,
+    pub optimizer: HashMap<String, Tensor>,
+    pub state: LoopState,
+}
+
+pub fn load(dir: &Path, device: &Device) -> Result<Loaded, CheckpointError> {
+    let text = std::fs::read_to_string(dir.join(STATE)).map_err(io("read", &dir.join(STATE)))?;
+    let state: LoopState = serde_json::from_str(&text).map_err(|e| bad(&dir.join(STATE), e))?;
+    let lora = candle_core::safetensors::load(dir.join(WEIGHTS), device)
+        .map_err(|e| bad(&dir.join(WEIGHTS), e))?;
+    let optimizer = candle_core::safetensors::load(dir.join(OPTIMIZER), device)
+        .map_err(|e| bad(&dir.join(OPTIMIZER), e))?;
+    Ok(Loaded {
+        lora,
+        optimizer,
+        state,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_whole_folders_and_finds_the_newest() {
+        let dir = tempfile::tempdir().unwrap();
+        let cps = dir.path().join("checkpoints");
+        let t = |v: f32| Tensor::from_slice(&[v, v + 1.0], 2, &Device::Cpu).unwrap();
+        let lora: HashMap<String, Tensor> = [("a".to_string(), t(1.0))].into();
+        let opt: HashMap<String, Tensor> = [("a.exp_avg".to_string(), t(2.0))].into();
+        for step in [2, 10] {
+            let state = LoopState {
+                step,
+                losses: vec![1.5; step as usize],
+                settings_sha256: "s".into(),
+            };
+            save(&cps, &lora, &opt, &state).unwrap();
+        }
+        // A run killed while saving leaves a partial folder: never picked.
+        std::fs::create_dir_all(cps.join(".step-000011.partial")).unwrap();
+        std::fs::create_dir_all(cps.join("step-000012")).unwrap();
+        let newest = latest(&cps).unwrap();
+        assert!(newest.ends_with("step-000010"));
+        let loaded = load(&newest, &Device::Cpu).unwrap();
+        assert_eq!(loaded.state.step, 10);
+        assert_eq!(loaded.lora["a"].to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
+        assert_eq!(loaded.optimizer["a.exp_avg"].to_vec1::<f32>().unwrap(), vec![2.0, 3.0]);
+    }
+}
