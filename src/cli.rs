@@ -48,6 +48,9 @@ pub enum Command {
     Annotate(AnnotateArgs),
     /// Compare two candidates with an AI judge in HER-RM's manner (both orders).
     Judge(JudgeArgs),
+    /// Fine-tune a LoRA adapter on the chat's own GGUF (candle, CPU or CUDA).
+    #[command(subcommand)]
+    Train(TrainCommand),
     /// Check the build, devices, model file, config sources and folders.
     Doctor(ModelArgs),
     /// Measure performance against a baseline run in the same process.
@@ -176,6 +179,36 @@ pub struct ExportPrefsArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub filter: PrefsFilterArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrainCommand {
+    /// Supervised fine-tuning on HER samples: loss on the final assistant turn only.
+    Sft(SftArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SftArgs {
+    /// Samples as JSONL, one {"messages": [...]} per line (HER's layout; repeatable).
+    #[arg(long = "data", value_name = "FILE", required_unless_present_any = ["from_sessions", "resume"])]
+    pub data: Vec<PathBuf>,
+    /// Learn from the replies kept in the studio's sessions (the active branches).
+    #[arg(long)]
+    pub from_sessions: bool,
+    /// With --from-sessions: only replies rated at least this many stars (or thumbs up).
+    #[arg(long, value_name = "1-5", requires = "from_sessions")]
+    pub min_stars: Option<u8>,
+    /// With --from-sessions: only this character.
+    #[arg(long, requires = "from_sessions")]
+    pub character: Option<String>,
+    /// Run folder name under paths.runs (default: date and data name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Continue the run in this folder from its newest checkpoint (same settings and data).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "name")]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,7 +11,9 @@ use her_studio::character::transfer;
 use her_studio::chat::{
     Conversation, HeadlessOptions, SceneConversation, run_headless, run_headless_scene,
 };
-use her_studio::cli::{BenchCommand, ChatArgs, Cli, Command, ExportCommand, PrefsCommand};
+use her_studio::cli::{
+    BenchCommand, ChatArgs, Cli, Command, ExportCommand, PrefsCommand, TrainCommand,
+};
 use her_studio::commands;
 use her_studio::engine::{Backend, LocalEngine};
 use her_studio::{bench, doctor, logging};
@@ -40,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Prompt(args)) => overrides.extend(args.model.overrides()),
         Some(Command::Annotate(args)) => overrides.extend(args.model.overrides()),
         Some(Command::Judge(args)) => overrides.extend(args.model.overrides()),
+        Some(Command::Train(TrainCommand::Sft(args))) => overrides.extend(args.model.overrides()),
         _ => {}
     }
     let app = match AppContext::load(cli.studio.as_deref(), &overrides) {
@@ -123,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::judge::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Train(TrainCommand::Sft(args))) => commands::train::sft(&app, &args),
         Some(Command::Export(ExportCommand::Card(args))) => {
             let character = app.character(Some(&args.name))?;
             let format = if args.json { Format::Json } else { Format::Png };

@@ -3,3 +3,4 @@
 pub mod annotate;
 pub mod judge;
 pub mod prefs;
+pub mod train;

@@ -58,6 +58,7 @@ pub struct Config {
     pub log: LogConfig,
     pub backend: BackendConfig,
     pub prefs: PrefsConfig,
+    pub train: TrainConfig,
     /// TUI key bindings by action name; "" keeps the built-in chords.
     #[serde(default = "default_keys")]
     pub keys: BTreeMap<String, String>,
@@ -73,6 +74,7 @@ impl Default for Config {
             log: LogConfig::default(),
             backend: BackendConfig::default(),
             prefs: PrefsConfig::default(),
+            train: TrainConfig::default(),
             keys: default_keys(),
         }
     }
@@ -203,6 +205,8 @@ pub struct PathsConfig {
     pub models: PathBuf,
     /// Preference logs: annotation answers, judge verdicts.
     pub prefs: PathBuf,
+    /// Training runs: settings, metrics, checkpoints, adapters.
+    pub runs: PathBuf,
 }
 
 impl Default for PathsConfig {
@@ -212,6 +216,7 @@ impl Default for PathsConfig {
             sessions: PathBuf::from("sessions"),
             models: PathBuf::from("assets/models"),
             prefs: PathBuf::from("prefs"),
+            runs: PathBuf::from("runs"),
         }
     }
 }
@@ -283,6 +288,69 @@ pub enum BackendKind {
     Local,
 }
 
+/// LoRA fine-tuning (`her train`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub rank: u32,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// Projections to adapt: q, k, v, o, gate, up, down.
+    pub targets: Vec<String>,
+    /// "quantized" keeps the GGUF weights quantized (QLoRA); "dequantized" uses f32.
+    pub base: String,
+    /// "cpu", or "cuda" in a build with the `cuda` feature.
+    pub device: String,
+    pub learning_rate: f64,
+    pub warmup_steps: u32,
+    pub epochs: u32,
+    /// 0 = as many steps as the epochs take.
+    pub max_steps: u32,
+    pub batch_size: u32,
+    pub grad_accum: u32,
+    /// 0 = no clipping.
+    pub max_grad_norm: f64,
+    pub weight_decay: f64,
+    /// Final learning rate as a fraction of the peak (cosine decay).
+    pub lr_floor: f64,
+    pub max_seq_len: u32,
+    pub eval_fraction: f64,
+    /// Steps between held-out evaluations (0 = only at the end).
+    pub eval_every: u32,
+    /// Steps between checkpoints (0 = only at the end and on ctrl+c).
+    pub checkpoint_every: u32,
+    pub seed: u32,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            rank: 16,
+            alpha: 32.0,
+            dropout: 0.05,
+            targets: ["q", "k", "v", "o", "gate", "up", "down"]
+                .map(String::from)
+                .to_vec(),
+            base: "quantized".into(),
+            device: "cpu".into(),
+            learning_rate: 2e-4,
+            warmup_steps: 10,
+            epochs: 3,
+            max_steps: 0,
+            batch_size: 4,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            weight_decay: 0.0,
+            lr_floor: 0.1,
+            max_seq_len: 1024,
+            eval_fraction: 0.1,
+            eval_every: 20,
+            checkpoint_every: 50,
+            seed: 42,
+        }
+    }
+}
+
 impl Config {
     /// Absolute paths are kept, `~/…` is the home directory, anything else
     /// is relative to the studio folder (not the working directory, so `her`
@@ -311,6 +379,10 @@ impl Config {
 
     pub fn sessions_dir(&self, studio_dir: &Path) -> PathBuf {
         self.resolve_path(studio_dir, &self.paths.sessions)
+    }
+
+    pub fn runs_dir(&self, studio_dir: &Path) -> PathBuf {
+        self.resolve_path(studio_dir, &self.paths.runs)
     }
 
     pub fn prefs_dir(&self, studio_dir: &Path) -> PathBuf {

@@ -92,7 +92,7 @@ impl KeySpec {
 
 /// Section names in the order `config.toml` lists them.
 pub(crate) const SECTIONS: &[&str] = &[
-    "model", "sampling", "chat", "paths", "log", "backend", "prefs", "keys",
+    "model", "sampling", "chat", "paths", "log", "backend", "prefs", "train", "keys",
 ];
 
 /// Remappable actions of the TUI (`[keys]`); the TUI's action table must match (tested there).
@@ -137,6 +137,8 @@ pub const KEY_ACTIONS: &[&str] = &[
 pub(crate) const PROMPT_VARIANTS: &[&str] = &["training", "evaluation"];
 pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
 pub(crate) const BACKEND_KINDS: &[&str] = &["local"];
+pub(crate) const TRAIN_BASES: &[&str] = &["quantized", "dequantized"];
+pub(crate) const TRAIN_DEVICES: &[&str] = &["cpu", "cuda"];
 
 const fn spec(section: &'static str, key: &'static str, kind: Kind) -> KeySpec {
     KeySpec { section, key, kind }
@@ -152,6 +154,15 @@ const fn float(min: f64, max: f64) -> Kind {
 
 const fn int(min: i64, max: i64) -> Kind {
     Kind::Int { min, max }
+}
+
+/// A float above `min` (exclusive) up to `max`.
+const fn float_open(min: f64, max: f64) -> Kind {
+    Kind::Float {
+        min,
+        max,
+        min_exclusive: true,
+    }
 }
 
 const NON_EMPTY: Kind = Kind::Str { non_empty: true };
@@ -197,6 +208,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("paths", "sessions", NON_EMPTY),
     spec("paths", "models", NON_EMPTY),
     spec("paths", "prefs", NON_EMPTY),
+    spec("paths", "runs", NON_EMPTY),
     spec(
         "log",
         "level",
@@ -216,6 +228,40 @@ pub(crate) const KEYS: &[KeySpec] = &[
         },
     ),
     spec("prefs", "annotator", Kind::Str { non_empty: false }),
+    spec("train", "rank", int(1, 1024)),
+    spec("train", "alpha", float_open(0.0, 4096.0)),
+    spec("train", "dropout", float(0.0, 0.9)),
+    spec("train", "targets", Kind::StrList),
+    spec(
+        "train",
+        "base",
+        Kind::Enum {
+            values: TRAIN_BASES,
+            note: "",
+        },
+    ),
+    spec(
+        "train",
+        "device",
+        Kind::Enum {
+            values: TRAIN_DEVICES,
+            note: "(cuda needs a build with the cuda feature)",
+        },
+    ),
+    spec("train", "learning_rate", float_open(0.0, 1.0)),
+    spec("train", "warmup_steps", int(0, 1_000_000)),
+    spec("train", "epochs", int(1, 10_000)),
+    spec("train", "max_steps", int(0, 100_000_000)),
+    spec("train", "batch_size", int(1, 4096)),
+    spec("train", "grad_accum", int(1, 4096)),
+    spec("train", "max_grad_norm", float(0.0, 1e6)),
+    spec("train", "weight_decay", float(0.0, 1.0)),
+    spec("train", "lr_floor", float(0.0, 1.0)),
+    spec("train", "max_seq_len", int(16, 1_048_576)),
+    spec("train", "eval_fraction", float(0.0, 0.5)),
+    spec("train", "eval_every", int(0, 100_000_000)),
+    spec("train", "checkpoint_every", int(0, 100_000_000)),
+    spec("train", "seed", int(0, u32::MAX as i64)),
     spec("keys", "quit", Kind::Str { non_empty: false }),
     spec("keys", "help", Kind::Str { non_empty: false }),
     spec("keys", "submit", Kind::Str { non_empty: false }),

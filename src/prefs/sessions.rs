@@ -143,6 +143,53 @@ pub fn collect_session(session: &Session, players: &SessionPlayers<'_>) -> Colle
     out
 }
 
+/// A character reply on a session's active branch, with the context it
+/// answered and the newest whole-reply rating anyone gave it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeptReply {
+    pub character: String,
+    pub context: Vec<ContextMessage>,
+    /// Raw, plan included.
+    pub reply: String,
+    pub rating: Option<RatingScore>,
+}
+
+/// The replies a user kept: every character turn on the active branch
+/// except greetings (written by the character's author, not the model).
+pub fn kept_replies(session: &Session, players: &SessionPlayers<'_>) -> Vec<KeptReply> {
+    let reader = Reader { session, players };
+    let tree = session.tree();
+    let mut ratings: std::collections::HashMap<String, RatingScore> = Default::default();
+    for e in session.other_events() {
+        if let Ok(r) = serde_json::from_value::<RatingEvent>(e.value.clone())
+            && r.kind == RATING_EVENT
+            && r.layer == RatedLayer::Whole
+        {
+            ratings.insert(r.key, r.score.into());
+        }
+    }
+    tree.active_path()
+        .into_iter()
+        .filter_map(|id| tree.node(id))
+        .filter(|n| {
+            matches!(n.message.role, SpeakerRole::Character | SpeakerRole::Narrator)
+                && n.parent.is_some_and(|p| p != NodeId::ROOT)
+                && !n.message.meta.incomplete
+        })
+        .filter_map(|n| {
+            let skip = engine_provenance(n).map_or(0, |p| p.dropped_turns);
+            let parent = n.parent.unwrap_or(NodeId::ROOT);
+            let rebuilt = reader.rebuild(parent, &n.message.speaker, skip).ok()?;
+            Some(KeptReply {
+                character: rebuilt.character,
+                context: rebuilt.context,
+                reply: n.message.text.clone(),
+                rating: ratings.get(&n.key).copied(),
+            })
+        })
+        .collect()
+}
+
 struct Reader<'a> {
     session: &'a Session,
     players: &'a SessionPlayers<'a>,

@@ -186,6 +186,8 @@ pub struct Batch {
     pub labels: Vec<i64>,
     /// Labelled positions.
     pub tokens: usize,
+    /// Positions holding a real token (not padding): what the model reads.
+    pub positions: usize,
 }
 
 pub fn batch(samples: &[&Tokenized], pad: u32) -> Batch {
@@ -200,7 +202,9 @@ pub fn batch(samples: &[&Tokenized], pad: u32) -> Batch {
     let mut ids = vec![pad; rows * cols];
     let mut labels = vec![IGNORE; rows * cols];
     let mut tokens = 0;
+    let mut positions = 0;
     for (r, s) in samples.iter().enumerate() {
+        positions += s.ids.len().saturating_sub(1);
         for t in 0..s.ids.len().saturating_sub(1) {
             ids[r * cols + t] = s.ids[t];
             if t + 1 >= s.completion_start {
@@ -215,6 +219,7 @@ pub fn batch(samples: &[&Tokenized], pad: u32) -> Batch {
         ids,
         labels,
         tokens,
+        positions,
     }
 }
 

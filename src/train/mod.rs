@@ -5,4 +5,8 @@ pub mod checkpoint;
 pub mod data;
 pub mod optim;
 pub mod peft;
+pub mod run;
+pub mod runs;
+pub mod sft;
+pub mod export;
 pub mod tokenizer;

@@ -44,6 +44,10 @@ pub enum Overlay {
     Rate(super::rating::RateForm),
     /// The blind A/B round in `App::arena`.
     Arena,
+    /// Training runs with their loss curves; `cursor` indexes `App::runs`.
+    Runs {
+        cursor: usize,
+    },
     /// A yes/no question.
     Confirm {
         question: String,
@@ -124,6 +128,10 @@ pub struct App {
     pub arena: Option<super::arena::ArenaRound>,
     /// The LoRA adapter the engine has loaded (path, scale).
     pub adapter: Option<(std::path::PathBuf, f32)>,
+    /// Training runs, re-read while the runs overlay is open.
+    pub runs: Vec<crate::train::runs::RunSummary>,
+    /// Where training runs live (paths.runs).
+    pub runs_dir: std::path::PathBuf,
 }
 
 /// A row of the branch tree overlay.
@@ -163,13 +171,17 @@ impl App {
             chat: None,
             arena: None,
             adapter: None,
+            runs: Vec::new(),
+            runs_dir: std::path::PathBuf::from("runs"),
         }
     }
 
     /// The layer that receives keys now.
     pub fn layer(&self) -> Layer {
         match (&self.overlay, &self.screen) {
-            (Some(Overlay::Tree { .. } | Overlay::Confirm { .. }), _) => Layer::List,
+            (Some(Overlay::Tree { .. } | Overlay::Confirm { .. } | Overlay::Runs { .. }), _) => {
+                Layer::List
+            }
             (Some(Overlay::Rate(_) | Overlay::Arena), _) => Layer::Dialog,
             (Some(_), _) => Layer::Overlay,
             (None, Screen::Characters | Screen::Sessions) => Layer::List,

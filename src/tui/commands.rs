@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::app::{App, Overlay, Screen};
 use super::effect::Effect;
 
-pub const HELP: &str = "/help · /prompt · /clear (new session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /export txt|md|st [PATH]";
+pub const HELP: &str = "/help · /prompt · /clear (new session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /export txt|md|st [PATH]";
 
 pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     let mut words = command.split_whitespace();
@@ -57,6 +57,10 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
         }
         "adapter" => match args.as_slice() {
             ["off" | "none" | "clear"] => return vec![Effect::ClearAdapter],
+            // A training run or checkpoint folder: its adapter (exported if needed).
+            [path] if std::path::Path::new(path).is_dir() => {
+                return vec![Effect::LoadRun(PathBuf::from(path))];
+            }
             [path] => {
                 return vec![Effect::LoadAdapter {
                     path: PathBuf::from(path),
@@ -79,6 +83,10 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
         },
         "sampling" => sampling(app, &args),
         "arena" => return super::arena_flow::start(app, &args),
+        "runs" | "train" if args.is_empty() => {
+            app.runs = crate::train::runs::list_runs(&app.runs_dir);
+            app.overlay = Some(Overlay::Runs { cursor: 0 });
+        }
         "export" => export(app, &args),
         other => app.notify(format!("unknown command '/{other}'; {HELP}"), true),
     }

@@ -20,6 +20,9 @@ pub enum Effect {
         scale: f32,
     },
     ClearAdapter,
+    /// Load the adapter of a training run (its final adapter, or its newest
+    /// checkpoint exported for llama.cpp).
+    LoadRun(PathBuf),
     /// Set the adapter for one arena candidate (`None`: the base model),
     /// without touching what the status bar shows.
     ArenaAdapter(Option<(PathBuf, f32)>),

@@ -90,6 +90,11 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 dirty |= app.streaming.is_some() || app.arena.is_some();
+                if matches!(app.overlay, Some(Overlay::Runs { .. })) {
+                    // A run training in another process: follow its metrics.
+                    app.runs = crate::train::runs::list_runs(&app.runs_dir);
+                    dirty = true;
+                }
             }
         }
     }
@@ -180,6 +185,10 @@ async fn run_effects(
                     app.status.adapter = None;
                     app.notify("adapter removed", false);
                 }
+                Err(err) => app.notify(err.to_string(), true),
+            },
+            Effect::LoadRun(run) => match crate::train::export::adapter_of_run(&run) {
+                Ok(path) => queue.push_back(Effect::LoadAdapter { path, scale: 1.0 }),
                 Err(err) => app.notify(err.to_string(), true),
             },
             Effect::ArenaAdapter(adapter) => {
@@ -484,6 +493,7 @@ pub fn open_session(app: &mut App, cx: &Context<'_>, path: Option<&Path>) {
     match result {
         Ok((mut chat, notes)) => {
             chat.annotator = config.prefs.annotator_id();
+            app.runs_dir = config.runs_dir(&cx.app.studio.root);
             app.chat = Some(chat);
             app.screen = Screen::Chat;
             app.layer_focus = Layer::Input;

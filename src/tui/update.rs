@@ -94,6 +94,24 @@ fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
         }
         return Vec::new();
     }
+    if let Some(Overlay::Runs { cursor }) = &mut app.overlay {
+        match action {
+            Action::ListUp => *cursor = cursor.saturating_sub(1),
+            Action::ListDown => *cursor = (*cursor + 1).min(app.runs.len().saturating_sub(1)),
+            Action::ListChoose => {
+                let run = app.runs.get(*cursor).cloned();
+                app.overlay = None;
+                return match run {
+                    Some(run) => vec![Effect::LoadRun(run.path)],
+                    None => Vec::new(),
+                };
+            }
+            Action::CloseOverlay => app.overlay = None,
+            Action::Quit => app.quit = true,
+            _ => {}
+        }
+        return Vec::new();
+    }
     if let Some(Overlay::Tree { cursor }) = &mut app.overlay {
         match action {
             Action::ListUp => *cursor = cursor.saturating_sub(1),

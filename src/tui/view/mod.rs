@@ -2,6 +2,7 @@
 
 mod dialogs;
 mod overlays;
+mod runs;
 mod screens;
 pub mod transcript;
 pub mod wrap;

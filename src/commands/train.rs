@@ -1,0 +1,220 @@
+//! `her train sft`: gather samples, run the loop with a progress line, and
+//! say where the adapter is and how to load it in the chat.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+
+use crate::app::AppContext;
+use crate::cli::SftArgs;
+use crate::prefs::RatingScore;
+use crate::prefs::sessions::{SessionPlayers, kept_replies};
+use crate::session::{list_sessions, load_session};
+use crate::train::data::{Message, Sample, read_jsonl};
+use crate::train::run::progress_line;
+use crate::train::sft::{DataSource, Progress, SftJob, run};
+
+pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
+    let config = app.config();
+    let model = app.model_path();
+    crate::engine::local::check_model_file(&model)?;
+    let fingerprint = crate::engine::local::fingerprint(&model)
+        .with_context(|| format!("reading '{}'", model.display()))?;
+    let (samples, sources) = gather(app, args)?;
+    let runs = config.runs_dir(&app.studio.root);
+    let run_dir = match (&args.resume, &args.name) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(name)) => runs.join(name),
+        (None, None) => runs.join(default_name(&sources)),
+    };
+    if args.resume.is_none() && run_dir.join("run.json").exists() {
+        bail!(
+            "'{}' already holds a run; choose another --name, or --resume {} to continue it",
+            run_dir.display(),
+            run_dir.display()
+        );
+    }
+    let job = SftJob {
+        model,
+        model_fingerprint: fingerprint,
+        settings: config.train.clone(),
+        run: run_dir.clone(),
+        resume: args.resume.is_some(),
+        sources,
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(stop.clone());
+    eprintln!(
+        "training {} samples into {} (ctrl+c saves a checkpoint and stops)",
+        samples.len(),
+        run_dir.display()
+    );
+    let mut stderr = std::io::stderr();
+    let report = run(&job, samples, &stop, &mut |p| match p {
+        Progress::Step(s) => {
+            let line = progress_line(s.step, s.total_steps, s.loss, s.tokens_per_s, s.eta_s, s.rss_mib);
+            let _ = write!(stderr, "\r{line}\x1b[K");
+            let _ = stderr.flush();
+        }
+        Progress::Eval(e) => {
+            let _ = writeln!(stderr, "\r\x1b[Kheld-out loss at step {}: {:.4}", e.step, e.eval_loss);
+        }
+    })?;
+    eprintln!();
+    if report.too_long > 0 {
+        eprintln!(
+            "note: {} samples longer than train.max_seq_len were left out",
+            report.too_long
+        );
+    }
+    let first = report.losses.first().copied().unwrap_or(f64::NAN);
+    let last = report.losses.last().copied().unwrap_or(f64::NAN);
+    println!(
+        "{} steps · loss {first:.4} → {last:.4} · {:.0} tok/s · peak {:.0} MiB",
+        report.steps, report.tokens_per_s, report.peak_mib
+    );
+    if let (Some((_, before)), Some((_, after))) = (report.evals.first(), report.evals.last()) {
+        println!("held-out loss {before:.4} → {after:.4}");
+    }
+    if report.interrupted {
+        println!(
+            "stopped; continue with: her train sft --resume {}",
+            run_dir.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    if let Some(adapter) = &report.adapter_gguf {
+        println!("adapter: {}", adapter.display());
+        println!("  in the chat: /adapter {}", adapter.display());
+    }
+    if let Some(peft) = &report.peft_dir {
+        println!("PEFT files: {}", peft.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sets `stop` on ctrl+c, so the loop saves a checkpoint and returns.
+fn watch_ctrl_c(stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        runtime.block_on(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                stop.store(true, Ordering::SeqCst);
+            }
+        });
+    });
+}
+
+fn default_name(sources: &[DataSource]) -> String {
+    let date = crate::session::now_rfc3339()
+        .get(..10)
+        .unwrap_or("run")
+        .to_string();
+    let stem = sources
+        .first()
+        .map(|s| {
+            PathBuf::from(&s.name)
+                .file_stem()
+                .map_or("data".into(), |n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "data".into());
+    let base = format!("{date}-{stem}-sft");
+    // A second run of the day gets a suffix rather than refusing to start.
+    let time = crate::session::now_rfc3339()
+        .get(11..19)
+        .unwrap_or("")
+        .replace(':', "");
+    format!("{base}-{time}")
+}
+
+fn gather(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Sample>, Vec<DataSource>)> {
+    let mut samples = Vec::new();
+    let mut sources = Vec::new();
+    for path in &args.data {
+        let bytes = std::fs::read(path).with_context(|| format!("reading '{}'", path.display()))?;
+        samples.extend(read_jsonl(path)?);
+        sources.push(DataSource {
+            name: path.display().to_string(),
+            sha256: crate::hashing::sha256_hex(&bytes),
+        });
+    }
+    if args.from_sessions {
+        let (from_sessions, source) = session_samples(app, args)?;
+        samples.extend(from_sessions);
+        sources.push(source);
+    }
+    if samples.is_empty() && args.resume.is_some() {
+        bail!("--resume needs the same --data (or --from-sessions) as the run it continues");
+    }
+    if samples.is_empty() {
+        bail!("no samples: the data is empty, or no kept reply passed the filters");
+    }
+    Ok((samples, sources))
+}
+
+/// Samples from the replies kept in the studio's sessions.
+fn session_samples(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Sample>, DataSource)> {
+    let config = app.config();
+    let cast = app.all_players();
+    let annotator = config.prefs.annotator_id();
+    let players = SessionPlayers {
+        cast: &cast,
+        variant: config.chat.prompt_variant,
+        user_name: &config.chat.user_name,
+        annotator: &annotator,
+    };
+    let dir = config.sessions_dir(&app.studio.root);
+    let mut samples = Vec::new();
+    for summary in list_sessions(&dir)? {
+        let Ok((session, _)) = load_session(&summary.path) else {
+            eprintln!("note: '{}' could not be read; skipped", summary.path.display());
+            continue;
+        };
+        for kept in kept_replies(&session, &players) {
+            if args.character.as_deref().is_some_and(|c| !c.eq_ignore_ascii_case(&kept.character)) {
+                continue;
+            }
+            if let Some(min) = args.min_stars
+                && !passes(kept.rating, min)
+            {
+                continue;
+            }
+            let mut messages: Vec<Message> = kept
+                .context
+                .iter()
+                .map(|m| Message {
+                    role: m.role.as_str().to_string(),
+                    content: m.content.clone(),
+                })
+                .collect();
+            messages.push(Message {
+                role: "assistant".into(),
+                content: kept.reply,
+            });
+            samples.push(Sample { messages });
+        }
+    }
+    let digest: String = samples.iter().map(Sample::sha256).collect();
+    let source = DataSource {
+        name: format!("sessions in {}", dir.display()),
+        sha256: crate::hashing::sha256_hex(digest.as_bytes()),
+    };
+    Ok((samples, source))
+}
+
+fn passes(rating: Option<RatingScore>, min_stars: u8) -> bool {
+    match rating {
+        Some(RatingScore::Stars(n)) => n >= min_stars,
+        Some(RatingScore::ThumbsUp) => true,
+        Some(RatingScore::ThumbsDown) | None => false,
+    }
+}
