@@ -23,4 +23,5 @@ pub mod prefs;
 pub mod prompt;
 pub mod session;
 pub mod studio;
+pub mod train;
 pub mod tui;
