@@ -228,6 +228,9 @@ fn smol_reference(adapter: Option<&Path>, settings: Settings) -> (Vec<i32>, Vec<
 /// are at near-ties (reference margins 0.08 and 0.33 nats), so top-1 must
 /// agree on every position with a margin ≥ 0.5 nats and on ≥ 95% overall,
 /// instead of 99% of 64 positions (which would allow no flip at all).
+/// On a longer text (233 tokens of the same chat) the figures are top-1
+/// 97.9% and mean KL 0.0024 for candle vs llama.cpp, and 97.0% and 0.0028
+/// for llama.cpp vs itself: we match it as well as it matches itself.
 /// With the weights dequantized to f32 in the GGUF, candle and llama.cpp
 /// agree to 6e-5 (`smollm2_llama_arch_in_f32_matches_llama_cpp_exactly`).
 fn assert_quantized_parity(p: &Parity) {
