@@ -521,3 +521,30 @@ fn bad_inputs_are_reported() {
     let labels = Tensor::zeros((2, 2), DType::I64, &dev).unwrap();
     assert!(m.loss(&ids, &labels, false, 0).is_err());
 }
+
+#[test]
+fn a_tensor_the_forward_would_ignore_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qwen2-extra.gguf");
+    let mut w = common::tiny_qwen2_writer(1);
+    // llama.cpp would add this bias; skipping it would be silently wrong.
+    w.add_tensor_f32("blk.1.attn_output.bias", &[64], vec![0.5; 64]);
+    w.write(&path).unwrap();
+    let err = TrainModel::load(&path, BaseMode::Quantized, &Device::Cpu)
+        .err()
+        .unwrap();
+    assert!(matches!(err, TrainError::UnsupportedTensor { .. }), "{err}");
+    assert!(
+        err.to_string().contains("'blk.1.attn_output.bias'"),
+        "{err}"
+    );
+    // Without it the same file loads.
+    common::tiny_qwen2_writer(1).write(&path).unwrap();
+    TrainModel::load(&path, BaseMode::Quantized, &Device::Cpu).unwrap();
+}
+
+#[test]
+fn the_model_can_move_to_a_training_thread() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<TrainModel>();
+}

@@ -363,3 +363,44 @@ fn smollm2_llama_arch_in_f32_matches_llama_cpp_exactly() {
     println!("smollm2 4 layers in f32: {p:?}");
     assert!(p.max_abs <= 1e-3, "{p:?}");
 }
+
+/// qwen2: q/k/v biases and an untied output head, with and without an
+/// adapter we export.
+#[test]
+fn tiny_qwen2_with_biases_and_an_untied_head_matches_llama_cpp() {
+    let _guard = HEAVY.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny-qwen2.gguf");
+    common::tiny_qwen2_writer(77).write(&path).unwrap();
+    let (ids, reference) = llama_logits(&path, None, &tiny_text(), 64, F32_ATTN);
+    let mut model = TrainModel::load(&path, BaseMode::Dequantized, &Device::Cpu).unwrap();
+    assert!(model.shape.qkv_bias && !model.shape.tied_output && !model.shape.qk_norm);
+    assert_eq!(model.shape.head_dim, 16);
+    let p = compare(&reference, &candle_logits(&model, &ids));
+    println!("tiny qwen2, no adapter: {p:?}");
+    assert!(p.max_abs <= 1e-3, "{p:?}");
+
+    let lora = dir.path().join("tiny-qwen2-lora.gguf");
+    let spec = LoraSpec {
+        rank: 4,
+        alpha: 4.0,
+        dropout: 0.0,
+        targets: vec![Target::Q, Target::K, Target::O, Target::Down],
+    };
+    model.attach_lora(&spec, 5).unwrap();
+    for (i, p) in model.lora_params().iter().enumerate() {
+        let mut rng = SplitMix64::new(9_000 + i as u64);
+        let v: Vec<f32> = (0..p.b.elem_count())
+            .map(|_| (rng.normal() * 0.3) as f32)
+            .collect();
+        p.b.set(&Tensor::from_vec(v, p.b.dims(), &Device::Cpu).unwrap())
+            .unwrap();
+    }
+    write_lora_gguf(&lora, "qwen2", &spec, &model.lora_params()).unwrap();
+    let (_, with_lora) = llama_logits(&path, Some(&lora), &tiny_text(), 64, F32_ATTN);
+    let p = compare(&with_lora, &candle_logits(&model, &ids));
+    let effect = compare(&reference, &with_lora);
+    println!("tiny qwen2 with an exported LoRA: {p:?}; its effect in llama.cpp: {effect:?}");
+    assert!(p.max_abs <= 1e-3, "{p:?}");
+    assert!(effect.max_abs > 0.1, "{effect:?}");
+}

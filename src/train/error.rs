@@ -44,6 +44,16 @@ pub enum TrainError {
         found: Vec<usize>,
     },
 
+    #[error(
+        "'{}' has tensor '{tensor}' ({count} unused in all), which the trainer's forward does not use: this model variant is not supported",
+        path.display()
+    )]
+    UnsupportedTensor {
+        path: PathBuf,
+        tensor: String,
+        count: usize,
+    },
+
     #[error("'{}': cannot read tensor '{tensor}': {detail}", path.display())]
     TensorRead {
         path: PathBuf,

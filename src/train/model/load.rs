@@ -1,5 +1,6 @@
 //! Reading base weights from a GGUF file, checking every shape.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,8 @@ pub(crate) struct GgufTensors {
     reader: BufReader<File>,
     pub content: Content,
     mode: BaseMode,
+    /// Names read so far, to catch tensors the forward would ignore.
+    used: BTreeSet<String>,
 }
 
 impl GgufTensors {
@@ -37,7 +40,28 @@ impl GgufTensors {
             reader,
             content,
             mode,
+            used: BTreeSet::new(),
         })
+    }
+
+    /// Fails on any tensor the model did not read: a bias, rope-frequency
+    /// table or extra norm we skipped would make the forward silently wrong.
+    pub fn ensure_all_used(&self) -> Result<(), TrainError> {
+        let mut unused: Vec<&String> = self
+            .content
+            .tensor_infos
+            .keys()
+            .filter(|n| !self.used.contains(*n))
+            .collect();
+        unused.sort();
+        match unused.first() {
+            None => Ok(()),
+            Some(first) => Err(TrainError::UnsupportedTensor {
+                path: self.path.clone(),
+                tensor: (*first).clone(),
+                count: unused.len(),
+            }),
+        }
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -62,6 +86,7 @@ impl GgufTensors {
                 found: info.shape.dims().to_vec(),
             });
         }
+        self.used.insert(name.to_owned());
         self.content
             .tensor(&mut self.reader, name, &Device::Cpu)
             .map_err(|e| TrainError::TensorRead {

@@ -79,6 +79,7 @@ impl TrainModel {
         } else {
             src.frozen("output.weight", [vocab, e])?
         };
+        src.ensure_all_used()?;
         Ok(Self {
             loss_chunk_rows: (LOSS_CHUNK_ELEMS / vocab.max(1)).max(1),
             shape,
