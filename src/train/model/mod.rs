@@ -317,7 +317,7 @@ impl TrainModel {
             b,
             t,
             rope: Rope::new(s.rope_style, s.head_dim, t, s.rope_theta),
-            softmax: CausalSoftmax::new(t, (1.0 / (s.head_dim as f64).sqrt()) as f32),
+            softmax: CausalSoftmax::new(t, s.attn_scale as f32),
             dropout,
         };
         // 1. Frozen embedding lookup: (b·t, e)

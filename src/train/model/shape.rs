@@ -66,6 +66,9 @@ pub struct ModelShape {
     /// Biases on the q/k/v projections (qwen2).
     pub qkv_bias: bool,
     pub n_ctx_train: usize,
+    /// Multiplier of q·k before the softmax (`{arch}.attention.scale`,
+    /// else 1/√head_dim, as llama.cpp).
+    pub attn_scale: f64,
 }
 
 impl ModelShape {
@@ -115,6 +118,16 @@ impl ModelShape {
                 ));
             }
         }
+        if let Some(v) = content.metadata.get(&key("expert_count")) {
+            let n = meta.usize(&key("expert_count")).unwrap_or(0);
+            if n > 0 {
+                return Err(meta.bad(
+                    &key("expert_count"),
+                    format!("{v:?}"),
+                    "mixture-of-experts models are not supported".to_owned(),
+                ));
+            }
+        }
         let embd = content
             .tensor_infos
             .get("token_embd.weight")
@@ -139,6 +152,11 @@ impl ModelShape {
             qk_norm: arch == Arch::Qwen3,
             qkv_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
             n_ctx_train: meta.usize_or(&key("context_length"), 0)?,
+            attn_scale: match content.metadata.get(&key("attention.scale")) {
+                // llama.cpp reads 0 as "not set".
+                Some(Value::F32(x)) if *x == 0.0 => 1.0 / (head_dim as f64).sqrt(),
+                _ => meta.f64_or(&key("attention.scale"), 1.0 / (head_dim as f64).sqrt())?,
+            },
         })
     }
 }
