@@ -1,12 +1,16 @@
-//! Local LoRA training in candle on the chat's own GGUF: tokenizer, data,
-//! optimisation, checkpoints and adapter export.
+//! Local LoRA training in candle on the chat's own GGUF (QLoRA on a frozen
+//! base): the model, tokenizer, data, optimisation, the SFT loop,
+//! checkpoints, run folders and adapter export (llama.cpp GGUF and PEFT).
 
 pub mod checkpoint;
 pub mod data;
+pub mod error;
+pub mod export;
+pub mod lora;
+pub mod model;
 pub mod optim;
 pub mod peft;
 pub mod run;
 pub mod runs;
 pub mod sft;
-pub mod export;
 pub mod tokenizer;

@@ -1,0 +1,201 @@
+//! One decoder block: pre-norm attention (GQA, rope, optional q/k norm and
+//! q/k/v biases) and a SiLU-gated MLP, each projection frozen with an
+//! optional LoRA branch.
+
+use candle_core::Tensor;
+
+use super::ModelShape;
+use super::frozen::FrozenLinear;
+use super::load::GgufTensors;
+use super::ops::{CausalSoftmax, RmsNorm, Rope, SiluMul};
+use crate::train::error::TrainError;
+use crate::train::lora::{LoraAdapter, Target};
+
+/// A frozen projection and its LoRA branch.
+#[derive(Clone)]
+pub(crate) struct Projection {
+    pub base: FrozenLinear,
+    pub lora: Option<LoraAdapter>,
+    pub n_in: usize,
+    pub n_out: usize,
+}
+
+impl Projection {
+    fn load(
+        src: &mut GgufTensors,
+        layer: usize,
+        target: Target,
+        n_in: usize,
+        n_out: usize,
+        with_bias: bool,
+    ) -> Result<Self, TrainError> {
+        let name = format!("blk.{layer}.{}", target.gguf_name());
+        let weight = src.frozen(&format!("{name}.weight"), [n_out, n_in])?;
+        let bias = if with_bias {
+            src.optional_bias(&format!("{name}.bias"), n_out)?
+        } else {
+            None
+        };
+        Ok(Self {
+            base: FrozenLinear::new(weight, bias),
+            lora: None,
+            n_in,
+            n_out,
+        })
+    }
+
+    /// x (m, in) → (m, out).
+    fn forward(&self, x: &Tensor, mask_key: Option<&[u64]>) -> Result<Tensor, TrainError> {
+        let y = self.base.forward(x)?;
+        match &self.lora {
+            Some(lora) => Ok((y + lora.forward(x, mask_key)?)?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// What every block of one forward pass shares.
+pub(crate) struct Pass {
+    pub b: usize,
+    pub t: usize,
+    pub rope: Rope,
+    pub softmax: CausalSoftmax,
+    /// (seed, step) of the dropout masks; `None` in evaluation.
+    pub dropout: Option<(u64, u64)>,
+}
+
+pub(crate) struct Block {
+    index: usize,
+    attn_norm: RmsNorm,
+    /// Q, K, V, O, Gate, Up, Down (see [`Target::index`]).
+    proj: [Projection; 7],
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    ffn_norm: RmsNorm,
+    n_head: usize,
+    n_head_kv: usize,
+    head_dim: usize,
+}
+
+impl Block {
+    pub fn load(src: &mut GgufTensors, s: &ModelShape, i: usize) -> Result<Self, TrainError> {
+        let (e, q, kv, ff) = (
+            s.n_embd,
+            s.n_head * s.head_dim,
+            s.n_head_kv * s.head_dim,
+            s.n_ff,
+        );
+        let p = |src: &mut GgufTensors, t, n_in, n_out| {
+            Projection::load(
+                src,
+                i,
+                t,
+                n_in,
+                n_out,
+                s.qkv_bias && matches!(t, Target::Q | Target::K | Target::V),
+            )
+        };
+        let norm = |src: &mut GgufTensors, name: &str, n| {
+            Ok::<_, TrainError>(RmsNorm::new(
+                src.vector(&format!("blk.{i}.{name}.weight"), n)?,
+                s.rms_eps,
+            ))
+        };
+        let proj = [
+            p(src, Target::Q, e, q)?,
+            p(src, Target::K, e, kv)?,
+            p(src, Target::V, e, kv)?,
+            p(src, Target::O, q, e)?,
+            p(src, Target::Gate, e, ff)?,
+            p(src, Target::Up, e, ff)?,
+            p(src, Target::Down, ff, e)?,
+        ];
+        let (q_norm, k_norm) = if s.qk_norm {
+            (
+                Some(norm(src, "attn_q_norm", s.head_dim)?),
+                Some(norm(src, "attn_k_norm", s.head_dim)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            index: i,
+            attn_norm: norm(src, "attn_norm", e)?,
+            proj,
+            q_norm,
+            k_norm,
+            ffn_norm: norm(src, "ffn_norm", e)?,
+            n_head: s.n_head,
+            n_head_kv: s.n_head_kv,
+            head_dim: s.head_dim,
+        })
+    }
+
+    pub fn projection(&self, t: Target) -> &Projection {
+        &self.proj[t.index()]
+    }
+
+    pub fn projection_mut(&mut self, t: Target) -> &mut Projection {
+        &mut self.proj[t.index()]
+    }
+
+    fn project(&self, t: Target, x: &Tensor, pass: &Pass) -> Result<Tensor, TrainError> {
+        let key = pass
+            .dropout
+            .map(|(seed, step)| [seed, step, self.index as u64, t.index() as u64]);
+        self.projection(t).forward(x, key.as_ref().map(|k| &k[..]))
+    }
+
+    /// x: (b·t, embd) → (b·t, embd).
+    pub fn forward(&self, x: &Tensor, pass: &Pass) -> Result<Tensor, TrainError> {
+        let (b, t, d) = (pass.b, pass.t, self.head_dim);
+        let (nh, nkv) = (self.n_head, self.n_head_kv);
+        let rep = nh / nkv;
+
+        // 1. Attention input norm: (m, e)
+        let h = self.attn_norm.forward(x)?;
+        // 2. Projections: q (m, nh·d), k and v (m, nkv·d)
+        let q = self.project(Target::Q, &h, pass)?.reshape((b, t, nh, d))?;
+        let k = self.project(Target::K, &h, pass)?.reshape((b, t, nkv, d))?;
+        let v = self.project(Target::V, &h, pass)?.reshape((b, t, nkv, d))?;
+        // 3. qwen3: per-head RMSNorm of q and k, before rope
+        let q = match &self.q_norm {
+            Some(n) => n.forward(&q)?,
+            None => q,
+        };
+        let k = match &self.k_norm {
+            Some(n) => n.forward(&k)?,
+            None => k,
+        };
+        // 4. Rope on (b, t, heads, d)
+        let q = pass.rope.forward(&q)?;
+        let k = pass.rope.forward(&k)?;
+        // 5. GQA without copying K/V per query head: query head h uses KV head
+        //    h / rep (llama.cpp's order), so stack each group's heads as rows.
+        //    q (b, t, nkv, rep, d) → (b, nkv, rep·t, d); k, v → (b, nkv, t, d)
+        let q = q
+            .reshape((b, t, nkv, rep, d))?
+            .permute((0, 2, 3, 1, 4))?
+            .contiguous()?
+            .reshape((b, nkv, rep * t, d))?;
+        let k = k.transpose(1, 2)?.contiguous()?;
+        let v = v.transpose(1, 2)?.contiguous()?;
+        // 6. Scores (b, nkv, rep·t, t), scaled causal softmax, weighted values
+        let scores = q.matmul(&k.t()?)?;
+        let probs = pass.softmax.forward(&scores)?;
+        let ctx = probs.matmul(&v)?;
+        // 7. Back to (m, nh·d) in head order, output projection, residual
+        let ctx = ctx
+            .reshape((b, nkv, rep, t, d))?
+            .permute((0, 3, 1, 2, 4))?
+            .contiguous()?
+            .reshape((b * t, nh * d))?;
+        let x = (x + self.project(Target::O, &ctx, pass)?)?;
+        // 8. MLP: down(silu(gate(h)) ⊙ up(h)), residual
+        let h = self.ffn_norm.forward(&x)?;
+        let gate = self.project(Target::Gate, &h, pass)?;
+        let up = self.project(Target::Up, &h, pass)?;
+        let act = SiluMul::forward(&gate, &up)?;
+        Ok((x + self.project(Target::Down, &act, pass)?)?)
+    }
+}

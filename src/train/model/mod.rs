@@ -1,0 +1,342 @@
+//! A differentiable llama-family decoder (llama, qwen2, qwen3) on GGUF
+//! weights, for LoRA training on a frozen (optionally quantized) base.
+//!
+//! Unlike candle-transformers' inference models it runs the full sequence,
+//! and every op between the loss and a LoRA parameter has a backward pass
+//! (see `ops`). Token ids are right-padded (b, t) batches starting at
+//! position 0; padding only needs label −100.
+
+mod block;
+mod frozen;
+mod head;
+mod load;
+pub mod ops;
+mod shape;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor, Var};
+
+pub use frozen::{FrozenLinear, FrozenWeight};
+pub use head::{HeadNll, IGNORE_LABEL};
+pub use ops::RopeStyle;
+pub use shape::{Arch, ModelShape};
+
+use crate::train::error::TrainError;
+use crate::train::lora::rng::SplitMix64;
+use crate::train::lora::{LoraAdapter, LoraParam, LoraSpec, Target, read_lora_gguf};
+use block::{Block, Pass};
+use load::GgufTensors;
+use ops::{CausalSoftmax, RmsNorm, Rope};
+
+/// How the frozen base weights are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseMode {
+    /// GGUF quantization kept; dequantized per matrix and call (QLoRA).
+    Quantized,
+    /// Dequantized once to f32 at load.
+    Dequantized,
+}
+
+/// Logit elements per block of the chunked loss (~64 MB of f32).
+const LOSS_CHUNK_ELEMS: usize = 16 << 20;
+
+/// Stream id of the LoRA A initialisation (dropout uses the step instead).
+const INIT_STREAM: u64 = u64::MAX;
+
+pub struct TrainModel {
+    pub shape: ModelShape,
+    path: PathBuf,
+    mode: BaseMode,
+    device: Device,
+    embed: FrozenWeight,
+    blocks: Vec<Block>,
+    output_norm: RmsNorm,
+    head: FrozenLinear,
+    lora: Option<(LoraSpec, u64)>,
+    loss_chunk_rows: usize,
+}
+
+impl TrainModel {
+    pub fn load(path: &Path, mode: BaseMode, device: &Device) -> Result<Self, TrainError> {
+        if !device.is_cpu() {
+            return Err(TrainError::UnsupportedDevice {
+                device: format!("{:?}", device.location()),
+            });
+        }
+        let mut src = GgufTensors::open(path, mode)?;
+        let shape = ModelShape::from_gguf(path, &src.content)?;
+        let (vocab, e) = (shape.n_vocab, shape.n_embd);
+        let embed = src.frozen("token_embd.weight", [vocab, e])?;
+        let blocks = (0..shape.n_layer)
+            .map(|i| Block::load(&mut src, &shape, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        let output_norm = RmsNorm::new(src.vector("output_norm.weight", e)?, shape.rms_eps);
+        let head = if shape.tied_output {
+            embed.clone()
+        } else {
+            src.frozen("output.weight", [vocab, e])?
+        };
+        src.ensure_all_used()?;
+        Ok(Self {
+            loss_chunk_rows: (LOSS_CHUNK_ELEMS / vocab.max(1)).max(1),
+            shape,
+            path: path.to_path_buf(),
+            mode,
+            device: device.clone(),
+            embed,
+            blocks,
+            output_norm,
+            head: FrozenLinear::new(head, None),
+            lora: None,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn mode(&self) -> BaseMode {
+        self.mode
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Rows per block of the chunked loss (memory ∝ rows × vocab).
+    pub fn set_loss_chunk_rows(&mut self, rows: usize) {
+        self.loss_chunk_rows = rows.max(1);
+    }
+
+    /// Attach fresh PEFT-initialised LoRA branches (A random, B zero),
+    /// replacing any attached before. `seed` also seeds dropout.
+    pub fn attach_lora(&mut self, spec: &LoraSpec, seed: u64) -> Result<(), TrainError> {
+        spec.validate()?;
+        for (layer, block) in self.blocks.iter_mut().enumerate() {
+            for target in Target::ALL {
+                let p = block.projection_mut(target);
+                p.lora = if spec.targets.contains(&target) {
+                    // Keyed per matrix: the init of one target does not
+                    // depend on which others are adapted.
+                    let mut rng = SplitMix64::keyed(&[
+                        seed,
+                        INIT_STREAM,
+                        layer as u64,
+                        target.index() as u64,
+                    ]);
+                    Some(LoraAdapter::new_peft(
+                        &mut rng,
+                        spec,
+                        p.n_in,
+                        p.n_out,
+                        &self.device,
+                    )?)
+                } else {
+                    None
+                };
+            }
+        }
+        self.lora = Some((spec.clone(), seed));
+        Ok(())
+    }
+
+    /// Attach the LoRA stored in a llama.cpp adapter GGUF (values as stored,
+    /// no dropout); returns the spec it implies.
+    pub fn load_lora_gguf(&mut self, path: &Path) -> Result<LoraSpec, TrainError> {
+        let file = read_lora_gguf(path)?;
+        let bad = |detail: String| TrainError::LoraFile {
+            path: path.to_path_buf(),
+            detail,
+        };
+        if file.arch != self.shape.arch.as_str() {
+            return Err(bad(format!(
+                "it is for architecture '{}', the model is '{}'",
+                file.arch,
+                self.shape.arch.as_str()
+            )));
+        }
+        let spec = file.spec();
+        spec.validate()?;
+        let mut adapters = Vec::new();
+        for t in &file.tensors {
+            let name = format!("blk.{}.{}.weight", t.layer, t.target.gguf_name());
+            let block = self.blocks.get(t.layer).ok_or_else(|| {
+                bad(format!(
+                    "'{name}': the model has only '{}' layers",
+                    self.shape.n_layer
+                ))
+            })?;
+            let p = block.projection(t.target);
+            let (want_a, want_b) = ([spec.rank, p.n_in], [p.n_out, spec.rank]);
+            if t.a.dims() != want_a || t.b.dims() != want_b {
+                return Err(bad(format!(
+                    "'{name}' has lora_a {:?} and lora_b {:?}, expected {want_a:?} and {want_b:?}",
+                    t.a.dims(),
+                    t.b.dims()
+                )));
+            }
+            adapters.push((t.layer, t.target, t.a.clone(), t.b.clone()));
+        }
+        // Only now replace what was attached: a bad file leaves the model as it was.
+        for block in &mut self.blocks {
+            for target in Target::ALL {
+                block.projection_mut(target).lora = None;
+            }
+        }
+        for (layer, target, a, b) in adapters {
+            if let Some(block) = self.blocks.get_mut(layer) {
+                block.projection_mut(target).lora = Some(LoraAdapter {
+                    a: Var::from_tensor(&a)?,
+                    b: Var::from_tensor(&b)?,
+                    scale: spec.scale(),
+                    dropout: 0.0,
+                });
+            }
+        }
+        self.lora = Some((spec.clone(), 0));
+        Ok(spec)
+    }
+
+    /// The attached LoRA's spec.
+    pub fn lora_spec(&self) -> Option<&LoraSpec> {
+        self.lora.as_ref().map(|(s, _)| s)
+    }
+
+    /// In a stable order (layer, then target order Q,K,V,O,Gate,Up,Down).
+    pub fn lora_params(&self) -> Vec<LoraParam> {
+        let mut out = Vec::new();
+        for (layer, block) in self.blocks.iter().enumerate() {
+            for target in Target::ALL {
+                if let Some(l) = &block.projection(target).lora {
+                    out.push(LoraParam {
+                        layer,
+                        target,
+                        a: l.a.clone(),
+                        b: l.b.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// (b,t,vocab) f32 logits for parity and evaluation (no dropout).
+    pub fn logits(&self, ids: &Tensor) -> Result<Tensor, TrainError> {
+        let (b, t) = batch_dims(ids, "ids")?;
+        let h = self.hidden(ids, None)?;
+        Ok(self.head.forward(&h)?.reshape((b, t, self.shape.n_vocab))?)
+    }
+
+    /// Mean NLL over positions whose label != −100 (labels (b,t) i64,
+    /// already shifted: label[t] is the token after ids[t]); returns (loss
+    /// scalar, counted tokens). `train` enables dropout; `step` seeds it.
+    pub fn loss(
+        &self,
+        ids: &Tensor,
+        labels: &Tensor,
+        train: bool,
+        step: u64,
+    ) -> Result<(Tensor, usize), TrainError> {
+        let dropout = match &self.lora {
+            Some((spec, seed)) if train && spec.dropout > 0.0 => Some((*seed, step)),
+            _ => None,
+        };
+        let (nll, labels) = self.token_nll(ids, labels, dropout)?;
+        let count = labels.iter().filter(|&&y| y != IGNORE_LABEL).count();
+        // An all-masked batch gives 0, still attached to the graph.
+        let loss = (nll.sum_all()? * (1.0 / count.max(1) as f64))?;
+        Ok((loss, count))
+    }
+
+    /// Per-sequence sum of log-probs of the labelled positions (for DPO/RL):
+    /// (b,) f32 tensor with grad. No dropout.
+    pub fn sequence_logprobs(&self, ids: &Tensor, labels: &Tensor) -> Result<Tensor, TrainError> {
+        let (b, t) = batch_dims(ids, "ids")?;
+        let (nll, _) = self.token_nll(ids, labels, None)?;
+        Ok(nll.reshape((b, t))?.sum(1)?.neg()?)
+    }
+
+    /// (b·t,) NLL per position (0 where masked) and the flat labels.
+    fn token_nll(
+        &self,
+        ids: &Tensor,
+        labels: &Tensor,
+        dropout: Option<(u64, u64)>,
+    ) -> Result<(Tensor, Vec<i64>), TrainError> {
+        if labels.dims() != ids.dims() {
+            return Err(TrainError::Input {
+                what: "labels",
+                detail: format!(
+                    "shape {:?} differs from the ids' {:?}",
+                    labels.dims(),
+                    ids.dims()
+                ),
+            });
+        }
+        let labels = labels
+            .flatten_all()?
+            .to_dtype(DType::I64)?
+            .to_vec1::<i64>()?;
+        let vocab = self.shape.n_vocab as i64;
+        if let Some(bad) = labels
+            .iter()
+            .find(|&&y| y != IGNORE_LABEL && !(0..vocab).contains(&y))
+        {
+            return Err(TrainError::Input {
+                what: "labels",
+                detail: format!("label '{bad}' is neither −100 nor a token id below '{vocab}'"),
+            });
+        }
+        let h = self.hidden(ids, dropout)?;
+        let nll = HeadNll::new(
+            self.head.weight().clone(),
+            labels.clone(),
+            self.loss_chunk_rows,
+        );
+        Ok((nll.forward(&h)?, labels))
+    }
+
+    /// Final-norm hidden states (b·t, embd).
+    fn hidden(&self, ids: &Tensor, dropout: Option<(u64, u64)>) -> Result<Tensor, TrainError> {
+        let (b, t) = batch_dims(ids, "ids")?;
+        let flat = ids.flatten_all()?.to_dtype(DType::I64)?.to_vec1::<i64>()?;
+        let vocab = self.shape.n_vocab as i64;
+        if let Some(bad) = flat.iter().find(|&&id| !(0..vocab).contains(&id)) {
+            return Err(TrainError::Input {
+                what: "ids",
+                detail: format!("token id '{bad}' is outside the vocabulary (0..{vocab})"),
+            });
+        }
+        let flat: Vec<u32> = flat.into_iter().map(|id| id as u32).collect();
+        let flat = Tensor::from_vec(flat, b * t, &self.device)?;
+        let s = &self.shape;
+        let pass = Pass {
+            b,
+            t,
+            rope: Rope::new(s.rope_style, s.head_dim, t, s.rope_theta),
+            softmax: CausalSoftmax::new(t, s.attn_scale as f32),
+            dropout,
+        };
+        // 1. Frozen embedding lookup: (b·t, e)
+        let mut x = self.embed.rows(&flat)?;
+        // 2. Decoder blocks
+        for block in &self.blocks {
+            x = block.forward(&x, &pass)?;
+        }
+        // 3. Final norm
+        Ok(self.output_norm.forward(&x)?)
+    }
+}
+
+fn batch_dims(t: &Tensor, what: &'static str) -> Result<(usize, usize), TrainError> {
+    match t.dims() {
+        &[b, n] if b > 0 && n > 0 => Ok((b, n)),
+        dims => Err(TrainError::Input {
+            what,
+            detail: format!("expected a non-empty (batch, tokens) tensor, got shape {dims:?}"),
+        }),
+    }
+}

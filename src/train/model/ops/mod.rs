@@ -1,0 +1,62 @@
+//! CPU ops with hand-written backward passes for the differentiable forward.
+//!
+//! candle's fused `rms_norm`, `rope*` and `softmax_last_dim` have no backward
+//! (the gradient silently vanishes) and its composite fallbacks are slow in
+//! backward, so each op here is one pass forward and one pass backward. Every
+//! `bwd` runs a second no-backward op, which is enough: we never need second
+//! derivatives. Inputs must be contiguous f32; callers make them so.
+
+mod causal_softmax;
+mod rms_norm;
+mod rope;
+mod silu_mul;
+
+#[cfg(test)]
+mod tests;
+
+pub use causal_softmax::CausalSoftmax;
+pub use rms_norm::RmsNorm;
+pub use rope::{Rope, RopeStyle};
+pub use silu_mul::SiluMul;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, bail};
+
+/// The contiguous f32 data an op reads.
+pub(crate) fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'a [f32]> {
+    match l.contiguous_offsets() {
+        Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
+        None => bail!("{op}: the input must be contiguous, got {l:?}"),
+    }
+}
+
+/// `lhs (m, k) · rhs` (or `· rhsᵀ` when `rhs_t`), where `lhs` is `m` rows of
+/// contiguous storage from `offset` and `rhs` a 2-D CPU tensor; f32 gemm.
+pub(crate) fn gemm(
+    lhs: &CpuStorage,
+    offset: usize,
+    m: usize,
+    rhs: &Tensor,
+    rhs_t: bool,
+) -> Result<CpuStorage> {
+    let (r0, r1) = rhs.dims2()?;
+    let (rs, rl) = rhs.storage_and_layout();
+    let Storage::Cpu(rs) = &*rs else {
+        bail!("gemm: the weight is not on the CPU");
+    };
+    let (k, n, rl) = if rhs_t {
+        (r1, r0, rl.transpose(0, 1)?)
+    } else {
+        (r0, r1, rl.clone())
+    };
+    let ll = Layout::contiguous_with_offset((m, k), offset);
+    lhs.matmul(rs, (1, m, n, k), &ll, &rl)
+}
+
+/// Take the f32 vector out of a CPU storage.
+pub(crate) fn into_f32_vec(s: CpuStorage, op: &str) -> Result<Vec<f32>> {
+    match s {
+        CpuStorage::F32(v) => Ok(v),
+        other => bail!("{op}: expected f32, got {:?}", other.dtype()),
+    }
+}

@@ -1,0 +1,147 @@
+//! Each custom op against the same computation in candle's composite ops
+//! (whose backward candle derives): values and input gradients must agree.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use candle_core::{D, DType, Device, Tensor, Var};
+
+use super::*;
+use crate::train::lora::rng::SplitMix64;
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    let mut rng = SplitMix64::new(seed);
+    let n = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+/// d⟨f(x), r⟩/dx for a fixed random r.
+fn grad(x: &Var, y: &Tensor, seed: u64) -> Tensor {
+    let r = randn(y.dims(), seed);
+    let loss = (y * r).unwrap().sum_all().unwrap();
+    loss.backward()
+        .unwrap()
+        .get(x)
+        .expect("no gradient reached x")
+        .clone()
+}
+
+#[test]
+fn rms_norm_matches_the_composite_and_its_gradient() {
+    let x = Var::from_tensor(&randn(&[3, 5, 16], 1)).unwrap();
+    let w = randn(&[16], 2);
+    let op = RmsNorm::new(w.to_vec1().unwrap(), 1e-6);
+    let y = op.forward(&x).unwrap();
+    let r = candle_nn::ops::rms_norm_slow(&x, &w, 1e-6).unwrap();
+    assert!(max_diff(&y, &r) < 1e-5);
+    assert!(max_diff(&grad(&x, &y, 3), &grad(&x, &r, 3)) < 1e-5);
+}
+
+/// candle's tables: (t, d/2) of cos/sin(pos · theta^(−2i/d)).
+fn tables(t: usize, d: usize, theta: f64) -> (Tensor, Tensor) {
+    let mut c = Vec::new();
+    let mut s = Vec::new();
+    for pos in 0..t {
+        for i in 0..d / 2 {
+            let a = pos as f64 * theta.powf(-2.0 * i as f64 / d as f64);
+            c.push(a.cos() as f32);
+            s.push(a.sin() as f32);
+        }
+    }
+    let dev = Device::Cpu;
+    (
+        Tensor::from_vec(c, (t, d / 2), &dev).unwrap(),
+        Tensor::from_vec(s, (t, d / 2), &dev).unwrap(),
+    )
+}
+
+#[test]
+fn rope_styles_match_candles_interleaved_and_half_split_rope() {
+    let (b, t, h, d) = (2, 7, 3, 8);
+    let (cos, sin) = tables(t, d, 1e4);
+    for (style, reference) in [
+        (
+            RopeStyle::Norm,
+            candle_nn::rotary_emb::rope_i_slow
+                as fn(&Tensor, &Tensor, &Tensor) -> candle_core::Result<Tensor>,
+        ),
+        (RopeStyle::Neox, candle_nn::rotary_emb::rope_slow),
+    ] {
+        let x = Var::from_tensor(&randn(&[b, t, h, d], 4)).unwrap();
+        let y = Rope::new(style, d, t, 1e4).forward(&x).unwrap();
+        // candle's rope wants (b, heads, t, d).
+        let r = reference(
+            &x.transpose(1, 2).unwrap().contiguous().unwrap(),
+            &cos,
+            &sin,
+        )
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap();
+        assert!(max_diff(&y, &r) < 1e-5, "{style:?}");
+        assert!(
+            max_diff(&grad(&x, &y, 5), &grad(&x, &r, 5)) < 1e-5,
+            "{style:?}"
+        );
+    }
+}
+
+#[test]
+fn causal_softmax_matches_masked_softmax_and_its_gradient() {
+    // 2 query heads per KV head stacked as rows: row r is position r % t.
+    let (t, rep) = (5, 2);
+    let x = Var::from_tensor(&randn(&[2, 3, rep * t, t], 6)).unwrap();
+    let scale = 0.3f32;
+    let y = CausalSoftmax::new(t, scale).forward(&x).unwrap();
+    let mask: Vec<f32> = (0..rep * t)
+        .flat_map(|r| (0..t).map(move |j| if j <= r % t { 0.0 } else { f32::NEG_INFINITY }))
+        .collect();
+    let mask = Tensor::from_vec(mask, (rep * t, t), &Device::Cpu).unwrap();
+    let r = candle_nn::ops::softmax(
+        &(x.as_tensor() * f64::from(scale))
+            .unwrap()
+            .broadcast_add(&mask)
+            .unwrap(),
+        D::Minus1,
+    )
+    .unwrap();
+    assert!(max_diff(&y, &r) < 1e-6);
+    assert!(max_diff(&grad(&x, &y, 7), &grad(&x, &r, 7)) < 1e-6);
+}
+
+#[test]
+fn silu_mul_matches_the_composite_and_both_gradients() {
+    let g = Var::from_tensor(&randn(&[4, 9], 8)).unwrap();
+    let u = Var::from_tensor(&randn(&[4, 9], 9)).unwrap();
+    let y = SiluMul::forward(&g, &u).unwrap();
+    let r = (candle_nn::ops::silu(&g).unwrap() * u.as_tensor()).unwrap();
+    assert!(max_diff(&y, &r) < 1e-6);
+    let rr = randn(&[4, 9], 10);
+    let gy = (&y * &rr).unwrap().sum_all().unwrap().backward().unwrap();
+    let gr = (&r * &rr).unwrap().sum_all().unwrap().backward().unwrap();
+    assert!(max_diff(gy.get(&g).unwrap(), gr.get(&g).unwrap()) < 1e-5);
+    assert!(max_diff(gy.get(&u).unwrap(), gr.get(&u).unwrap()) < 1e-6);
+}
+
+#[test]
+fn ops_reject_non_matching_shapes() {
+    let x = randn(&[2, 3], 11);
+    assert!(RmsNorm::new(vec![1.0; 4], 1e-6).forward(&x).is_err());
+    assert!(CausalSoftmax::new(4, 1.0).forward(&x).is_err());
+    assert!(Rope::new(RopeStyle::Neox, 4, 2, 1e4).forward(&x).is_err());
+    assert!(SiluMul::forward(&x, &randn(&[3, 2], 12)).is_err());
+    let _ = DType::F32;
+}
