@@ -267,3 +267,94 @@ fn characters_lists_the_shipped_characters() {
         "{text}"
     );
 }
+
+/// `her train sft` on the tiny model: ctrl+c saves a checkpoint and exits
+/// 130; `--resume` finishes the run and writes both adapter formats.
+#[test]
+fn train_sft_stops_on_ctrl_c_and_resumes() {
+    use std::io::Read;
+    let t = common::tiny();
+    let studio = tempfile::tempdir().unwrap();
+    let data = common::repo_root().join("assets/datasets/elizabeth-sft.jsonl");
+    let her = |args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_her"));
+        c.arg("--studio")
+            .arg(studio.path())
+            .args([
+                "--set",
+                "train.max_steps=400",
+                "--set",
+                "train.batch_size=2",
+            ])
+            .args([
+                "--set",
+                "train.checkpoint_every=0",
+                "--set",
+                "train.eval_every=0",
+            ])
+            .arg("--set")
+            .arg(format!("log.file={}/her.log", studio.path().display()))
+            .args(args)
+            .arg("--model")
+            .arg(&t.model)
+            .arg("--data")
+            .arg(&data);
+        c
+    };
+    let mut child = her(&["train", "sft", "--name", "stop-me"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait for the first progress line, then interrupt.
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("step ") {
+        let n = stderr.read(&mut buf).unwrap();
+        assert!(n > 0, "no progress: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(status.code(), Some(130), "{out}");
+    assert!(out.contains("her train sft --resume"), "{out}");
+    let run = studio.path().join("runs/stop-me");
+    let checkpoint = her_studio::train::checkpoint::latest(&run.join("checkpoints")).unwrap();
+    let done: u64 = checkpoint
+        .to_string_lossy()
+        .rsplit('-')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(done > 0 && done < 400, "{}", checkpoint.display());
+    assert!(!run.join("adapter.gguf").exists());
+
+    let resumed = her(&["train", "sft", "--resume", run.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    assert!(run.join("adapter.gguf").is_file());
+    assert!(run.join("peft/adapter_model.safetensors").is_file());
+    let steps = std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"kind\":\"step\""))
+        .count();
+    assert_eq!(steps, 400, "one metrics line per step, none twice");
+}

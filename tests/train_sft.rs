@@ -28,10 +28,22 @@ fn sample(user: &str, reply: &str) -> Sample {
 
 fn four() -> Vec<Sample> {
     vec![
-        sample("Darcy: Do you dance?", "<system_thinking>Tease.</system_thinking>Elizabeth: Not with you."),
-        sample("Jane: Are you well?", "<system_thinking>Warm.</system_thinking>Elizabeth: Quite well."),
-        sample("Charlotte: Any news?", "<system_thinking>Dry.</system_thinking>Elizabeth: None at all."),
-        sample("Mr. Bennet: Lizzy?", "<system_thinking>Fond.</system_thinking>Elizabeth: Yes, papa."),
+        sample(
+            "Darcy: Do you dance?",
+            "<system_thinking>Tease.</system_thinking>Elizabeth: Not with you.",
+        ),
+        sample(
+            "Jane: Are you well?",
+            "<system_thinking>Warm.</system_thinking>Elizabeth: Quite well.",
+        ),
+        sample(
+            "Charlotte: Any news?",
+            "<system_thinking>Dry.</system_thinking>Elizabeth: None at all.",
+        ),
+        sample(
+            "Mr. Bennet: Lizzy?",
+            "<system_thinking>Fond.</system_thinking>Elizabeth: Yes, papa.",
+        ),
     ]
 }
 
@@ -69,7 +81,13 @@ fn job(dir: &std::path::Path, settings: TrainConfig, resume: bool) -> SftJob {
 fn overfits_four_samples_and_llama_cpp_replays_a_trained_reply() {
     let dir = tempfile::tempdir().unwrap();
     let stop = AtomicBool::new(false);
-    let report = run(&job(dir.path(), settings(80), false), four(), &stop, &mut |_| {}).unwrap();
+    let report = run(
+        &job(dir.path(), settings(80), false),
+        four(),
+        &stop,
+        &mut |_| {},
+    )
+    .unwrap();
     let first = report.losses[0];
     let last = *report.losses.last().unwrap();
     assert!(last < 0.1 * first, "loss {first} -> {last}");
@@ -106,24 +124,79 @@ fn a_stopped_run_resumes_to_the_same_loss_curve() {
     s.grad_accum = 2;
     s.warmup_steps = 2;
     s.lr_floor = 0.1;
-    let straight = run(&job(whole.path(), s.clone(), false), four(), &never, &mut |_| {}).unwrap();
+    let straight = run(
+        &job(whole.path(), s.clone(), false),
+        four(),
+        &never,
+        &mut |_| {},
+    )
+    .unwrap();
 
     let parts = tempfile::tempdir().unwrap();
     let stop = AtomicBool::new(false);
-    let halted = run(&job(parts.path(), s.clone(), false), four(), &stop, &mut |p| {
-        if let Progress::Step(step) = p
-            && step.step == 3
-        {
-            stop.store(true, Ordering::SeqCst);
-        }
-    })
+    let halted = run(
+        &job(parts.path(), s.clone(), false),
+        four(),
+        &stop,
+        &mut |p| {
+            if let Progress::Step(step) = p
+                && step.step == 3
+            {
+                stop.store(true, Ordering::SeqCst);
+            }
+        },
+    )
     .unwrap();
     assert!(halted.interrupted);
     assert_eq!(halted.steps, 3);
+    // A stopped run can still be tried in the chat: its newest checkpoint
+    // becomes a LoRA GGUF that llama.cpp loads.
+    let adapter = her_studio::train::export::adapter_of_run(&parts.path().join("run")).unwrap();
+    assert!(adapter.ends_with("checkpoints/step-000003/adapter.gguf"));
+    let engine = common::start(&common::tiny().model);
+    engine.load_adapter(adapter, 1.0).wait().unwrap();
+    drop(engine);
     let resumed = run(&job(parts.path(), s, true), four(), &never, &mut |_| {}).unwrap();
     assert!(!resumed.interrupted);
     assert_eq!(resumed.losses.len(), 6);
     for (a, b) in straight.losses.iter().zip(&resumed.losses) {
-        assert!((a - b).abs() <= 1e-6 * a.abs().max(1.0), "{:?} vs {:?}", straight.losses, resumed.losses);
+        assert!(
+            (a - b).abs() <= 1e-6 * a.abs().max(1.0),
+            "{:?} vs {:?}",
+            straight.losses,
+            resumed.losses
+        );
     }
+}
+
+#[test]
+fn a_short_run_on_smollm2_lowers_the_held_out_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = her_studio::train::data::read_jsonl(
+        &common::repo_root().join("assets/datasets/elizabeth-sft.jsonl"),
+    )
+    .unwrap();
+    let model = common::smollm2();
+    let job = SftJob {
+        model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
+        model,
+        settings: TrainConfig {
+            max_steps: 6,
+            batch_size: 2,
+            learning_rate: 1e-3,
+            warmup_steps: 1,
+            eval_fraction: 0.25,
+            eval_every: 0,
+            checkpoint_every: 0,
+            ..TrainConfig::default()
+        },
+        run: dir.path().join("run"),
+        resume: false,
+        sources: Vec::new(),
+    };
+    let never = AtomicBool::new(false);
+    let report = run(&job, data, &never, &mut |_| {}).unwrap();
+    assert_eq!(report.eval_samples, 4);
+    let (before, after) = (report.evals[0].1, report.evals.last().unwrap().1);
+    assert!(after < before, "held-out loss {before} -> {after}");
 }

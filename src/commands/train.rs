@@ -56,12 +56,23 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
     let mut stderr = std::io::stderr();
     let report = run(&job, samples, &stop, &mut |p| match p {
         Progress::Step(s) => {
-            let line = progress_line(s.step, s.total_steps, s.loss, s.tokens_per_s, s.eta_s, s.rss_mib);
+            let line = progress_line(
+                s.step,
+                s.total_steps,
+                s.loss,
+                s.tokens_per_s,
+                s.eta_s,
+                s.rss_mib,
+            );
             let _ = write!(stderr, "\r{line}\x1b[K");
             let _ = stderr.flush();
         }
         Progress::Eval(e) => {
-            let _ = writeln!(stderr, "\r\x1b[Kheld-out loss at step {}: {:.4}", e.step, e.eval_loss);
+            let _ = writeln!(
+                stderr,
+                "\r\x1b[Kheld-out loss at step {}: {:.4}",
+                e.step, e.eval_loss
+            );
         }
     })?;
     eprintln!();
@@ -176,11 +187,18 @@ fn session_samples(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Samp
     let mut samples = Vec::new();
     for summary in list_sessions(&dir)? {
         let Ok((session, _)) = load_session(&summary.path) else {
-            eprintln!("note: '{}' could not be read; skipped", summary.path.display());
+            eprintln!(
+                "note: '{}' could not be read; skipped",
+                summary.path.display()
+            );
             continue;
         };
         for kept in kept_replies(&session, &players) {
-            if args.character.as_deref().is_some_and(|c| !c.eq_ignore_ascii_case(&kept.character)) {
+            if args
+                .character
+                .as_deref()
+                .is_some_and(|c| !c.eq_ignore_ascii_case(&kept.character))
+            {
                 continue;
             }
             if let Some(min) = args.min_stars

@@ -172,8 +172,10 @@ pub fn kept_replies(session: &Session, players: &SessionPlayers<'_>) -> Vec<Kept
         .into_iter()
         .filter_map(|id| tree.node(id))
         .filter(|n| {
-            matches!(n.message.role, SpeakerRole::Character | SpeakerRole::Narrator)
-                && n.parent.is_some_and(|p| p != NodeId::ROOT)
+            matches!(
+                n.message.role,
+                SpeakerRole::Character | SpeakerRole::Narrator
+            ) && n.parent.is_some_and(|p| p != NodeId::ROOT)
                 && !n.message.meta.incomplete
         })
         .filter_map(|n| {
@@ -591,6 +593,24 @@ mod tests {
         assert!(loser.ends_with("Perhaps."));
         let swipe = pairs.iter().find(|p| p.id.starts_with("swipe-")).unwrap();
         assert!(swipe.winner_loser().unwrap().1.ends_with("No."));
+    }
+
+    #[test]
+    fn kept_replies_follow_the_active_branch_with_their_ratings() {
+        let (mut s, _, _, second) = session();
+        let key = s.tree().node(second).unwrap().key.clone();
+        let rating = serde_json::json!({
+            "type": "rating", "id": "r", "key": key, "annotator": "ann",
+            "score": {"stars": 5}, "created_at": "2026-01-01T00:00:00Z"
+        });
+        apply(&mut s, SessionEvent::Other(rating));
+        let cast = [character()];
+        let kept = kept_replies(&s, &players_of(&cast));
+        // The greeting is the author's, the first reply was swiped away.
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].reply.ends_with("Perhaps."));
+        assert_eq!(kept[0].rating, Some(RatingScore::Stars(5)));
+        assert_eq!(kept[0].context.last().unwrap().role, Role::User);
     }
 
     #[test]

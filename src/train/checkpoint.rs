@@ -153,6 +153,9 @@ mod tests {
         let loaded = load(&newest, &Device::Cpu).unwrap();
         assert_eq!(loaded.state.step, 10);
         assert_eq!(loaded.lora["a"].to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
-        assert_eq!(loaded.optimizer["a.exp_avg"].to_vec1::<f32>().unwrap(), vec![2.0, 3.0]);
+        assert_eq!(
+            loaded.optimizer["a.exp_avg"].to_vec1::<f32>().unwrap(),
+            vec![2.0, 3.0]
+        );
     }
 }

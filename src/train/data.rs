@@ -132,7 +132,10 @@ pub fn chatml_parts(sample: &Sample) -> (String, String) {
     };
     let mut prompt = String::new();
     for m in before {
-        prompt.push_str(&format!("<|im_start|>{}\n{}<|im_end|>\n", m.role, m.content));
+        prompt.push_str(&format!(
+            "<|im_start|>{}\n{}<|im_end|>\n",
+            m.role, m.content
+        ));
     }
     prompt.push_str("<|im_start|>assistant\n");
     (prompt, format!("{}<|im_end|>", last.content))
@@ -297,12 +300,18 @@ mod tests {
 
     #[test]
     fn chatml_ends_the_prompt_at_the_open_assistant_turn() {
-        let (prompt, completion) = chatml_parts(&sample("Hi.", "<system_thinking>p</system_thinking>E: Hello."));
+        let (prompt, completion) = chatml_parts(&sample(
+            "Hi.",
+            "<system_thinking>p</system_thinking>E: Hello.",
+        ));
         assert_eq!(
             prompt,
             "<|im_start|>system\nYou are E.<|im_end|>\n<|im_start|>user\nHi.<|im_end|>\n<|im_start|>assistant\n"
         );
-        assert_eq!(completion, "<system_thinking>p</system_thinking>E: Hello.<|im_end|>");
+        assert_eq!(
+            completion,
+            "<system_thinking>p</system_thinking>E: Hello.<|im_end|>"
+        );
     }
 
     #[test]
@@ -358,7 +367,9 @@ mod tests {
     fn epochs_are_seeded_and_cover_every_sample_once() {
         let samples: Vec<Tokenized> = (0..37)
             .map(|i| Tokenized {
-                ids: (0..(3 + i % 7) as u32).map(|t| t + 100 * i as u32).collect(),
+                ids: (0..(3 + i % 7) as u32)
+                    .map(|t| t + 100 * i as u32)
+                    .collect(),
                 completion_start: 1,
             })
             .collect();
@@ -368,6 +379,9 @@ mod tests {
         let rows: usize = a.iter().map(|b| b.rows).sum();
         assert_eq!(rows, 37);
         let tokens: usize = a.iter().map(|b| b.tokens).sum();
-        assert_eq!(tokens, samples.iter().map(|s| s.ids.len() - 1).sum::<usize>());
+        assert_eq!(
+            tokens,
+            samples.iter().map(|s| s.ids.len() - 1).sum::<usize>()
+        );
     }
 }

@@ -36,10 +36,11 @@ pub fn adapter_of_run(path: &Path) -> Result<PathBuf, ExportError> {
         if adapter.is_file() {
             return Ok(adapter);
         }
-        let checkpoint = super::checkpoint::latest(&path.join("checkpoints"))
-            .ok_or_else(|| ExportError::NoCheckpoint {
+        let checkpoint = super::checkpoint::latest(&path.join("checkpoints")).ok_or_else(|| {
+            ExportError::NoCheckpoint {
                 path: path.to_path_buf(),
-            })?;
+            }
+        })?;
         return checkpoint_to_gguf(&checkpoint, path);
     }
     // A checkpoint folder: runs/NAME/checkpoints/step-N.
@@ -67,9 +68,10 @@ pub fn checkpoint_to_gguf(checkpoint: &Path, run: &Path) -> Result<PathBuf, Expo
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| bad(&manifest_path, e)))?;
     let settings: crate::config::TrainConfig =
         serde_json::from_value(manifest["settings"].clone()).map_err(|e| bad(&manifest_path, e))?;
-    let model = manifest["model"].as_str().map(PathBuf::from).ok_or_else(|| {
-        bad(&manifest_path, "names no model")
-    })?;
+    let model = manifest["model"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| bad(&manifest_path, "names no model"))?;
     let arch = crate::gguf::inspect(&model)
         .map_err(|e| bad(&model, e))?
         .architecture()
@@ -84,11 +86,14 @@ pub fn checkpoint_to_gguf(checkpoint: &Path, run: &Path) -> Result<PathBuf, Expo
     Ok(out)
 }
 
+/// One projection's target and its two factors as they are found.
+type Factors = (Target, Option<Var>, Option<Var>);
+
 /// `blk.N.<gguf name>.weight.lora_a|lora_b` tensors back into params.
 fn params_from_names(
     tensors: &std::collections::HashMap<String, candle_core::Tensor>,
 ) -> Result<Vec<LoraParam>, String> {
-    let mut grouped: BTreeMap<(usize, usize), (Target, Option<Var>, Option<Var>)> = BTreeMap::new();
+    let mut grouped: BTreeMap<(usize, usize), Factors> = BTreeMap::new();
     for (name, tensor) in tensors {
         let (base, factor) = name
             .rsplit_once('.')
@@ -100,7 +105,9 @@ fn params_from_names(
         let (layer, module) = rest
             .split_once('.')
             .ok_or_else(|| format!("unexpected tensor '{name}'"))?;
-        let layer: usize = layer.parse().map_err(|_| format!("bad layer in '{name}'"))?;
+        let layer: usize = layer
+            .parse()
+            .map_err(|_| format!("bad layer in '{name}'"))?;
         let target =
             Target::from_gguf_name(module).ok_or_else(|| format!("unknown module in '{name}'"))?;
         let var = Var::from_tensor(tensor).map_err(|e| e.to_string())?;
@@ -116,8 +123,15 @@ fn params_from_names(
     grouped
         .into_iter()
         .map(|((layer, _), (target, a, b))| match (a, b) {
-            (Some(a), Some(b)) => Ok(LoraParam { layer, target, a, b }),
-            _ => Err(format!("layer {layer} {target}: lora_a or lora_b is missing")),
+            (Some(a), Some(b)) => Ok(LoraParam {
+                layer,
+                target,
+                a,
+                b,
+            }),
+            _ => Err(format!(
+                "layer {layer} {target}: lora_a or lora_b is missing"
+            )),
         })
         .collect()
 }

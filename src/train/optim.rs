@@ -65,8 +65,14 @@ pub struct AdamW {
 impl AdamW {
     pub fn new(params: Vec<(String, Var)>, config: AdamWConfig) -> Result<Self> {
         let zeros = |p: &Var| p.as_tensor().zeros_like();
-        let m = params.iter().map(|(_, p)| zeros(p)).collect::<Result<_>>()?;
-        let v = params.iter().map(|(_, p)| zeros(p)).collect::<Result<_>>()?;
+        let m = params
+            .iter()
+            .map(|(_, p)| zeros(p))
+            .collect::<Result<_>>()?;
+        let v = params
+            .iter()
+            .map(|(_, p)| zeros(p))
+            .collect::<Result<_>>()?;
         Ok(Self {
             config,
             params,
@@ -116,9 +122,12 @@ impl AdamW {
     pub fn load_state(&mut self, state: &HashMap<String, Tensor>, steps: u64) -> Result<()> {
         for (i, (name, _)) in self.params.iter().enumerate() {
             let get = |suffix: &str| {
-                state.get(&format!("{name}.{suffix}")).cloned().ok_or_else(|| {
-                    candle_core::Error::Msg(format!("optimizer state has no '{name}.{suffix}'"))
-                })
+                state
+                    .get(&format!("{name}.{suffix}"))
+                    .cloned()
+                    .ok_or_else(|| {
+                        candle_core::Error::Msg(format!("optimizer state has no '{name}.{suffix}'"))
+                    })
             };
             self.m[i] = get("exp_avg")?;
             self.v[i] = get("exp_avg_sq")?;
@@ -236,7 +245,12 @@ mod tests {
         let dev = Device::Cpu;
         let x = Var::from_slice(&[3.0f32, 4.0], 2, &dev).unwrap();
         let params = vec![("x".to_string(), x.clone())];
-        let loss = (x.as_tensor() * 0.5).unwrap().sqr().unwrap().sum_all().unwrap();
+        let loss = (x.as_tensor() * 0.5)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let store = loss.backward().unwrap();
         let mut acc = Accumulator::new(1);
         acc.add(&params, &store, 2.0).unwrap();

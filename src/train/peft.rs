@@ -130,19 +130,23 @@ mod tests {
             &["self_attn.q_proj".into(), "mlp.down_proj".into()],
         );
         write(dir.path(), &config, &tensors).unwrap();
-        let loaded =
-            candle_core::safetensors::load(dir.path().join("adapter_model.safetensors"), &Device::Cpu)
-                .unwrap();
+        let loaded = candle_core::safetensors::load(
+            dir.path().join("adapter_model.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
         let a = &loaded["base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight"];
         assert_eq!(a.dims(), &[4, 8]);
         let b = &loaded["base_model.model.model.layers.3.self_attn.q_proj.lora_B.weight"];
         assert_eq!(b.dims(), &[16, 4]);
-        let json: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(dir.path().join("adapter_config.json")).unwrap(),
-        )
-        .unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.path().join("adapter_config.json")).unwrap())
+                .unwrap();
         assert_eq!(json["peft_type"], "LORA");
-        assert_eq!(json["target_modules"], serde_json::json!(["down_proj", "q_proj"]));
+        assert_eq!(
+            json["target_modules"],
+            serde_json::json!(["down_proj", "q_proj"])
+        );
         assert_eq!(json["r"], 4);
     }
 }

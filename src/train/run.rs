@@ -147,7 +147,14 @@ pub fn eta(seconds: f64) -> String {
 }
 
 /// The progress line printed (over itself) while training.
-pub fn progress_line(step: u64, total: u64, loss: f64, tokens_per_s: f64, eta_s: f64, rss: f64) -> String {
+pub fn progress_line(
+    step: u64,
+    total: u64,
+    loss: f64,
+    tokens_per_s: f64,
+    eta_s: f64,
+    rss: f64,
+) -> String {
     const WIDTH: usize = 24;
     let done = if total == 0 {
         WIDTH
@@ -173,7 +180,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::create(&dir.path().join("r")).unwrap();
         for step in 1..=5u64 {
-            run.log(&serde_json::json!({"kind": "step", "step": step})).unwrap();
+            run.log(&serde_json::json!({"kind": "step", "step": step}))
+                .unwrap();
         }
         run.truncate_metrics(3).unwrap();
         let text = std::fs::read_to_string(run.metrics()).unwrap();

@@ -71,7 +71,10 @@ pub fn read_run(path: &Path) -> Option<RunSummary> {
     };
     let text = std::fs::read_to_string(path.join("metrics.jsonl")).unwrap_or_default();
     // A line being written right now may be cut: skip what does not parse.
-    for line in text.lines().filter_map(|l| serde_json::from_str::<Line>(l).ok()) {
+    for line in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+    {
         match line.kind.as_str() {
             "step" => {
                 run.losses.push((line.step as f64, line.loss));

@@ -143,7 +143,11 @@ pub fn device(settings: &TrainConfig) -> Result<Device, SftError> {
         "cuda" => Ok(Device::new_cuda(0)?),
         other => Err(SftError::Setup(format!(
             "train.device '{other}' is not available in this build (cpu{})",
-            if cfg!(feature = "cuda") { ", cuda" } else { "; build with --features cuda for cuda" }
+            if cfg!(feature = "cuda") {
+                ", cuda"
+            } else {
+                "; build with --features cuda for cuda"
+            }
         ))),
     }
 }
@@ -224,7 +228,14 @@ pub fn evaluate(
         sum += loss.to_scalar::<f32>()? as f64 * n as f64;
         count += n;
     }
-    Ok((if count == 0 { f64::NAN } else { sum / count as f64 }, count))
+    Ok((
+        if count == 0 {
+            f64::NAN
+        } else {
+            sum / count as f64
+        },
+        count,
+    ))
 }
 
 /// The held-out samples and where their losses go.
@@ -282,9 +293,14 @@ pub fn run(
         u64::from(s.epochs) * n_batches.div_ceil(accum)
     };
     let settings_sha256 = sha256_hex(
-        serde_json::to_string(&(s, &job.model_fingerprint, &data.train_hashes, &data.eval_hashes))
-            .unwrap_or_default()
-            .as_bytes(),
+        serde_json::to_string(&(
+            s,
+            &job.model_fingerprint,
+            &data.train_hashes,
+            &data.eval_hashes,
+        ))
+        .unwrap_or_default()
+        .as_bytes(),
     );
     run.write_manifest(&Manifest {
         kind: "sft",
@@ -476,7 +492,11 @@ pub fn run(
             b: p.b.as_tensor().clone(),
         })
         .collect();
-    let modules: Vec<String> = spec.targets.iter().map(|t| t.peft_name().to_string()).collect();
+    let modules: Vec<String> = spec
+        .targets
+        .iter()
+        .map(|t| t.peft_name().to_string())
+        .collect();
     let config = PeftConfig::new(
         &job.model.display().to_string(),
         spec.rank,

@@ -62,7 +62,11 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, run: &RunSummary) {
     let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, y)| {
         (lo.min(*y), hi.max(*y))
     });
-    let (lo, hi) = if lo.is_finite() { (lo.min(hi), hi) } else { (0.0, 1.0) };
+    let (lo, hi) = if lo.is_finite() {
+        (lo.min(hi), hi)
+    } else {
+        (0.0, 1.0)
+    };
     let pad = ((hi - lo) * 0.1).max(1e-3);
     let datasets = vec![
         Dataset::default()
@@ -80,12 +84,19 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, run: &RunSummary) {
     ];
     let label = |v: f64| format!("{v:.2}");
     let chart = Chart::new(datasets)
-        .block(Block::default().borders(Borders::ALL).title(run.name.clone()))
+        .block(
+            Block::default()
+                .borders(Borders::ALL)
+                .title(run.name.clone()),
+        )
         .x_axis(
             Axis::default()
                 .title("step")
                 .bounds([0.0, max_x.max(run.total_steps as f64)])
-                .labels(["0".to_string(), format!("{}", run.total_steps.max(max_x as u64))]),
+                .labels([
+                    "0".to_string(),
+                    format!("{}", run.total_steps.max(max_x as u64)),
+                ]),
         )
         .y_axis(
             Axis::default()
