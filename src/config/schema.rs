@@ -259,6 +259,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("train", "lr_floor", float(0.0, 1.0)),
     spec("train", "max_seq_len", int(16, 1_048_576)),
     spec("train", "eval_fraction", float(0.0, 0.5)),
+    spec("train", "activation_checkpointing", Kind::Bool),
     spec("train", "eval_every", int(0, 100_000_000)),
     spec("train", "checkpoint_every", int(0, 100_000_000)),
     spec("train", "seed", int(0, u32::MAX as i64)),
