@@ -563,3 +563,66 @@ fn annotate_a_queue_with_skip_undo_resume_two_annotators_and_a_judge() {
         .unwrap();
     assert_eq!(lines(&verdicts).len(), 2);
 }
+
+#[test]
+fn a_finished_training_run_hot_loads_into_the_chat_from_the_runs_view() {
+    let t = common::tiny();
+    let dir = studio();
+    let data = common::repo_root().join("assets/datasets/elizabeth-sft.jsonl");
+    let trained = Command::new(env!("CARGO_BIN_EXE_her"))
+        .arg("--studio")
+        .arg(dir.path())
+        .args(["--set", "train.max_steps=3", "--set", "train.batch_size=2"])
+        .arg("--set")
+        .arg(format!("log.file={}/her.log", dir.path().display()))
+        .args(["train", "sft", "--name", "lizzy", "--model"])
+        .arg(&t.model)
+        .arg("--data")
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        trained.status.success(),
+        "{}",
+        String::from_utf8_lossy(&trained.stderr)
+    );
+
+    let tmux = Tmux::new("runs");
+    tmux.start(
+        "her",
+        &her_command(dir.path(), &t.model, 8, "chat --character elizabeth-bennet"),
+    );
+    tmux.wait_for("her", "the chat screen", idle);
+    tmux.keys("her", &["/runs", "Enter"]);
+    let screen = tmux.wait_for("her", "the runs view", |s| s.contains("training runs"));
+    assert!(
+        screen.contains("lizzy") && screen.contains("done · 3/3 steps"),
+        "{screen}"
+    );
+    assert!(screen.contains("train loss"), "the chart legend: {screen}");
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the loaded adapter", |s| {
+        s.contains("adapter loaded")
+    });
+    tmux.keys("her", &["Hello", "Enter"]);
+    // The status bar names the adapter once the notice is gone.
+    tmux.wait_for("her", "a reply with the adapter", |s| {
+        idle(s) && s.contains("Hello") && !s.contains("writing…") && s.contains("adapter.gguf ×1")
+    });
+    tmux.keys("her", &["C-q"]);
+    tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
+    let events = lines(&session_file(dir.path()));
+    let reply = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "message")
+        .unwrap();
+    let adapter = &reply["message"]["meta"]["provenance"]["adapter"];
+    assert!(
+        adapter["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("runs/lizzy/adapter.gguf"),
+        "{reply}"
+    );
+}
