@@ -185,6 +185,38 @@ pub struct ExportPrefsArgs {
 pub enum TrainCommand {
     /// Supervised fine-tuning on HER samples: loss on the final assistant turn only.
     Sft(SftArgs),
+    /// Direct preference optimisation on chosen / rejected pairs.
+    Dpo(DpoArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DpoArgs {
+    /// Pairs as TRL DPO JSONL (prompt / chosen / rejected; `her export prefs --format dpo`).
+    #[arg(
+        long = "data",
+        value_name = "FILE",
+        required_unless_present = "from_prefs"
+    )]
+    pub data: Vec<PathBuf>,
+    /// Use the studio's preference pairs (chat arena, annotations, kept swipes, judges).
+    #[arg(long)]
+    pub from_prefs: bool,
+    #[command(flatten)]
+    pub filter: PrefsFilterArgs,
+    /// DPO temperature β: how far the policy may move from the reference.
+    #[arg(long, default_value_t = 0.1)]
+    pub beta: f64,
+    /// Start from this adapter (e.g. an SFT run's adapter.gguf); it is also the reference.
+    #[arg(long, value_name = "ADAPTER.gguf")]
+    pub init_adapter: Option<PathBuf>,
+    /// Run folder name under paths.runs.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Continue the run in this folder from its newest checkpoint.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "name")]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 
 use crate::app::AppContext;
-use crate::cli::SftArgs;
+use crate::cli::{DpoArgs, SftArgs};
 use crate::prefs::RatingScore;
 use crate::prefs::sessions::{SessionPlayers, kept_replies};
 use crate::session::{list_sessions, load_session};
@@ -29,7 +29,7 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
     let run_dir = match (&args.resume, &args.name) {
         (Some(dir), _) => dir.clone(),
         (None, Some(name)) => runs.join(name),
-        (None, None) => runs.join(default_name(&sources)),
+        (None, None) => runs.join(default_name(args.data.first().map(PathBuf::as_path), "sft")),
     };
     if args.resume.is_none() && run_dir.join("run.json").exists() {
         bail!(
@@ -125,26 +125,16 @@ fn watch_ctrl_c(stop: Arc<AtomicBool>) {
     });
 }
 
-fn default_name(sources: &[DataSource]) -> String {
-    let date = crate::session::now_rfc3339()
-        .get(..10)
-        .unwrap_or("run")
-        .to_string();
-    let stem = sources
-        .first()
-        .map(|s| {
-            PathBuf::from(&s.name)
-                .file_stem()
-                .map_or("data".into(), |n| n.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "data".into());
-    let base = format!("{date}-{stem}-sft");
-    // A second run of the day gets a suffix rather than refusing to start.
-    let time = crate::session::now_rfc3339()
-        .get(11..19)
-        .unwrap_or("")
-        .replace(':', "");
-    format!("{base}-{time}")
+/// `DATE-STEM-KIND-TIME`: sortable, and a second run the same day gets its
+/// own folder instead of refusing to start.
+fn default_name(first_input: Option<&std::path::Path>, kind: &str) -> String {
+    let now = crate::session::now_rfc3339();
+    let date = now.get(..10).unwrap_or("run");
+    let time = now.get(11..19).unwrap_or("").replace(':', "");
+    let stem = first_input
+        .and_then(|p| p.file_stem())
+        .map_or("studio".into(), |n| n.to_string_lossy().into_owned());
+    format!("{date}-{stem}-{kind}-{time}")
 }
 
 fn gather(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Sample>, Vec<DataSource>)> {
@@ -235,4 +225,124 @@ fn passes(rating: Option<RatingScore>, min_stars: u8) -> bool {
         Some(RatingScore::ThumbsUp) => true,
         Some(RatingScore::ThumbsDown) | None => false,
     }
+}
+
+/// `her train dpo`: pairs from TRL files or the studio, the DPO loop, a report.
+pub fn dpo(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
+    use crate::train::dpo::{DpoJob, read_dpo_jsonl, run as run_dpo};
+    let config = app.config();
+    let model = app.model_path();
+    crate::engine::local::check_model_file(&model)?;
+    let mut pairs = Vec::new();
+    for path in &args.data {
+        pairs.extend(read_dpo_jsonl(path)?);
+    }
+    if args.from_prefs {
+        pairs.extend(studio_pairs(app, args)?);
+    }
+    if pairs.is_empty() {
+        bail!(
+            "no preference pairs with a winner: collect some in the arena or with `her annotate`"
+        );
+    }
+    let runs = config.runs_dir(&app.studio.root);
+    let run_dir = match (&args.resume, &args.name) {
+        (Some(dir), _) => dir.clone(),
+        (None, Some(name)) => runs.join(name),
+        (None, None) => runs.join(default_name(args.data.first().map(PathBuf::as_path), "dpo")),
+    };
+    let job = DpoJob {
+        model_fingerprint: crate::engine::local::fingerprint(&model)?,
+        model,
+        settings: config.train.clone(),
+        beta: args.beta,
+        run: run_dir.clone(),
+        resume: args.resume.is_some(),
+        init_adapter: args.init_adapter.clone(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(stop.clone());
+    eprintln!(
+        "DPO on {} pairs into {} (ctrl+c saves and stops)",
+        pairs.len(),
+        run_dir.display()
+    );
+    let mut stderr = std::io::stderr();
+    let report = run_dpo(&job, pairs, &stop, &mut |step, total, m| {
+        let _ = write!(
+            stderr,
+            "\rstep {step}/{total} · loss {:.4} · margin {:+.3} · accuracy {:.0}%\x1b[K",
+            m.loss,
+            m.margin,
+            m.accuracy * 100.0
+        );
+        let _ = stderr.flush();
+    })?;
+    eprintln!();
+    let show = |m: &Option<crate::train::dpo::PairMetrics>| {
+        m.as_ref()
+            .map_or("n/a (no held-out pairs)".to_string(), |m| {
+                format!(
+                    "margin {:+.3}, accuracy {:.0}%, loss {:.4}",
+                    m.margin,
+                    m.accuracy * 100.0,
+                    m.loss
+                )
+            })
+    };
+    println!(
+        "{} steps on {} pairs ({} held out)",
+        report.steps, report.train_pairs, report.eval_pairs
+    );
+    println!("held-out before: {}", show(&report.eval_before));
+    if report.interrupted {
+        println!(
+            "stopped; continue with: her train dpo --resume {} (same data)",
+            run_dir.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    println!("held-out after:  {}", show(&report.eval_after));
+    if let Some(adapter) = &report.adapter_gguf {
+        println!(
+            "adapter: {}\n  in the chat: /adapter {}",
+            adapter.display(),
+            adapter.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The studio's pairs with a winner, as DPO samples.
+fn studio_pairs(
+    app: &AppContext,
+    args: &DpoArgs,
+) -> anyhow::Result<Vec<crate::train::dpo::PairSample>> {
+    use crate::prefs::PreferenceRecord;
+    let records = super::prefs::filtered(app, &args.filter)?;
+    Ok(records
+        .into_iter()
+        .filter_map(|r| match r {
+            PreferenceRecord::Pair(p) => {
+                let (chosen, rejected) = p.winner_loser()?;
+                Some(crate::train::dpo::PairSample {
+                    prompt: p
+                        .context
+                        .iter()
+                        .map(|m| Message {
+                            role: m.role.as_str().to_string(),
+                            content: if m.role == crate::prefs::Role::Assistant {
+                                crate::format::strip_system_thinking(&m.content)
+                            } else {
+                                m.content.clone()
+                            },
+                        })
+                        .collect(),
+                    chosen: chosen.to_string(),
+                    rejected: rejected.to_string(),
+                })
+            }
+            PreferenceRecord::Rating(_) => None,
+        })
+        .collect())
 }

@@ -4,6 +4,7 @@
 
 pub mod checkpoint;
 pub mod data;
+pub mod dpo;
 pub mod error;
 pub mod export;
 pub mod lora;
@@ -14,3 +15,4 @@ pub mod run;
 pub mod runs;
 pub mod sft;
 pub mod tokenizer;
+pub mod trainer;

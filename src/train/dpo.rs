@@ -1,0 +1,455 @@
+//! Direct preference optimisation (Rafailov et al. 2023) on collected pairs:
+//! loss = −log σ(β · [(log π(chosen) − log π_ref(chosen)) − (log π(rejected)
+//! − log π_ref(rejected))]). The reference is the starting point — the base
+//! model, or the SFT adapter the run starts from — and its log-probs are
+//! computed once, before the first step, and cached.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use super::data::{Message, Sample, Tokenized, batch, tokenize};
+use super::optim::Accumulator;
+use super::run::{RunDir, memory_mib};
+use super::sft::SftError;
+use super::trainer::Trainer;
+use crate::config::TrainConfig;
+use crate::hashing::sha256_hex;
+
+/// One preference pair: the conversation so far and two assistant replies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PairSample {
+    pub prompt: Vec<Message>,
+    pub chosen: String,
+    pub rejected: String,
+}
+
+impl PairSample {
+    pub fn sha256(&self) -> String {
+        sha256_hex(serde_json::to_string(self).unwrap_or_default().as_bytes())
+    }
+
+    fn with_reply(&self, reply: &str) -> Sample {
+        let mut messages = self.prompt.clone();
+        messages.push(Message {
+            role: "assistant".into(),
+            content: reply.to_string(),
+        });
+        Sample { messages }
+    }
+}
+
+/// TRL's conversational preference line, as `her export prefs --format dpo` writes it.
+#[derive(Deserialize)]
+struct TrlLine {
+    prompt: Vec<Message>,
+    chosen: Vec<Message>,
+    rejected: Vec<Message>,
+}
+
+/// Reads TRL DPO JSONL; a bad line is an error naming the file and line.
+pub fn read_dpo_jsonl(path: &Path) -> Result<Vec<PairSample>, super::data::DataError> {
+    let text = std::fs::read_to_string(path).map_err(|source| super::data::DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = |reason: String| super::data::DataError::Line {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let trl: TrlLine = serde_json::from_str(line)
+            .map_err(|e| bad(format!("not a {{prompt, chosen, rejected}} object: {e}")))?;
+        let reply = |m: &[Message], which: &str| {
+            m.last()
+                .filter(|m| m.role == "assistant")
+                .map(|m| m.content.clone())
+                .ok_or_else(|| bad(format!("'{which}' does not end with an assistant message")))
+        };
+        out.push(PairSample {
+            chosen: reply(&trl.chosen, "chosen")?,
+            rejected: reply(&trl.rejected, "rejected")?,
+            prompt: trl.prompt,
+        });
+    }
+    if out.is_empty() {
+        return Err(super::data::DataError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(out)
+}
+
+struct TokenizedPair {
+    chosen: Tokenized,
+    rejected: Tokenized,
+}
+
+fn tokenize_pair(tokenizer: &Tokenizer, pair: &PairSample) -> Result<TokenizedPair, SftError> {
+    Ok(TokenizedPair {
+        chosen: tokenize(tokenizer, &pair.with_reply(&pair.chosen))?,
+        rejected: tokenize(tokenizer, &pair.with_reply(&pair.rejected))?,
+    })
+}
+
+/// Chosen rows first, then rejected rows, in one batch.
+fn pair_batch(pairs: &[&TokenizedPair]) -> super::data::Batch {
+    let rows: Vec<&Tokenized> = pairs
+        .iter()
+        .map(|p| &p.chosen)
+        .chain(pairs.iter().map(|p| &p.rejected))
+        .collect();
+    batch(&rows, 0)
+}
+
+/// How the policy separates chosen from rejected on some pairs.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct PairMetrics {
+    pub loss: f64,
+    /// Mean β·(log π − log π_ref) of chosen replies.
+    pub reward_chosen: f64,
+    pub reward_rejected: f64,
+    /// Mean reward_chosen − reward_rejected.
+    pub margin: f64,
+    /// Share of pairs whose margin is positive.
+    pub accuracy: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DpoReport {
+    pub interrupted: bool,
+    pub steps: u64,
+    pub train_pairs: usize,
+    pub eval_pairs: usize,
+    pub too_long: usize,
+    /// Held-out metrics before training and at the end.
+    pub eval_before: Option<PairMetrics>,
+    pub eval_after: Option<PairMetrics>,
+    pub last_train: Option<PairMetrics>,
+    pub adapter_gguf: Option<PathBuf>,
+    pub peft_dir: Option<PathBuf>,
+}
+
+pub struct DpoJob {
+    pub model: PathBuf,
+    pub model_fingerprint: String,
+    pub settings: TrainConfig,
+    pub beta: f64,
+    pub run: PathBuf,
+    pub resume: bool,
+    /// Start (and take the reference) from this adapter instead of the base.
+    pub init_adapter: Option<PathBuf>,
+}
+
+/// Per-pair (chosen, rejected) summed log-probs, chosen rows first.
+fn logps(trainer: &Trainer, pairs: &[&TokenizedPair]) -> Result<(Tensor, Tensor), SftError> {
+    let b = pair_batch(pairs);
+    let (ids, labels) = trainer.tensors(&b)?;
+    let all = trainer.model.sequence_logprobs(&ids, &labels)?;
+    let n = pairs.len();
+    Ok((all.narrow(0, 0, n)?, all.narrow(0, n, n)?))
+}
+
+/// The DPO loss and its metrics for policy and reference log-probs.
+fn dpo_loss(
+    beta: f64,
+    (pc, pr): (&Tensor, &Tensor),
+    (rc, rr): (&Tensor, &Tensor),
+) -> Result<(Tensor, PairMetrics), SftError> {
+    let chosen = ((pc - rc)? * beta)?;
+    let rejected = ((pr - rr)? * beta)?;
+    let logits = (&chosen - &rejected)?;
+    // −log σ(x) = log(1 + e^(−x)): with the reference as the start, |x| stays small.
+    let loss = (logits.neg()?.exp()? + 1.0)?.log()?.mean_all()?;
+    let values = |t: &Tensor| -> Result<Vec<f32>, SftError> { Ok(t.to_vec1::<f32>()?) };
+    let (c, r, l) = (values(&chosen)?, values(&rejected)?, values(&logits)?);
+    let n = l.len().max(1) as f64;
+    let mean = |v: &[f32]| v.iter().map(|x| f64::from(*x)).sum::<f64>() / n;
+    let metrics = PairMetrics {
+        loss: f64::from(loss.to_scalar::<f32>()?),
+        reward_chosen: mean(&c),
+        reward_rejected: mean(&r),
+        margin: mean(&c) - mean(&r),
+        accuracy: l.iter().filter(|x| **x > 0.0).count() as f64 / n,
+    };
+    Ok((loss, metrics))
+}
+
+/// Reference log-probs of every pair, in chunks, without a graph kept.
+fn reference(
+    trainer: &Trainer,
+    pairs: &[TokenizedPair],
+    chunk: usize,
+) -> Result<Vec<(f32, f32)>, SftError> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for group in pairs.chunks(chunk.max(1)) {
+        let refs: Vec<&TokenizedPair> = group.iter().collect();
+        let (c, r) = logps(trainer, &refs)?;
+        let (c, r) = (c.detach().to_vec1::<f32>()?, r.detach().to_vec1::<f32>()?);
+        out.extend(c.into_iter().zip(r));
+    }
+    Ok(out)
+}
+
+fn ref_tensors(
+    refs: &[(f32, f32)],
+    device: &candle_core::Device,
+) -> Result<(Tensor, Tensor), SftError> {
+    let c: Vec<f32> = refs.iter().map(|(c, _)| *c).collect();
+    let r: Vec<f32> = refs.iter().map(|(_, r)| *r).collect();
+    Ok((
+        Tensor::from_slice(&c, c.len(), device)?,
+        Tensor::from_slice(&r, r.len(), device)?,
+    ))
+}
+
+fn evaluate(
+    trainer: &Trainer,
+    beta: f64,
+    pairs: &[TokenizedPair],
+    refs: &[(f32, f32)],
+    chunk: usize,
+) -> Result<Option<PairMetrics>, SftError> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut policy = Vec::new();
+    for group in pairs.chunks(chunk.max(1)) {
+        let g: Vec<&TokenizedPair> = group.iter().collect();
+        let (c, r) = logps(trainer, &g)?;
+        policy.extend(c.to_vec1::<f32>()?.into_iter().zip(r.to_vec1::<f32>()?));
+    }
+    let (pc, pr) = ref_tensors(&policy, &trainer.device)?;
+    let (rc, rr) = ref_tensors(refs, &trainer.device)?;
+    Ok(Some(dpo_loss(beta, (&pc, &pr), (&rc, &rr))?.1))
+}
+
+pub fn run(
+    job: &DpoJob,
+    pairs: Vec<PairSample>,
+    stop: &AtomicBool,
+    on_step: &mut dyn FnMut(u64, u64, &PairMetrics),
+) -> Result<DpoReport, SftError> {
+    let s = &job.settings;
+    let tokenizer = super::tokenizer::from_gguf(&job.model)?;
+    // 1. Held-out split by content, tokenization, long pairs left out.
+    let (train, eval) = split(pairs, s.eval_fraction);
+    let max = s.max_seq_len as usize;
+    let mut too_long = 0;
+    let mut encode = |pairs: &[PairSample]| -> Result<Vec<TokenizedPair>, SftError> {
+        let mut out = Vec::new();
+        for p in pairs {
+            let t = tokenize_pair(&tokenizer, p)?;
+            if t.chosen.ids.len() > max || t.rejected.ids.len() > max {
+                too_long += 1;
+            } else {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    };
+    let train_t = encode(&train)?;
+    let eval_t = encode(&eval)?;
+    if train_t.is_empty() {
+        return Err(SftError::Setup("no preference pairs to train on".into()));
+    }
+    let batch_size = s.batch_size.max(1) as usize;
+    let n_batches = train_t.len().div_ceil(batch_size) as u64;
+    let total = if s.max_steps > 0 {
+        u64::from(s.max_steps)
+    } else {
+        u64::from(s.epochs) * n_batches
+    };
+    let hashes: Vec<String> = train.iter().chain(&eval).map(PairSample::sha256).collect();
+    let settings_sha256 = sha256_hex(
+        serde_json::to_string(&(
+            s,
+            job.beta,
+            &job.model_fingerprint,
+            &hashes,
+            &job.init_adapter,
+        ))
+        .unwrap_or_default()
+        .as_bytes(),
+    );
+    let run = RunDir::create(&job.run)?;
+    run.write_manifest(&serde_json::json!({
+        "kind": "dpo",
+        "model": job.model,
+        "model_fingerprint": job.model_fingerprint,
+        "init_adapter": job.init_adapter,
+        "beta": job.beta,
+        "settings": s,
+        "pair_sha256": hashes,
+        "train_pairs": train_t.len(),
+        "eval_pairs": eval_t.len(),
+        "total_steps": total,
+    }))?;
+    let mut trainer = Trainer::new(
+        &job.model,
+        s,
+        job.init_adapter.as_deref(),
+        run,
+        total,
+        settings_sha256,
+    )?;
+
+    // 2. The reference: the starting point's log-probs, once. (A resumed
+    // run recomputes them from the base or init adapter first.)
+    let train_refs = reference(&trainer, &train_t, batch_size)?;
+    let eval_refs = reference(&trainer, &eval_t, batch_size)?;
+    let eval_before = evaluate(&trainer, job.beta, &eval_t, &eval_refs, batch_size)?;
+    let (mut step, mut losses) = (0, Vec::new());
+    if job.resume
+        && let Some((at, curve)) = trainer.restore()?
+    {
+        (step, losses) = (at, curve);
+    }
+
+    // 3. Steps over seeded epoch orders.
+    let began = Instant::now();
+    let mut last = None;
+    let mut interrupted = false;
+    while step < total {
+        let (epoch, index) = (step / n_batches, (step % n_batches) as usize);
+        let order = epoch_order(train_t.len(), u64::from(s.seed), epoch);
+        let ids: Vec<usize> = order.chunks(batch_size).nth(index).unwrap_or(&[]).to_vec();
+        let group: Vec<&TokenizedPair> = ids.iter().map(|&i| &train_t[i]).collect();
+        let refs: Vec<(f32, f32)> = ids.iter().map(|&i| train_refs[i]).collect();
+        let (pc, pr) = logps(&trainer, &group)?;
+        let (rc, rr) = ref_tensors(&refs, &trainer.device)?;
+        let (loss, metrics) = dpo_loss(job.beta, (&pc, &pr), (&rc, &rr))?;
+        let grads = loss.backward()?;
+        let mut acc = Accumulator::new(trainer.params.len());
+        acc.add(&trainer.params, &grads, 1.0)?;
+        let grad_norm = acc.clip(s.max_grad_norm)?;
+        let lr = trainer.schedule.lr(step);
+        trainer.optimizer.step(&acc, lr)?;
+        step += 1;
+        losses.push(metrics.loss);
+        let (rss, peak) = memory_mib();
+        trainer.run.log(&serde_json::json!({
+            "kind": "step", "step": step, "total_steps": total, "loss": metrics.loss,
+            "reward_chosen": metrics.reward_chosen, "reward_rejected": metrics.reward_rejected,
+            "margin": metrics.margin, "accuracy": metrics.accuracy, "lr": lr,
+            "grad_norm": grad_norm, "elapsed_s": began.elapsed().as_secs_f64(),
+            "rss_mib": rss, "peak_mib": peak,
+        }))?;
+        on_step(step, total, &metrics);
+        last = Some(metrics);
+        if stop.load(Ordering::SeqCst) {
+            trainer.save_checkpoint(step, &losses)?;
+            interrupted = true;
+            break;
+        }
+        if s.checkpoint_every > 0 && step % u64::from(s.checkpoint_every) == 0 && step < total {
+            trainer.save_checkpoint(step, &losses)?;
+        }
+    }
+
+    // 4. Held-out margin and accuracy after training; the adapter.
+    let mut report = DpoReport {
+        interrupted,
+        steps: step,
+        train_pairs: train_t.len(),
+        eval_pairs: eval_t.len(),
+        too_long,
+        eval_before,
+        eval_after: None,
+        last_train: last,
+        adapter_gguf: None,
+        peft_dir: None,
+    };
+    if interrupted {
+        return Ok(report);
+    }
+    trainer.save_checkpoint(step, &losses)?;
+    report.eval_after = evaluate(&trainer, job.beta, &eval_t, &eval_refs, batch_size)?;
+    if let Some(m) = &report.eval_after {
+        trainer.run.log(&serde_json::json!({
+            "kind": "eval", "step": step, "eval_loss": m.loss, "margin": m.margin,
+            "accuracy": m.accuracy,
+        }))?;
+    }
+    let (gguf, peft) = trainer.export(&job.model)?;
+    report.adapter_gguf = Some(gguf);
+    report.peft_dir = Some(peft);
+    Ok(report)
+}
+
+/// Held-out pairs by content hash, as for SFT samples.
+fn split(pairs: Vec<PairSample>, fraction: f64) -> (Vec<PairSample>, Vec<PairSample>) {
+    if fraction <= 0.0 || pairs.len() < 2 {
+        return (pairs, Vec::new());
+    }
+    let mut keyed: Vec<(String, PairSample)> = pairs.into_iter().map(|p| (p.sha256(), p)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let n = keyed.len();
+    let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+    let eval = keyed.split_off(n - held);
+    (
+        keyed.into_iter().map(|(_, p)| p).collect(),
+        eval.into_iter().map(|(_, p)| p).collect(),
+    )
+}
+
+/// A seeded permutation of 0..n for one epoch.
+fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut rng = super::lora::rng::SplitMix64::keyed(&[seed, epoch, 0xD90]);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        order.swap(i, j);
+    }
+    order
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn the_loss_is_log_two_at_the_reference_and_falls_as_the_margin_grows() {
+        let t = |v: &[f32]| Tensor::from_slice(v, v.len(), &Device::Cpu).unwrap();
+        let (rc, rr) = (t(&[-10.0, -12.0]), t(&[-11.0, -9.0]));
+        let (_, at_ref) = dpo_loss(0.1, (&rc, &rr), (&rc, &rr)).unwrap();
+        assert!((at_ref.loss - std::f64::consts::LN_2).abs() < 1e-6);
+        assert_eq!((at_ref.margin, at_ref.accuracy), (0.0, 0.0));
+        // Chosen up by 2 nats, rejected down by 3: β·5 = 0.5 per pair.
+        let (pc, pr) = (t(&[-8.0, -10.0]), t(&[-14.0, -12.0]));
+        let (_, better) = dpo_loss(0.1, (&pc, &pr), (&rc, &rr)).unwrap();
+        assert!((better.margin - 0.5).abs() < 1e-5);
+        assert_eq!(better.accuracy, 1.0);
+        let expected = (1.0 + (-0.5f64).exp()).ln();
+        assert!((better.loss - expected).abs() < 1e-6, "{}", better.loss);
+    }
+
+    #[test]
+    fn trl_lines_parse_and_bad_ones_name_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("dpo.jsonl");
+        let good = r#"{"prompt":[{"role":"user","content":"Hi"}],"chosen":[{"role":"assistant","content":"A"}],"rejected":[{"role":"assistant","content":"B"}]}"#;
+        let bad = r#"{"prompt":[],"chosen":[{"role":"user","content":"A"}],"rejected":[]}"#;
+        std::fs::write(&path, format!("{good}\n")).unwrap();
+        let pairs = read_dpo_jsonl(&path).unwrap();
+        assert_eq!(
+            (pairs[0].chosen.as_str(), pairs[0].rejected.as_str()),
+            ("A", "B")
+        );
+        std::fs::write(&path, format!("{good}\n{bad}\n")).unwrap();
+        let err = read_dpo_jsonl(&path).unwrap_err().to_string();
+        assert!(err.contains("line 2") && err.contains("'chosen'"), "{err}");
+    }
+}
