@@ -187,23 +187,26 @@ pub enum TrainCommand {
     Sft(SftArgs),
     /// Direct preference optimisation on chosen / rejected pairs.
     Dpo(DpoArgs),
+    /// KTO on unpaired thumbs: replies labelled good or bad.
+    Kto(DpoArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DpoArgs {
-    /// Pairs as TRL DPO JSONL (prompt / chosen / rejected; `her export prefs --format dpo`).
+    /// TRL JSONL: DPO pairs (prompt / chosen / rejected) or, for kto, prompt / completion /
+    /// label (`her export prefs --format dpo|kto`).
     #[arg(
         long = "data",
         value_name = "FILE",
         required_unless_present = "from_prefs"
     )]
     pub data: Vec<PathBuf>,
-    /// Use the studio's preference pairs (chat arena, annotations, kept swipes, judges).
+    /// Use the studio's preferences (arena, annotations, kept swipes, judges; ratings for kto).
     #[arg(long)]
     pub from_prefs: bool,
     #[command(flatten)]
     pub filter: PrefsFilterArgs,
-    /// DPO temperature β: how far the policy may move from the reference.
+    /// β: how far the policy may move from the reference.
     #[arg(long, default_value_t = 0.1)]
     pub beta: f64,
     /// Start from this adapter (e.g. an SFT run's adapter.gguf); it is also the reference.

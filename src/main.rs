@@ -43,7 +43,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Annotate(args)) => overrides.extend(args.model.overrides()),
         Some(Command::Judge(args)) => overrides.extend(args.model.overrides()),
         Some(Command::Train(TrainCommand::Sft(args))) => overrides.extend(args.model.overrides()),
-        Some(Command::Train(TrainCommand::Dpo(args))) => overrides.extend(args.model.overrides()),
+        Some(Command::Train(TrainCommand::Dpo(args) | TrainCommand::Kto(args))) => {
+            overrides.extend(args.model.overrides())
+        }
         _ => {}
     }
     let app = match AppContext::load(cli.studio.as_deref(), &overrides) {
@@ -129,6 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Train(TrainCommand::Sft(args))) => commands::train::sft(&app, &args),
         Some(Command::Train(TrainCommand::Dpo(args))) => commands::train::dpo(&app, &args),
+        Some(Command::Train(TrainCommand::Kto(args))) => commands::train::kto(&app, &args),
         Some(Command::Export(ExportCommand::Card(args))) => {
             let character = app.character(Some(&args.name))?;
             let format = if args.json { Format::Json } else { Format::Png };

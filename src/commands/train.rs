@@ -346,3 +346,83 @@ fn studio_pairs(
         })
         .collect())
 }
+
+/// `her train kto`: unpaired good/bad replies from TRL files or the studio.
+pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
+    use crate::train::kto::{KtoJob, KtoSample, read_kto_jsonl, run as run_kto};
+    let config = app.config();
+    let model = app.model_path();
+    crate::engine::local::check_model_file(&model)?;
+    let mut samples = Vec::new();
+    for path in &args.data {
+        samples.extend(read_kto_jsonl(path)?);
+    }
+    if args.from_prefs {
+        // The KTO export decides labels (3 stars and praise of one layer are left out).
+        let records = super::prefs::filtered(app, &args.filter)?;
+        let (text, _) = crate::prefs::render(&records, crate::prefs::Format::Kto)?;
+        for line in text.lines() {
+            samples.push(serde_json::from_str::<KtoSample>(line)?);
+        }
+    }
+    if samples.is_empty() {
+        bail!("no labelled replies: rate replies in the chat (thumbs or stars) first");
+    }
+    let runs = config.runs_dir(&app.studio.root);
+    let run_dir = match (&args.resume, &args.name) {
+        (Some(_), _) => bail!("kto runs cannot be resumed yet; start a new run"),
+        (None, Some(name)) => runs.join(name),
+        (None, None) => runs.join(default_name(args.data.first().map(PathBuf::as_path), "kto")),
+    };
+    let job = KtoJob {
+        model_fingerprint: crate::engine::local::fingerprint(&model)?,
+        model,
+        settings: config.train.clone(),
+        beta: args.beta,
+        run: run_dir.clone(),
+        init_adapter: args.init_adapter.clone(),
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    watch_ctrl_c(stop.clone());
+    let mut stderr = std::io::stderr();
+    let report = run_kto(&job, samples, &stop, &mut |step, total, m| {
+        let _ = write!(
+            stderr,
+            "\rstep {step}/{total} · loss {:.4} · reward gap {:+.3} · accuracy {:.0}%\x1b[K",
+            m.loss,
+            m.reward_gap,
+            m.accuracy * 100.0
+        );
+        let _ = stderr.flush();
+    })?;
+    eprintln!();
+    let show = |m: &Option<crate::train::kto::KtoMetrics>| {
+        m.as_ref()
+            .map_or("n/a (no held-out replies)".to_string(), |m| {
+                format!(
+                    "reward gap {:+.3}, accuracy {:.0}%, loss {:.4}",
+                    m.reward_gap,
+                    m.accuracy * 100.0,
+                    m.loss
+                )
+            })
+    };
+    println!(
+        "{} steps; held-out before: {}",
+        report.steps,
+        show(&report.eval_before)
+    );
+    if report.interrupted {
+        println!("stopped after a checkpoint in {}", run_dir.display());
+        return Ok(ExitCode::from(130));
+    }
+    println!("held-out after: {}", show(&report.eval_after));
+    if let Some(adapter) = &report.adapter_gguf {
+        println!(
+            "adapter: {}\n  in the chat: /adapter {}",
+            adapter.display(),
+            adapter.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -157,17 +157,20 @@ pub fn tokenize(tokenizer: &Tokenizer, sample: &Sample) -> Result<Tokenized, Dat
 /// hash: stable across runs and across machines, whatever the file order.
 /// With at least two samples, each side gets at least one.
 pub fn split_held_out(samples: Vec<Sample>, fraction: f64) -> (Vec<Sample>, Vec<Sample>) {
-    if fraction <= 0.0 || samples.len() < 2 {
-        return (samples, Vec::new());
+    split_by_hash(samples, fraction, Sample::sha256)
+}
+
+/// [`split_held_out`] for any item with a content hash.
+pub fn split_by_hash<T>(
+    items: Vec<T>,
+    fraction: f64,
+    hash: impl Fn(&T) -> String,
+) -> (Vec<T>, Vec<T>) {
+    if fraction <= 0.0 || items.len() < 2 {
+        return (items, Vec::new());
     }
-    let mut keyed: Vec<(u64, Sample)> = samples
-        .into_iter()
-        .map(|s| {
-            let h = s.sha256();
-            (u64::from_str_radix(&h[..16], 16).unwrap_or(0), s)
-        })
-        .collect();
-    keyed.sort_by_key(|(k, _)| *k);
+    let mut keyed: Vec<(String, T)> = items.into_iter().map(|s| (hash(&s), s)).collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
     let n = keyed.len();
     let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
     let eval = keyed.split_off(n - held);
@@ -175,6 +178,14 @@ pub fn split_held_out(samples: Vec<Sample>, fraction: f64) -> (Vec<Sample>, Vec<
         keyed.into_iter().map(|(_, s)| s).collect(),
         eval.into_iter().map(|(_, s)| s).collect(),
     )
+}
+
+/// A seeded permutation of `0..n` for one epoch.
+pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut rng = SplitMix64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD90);
+    let mut order: Vec<usize> = (0..n).collect();
+    shuffle(&mut order, &mut rng);
+    order
 }
 
 /// One micro-batch, right-padded: causal attention never looks ahead, so

@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::data::{Message, Sample, Tokenized, batch, tokenize};
+use super::data::{Message, Sample, Tokenized, batch, epoch_order, split_by_hash, tokenize};
 use super::optim::Accumulator;
 use super::run::{RunDir, memory_mib};
 use super::sft::SftError;
@@ -243,7 +243,7 @@ pub fn run(
     let s = &job.settings;
     let tokenizer = super::tokenizer::from_gguf(&job.model)?;
     // 1. Held-out split by content, tokenization, long pairs left out.
-    let (train, eval) = split(pairs, s.eval_fraction);
+    let (train, eval) = split_by_hash(pairs, s.eval_fraction, PairSample::sha256);
     let max = s.max_seq_len as usize;
     let mut too_long = 0;
     let mut encode = |pairs: &[PairSample]| -> Result<Vec<TokenizedPair>, SftError> {
@@ -385,33 +385,6 @@ pub fn run(
     report.adapter_gguf = Some(gguf);
     report.peft_dir = Some(peft);
     Ok(report)
-}
-
-/// Held-out pairs by content hash, as for SFT samples.
-fn split(pairs: Vec<PairSample>, fraction: f64) -> (Vec<PairSample>, Vec<PairSample>) {
-    if fraction <= 0.0 || pairs.len() < 2 {
-        return (pairs, Vec::new());
-    }
-    let mut keyed: Vec<(String, PairSample)> = pairs.into_iter().map(|p| (p.sha256(), p)).collect();
-    keyed.sort_by(|a, b| a.0.cmp(&b.0));
-    let n = keyed.len();
-    let held = ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
-    let eval = keyed.split_off(n - held);
-    (
-        keyed.into_iter().map(|(_, p)| p).collect(),
-        eval.into_iter().map(|(_, p)| p).collect(),
-    )
-}
-
-/// A seeded permutation of 0..n for one epoch.
-fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut rng = super::lora::rng::SplitMix64::keyed(&[seed, epoch, 0xD90]);
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-        order.swap(i, j);
-    }
-    order
 }
 
 #[cfg(test)]

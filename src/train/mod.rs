@@ -7,6 +7,7 @@ pub mod data;
 pub mod dpo;
 pub mod error;
 pub mod export;
+pub mod kto;
 pub mod lora;
 pub mod model;
 pub mod optim;
