@@ -413,7 +413,11 @@ fn peak_memory_and_speed_report() {
             "{which}: {stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        for line in stdout.lines().filter(|l| l.starts_with("PROBE")) {
+        // The harness prints the test name on the same line first.
+        for line in stdout
+            .lines()
+            .filter_map(|l| l.find("PROBE").map(|i| &l[i..]))
+        {
             println!("{line}");
         }
     }
