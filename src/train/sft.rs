@@ -322,6 +322,7 @@ pub fn run(
     };
     let mut model = TrainModel::load(&job.model, mode, &device)?;
     model.attach_lora(&spec, u64::from(s.seed))?;
+    model.set_activation_checkpointing(s.activation_checkpointing);
     let lora = model.lora_params();
     let params = named_params(&lora);
     let mut optimizer = AdamW::new(
@@ -417,7 +418,7 @@ pub fn run(
             // Token-weighted: the step's loss is the mean over all its tokens.
             let weight = n as f64 / step_tokens.max(1) as f64;
             loss_sum += loss.to_scalar::<f32>()? as f64 * weight;
-            let grads = (loss * weight)?.backward()?;
+            let grads = model.backward(&(loss * weight)?)?;
             acc.add(&params, &grads, 1.0)?;
             tokens_seen += batch.positions;
         }

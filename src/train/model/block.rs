@@ -2,7 +2,7 @@
 //! q/k/v biases) and a SiLU-gated MLP, each projection frozen with an
 //! optional LoRA branch.
 
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 
 use super::ModelShape;
 use super::frozen::FrozenLinear;
@@ -64,6 +64,7 @@ pub(crate) struct Pass {
     pub dropout: Option<(u64, u64)>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Block {
     index: usize,
     attn_norm: RmsNorm,
@@ -137,6 +138,14 @@ impl Block {
 
     pub fn projection_mut(&mut self, t: Target) -> &mut Projection {
         &mut self.proj[t.index()]
+    }
+
+    /// The LoRA A and B variables of this block's projections.
+    pub fn lora_vars(&self) -> impl Iterator<Item = &Var> {
+        self.proj
+            .iter()
+            .filter_map(|p| p.lora.as_ref())
+            .flat_map(|l| [&l.a, &l.b])
     }
 
     fn project(&self, t: Target, x: &Tensor, pass: &Pass) -> Result<Tensor, TrainError> {

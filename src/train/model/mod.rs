@@ -11,12 +11,15 @@ mod frozen;
 mod head;
 mod load;
 pub mod ops;
+mod recompute;
 mod shape;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 
 pub use frozen::{FrozenLinear, FrozenWeight};
@@ -30,6 +33,7 @@ use crate::train::lora::{LoraAdapter, LoraParam, LoraSpec, Target, read_lora_ggu
 use block::{Block, Pass};
 use load::GgufTensors;
 use ops::{CausalSoftmax, RmsNorm, Rope};
+use recompute::{Checkpoint, SideGrads};
 
 /// How the frozen base weights are held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +61,10 @@ pub struct TrainModel {
     head: FrozenLinear,
     lora: Option<(LoraSpec, u64)>,
     loss_chunk_rows: usize,
+    /// Recompute each block in backward instead of keeping its activations.
+    checkpointing: bool,
+    /// LoRA gradients from checkpointed blocks, merged by [`Self::backward`].
+    side_grads: SideGrads,
 }
 
 impl TrainModel {
@@ -91,6 +99,8 @@ impl TrainModel {
             output_norm,
             head: FrozenLinear::new(head, None),
             lora: None,
+            checkpointing: false,
+            side_grads: SideGrads::default(),
         })
     }
 
@@ -109,6 +119,31 @@ impl TrainModel {
     /// Rows per block of the chunked loss (memory ∝ rows × vocab).
     pub fn set_loss_chunk_rows(&mut self, rows: usize) {
         self.loss_chunk_rows = rows.max(1);
+    }
+
+    /// Activation checkpointing: keep only each decoder block's input for
+    /// backward and recompute the block there (same dropout masks), trading
+    /// one more forward per block for its activations. Gradients are then
+    /// complete only through [`Self::backward`].
+    pub fn set_activation_checkpointing(&mut self, on: bool) {
+        self.checkpointing = on;
+    }
+
+    pub fn activation_checkpointing(&self) -> bool {
+        self.checkpointing
+    }
+
+    /// `loss.backward()` plus the LoRA gradients that checkpointed blocks
+    /// computed on the side (added where the store already has one). Use it
+    /// instead of `loss.backward()`: it gives the same gradients with
+    /// checkpointing on or off. Not for concurrent backward passes through
+    /// the same model.
+    pub fn backward(&self, loss: &Tensor) -> Result<GradStore, TrainError> {
+        // Leftovers of a backward run without this method belong to no one.
+        drop(self.side_grads.take()?);
+        let mut grads = loss.backward()?;
+        grads.extend(self.side_grads.take()?)?;
+        Ok(grads)
     }
 
     /// Attach fresh PEFT-initialised LoRA branches (A random, B zero),
@@ -313,18 +348,28 @@ impl TrainModel {
         let flat: Vec<u32> = flat.into_iter().map(|id| id as u32).collect();
         let flat = Tensor::from_vec(flat, b * t, &self.device)?;
         let s = &self.shape;
-        let pass = Pass {
+        let pass = Arc::new(Pass {
             b,
             t,
             rope: Rope::new(s.rope_style, s.head_dim, t, s.rope_theta),
             softmax: CausalSoftmax::new(t, s.attn_scale as f32),
             dropout,
-        };
+        });
         // 1. Frozen embedding lookup: (b·t, e)
         let mut x = self.embed.rows(&flat)?;
         // 2. Decoder blocks
         for block in &self.blocks {
-            x = block.forward(&x, &pass)?;
+            let trains = x.track_op() || block.lora_vars().next().is_some();
+            x = if self.checkpointing && trains {
+                // The op is recorded only on a tracked input: make the
+                // (frozen) embedding output a variable.
+                if !x.track_op() {
+                    x = Var::from_tensor(&x)?.into_inner();
+                }
+                Checkpoint::apply(block, &pass, &self.side_grads, &x)?
+            } else {
+                block.forward(&x, &pass)?
+            };
         }
         // 3. Final norm
         Ok(self.output_norm.forward(&x)?)
