@@ -41,6 +41,16 @@ fn pairs() -> Vec<PairSample> {
 
 #[test]
 fn dpo_raises_the_held_out_margin_and_accuracy() {
+    check(false);
+}
+
+/// Recomputed activations must give the LoRA the same gradients.
+#[test]
+fn dpo_learns_the_same_with_activation_checkpointing() {
+    check(true);
+}
+
+fn check(activation_checkpointing: bool) {
     let dir = tempfile::tempdir().unwrap();
     let model = common::tiny().model.clone();
     let job = DpoJob {
@@ -57,6 +67,7 @@ fn dpo_raises_the_held_out_margin_and_accuracy() {
             batch_size: 4,
             eval_fraction: 0.25,
             checkpoint_every: 0,
+            activation_checkpointing,
             ..TrainConfig::default()
         },
         beta: 0.1,

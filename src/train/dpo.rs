@@ -329,7 +329,9 @@ pub fn run(
         let (pc, pr) = logps(&trainer, &group)?;
         let (rc, rr) = ref_tensors(&refs, &trainer.device)?;
         let (loss, metrics) = dpo_loss(job.beta, (&pc, &pr), (&rc, &rr))?;
-        let grads = loss.backward()?;
+        // Through the model: with activation checkpointing the LoRA
+        // gradients come back through its side channel.
+        let grads = trainer.model.backward(&loss)?;
         let mut acc = Accumulator::new(trainer.params.len());
         acc.add(&trainer.params, &grads, 1.0)?;
         let grad_norm = acc.clip(s.max_grad_norm)?;

@@ -223,7 +223,9 @@ pub fn run(
         let refs = Tensor::from_slice(&refs, refs.len(), &trainer.device)?;
         let r = (logps(&trainer, &rows)? - refs)?;
         let (loss, metrics) = kto_loss(job.beta, &r, &labels)?;
-        let grads = loss.backward()?;
+        // Through the model: with activation checkpointing the LoRA
+        // gradients come back through its side channel.
+        let grads = trainer.model.backward(&loss)?;
         let mut acc = Accumulator::new(trainer.params.len());
         acc.add(&trainer.params, &grads, 1.0)?;
         let grad_norm = acc.clip(s.max_grad_norm)?;

@@ -60,6 +60,7 @@ impl Trainer {
                 spec
             }
         };
+        model.set_activation_checkpointing(settings.activation_checkpointing);
         let lora = model.lora_params();
         let params = super::sft::named_params(&lora);
         let optimizer = AdamW::new(
