@@ -183,6 +183,11 @@ pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n as usize,
     };
+    if let Some(d) = &args.data
+        && !d.is_file()
+    {
+        bail!("--data '{}' is not a file", d.display());
+    }
     let data = args.data.clone().unwrap_or_else(|| {
         app.studio
             .root
@@ -660,6 +665,9 @@ fn report(ours: &[(BaseMode, SideResult)], torch: Option<&SideResult>) {
 
     let get = |m: BaseMode| ours.iter().find(|(x, _)| *x == m).map(|(_, r)| r);
     let (q, d) = (get(BaseMode::Quantized), get(BaseMode::Dequantized));
+    if torch.is_none() && (q.is_none() || d.is_none()) {
+        return;
+    }
     println!("\n  ratios");
     if let Some(t) = torch {
         let t_tps = t.tokens_per_s();
