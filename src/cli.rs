@@ -360,6 +360,58 @@ pub enum BenchCommand {
     /// Internal: one bare llama-cpp-2 run in its own process, for `bench engine`.
     #[command(hide = true)]
     BareLoop(BareLoopArgs),
+    /// LoRA SFT tokens/s and peak memory on the model's GGUF (quantized and dequantized base),
+    /// side by side with PyTorch + PEFT on the same batches (not run in CI).
+    Train(BenchTrainArgs),
+    /// Internal: our training steps in their own process, for `bench train`.
+    #[command(hide = true)]
+    TrainLoop(TrainLoopArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchTrainArgs {
+    /// GGUF model (default: model.path).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Training steps per side; the first is a warm-up and not in tokens/s.
+    #[arg(long, default_value_t = 6)]
+    pub steps: usize,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 4)]
+    pub batch: usize,
+    /// Tokens per sequence.
+    #[arg(long, default_value_t = 256)]
+    pub seq: usize,
+    /// Text to pack into the batches: HER messages JSONL (default:
+    /// assets/datasets/elizabeth-sft.jsonl in the studio; seeded random ids if absent).
+    #[arg(long, value_name = "FILE")]
+    pub data: Option<PathBuf>,
+    /// Which positions are in the loss: `all` (every next token; the same work on
+    /// both sides) or `completion` (only assistant turns, as `her train sft` does).
+    #[arg(long, default_value = "all", value_parser = ["all", "completion"])]
+    pub labels: String,
+    /// CPU threads for every side (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
+    /// Learning rate (constant; AdamW on both sides).
+    #[arg(long, default_value_t = 2e-4)]
+    pub lr: f64,
+    /// Only our side (no PyTorch baseline).
+    #[arg(long)]
+    pub skip_torch: bool,
+    /// Only this base mode of ours: quantized or dequantized (default: both).
+    #[arg(long, value_parser = ["quantized", "dequantized"])]
+    pub base: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainLoopArgs {
+    /// The plan (batches and settings) written by `bench train`.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// quantized or dequantized.
+    #[arg(long)]
+    pub base: String,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -156,6 +156,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::engine::run_bare_loop(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Bench(BenchCommand::Train(args))) => {
+            bench::train::run(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Bench(BenchCommand::TrainLoop(args))) => {
+            bench::train::run_train_loop(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

@@ -153,7 +153,7 @@ pub fn device(settings: &TrainConfig) -> Result<Device, SftError> {
 }
 
 /// Names of the trainable tensors, as in the adapter GGUF.
-pub(crate) fn named_params(params: &[LoraParam]) -> Vec<(String, Var)> {
+pub fn named_params(params: &[LoraParam]) -> Vec<(String, Var)> {
     let mut out = Vec::with_capacity(params.len() * 2);
     for p in params {
         let base = format!("blk.{}.{}.weight", p.layer, p.target.gguf_name());

@@ -1,0 +1,811 @@
+//! `her bench train`: LoRA SFT tokens/s and peak memory of our candle
+//! trainer (quantized and dequantized base) against PyTorch + PEFT on the
+//! same GGUF, the same token batches and the same machine, in one run.
+//!
+//! Every side runs in its own child process, one after the other, so each
+//! peak RSS is measured in isolation and no two compute-heavy runtimes share
+//! the cores. The batches are written once to a plan file that every side
+//! reads: both train on identical tokens with identical labels.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, anyhow, bail};
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppContext;
+use crate::cli::{BenchTrainArgs, TrainLoopArgs};
+use crate::train::data::{IGNORE, Tokenized, chatml_parts, read_jsonl, tokenize};
+use crate::train::lora::rng::SplitMix64;
+use crate::train::lora::{LoraSpec, Target};
+use crate::train::model::{BaseMode, TrainModel};
+use crate::train::optim::{Accumulator, AdamW, AdamWConfig};
+use crate::train::run::memory_mib;
+use crate::train::sft::named_params;
+use crate::train::tokenizer;
+
+/// The PyTorch side, embedded so it always matches this binary.
+const TORCH_SCRIPT: &str = include_str!("../../scripts/bench_train_torch.py");
+
+/// Folder name of the virtual environment made by scripts/bench-train-setup.sh.
+const VENV_NAME: &str = "py-bench-train";
+
+/// The targets set for this benchmark (toolchain.md's PyTorch anchor).
+const RANK: usize = 16;
+const ALPHA: f64 = 32.0;
+const SEED: u64 = 42;
+const MAX_GRAD_NORM: f64 = 1.0;
+
+/// What every side trains on, and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Plan {
+    pub model: PathBuf,
+    /// Where the tokens came from.
+    pub source: String,
+    pub lora: PlanLora,
+    pub optimizer: PlanOptimizer,
+    pub seed: u64,
+    pub batches: Vec<PlanBatch>,
+    /// Samples as our tokenizer encodes them: the PyTorch side checks its
+    /// GGUF tokenizer gives the same ids.
+    pub tokenizer_check: Vec<TokenizerCheck>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanLora {
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    /// PEFT module names (q_proj, …).
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanOptimizer {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub max_grad_norm: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanBatch {
+    /// rows × cols token ids.
+    pub ids: Vec<Vec<u32>>,
+    /// rows × cols, already shifted (label[t] is the token after ids[t]), −100 = not in the loss.
+    pub labels: Vec<Vec<i64>>,
+    /// Tokens read (what tokens/s counts, as `her train sft` does).
+    pub positions: usize,
+    /// Tokens in the loss.
+    pub tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenizerCheck {
+    /// Prompt and completion, tokenized apart (as the trainer does).
+    pub parts: Vec<String>,
+    pub ids: Vec<u32>,
+}
+
+/// One side's result line (ours and the Python script print the same shape).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SideResult {
+    pub side: String,
+    pub threads: usize,
+    pub trainable_params: usize,
+    pub load_s: f64,
+    /// Peak RSS once the model is loaded, before the first step.
+    pub load_peak_mib: f64,
+    /// Peak RSS of the whole process (VmHWM / ru_maxrss).
+    pub peak_mib: f64,
+    pub steps: Vec<StepTiming>,
+    /// CPU time the process used (user + system, all threads), load included.
+    #[serde(default)]
+    pub cpu_s: f64,
+    /// Share of the machine's CPU time that OTHER processes used while this
+    /// side ran (filled in by the parent from /proc/stat).
+    #[serde(default)]
+    pub others_busy: Option<f64>,
+    #[serde(default)]
+    pub attention: Option<String>,
+    #[serde(default)]
+    pub tokenizer_check: Option<TokenizerCheckResult>,
+    #[serde(default)]
+    pub versions: BTreeMap<String, Option<String>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenizerCheckResult {
+    pub equal: usize,
+    pub samples: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepTiming {
+    pub loss: f64,
+    pub positions: usize,
+    pub forward_s: f64,
+    pub backward_s: f64,
+    pub optimizer_s: f64,
+    pub step_s: f64,
+}
+
+impl SideResult {
+    /// The measured steps: all but the first (warm-up), unless there is only one.
+    fn measured(&self) -> &[StepTiming] {
+        if self.steps.len() > 1 {
+            &self.steps[1..]
+        } else {
+            &self.steps
+        }
+    }
+
+    pub fn tokens_per_s(&self) -> f64 {
+        let m = self.measured();
+        let tokens: usize = m.iter().map(|s| s.positions).sum();
+        let secs: f64 = m.iter().map(|s| s.step_s).sum();
+        if secs > 0.0 {
+            tokens as f64 / secs
+        } else {
+            0.0
+        }
+    }
+
+    /// Mean seconds per measured step: (forward, backward, optimizer, step).
+    fn split(&self) -> (f64, f64, f64, f64) {
+        let m = self.measured();
+        let n = m.len().max(1) as f64;
+        let sum = |f: fn(&StepTiming) -> f64| m.iter().map(f).sum::<f64>() / n;
+        (
+            sum(|s| s.forward_s),
+            sum(|s| s.backward_s),
+            sum(|s| s.optimizer_s),
+            sum(|s| s.step_s),
+        )
+    }
+}
+
+pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
+    if args.steps == 0 || args.batch == 0 || args.seq == 0 {
+        bail!("--steps, --batch and --seq must be at least 1");
+    }
+    let model = match &args.model {
+        Some(p) => std::path::absolute(p)?,
+        None => app.model_path(),
+    };
+    crate::engine::local::check_model_file(&model)?;
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n as usize,
+    };
+    if let Some(d) = &args.data
+        && !d.is_file()
+    {
+        bail!("--data '{}' is not a file", d.display());
+    }
+    let data = args.data.clone().unwrap_or_else(|| {
+        app.studio
+            .root
+            .join("assets")
+            .join("datasets")
+            .join("elizabeth-sft.jsonl")
+    });
+    let plan = make_plan(&model, &data, args)?;
+    let labelled: usize = plan.batches.iter().map(|b| b.tokens).sum();
+    let read: usize = plan.batches.iter().map(|b| b.positions).sum();
+
+    let work = std::env::temp_dir()
+        .join("her-studio")
+        .join(format!("bench-train-{}", std::process::id()));
+    std::fs::create_dir_all(&work)?;
+    let plan_path = work.join("plan.json");
+    std::fs::write(&plan_path, serde_json::to_vec(&plan)?)?;
+
+    println!(
+        "her bench train: {}\n  batches: {} steps × {}×{} tokens from {} ({} of {} positions in the loss: --labels {})\n  LoRA r {RANK}, alpha {ALPHA}, dropout 0 on q,k,v,o,gate,up,down; AdamW lr {}, clip {MAX_GRAD_NORM}; {threads} threads; first step is warm-up\n",
+        model.display(),
+        args.steps,
+        args.batch,
+        args.seq,
+        plan.source,
+        labelled,
+        read,
+        args.labels,
+        args.lr,
+    );
+
+    let modes: Vec<BaseMode> = match args.base.as_deref() {
+        Some("quantized") => vec![BaseMode::Quantized],
+        Some("dequantized") => vec![BaseMode::Dequantized],
+        _ => vec![BaseMode::Quantized, BaseMode::Dequantized],
+    };
+    let mut ours = Vec::new();
+    for mode in modes {
+        eprintln!("-- ours, {} base", mode_name(mode));
+        let result = ours_in_child(&plan_path, mode, threads)?;
+        ours.push((mode, result));
+    }
+
+    let torch = if args.skip_torch {
+        None
+    } else {
+        match find_venv(app) {
+            Some(python) => {
+                eprintln!("-- PyTorch + PEFT ({})", python.display());
+                let script = work.join("bench_train_torch.py");
+                std::fs::write(&script, TORCH_SCRIPT)?;
+                Some(torch_in_child(
+                    &python, &script, &model, &plan_path, threads,
+                )?)
+            }
+            None => {
+                println!(
+                    "PyTorch baseline skipped: no virtual environment '{VENV_NAME}' found (looked at {}).\n  Create it with: CARGO_TARGET_DIR=<the target dir> scripts/bench-train-setup.sh\n  (or set BENCH_TRAIN_VENV to its folder), then run this again.\n",
+                    venv_candidates(app)
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                None
+            }
+        }
+    };
+    let _ = std::fs::remove_dir_all(&work);
+
+    report(&ours, torch.as_ref());
+    Ok(())
+}
+
+fn mode_name(mode: BaseMode) -> &'static str {
+    match mode {
+        BaseMode::Quantized => "quantized",
+        BaseMode::Dequantized => "dequantized",
+    }
+}
+
+/// The batches: the samples' ChatML text packed end to end (and repeated)
+/// into rows of `seq` tokens, or seeded random ids if there is no data.
+fn make_plan(model: &Path, data: &Path, args: &BenchTrainArgs) -> anyhow::Result<Plan> {
+    let tokenizer = tokenizer::from_gguf(model)?;
+    let completion_only = args.labels == "completion";
+    let (source, batches, tokenizer_check) = if data.is_file() {
+        let samples = read_jsonl(data)?;
+        let mut stream: Vec<(u32, bool)> = Vec::new();
+        let mut check = Vec::new();
+        for s in &samples {
+            let t: Tokenized = tokenize(&tokenizer, s)?;
+            let (prompt, completion) = chatml_parts(s);
+            check.push(TokenizerCheck {
+                parts: vec![prompt, completion],
+                ids: t.ids.clone(),
+            });
+            stream.extend(
+                t.ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &id)| (id, i >= t.completion_start)),
+            );
+        }
+        if stream.len() < 2 {
+            bail!("'{}' has too few tokens to fill a batch", data.display());
+        }
+        let batches = pack(&stream, args, completion_only);
+        (
+            format!(
+                "{} ({} samples, {} tokens, repeated)",
+                data.display(),
+                samples.len(),
+                stream.len()
+            ),
+            batches,
+            check,
+        )
+    } else {
+        let vocab = tokenizer.get_vocab_size(true) as u64;
+        let mut rng = SplitMix64::new(SEED);
+        let stream: Vec<(u32, bool)> = (0..args.steps * args.batch * (args.seq + 1))
+            .map(|_| ((rng.next_u64() % vocab) as u32, true))
+            .collect();
+        (
+            format!("seeded random ids ('{}' not found)", data.display()),
+            pack(&stream, args, false),
+            Vec::new(),
+        )
+    };
+    let targets = Target::ALL
+        .iter()
+        .map(|t| {
+            let name = t.peft_name();
+            name.rsplit('.').next().unwrap_or(name).to_string()
+        })
+        .collect();
+    let adam = AdamWConfig::default();
+    Ok(Plan {
+        model: model.to_path_buf(),
+        source,
+        lora: PlanLora {
+            rank: RANK,
+            alpha: ALPHA,
+            dropout: 0.0,
+            targets,
+        },
+        optimizer: PlanOptimizer {
+            lr: args.lr,
+            beta1: adam.beta1,
+            beta2: adam.beta2,
+            eps: adam.eps,
+            weight_decay: 0.0,
+            max_grad_norm: MAX_GRAD_NORM,
+        },
+        seed: SEED,
+        batches,
+        tokenizer_check,
+    })
+}
+
+/// Row k reads `seq + 1` tokens of the (cyclic) stream from k·(seq+1): ids
+/// are the first `seq`, labels the next token of each (or −100 where
+/// `completion_only` and that token is not in an assistant turn).
+fn pack(stream: &[(u32, bool)], args: &BenchTrainArgs, completion_only: bool) -> Vec<PlanBatch> {
+    let n = stream.len();
+    let mut batches = Vec::with_capacity(args.steps);
+    for step in 0..args.steps {
+        let (mut ids, mut labels, mut tokens) = (Vec::new(), Vec::new(), 0);
+        for r in 0..args.batch {
+            let start = (step * args.batch + r) * (args.seq + 1);
+            let at = |t: usize| stream[(start + t) % n];
+            ids.push((0..args.seq).map(|t| at(t).0).collect::<Vec<_>>());
+            let row: Vec<i64> = (0..args.seq)
+                .map(|t| {
+                    let (next, in_completion) = at(t + 1);
+                    if completion_only && !in_completion {
+                        IGNORE
+                    } else {
+                        i64::from(next)
+                    }
+                })
+                .collect();
+            tokens += row.iter().filter(|&&y| y != IGNORE).count();
+            labels.push(row);
+        }
+        batches.push(PlanBatch {
+            ids,
+            labels,
+            positions: args.batch * args.seq,
+            tokens,
+        });
+    }
+    batches
+}
+
+/// Runs `her bench train-loop` in a child process: its stderr (progress)
+/// passes through, its stdout is the result line.
+fn ours_in_child(plan: &Path, mode: BaseMode, threads: usize) -> anyhow::Result<SideResult> {
+    let exe = std::env::current_exe()?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["bench", "train-loop", "--base", mode_name(mode), "--plan"])
+        .arg(plan)
+        // candle's CPU kernels size their thread pools from this.
+        .env("RAYON_NUM_THREADS", threads.to_string());
+    read_result(cmd, &format!("ours ({} base)", mode_name(mode)))
+}
+
+fn torch_in_child(
+    python: &Path,
+    script: &Path,
+    model: &Path,
+    plan: &Path,
+    threads: usize,
+) -> anyhow::Result<SideResult> {
+    let mut cmd = Command::new(python);
+    cmd.arg(script)
+        .arg("--model")
+        .arg(model)
+        .arg("--batches")
+        .arg(plan)
+        .args(["--threads", &threads.to_string()])
+        .env("OMP_NUM_THREADS", threads.to_string())
+        .env("MKL_NUM_THREADS", threads.to_string())
+        // transformers must not look for the model or anything else online.
+        .env("HF_HUB_OFFLINE", "1")
+        .env("TRANSFORMERS_OFFLINE", "1")
+        .env("TOKENIZERS_PARALLELISM", "false");
+    read_result(cmd, "PyTorch + PEFT")
+}
+
+fn read_result(mut cmd: Command, what: &str) -> anyhow::Result<SideResult> {
+    let before = cpu_ticks();
+    let output = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .stdout(Stdio::piped())
+        .output()
+        .with_context(|| format!("starting {what}"))?;
+    if !output.status.success() {
+        bail!("{what} failed ({})", output.status);
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .ok_or_else(|| anyhow!("{what} printed no result line: '{stdout}'"))?;
+    let mut result: SideResult =
+        serde_json::from_str(line).with_context(|| format!("reading {what}'s result '{line}'"))?;
+    if let (Some((busy0, total0)), Some((busy1, total1))) = (before, cpu_ticks()) {
+        let total = total1.saturating_sub(total0) as f64;
+        let busy = busy1.saturating_sub(busy0) as f64 / CLOCK_TICKS;
+        if total > 0.0 {
+            let others = (busy - result.cpu_s).max(0.0) * CLOCK_TICKS / total;
+            result.others_busy = Some(others);
+        }
+    }
+    Ok(result)
+}
+
+/// Linux's USER_HZ, the unit of /proc/stat and /proc/self/stat (100 on
+/// every mainstream architecture).
+const CLOCK_TICKS: f64 = 100.0;
+
+/// (busy, total) CPU ticks of the whole machine from /proc/stat.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest is inside user).
+    let get = |i: usize| v.get(i).copied().unwrap_or(0);
+    let busy = get(0) + get(1) + get(2) + get(5) + get(6) + get(7);
+    Some((busy, busy + get(3) + get(4)))
+}
+
+/// This process's user + system CPU seconds, all threads.
+fn own_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces): state is
+    // field 3, utime 14, stime 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|x| x.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / CLOCK_TICKS
+}
+
+/// Where the virtual environment may be, in order: $BENCH_TRAIN_VENV,
+/// $CARGO_TARGET_DIR/py-bench-train, next to this binary's target folder,
+/// the studio's target/.
+fn venv_candidates(app: &AppContext) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(dir) = std::env::var_os("BENCH_TRAIN_VENV") {
+        out.push(PathBuf::from(dir));
+    }
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        out.push(PathBuf::from(dir).join(VENV_NAME));
+    }
+    // target/release/her → target/py-bench-train
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(target) = exe.parent().and_then(Path::parent)
+    {
+        out.push(target.join(VENV_NAME));
+    }
+    out.push(app.studio.root.join("target").join(VENV_NAME));
+    out.dedup();
+    out
+}
+
+fn find_venv(app: &AppContext) -> Option<PathBuf> {
+    venv_candidates(app)
+        .into_iter()
+        .map(|v| v.join("bin").join("python"))
+        .find(|p| p.is_file())
+}
+
+/// Our side: load, attach LoRA, then per batch the same work as one
+/// `her train sft` step (loss, backward, accumulate, clip, AdamW). Prints
+/// one JSON line.
+pub fn run_train_loop(args: &TrainLoopArgs) -> anyhow::Result<()> {
+    let plan: Plan = serde_json::from_slice(
+        &std::fs::read(&args.plan).with_context(|| format!("reading {}", args.plan.display()))?,
+    )?;
+    let mode = match args.base.as_str() {
+        "quantized" => BaseMode::Quantized,
+        "dequantized" => BaseMode::Dequantized,
+        other => bail!("--base '{other}': quantized or dequantized"),
+    };
+    let device = Device::Cpu;
+    let began = Instant::now();
+    let mut model = TrainModel::load(&plan.model, mode, &device)?;
+    let spec = LoraSpec {
+        rank: plan.lora.rank,
+        alpha: plan.lora.alpha,
+        dropout: plan.lora.dropout,
+        targets: Target::ALL.to_vec(),
+    };
+    model.attach_lora(&spec, plan.seed)?;
+    let params = named_params(&model.lora_params());
+    let trainable: usize = params.iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
+    let o = &plan.optimizer;
+    let mut optimizer = AdamW::new(
+        params.clone(),
+        AdamWConfig {
+            lr: o.lr,
+            beta1: o.beta1,
+            beta2: o.beta2,
+            eps: o.eps,
+            weight_decay: o.weight_decay,
+        },
+    )?;
+    let load_s = began.elapsed().as_secs_f64();
+    let load_peak = memory_mib().1;
+    let threads = candle_core::utils::get_num_threads();
+    eprintln!(
+        "[ours {}] loaded in {load_s:.1} s, {trainable} trainable parameters, {threads} threads",
+        args.base
+    );
+
+    let mut steps = Vec::with_capacity(plan.batches.len());
+    for (i, b) in plan.batches.iter().enumerate() {
+        let rows = b.ids.len();
+        let cols = b.ids.first().map_or(0, Vec::len);
+        let ids = Tensor::from_vec(b.ids.concat(), (rows, cols), &device)?;
+        let labels = Tensor::from_vec(b.labels.concat(), (rows, cols), &device)?;
+        let t_start = Instant::now();
+        let (loss, _) = model.loss(&ids, &labels, true, i as u64)?;
+        let loss_value = f64::from(loss.to_scalar::<f32>()?);
+        let t_forward = Instant::now();
+        let grads = loss.backward()?;
+        let t_backward = Instant::now();
+        let mut acc = Accumulator::new(params.len());
+        acc.add(&params, &grads, 1.0)?;
+        drop(grads);
+        drop(loss);
+        acc.clip(o.max_grad_norm)?;
+        optimizer.step(&acc, o.lr)?;
+        let t_end = Instant::now();
+        let step = StepTiming {
+            loss: loss_value,
+            positions: b.positions,
+            forward_s: (t_forward - t_start).as_secs_f64(),
+            backward_s: (t_backward - t_forward).as_secs_f64(),
+            optimizer_s: (t_end - t_backward).as_secs_f64(),
+            step_s: (t_end - t_start).as_secs_f64(),
+        };
+        eprintln!(
+            "[ours {}] step {}/{}: loss {:.4}, {:.2} s, {:.1} tok/s, peak {:.0} MiB",
+            args.base,
+            i + 1,
+            plan.batches.len(),
+            step.loss,
+            step.step_s,
+            b.positions as f64 / step.step_s.max(1e-9),
+            memory_mib().1
+        );
+        steps.push(step);
+    }
+    let result = SideResult {
+        side: format!("ours-{}", args.base),
+        threads,
+        trainable_params: trainable,
+        load_s,
+        load_peak_mib: load_peak,
+        peak_mib: memory_mib().1,
+        steps,
+        cpu_s: own_cpu_seconds(),
+        others_busy: None,
+        attention: None,
+        tokenizer_check: None,
+        versions: BTreeMap::from([(
+            "her-studio".to_string(),
+            Some(env!("CARGO_PKG_VERSION").to_string()),
+        )]),
+    };
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT met" }
+}
+
+fn ratio(a: f64, b: f64) -> f64 {
+    if b > 0.0 { a / b } else { f64::NAN }
+}
+
+fn report(ours: &[(BaseMode, SideResult)], torch: Option<&SideResult>) {
+    println!(
+        "  side                     tok/s   s/step  fwd s  bwd s  opt s  load peak MiB  peak MiB  others busy  loss first → last"
+    );
+    let row = |name: &str, r: &SideResult| {
+        let (f, b, o, s) = r.split();
+        let first = r.steps.first().map_or(f64::NAN, |s| s.loss);
+        let last = r.steps.last().map_or(f64::NAN, |s| s.loss);
+        let others = r
+            .others_busy
+            .map_or("?".to_string(), |x| format!("{:.0}%", x * 100.0));
+        println!(
+            "  {name:<22} {:>7.1}  {s:>7.2}  {f:>5.2}  {b:>5.2}  {o:>5.2}  {:>13.0}  {:>8.0}  {others:>11}  {first:.4} → {last:.4}",
+            r.tokens_per_s(),
+            r.load_peak_mib,
+            r.peak_mib,
+        );
+    };
+    for (mode, r) in ours {
+        let name = match mode {
+            BaseMode::Quantized => "ours, quantized base",
+            BaseMode::Dequantized => "ours, dequantized f32",
+        };
+        row(name, r);
+    }
+    if let Some(t) = torch {
+        row("PyTorch + PEFT, f32", t);
+    }
+    let disturbed = ours
+        .iter()
+        .map(|(_, r)| r)
+        .chain(torch)
+        .any(|r| r.others_busy.is_some_and(|x| x > 0.05));
+    println!(
+        "  (others busy: the share of the machine's CPU time other processes used while that side ran{})",
+        if disturbed {
+            "; above 5% the figures are disturbed: run again on a quiet machine"
+        } else {
+            ""
+        }
+    );
+
+    let get = |m: BaseMode| ours.iter().find(|(x, _)| *x == m).map(|(_, r)| r);
+    let (q, d) = (get(BaseMode::Quantized), get(BaseMode::Dequantized));
+    if torch.is_none() && (q.is_none() || d.is_none()) {
+        return;
+    }
+    println!("\n  ratios");
+    if let Some(t) = torch {
+        let t_tps = t.tokens_per_s();
+        if let Some(q) = q {
+            let r = ratio(q.tokens_per_s(), t_tps);
+            println!(
+                "    ours quantized tok/s ÷ PyTorch tok/s    = {r:.3}  (target ≥ 1.0: {})",
+                verdict(r >= 1.0)
+            );
+        }
+        if let Some(d) = d {
+            let r = ratio(d.tokens_per_s(), t_tps);
+            println!(
+                "    ours dequantized tok/s ÷ PyTorch tok/s  = {r:.3}  (target ≥ 1.0: {})",
+                verdict(r >= 1.0)
+            );
+        }
+    }
+    if let (Some(q), Some(d)) = (q, d) {
+        let r = ratio(q.peak_mib, d.peak_mib);
+        println!(
+            "    ours quantized peak ÷ dequantized peak  = {r:.3}  (target ≤ 0.5: {})",
+            verdict(r <= 0.5)
+        );
+    }
+    if let Some(t) = torch {
+        for (mode, r) in ours {
+            println!(
+                "    ours {} peak ÷ PyTorch peak{} = {:.3}  (for information)",
+                mode_name(*mode),
+                if *mode == BaseMode::Quantized {
+                    "  "
+                } else {
+                    ""
+                },
+                ratio(r.peak_mib, t.peak_mib)
+            );
+        }
+        // Before the first update the LoRA branches are zero: every side
+        // computes the base model's loss on the same tokens.
+        if let Some(first) = t.steps.first() {
+            for (mode, r) in ours {
+                if let Some(o) = r.steps.first() {
+                    println!(
+                        "    first-step loss, ours {} − PyTorch = {:+.5}  (same tokens, LoRA B = 0: the base model's loss)",
+                        mode_name(*mode),
+                        o.loss - first.loss
+                    );
+                }
+            }
+        }
+        if let Some(c) = &t.tokenizer_check
+            && c.samples > 0
+        {
+            println!(
+                "    transformers' GGUF tokenizer gives our ids on {}/{} samples",
+                c.equal, c.samples
+            );
+        }
+        let versions: Vec<String> = t
+            .versions
+            .iter()
+            .map(|(k, v)| format!("{k} {}", v.as_deref().unwrap_or("?")))
+            .collect();
+        println!(
+            "\n  PyTorch side: {} threads, attention {}, {}",
+            t.threads,
+            t.attention.as_deref().unwrap_or("?"),
+            versions.join(", ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(steps: usize, batch: usize, seq: usize) -> BenchTrainArgs {
+        BenchTrainArgs {
+            model: None,
+            steps,
+            batch,
+            seq,
+            data: None,
+            labels: "all".into(),
+            threads: 1,
+            lr: 2e-4,
+            skip_torch: true,
+            base: None,
+        }
+    }
+
+    #[test]
+    fn packing_shifts_labels_and_masks_prompts_when_asked() {
+        // ids 0..10, the completion is 6..10.
+        let stream: Vec<(u32, bool)> = (0..10).map(|i| (i, i >= 6)).collect();
+        let all = pack(&stream, &args(2, 2, 3), false);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].ids, vec![vec![0, 1, 2], vec![4, 5, 6]]);
+        assert_eq!(all[0].labels, vec![vec![1, 2, 3], vec![5, 6, 7]]);
+        // Row 3 starts at 12 ≡ 2 and wraps around.
+        assert_eq!(all[1].ids, vec![vec![8, 9, 0], vec![2, 3, 4]]);
+        assert_eq!(all[1].labels, vec![vec![9, 0, 1], vec![3, 4, 5]]);
+        assert!(all.iter().all(|b| b.positions == 6 && b.tokens == 6));
+
+        let masked = pack(&stream, &args(1, 2, 3), true);
+        assert_eq!(
+            masked[0].labels,
+            vec![vec![IGNORE, IGNORE, IGNORE], vec![IGNORE, 6, 7]]
+        );
+        assert_eq!(masked[0].tokens, 2);
+    }
+
+    #[test]
+    fn tokens_per_second_leaves_out_the_warm_up_step() {
+        let step = |s: f64| StepTiming {
+            loss: 1.0,
+            positions: 100,
+            forward_s: s / 2.0,
+            backward_s: s / 4.0,
+            optimizer_s: s / 4.0,
+            step_s: s,
+        };
+        let r = SideResult {
+            side: "x".into(),
+            threads: 1,
+            trainable_params: 0,
+            load_s: 0.0,
+            load_peak_mib: 0.0,
+            peak_mib: 0.0,
+            steps: vec![step(10.0), step(1.0), step(1.0)],
+            cpu_s: 0.0,
+            others_busy: None,
+            attention: None,
+            tokenizer_check: None,
+            versions: BTreeMap::new(),
+        };
+        assert!((r.tokens_per_s() - 100.0).abs() < 1e-9);
+        assert!((r.split().0 - 0.5).abs() < 1e-9);
+    }
+}
