@@ -334,9 +334,7 @@ pub fn run(
         let grads = trainer.model.backward(&loss)?;
         let mut acc = Accumulator::new(trainer.params.len());
         acc.add(&trainer.params, &grads, 1.0)?;
-        let grad_norm = acc.clip(s.max_grad_norm)?;
-        let lr = trainer.schedule.lr(step);
-        trainer.optimizer.step(&acc, lr)?;
+        let (grad_norm, lr) = trainer.update(&mut acc, step, s.max_grad_norm)?;
         step += 1;
         losses.push(metrics.loss);
         let (rss, peak) = memory_mib();

@@ -3,7 +3,6 @@
 //! checkpoints that resume exactly, ctrl+c that saves, and the adapter
 //! exported for llama.cpp and PEFT at the end.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -11,14 +10,13 @@ use std::time::Instant;
 use candle_core::{Device, Tensor, Var};
 use serde::Serialize;
 
-use super::checkpoint::{self, LoopState};
 use super::data::{Batch, Sample, Tokenized, epoch_batches, split_held_out, tokenize};
 use super::error::TrainError;
-use super::lora::{LoraParam, LoraSpec, Target, write_lora_gguf};
-use super::model::{BaseMode, TrainModel};
-use super::optim::{Accumulator, AdamW, AdamWConfig, Schedule};
-use super::peft::{PeftConfig, PeftTensor};
+use super::lora::{LoraParam, LoraSpec, Target};
+use super::model::TrainModel;
+use super::optim::Accumulator;
 use super::run::{RunDir, memory_mib};
+use super::trainer::Trainer;
 use crate::config::TrainConfig;
 use crate::hashing::sha256_hex;
 
@@ -240,31 +238,34 @@ pub fn evaluate(
 
 /// The held-out samples and where their losses go.
 struct HeldOut<'a> {
-    run: &'a RunDir,
     samples: &'a [Tokenized],
     batch_size: usize,
-    device: &'a Device,
 }
 
 impl HeldOut<'_> {
     fn evaluate(
         &self,
         step: u64,
-        model: &TrainModel,
+        trainer: &Trainer,
         evals: &mut Vec<(u64, f64)>,
         on_progress: &mut dyn FnMut(Progress<'_>),
     ) -> Result<(), SftError> {
         if self.samples.is_empty() {
             return Ok(());
         }
-        let (loss, tokens) = evaluate(model, self.samples, self.batch_size, self.device)?;
+        let (loss, tokens) = evaluate(
+            &trainer.model,
+            self.samples,
+            self.batch_size,
+            &trainer.device,
+        )?;
         let report = EvalReport {
             kind: "eval",
             step,
             eval_loss: loss,
             tokens,
         };
-        self.run.log(&report)?;
+        trainer.run.log(&report)?;
         on_progress(Progress::Eval(&report));
         evals.push((step, loss));
         Ok(())
@@ -278,8 +279,9 @@ pub fn run(
     on_progress: &mut dyn FnMut(Progress<'_>),
 ) -> Result<SftReport, SftError> {
     let s = &job.settings;
-    let spec = lora_spec(s)?;
-    let device = device(s)?;
+    // Bad LoRA settings or an unavailable device fail before any work.
+    lora_spec(s)?;
+    device(s)?;
     let data = prepare(job, samples)?;
     let run = RunDir::create(&job.run)?;
 
@@ -314,78 +316,21 @@ pub fn run(
         total_steps: total,
     })?;
 
-    // 2. The model with fresh LoRA factors (PEFT init), and the optimizer.
-    let mode = if s.base == "dequantized" {
-        BaseMode::Dequantized
-    } else {
-        BaseMode::Quantized
-    };
-    let mut model = TrainModel::load(&job.model, mode, &device)?;
-    model.attach_lora(&spec, u64::from(s.seed))?;
-    model.set_activation_checkpointing(s.activation_checkpointing);
-    let lora = model.lora_params();
-    let params = named_params(&lora);
-    let mut optimizer = AdamW::new(
-        params.clone(),
-        AdamWConfig {
-            lr: s.learning_rate,
-            weight_decay: s.weight_decay,
-            ..AdamWConfig::default()
-        },
-    )?;
-    let schedule = Schedule {
-        peak: s.learning_rate,
-        warmup_steps: u64::from(s.warmup_steps),
-        total_steps: total,
-        floor: s.lr_floor,
-    };
-
-    // 3. Resume: weights, moments and the loss curve so far.
-    let mut losses: Vec<f64> = Vec::new();
-    let mut start = 0;
-    if job.resume
-        && let Some(dir) = checkpoint::latest(&run.checkpoints())
-    {
-        let loaded = checkpoint::load(&dir, &device)?;
-        if loaded.state.settings_sha256 != settings_sha256 {
-            return Err(SftError::Setup(format!(
-                "'{}' was made with other settings, model or data; start a new run (or restore them)",
-                dir.display()
-            )));
-        }
-        for (name, var) in &params {
-            let t = loaded.lora.get(name).ok_or_else(|| {
-                SftError::Setup(format!("'{}' has no tensor '{name}'", dir.display()))
-            })?;
-            var.set(t)?;
-        }
-        optimizer.load_state(&loaded.optimizer, loaded.state.step)?;
-        start = loaded.state.step;
-        losses = loaded.state.losses;
-        run.truncate_metrics(start)?;
-    }
-    let save_checkpoint = |step: u64, losses: &[f64], optimizer: &AdamW| {
-        let weights: HashMap<String, Tensor> = params
-            .iter()
-            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
-            .collect();
-        let state = LoopState {
-            step,
-            losses: losses.to_vec(),
-            settings_sha256: settings_sha256.clone(),
-        };
-        checkpoint::save(&run.checkpoints(), &weights, &optimizer.state(), &state)
+    // 2. The model with fresh LoRA factors (PEFT init), and the optimizer;
+    // on --resume, the weights, moments and loss curve of the last checkpoint.
+    let mut trainer = Trainer::new(&job.model, s, None, run, total, settings_sha256)?;
+    let (start, mut losses) = match job.resume {
+        true => trainer.restore()?.unwrap_or((0, Vec::new())),
+        false => (0, Vec::new()),
     };
 
     let mut evals = Vec::new();
     let held_out = HeldOut {
-        run: &run,
         samples: &data.eval,
         batch_size,
-        device: &device,
     };
     if start == 0 {
-        held_out.evaluate(0, &model, &mut evals, on_progress)?;
+        held_out.evaluate(0, &trainer, &mut evals, on_progress)?;
     }
 
     // 4. The loop.
@@ -410,21 +355,21 @@ pub fn run(
             }
         }
         let step_tokens: usize = micro.iter().map(|b| b.tokens).sum();
-        let mut acc = Accumulator::new(params.len());
+        let mut acc = Accumulator::new(trainer.params.len());
         let mut loss_sum = 0.0;
         for (k, batch) in micro.iter().enumerate() {
-            let (ids, labels) = tensors(batch, &device)?;
-            let (loss, n) = model.loss(&ids, &labels, true, step * accum + k as u64)?;
+            let (ids, labels) = trainer.tensors(batch)?;
+            let (loss, n) = trainer
+                .model
+                .loss(&ids, &labels, true, step * accum + k as u64)?;
             // Token-weighted: the step's loss is the mean over all its tokens.
             let weight = n as f64 / step_tokens.max(1) as f64;
             loss_sum += loss.to_scalar::<f32>()? as f64 * weight;
-            let grads = model.backward(&(loss * weight)?)?;
-            acc.add(&params, &grads, 1.0)?;
+            let grads = trainer.model.backward(&(loss * weight)?)?;
+            acc.add(&trainer.params, &grads, 1.0)?;
             tokens_seen += batch.positions;
         }
-        let grad_norm = acc.clip(s.max_grad_norm)?;
-        let lr = schedule.lr(step);
-        optimizer.step(&acc, lr)?;
+        let (grad_norm, lr) = trainer.update(&mut acc, step, s.max_grad_norm)?;
         step += 1;
         losses.push(loss_sum);
 
@@ -445,19 +390,19 @@ pub fn run(
             rss_mib: rss,
             peak_mib: peak,
         };
-        run.log(&report)?;
+        trainer.run.log(&report)?;
         on_progress(Progress::Step(&report));
 
         if s.eval_every > 0 && step % u64::from(s.eval_every) == 0 && step < total {
-            held_out.evaluate(step, &model, &mut evals, on_progress)?;
+            held_out.evaluate(step, &trainer, &mut evals, on_progress)?;
         }
         if stop.load(Ordering::SeqCst) {
-            save_checkpoint(step, &losses, &optimizer)?;
+            trainer.save_checkpoint(step, &losses)?;
             interrupted = true;
             break;
         }
         if s.checkpoint_every > 0 && step % u64::from(s.checkpoint_every) == 0 && step < total {
-            save_checkpoint(step, &losses, &optimizer)?;
+            trainer.save_checkpoint(step, &losses)?;
         }
     }
 
@@ -479,34 +424,11 @@ pub fn run(
         report.evals = evals;
         return Ok(report);
     }
-    save_checkpoint(step, &losses, &optimizer)?;
-    held_out.evaluate(step, &model, &mut evals, on_progress)?;
+    trainer.save_checkpoint(step, &losses)?;
+    held_out.evaluate(step, &trainer, &mut evals, on_progress)?;
     report.evals = evals;
-    let arch = model.shape.arch.as_str();
-    write_lora_gguf(&run.adapter_gguf(), arch, &spec, &lora)?;
-    let peft_tensors: Vec<PeftTensor> = lora
-        .iter()
-        .map(|p| PeftTensor {
-            layer: p.layer,
-            module: p.target.peft_name().to_string(),
-            a: p.a.as_tensor().clone(),
-            b: p.b.as_tensor().clone(),
-        })
-        .collect();
-    let modules: Vec<String> = spec
-        .targets
-        .iter()
-        .map(|t| t.peft_name().to_string())
-        .collect();
-    let config = PeftConfig::new(
-        &job.model.display().to_string(),
-        spec.rank,
-        spec.alpha,
-        spec.dropout,
-        &modules,
-    );
-    super::peft::write(&run.peft_dir(), &config, &peft_tensors)?;
-    report.adapter_gguf = Some(run.adapter_gguf());
-    report.peft_dir = Some(run.peft_dir());
+    let (gguf, peft) = trainer.export(&job.model)?;
+    report.adapter_gguf = Some(gguf);
+    report.peft_dir = Some(peft);
     Ok(report)
 }

@@ -115,6 +115,20 @@ impl Trainer {
         Ok(Some((loaded.state.step, loaded.state.losses)))
     }
 
+    /// Clips the accumulated gradients and takes one AdamW step at the
+    /// schedule's rate for `step`; returns (norm before clipping, lr).
+    pub fn update(
+        &mut self,
+        grads: &mut super::optim::Accumulator,
+        step: u64,
+        max_grad_norm: f64,
+    ) -> Result<(f64, f64), SftError> {
+        let norm = grads.clip(max_grad_norm)?;
+        let lr = self.schedule.lr(step);
+        self.optimizer.step(grads, lr)?;
+        Ok((norm, lr))
+    }
+
     pub fn save_checkpoint(&self, step: u64, losses: &[f64]) -> Result<PathBuf, SftError> {
         let weights: HashMap<String, Tensor> = self
             .params
