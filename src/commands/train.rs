@@ -26,18 +26,13 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("reading '{}'", model.display()))?;
     let (samples, sources) = gather(app, args)?;
     let runs = config.runs_dir(&app.studio.root);
-    let run_dir = match (&args.resume, &args.name) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(name)) => runs.join(name),
-        (None, None) => runs.join(default_name(args.data.first().map(PathBuf::as_path), "sft")),
-    };
-    if args.resume.is_none() && run_dir.join("run.json").exists() {
-        bail!(
-            "'{}' already holds a run; choose another --name, or --resume {} to continue it",
-            run_dir.display(),
-            run_dir.display()
-        );
-    }
+    let run_dir = run_folder(
+        &runs,
+        args.resume.as_deref(),
+        args.name.as_deref(),
+        args.data.first(),
+        "sft",
+    )?;
     let job = SftJob {
         model,
         model_fingerprint: fingerprint,
@@ -64,8 +59,7 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
                 s.eta_s,
                 s.rss_mib,
             );
-            let _ = write!(stderr, "\r{line}\x1b[K");
-            let _ = stderr.flush();
+            overwrite_line(&mut stderr, &line);
         }
         Progress::Eval(e) => {
             let _ = writeln!(
@@ -123,6 +117,38 @@ fn watch_ctrl_c(stop: Arc<AtomicBool>) {
             }
         });
     });
+}
+
+/// The run folder: the one being resumed, or a new one (named, or dated)
+/// that must not already hold a run.
+fn run_folder(
+    runs: &std::path::Path,
+    resume: Option<&std::path::Path>,
+    name: Option<&str>,
+    first_input: Option<&PathBuf>,
+    kind: &str,
+) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = resume {
+        return Ok(dir.to_path_buf());
+    }
+    let dir = match name {
+        Some(name) => runs.join(name),
+        None => runs.join(default_name(first_input.map(PathBuf::as_path), kind)),
+    };
+    if dir.join("run.json").exists() {
+        bail!(
+            "'{}' already holds a run; choose another --name, or --resume {} to continue it",
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Rewrites the terminal's current line (a progress display on stderr).
+fn overwrite_line(out: &mut std::io::Stderr, text: &str) {
+    let _ = write!(out, "\r{text}\x1b[K");
+    let _ = out.flush();
 }
 
 /// `DATE-STEM-KIND-TIME`: sortable, and a second run the same day gets its
@@ -246,11 +272,13 @@ pub fn dpo(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let runs = config.runs_dir(&app.studio.root);
-    let run_dir = match (&args.resume, &args.name) {
-        (Some(dir), _) => dir.clone(),
-        (None, Some(name)) => runs.join(name),
-        (None, None) => runs.join(default_name(args.data.first().map(PathBuf::as_path), "dpo")),
-    };
+    let run_dir = run_folder(
+        &runs,
+        args.resume.as_deref(),
+        args.name.as_deref(),
+        args.data.first(),
+        "dpo",
+    )?;
     let job = DpoJob {
         model_fingerprint: crate::engine::local::fingerprint(&model)?,
         model,
@@ -269,14 +297,13 @@ pub fn dpo(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
     );
     let mut stderr = std::io::stderr();
     let report = run_dpo(&job, pairs, &stop, &mut |step, total, m| {
-        let _ = write!(
-            stderr,
-            "\rstep {step}/{total} · loss {:.4} · margin {:+.3} · accuracy {:.0}%\x1b[K",
+        let line = format!(
+            "step {step}/{total} · loss {:.4} · margin {:+.3} · accuracy {:.0}%",
             m.loss,
             m.margin,
             m.accuracy * 100.0
         );
-        let _ = stderr.flush();
+        overwrite_line(&mut stderr, &line);
     })?;
     eprintln!();
     let show = |m: &Option<crate::train::dpo::PairMetrics>| {
@@ -369,11 +396,10 @@ pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
         bail!("no labelled replies: rate replies in the chat (thumbs or stars) first");
     }
     let runs = config.runs_dir(&app.studio.root);
-    let run_dir = match (&args.resume, &args.name) {
-        (Some(_), _) => bail!("kto runs cannot be resumed yet; start a new run"),
-        (None, Some(name)) => runs.join(name),
-        (None, None) => runs.join(default_name(args.data.first().map(PathBuf::as_path), "kto")),
-    };
+    if args.resume.is_some() {
+        bail!("kto runs cannot be resumed yet; start a new run");
+    }
+    let run_dir = run_folder(&runs, None, args.name.as_deref(), args.data.first(), "kto")?;
     let job = KtoJob {
         model_fingerprint: crate::engine::local::fingerprint(&model)?,
         model,
@@ -386,14 +412,13 @@ pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
     watch_ctrl_c(stop.clone());
     let mut stderr = std::io::stderr();
     let report = run_kto(&job, samples, &stop, &mut |step, total, m| {
-        let _ = write!(
-            stderr,
-            "\rstep {step}/{total} · loss {:.4} · reward gap {:+.3} · accuracy {:.0}%\x1b[K",
+        let line = format!(
+            "step {step}/{total} · loss {:.4} · reward gap {:+.3} · accuracy {:.0}%",
             m.loss,
             m.reward_gap,
             m.accuracy * 100.0
         );
-        let _ = stderr.flush();
+        overwrite_line(&mut stderr, &line);
     })?;
     eprintln!();
     let show = |m: &Option<crate::train::kto::KtoMetrics>| {

@@ -180,6 +180,20 @@ pub fn split_by_hash<T>(
     )
 }
 
+/// The sample indices of optimizer step `step` when `n` samples are cut into
+/// batches of `batch_size` in each epoch's seeded order.
+pub fn step_indices(n: usize, batch_size: usize, seed: u64, step: u64) -> Vec<usize> {
+    let batch_size = batch_size.max(1);
+    let per_epoch = n.div_ceil(batch_size).max(1) as u64;
+    let order = epoch_order(n, seed, step / per_epoch);
+    let index = (step % per_epoch) as usize;
+    order
+        .chunks(batch_size)
+        .nth(index)
+        .map(<[usize]>::to_vec)
+        .unwrap_or_default()
+}
+
 /// A seeded permutation of `0..n` for one epoch.
 pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
     let mut rng = SplitMix64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD90);

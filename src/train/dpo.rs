@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::data::{Message, Sample, Tokenized, batch, epoch_order, split_by_hash, tokenize};
+use super::data::{Message, Sample, Tokenized, batch, split_by_hash, step_indices, tokenize};
 use super::optim::Accumulator;
 use super::run::{RunDir, memory_mib};
 use super::sft::SftError;
@@ -321,9 +321,7 @@ pub fn run(
     let mut last = None;
     let mut interrupted = false;
     while step < total {
-        let (epoch, index) = (step / n_batches, (step % n_batches) as usize);
-        let order = epoch_order(train_t.len(), u64::from(s.seed), epoch);
-        let ids: Vec<usize> = order.chunks(batch_size).nth(index).unwrap_or(&[]).to_vec();
+        let ids = step_indices(train_t.len(), batch_size, u64::from(s.seed), step);
         let group: Vec<&TokenizedPair> = ids.iter().map(|&i| &train_t[i]).collect();
         let refs: Vec<(f32, f32)> = ids.iter().map(|&i| train_refs[i]).collect();
         let (pc, pr) = logps(&trainer, &group)?;

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Message, Sample, Tokenized, batch, epoch_order, split_by_hash, tokenize};
+use super::data::{Message, Sample, Tokenized, batch, split_by_hash, step_indices, tokenize};
 use super::optim::Accumulator;
 use super::run::RunDir;
 use super::sft::SftError;
@@ -214,9 +214,7 @@ pub fn run(
     let mut step = 0;
     let mut interrupted = false;
     while step < total {
-        let (epoch, index) = (step / n_batches, (step % n_batches) as usize);
-        let order = epoch_order(train_rows.len(), u64::from(s.seed), epoch);
-        let ids: Vec<usize> = order.chunks(batch_size).nth(index).unwrap_or(&[]).to_vec();
+        let ids = step_indices(train_rows.len(), batch_size, u64::from(s.seed), step);
         let rows: Vec<&Tokenized> = ids.iter().map(|&i| &train_rows[i]).collect();
         let labels: Vec<bool> = ids.iter().map(|&i| train_labels[i]).collect();
         let refs: Vec<f32> = ids.iter().map(|&i| train_refs[i]).collect();
