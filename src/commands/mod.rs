@@ -4,3 +4,4 @@ pub mod annotate;
 pub mod judge;
 pub mod prefs;
 pub mod train;
+pub mod train_rl;
