@@ -21,6 +21,13 @@ pub struct RunSummary {
     pub adapter: Option<PathBuf>,
     /// The newest checkpoint folder, if any.
     pub checkpoint: Option<PathBuf>,
+    /// "sft", "dpo", "kto" or "rl" (from `run.json`; "" when unknown).
+    pub kind: String,
+    /// RL: (step, mean reward) and (step, KL to the reference).
+    pub rewards: Vec<(f64, f64)>,
+    pub kls: Vec<(f64, f64)>,
+    /// RL: the step whose replies wait for the user's stars.
+    pub awaiting_ratings: Option<u64>,
 }
 
 impl RunSummary {
@@ -51,6 +58,18 @@ struct Line {
     tokens_per_s: f64,
     #[serde(default)]
     peak_mib: f64,
+    #[serde(default)]
+    reward_mean: Option<f64>,
+    #[serde(default)]
+    kl: Option<f64>,
+    #[serde(default)]
+    rollout_tokens_per_s: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct Manifest {
+    #[serde(default)]
+    kind: String,
 }
 
 /// Reads one run folder; `None` if it is not a run (no `run.json`).
@@ -68,6 +87,14 @@ pub fn read_run(path: &Path) -> Option<RunSummary> {
         peak_mib: 0.0,
         adapter: Some(path.join("adapter.gguf")).filter(|p| p.is_file()),
         checkpoint: super::checkpoint::latest(&path.join("checkpoints")),
+        kind: std::fs::read(path.join("run.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
+            .map(|m| m.kind)
+            .unwrap_or_default(),
+        rewards: Vec::new(),
+        kls: Vec::new(),
+        awaiting_ratings: super::rl::human::pending(path).map(|ask| ask.step),
     };
     let text = std::fs::read_to_string(path.join("metrics.jsonl")).unwrap_or_default();
     // A line being written right now may be cut: skip what does not parse.
@@ -77,10 +104,17 @@ pub fn read_run(path: &Path) -> Option<RunSummary> {
     {
         match line.kind.as_str() {
             "step" => {
-                run.losses.push((line.step as f64, line.loss));
+                let x = line.step as f64;
+                run.losses.push((x, line.loss));
                 run.total_steps = line.total_steps;
-                run.tokens_per_s = line.tokens_per_s;
+                run.tokens_per_s = line.rollout_tokens_per_s.unwrap_or(line.tokens_per_s);
                 run.peak_mib = line.peak_mib;
+                if let Some(r) = line.reward_mean {
+                    run.rewards.push((x, r));
+                }
+                if let Some(kl) = line.kl {
+                    run.kls.push((x, kl));
+                }
             }
             "eval" => run.evals.push((line.step as f64, line.eval_loss)),
             _ => {}
@@ -129,5 +163,31 @@ mod tests {
         assert_eq!(r.evals, vec![(0.0, 3.0)]);
         assert_eq!((r.steps_done(), r.total_steps), (2, 4));
         assert_eq!(r.status(), "running or stopped");
+        assert!(r.rewards.is_empty() && r.awaiting_ratings.is_none());
+    }
+
+    #[test]
+    fn an_rl_run_has_its_reward_and_kl_curves_and_a_pending_question() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("r");
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("run.json"), "{\"kind\":\"rl\"}").unwrap();
+        std::fs::write(
+            run.join("metrics.jsonl"),
+            "{\"kind\":\"step\",\"step\":1,\"loss\":0.1,\"reward_mean\":0.25,\"kl\":0.0,\"rollout_tokens_per_s\":120.0}\n",
+        )
+        .unwrap();
+        let ask = crate::train::rl::human::Ask {
+            step: 2,
+            groups: Vec::new(),
+        };
+        crate::train::rl::human::publish(&run, &ask).unwrap();
+        let r = read_run(&run).unwrap();
+        assert_eq!(r.kind, "rl");
+        assert_eq!(
+            (r.rewards.clone(), r.kls.clone()),
+            (vec![(1.0, 0.25)], vec![(1.0, 0.0)])
+        );
+        assert_eq!((r.tokens_per_s, r.awaiting_ratings), (120.0, Some(2)));
     }
 }

@@ -48,6 +48,8 @@ pub enum Overlay {
     Runs {
         cursor: usize,
     },
+    /// Stars for the replies an RL run waits on.
+    RlRate(super::rl_rating::RlRateForm),
     /// A yes/no question.
     Confirm {
         question: String,
@@ -182,7 +184,7 @@ impl App {
             (Some(Overlay::Tree { .. } | Overlay::Confirm { .. } | Overlay::Runs { .. }), _) => {
                 Layer::List
             }
-            (Some(Overlay::Rate(_) | Overlay::Arena), _) => Layer::Dialog,
+            (Some(Overlay::Rate(_) | Overlay::Arena | Overlay::RlRate(_)), _) => Layer::Dialog,
             (Some(_), _) => Layer::Overlay,
             (None, Screen::Characters | Screen::Sessions) => Layer::List,
             (None, Screen::Chat) => self.layer_focus,

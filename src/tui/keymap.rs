@@ -232,6 +232,7 @@ impl Default for Keymap {
                     ("esc", CloseOverlay),
                     ("y", Confirm),
                     ("n", Cancel),
+                    ("r", Rate),
                 ],
             ),
             (

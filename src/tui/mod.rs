@@ -17,6 +17,7 @@ pub mod keymap;
 pub mod model;
 pub mod picker;
 pub mod rating;
+pub mod rl_rating;
 pub mod runtime;
 pub mod terminal;
 pub mod theme;

@@ -7,6 +7,7 @@ use super::effect::Effect;
 use super::keymap::Layer;
 use super::model::Speaker;
 use super::rating::{FormOutcome, RatingInput};
+use super::rl_rating::RlRateOutcome;
 use crate::engine::{Event, FinishReason, GenerateRequest};
 use crate::format::{Ending, LintContext, StreamedReply, lint, parse_reply};
 use crate::prefs::RatedLayer;
@@ -66,6 +67,30 @@ fn dialog_action(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Some(Overlay::Arena) => super::arena_flow::key(app, &action),
+        Some(Overlay::RlRate(form)) => {
+            let annotator = app
+                .chat
+                .as_ref()
+                .map(|c| c.annotator.clone())
+                .unwrap_or_default();
+            match form.handle(action, &annotator) {
+                RlRateOutcome::Editing => {}
+                RlRateOutcome::Cancelled => app.overlay = Some(Overlay::Runs { cursor: 0 }),
+                RlRateOutcome::Incomplete(why) => app.notify(why, true),
+                RlRateOutcome::Send(answer) => {
+                    let run = form.run.clone();
+                    app.overlay = Some(Overlay::Runs { cursor: 0 });
+                    match crate::train::rl::human::respond(&run, &answer) {
+                        Ok(()) => app.notify(
+                            format!("ratings for step {} sent to the trainer", answer.step),
+                            false,
+                        ),
+                        Err(err) => app.notify(err.to_string(), true),
+                    }
+                }
+            }
+            Vec::new()
+        }
         _ => Vec::new(),
     }
 }
@@ -105,6 +130,18 @@ fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
                     Some(run) => vec![Effect::LoadRun(run.path)],
                     None => Vec::new(),
                 };
+            }
+            Action::Rate => {
+                let Some(run) = app.runs.get(*cursor) else {
+                    return Vec::new();
+                };
+                match crate::train::rl::human::pending(&run.path) {
+                    Some(ask) => {
+                        let form = super::rl_rating::RlRateForm::new(run.path.clone(), ask);
+                        app.overlay = Some(Overlay::RlRate(form));
+                    }
+                    None => app.notify("this run is not waiting for ratings", true),
+                }
             }
             Action::CloseOverlay => app.overlay = None,
             Action::Quit => app.quit = true,

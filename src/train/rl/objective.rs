@@ -177,23 +177,28 @@ mod tests {
             .to_vec1::<f32>()
             .unwrap();
 
-        let objective = |lp: &[f64]| -> f64 {
-            let mut total = 0.0;
+        // (Σ surrogate, Σ k3) of the textbook objective.
+        let parts = |lp: &[f64]| -> (f64, f64) {
+            let (mut surrogate, mut kl) = (0.0, 0.0);
             for i in 0..6 {
                 if labels[i] == IGNORE_LABEL {
                     continue;
                 }
                 let a = advantages[i / 3];
                 let r = (lp[i] - f64::from(old[i])).exp();
-                let surrogate = (r * a).min(r.clamp(1.0 - eps, 1.0 + eps) * a);
+                surrogate += (r * a).min(r.clamp(1.0 - eps, 1.0 + eps) * a);
                 let d = f64::from(reference[i]) - lp[i];
-                total += -surrogate + beta * (d.exp() - d - 1.0);
+                kl += d.exp() - d - 1.0;
             }
-            total / 5.0
+            (surrogate, kl)
+        };
+        let objective = |lp: &[f64]| -> f64 {
+            let (surrogate, kl) = parts(lp);
+            (-surrogate + beta * kl) / 5.0
         };
         let base: Vec<f64> = start.iter().map(|v| f64::from(*v)).collect();
-        let value = objective(&base);
-        assert!((f64::from(loss.to_scalar::<f32>().unwrap()) - value).abs() < 1e-5);
+        let (surrogate, kl) = parts(&base);
+        assert!((sums.surrogate - surrogate).abs() < 1e-5 && (sums.kl - kl).abs() < 1e-5);
         let h = 1e-6;
         for i in 0..6 {
             let (mut up, mut down) = (base.clone(), base.clone());

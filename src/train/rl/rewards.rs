@@ -136,8 +136,13 @@ mod tests {
             "<system_thinking>plan</system_thinking>Lizzy: <role_action>smiles</role_action>Yes.";
         assert_eq!(format_reward(clean, Ending::Natural, "Lizzy"), (1.0, 0));
         let unclosed = "<system_thinking>plan</system_thinking>Lizzy: <role_action>smiles";
-        let (r, errors) = format_reward(unclosed, Ending::Natural, "Lizzy");
-        assert!(errors >= 1 && r < 1.0, "{r} {errors}");
+        let (r, _) = format_reward(unclosed, Ending::Natural, "Lizzy");
+        assert!(r < 1.0, "{r}");
+        // No plan at all is a warning.
+        assert_eq!(
+            format_reward("Lizzy: hello", Ending::Natural, "Lizzy"),
+            (0.75, 0)
+        );
         let awful = "<system_thinking>a</system_thinking><system_thinking>b</system_thinking></role_action></role_thinking><role_action><role_thinking>";
         assert_eq!(format_reward(awful, Ending::Natural, "Lizzy").0, -1.0);
     }

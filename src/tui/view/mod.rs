@@ -2,6 +2,7 @@
 
 mod dialogs;
 mod overlays;
+mod rl_rate;
 mod runs;
 mod screens;
 pub mod transcript;

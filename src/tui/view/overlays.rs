@@ -146,6 +146,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
             }
         }
         Overlay::Runs { cursor } => super::runs::draw(frame, rect, app, *cursor),
+        Overlay::RlRate(form) => super::rl_rate::draw(frame, rect, app, form),
         Overlay::Confirm { question, .. } => {
             let small = centered(area, 60, 20);
             frame.render_widget(Clear, small);

@@ -31,21 +31,32 @@ pub fn draw(frame: &mut Frame, rect: Rect, app: &App, cursor: usize) {
             .losses
             .last()
             .map_or("—".into(), |(_, l)| format!("{l:.3}"));
+        let figure = match run.rewards.last() {
+            Some((_, r)) => format!("reward {r:+.3}"),
+            None => format!("loss {last}"),
+        };
         lines.push(Line::styled(
             format!(
-                "  {} · {}/{} steps · loss {last}",
+                "  {} {} · {}/{} steps · {figure}",
+                run.kind,
                 run.status(),
                 run.steps_done(),
                 run.total_steps
             ),
             app.theme.dim(),
         ));
+        if let Some(step) = run.awaiting_ratings {
+            lines.push(Line::styled(
+                format!("  ★ step {step} waits for your ratings: press r"),
+                Style::default().fg(app.theme.accent),
+            ));
+        }
     }
     frame.render_widget(
         Paragraph::new(lines).block(
             Block::default()
                 .borders(Borders::ALL)
-                .title("training runs (enter loads the adapter · esc closes)"),
+                .title("training runs (enter loads the adapter · r rates RL replies · esc closes)"),
         ),
         list,
     );
@@ -57,7 +68,24 @@ pub fn draw(frame: &mut Frame, rect: Rect, app: &App, cursor: usize) {
 
 fn chart(frame: &mut Frame, area: Rect, app: &App, run: &RunSummary) {
     let [plot, facts] = Layout::vertical([Constraint::Min(6), Constraint::Length(3)]).areas(area);
-    let points = run.losses.iter().chain(&run.evals);
+    // RL runs chart what they optimise (mean reward) and how far they moved
+    // (KL to the reference); the others their training and held-out loss.
+    let (first, second, names, y_title) = if run.kind == "rl" {
+        (
+            &run.rewards,
+            &run.kls,
+            ["mean reward", "KL to reference"],
+            "reward / KL",
+        )
+    } else {
+        (
+            &run.losses,
+            &run.evals,
+            ["train loss", "held-out loss"],
+            "loss",
+        )
+    };
+    let points = first.iter().chain(second);
     let max_x = points.clone().map(|(x, _)| *x).fold(1.0, f64::max);
     let (lo, hi) = points.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), (_, y)| {
         (lo.min(*y), hi.max(*y))
@@ -70,17 +98,21 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, run: &RunSummary) {
     let pad = ((hi - lo) * 0.1).max(1e-3);
     let datasets = vec![
         Dataset::default()
-            .name("train loss")
+            .name(names[0])
             .marker(Marker::Braille)
             .graph_type(GraphType::Line)
             .style(Style::default().fg(app.theme.accent))
-            .data(&run.losses),
+            .data(first),
         Dataset::default()
-            .name("held-out loss")
+            .name(names[1])
             .marker(Marker::Dot)
-            .graph_type(GraphType::Scatter)
+            .graph_type(if run.kind == "rl" {
+                GraphType::Line
+            } else {
+                GraphType::Scatter
+            })
             .style(Style::default().fg(app.theme.character))
-            .data(&run.evals),
+            .data(second),
     ];
     let label = |v: f64| format!("{v:.2}");
     let chart = Chart::new(datasets)
@@ -100,7 +132,7 @@ fn chart(frame: &mut Frame, area: Rect, app: &App, run: &RunSummary) {
         )
         .y_axis(
             Axis::default()
-                .title("loss")
+                .title(y_title)
                 .bounds([lo - pad, hi + pad])
                 .labels([label(lo - pad), label(hi + pad)]),
         );
