@@ -626,3 +626,88 @@ fn a_finished_training_run_hot_loads_into_the_chat_from_the_runs_view() {
         "{reply}"
     );
 }
+
+#[test]
+fn an_rl_run_waits_for_the_stars_given_in_the_runs_view() {
+    let t = common::tiny();
+    let dir = studio();
+    let prompts = dir.path().join("prompts.jsonl");
+    std::fs::write(
+        &prompts,
+        r#"{"messages":[{"role":"system","content":"You are Elizabeth Bennet."},{"role":"user","content":"Do you dance?"}],"character":"Elizabeth Bennet"}"#,
+    )
+    .unwrap();
+    let settings = [
+        "rl.steps=1",
+        "rl.prompts_per_step=1",
+        "rl.group_size=2",
+        "rl.max_new_tokens=8",
+        "rl.reward_judge=0",
+        "rl.reward_format=0",
+        "rl.reward_layout=0",
+        "rl.reward_human=1",
+        "train.base=dequantized",
+    ];
+    let mut trainer = Command::new(env!("CARGO_BIN_EXE_her"));
+    trainer.arg("--studio").arg(dir.path());
+    for s in settings {
+        trainer.args(["--set", s]);
+    }
+    let trainer = trainer
+        .arg("--set")
+        .arg(format!("log.file={}/train.log", dir.path().display()))
+        .args(["train", "rl", "--name", "rated", "--model"])
+        .arg(&t.model)
+        .arg("--prompts")
+        .arg(&prompts)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let tmux = Tmux::new("rl");
+    tmux.start(
+        "her",
+        &her_command(dir.path(), &t.model, 8, "chat --character elizabeth-bennet"),
+    );
+    tmux.wait_for("her", "the chat screen", idle);
+    tmux.keys("her", &["/runs", "Enter"]);
+    tmux.wait_for("her", "the run asking for ratings", |s| {
+        s.contains("rated") && s.contains("waits for your ratings")
+    });
+    tmux.keys("her", &["r"]);
+    let screen = tmux.wait_for("her", "the rating dialog", |s| {
+        s.contains("rate every reply")
+    });
+    assert!(
+        screen.contains("Elizabeth Bennet ← Do you dance?"),
+        "{screen}"
+    );
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the refusal of an incomplete answer", |s| {
+        s.contains("2 replies have no stars yet")
+    });
+    tmux.keys("her", &["5"]);
+    tmux.keys("her", &["2"]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the answer sent", |s| {
+        s.contains("ratings for step 1 sent to the trainer")
+    });
+    let out = trainer.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rollouts = lines(&dir.path().join("runs/rated/rollouts.jsonl"));
+    let human: Vec<f64> = rollouts
+        .iter()
+        .map(|r| r["parts"]["human"].as_f64().unwrap())
+        .collect();
+    assert_eq!(human, vec![1.0, -0.5]);
+    assert!(dir.path().join("runs/rated/adapter.gguf").is_file());
+    // Apart: an escape straight before a key reads as alt+key.
+    tmux.keys("her", &["Escape"]);
+    tmux.keys("her", &["C-q"]);
+    tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
+}
