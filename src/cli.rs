@@ -400,6 +400,34 @@ pub enum BenchCommand {
     /// Internal: our training steps in their own process, for `bench train`.
     #[command(hide = true)]
     TrainLoop(TrainLoopArgs),
+    /// RL rollout tokens/s against plain generation of the same prompts and seeds,
+    /// and how RL step time splits between adapter swap, rollout, scoring and update.
+    Rl(BenchRlArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchRlArgs {
+    /// GGUF model (default: model.path).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// Prompts JSONL (default: assets/datasets/elizabeth-sft.jsonl in the studio).
+    #[arg(long, value_name = "FILE")]
+    pub prompts: Option<PathBuf>,
+    /// RL steps.
+    #[arg(long, default_value_t = 4)]
+    pub steps: u32,
+    /// Replies per prompt.
+    #[arg(long, default_value_t = 4)]
+    pub group: u32,
+    /// Prompts per step.
+    #[arg(long, default_value_t = 2)]
+    pub prompts_per_step: u32,
+    /// Reply length in tokens.
+    #[arg(long, default_value_t = 64)]
+    pub max_new_tokens: u32,
+    /// Score with the pairwise judge (the model itself) as well as format and layout.
+    #[arg(long)]
+    pub judge: bool,
 }
 
 #[derive(Debug, Clone, Args)]

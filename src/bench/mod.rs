@@ -2,6 +2,7 @@
 //! in the same run, so a busy or slow machine does not distort them.
 
 pub mod engine;
+pub mod rl;
 pub mod train;
 
 /// Median of a non-empty list (0.0 for an empty one).

@@ -407,16 +407,20 @@ pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
         bail!("no labelled replies: rate replies in the chat (thumbs or stars) first");
     }
     let runs = config.runs_dir(&app.studio.root);
-    if args.resume.is_some() {
-        bail!("kto runs cannot be resumed yet; start a new run");
-    }
-    let run_dir = run_folder(&runs, None, args.name.as_deref(), args.data.first(), "kto")?;
+    let run_dir = run_folder(
+        &runs,
+        args.resume.as_deref(),
+        args.name.as_deref(),
+        args.data.first(),
+        "kto",
+    )?;
     let job = KtoJob {
         model_fingerprint: crate::engine::local::fingerprint(&model)?,
         model,
         settings: config.train.clone(),
         beta: args.beta,
         run: run_dir.clone(),
+        resume: args.resume.is_some(),
         init_adapter: args.init_adapter.clone(),
     };
     let stop = Arc::new(AtomicBool::new(false));
@@ -449,7 +453,10 @@ pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
         show(&report.eval_before)
     );
     if report.interrupted {
-        println!("stopped after a checkpoint in {}", run_dir.display());
+        println!(
+            "stopped; continue with: her train kto --resume {} (same data)",
+            run_dir.display()
+        );
         return Ok(ExitCode::from(130));
     }
     println!("held-out after: {}", show(&report.eval_after));

@@ -87,13 +87,15 @@ pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
             report.rollout_tokens_per_s()
         );
     }
-    let total = report.rollout_s + report.scoring_s + report.update_s;
+    let total = report.swap_s + report.rollout_s + report.scoring_s + report.update_s;
     if total > 0.0 {
+        let share = |x: f64| 100.0 * x / total;
         println!(
-            "time: rollout {:.0}% · scoring {:.0}% · update {:.0}% of {total:.0} s",
-            100.0 * report.rollout_s / total,
-            100.0 * report.scoring_s / total,
-            100.0 * report.update_s / total
+            "time: adapter swap {:.0}% · rollout {:.0}% · scoring {:.0}% · update {:.0}% of {total:.0} s",
+            share(report.swap_s),
+            share(report.rollout_s),
+            share(report.scoring_s),
+            share(report.update_s)
         );
     }
     println!(

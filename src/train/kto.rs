@@ -67,6 +67,8 @@ pub struct KtoJob {
     pub settings: TrainConfig,
     pub beta: f64,
     pub run: PathBuf,
+    /// Continue the run in `run` from its newest checkpoint.
+    pub resume: bool,
     pub init_adapter: Option<PathBuf>,
 }
 
@@ -179,9 +181,15 @@ pub fn run(
     };
     let hashes: Vec<String> = train.iter().chain(&eval).map(KtoSample::sha256).collect();
     let settings_sha256 = sha256_hex(
-        serde_json::to_string(&(s, job.beta, &job.model_fingerprint, &hashes))
-            .unwrap_or_default()
-            .as_bytes(),
+        serde_json::to_string(&(
+            s,
+            job.beta,
+            &job.model_fingerprint,
+            &hashes,
+            &job.init_adapter,
+        ))
+        .unwrap_or_default()
+        .as_bytes(),
     );
     let run = RunDir::create(&job.run)?;
     run.write_manifest(&serde_json::json!({
@@ -210,8 +218,12 @@ pub fn run(
     let eval_refs = reference(&eval_rows)?;
     let eval_before = evaluate(&trainer, job.beta, &eval_rows, &eval_labels, &eval_refs)?;
 
-    let mut losses = Vec::new();
-    let mut step = 0;
+    let (mut step, mut losses) = (0, Vec::new());
+    if job.resume
+        && let Some((at, curve)) = trainer.restore()?
+    {
+        (step, losses) = (at, curve);
+    }
     let mut interrupted = false;
     while step < total {
         let ids = step_indices(train_rows.len(), batch_size, u64::from(s.seed), step);
@@ -239,6 +251,9 @@ pub fn run(
             trainer.save_checkpoint(step, &losses)?;
             interrupted = true;
             break;
+        }
+        if s.checkpoint_every > 0 && step % u64::from(s.checkpoint_every) == 0 && step < total {
+            trainer.save_checkpoint(step, &losses)?;
         }
     }
     let mut report = KtoReport {

@@ -35,7 +35,7 @@ use layout::LayoutMonitor;
 use prompts::RlPrompt;
 use rewards::{RewardParts, RewardWeights};
 use rollout::RolloutEngine;
-pub use step::StepMetrics;
+pub use step::{StepMetrics, rollout_sampling};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RlError {
@@ -122,6 +122,7 @@ pub struct RlReport {
     pub reward_curve: Vec<f64>,
     pub last: Option<StepMetrics>,
     /// Seconds spent per phase over the whole run.
+    pub swap_s: f64,
     pub rollout_s: f64,
     pub scoring_s: f64,
     pub update_s: f64,
@@ -313,6 +314,7 @@ pub fn run(
         prompts: prompts.len(),
         reward_curve: curve.clone(),
         last: None,
+        swap_s: 0.0,
         rollout_s: 0.0,
         scoring_s: 0.0,
         update_s: 0.0,
@@ -341,6 +343,7 @@ pub fn run(
     while step < total {
         // The adapter as it is now, into the engine (a new file each step:
         // the engine keys loaded adapters by path).
+        let swap_began = std::time::Instant::now();
         let adapter = rollout_dir.join(format!("adapter-{step:06}.gguf"));
         super::lora::write_lora_gguf(
             &adapter,
@@ -349,6 +352,7 @@ pub fn run(
             &trainer.lora,
         )?;
         runtime.block_on(engine.swap_to(&adapter))?;
+        let swap_s = swap_began.elapsed().as_secs_f64();
         let Some(outcome) = runtime.block_on(step::run_step(
             &context,
             &mut trainer,
@@ -367,9 +371,11 @@ pub fn run(
         for record in &outcome.records {
             append_jsonl(&rollouts_path(&trainer.run), record)?;
         }
-        let metrics = outcome.metrics;
+        let mut metrics = outcome.metrics;
+        metrics.swap_s = swap_s;
         trainer.run.log(&metrics)?;
         curve.push(metrics.reward_mean);
+        report.swap_s += metrics.swap_s;
         report.rollout_s += metrics.rollout_s;
         report.scoring_s += metrics.scoring_s;
         report.update_s += metrics.update_s;

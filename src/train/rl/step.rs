@@ -65,6 +65,9 @@ pub struct StepMetrics {
     pub flat_groups: usize,
     /// Replies left out of the update (too long for `train.max_seq_len`).
     pub too_long: usize,
+    /// Writing the adapter and swapping it into the engine, before the rollouts.
+    #[serde(default)]
+    pub swap_s: f64,
     pub rollout_s: f64,
     pub scoring_s: f64,
     pub update_s: f64,
@@ -84,7 +87,7 @@ pub(super) struct StepOutcome {
 /// The chat's sampling with RL's temperature and length, and without
 /// truncation (top-k, top-p, min-p) or penalties: the policy gradient
 /// assumes the replies were drawn from the policy's own distribution.
-pub(super) fn rollout_sampling(base: &SamplingConfig, rl: &RlConfig) -> SamplingConfig {
+pub fn rollout_sampling(base: &SamplingConfig, rl: &RlConfig) -> SamplingConfig {
     SamplingConfig {
         temperature: rl.temperature as f32,
         max_new_tokens: rl.max_new_tokens,
@@ -294,6 +297,7 @@ pub(super) async fn run_step(
         format_error_rate: scored.iter().filter(|r| r.format_errors > 0).count() as f64 / n,
         flat_groups,
         too_long,
+        swap_s: 0.0,
         rollout_s,
         scoring_s,
         update_s,

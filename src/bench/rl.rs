@@ -1,0 +1,143 @@
+//! `her bench rl`: how fast RL writes its rollouts compared with plain
+//! generation of the same prompts with the same seeds (target ≥ 0.9), and
+//! where an RL step's time goes.
+//!
+//! The RL run goes first, in full (engine with the adapter being trained,
+//! swapped in every step); then, with that engine gone, a fresh engine
+//! without an adapter generates for the same prompts and seeds.
+
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, bail};
+
+use crate::app::AppContext;
+use crate::cli::BenchRlArgs;
+use crate::engine::LocalEngine;
+use crate::train::data::step_indices;
+use crate::train::rl::prompts::read_prompts_jsonl;
+use crate::train::rl::rollout::{rollout_seed, sample};
+use crate::train::rl::{RlJob, rollout_sampling, run as run_rl};
+
+pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
+    let config = app.config();
+    let model = args.model.clone().unwrap_or_else(|| app.model_path());
+    crate::engine::local::check_model_file(&model)?;
+    let prompts_path = args
+        .prompts
+        .clone()
+        .unwrap_or_else(|| app.studio.root.join("assets/datasets/elizabeth-sft.jsonl"));
+    let prompts = read_prompts_jsonl(&prompts_path)?;
+    if prompts.is_empty() {
+        bail!("'{}' holds no prompts", prompts_path.display());
+    }
+    let mut rl = config.rl.clone();
+    rl.steps = args.steps;
+    rl.group_size = args.group;
+    rl.prompts_per_step = args.prompts_per_step;
+    rl.max_new_tokens = args.max_new_tokens;
+    rl.reward_judge = if args.judge { 1.0 } else { 0.0 };
+    rl.reward_format = 0.5;
+    rl.reward_layout = 0.1;
+    let engine = crate::engine::LocalEngineOptions::from_config(&config.model, model.clone());
+    // A scratch run folder, removed at the end.
+    let dir = std::env::temp_dir().join(format!("her-bench-rl-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let job = RlJob {
+        model_fingerprint: crate::engine::local::fingerprint(&model)?,
+        judge: args.judge.then(|| engine.clone()),
+        engine: engine.clone(),
+        model: model.clone(),
+        settings: config.train.clone(),
+        rl: rl.clone(),
+        sampling: config.sampling.clone(),
+        run: dir.join("run"),
+        resume: false,
+        init_adapter: None,
+        sources: Vec::new(),
+    };
+    println!(
+        "RL: {} steps × {} prompts × {} replies of ≤ {} tokens on {}",
+        rl.steps,
+        rl.prompts_per_step,
+        rl.group_size,
+        rl.max_new_tokens,
+        model.display()
+    );
+    let never = AtomicBool::new(false);
+    let mut per_step = Vec::new();
+    let report = run_rl(&job, prompts.clone(), &never, &mut |m| {
+        per_step.push(m.rollout_tokens as f64 / m.rollout_s.max(1e-9));
+        eprintln!(
+            "  step {}: rollouts {} tokens in {:.2} s ({:.1} tok/s)",
+            m.step,
+            m.rollout_tokens,
+            m.rollout_s,
+            m.rollout_tokens as f64 / m.rollout_s.max(1e-9)
+        );
+    })
+    .with_context(|| format!("the RL run in '{}'", dir.display()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Plain generation: the same prompts, seeds and sampling, no adapter.
+    let prompts = crate::train::rl::prompts::dedup(prompts);
+    let sampling = rollout_sampling(&config.sampling, &rl);
+    let plain = LocalEngine::start(engine)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (mut tokens, mut seconds, mut plain_per_step) = (0usize, 0.0, Vec::new());
+    for step in 0..u64::from(rl.steps) {
+        let (mut step_tokens, mut step_s) = (0usize, 0.0);
+        for p in step_indices(
+            prompts.len(),
+            rl.prompts_per_step as usize,
+            u64::from(config.train.seed),
+            step,
+        ) {
+            let seeds: Vec<u32> = (0..rl.group_size as usize)
+                .map(|m| rollout_seed(config.train.seed, step, p, m))
+                .collect();
+            let (replies, s) =
+                runtime.block_on(sample(&plain, &prompts[p].render(), &sampling, &seeds))?;
+            step_tokens += replies.iter().map(|r| r.tokens.len()).sum::<usize>();
+            step_s += s;
+        }
+        plain_per_step.push(step_tokens as f64 / step_s.max(1e-9));
+        tokens += step_tokens;
+        seconds += step_s;
+    }
+    drop(plain);
+
+    let rl_rate = report.rollout_tokens_per_s();
+    let plain_rate = tokens as f64 / seconds.max(1e-9);
+    println!();
+    println!(
+        "rollout tokens/s during RL   {rl_rate:>8.1}   ({} tokens in {:.2} s; median step {:.1})",
+        report.rollout_tokens,
+        report.rollout_s,
+        super::median(&per_step)
+    );
+    println!(
+        "plain generation tokens/s    {plain_rate:>8.1}   ({tokens} tokens in {seconds:.2} s; median step {:.1})",
+        super::median(&plain_per_step)
+    );
+    println!(
+        "ratio (target ≥ 0.90)        {:>8.3}",
+        rl_rate / plain_rate.max(1e-9)
+    );
+    let with_swaps = report.rollout_tokens as f64 / (report.rollout_s + report.swap_s).max(1e-9);
+    println!(
+        "ratio with adapter swaps     {:>8.3}",
+        with_swaps / plain_rate.max(1e-9)
+    );
+    let total = report.swap_s + report.rollout_s + report.scoring_s + report.update_s;
+    let share = |x: f64| 100.0 * x / total.max(1e-9);
+    println!(
+        "RL step time: adapter swap {:.1}% · rollout {:.1}% · scoring {:.1}% · update {:.1}% (of {total:.1} s)",
+        share(report.swap_s),
+        share(report.rollout_s),
+        share(report.scoring_s),
+        share(report.update_s)
+    );
+    Ok(())
+}
