@@ -116,7 +116,7 @@ mod tests {
             assert!(text.contains(title), "{title}\n{text}");
         }
         assert!(text.contains("not comparable"));
-        assert!(text.contains("Δ a-long-adapter-name"));
+        assert!(text.contains("Δ a-long-adapter-nam…"));
         let overall = text.lines().find(|l| l.starts_with("Overall")).unwrap();
         assert_eq!(overall.matches('[').count(), 3, "{overall}");
         assert_eq!(report_table(&r), text);

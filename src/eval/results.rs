@@ -366,7 +366,8 @@ pub(crate) mod tests {
 
     #[test]
     fn round_trip_through_the_folder() {
-        let dir = tempfile::tempdir().unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("e1");
         let base = system("base", &[[1, 2, 3, 4], [0, 0, 0, 0]]);
         let r = results(vec![base.clone()]);
         let records = vec![SceneRecord {
@@ -374,11 +375,11 @@ pub(crate) mod tests {
             unit: base.units[0].clone(),
             answer: answer([1, 2, 3, 4]),
         }];
-        write_results(dir.path(), &r, &records).unwrap();
-        assert_eq!(read_results(dir.path()).unwrap(), r);
-        let jsonl = std::fs::read_to_string(dir.path().join("scenes/scene-0.jsonl")).unwrap();
+        write_results(&dir, &r, &records).unwrap();
+        assert_eq!(read_results(&dir).unwrap(), r);
+        let jsonl = std::fs::read_to_string(dir.join("scenes/scene-0.jsonl")).unwrap();
         assert_eq!(jsonl.lines().count(), 1);
-        assert_eq!(list_results(dir.path().parent().unwrap()).len(), 0);
+        assert_eq!(list_results(root.path()), vec![r.clone()]);
         let summary = &r.systems[0].summary;
         assert_eq!(summary.len(), 5);
         assert_eq!(summary[4].key, "overall");
