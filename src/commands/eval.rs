@@ -84,9 +84,13 @@ pub fn run(app: &AppContext, args: &EvalArgs) -> anyhow::Result<ExitCode> {
         &app.scenes_dir(),
         &app.config().characters_dir(&app.studio.root),
     )?;
+    // Known before the long run, so a typo costs nothing.
+    let character = match &args.gate {
+        Some(_) => Some(resolve_character(app, args.character.as_deref())?),
+        None => None,
+    };
     let (results, dir) = evaluate(app, &options, systems, scenes)?;
-    if args.gate.is_some() {
-        let character = app.character(args.character.as_deref())?;
+    if let Some(character) = character {
         let promoted = gate(app, &results, &dir, &character)?;
         return Ok(if promoted {
             ExitCode::SUCCESS
@@ -101,7 +105,7 @@ pub fn run(app: &AppContext, args: &EvalArgs) -> anyhow::Result<ExitCode> {
 /// `her train sft --gate`: the new adapter against the one promoted for
 /// chat.character (or the base model), on the scenes that character is in.
 pub fn gate_after_training(app: &AppContext, adapter: &Path) -> anyhow::Result<bool> {
-    let character = app.character(None)?;
+    let character = resolve_character(app, None)?;
     let baseline = match promoted_adapter(&promoted_file(&app.studio.root), &character.name)? {
         Some(p) if p.adapter.is_file() => SystemSpec::adapter(&p.adapter),
         _ => SystemSpec::base(),
@@ -128,6 +132,20 @@ pub fn gate_after_training(app: &AppContext, adapter: &Path) -> anyhow::Result<b
     let systems = vec![baseline, SystemSpec::adapter(adapter)];
     let (results, dir) = evaluate(app, &options, systems, scenes)?;
     gate(app, &results, &dir, &character)
+}
+
+/// A character file (by name or stem), or else a scene member of that name.
+fn resolve_character(app: &AppContext, name: Option<&str>) -> anyhow::Result<Character> {
+    match app.character(name) {
+        Ok(c) => Ok(c),
+        Err(err) => {
+            let wanted = name.unwrap_or(&app.config().chat.character);
+            app.all_players()
+                .into_iter()
+                .find(|p| p.name.eq_ignore_ascii_case(wanted))
+                .ok_or_else(|| err.into())
+        }
+    }
 }
 
 /// `base` or an adapter path.
@@ -259,12 +277,19 @@ fn evaluate(
         .enable_all()
         .build()?;
     let judge_backend: Option<&dyn Backend> = judge_engine.as_ref().map(|j| j as &dyn Backend);
-    let (results, _) = runtime.block_on(run_eval(&actor, judge_backend, &plan, &mut print_progress))?;
+    let (results, _) =
+        runtime.block_on(run_eval(&actor, judge_backend, &plan, &mut print_progress))?;
     println!("{}", report_table(&results));
-    println!("results: {}", dir.join(crate::eval::results::RESULTS_FILE).display());
+    println!(
+        "results: {}",
+        dir.join(crate::eval::results::RESULTS_FILE).display()
+    );
     println!("chart:   {}", dir.join(crate::eval::CHART_FILE).display());
     if let Some(dir) = &plan.sessions_dir {
-        println!("transcripts: sessions in {} (titles start with 'eval {name}')", dir.display());
+        println!(
+            "transcripts: sessions in {} (titles start with 'eval {name}')",
+            dir.display()
+        );
     }
     Ok((results, dir))
 }
@@ -279,17 +304,17 @@ fn print_progress(p: Progress<'_>) {
             None => eprintln!("{label} (no adapter)"),
         },
         Progress::Played {
-            scene,
-            seed,
-            turns,
-            ..
+            scene, seed, turns, ..
         } => eprintln!("  played {scene} seed {seed}: {turns} turns"),
         Progress::Judged {
             scene,
             seed,
             scores,
             ..
-        } => eprintln!("  judged {scene} seed {seed}: overall {:.1}", scores.overall),
+        } => eprintln!(
+            "  judged {scene} seed {seed}: overall {:.1}",
+            scores.overall
+        ),
     }
 }
 
@@ -366,12 +391,22 @@ fn gate(
             decision: decision.clone(),
         },
     )?;
-    println!("logged in {} and {}", dir.join(GATE_FILE).display(), log.display());
+    println!(
+        "logged in {} and {}",
+        dir.join(GATE_FILE).display(),
+        log.display()
+    );
     if !decision.promote {
         println!(
             "not promoted: {} keeps {}",
             character.name,
-            baseline.adapter.as_ref().map_or("the base model".to_string(), |a| a.path.display().to_string())
+            baseline
+                .adapter
+                .as_ref()
+                .map_or("the base model".to_string(), |a| a
+                    .path
+                    .display()
+                    .to_string())
         );
         return Ok(false);
     }
@@ -406,8 +441,13 @@ fn gate(
 
 /// Loads the adapter promoted for the chat's character, unless `--adapter`
 /// chose one or the chat is a scene or a saved session.
-pub fn load_promoted(app: &AppContext, engine: &LocalEngine, args: &ChatArgs) -> anyhow::Result<()> {
-    if args.adapter.is_some() || args.scene.is_some() || args.session.is_some() || args.from_picker {
+pub fn load_promoted(
+    app: &AppContext,
+    engine: &LocalEngine,
+    args: &ChatArgs,
+) -> anyhow::Result<()> {
+    if args.adapter.is_some() || args.scene.is_some() || args.session.is_some() || args.from_picker
+    {
         return Ok(());
     }
     let Ok(character) = app.character(args.character.as_deref()) else {
@@ -434,7 +474,12 @@ pub fn load_promoted(app: &AppContext, engine: &LocalEngine, args: &ChatArgs) ->
     engine
         .load_adapter(promotion.adapter.clone(), args.adapter_scale)
         .wait()
-        .with_context(|| format!("loading the promoted adapter '{}'", promotion.adapter.display()))?;
+        .with_context(|| {
+            format!(
+                "loading the promoted adapter '{}'",
+                promotion.adapter.display()
+            )
+        })?;
     eprintln!(
         "using the adapter promoted for {}: {} (--adapter overrides)",
         character.name,

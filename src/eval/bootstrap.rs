@@ -69,7 +69,9 @@ mod tests {
 
     #[test]
     fn interval_contains_the_mean() {
-        let units: Vec<_> = [40.0, 55.0, 70.0, 90.0, 62.0, 12.5, 100.0].map(unit).to_vec();
+        let units: Vec<_> = [40.0, 55.0, 70.0, 90.0, 62.0, 12.5, 100.0]
+            .map(unit)
+            .to_vec();
         for seed in 0..20 {
             for iv in mean_intervals(&units, 1000, seed).unwrap() {
                 assert!(iv.contains(iv.point), "{iv:?}");

@@ -82,9 +82,7 @@ pub fn decide(
         .collect();
     let promote = regressed.is_empty();
     let reason = if promote {
-        format!(
-            "no dimension regressed beyond its 95% interval over {units} scene×seed units"
-        )
+        format!("no dimension regressed beyond its 95% interval over {units} scene×seed units")
     } else {
         format!(
             "regressed beyond the 95% interval on: {}",
@@ -216,7 +214,10 @@ mod tests {
     fn deterministic_and_needs_shared_units() {
         let base = system("base", &BASE);
         let cand = system("cand", &shifted(1, Some(0)));
-        assert_eq!(decide(&base, &cand, 300, 9).unwrap(), decide(&base, &cand, 300, 9).unwrap());
+        assert_eq!(
+            decide(&base, &cand, 300, 9).unwrap(),
+            decide(&base, &cand, 300, 9).unwrap()
+        );
         let mut other = cand.clone();
         for u in &mut other.units {
             u.scene = format!("other-{}", u.scene);

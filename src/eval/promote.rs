@@ -148,7 +148,9 @@ mod tests {
         promote(&path, "Elizabeth Bennet", promotion("a.gguf")).unwrap();
         promote(&path, "Jay Gatsby", promotion("g.gguf")).unwrap();
         promote(&path, "Elizabeth Bennet", promotion("b.gguf")).unwrap();
-        let got = promoted_adapter(&path, "Elizabeth Bennet").unwrap().unwrap();
+        let got = promoted_adapter(&path, "Elizabeth Bennet")
+            .unwrap()
+            .unwrap();
         assert_eq!(got.adapter, PathBuf::from("b.gguf"));
         assert_eq!(read_promotions(&path).unwrap().characters.len(), 2);
         let text = std::fs::read_to_string(&path).unwrap();
@@ -162,6 +164,9 @@ mod tests {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, "[characters.x]\nadapter = 3\n").unwrap();
         let err = read_promotions(&path).unwrap_err().to_string();
-        assert!(err.contains("promoted.toml") && err.contains("delete"), "{err}");
+        assert!(
+            err.contains("promoted.toml") && err.contains("delete"),
+            "{err}"
+        );
     }
 }

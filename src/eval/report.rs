@@ -10,8 +10,10 @@ fn short_hash(sha: &str) -> &str {
 }
 
 fn file_name(path: &std::path::Path) -> String {
-    path.file_name()
-        .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// The report as text (also saved as `report.txt`).
@@ -109,7 +111,10 @@ mod tests {
     fn every_dimension_and_system_is_a_row_or_column() {
         let r = results(vec![
             system("base", &[[3, 2, 1, 0], [2, 2, 2, 2]]),
-            system("a-long-adapter-name-for-sure", &[[1, 1, 1, 0], [1, 2, 1, 1]]),
+            system(
+                "a-long-adapter-name-for-sure",
+                &[[1, 1, 1, 0], [1, 2, 1, 1]],
+            ),
         ]);
         let text = report_table(&r);
         for title in column_titles() {

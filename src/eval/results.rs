@@ -240,7 +240,10 @@ pub fn write_results(
         write(&path, text.as_bytes())?;
     }
     let path = dir.join(RESULTS_FILE);
-    write(&path, format!("{:#}\n", serde_json::to_value(results)?).as_bytes())?;
+    write(
+        &path,
+        format!("{:#}\n", serde_json::to_value(results)?).as_bytes(),
+    )?;
     Ok(path)
 }
 
@@ -329,7 +332,15 @@ pub(crate) mod tests {
         let units = severities
             .iter()
             .enumerate()
-            .map(|(i, s)| UnitResult::new(format!("scene-{}", i / 2), i as u32 % 2, 4, &answer(*s), None))
+            .map(|(i, s)| {
+                UnitResult::new(
+                    format!("scene-{}", i / 2),
+                    i as u32 % 2,
+                    4,
+                    &answer(*s),
+                    None,
+                )
+            })
             .collect();
         SystemResult::new(label.into(), None, units, 500, 11).unwrap()
     }

@@ -168,12 +168,13 @@ pub async fn run_eval(
     for spec in &plan.systems {
         let adapter = match &spec.adapter {
             Some(path) => {
-                let loaded = actor.load_adapter(path.clone(), 1.0).await.map_err(|source| {
-                    EvalError::Adapter {
+                let loaded = actor
+                    .load_adapter(path.clone(), 1.0)
+                    .await
+                    .map_err(|source| EvalError::Adapter {
                         path: path.clone(),
                         source,
-                    }
-                })?;
+                    })?;
                 Some(FileId {
                     path: path.clone(),
                     sha256: loaded.sha256,
@@ -314,7 +315,10 @@ mod tests {
             dir: dir.join("evals/unit"),
             sessions_dir: Some(dir.join("sessions")),
             scenes: vec![tea_scene()],
-            systems: vec![SystemSpec::base(), SystemSpec::adapter(Path::new("runs/lizzy/adapter.gguf"))],
+            systems: vec![
+                SystemSpec::base(),
+                SystemSpec::adapter(Path::new("runs/lizzy/adapter.gguf")),
+            ],
             seeds: vec![1, 2],
             sim: SimOptions {
                 rounds: 4,
@@ -337,7 +341,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = ScriptedBackend::default();
         let plan = plan(dir.path());
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let mut events = 0;
         let (results, records) = rt
             .block_on(run_eval(&backend, None, &plan, &mut |_| events += 1))
@@ -360,11 +366,28 @@ mod tests {
         // Judge prompts hold no plans, but the thoughts.
         let prompts = backend.judge_prompts();
         assert_eq!(prompts.len(), 4);
-        assert!(prompts.iter().all(|p| !p.contains("PLAN-") && p.contains("THINK-")));
-        for f in ["results.json", "chart.svg", "report.txt", "scenes/tea.jsonl"] {
+        assert!(
+            prompts
+                .iter()
+                .all(|p| !p.contains("PLAN-") && p.contains("THINK-"))
+        );
+        for f in [
+            "results.json",
+            "chart.svg",
+            "report.txt",
+            "scenes/tea.jsonl",
+        ] {
             assert!(plan.dir.join(f).is_file(), "{f}");
         }
-        assert_eq!(crate::eval::results::read_results(&plan.dir).unwrap(), results);
-        assert_eq!(crate::session::list_sessions(&dir.path().join("sessions")).unwrap().len(), 4);
+        assert_eq!(
+            crate::eval::results::read_results(&plan.dir).unwrap(),
+            results
+        );
+        assert_eq!(
+            crate::session::list_sessions(&dir.path().join("sessions"))
+                .unwrap()
+                .len(),
+            4
+        );
     }
 }

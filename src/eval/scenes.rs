@@ -57,30 +57,43 @@ pub fn load_scenes(
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        if path.extension().is_some_and(|x| x.eq_ignore_ascii_case("json")) {
+        if path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("json"))
+        {
             let imported = import_coser(&path)?;
             let many = imported.len() > 1;
             for (i, coser) in imported.into_iter().enumerate() {
-                let id = if many { format!("{stem}#{i}") } else { stem.clone() };
+                let id = if many {
+                    format!("{stem}#{i}")
+                } else {
+                    stem.clone()
+                };
                 let cast = coser.scene.cast(characters_dir)?;
-                push_unique(&mut out, EvalScene {
-                    id,
-                    source: path.clone(),
-                    scene: coser.scene,
-                    cast,
-                    from_coser: true,
-                })?;
+                push_unique(
+                    &mut out,
+                    EvalScene {
+                        id,
+                        source: path.clone(),
+                        scene: coser.scene,
+                        cast,
+                        from_coser: true,
+                    },
+                )?;
             }
         } else {
             let scene = load_scene(&path)?;
             let cast = scene.cast(characters_dir)?;
-            push_unique(&mut out, EvalScene {
-                id: stem,
-                source: path.clone(),
-                scene,
-                cast,
-                from_coser: false,
-            })?;
+            push_unique(
+                &mut out,
+                EvalScene {
+                    id: stem,
+                    source: path.clone(),
+                    scene,
+                    cast,
+                    from_coser: false,
+                },
+            )?;
         }
     }
     Ok(out)
@@ -150,7 +163,10 @@ mod tests {
         let err = load_scenes(&["nope".into()], dir.path(), dir.path())
             .unwrap_err()
             .to_string();
-        assert!(err.contains("'nope'") && err.contains("her characters"), "{err}");
+        assert!(
+            err.contains("'nope'") && err.contains("her characters"),
+            "{err}"
+        );
         let err = load_scenes(&[], &dir.path().join("none"), dir.path())
             .unwrap_err()
             .to_string();
@@ -163,7 +179,9 @@ mod tests {
         assert!(err.contains("bad.json"), "{err}");
         let twice = ["x".to_string(), "x".to_string()];
         std::fs::write(dir.path().join("x.toml"), SCENE).unwrap();
-        let err = load_scenes(&twice, dir.path(), dir.path()).unwrap_err().to_string();
+        let err = load_scenes(&twice, dir.path(), dir.path())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("twice"), "{err}");
     }
 }

@@ -64,7 +64,10 @@ pub struct SimTranscript {
 impl SimTranscript {
     /// Turns by characters; the narrator's do not count for the score.
     pub fn actor_turns(&self) -> usize {
-        self.turns.iter().filter(|t| t.speaker != ENVIRONMENT).count()
+        self.turns
+            .iter()
+            .filter(|t| t.speaker != ENVIRONMENT)
+            .count()
     }
 
     /// (speaker, raw text) pairs.
@@ -86,7 +89,10 @@ pub fn turn_seed(seed: u32, round: usize) -> u32 {
 /// A random next speaker: any but the last one when there is a choice.
 pub fn random_next(speakers: &[String], last: Option<&str>, rng: &mut Rng) -> Option<String> {
     let choices: Vec<&String> = if speakers.len() > 1 {
-        speakers.iter().filter(|s| Some(s.as_str()) != last).collect()
+        speakers
+            .iter()
+            .filter(|s| Some(s.as_str()) != last)
+            .collect()
     } else {
         speakers.iter().collect()
     };
@@ -127,10 +133,7 @@ pub async fn simulate(
             NextSpeakerMode::Random => {
                 let last = transcript.turns.last().map(|t| t.speaker.as_str());
                 random_next(&play.speakers(), last, &mut rng).ok_or_else(|| {
-                    EngineError::InvalidSampling(format!(
-                        "scene '{}' has no speakers",
-                        scene.id
-                    ))
+                    EngineError::InvalidSampling(format!("scene '{}' has no speakers", scene.id))
                 })?
             }
         };
@@ -185,10 +188,16 @@ mod tests {
             // Nobody's plan reaches any prompt, the actor's own included.
             assert!(!prompt.contains("PLAN-"), "{who}: {prompt}");
             for other in names.iter().filter(|n| *n != who) {
-                assert!(!prompt.contains(&format!("THINK-{other}")), "{who} saw {other}'s thought");
+                assert!(
+                    !prompt.contains(&format!("THINK-{other}")),
+                    "{who} saw {other}'s thought"
+                );
                 if prompt.contains(&format!("SAY-{other}")) {
                     heard_someone = true;
-                    assert!(prompt.contains(&format!("ACT-{other}")), "actions are visible");
+                    assert!(
+                        prompt.contains(&format!("ACT-{other}")),
+                        "actions are visible"
+                    );
                 }
             }
         }
@@ -201,14 +210,22 @@ mod tests {
         let (who, prompt) = &prompts[again];
         assert_eq!(who, &t.turns[again].speaker);
         assert!(prompt.contains(&format!("THINK-{who}")) && prompt.contains(&format!("SAY-{who}")));
-        assert_eq!(t.actor_turns(), t.turns.iter().filter(|x| x.speaker != ENVIRONMENT).count());
+        assert_eq!(
+            t.actor_turns(),
+            t.turns.iter().filter(|x| x.speaker != ENVIRONMENT).count()
+        );
     }
 
     #[test]
     fn random_speakers_are_seeded_and_never_repeat() {
         let a = run(&ScriptedBackend::default(), NextSpeakerMode::Random, 9);
         let b = run(&ScriptedBackend::default(), NextSpeakerMode::Random, 9);
-        let order = |t: &SimTranscript| t.turns.iter().map(|x| x.speaker.clone()).collect::<Vec<_>>();
+        let order = |t: &SimTranscript| {
+            t.turns
+                .iter()
+                .map(|x| x.speaker.clone())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(order(&a), order(&b));
         assert!(order(&a).windows(2).all(|w| w[0] != w[1]));
         let seeds: Vec<u32> = a.turns.iter().map(|x| x.provenance.seed).collect();
@@ -226,32 +243,53 @@ mod tests {
         assert!(grammars.iter().all(|g| g.starts_with("root ::= \"")));
         assert!(t.turns.windows(2).all(|w| w[0].speaker != w[1].speaker));
         // The director never sees inner thoughts either.
-        assert!(backend.director_prompts().iter().all(|p| !p.contains("THINK-") && !p.contains("PLAN-")));
+        assert!(
+            backend
+                .director_prompts()
+                .iter()
+                .all(|p| !p.contains("THINK-") && !p.contains("PLAN-"))
+        );
     }
 
     #[test]
     fn without_the_environment_only_characters_speak() {
         let backend = ScriptedBackend::default();
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let mut o = options(NextSpeakerMode::Random, 5);
         o.environment = false;
-        let t = rt.block_on(simulate(&backend, &tea_scene(), &o, 2)).unwrap();
+        let t = rt
+            .block_on(simulate(&backend, &tea_scene(), &o, 2))
+            .unwrap();
         assert_eq!(t.actor_turns(), 5);
     }
 
     #[test]
     fn next_speaker_answers_parse() {
         let cast: Vec<String> = ["Ann", "Bob", ENVIRONMENT].map(String::from).to_vec();
-        assert_eq!(parse_next_speaker("Environment", &cast).as_deref(), Some(ENVIRONMENT));
-        assert_eq!(parse_next_speaker("  bob.\n", &cast).as_deref(), Some("Bob"));
-        assert_eq!(parse_next_speaker("Next: Ann, then Bob", &cast).as_deref(), Some("Ann"));
+        assert_eq!(
+            parse_next_speaker("Environment", &cast).as_deref(),
+            Some(ENVIRONMENT)
+        );
+        assert_eq!(
+            parse_next_speaker("  bob.\n", &cast).as_deref(),
+            Some("Bob")
+        );
+        assert_eq!(
+            parse_next_speaker("Next: Ann, then Bob", &cast).as_deref(),
+            Some("Ann")
+        );
         assert_eq!(parse_next_speaker("", &cast), None);
         let mut rng = Rng::seed_from_u64(1);
         for _ in 0..50 {
             let next = random_next(&cast, Some("Bob"), &mut rng).unwrap();
             assert_ne!(next, "Bob");
         }
-        assert_eq!(random_next(&cast[..1], Some("Ann"), &mut rng).as_deref(), Some("Ann"));
+        assert_eq!(
+            random_next(&cast[..1], Some("Ann"), &mut rng).as_deref(),
+            Some("Ann")
+        );
         assert_eq!(random_next(&[], None, &mut rng), None);
     }
 }

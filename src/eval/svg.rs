@@ -12,7 +12,9 @@ const LEFT: f64 = 56.0;
 const RIGHT: f64 = 20.0;
 const TOP: f64 = 56.0;
 const BOTTOM: f64 = 70.0;
-const COLOURS: [&str; 6] = ["#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1"];
+const COLOURS: [&str; 6] = [
+    "#4e79a7", "#f28e2b", "#59a14f", "#e15759", "#76b7b2", "#b07aa1",
+];
 
 /// XML-escapes text for an element or attribute.
 pub fn escape(text: &str) -> String {
@@ -58,7 +60,10 @@ pub fn chart_svg(results: &EvalResults) -> String {
     let _ = writeln!(
         s,
         "<text x=\"{LEFT}\" y=\"22\" font-size=\"15\" font-weight=\"bold\">{}</text>",
-        escape(&format!("her eval '{}': mini-CoSER scores (95% intervals)", results.name))
+        escape(&format!(
+            "her eval '{}': mini-CoSER scores (95% intervals)",
+            results.name
+        ))
     );
     let _ = writeln!(
         s,

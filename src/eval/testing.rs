@@ -180,7 +180,9 @@ pub fn tea_scene() -> EvalScene {
         members: vec![member("Ann", "Kind."), member("Bob", "Gruff.")],
         ..Scene::default()
     };
-    let cast = scene.cast(std::path::Path::new("/nonexistent")).unwrap_or_default();
+    let cast = scene
+        .cast(std::path::Path::new("/nonexistent"))
+        .unwrap_or_default();
     EvalScene {
         id: "tea".into(),
         source: "tea.toml".into(),

@@ -135,7 +135,13 @@ mod tests {
             .into_iter()
             .filter_map(|id| session.tree().node(id))
             .filter(|n| !n.key.is_empty())
-            .map(|n| (n.message.speaker.clone(), n.message.role, n.message.text.clone()))
+            .map(|n| {
+                (
+                    n.message.speaker.clone(),
+                    n.message.role,
+                    n.message.text.clone(),
+                )
+            })
             .collect();
         assert_eq!(texts.len(), 3);
         assert_eq!(texts[1].1, Role::Narrator);
