@@ -12,10 +12,12 @@ use crate::engine::{
     GenerateRequest, GenerationStats, ModelInfo, Pending, Provenance, TokenLogprob,
 };
 
+/// (kind, speaker or "", prompt, grammar) of one request.
+type Entry = (&'static str, String, String, Option<String>);
+
 #[derive(Default)]
 pub struct ScriptedBackend {
-    /// (kind, speaker or "", prompt, grammar)
-    log: Mutex<Vec<(&'static str, String, String, Option<String>)>>,
+    log: Mutex<Vec<Entry>>,
     /// Severity the judge gives each flaw (default 2).
     pub severity: Option<u8>,
 }
