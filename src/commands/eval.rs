@@ -75,7 +75,7 @@ pub fn run(app: &AppContext, args: &EvalArgs) -> anyhow::Result<ExitCode> {
         Some(pair) => pair.iter().map(|s| system_of(s)).collect(),
         None => {
             let mut systems = vec![SystemSpec::base()];
-            systems.extend(args.adapters.iter().map(|a| SystemSpec::adapter(a)));
+            systems.extend(args.adapters.iter().map(|a| adapter_system(a)));
             systems
         }
     };
@@ -107,7 +107,7 @@ pub fn run(app: &AppContext, args: &EvalArgs) -> anyhow::Result<ExitCode> {
 pub fn gate_after_training(app: &AppContext, adapter: &Path) -> anyhow::Result<bool> {
     let character = resolve_character(app, None)?;
     let baseline = match promoted_adapter(&promoted_file(&app.studio.root), &character.name)? {
-        Some(p) if p.adapter.is_file() => SystemSpec::adapter(&p.adapter),
+        Some(p) if p.adapter.is_file() => adapter_system(&p.adapter),
         _ => SystemSpec::base(),
     };
     let all = load_scenes(
@@ -129,7 +129,7 @@ pub fn gate_after_training(app: &AppContext, adapter: &Path) -> anyhow::Result<b
         character.name
     );
     let options = Options::new(app, &EvalArgs::default());
-    let systems = vec![baseline, SystemSpec::adapter(adapter)];
+    let systems = vec![baseline, adapter_system(adapter)];
     let (results, dir) = evaluate(app, &options, systems, scenes)?;
     gate(app, &results, &dir, &character)
 }
@@ -153,8 +153,14 @@ fn system_of(spec: &str) -> SystemSpec {
     if spec.eq_ignore_ascii_case("base") {
         SystemSpec::base()
     } else {
-        SystemSpec::adapter(Path::new(spec))
+        adapter_system(Path::new(spec))
     }
+}
+
+/// An adapter by absolute path: results and promotions must not depend on
+/// the folder `her` was started from.
+fn adapter_system(path: &Path) -> SystemSpec {
+    SystemSpec::adapter(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
 }
 
 /// Labels must tell systems apart: a repeated one gets `-2`, `-3`, ….
