@@ -192,6 +192,40 @@ pub enum TrainCommand {
     Dpo(DpoArgs),
     /// KTO on unpaired thumbs: replies labelled good or bad.
     Kto(DpoArgs),
+    /// Online RL (GRPO family): sample replies, score them (judge, format, layout
+    /// diversity, a text rule, your own stars), update the adapter, swap it in, repeat.
+    Rl(RlArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RlArgs {
+    /// Prompts as JSONL: {"messages": [...]} (a trailing assistant turn is dropped) or
+    /// {"prompt": [...]}, with an optional "character" (repeatable).
+    #[arg(long = "prompts", value_name = "FILE", required_unless_present_any = ["from_sessions", "queue"])]
+    pub prompts: Vec<PathBuf>,
+    /// Annotation queue files: their contexts are the prompts (repeatable).
+    #[arg(long = "queue", value_name = "QUEUE.jsonl")]
+    pub queue: Vec<PathBuf>,
+    /// The contexts of the replies kept in the studio's sessions.
+    #[arg(long)]
+    pub from_sessions: bool,
+    /// With --from-sessions: only this character.
+    #[arg(long, requires = "from_sessions")]
+    pub character: Option<String>,
+    /// Judge GGUF for the pairwise reward (overrides rl.judge_model).
+    #[arg(long, value_name = "PATH")]
+    pub judge_model: Option<PathBuf>,
+    /// Start from this adapter (e.g. an SFT run's adapter.gguf); it is also the reference.
+    #[arg(long, value_name = "ADAPTER.gguf")]
+    pub init_adapter: Option<PathBuf>,
+    /// Run folder name under paths.runs.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Continue the run in this folder from its newest checkpoint (same prompts).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "name")]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
 }
 
 #[derive(Debug, Clone, Args)]

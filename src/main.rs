@@ -47,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Train(TrainCommand::Dpo(args) | TrainCommand::Kto(args))) => {
             overrides.extend(args.model.overrides())
         }
+        Some(Command::Train(TrainCommand::Rl(args))) => overrides.extend(args.model.overrides()),
         _ => {}
     }
     let app = match AppContext::load(cli.studio.as_deref(), &overrides) {
@@ -134,6 +135,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Train(TrainCommand::Sft(args))) => commands::train::sft(&app, &args),
         Some(Command::Train(TrainCommand::Dpo(args))) => commands::train::dpo(&app, &args),
         Some(Command::Train(TrainCommand::Kto(args))) => commands::train::kto(&app, &args),
+        Some(Command::Train(TrainCommand::Rl(args))) => commands::train_rl::rl(&app, &args),
         Some(Command::Export(ExportCommand::Card(args))) => {
             let character = app.character(Some(&args.name))?;
             let format = if args.json { Format::Json } else { Format::Png };

@@ -5,3 +5,4 @@ pub mod eval;
 pub mod judge;
 pub mod prefs;
 pub mod train;
+pub mod train_rl;

@@ -106,7 +106,7 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Sets `stop` on ctrl+c, so the loop saves a checkpoint and returns.
-fn watch_ctrl_c(stop: Arc<AtomicBool>) {
+pub(super) fn watch_ctrl_c(stop: Arc<AtomicBool>) {
     std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -124,7 +124,7 @@ fn watch_ctrl_c(stop: Arc<AtomicBool>) {
 
 /// The run folder: the one being resumed, or a new one (named, or dated)
 /// that must not already hold a run.
-fn run_folder(
+pub(super) fn run_folder(
     runs: &std::path::Path,
     resume: Option<&std::path::Path>,
     name: Option<&str>,
@@ -149,7 +149,7 @@ fn run_folder(
 }
 
 /// Rewrites the terminal's current line (a progress display on stderr).
-fn overwrite_line(out: &mut std::io::Stderr, text: &str) {
+pub(super) fn overwrite_line(out: &mut std::io::Stderr, text: &str) {
     let _ = write!(out, "\r{text}\x1b[K");
     let _ = out.flush();
 }
@@ -191,8 +191,11 @@ fn gather(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Sample>, Vec<
     Ok((samples, sources))
 }
 
-/// Samples from the replies kept in the studio's sessions.
-fn session_samples(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Sample>, DataSource)> {
+/// Every reply kept on the active branches of the studio's sessions (an
+/// unreadable session is reported and skipped), and the sessions folder.
+pub(super) fn kept_in_studio(
+    app: &AppContext,
+) -> anyhow::Result<(Vec<crate::prefs::sessions::KeptReply>, PathBuf)> {
     let config = app.config();
     let cast = app.all_players();
     let annotator = config.prefs.annotator_id();
@@ -203,7 +206,7 @@ fn session_samples(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Samp
         annotator: &annotator,
     };
     let dir = config.sessions_dir(&app.studio.root);
-    let mut samples = Vec::new();
+    let mut kept = Vec::new();
     for summary in list_sessions(&dir)? {
         let Ok((session, _)) = load_session(&summary.path) else {
             eprintln!(
@@ -212,33 +215,41 @@ fn session_samples(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Samp
             );
             continue;
         };
-        for kept in kept_replies(&session, &players) {
-            if args
-                .character
-                .as_deref()
-                .is_some_and(|c| !c.eq_ignore_ascii_case(&kept.character))
-            {
-                continue;
-            }
-            if let Some(min) = args.min_stars
-                && !passes(kept.rating, min)
-            {
-                continue;
-            }
-            let mut messages: Vec<Message> = kept
-                .context
-                .iter()
-                .map(|m| Message {
-                    role: m.role.as_str().to_string(),
-                    content: m.content.clone(),
-                })
-                .collect();
-            messages.push(Message {
-                role: "assistant".into(),
-                content: kept.reply,
-            });
-            samples.push(Sample { messages });
+        kept.extend(kept_replies(&session, &players));
+    }
+    Ok((kept, dir))
+}
+
+/// Samples from the replies kept in the studio's sessions.
+fn session_samples(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Sample>, DataSource)> {
+    let (kept, dir) = kept_in_studio(app)?;
+    let mut samples = Vec::new();
+    for kept in kept {
+        if args
+            .character
+            .as_deref()
+            .is_some_and(|c| !c.eq_ignore_ascii_case(&kept.character))
+        {
+            continue;
         }
+        if let Some(min) = args.min_stars
+            && !passes(kept.rating, min)
+        {
+            continue;
+        }
+        let mut messages: Vec<Message> = kept
+            .context
+            .iter()
+            .map(|m| Message {
+                role: m.role.as_str().to_string(),
+                content: m.content.clone(),
+            })
+            .collect();
+        messages.push(Message {
+            role: "assistant".into(),
+            content: kept.reply,
+        });
+        samples.push(Sample { messages });
     }
     let digest: String = samples.iter().map(Sample::sha256).collect();
     let source = DataSource {

@@ -59,6 +59,7 @@ pub struct Config {
     pub backend: BackendConfig,
     pub prefs: PrefsConfig,
     pub train: TrainConfig,
+    pub rl: RlConfig,
     pub eval: EvalConfig,
     /// TUI key bindings by action name; "" keeps the built-in chords.
     #[serde(default = "default_keys")]
@@ -76,6 +77,7 @@ impl Default for Config {
             backend: BackendConfig::default(),
             prefs: PrefsConfig::default(),
             train: TrainConfig::default(),
+            rl: RlConfig::default(),
             eval: EvalConfig::default(),
             keys: default_keys(),
         }
@@ -390,6 +392,73 @@ impl Default for TrainConfig {
             eval_every: 20,
             checkpoint_every: 50,
             seed: 42,
+        }
+    }
+}
+
+/// Online reward-weighted RL (`her train rl`, GRPO family). The LoRA,
+/// optimizer and checkpoint settings come from `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RlConfig {
+    /// Optimizer steps (rounds of rollouts and one update).
+    pub steps: u32,
+    /// Prompts per step.
+    pub prompts_per_step: u32,
+    /// Replies sampled per prompt (the group advantages are normalised in).
+    pub group_size: u32,
+    pub temperature: f64,
+    pub max_new_tokens: u32,
+    /// Weight of the per-token KL penalty to the reference.
+    pub kl_beta: f64,
+    /// PPO clip range of the probability ratio.
+    pub clip_epsilon: f64,
+    /// Gradient steps on each batch of rollouts (1 = on-policy).
+    pub updates_per_batch: u32,
+    /// Divide advantages by the group's standard deviation (GRPO); false
+    /// keeps only the mean subtracted (Dr. GRPO).
+    pub scale_advantages: bool,
+    /// Reload the engine's model every N adapter swaps (llama.cpp frees
+    /// adapters only with the model).
+    pub reload_every: u32,
+    /// Weights of the reward parts; 0 turns a part off.
+    pub reward_judge: f64,
+    pub reward_format: f64,
+    pub reward_layout: f64,
+    pub reward_contains: f64,
+    pub reward_human: f64,
+    /// The text the `contains` reward looks for.
+    pub contains_text: String,
+    /// Judge model for the pairwise reward; "" = the chat model.
+    pub judge_model: String,
+    /// Rollouts the layout monitor looks back over.
+    pub layout_window: u32,
+    /// Warn when one think/act/speech layout takes this share of the window.
+    pub layout_warn_share: f64,
+}
+
+impl Default for RlConfig {
+    fn default() -> Self {
+        Self {
+            steps: 50,
+            prompts_per_step: 2,
+            group_size: 4,
+            temperature: 1.0,
+            max_new_tokens: 192,
+            kl_beta: 0.04,
+            clip_epsilon: 0.2,
+            updates_per_batch: 1,
+            scale_advantages: true,
+            reload_every: 8,
+            reward_judge: 1.0,
+            reward_format: 0.5,
+            reward_layout: 0.1,
+            reward_contains: 0.0,
+            reward_human: 0.0,
+            contains_text: "<role_action>".into(),
+            judge_model: String::new(),
+            layout_window: 64,
+            layout_warn_share: 0.8,
         }
     }
 }

@@ -92,7 +92,8 @@ impl KeySpec {
 
 /// Section names in the order `config.toml` lists them.
 pub(crate) const SECTIONS: &[&str] = &[
-    "model", "sampling", "chat", "paths", "log", "backend", "prefs", "train", "eval", "keys",
+    "model", "sampling", "chat", "paths", "log", "backend", "prefs", "train", "rl", "eval",
+    "keys",
 ];
 
 /// Remappable actions of the TUI (`[keys]`); the TUI's action table must match (tested there).
@@ -265,6 +266,25 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("train", "eval_every", int(0, 100_000_000)),
     spec("train", "checkpoint_every", int(0, 100_000_000)),
     spec("train", "seed", int(0, u32::MAX as i64)),
+    spec("rl", "steps", int(1, 100_000_000)),
+    spec("rl", "prompts_per_step", int(1, 4096)),
+    spec("rl", "group_size", int(2, 256)),
+    spec("rl", "temperature", float_open(0.0, 10.0)),
+    spec("rl", "max_new_tokens", int(1, 1_048_576)),
+    spec("rl", "kl_beta", float(0.0, 100.0)),
+    spec("rl", "clip_epsilon", float_open(0.0, 10.0)),
+    spec("rl", "updates_per_batch", int(1, 64)),
+    spec("rl", "scale_advantages", Kind::Bool),
+    spec("rl", "reload_every", int(1, 1_000_000)),
+    spec("rl", "reward_judge", float(0.0, 1000.0)),
+    spec("rl", "reward_format", float(0.0, 1000.0)),
+    spec("rl", "reward_layout", float(0.0, 1000.0)),
+    spec("rl", "reward_contains", float(0.0, 1000.0)),
+    spec("rl", "reward_human", float(0.0, 1000.0)),
+    spec("rl", "contains_text", Kind::Str { non_empty: false }),
+    spec("rl", "judge_model", Kind::Str { non_empty: false }),
+    spec("rl", "layout_window", int(1, 1_000_000)),
+    spec("rl", "layout_warn_share", float_open(0.0, 1.0)),
     spec("eval", "rounds", int(1, 1000)),
     spec("eval", "seeds", int(1, 1000)),
     spec("eval", "max_new_tokens", int(1, 131_072)),

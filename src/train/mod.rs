@@ -12,6 +12,7 @@ pub mod lora;
 pub mod model;
 pub mod optim;
 pub mod peft;
+pub mod rl;
 pub mod run;
 pub mod runs;
 pub mod sft;

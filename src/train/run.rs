@@ -74,50 +74,56 @@ impl RunDir {
 
     /// Appends one line to `metrics.jsonl` and syncs it.
     pub fn log(&self, line: &impl Serialize) -> Result<(), RunError> {
-        let path = self.metrics();
-        let mut text = serde_json::to_string(line)?;
-        text.push('\n');
-        let io = |source| RunError::Io {
-            action: "append to",
-            path: path.clone(),
-            source,
-        };
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.sync_data())
-            .map_err(|source| RunError::Io {
-                action: "append to",
-                path: path.clone(),
-                source,
-            })
+        append_jsonl(&self.metrics(), line)
     }
 
     /// Drops metric lines after `step` (a resumed run rewrites them).
     pub fn truncate_metrics(&self, step: u64) -> Result<(), RunError> {
-        let path = self.metrics();
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            return Ok(());
-        };
-        let kept: String = text
-            .lines()
-            .filter(|l| {
-                serde_json::from_str::<serde_json::Value>(l)
-                    .ok()
-                    .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
-                    .is_some_and(|s| s <= step)
-            })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        crate::fsutil::write_atomic(&path, kept.as_bytes(), true).map_err(|source| RunError::Io {
-            action: "rewrite",
-            path,
-            source,
-        })
+        truncate_jsonl(&self.metrics(), step)
     }
+}
+
+/// Appends one JSON line to `path` and syncs it (a killed run loses at most
+/// the line being written).
+pub fn append_jsonl(path: &Path, line: &impl Serialize) -> Result<(), RunError> {
+    let mut text = serde_json::to_string(line)?;
+    text.push('\n');
+    let io = |source| RunError::Io {
+        action: "append to",
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_data())
+        .map_err(io)
+}
+
+/// Keeps only the lines of `path` whose `"step"` is at most `step`
+/// (atomically rewritten; a missing file is fine).
+pub fn truncate_jsonl(path: &Path, step: u64) -> Result<(), RunError> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
+                .is_some_and(|s| s <= step)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    crate::fsutil::write_atomic(path, kept.as_bytes(), true).map_err(|source| RunError::Io {
+        action: "rewrite",
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// Resident and peak memory of this process in MiB (Linux; 0 elsewhere).

@@ -294,6 +294,14 @@ impl TrainModel {
         Ok(nll.reshape((b, t))?.sum(1)?.neg()?)
     }
 
+    /// Per-token log-probs of the labelled positions (for RL): (b,t) f32
+    /// with grad, 0 where the label is −100. No dropout.
+    pub fn token_logprobs(&self, ids: &Tensor, labels: &Tensor) -> Result<Tensor, TrainError> {
+        let (b, t) = batch_dims(ids, "ids")?;
+        let (nll, _) = self.token_nll(ids, labels, None)?;
+        Ok(nll.reshape((b, t))?.neg()?)
+    }
+
     /// (b·t,) NLL per position (0 where masked) and the flat labels.
     fn token_nll(
         &self,

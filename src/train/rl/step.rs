@@ -1,0 +1,505 @@
+//! One RL step: sample a group of replies per prompt, score them, turn the
+//! rewards into group advantages and update the LoRA.
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde::{Deserialize, Serialize};
+
+use super::human::{self, Answer, Ask, AskGroup};
+use super::layout::{LayoutMonitor, layout_of};
+use super::objective::{ObjectiveInputs, ObjectiveSums, group_advantages, micro_batch_loss};
+use super::prompts::RlPrompt;
+use super::rewards::{self, RewardParts, RewardWeights};
+use super::rollout::{self, RolloutEngine, Sampled, rollout_seed};
+use super::{RlError, RlJob, RolloutRecord};
+use crate::config::{RlConfig, SamplingConfig};
+use crate::engine::{Backend, FinishReason};
+use crate::format::{Ending, PREFILL};
+use crate::judge::{JudgeCase, judge_pair, judge_sampling};
+use crate::prefs::Role;
+use crate::train::data::{Tokenized, batch, step_indices};
+use crate::train::optim::Accumulator;
+use crate::train::run::memory_mib;
+use crate::train::trainer::Trainer;
+
+/// What every step shares.
+pub(super) struct StepContext<'a> {
+    pub job: &'a RlJob,
+    pub prompts: &'a [RlPrompt],
+    pub prompt_ids: &'a [Vec<u32>],
+    pub eos: Option<u32>,
+    pub weights: RewardWeights,
+    pub sampling: &'a SamplingConfig,
+    pub baselines: &'a std::collections::HashMap<String, String>,
+    pub judge: Option<&'a dyn Backend>,
+    /// The LoRA tensors of the reference policy, in `trainer.params` order.
+    pub reference: &'a [Tensor],
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StepMetrics {
+    pub kind: String,
+    pub step: u64,
+    pub total_steps: u64,
+    /// The objective (−surrogate + β·KL, per token) before the update.
+    pub loss: f64,
+    pub reward_mean: f64,
+    pub reward_std: f64,
+    /// Mean of each reward part that is on.
+    pub parts: RewardParts,
+    /// Mean per-token KL to the reference (k3 estimate) of the sampling policy.
+    pub kl: f64,
+    /// Share of completion tokens whose ratio was clipped.
+    pub clip_fraction: f64,
+    /// Over the monitor's window, in bits.
+    pub layout_entropy: f64,
+    pub dominant_layout: String,
+    pub dominant_share: f64,
+    /// The dominant layout is above `rl.layout_warn_share`.
+    pub layout_warning: bool,
+    /// Share of this step's replies with at least one format error.
+    pub format_error_rate: f64,
+    /// Groups whose rewards were all equal (they teach nothing).
+    pub flat_groups: usize,
+    /// Replies left out of the update (too long for `train.max_seq_len`).
+    pub too_long: usize,
+    pub rollout_s: f64,
+    pub scoring_s: f64,
+    pub update_s: f64,
+    pub rollout_tokens: usize,
+    pub rollout_tokens_per_s: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub rss_mib: f64,
+    pub peak_mib: f64,
+}
+
+pub(super) struct StepOutcome {
+    pub records: Vec<RolloutRecord>,
+    pub metrics: StepMetrics,
+}
+
+/// The chat's sampling with RL's temperature and length, and without
+/// truncation (top-k, top-p, min-p) or penalties: the policy gradient
+/// assumes the replies were drawn from the policy's own distribution.
+pub(super) fn rollout_sampling(base: &SamplingConfig, rl: &RlConfig) -> SamplingConfig {
+    SamplingConfig {
+        temperature: rl.temperature as f32,
+        max_new_tokens: rl.max_new_tokens,
+        top_k: 0,
+        top_p: 1.0,
+        min_p: 0.0,
+        repeat_penalty: 1.0,
+        ..base.clone()
+    }
+}
+
+/// A reply and what the update needs of it.
+struct Scored {
+    prompt: usize,
+    member: usize,
+    sampled: Sampled,
+    raw: String,
+    layout: String,
+    parts: RewardParts,
+    format_errors: usize,
+    reward: f64,
+    advantage: f64,
+}
+
+fn ending(reason: FinishReason) -> Ending {
+    match reason {
+        FinishReason::EndOfGeneration | FinishReason::StopString => Ending::Natural,
+        _ => Ending::CutOff,
+    }
+}
+
+/// Runs step `step`; `None` when stopped while waiting for the user's ratings.
+pub(super) async fn run_step(
+    cx: &StepContext<'_>,
+    trainer: &mut Trainer,
+    engine: &RolloutEngine,
+    monitor: &mut LayoutMonitor,
+    step: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Option<StepOutcome>, RlError> {
+    let (s, rl) = (&cx.job.settings, &cx.job.rl);
+    let chosen = step_indices(
+        cx.prompts.len(),
+        rl.prompts_per_step as usize,
+        u64::from(s.seed),
+        step,
+    );
+
+    // 1. Rollouts on the engine, with the current adapter.
+    let began = Instant::now();
+    let mut scored = Vec::new();
+    for &p in &chosen {
+        let seeds: Vec<u32> = (0..rl.group_size as usize)
+            .map(|m| rollout_seed(s.seed, step, p, m))
+            .collect();
+        let (replies, _) = rollout::sample(
+            engine.backend()?,
+            &cx.prompts[p].render(),
+            cx.sampling,
+            &seeds,
+        )
+        .await?;
+        for (member, sampled) in replies.into_iter().enumerate() {
+            let raw = format!("{PREFILL}{}", sampled.reply);
+            scored.push(Scored {
+                prompt: p,
+                member,
+                layout: layout_of(&raw, ending(sampled.reason)),
+                raw,
+                sampled,
+                parts: RewardParts::default(),
+                format_errors: 0,
+                reward: 0.0,
+                advantage: 0.0,
+            });
+        }
+    }
+    let rollout_s = began.elapsed().as_secs_f64();
+    let rollout_tokens: usize = scored.iter().map(|r| r.sampled.tokens.len()).sum();
+
+    // 2. Rewards.
+    let began = Instant::now();
+    let mut window = monitor.clone();
+    for r in &scored {
+        window.push(r.layout.clone());
+    }
+    let w = cx.weights;
+    for r in &mut scored {
+        let prompt = &cx.prompts[r.prompt];
+        let end = ending(r.sampled.reason);
+        let (format, errors) = rewards::format_reward(&r.raw, end, &prompt.character);
+        r.format_errors = errors;
+        r.parts.format = (w.format > 0.0).then_some(format);
+        r.parts.layout = (w.layout > 0.0).then(|| rewards::layout_reward(window.share(&r.layout)));
+        r.parts.contains =
+            (w.contains > 0.0).then(|| rewards::contains_reward(&r.raw, &rl.contains_text));
+        if let (Some(judge), true) = (cx.judge, w.judge > 0.0) {
+            let baseline = cx.baselines.get(&prompt.id).ok_or_else(|| {
+                RlError::Setup(format!("no reference reply for prompt {}", prompt.id))
+            })?;
+            let case = JudgeCase {
+                character: &prompt.character,
+                context: &prompt.context,
+                cand_1: &r.raw,
+                cand_2: baseline,
+            };
+            let verdict = judge_pair(judge, &case, &judge_sampling(cx.sampling, true)).await?;
+            r.parts.judge = Some(rewards::judge_reward(verdict.combined));
+        }
+    }
+    if w.human > 0.0 {
+        let Some(answer) = ask_the_user(cx, &scored, step, stop) else {
+            return Ok(None);
+        };
+        let mut k = 0;
+        for (g, _) in chosen.iter().enumerate() {
+            for m in 0..rl.group_size as usize {
+                scored[k].parts.human = answer
+                    .stars
+                    .get(g)
+                    .and_then(|stars| stars.get(m))
+                    .map(|&n| rewards::human_reward(n));
+                k += 1;
+            }
+        }
+    }
+    for r in &mut scored {
+        r.reward = r.parts.total(&w);
+    }
+    let mut flat_groups = 0;
+    for group in scored.chunks_mut(rl.group_size as usize) {
+        let rewards: Vec<f64> = group.iter().map(|r| r.reward).collect();
+        let advantages = group_advantages(&rewards, rl.scale_advantages);
+        if advantages.iter().all(|a| *a == 0.0) {
+            flat_groups += 1;
+        }
+        for (r, a) in group.iter_mut().zip(advantages) {
+            r.advantage = a;
+        }
+    }
+    let scoring_s = began.elapsed().as_secs_f64();
+
+    // 3. The update.
+    let began = Instant::now();
+    let items: Vec<(Tokenized, f64, usize)> = scored
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let mut ids = cx.prompt_ids[r.prompt].clone();
+            let completion_start = ids.len();
+            ids.extend(r.sampled.tokens.iter().map(|&t| t as u32));
+            if r.sampled.reason == FinishReason::EndOfGeneration
+                && let Some(eos) = cx.eos
+            {
+                ids.push(eos);
+            }
+            let fits = ids.len() <= s.max_seq_len as usize && ids.len() > completion_start;
+            fits.then_some((
+                Tokenized {
+                    ids,
+                    completion_start,
+                },
+                r.advantage,
+                i,
+            ))
+        })
+        .collect();
+    let kept: std::collections::HashSet<usize> = items.iter().map(|(_, _, i)| *i).collect();
+    let too_long = scored.len() - items.len();
+    let update = update(cx, trainer, &items, step)?;
+    let update_s = began.elapsed().as_secs_f64();
+
+    // 4. The record.
+    for r in &scored {
+        monitor.push(r.layout.clone());
+    }
+    let (dominant_layout, dominant_share) = monitor.dominant().unwrap_or_default();
+    let rewards_all: Vec<f64> = scored.iter().map(|r| r.reward).collect();
+    let (mean, std) = mean_std(&rewards_all);
+    let part_mean = |f: fn(&RewardParts) -> Option<f64>| -> Option<f64> {
+        let v: Vec<f64> = scored.iter().filter_map(|r| f(&r.parts)).collect();
+        (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let (rss, peak) = memory_mib();
+    let n = scored.len().max(1) as f64;
+    let metrics = StepMetrics {
+        kind: "step".into(),
+        step: step + 1,
+        total_steps: u64::from(rl.steps),
+        loss: update.loss,
+        reward_mean: mean,
+        reward_std: std,
+        parts: RewardParts {
+            judge: part_mean(|p| p.judge),
+            format: part_mean(|p| p.format),
+            layout: part_mean(|p| p.layout),
+            contains: part_mean(|p| p.contains),
+            human: part_mean(|p| p.human),
+        },
+        kl: update.kl,
+        clip_fraction: update.clip_fraction,
+        layout_entropy: monitor.entropy_bits(),
+        layout_warning: dominant_share > rl.layout_warn_share
+            && monitor.len() >= rl.group_size as usize,
+        dominant_layout,
+        dominant_share,
+        format_error_rate: scored.iter().filter(|r| r.format_errors > 0).count() as f64 / n,
+        flat_groups,
+        too_long,
+        rollout_s,
+        scoring_s,
+        update_s,
+        rollout_tokens,
+        rollout_tokens_per_s: rollout_tokens as f64 / rollout_s.max(1e-9),
+        lr: update.lr,
+        grad_norm: update.grad_norm,
+        rss_mib: rss,
+        peak_mib: peak,
+    };
+    if metrics.layout_warning {
+        tracing::warn!(
+            layout = %metrics.dominant_layout,
+            share = metrics.dominant_share,
+            "one reply layout dominates the recent rollouts"
+        );
+    }
+    let records = scored
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| RolloutRecord {
+            step: step + 1,
+            prompt_id: cx.prompts[r.prompt].id.clone(),
+            member: r.member,
+            seed: r.sampled.seed,
+            tokens: r.sampled.tokens.len(),
+            finish: r.sampled.reason,
+            reply: r.raw,
+            layout: r.layout,
+            parts: r.parts,
+            reward: r.reward,
+            advantage: r.advantage,
+            too_long: !kept.contains(&i),
+        })
+        .collect();
+    Ok(Some(StepOutcome { records, metrics }))
+}
+
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n;
+    (mean, var.sqrt())
+}
+
+/// Publishes the step's replies for the user and waits for their stars.
+fn ask_the_user(
+    cx: &StepContext<'_>,
+    scored: &[Scored],
+    step: u64,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Option<Answer> {
+    let group_size = cx.job.rl.group_size as usize;
+    let groups = scored
+        .chunks(group_size)
+        .map(|g| {
+            let prompt = &cx.prompts[g[0].prompt];
+            AskGroup {
+                prompt_id: prompt.id.clone(),
+                character: prompt.character.clone(),
+                last_turn: prompt
+                    .context
+                    .iter()
+                    .rev()
+                    .find(|m| m.role == Role::User)
+                    .map(|m| m.content.clone())
+                    .unwrap_or_default(),
+                candidates: g.iter().map(|r| r.raw.clone()).collect(),
+            }
+        })
+        .collect();
+    let ask = Ask {
+        step: step + 1,
+        groups,
+    };
+    if let Err(e) = human::publish(&cx.job.run, &ask) {
+        tracing::error!(error = %e, "cannot publish the replies for rating");
+        return None;
+    }
+    human::wait(&cx.job.run, &ask, stop)
+}
+
+struct UpdateStats {
+    loss: f64,
+    kl: f64,
+    clip_fraction: f64,
+    grad_norm: f64,
+    lr: f64,
+}
+
+/// Per-token log-prob values of every micro-batch under the LoRA tensors
+/// `values` (the current ones are put back afterwards, even on error).
+fn logprobs_with(
+    trainer: &Trainer,
+    values: Option<&[Tensor]>,
+    batches: &[(crate::train::data::Batch, Vec<f64>)],
+) -> Result<Vec<Vec<f32>>, RlError> {
+    let saved: Option<Vec<Tensor>> = match values {
+        Some(values) => {
+            let saved = trainer
+                .params
+                .iter()
+                .map(|(_, v)| v.as_tensor().copy())
+                .collect::<Result<Vec<_>, _>>()?;
+            for ((_, var), t) in trainer.params.iter().zip(values) {
+                var.set(t)?;
+            }
+            Some(saved)
+        }
+        None => None,
+    };
+    let result = batches
+        .iter()
+        .map(|(b, _)| -> Result<Vec<f32>, RlError> {
+            let (ids, labels) = trainer.tensors(b)?;
+            let lp = trainer.model.token_logprobs(&ids, &labels)?;
+            Ok(lp.detach().flatten_all()?.to_vec1::<f32>()?)
+        })
+        .collect();
+    if let Some(saved) = saved {
+        for ((_, var), t) in trainer.params.iter().zip(&saved) {
+            var.set(t)?;
+        }
+    }
+    result
+}
+
+fn update(
+    cx: &StepContext<'_>,
+    trainer: &mut Trainer,
+    items: &[(Tokenized, f64, usize)],
+    step: u64,
+) -> Result<UpdateStats, RlError> {
+    let (s, rl) = (&cx.job.settings, &cx.job.rl);
+    let passes = u64::from(rl.updates_per_batch.max(1));
+    if items.is_empty() {
+        return Ok(UpdateStats {
+            loss: 0.0,
+            kl: 0.0,
+            clip_fraction: 0.0,
+            grad_norm: 0.0,
+            lr: trainer.schedule.lr(step * passes),
+        });
+    }
+    let step_tokens: usize = items.iter().map(|(t, _, _)| t.completion_len()).sum();
+    let batches: Vec<(crate::train::data::Batch, Vec<f64>)> = items
+        .chunks(s.batch_size.max(1) as usize)
+        .map(|chunk| {
+            let rows: Vec<&Tokenized> = chunk.iter().map(|(t, _, _)| t).collect();
+            (batch(&rows, 0), chunk.iter().map(|(_, a, _)| *a).collect())
+        })
+        .collect();
+    let reference = logprobs_with(trainer, Some(cx.reference), &batches)?;
+    // With one pass the sampling policy is the current one: its log-probs
+    // come from the same forward pass (ratio 1, gradient ∇log π).
+    let old = if passes > 1 {
+        Some(logprobs_with(trainer, None, &batches)?)
+    } else {
+        None
+    };
+    let mut first = ObjectiveSums::default();
+    let mut all = ObjectiveSums::default();
+    let (mut grad_norm, mut lr) = (0.0, 0.0);
+    for pass in 0..passes {
+        let mut acc = Accumulator::new(trainer.params.len());
+        let mut sums = ObjectiveSums::default();
+        for (i, (b, advantages)) in batches.iter().enumerate() {
+            let (ids, labels) = trainer.tensors(b)?;
+            let logp = trainer.model.token_logprobs(&ids, &labels)?;
+            let current;
+            let old_values = match &old {
+                Some(old) => &old[i],
+                None => {
+                    current = logp.detach().flatten_all()?.to_vec1::<f32>()?;
+                    &current
+                }
+            };
+            let inputs = ObjectiveInputs {
+                labels: &b.labels,
+                old: old_values,
+                reference: &reference[i],
+                advantages,
+                clip_epsilon: rl.clip_epsilon,
+                kl_beta: rl.kl_beta,
+                step_tokens,
+            };
+            let (loss, part) = micro_batch_loss(&logp, &inputs)?;
+            let grads = trainer.model.backward(&loss)?;
+            acc.add(&trainer.params, &grads, 1.0)?;
+            sums.add(&part);
+        }
+        (grad_norm, lr) = trainer.update(&mut acc, step * passes + pass, s.max_grad_norm)?;
+        if pass == 0 {
+            first = sums;
+        }
+        all.add(&sums);
+    }
+    let tokens = first.tokens.max(1) as f64;
+    Ok(UpdateStats {
+        loss: (-first.surrogate + rl.kl_beta * first.kl) / tokens,
+        kl: first.kl / tokens,
+        clip_fraction: all.clipped as f64 / all.tokens.max(1) as f64,
+        grad_norm,
+        lr,
+    })
+}
