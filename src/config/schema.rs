@@ -92,8 +92,7 @@ impl KeySpec {
 
 /// Section names in the order `config.toml` lists them.
 pub(crate) const SECTIONS: &[&str] = &[
-    "model", "sampling", "chat", "paths", "log", "backend", "prefs", "train", "rl", "eval",
-    "keys",
+    "model", "sampling", "chat", "paths", "log", "backend", "prefs", "train", "rl", "eval", "keys",
 ];
 
 /// Remappable actions of the TUI (`[keys]`); the TUI's action table must match (tested there).
