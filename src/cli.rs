@@ -51,6 +51,9 @@ pub enum Command {
     /// Fine-tune a LoRA adapter on the chat's own GGUF (candle, CPU or CUDA).
     #[command(subcommand)]
     Train(TrainCommand),
+    /// Mini-CoSER evaluation: the model (and adapters) play scenes, a judge scores four
+    /// dimensions with confidence intervals; --gate promotes an adapter that regresses nowhere.
+    Eval(EvalArgs),
     /// Check the build, devices, model file, config sources and folders.
     Doctor(ModelArgs),
     /// Measure performance against a baseline run in the same process.
@@ -276,6 +279,66 @@ pub struct SftArgs {
     /// Continue the run in this folder from its newest checkpoint (same settings and data).
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "name")]
     pub resume: Option<PathBuf>,
+    /// After training, evaluate the adapter against the one promoted for chat.character (or
+    /// the base model) and promote it only when no dimension regresses (see `her eval --gate`).
+    #[arg(long)]
+    pub gate: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct EvalArgs {
+    /// Scenes: file stems in characters/scenes/, scene .toml files or CoSER .json files
+    /// (default: every scene in characters/scenes/).
+    #[arg(value_name = "SCENE")]
+    pub scenes: Vec<String>,
+    /// An adapter to compare with the base model on the same scenes and seeds (repeatable).
+    #[arg(long = "adapter", value_name = "ADAPTER.gguf")]
+    pub adapters: Vec<PathBuf>,
+    /// Compare BASELINE with CANDIDATE (each `base` or an adapter GGUF) and promote CANDIDATE
+    /// for --character when no dimension regresses beyond its 95% interval.
+    #[arg(long, num_args = 2, value_names = ["BASELINE", "CANDIDATE"], conflicts_with = "adapters")]
+    pub gate: Option<Vec<String>>,
+    /// The character the gate promotes for (name or file stem; default: chat.character).
+    #[arg(long, short)]
+    pub character: Option<String>,
+    /// The judge GGUF (default: eval.judge_model, else the chat model).
+    #[arg(long, value_name = "PATH")]
+    pub judge_model: Option<PathBuf>,
+    /// The judge's context window (default: model.n_ctx).
+    #[arg(long, value_name = "TOKENS")]
+    pub judge_n_ctx: Option<u32>,
+    /// Turns per scene at most (default: eval.rounds).
+    #[arg(long)]
+    pub rounds: Option<u32>,
+    /// Seeds per scene, from sampling.seed on (default: eval.seeds).
+    #[arg(long)]
+    pub seeds: Option<u32>,
+    /// Longest turn in tokens (default: eval.max_new_tokens).
+    #[arg(long, value_name = "TOKENS")]
+    pub max_new_tokens: Option<u32>,
+    /// Who speaks next: model or random (default: eval.next_speaker).
+    #[arg(long, value_parser = ["model", "random"])]
+    pub next_speaker: Option<String>,
+    /// Leave out the Environment narrator even in scenes that have one.
+    #[arg(long)]
+    pub no_environment: bool,
+    /// Bootstrap resamples (default: eval.resamples).
+    #[arg(long)]
+    pub resamples: Option<u32>,
+    /// Folder name under paths.evals (default: the date and time).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Do not save the played scenes as sessions.
+    #[arg(long)]
+    pub no_sessions: bool,
+    /// Sampler seed of the first seed, and the bootstrap's (default: sampling.seed).
+    #[arg(long)]
+    pub seed: Option<u32>,
+    /// Sampling temperature of the actors (default: sampling.temperature).
+    #[arg(long)]
+    pub temperature: Option<f32>,
     #[command(flatten)]
     pub model: ModelArgs,
 }

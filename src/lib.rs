@@ -13,6 +13,7 @@ pub mod commands;
 pub mod config;
 pub mod doctor;
 pub mod engine;
+pub mod eval;
 pub mod format;
 pub mod fsutil;
 pub mod gguf;

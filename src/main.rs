@@ -42,6 +42,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Prompt(args)) => overrides.extend(args.model.overrides()),
         Some(Command::Annotate(args)) => overrides.extend(args.model.overrides()),
         Some(Command::Judge(args)) => overrides.extend(args.model.overrides()),
+        Some(Command::Eval(args)) => overrides.extend(args.model.overrides()),
         Some(Command::Train(TrainCommand::Sft(args))) => overrides.extend(args.model.overrides()),
         Some(Command::Train(TrainCommand::Dpo(args) | TrainCommand::Kto(args))) => {
             overrides.extend(args.model.overrides())
@@ -130,6 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::judge::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Eval(args)) => commands::eval::run(&app, &args),
         Some(Command::Train(TrainCommand::Sft(args))) => commands::train::sft(&app, &args),
         Some(Command::Train(TrainCommand::Dpo(args))) => commands::train::dpo(&app, &args),
         Some(Command::Train(TrainCommand::Kto(args))) => commands::train::kto(&app, &args),
@@ -213,6 +215,7 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
     eprintln!("loading {} …", app.model_path().display());
     let engine = app.start_engine()?;
     load_adapter_flag(&engine, args)?;
+    commands::eval::load_promoted(app, &engine, args)?;
     her_studio::tui::run(app, engine, start, keymap, theme)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -281,6 +284,7 @@ fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
     let character = app.character(args.character.as_deref())?;
     let engine = app.start_engine()?;
     load_adapter_flag(&engine, args)?;
+    commands::eval::load_promoted(app, &engine, args)?;
     let config = app.config();
     let user_name = character.user_name(&config.chat.user_name).to_string();
     let mut conversation = Conversation::new(

@@ -1,6 +1,7 @@
 //! Runners for the commands that are more than a call into one module.
 
 pub mod annotate;
+pub mod eval;
 pub mod judge;
 pub mod prefs;
 pub mod train;

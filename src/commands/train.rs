@@ -99,6 +99,9 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
     if let Some(peft) = &report.peft_dir {
         println!("PEFT files: {}", peft.display());
     }
+    if let (true, Some(adapter)) = (args.gate, &report.adapter_gguf) {
+        super::eval::gate_after_training(app, adapter)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -60,6 +60,7 @@ pub struct Config {
     pub prefs: PrefsConfig,
     pub train: TrainConfig,
     pub rl: RlConfig,
+    pub eval: EvalConfig,
     /// TUI key bindings by action name; "" keeps the built-in chords.
     #[serde(default = "default_keys")]
     pub keys: BTreeMap<String, String>,
@@ -77,6 +78,7 @@ impl Default for Config {
             prefs: PrefsConfig::default(),
             train: TrainConfig::default(),
             rl: RlConfig::default(),
+            eval: EvalConfig::default(),
             keys: default_keys(),
         }
     }
@@ -209,6 +211,8 @@ pub struct PathsConfig {
     pub prefs: PathBuf,
     /// Training runs: settings, metrics, checkpoints, adapters.
     pub runs: PathBuf,
+    /// Evaluations (`her eval`): results, per-scene judgements, charts.
+    pub evals: PathBuf,
 }
 
 impl Default for PathsConfig {
@@ -219,6 +223,7 @@ impl Default for PathsConfig {
             models: PathBuf::from("assets/models"),
             prefs: PathBuf::from("prefs"),
             runs: PathBuf::from("runs"),
+            evals: PathBuf::from("evals"),
         }
     }
 }
@@ -288,6 +293,40 @@ impl PrefsConfig {
 pub enum BackendKind {
     #[default]
     Local,
+}
+
+/// Mini-CoSER evaluation (`her eval`, and the gate after `her train sft --gate`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Turns per scene at most (the Environment's included).
+    pub rounds: u32,
+    /// Seeds per scene: sampling.seed, sampling.seed + 1, ….
+    pub seeds: u32,
+    /// Longest turn in tokens.
+    pub max_new_tokens: u32,
+    /// "model" (asked under a grammar) or "random" (seeded).
+    pub next_speaker: String,
+    /// Keep the Environment narrator of scenes that have one.
+    pub environment: bool,
+    /// Bootstrap resamples for the confidence intervals.
+    pub resamples: u32,
+    /// Judge GGUF; empty = the chat model (model.path).
+    pub judge_model: PathBuf,
+}
+
+impl Default for EvalConfig {
+    fn default() -> Self {
+        Self {
+            rounds: 8,
+            seeds: 3,
+            max_new_tokens: 256,
+            next_speaker: "model".to_owned(),
+            environment: true,
+            resamples: 1000,
+            judge_model: PathBuf::new(),
+        }
+    }
 }
 
 /// LoRA fine-tuning (`her train`).
@@ -456,6 +495,10 @@ impl Config {
 
     pub fn runs_dir(&self, studio_dir: &Path) -> PathBuf {
         self.resolve_path(studio_dir, &self.paths.runs)
+    }
+
+    pub fn evals_dir(&self, studio_dir: &Path) -> PathBuf {
+        self.resolve_path(studio_dir, &self.paths.evals)
     }
 
     pub fn prefs_dir(&self, studio_dir: &Path) -> PathBuf {

@@ -92,7 +92,7 @@ impl KeySpec {
 
 /// Section names in the order `config.toml` lists them.
 pub(crate) const SECTIONS: &[&str] = &[
-    "model", "sampling", "chat", "paths", "log", "backend", "prefs", "train", "rl", "keys",
+    "model", "sampling", "chat", "paths", "log", "backend", "prefs", "train", "rl", "eval", "keys",
 ];
 
 /// Remappable actions of the TUI (`[keys]`); the TUI's action table must match (tested there).
@@ -139,6 +139,7 @@ pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trac
 pub(crate) const BACKEND_KINDS: &[&str] = &["local"];
 pub(crate) const TRAIN_BASES: &[&str] = &["quantized", "dequantized"];
 pub(crate) const TRAIN_DEVICES: &[&str] = &["cpu", "cuda"];
+pub(crate) const EVAL_NEXT_SPEAKERS: &[&str] = &["model", "random"];
 
 const fn spec(section: &'static str, key: &'static str, kind: Kind) -> KeySpec {
     KeySpec { section, key, kind }
@@ -209,6 +210,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("paths", "models", NON_EMPTY),
     spec("paths", "prefs", NON_EMPTY),
     spec("paths", "runs", NON_EMPTY),
+    spec("paths", "evals", NON_EMPTY),
     spec(
         "log",
         "level",
@@ -282,6 +284,21 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("rl", "judge_model", Kind::Str { non_empty: false }),
     spec("rl", "layout_window", int(1, 1_000_000)),
     spec("rl", "layout_warn_share", float_open(0.0, 1.0)),
+    spec("eval", "rounds", int(1, 1000)),
+    spec("eval", "seeds", int(1, 1000)),
+    spec("eval", "max_new_tokens", int(1, 131_072)),
+    spec(
+        "eval",
+        "next_speaker",
+        Kind::Enum {
+            values: EVAL_NEXT_SPEAKERS,
+            note: "",
+        },
+    ),
+    spec("eval", "environment", Kind::Bool),
+    spec("eval", "resamples", int(1, 1_000_000)),
+    // Empty means "the chat model".
+    spec("eval", "judge_model", Kind::Str { non_empty: false }),
     spec("keys", "quit", Kind::Str { non_empty: false }),
     spec("keys", "help", Kind::Str { non_empty: false }),
     spec("keys", "submit", Kind::Str { non_empty: false }),

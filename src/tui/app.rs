@@ -50,6 +50,10 @@ pub enum Overlay {
     },
     /// Stars for the replies an RL run waits on.
     RlRate(super::rl_rating::RlRateForm),
+    /// Evaluations with their scores per dimension; `cursor` indexes `App::evals`.
+    Evals {
+        cursor: usize,
+    },
     /// A yes/no question.
     Confirm {
         question: String,
@@ -134,6 +138,10 @@ pub struct App {
     pub runs: Vec<crate::train::runs::RunSummary>,
     /// Where training runs live (paths.runs).
     pub runs_dir: std::path::PathBuf,
+    /// Evaluations, read when the evaluations overlay opens.
+    pub evals: Vec<crate::eval::EvalResults>,
+    /// Where evaluations live (paths.evals).
+    pub evals_dir: std::path::PathBuf,
 }
 
 /// A row of the branch tree overlay.
@@ -175,15 +183,23 @@ impl App {
             adapter: None,
             runs: Vec::new(),
             runs_dir: std::path::PathBuf::from("runs"),
+            evals: Vec::new(),
+            evals_dir: std::path::PathBuf::from("evals"),
         }
     }
 
     /// The layer that receives keys now.
     pub fn layer(&self) -> Layer {
         match (&self.overlay, &self.screen) {
-            (Some(Overlay::Tree { .. } | Overlay::Confirm { .. } | Overlay::Runs { .. }), _) => {
-                Layer::List
-            }
+            (
+                Some(
+                    Overlay::Tree { .. }
+                    | Overlay::Confirm { .. }
+                    | Overlay::Runs { .. }
+                    | Overlay::Evals { .. },
+                ),
+                _,
+            ) => Layer::List,
             (Some(Overlay::Rate(_) | Overlay::Arena | Overlay::RlRate(_)), _) => Layer::Dialog,
             (Some(_), _) => Layer::Overlay,
             (None, Screen::Characters | Screen::Sessions) => Layer::List,

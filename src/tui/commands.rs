@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::app::{App, Overlay, Screen};
 use super::effect::Effect;
 
-pub const HELP: &str = "/help · /prompt · /clear (new session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /export txt|md|st [PATH]";
+pub const HELP: &str = "/help · /prompt · /clear (new session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH]";
 
 pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     let mut words = command.split_whitespace();
@@ -83,6 +83,10 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
         },
         "sampling" => sampling(app, &args),
         "arena" => return super::arena_flow::start(app, &args),
+        "evals" | "eval" if args.is_empty() => {
+            app.evals = crate::eval::list_results(&app.evals_dir);
+            app.overlay = Some(Overlay::Evals { cursor: 0 });
+        }
         "runs" | "train" if args.is_empty() => {
             app.runs = crate::train::runs::list_runs(&app.runs_dir);
             app.overlay = Some(Overlay::Runs { cursor: 0 });

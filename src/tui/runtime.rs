@@ -494,6 +494,7 @@ pub fn open_session(app: &mut App, cx: &Context<'_>, path: Option<&Path>) {
         Ok((mut chat, notes)) => {
             chat.annotator = config.prefs.annotator_id();
             app.runs_dir = config.runs_dir(&cx.app.studio.root);
+            app.evals_dir = config.evals_dir(&cx.app.studio.root);
             app.chat = Some(chat);
             app.screen = Screen::Chat;
             app.layer_focus = Layer::Input;

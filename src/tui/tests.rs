@@ -394,3 +394,33 @@ fn ratings_go_into_the_log_with_the_prompt_hash() {
     assert_eq!(ratings[0]["prompt_sha256"].as_str().unwrap().len(), 64);
     assert_eq!(ratings[1]["score"], "up");
 }
+
+#[test]
+fn the_evals_overlay_charts_every_dimension_with_intervals() {
+    use crate::eval::results::tests::{results, system};
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = chat_app(dir.path());
+    app.evals_dir = dir.path().join("evals");
+    crate::eval::results::write_results(
+        &app.evals_dir.join("e1"),
+        &results(vec![
+            system("base", &[[3, 2, 1, 0], [2, 2, 2, 2]]),
+            system("lizzy", &[[1, 1, 1, 0], [1, 2, 1, 1]]),
+        ]),
+        &[],
+    )
+    .unwrap();
+    let effects = super::commands::run(&mut app, "evals");
+    assert!(effects.is_empty());
+    assert_eq!(app.evals.len(), 1);
+    let screen = render(&mut app, 160, 40);
+    for title in crate::eval::score::column_titles() {
+        assert!(screen.contains(title), "{title}\n{screen}");
+    }
+    assert!(screen.contains("lizzy") && screen.contains("base"));
+    assert!(screen.contains(" ["), "intervals are shown:\n{screen}");
+    update(&mut app, Action::ListDown);
+    assert!(matches!(app.overlay, Some(Overlay::Evals { cursor: 0 })));
+    update(&mut app, Action::CloseOverlay);
+    assert!(app.overlay.is_none());
+}

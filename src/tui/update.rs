@@ -149,6 +149,16 @@ fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
         }
         return Vec::new();
     }
+    if let Some(Overlay::Evals { cursor }) = &mut app.overlay {
+        match action {
+            Action::ListUp => *cursor = cursor.saturating_sub(1),
+            Action::ListDown => *cursor = (*cursor + 1).min(app.evals.len().saturating_sub(1)),
+            Action::CloseOverlay | Action::ListChoose => app.overlay = None,
+            Action::Quit => app.quit = true,
+            _ => {}
+        }
+        return Vec::new();
+    }
     if let Some(Overlay::Tree { cursor }) = &mut app.overlay {
         match action {
             Action::ListUp => *cursor = cursor.saturating_sub(1),

@@ -1,6 +1,7 @@
 //! Views: pure functions of borrowed state that draw into a frame.
 
 mod dialogs;
+mod evals;
 mod overlays;
 mod rl_rate;
 mod runs;

@@ -60,7 +60,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
             }
             lines.push(Line::default());
             lines.push(Line::styled(
-                "commands: /help /prompt /clear /history /rename TITLE /character /model [PATH] /adapter PATH [scale] /adapter off /sampling key=value /arena [seeds|temp T|base|adapter PATH] /runs /export txt|md|st",
+                "commands: /help /prompt /clear /history /rename TITLE /character /model [PATH] /adapter PATH [scale] /adapter off /sampling key=value /arena [seeds|temp T|base|adapter PATH] /runs /evals /export txt|md|st",
                 app.theme.dim(),
             ));
             frame.render_widget(
@@ -147,6 +147,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
         }
         Overlay::Runs { cursor } => super::runs::draw(frame, rect, app, *cursor),
         Overlay::RlRate(form) => super::rl_rate::draw(frame, rect, app, form),
+        Overlay::Evals { cursor } => super::evals::draw(frame, rect, app, *cursor),
         Overlay::Confirm { question, .. } => {
             let small = centered(area, 60, 20);
             frame.render_widget(Clear, small);

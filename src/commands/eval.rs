@@ -1,0 +1,520 @@
+//! `her eval`: play scenes with the base model and adapters, judge them,
+//! report scores with intervals; `--gate A B` (and `her train sft --gate`)
+//! promotes an adapter only when no dimension regresses. Also the chat's
+//! side of promotion: loading the adapter promoted for a character.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+
+use crate::app::AppContext;
+use crate::character::Character;
+use crate::cli::{ChatArgs, EvalArgs};
+use crate::engine::local::sha256_file;
+use crate::engine::{Backend, LocalEngine};
+use crate::eval::promote::{
+    GateLogEntry, Promotion, append_gate_log, gate_log, promote, promoted_adapter, promoted_file,
+};
+use crate::eval::report::report_table;
+use crate::eval::{
+    EvalPlan, EvalResults, FileId, GATE_FILE, NextSpeakerMode, Progress, SimOptions, SystemSpec,
+    decide, judge_sampling, load_scenes, render_decision, run_eval,
+};
+use crate::prompt::PromptVariant;
+
+/// Settings of one evaluation, from flags over `[eval]`.
+struct Options {
+    rounds: usize,
+    seeds: Vec<u32>,
+    max_new_tokens: u32,
+    temperature: f32,
+    next_speaker: NextSpeakerMode,
+    environment: bool,
+    resamples: usize,
+    seed: u32,
+    judge_model: Option<PathBuf>,
+    judge_n_ctx: Option<u32>,
+    name: Option<String>,
+    sessions: bool,
+}
+
+impl Options {
+    fn new(app: &AppContext, args: &EvalArgs) -> Self {
+        let config = app.config();
+        let e = &config.eval;
+        let seed = args.seed.unwrap_or(config.sampling.seed);
+        let count = args.seeds.unwrap_or(e.seeds).max(1);
+        let judge_model = args.judge_model.clone().or_else(|| {
+            (!e.judge_model.as_os_str().is_empty())
+                .then(|| config.resolve_path(&app.studio.root, &e.judge_model))
+        });
+        Self {
+            rounds: args.rounds.unwrap_or(e.rounds).max(1) as usize,
+            seeds: (0..count).map(|i| seed.wrapping_add(i)).collect(),
+            max_new_tokens: args.max_new_tokens.unwrap_or(e.max_new_tokens),
+            temperature: args.temperature.unwrap_or(config.sampling.temperature),
+            next_speaker: match args.next_speaker.as_deref().unwrap_or(&e.next_speaker) {
+                "random" => NextSpeakerMode::Random,
+                _ => NextSpeakerMode::Model,
+            },
+            environment: e.environment && !args.no_environment,
+            resamples: args.resamples.unwrap_or(e.resamples).max(1) as usize,
+            seed,
+            judge_model,
+            judge_n_ctx: args.judge_n_ctx,
+            name: args.name.clone(),
+            sessions: !args.no_sessions,
+        }
+    }
+}
+
+pub fn run(app: &AppContext, args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    let options = Options::new(app, args);
+    let systems = match &args.gate {
+        Some(pair) => pair.iter().map(|s| system_of(s)).collect(),
+        None => {
+            let mut systems = vec![SystemSpec::base()];
+            systems.extend(args.adapters.iter().map(|a| adapter_system(a)));
+            systems
+        }
+    };
+    let scenes = load_scenes(
+        &args.scenes,
+        &app.scenes_dir(),
+        &app.config().characters_dir(&app.studio.root),
+    )?;
+    // Known before the long run, so a typo costs nothing.
+    let character = match &args.gate {
+        Some(_) => Some(resolve_character(app, args.character.as_deref())?),
+        None => None,
+    };
+    let (results, dir) = evaluate(app, &options, systems, scenes)?;
+    if let Some(character) = character {
+        let promoted = gate(app, &results, &dir, &character)?;
+        return Ok(if promoted {
+            ExitCode::SUCCESS
+        } else {
+            // A refusal is an answer, not a failure; scripts can still tell.
+            ExitCode::from(3)
+        });
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `her train sft --gate`: the new adapter against the one promoted for
+/// chat.character (or the base model), on the scenes that character is in.
+pub fn gate_after_training(app: &AppContext, adapter: &Path) -> anyhow::Result<bool> {
+    let character = resolve_character(app, None)?;
+    let baseline = match promoted_adapter(&promoted_file(&app.studio.root), &character.name)? {
+        Some(p) if p.adapter.is_file() => adapter_system(&p.adapter),
+        _ => SystemSpec::base(),
+    };
+    let all = load_scenes(
+        &[],
+        &app.scenes_dir(),
+        &app.config().characters_dir(&app.studio.root),
+    )?;
+    let own: Vec<_> = all
+        .iter()
+        .filter(|s| s.cast.iter().any(|c| c.name == character.name))
+        .cloned()
+        .collect();
+    let scenes = if own.is_empty() { all } else { own };
+    eprintln!(
+        "gate: {} against {} on {} scene(s) with {}",
+        adapter.display(),
+        baseline.label,
+        scenes.len(),
+        character.name
+    );
+    let options = Options::new(app, &EvalArgs::default());
+    let systems = vec![baseline, adapter_system(adapter)];
+    let (results, dir) = evaluate(app, &options, systems, scenes)?;
+    gate(app, &results, &dir, &character)
+}
+
+/// A character file (by name or stem), or else a scene member of that name.
+fn resolve_character(app: &AppContext, name: Option<&str>) -> anyhow::Result<Character> {
+    match app.character(name) {
+        Ok(c) => Ok(c),
+        Err(err) => {
+            let wanted = name.unwrap_or(&app.config().chat.character);
+            app.all_players()
+                .into_iter()
+                .find(|p| p.name.eq_ignore_ascii_case(wanted))
+                .ok_or_else(|| err.into())
+        }
+    }
+}
+
+/// `base` or an adapter path.
+fn system_of(spec: &str) -> SystemSpec {
+    if spec.eq_ignore_ascii_case("base") {
+        SystemSpec::base()
+    } else {
+        adapter_system(Path::new(spec))
+    }
+}
+
+/// An adapter by absolute path: results and promotions must not depend on
+/// the folder `her` was started from.
+fn adapter_system(path: &Path) -> SystemSpec {
+    SystemSpec::adapter(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// Labels must tell systems apart: a repeated one gets `-2`, `-3`, ….
+fn unique_labels(systems: &mut [SystemSpec]) {
+    for i in 1..systems.len() {
+        let mut n = 2;
+        let stem = systems[i].label.clone();
+        while systems[..i].iter().any(|s| s.label == systems[i].label) {
+            systems[i].label = format!("{stem}-{n}");
+            n += 1;
+        }
+    }
+}
+
+fn canonical(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
+}
+
+fn file_id(path: &Path) -> anyhow::Result<FileId> {
+    let sha256 = sha256_file(path).with_context(|| format!("reading '{}'", path.display()))?;
+    Ok(FileId {
+        path: std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+        sha256,
+    })
+}
+
+fn evaluate(
+    app: &AppContext,
+    options: &Options,
+    mut systems: Vec<SystemSpec>,
+    scenes: Vec<crate::eval::EvalScene>,
+) -> anyhow::Result<(EvalResults, PathBuf)> {
+    let config = app.config();
+    unique_labels(&mut systems);
+    for system in &systems {
+        if let Some(path) = &system.adapter
+            && !path.is_file()
+        {
+            bail!(
+                "adapter '{}' does not exist: give an adapter GGUF (a run's is runs/NAME/adapter.gguf) or `base`",
+                path.display()
+            );
+        }
+    }
+    let name = options.name.clone().unwrap_or_else(default_name);
+    let dir = config.evals_dir(&app.studio.root).join(&name);
+    if dir.join(crate::eval::results::RESULTS_FILE).exists() {
+        bail!(
+            "'{}' already holds an evaluation; choose another --name",
+            dir.display()
+        );
+    }
+    let model_path = app.model_path();
+    crate::engine::local::check_model_file(&model_path)?;
+    let model = file_id(&model_path)?;
+    let sessions_dir = options
+        .sessions
+        .then(|| config.sessions_dir(&app.studio.root));
+    if sessions_dir.is_some() {
+        keep_coser_scenes(app, &scenes);
+    }
+
+    eprintln!("loading {} …", model_path.display());
+    let actor = app.start_engine()?;
+    let separate_judge = match &options.judge_model {
+        Some(path) => canonical(path) != canonical(&model_path) || options.judge_n_ctx.is_some(),
+        None => options.judge_n_ctx.is_some(),
+    };
+    let judge_path = options.judge_model.clone().unwrap_or(model_path.clone());
+    let judge_engine = if separate_judge {
+        crate::engine::local::check_model_file(&judge_path)?;
+        eprintln!("loading the judge {} …", judge_path.display());
+        let mut o = app.engine_options();
+        o.model_path = judge_path.clone();
+        if let Some(n) = options.judge_n_ctx {
+            o.n_ctx = n;
+        }
+        Some(LocalEngine::start(o)?)
+    } else {
+        None
+    };
+    let judge = if separate_judge {
+        file_id(&judge_path)?
+    } else {
+        model.clone()
+    };
+    let mut sampling = config.sampling.clone();
+    sampling.max_new_tokens = options.max_new_tokens;
+    sampling.temperature = options.temperature;
+    let plan = EvalPlan {
+        name: name.clone(),
+        dir: dir.clone(),
+        sessions_dir,
+        scenes,
+        systems,
+        seeds: options.seeds.clone(),
+        sim: SimOptions {
+            rounds: options.rounds,
+            next_speaker: options.next_speaker,
+            environment: options.environment,
+            sampling,
+            variant: PromptVariant::Evaluation,
+        },
+        judge_sampling: judge_sampling(&config.sampling, true),
+        judge_grammar: true,
+        resamples: options.resamples,
+        bootstrap_seed: u64::from(options.seed),
+        model,
+        judge,
+    };
+    eprintln!(
+        "evaluating {} system(s) on {} scene(s) × {} seed(s), up to {} turns each, into {}",
+        plan.systems.len(),
+        plan.scenes.len(),
+        plan.seeds.len(),
+        plan.sim.rounds,
+        dir.display()
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let judge_backend: Option<&dyn Backend> = judge_engine.as_ref().map(|j| j as &dyn Backend);
+    let (results, _) =
+        runtime.block_on(run_eval(&actor, judge_backend, &plan, &mut print_progress))?;
+    println!("{}", report_table(&results));
+    println!(
+        "results: {}",
+        dir.join(crate::eval::results::RESULTS_FILE).display()
+    );
+    println!("chart:   {}", dir.join(crate::eval::CHART_FILE).display());
+    if let Some(dir) = &plan.sessions_dir {
+        println!(
+            "transcripts: sessions in {} (titles start with 'eval {name}')",
+            dir.display()
+        );
+    }
+    Ok((results, dir))
+}
+
+fn print_progress(p: Progress<'_>) {
+    match p {
+        Progress::System {
+            label,
+            adapter_sha256,
+        } => match adapter_sha256 {
+            Some(sha) => eprintln!("{label} (adapter sha256 {}…)", sha.get(..12).unwrap_or(sha)),
+            None => eprintln!("{label} (no adapter)"),
+        },
+        Progress::Played {
+            scene, seed, turns, ..
+        } => eprintln!("  played {scene} seed {seed}: {turns} turns"),
+        Progress::Judged {
+            scene,
+            seed,
+            scores,
+            ..
+        } => eprintln!(
+            "  judged {scene} seed {seed}: overall {:.1}",
+            scores.overall
+        ),
+    }
+}
+
+/// A CoSER scene's transcripts open in the TUI through a scene file of the
+/// same title: write one (as `her import` would) unless it exists.
+fn keep_coser_scenes(app: &AppContext, scenes: &[crate::eval::EvalScene]) {
+    let dir = app.scenes_dir();
+    let known: Vec<String> = std::fs::read_dir(&dir)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter_map(|e| crate::character::load_scene(&e.path()).ok())
+                .map(|s| s.title)
+                .collect()
+        })
+        .unwrap_or_default();
+    for scene in scenes.iter().filter(|s| s.from_coser) {
+        if known.contains(&scene.scene.title) {
+            continue;
+        }
+        if std::fs::create_dir_all(&dir).is_err() {
+            return;
+        }
+        match crate::character::store::save_scene(&dir, &scene.scene, false) {
+            Ok(path) => eprintln!(
+                "note: saved CoSER scene '{}' as {} so its transcripts open in the TUI",
+                scene.scene.title,
+                path.display()
+            ),
+            Err(err) => eprintln!(
+                "note: CoSER scene '{}' has no scene file ({err}); its transcripts are saved but the TUI cannot replay them",
+                scene.scene.title
+            ),
+        }
+    }
+}
+
+fn default_name() -> String {
+    let now = crate::session::now_rfc3339();
+    // 2026-01-02T03:04:05.678Z → 20260102-030405
+    let digits: String = now.chars().filter(char::is_ascii_digit).collect();
+    match (digits.get(..8), digits.get(8..14)) {
+        (Some(date), Some(time)) => format!("{date}-{time}"),
+        _ => "eval".to_string(),
+    }
+}
+
+/// Decides, logs (terminal, `gate.json`, `adapters/gate-log.jsonl`) and
+/// promotes. Returns whether the candidate was promoted.
+fn gate(
+    app: &AppContext,
+    results: &EvalResults,
+    dir: &Path,
+    character: &Character,
+) -> anyhow::Result<bool> {
+    let [baseline, candidate] = results.systems.as_slice() else {
+        bail!("a gate compares exactly two systems, baseline and candidate");
+    };
+    let s = &results.settings;
+    let decision = decide(baseline, candidate, s.resamples, s.bootstrap_seed)?;
+    println!("\n{}", render_decision(&decision));
+    let json = serde_json::to_string_pretty(&decision)?;
+    crate::fsutil::write_atomic(&dir.join(GATE_FILE), format!("{json}\n").as_bytes(), true)
+        .with_context(|| format!("writing '{}'", dir.join(GATE_FILE).display()))?;
+    let log = gate_log(&app.studio.root);
+    append_gate_log(
+        &log,
+        &GateLogEntry {
+            decided_at: crate::session::now_rfc3339(),
+            character: character.name.clone(),
+            evaluation: dir.to_path_buf(),
+            baseline_adapter: baseline.adapter.as_ref().map(|a| a.path.clone()),
+            candidate_adapter: candidate.adapter.as_ref().map(|a| a.path.clone()),
+            decision: decision.clone(),
+        },
+    )?;
+    println!(
+        "logged in {} and {}",
+        dir.join(GATE_FILE).display(),
+        log.display()
+    );
+    if !decision.promote {
+        println!(
+            "not promoted: {} keeps {}",
+            character.name,
+            baseline
+                .adapter
+                .as_ref()
+                .map_or("the base model".to_string(), |a| a
+                    .path
+                    .display()
+                    .to_string())
+        );
+        return Ok(false);
+    }
+    let Some(adapter) = &candidate.adapter else {
+        println!("the candidate is the base model: nothing to promote");
+        return Ok(true);
+    };
+    let file = promoted_file(&app.studio.root);
+    promote(
+        &file,
+        &character.name,
+        Promotion {
+            adapter: adapter.path.clone(),
+            sha256: adapter.sha256.clone(),
+            promoted_at: crate::session::now_rfc3339(),
+            evaluation: dir.to_path_buf(),
+            replaced: baseline
+                .adapter
+                .as_ref()
+                .map_or("base".to_string(), |a| a.path.display().to_string()),
+        },
+    )?;
+    println!(
+        "promoted {} for {} ({}); `her chat --character '{}'` now loads it",
+        adapter.path.display(),
+        character.name,
+        file.display(),
+        character.name
+    );
+    Ok(true)
+}
+
+/// Loads the adapter promoted for the chat's character, unless `--adapter`
+/// chose one or the chat is a scene or a saved session.
+pub fn load_promoted(
+    app: &AppContext,
+    engine: &LocalEngine,
+    args: &ChatArgs,
+) -> anyhow::Result<()> {
+    if args.adapter.is_some() || args.scene.is_some() || args.session.is_some() || args.from_picker
+    {
+        return Ok(());
+    }
+    let Ok(character) = app.character(args.character.as_deref()) else {
+        return Ok(());
+    };
+    let file = promoted_file(&app.studio.root);
+    let promotion = match promoted_adapter(&file, &character.name) {
+        Ok(Some(p)) => p,
+        Ok(None) => return Ok(()),
+        Err(err) => {
+            eprintln!("warning: {err}; continuing without a promoted adapter");
+            return Ok(());
+        }
+    };
+    if !promotion.adapter.is_file() {
+        eprintln!(
+            "warning: the adapter promoted for {} ('{}', in {}) is gone; continuing without it",
+            character.name,
+            promotion.adapter.display(),
+            file.display()
+        );
+        return Ok(());
+    }
+    engine
+        .load_adapter(promotion.adapter.clone(), args.adapter_scale)
+        .wait()
+        .with_context(|| {
+            format!(
+                "loading the promoted adapter '{}'",
+                promotion.adapter.display()
+            )
+        })?;
+    eprintln!(
+        "using the adapter promoted for {}: {} (--adapter overrides)",
+        character.name,
+        promotion.adapter.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_become_unique() {
+        let mut systems = vec![
+            SystemSpec::base(),
+            SystemSpec::adapter(Path::new("runs/a/adapter.gguf")),
+            SystemSpec::adapter(Path::new("other/a/adapter.gguf")),
+            system_of("BASE"),
+        ];
+        unique_labels(&mut systems);
+        let labels: Vec<&str> = systems.iter().map(|s| s.label.as_str()).collect();
+        assert_eq!(labels, ["base", "a", "a-2", "base-2"]);
+    }
+
+    #[test]
+    fn default_names_are_dated() {
+        let name = default_name();
+        assert_eq!(name.len(), 15, "{name}");
+        assert_eq!(&name[8..9], "-");
+    }
+}

@@ -1,0 +1,107 @@
+//! Mini-CoSER evaluation (her-format.md §6): the model under test plays
+//! every character of a set of scenes, a judge lists the flaws of each
+//! transcript per dimension, scores get bootstrap intervals, adapters are
+//! compared with the base model on the same scenes and seeds, and a gate
+//! promotes an adapter only when no dimension got worse.
+//!
+//! - [`scenes`]: which scenes (shipped files, CoSER JSON)
+//! - [`simulate`]: playing a scene through `SceneConversation`
+//! - [`transcript`]: saving each played scene as a session
+//! - [`judge`]: the judge's prompt, bounded answer grammar and parser
+//! - [`score`], [`bootstrap`]: the CoSER formula and the intervals
+//! - [`results`]: `evals/NAME/results.json` and per-scene JSONL
+//! - [`report`], [`svg`]: the terminal table and the shareable chart
+//! - [`gate`], [`promote`]: the promotion decision and `adapters/promoted.toml`
+//! - [`run`]: one evaluation from start to end
+
+pub mod bootstrap;
+pub mod gate;
+pub mod judge;
+pub mod promote;
+pub mod report;
+pub mod results;
+pub mod run;
+pub mod scenes;
+pub mod score;
+pub mod simulate;
+pub mod svg;
+pub mod transcript;
+
+#[cfg(test)]
+pub(crate) mod testing;
+
+use std::path::PathBuf;
+
+pub use gate::{GateDecision, decide, render_decision};
+pub use results::{EvalResults, FileId, SystemResult, list_results, read_results};
+pub use run::{EvalPlan, Progress, SystemSpec, judge_sampling, run_eval};
+pub use scenes::{EvalScene, load_scenes};
+pub use score::{Dimension, SceneScores, dimension_score};
+pub use simulate::{NextSpeakerMode, SimOptions};
+
+/// The chart written next to `results.json`.
+pub const CHART_FILE: &str = "chart.svg";
+/// The terminal report, as text.
+pub const REPORT_FILE: &str = "report.txt";
+/// The gate's decision, when the evaluation was a gate.
+pub const GATE_FILE: &str = "gate.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("the model failed: {0}")]
+    Engine(#[from] crate::engine::EngineError),
+    #[error(
+        "adapter '{}' could not be loaded: {source}; check the path (a run's adapter is runs/NAME/adapter.gguf)",
+        path.display()
+    )]
+    Adapter {
+        path: PathBuf,
+        #[source]
+        source: crate::engine::EngineError,
+    },
+    #[error(
+        "the judge's answer on scene '{scene}' could not be read (it ended by {finish}): {source}; \
+         a local judge needs room for its answer: raise --judge-n-ctx or lower --rounds / --max-new-tokens"
+    )]
+    Unreadable {
+        scene: String,
+        finish: String,
+        #[source]
+        source: judge::AnswerError,
+    },
+    #[error(
+        "no scene '{spec}': give a scene file stem in '{}' (see `her characters`), a scene .toml file or a CoSER .json file",
+        dir.display()
+    )]
+    SceneNotFound { spec: String, dir: PathBuf },
+    #[error(
+        "no scenes to evaluate: '{}' holds no .toml scene files; name scene files or CoSER .json files on the command line",
+        dir.display()
+    )]
+    NoScenes { dir: PathBuf },
+    #[error("scene '{id}' is named twice (again by '{}'); name each scene once", path.display())]
+    DuplicateScene { id: String, path: PathBuf },
+    #[error(transparent)]
+    Character(#[from] crate::character::CharacterError),
+    #[error(transparent)]
+    Coser(#[from] crate::character::card::CardError),
+    #[error(transparent)]
+    Session(#[from] crate::session::SessionError),
+    #[error("cannot {action} '{}': {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("'{}' cannot be read: {message}", path.display())]
+    BadFile { path: PathBuf, message: String },
+    #[error("cannot encode as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("bootstrap: {0}")]
+    Stats(#[from] crate::prefs::stats::StatsError),
+    #[error(
+        "'{baseline}' and '{candidate}' share no scene and seed: compare results of the same scenes and seeds"
+    )]
+    NoCommonUnits { baseline: String, candidate: String },
+}

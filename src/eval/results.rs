@@ -1,0 +1,408 @@
+//! What an evaluation keeps: `evals/NAME/results.json` (settings, the hashes
+//! of every model file involved, per-unit scores and the summaries with their
+//! intervals) and one JSONL file per scene with the judge's flaws.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::EvalError;
+use super::bootstrap::{COLUMNS, Interval, mean_intervals, paired_difference_intervals};
+use super::judge::JudgeAnswer;
+use super::score::{Dimension, SceneScores, column_titles};
+
+/// Version of `results.json`.
+pub const RESULTS_FORMAT: u32 = 1;
+pub const RESULTS_FILE: &str = "results.json";
+pub const SCENES_DIR: &str = "scenes";
+
+/// A model or adapter file, by path and content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileId {
+    pub path: PathBuf,
+    /// sha256 of the whole file.
+    pub sha256: String,
+}
+
+/// How the scenes were played and judged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalSettings {
+    /// Actor turns per scene at most.
+    pub rounds: usize,
+    pub seeds: Vec<u32>,
+    /// "model" or "random".
+    pub next_speaker: String,
+    /// Whether scenes that have an Environment narrator kept it.
+    pub environment: bool,
+    pub max_new_tokens: u32,
+    pub temperature: f32,
+    pub resamples: usize,
+    pub bootstrap_seed: u64,
+}
+
+/// One scene played with one seed by one system, and the judge's scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitResult {
+    /// The scene's id in this evaluation (file stem, or `file#index` for CoSER).
+    pub scene: String,
+    pub seed: u32,
+    /// Turns by characters (the Environment's are not counted).
+    pub actor_turns: usize,
+    /// Σ severity per dimension, in [`Dimension::ALL`] order.
+    pub severity: [u32; 4],
+    pub scores: SceneScores,
+    /// The transcript as a session file.
+    #[serde(default)]
+    pub session: Option<PathBuf>,
+}
+
+impl UnitResult {
+    pub fn new(
+        scene: String,
+        seed: u32,
+        actor_turns: usize,
+        answer: &JudgeAnswer,
+        session: Option<PathBuf>,
+    ) -> Self {
+        let severity = answer.severity_sums();
+        Self {
+            scene,
+            seed,
+            actor_turns,
+            severity,
+            scores: SceneScores::from_severities(severity, actor_turns),
+            session,
+        }
+    }
+
+    pub fn key(&self) -> (&str, u32) {
+        (&self.scene, self.seed)
+    }
+}
+
+/// Mean and 95% interval of one column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnSummary {
+    /// "storyline_consistency", … or "overall".
+    pub key: String,
+    pub title: String,
+    pub mean: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+impl ColumnSummary {
+    fn new(index: usize, interval: Interval) -> Self {
+        let key = Dimension::ALL
+            .get(index)
+            .map_or("overall", |d| d.key())
+            .to_string();
+        Self {
+            key,
+            title: column_titles()
+                .get(index)
+                .copied()
+                .unwrap_or("Overall")
+                .to_string(),
+            mean: interval.point,
+            low: interval.low,
+            high: interval.high,
+        }
+    }
+}
+
+/// Base or one adapter: every unit it played and the summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SystemResult {
+    /// "base", or the adapter's name.
+    pub label: String,
+    pub adapter: Option<FileId>,
+    pub units: Vec<UnitResult>,
+    /// The four dimensions, then overall.
+    pub summary: Vec<ColumnSummary>,
+}
+
+impl SystemResult {
+    /// Builds the summary from `units` with a seeded bootstrap.
+    pub fn new(
+        label: String,
+        adapter: Option<FileId>,
+        units: Vec<UnitResult>,
+        resamples: usize,
+        seed: u64,
+    ) -> Result<Self, EvalError> {
+        let columns: Vec<[f64; COLUMNS]> = units.iter().map(|u| u.scores.columns()).collect();
+        let intervals = mean_intervals(&columns, resamples, seed)?;
+        Ok(Self {
+            label,
+            adapter,
+            units,
+            summary: intervals
+                .into_iter()
+                .enumerate()
+                .map(|(i, iv)| ColumnSummary::new(i, iv))
+                .collect(),
+        })
+    }
+
+    pub fn column(&self, key: &str) -> Option<&ColumnSummary> {
+        self.summary.iter().find(|c| c.key == key)
+    }
+
+    pub fn overall(&self) -> f64 {
+        self.column("overall").map_or(0.0, |c| c.mean)
+    }
+}
+
+/// A scene taking part, as listed in the results.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SceneRef {
+    pub id: String,
+    pub title: String,
+    pub source: PathBuf,
+}
+
+/// Everything `results.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalResults {
+    pub format: u32,
+    pub name: String,
+    pub created_at: String,
+    /// The model the characters were played by (the base of every adapter).
+    pub model: FileId,
+    /// The judge model (scores from different judges are not comparable).
+    pub judge: FileId,
+    pub settings: EvalSettings,
+    pub scenes: Vec<SceneRef>,
+    pub systems: Vec<SystemResult>,
+}
+
+impl EvalResults {
+    pub fn system(&self, label: &str) -> Option<&SystemResult> {
+        self.systems.iter().find(|s| s.label == label)
+    }
+}
+
+/// One line of `scenes/<scene>.jsonl`: a unit with the judge's flaws.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SceneRecord {
+    pub system: String,
+    pub unit: UnitResult,
+    pub answer: JudgeAnswer,
+}
+
+/// The paired difference `candidate − baseline` per column over the units
+/// both played, with 95% intervals. Errors when they share no unit.
+pub fn paired_differences(
+    baseline: &SystemResult,
+    candidate: &SystemResult,
+    resamples: usize,
+    seed: u64,
+) -> Result<(usize, [Interval; COLUMNS]), EvalError> {
+    let mut base_columns = Vec::new();
+    let mut cand_columns = Vec::new();
+    for unit in &baseline.units {
+        if let Some(other) = candidate.units.iter().find(|c| c.key() == unit.key()) {
+            base_columns.push(unit.scores.columns());
+            cand_columns.push(other.scores.columns());
+        }
+    }
+    if base_columns.is_empty() {
+        return Err(EvalError::NoCommonUnits {
+            baseline: baseline.label.clone(),
+            candidate: candidate.label.clone(),
+        });
+    }
+    let intervals = paired_difference_intervals(&base_columns, &cand_columns, resamples, seed)?;
+    Ok((base_columns.len(), intervals))
+}
+
+/// Writes `results.json` and the per-scene JSONL files into `dir` (each
+/// file atomically).
+pub fn write_results(
+    dir: &Path,
+    results: &EvalResults,
+    records: &[SceneRecord],
+) -> Result<PathBuf, EvalError> {
+    let scenes = dir.join(SCENES_DIR);
+    std::fs::create_dir_all(&scenes).map_err(|source| EvalError::Io {
+        action: "create folder",
+        path: scenes.clone(),
+        source,
+    })?;
+    for scene in &results.scenes {
+        let mut text = String::new();
+        for record in records.iter().filter(|r| r.unit.scene == scene.id) {
+            text.push_str(&serde_json::to_string(record)?);
+            text.push('\n');
+        }
+        let path = scenes.join(format!("{}.jsonl", file_stem_of(&scene.id)));
+        write(&path, text.as_bytes())?;
+    }
+    let path = dir.join(RESULTS_FILE);
+    write(
+        &path,
+        format!("{:#}\n", serde_json::to_value(results)?).as_bytes(),
+    )?;
+    Ok(path)
+}
+
+/// A scene id as a file name: `#` and path separators become `-`.
+pub fn file_stem_of(id: &str) -> String {
+    id.chars()
+        .map(|c| match c {
+            '/' | '\\' | '#' | ':' => '-',
+            c => c,
+        })
+        .collect()
+}
+
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
+    crate::fsutil::write_atomic(path, bytes, true).map_err(|source| EvalError::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads `results.json` from an evaluation folder (or the file itself).
+pub fn read_results(path: &Path) -> Result<EvalResults, EvalError> {
+    let file = if path.is_dir() {
+        path.join(RESULTS_FILE)
+    } else {
+        path.to_path_buf()
+    };
+    let text = std::fs::read_to_string(&file).map_err(|source| EvalError::Io {
+        action: "read",
+        path: file.clone(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| EvalError::BadFile {
+        path: file,
+        message: e.to_string(),
+    })
+}
+
+/// The evaluations in `dir` (folders holding a readable `results.json`),
+/// newest first.
+pub fn list_results(dir: &Path) -> Vec<EvalResults> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<EvalResults> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.join(RESULTS_FILE).is_file())
+        .filter_map(|p| read_results(&p).ok())
+        .collect();
+    out.sort_by(|a, b| {
+        b.created_at
+            .cmp(&a.created_at)
+            .then_with(|| a.name.cmp(&b.name))
+    });
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::eval::judge::Flaw;
+
+    pub(crate) fn answer(severities: [u8; 4]) -> JudgeAnswer {
+        let flaws = |s: u8| {
+            if s == 0 {
+                Vec::new()
+            } else {
+                vec![Flaw {
+                    flaw: "x".into(),
+                    severity: s,
+                }]
+            }
+        };
+        JudgeAnswer {
+            storyline_consistency: flaws(severities[0]),
+            anthropomorphism: flaws(severities[1]),
+            character_fidelity: flaws(severities[2]),
+            storyline_quality: flaws(severities[3]),
+        }
+    }
+
+    pub(crate) fn system(label: &str, severities: &[[u8; 4]]) -> SystemResult {
+        let units = severities
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                UnitResult::new(
+                    format!("scene-{}", i / 2),
+                    i as u32 % 2,
+                    4,
+                    &answer(*s),
+                    None,
+                )
+            })
+            .collect();
+        SystemResult::new(label.into(), None, units, 500, 11).unwrap()
+    }
+
+    pub(crate) fn results(systems: Vec<SystemResult>) -> EvalResults {
+        let file = |p: &str| FileId {
+            path: p.into(),
+            sha256: "00".repeat(32),
+        };
+        EvalResults {
+            format: RESULTS_FORMAT,
+            name: "test".into(),
+            created_at: "2026-01-01T00:00:00.000Z".into(),
+            model: file("m.gguf"),
+            judge: file("j.gguf"),
+            settings: EvalSettings {
+                rounds: 4,
+                seeds: vec![0, 1],
+                next_speaker: "random".into(),
+                environment: true,
+                max_new_tokens: 32,
+                temperature: 0.7,
+                resamples: 500,
+                bootstrap_seed: 11,
+            },
+            scenes: vec![SceneRef {
+                id: "scene-0".into(),
+                title: "Scene".into(),
+                source: "s.toml".into(),
+            }],
+            systems,
+        }
+    }
+
+    #[test]
+    fn round_trip_through_the_folder() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("e1");
+        let base = system("base", &[[1, 2, 3, 4], [0, 0, 0, 0]]);
+        let r = results(vec![base.clone()]);
+        let records = vec![SceneRecord {
+            system: "base".into(),
+            unit: base.units[0].clone(),
+            answer: answer([1, 2, 3, 4]),
+        }];
+        write_results(&dir, &r, &records).unwrap();
+        assert_eq!(read_results(&dir).unwrap(), r);
+        let jsonl = std::fs::read_to_string(dir.join("scenes/scene-0.jsonl")).unwrap();
+        assert_eq!(jsonl.lines().count(), 1);
+        assert_eq!(list_results(root.path()), vec![r.clone()]);
+        let summary = &r.systems[0].summary;
+        assert_eq!(summary.len(), 5);
+        assert_eq!(summary[4].key, "overall");
+        // Scene 1 seed 0: 100 − 5·(1 − 1.2) = 101 → 100; …; unit 2: no flaws.
+        assert!(summary[0].mean <= 100.0 && summary[0].low <= summary[0].mean);
+    }
+
+    #[test]
+    fn unreadable_results_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(RESULTS_FILE), "{").unwrap();
+        let err = read_results(dir.path()).unwrap_err().to_string();
+        assert!(err.contains(RESULTS_FILE), "{err}");
+    }
+}

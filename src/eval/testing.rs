@@ -1,0 +1,195 @@
+//! A scripted backend for unit tests: actors answer with marked plans,
+//! thoughts, actions and speech; the director names the first speaker it
+//! is offered; the judge lists one flaw per dimension. Every prompt is kept.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use super::scenes::EvalScene;
+use crate::character::{Scene, SceneMember};
+use crate::engine::{
+    AdapterInfo, Backend, ChatTemplateFamily, Event, EventStream, FinishReason, Finished,
+    GenerateRequest, GenerationStats, ModelInfo, Pending, Provenance, TokenLogprob,
+};
+
+/// (kind, speaker or "", prompt, grammar) of one request.
+type Entry = (&'static str, String, String, Option<String>);
+
+#[derive(Default)]
+pub struct ScriptedBackend {
+    log: Mutex<Vec<Entry>>,
+    /// Severity the judge gives each flaw (default 2).
+    pub severity: Option<u8>,
+}
+
+impl ScriptedBackend {
+    fn entries(&self, kind: &str) -> Vec<(String, String, Option<String>)> {
+        self.log
+            .lock()
+            .map(|log| {
+                log.iter()
+                    .filter(|e| e.0 == kind)
+                    .map(|e| (e.1.clone(), e.2.clone(), e.3.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    pub fn actor_prompts(&self) -> Vec<(String, String)> {
+        self.entries("actor")
+            .into_iter()
+            .map(|(who, p, _)| (who, p))
+            .collect()
+    }
+
+    pub fn director_prompts(&self) -> Vec<String> {
+        self.entries("director").into_iter().map(|e| e.1).collect()
+    }
+
+    pub fn director_grammars(&self) -> Vec<String> {
+        self.entries("director")
+            .into_iter()
+            .filter_map(|e| e.2)
+            .collect()
+    }
+
+    pub fn judge_prompts(&self) -> Vec<String> {
+        self.entries("judge").into_iter().map(|e| e.1).collect()
+    }
+
+    fn answer(&self, request: &GenerateRequest) -> (&'static str, String, String) {
+        let prompt = request.prompt.render(0);
+        if prompt.contains("Who speaks next?") {
+            // `root ::= "A" | "B"`: the first name offered.
+            let first = request
+                .grammar
+                .as_deref()
+                .and_then(|g| g.split('"').nth(1))
+                .unwrap_or_default()
+                .to_string();
+            return ("director", String::new(), first);
+        }
+        if prompt.contains("strict critic of role-play") {
+            let s = self.severity.unwrap_or(2);
+            let one = format!("[{{\"flaw\": \"flat\", \"severity\": {s}}}]");
+            let answer = format!(
+                "{{\"storyline_consistency\": {one}, \"anthropomorphism\": {one}, \
+                 \"character_fidelity\": {one}, \"storyline_quality\": []}}"
+            );
+            return ("judge", String::new(), answer);
+        }
+        let name = prompt
+            .split("You are ")
+            .nth(1)
+            .and_then(|rest| rest.split(" from ").next())
+            .unwrap_or("?")
+            .to_string();
+        let reply = format!(
+            "PLAN-{name}</system_thinking>{name}: <role_thinking>THINK-{name}</role_thinking>\
+             <role_action>ACT-{name}</role_action>SAY-{name}"
+        );
+        ("actor", name, reply)
+    }
+}
+
+impl Backend for ScriptedBackend {
+    fn generate(&self, request: GenerateRequest) -> EventStream {
+        let (kind, who, text) = self.answer(&request);
+        if let Ok(mut log) = self.log.lock() {
+            log.push((kind, who, request.prompt.render(0), request.grammar.clone()));
+        }
+        let (tx, stream) = EventStream::channel();
+        let _ = tx.send(Event::Text(text));
+        let _ = tx.send(Event::Finished(Finished {
+            reason: FinishReason::EndOfGeneration,
+            stop_string: None,
+            tokens: Vec::new(),
+            stats: GenerationStats::default(),
+            provenance: Provenance {
+                model: "scripted".into(),
+                model_fingerprint: "f".into(),
+                adapter: None,
+                seed: request.sampling.seed,
+                prompt_sha256: String::new(),
+                prompt_tokens_sha256: String::new(),
+                dropped_turns: 0,
+                sampling: None,
+            },
+        }));
+        stream
+    }
+
+    fn cancel(&self) {}
+
+    fn score(&self, _prompt: String, _completion: String) -> Pending<Vec<TokenLogprob>> {
+        Pending::ready(Ok(Vec::new()))
+    }
+
+    fn tokenize(&self, text: String) -> Pending<Vec<i32>> {
+        Pending::ready(Ok(text.bytes().map(i32::from).collect()))
+    }
+
+    fn load_adapter(&self, path: PathBuf, scale: f32) -> Pending<AdapterInfo> {
+        Pending::ready(Ok(AdapterInfo {
+            path,
+            scale,
+            sha256: "ad".repeat(32),
+        }))
+    }
+
+    fn clear_adapter(&self) -> Pending<()> {
+        Pending::ready(Ok(()))
+    }
+
+    fn model_info(&self) -> ModelInfo {
+        ModelInfo {
+            path: "scripted.gguf".into(),
+            name: "scripted".into(),
+            fingerprint: "f".into(),
+            architecture: "none".into(),
+            file_type: "none".into(),
+            file_size: 0,
+            n_params: 0,
+            n_layer: 0,
+            n_embd: 0,
+            n_head: 0,
+            n_head_kv: 0,
+            n_vocab: 0,
+            n_ctx_train: 0,
+            n_ctx: 4096,
+            chat_template: ChatTemplateFamily::ChatMl,
+            devices: Vec::new(),
+            n_gpu_layers_requested: 0,
+            n_gpu_layers_offloaded: 0,
+            threads: 1,
+        }
+    }
+}
+
+/// Ann and Bob at tea, with a narrator.
+pub fn tea_scene() -> EvalScene {
+    let member = |name: &str, profile: &str| SceneMember {
+        character: None,
+        name: Some(name.into()),
+        profile: Some(profile.into()),
+        motivation: String::new(),
+    };
+    let scene = Scene {
+        title: "Tea".into(),
+        book: "A Book".into(),
+        scenario: "Tea time at the vicarage.".into(),
+        environment: true,
+        members: vec![member("Ann", "Kind."), member("Bob", "Gruff.")],
+        ..Scene::default()
+    };
+    let cast = scene
+        .cast(std::path::Path::new("/nonexistent"))
+        .unwrap_or_default();
+    EvalScene {
+        id: "tea".into(),
+        source: "tea.toml".into(),
+        scene,
+        cast,
+        from_coser: false,
+    }
+}
