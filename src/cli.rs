@@ -224,6 +224,10 @@ pub struct RlArgs {
     /// Continue the run in this folder from its newest checkpoint (same prompts).
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "name")]
     pub resume: Option<PathBuf>,
+    /// After training, evaluate the adapter against the one promoted for chat.character (or
+    /// the base model) and promote it only when no dimension regresses (see `her eval --gate`).
+    #[arg(long)]
+    pub gate: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -255,6 +259,10 @@ pub struct DpoArgs {
     /// Continue the run in this folder from its newest checkpoint.
     #[arg(long, value_name = "RUN_DIR", conflicts_with = "name")]
     pub resume: Option<PathBuf>,
+    /// After training, evaluate the adapter against the one promoted for chat.character (or
+    /// the base model) and promote it only when no dimension regresses (see `her eval --gate`).
+    #[arg(long)]
+    pub gate: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -350,6 +350,9 @@ pub fn dpo(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
             adapter.display(),
             adapter.display()
         );
+        if args.gate {
+            super::eval::gate_after_training(app, adapter)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -469,6 +472,9 @@ pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
             adapter.display(),
             adapter.display()
         );
+        if args.gate {
+            super::eval::gate_after_training(app, adapter)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -112,6 +112,9 @@ pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
     if let Some(adapter) = &report.adapter_gguf {
         println!("adapter: {}", adapter.display());
         println!("  in the chat: /adapter {}", adapter.display());
+        if args.gate {
+            super::eval::gate_after_training(app, adapter)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
