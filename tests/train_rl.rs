@@ -266,6 +266,14 @@ fn the_judge_reward_compares_every_rollout_with_the_reference_reply() {
         );
         let judge = r.parts.judge.unwrap();
         assert!([-1.0, 0.0, 1.0].contains(&judge), "{judge}");
+        // The reward follows from the two orders: agreeing on the rollout wins.
+        use her_studio::prefs::Verdict::{Cand1, Cand2};
+        let expected = match r.judge_orders.unwrap() {
+            [Cand1, Cand2] => 1.0,
+            [Cand2, Cand1] => -1.0,
+            _ => 0.0,
+        };
+        assert_eq!(judge, expected, "{:?}", r.judge_orders);
         let (format, layout) = (r.parts.format.unwrap(), r.parts.layout.unwrap());
         assert!((-1.0..=1.0).contains(&format) && (0.0..1.0).contains(&layout));
         assert!((r.reward - (judge + 0.5 * format + 0.1 * layout)).abs() < 1e-9);

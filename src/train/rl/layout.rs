@@ -97,13 +97,15 @@ pub fn entropy_bits(counts: impl IntoIterator<Item = usize>) -> f64 {
     if total == 0 {
         return 0.0;
     }
-    counts
+    let bits: f64 = counts
         .iter()
         .map(|&c| {
             let p = c as f64 / total as f64;
             -p * p.log2()
         })
-        .sum()
+        .sum();
+    // One layout alone gives −0.0; say 0.
+    bits.max(0.0)
 }
 
 #[cfg(test)]
@@ -152,5 +154,6 @@ mod tests {
         assert_eq!(m.len(), 4);
         assert_eq!(m.dominant(), Some(("act".into(), 0.75)));
         assert!((entropy_bits([3, 1]) - 0.811_278_124_459_132_8).abs() < 1e-12);
+        assert!(entropy_bits([5]).is_sign_positive());
     }
 }

@@ -106,6 +106,10 @@ pub struct RolloutRecord {
     pub tokens: usize,
     pub layout: String,
     pub parts: RewardParts,
+    /// The judge's verdicts with the rollout as candidate 1, then as
+    /// candidate 2 (a position-biased judge shows here as ties).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge_orders: Option<[crate::prefs::Verdict; 2]>,
     pub reward: f64,
     pub advantage: f64,
     /// Left out of the update: longer than `train.max_seq_len`.

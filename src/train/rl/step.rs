@@ -107,6 +107,8 @@ struct Scored {
     raw: String,
     layout: String,
     parts: RewardParts,
+    /// The judge's answer in the given order and with the candidates swapped.
+    judge_orders: Option<[crate::prefs::Verdict; 2]>,
     format_errors: usize,
     reward: f64,
     advantage: f64,
@@ -159,6 +161,7 @@ pub(super) async fn run_step(
                 raw,
                 sampled,
                 parts: RewardParts::default(),
+                judge_orders: None,
                 format_errors: 0,
                 reward: 0.0,
                 advantage: 0.0,
@@ -196,6 +199,7 @@ pub(super) async fn run_step(
             };
             let verdict = judge_pair(judge, &case, &judge_sampling(cx.sampling, true)).await?;
             r.parts.judge = Some(rewards::judge_reward(verdict.combined));
+            r.judge_orders = Some([verdict.forward.better, verdict.reverse.better]);
         }
     }
     if w.human > 0.0 {
@@ -328,6 +332,7 @@ pub(super) async fn run_step(
             reply: r.raw,
             layout: r.layout,
             parts: r.parts,
+            judge_orders: r.judge_orders,
             reward: r.reward,
             advantage: r.advantage,
             too_long: !kept.contains(&i),
