@@ -58,8 +58,13 @@ pub async fn probe(http: &Http, wanted: &str) -> Result<ServerInfo, RemoteError>
         found: "its model list has no 'data' array".into(),
     })?;
     let model = choose_model(&models, wanted)?;
-    // /props is llama-server's own; any failure just means another server.
-    let props = http.json(Method::GET, "/props", None).await.ok();
+    // /props is llama-server's own; a failure other than a refused key just
+    // means another server.
+    let props = match http.json(Method::GET, "/props", None).await {
+        Ok(props) => Some(props),
+        Err(err @ RemoteError::Unauthorized { .. }) => return Err(err),
+        Err(_) => None,
+    };
     let is_llama = props
         .as_ref()
         .is_some_and(|p| p.get("default_generation_settings").is_some());
