@@ -81,10 +81,9 @@ impl AppContext {
                 } else {
                     config.resolve_path(&self.studio.root, &judge.model_path)
                 };
-                Ok(Box::new(LocalEngine::start(LocalEngineOptions::from_config(
-                    &config.model,
-                    path,
-                ))?))
+                Ok(Box::new(LocalEngine::start(
+                    LocalEngineOptions::from_config(&config.model, path),
+                )?))
             }
             JudgeKind::Openai => {
                 let mut options = RemoteOptions::from_config(&config.backend);

@@ -123,6 +123,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::prefs::agreement(&app, &args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Prefs(PrefsCommand::Merge(args))) => {
+            commands::prefs::merge(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Annotate(args)) => {
             commands::annotate::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
@@ -232,7 +236,11 @@ fn chat_scene(app: &AppContext, args: &ChatArgs, name: &str) -> anyhow::Result<E
         config.chat.prompt_variant,
         config.sampling.clone(),
     );
-    line_runtime()?.block_on(run_headless_scene(engine.as_ref(), &mut play, line_options(args)))?;
+    line_runtime()?.block_on(run_headless_scene(
+        engine.as_ref(),
+        &mut play,
+        line_options(args),
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -293,6 +301,10 @@ fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
         config.chat.prompt_variant,
         config.sampling.clone(),
     );
-    line_runtime()?.block_on(run_headless(engine.as_ref(), &mut conversation, line_options(args)))?;
+    line_runtime()?.block_on(run_headless(
+        engine.as_ref(),
+        &mut conversation,
+        line_options(args),
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

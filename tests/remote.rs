@@ -17,8 +17,8 @@ use common::{CHATML_PROMPT, sampling, tiny};
 use her_studio::config::SamplingConfig;
 use her_studio::engine::remote::ApiKey;
 use her_studio::engine::{
-    Backend, EngineError, Event, EventStream, FinishReason, Finished, GenerateRequest,
-    LocalEngine, RemoteEngine, RemoteError, RemoteOptions,
+    Backend, EngineError, Event, EventStream, FinishReason, Finished, GenerateRequest, LocalEngine,
+    RemoteEngine, RemoteError, RemoteOptions,
 };
 
 /// The llama-server binary; scripts/test builds it before the tests run.
@@ -88,7 +88,8 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(120);
         while Instant::now() < deadline {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
-                let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                let _ =
+                    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
                 let mut reply = String::new();
                 let _ = s.read_to_string(&mut reply);
                 if reply.starts_with("HTTP/1.1 200") {
@@ -127,7 +128,10 @@ fn run(engine: &dyn Backend, sampling: SamplingConfig) -> (String, Finished, Vec
     let mut text = String::new();
     let mut kinds = Vec::new();
     loop {
-        match events.blocking_next().expect("the stream ended without Finished") {
+        match events
+            .blocking_next()
+            .expect("the stream ended without Finished")
+        {
             Event::Started(_) => kinds.push("started"),
             Event::Text(t) => {
                 kinds.push("text");
@@ -163,7 +167,10 @@ fn streams_started_text_finished_with_token_ids_and_provenance() {
     assert_eq!(kinds.first(), Some(&"started"));
     assert!(kinds[1..].iter().all(|k| *k == "text"));
     assert!(!text.is_empty());
-    assert!(matches!(done.reason, FinishReason::MaxTokens | FinishReason::EndOfGeneration));
+    assert!(matches!(
+        done.reason,
+        FinishReason::MaxTokens | FinishReason::EndOfGeneration
+    ));
     assert_eq!(done.stats.generated_tokens, done.tokens.len());
     assert!(done.tokens.len() <= 24);
     // The prompt is hashed exactly as the local engine hashes it.
@@ -202,9 +209,14 @@ fn a_stop_string_ends_the_reply_before_it() {
     let (full, _, _) = run(&engine, sampling(5, 48));
     // A stop string taken from the middle of the reply this seed writes.
     let chars: Vec<(usize, char)> = full.char_indices().collect();
-    assert!(chars.len() >= 8, "reply too short to pick a stop string: {full:?}");
+    assert!(
+        chars.len() >= 8,
+        "reply too short to pick a stop string: {full:?}"
+    );
     let (from, _) = chars[chars.len() / 2];
-    let to = chars.get(chars.len() / 2 + 2).map_or(full.len(), |(i, _)| *i);
+    let to = chars
+        .get(chars.len() / 2 + 2)
+        .map_or(full.len(), |(i, _)| *i);
     let stop = full[from..to].to_string();
     let expected = &full[..full.find(&stop).unwrap()];
     let mut s = sampling(5, 48);
@@ -247,7 +259,10 @@ fn cancel_and_drop_stop_a_reply_and_the_next_one_runs() {
 
 const COMPLETION: &str = "She smiled at him. Elizabeth Bennet: (curtsies) Good evening, sir.";
 
-fn assert_close(remote: &[her_studio::engine::TokenLogprob], local: &[her_studio::engine::TokenLogprob]) -> f64 {
+fn assert_close(
+    remote: &[her_studio::engine::TokenLogprob],
+    local: &[her_studio::engine::TokenLogprob],
+) -> f64 {
     assert_eq!(remote.len(), local.len());
     let mut max = 0.0f64;
     for (r, l) in remote.iter().zip(local) {
@@ -264,12 +279,19 @@ fn scores_match_the_local_engine_with_and_without_the_adapter() {
     let server = Server::start(None);
     let remote = server.connect();
     let local = LocalEngine::start(common::options(&t.model)).unwrap();
-    let score = |e: &dyn Backend| e.score(CHATML_PROMPT.into(), COMPLETION.into()).wait().unwrap();
+    let score = |e: &dyn Backend| {
+        e.score(CHATML_PROMPT.into(), COMPLETION.into())
+            .wait()
+            .unwrap()
+    };
 
     let base = score(&remote);
     assert!(!base.is_empty());
     let diff = assert_close(&base, &score(&local));
-    eprintln!("base: {} tokens, max |remote - local| = {diff:.2e}", base.len());
+    eprintln!(
+        "base: {} tokens, max |remote - local| = {diff:.2e}",
+        base.len()
+    );
 
     // The tiny LoRA changes the log-probs on the server as it does locally.
     let info = remote.load_adapter(t.lora.clone(), 1.0).wait().unwrap();
@@ -282,7 +304,10 @@ fn scores_match_the_local_engine_with_and_without_the_adapter() {
         .zip(&adapted)
         .map(|(a, b)| (a.logprob - b.logprob).abs())
         .fold(0.0, f64::max);
-    assert!(moved > 1e-3, "the adapter did not change the log-probs ({moved})");
+    assert!(
+        moved > 1e-3,
+        "the adapter did not change the log-probs ({moved})"
+    );
     let diff = assert_close(&adapted, &score(&local));
     eprintln!("adapter: max |remote - local| = {diff:.2e}, moved by up to {moved:.3}");
     // Generation carries the adapter in its provenance.
@@ -348,7 +373,10 @@ fn a_server_killed_mid_reply_keeps_the_partial_text_marked_incomplete() {
         on_engine(&mut app, event);
     };
     assert!(
-        matches!(failure.0, EngineError::Remote(RemoteError::ConnectionLost { .. })),
+        matches!(
+            failure.0,
+            EngineError::Remote(RemoteError::ConnectionLost { .. })
+        ),
         "{}",
         failure.0
     );
@@ -360,7 +388,10 @@ fn a_server_killed_mid_reply_keeps_the_partial_text_marked_incomplete() {
     let last = tree.node(*tree.active_path().last().unwrap()).unwrap();
     let message = &last.message;
     assert!(message.meta.incomplete);
-    assert_eq!(message.text, format!("{}{partial}", her_studio::format::PREFILL));
+    assert_eq!(
+        message.text,
+        format!("{}{partial}", her_studio::format::PREFILL)
+    );
 }
 
 fn chat_app(dir: &Path) -> her_studio::tui::app::App {
@@ -384,7 +415,8 @@ fn chat_app(dir: &Path) -> her_studio::tui::app::App {
         sampling: Config::default().sampling,
     };
     let chat = ChatSession::create(dir, players, header).unwrap();
-    let mut app = her_studio::tui::app::App::new(Keymap::default(), Theme::dark(), PaneModes::default());
+    let mut app =
+        her_studio::tui::app::App::new(Keymap::default(), Theme::dark(), PaneModes::default());
     app.chat = Some(chat);
     app.screen = her_studio::tui::app::Screen::Chat;
     app.character_name = "Elizabeth Bennet".into();
@@ -405,7 +437,10 @@ fn a_wrong_api_key_is_refused_with_a_clear_error() {
     assert_eq!(*status, 401);
     let message = err.to_string();
     assert!(message.contains("MY_TEST_KEY"), "{message}");
-    assert!(!message.contains("wrong-key") && !message.contains("right-key"), "{message}");
+    assert!(
+        !message.contains("wrong-key") && !message.contains("right-key"),
+        "{message}"
+    );
     // The right key works.
     let mut options = server.options();
     options.api_key = Some(ApiKey::new("right-key"));
@@ -428,7 +463,10 @@ fn a_wrong_model_name_or_path_is_a_clear_error() {
     // A base URL with a wrong path: HTTP 404.
     let options = RemoteOptions::new(format!("{}/nope", server.url));
     let err = RemoteEngine::start(options).err().unwrap();
-    assert!(matches!(&err, EngineError::Remote(RemoteError::NotFound { .. })), "{err}");
+    assert!(
+        matches!(&err, EngineError::Remote(RemoteError::NotFound { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("backend.base_url"), "{err}");
 }
 
@@ -438,7 +476,10 @@ fn nothing_listening_and_a_non_openai_server_are_clear_errors() {
     let mut options = RemoteOptions::new(format!("http://127.0.0.1:{}", free_port()));
     options.retries = 2;
     let err = RemoteEngine::start(options).err().unwrap();
-    assert!(matches!(&err, EngineError::Remote(RemoteError::Unreachable { .. })), "{err}");
+    assert!(
+        matches!(&err, EngineError::Remote(RemoteError::Unreachable { .. })),
+        "{err}"
+    );
 
     // A web server that answers every request with an HTML page.
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -459,6 +500,9 @@ fn nothing_listening_and_a_non_openai_server_are_clear_errors() {
     let err = RemoteEngine::start(RemoteOptions::new(format!("http://127.0.0.1:{port}")))
         .err()
         .unwrap();
-    assert!(matches!(&err, EngineError::Remote(RemoteError::NotOpenAi { .. })), "{err}");
+    assert!(
+        matches!(&err, EngineError::Remote(RemoteError::NotOpenAi { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("HTML page"), "{err}");
 }

@@ -17,7 +17,10 @@ use crate::engine::{AdapterInfo, EngineError};
 pub enum Active {
     Base,
     /// llama-server: this adapter id at this scale, the others at 0.
-    Lora { id: u64, scale: f32 },
+    Lora {
+        id: u64,
+        scale: f32,
+    },
     /// vLLM and others: the LoRA module's model name.
     Model(String),
 }
@@ -90,12 +93,20 @@ pub async fn load(
                     "llama-server at '{}' was not started with it (start it with --lora {} --lora-init-without-apply); it has: {}",
                     http.base_shown(),
                     path.display(),
-                    if known.is_empty() { "no adapters".into() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "no adapters".into()
+                    } else {
+                        known.join(", ")
+                    }
                 )));
             };
-            let active = Active::Lora { id: found.id, scale };
+            let active = Active::Lora {
+                id: found.id,
+                scale,
+            };
             let body = lora_field(&adapters, &active).unwrap_or(Value::Array(Vec::new()));
-            http.json(Method::POST, "/lora-adapters", Some(&body)).await?;
+            http.json(Method::POST, "/lora-adapters", Some(&body))
+                .await?;
             (active, PathBuf::from(&found.path))
         }
         Flavour::OpenAi => {
@@ -108,7 +119,11 @@ pub async fn load(
                 return Err(fail(format!(
                     "the server at '{}' serves no LoRA module by that name (vLLM: --enable-lora --lora-modules NAME=PATH); it serves: {}",
                     http.base_shown(),
-                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
                 )));
             };
             if (scale - 1.0).abs() > f32::EPSILON {
@@ -138,7 +153,8 @@ pub async fn clear(http: &Http, flavour: Flavour) -> Result<(), EngineError> {
     if flavour == Flavour::LlamaServer {
         let adapters = list_adapters(http).await?;
         if let Some(body) = lora_field(&adapters, &Active::Base) {
-            http.json(Method::POST, "/lora-adapters", Some(&body)).await?;
+            http.json(Method::POST, "/lora-adapters", Some(&body))
+                .await?;
         }
     }
     Ok(())
@@ -152,14 +168,31 @@ mod tests {
     #[test]
     fn adapters_are_found_by_path_or_file_name() {
         let adapters = vec![
-            ServerAdapter { id: 0, path: "/srv/a.gguf".into(), scale: 0.0 },
-            ServerAdapter { id: 1, path: "/srv/runs/b.gguf".into(), scale: 0.0 },
+            ServerAdapter {
+                id: 0,
+                path: "/srv/a.gguf".into(),
+                scale: 0.0,
+            },
+            ServerAdapter {
+                id: 1,
+                path: "/srv/runs/b.gguf".into(),
+                scale: 0.0,
+            },
         ];
-        assert_eq!(find_lora(&adapters, Path::new("/srv/a.gguf")).unwrap().id, 0);
-        assert_eq!(find_lora(&adapters, Path::new("runs/x/b.gguf")).unwrap().id, 1);
+        assert_eq!(
+            find_lora(&adapters, Path::new("/srv/a.gguf")).unwrap().id,
+            0
+        );
+        assert_eq!(
+            find_lora(&adapters, Path::new("runs/x/b.gguf")).unwrap().id,
+            1
+        );
         assert!(find_lora(&adapters, Path::new("c.gguf")).is_none());
         let field = lora_field(&adapters, &Active::Lora { id: 1, scale: 0.5 }).unwrap();
-        assert_eq!(field, json!([{"id": 0, "scale": 0.0}, {"id": 1, "scale": 0.5}]));
+        assert_eq!(
+            field,
+            json!([{"id": 0, "scale": 0.0}, {"id": 1, "scale": 0.5}])
+        );
         assert_eq!(lora_field(&[], &Active::Base), None);
     }
 
@@ -173,9 +206,18 @@ mod tests {
             n_ctx: None,
         };
         let models = vec![m("eliza", "/loras/eliza-r16"), m("darcy", "/loras/darcy")];
-        assert_eq!(find_module(&models, Path::new("eliza")).unwrap().id, "eliza");
-        assert_eq!(find_module(&models, Path::new("/x/eliza-r16")).unwrap().id, "eliza");
-        assert_eq!(find_module(&models, Path::new("darcy.gguf")).unwrap().id, "darcy");
+        assert_eq!(
+            find_module(&models, Path::new("eliza")).unwrap().id,
+            "eliza"
+        );
+        assert_eq!(
+            find_module(&models, Path::new("/x/eliza-r16")).unwrap().id,
+            "eliza"
+        );
+        assert_eq!(
+            find_module(&models, Path::new("darcy.gguf")).unwrap().id,
+            "darcy"
+        );
         assert!(find_module(&models, Path::new("bingley")).is_none());
     }
 }

@@ -14,9 +14,7 @@ pub enum RemoteError {
     #[error("the server at '{url}' sent nothing for {secs} s (backend.read_timeout_secs)")]
     Timeout { url: String, secs: u64 },
 
-    #[error(
-        "the server at '{url}' refused the request (HTTP {status}): {message}; {hint}"
-    )]
+    #[error("the server at '{url}' refused the request (HTTP {status}): {message}; {hint}")]
     Unauthorized {
         url: String,
         status: u16,
@@ -24,7 +22,9 @@ pub enum RemoteError {
         hint: String,
     },
 
-    #[error("'{url}' was not found on the server (HTTP 404): {message}; check backend.base_url (without /v1) and backend.model")]
+    #[error(
+        "'{url}' was not found on the server (HTTP 404): {message}; check backend.base_url (without /v1) and backend.model"
+    )]
     NotFound { url: String, message: String },
 
     #[error("the server rejected the request to '{url}' (HTTP {status}): {message}")]
@@ -53,10 +53,14 @@ pub enum RemoteError {
     )]
     NotOpenAi { url: String, found: String },
 
-    #[error("the server does not serve the model '{model}' (backend.model); it serves: {available}")]
+    #[error(
+        "the server does not serve the model '{model}' (backend.model); it serves: {available}"
+    )]
     ModelNotServed { model: String, available: String },
 
-    #[error("the connection to '{url}' was lost mid-reply: {reason}; the text so far is kept, marked incomplete")]
+    #[error(
+        "the connection to '{url}' was lost mid-reply: {reason}; the text so far is kept, marked incomplete"
+    )]
     ConnectionLost { url: String, reason: String },
 
     #[error("{what} is not offered by this server: {reason}")]

@@ -167,8 +167,11 @@ struct Progress {
 
 impl Progress {
     fn generated(&self) -> usize {
-        self.usage_completion
-            .unwrap_or(if self.tokens.is_empty() { self.text_chunks } else { self.tokens.len() })
+        self.usage_completion.unwrap_or(if self.tokens.is_empty() {
+            self.text_chunks
+        } else {
+            self.tokens.len()
+        })
     }
 }
 
@@ -182,7 +185,13 @@ async fn run(
     let sampling = &request.sampling;
     sampler::validate(sampling)?;
     let fitted = fit(ctx, request).await?;
-    let body = body(ctx, &fitted.text, sampling, fitted.max_new, request.grammar.as_deref());
+    let body = body(
+        ctx,
+        &fitted.text,
+        sampling,
+        fitted.max_new,
+        request.grammar.as_deref(),
+    );
     let path = "/v1/completions";
     let prompt_start = Instant::now();
     let response = tokio::select! {
@@ -201,7 +210,10 @@ async fn run(
         let text = response.text().await.unwrap_or_default();
         return Err(RemoteError::NotOpenAi {
             url: ctx.http.shown(path),
-            found: format!("a stream was asked for, {}", super::http::describe_body(&text)),
+            found: format!(
+                "a stream was asked for, {}",
+                super::http::describe_body(&text)
+            ),
         }
         .into());
     }
@@ -287,13 +299,19 @@ async fn run(
         FinishReason::StopString
     } else {
         match progress.finish_reason.as_deref() {
-            Some("length") if prompt_tokens + progress.generated() >= ctx.server.info.n_ctx as usize
-                && ctx.server.info.n_ctx > 0 =>
+            Some("length")
+                if prompt_tokens + progress.generated() >= ctx.server.info.n_ctx as usize
+                    && ctx.server.info.n_ctx > 0 =>
             {
                 FinishReason::ContextFull
             }
             Some("length") => FinishReason::MaxTokens,
-            Some(_) if progress.stopping_word.as_deref().is_some_and(|w| !w.is_empty()) => {
+            Some(_)
+                if progress
+                    .stopping_word
+                    .as_deref()
+                    .is_some_and(|w| !w.is_empty()) =>
+            {
                 FinishReason::StopString
             }
             Some(_) => FinishReason::EndOfGeneration,
@@ -344,7 +362,12 @@ async fn run(
 }
 
 /// A chunk's JSON, `None` for the closing `[DONE]`, an error for an error event.
-fn parse_chunk(ctx: &Ctx, path: &str, event: &str, data: &str) -> Result<Option<Value>, RemoteError> {
+fn parse_chunk(
+    ctx: &Ctx,
+    path: &str,
+    event: &str,
+    data: &str,
+) -> Result<Option<Value>, RemoteError> {
     if data.trim() == "[DONE]" {
         return Ok(None);
     }
@@ -355,7 +378,10 @@ fn parse_chunk(ctx: &Ctx, path: &str, event: &str, data: &str) -> Result<Option<
     if event == "error" || json.get("error").is_some() {
         return Err(RemoteError::Server {
             url: ctx.http.shown(path),
-            status: json.pointer("/error/code").and_then(Value::as_u64).unwrap_or(500) as u16,
+            status: json
+                .pointer("/error/code")
+                .and_then(Value::as_u64)
+                .unwrap_or(500) as u16,
             message: super::http::error_message(data),
         });
     }
@@ -365,7 +391,10 @@ fn parse_chunk(ctx: &Ctx, path: &str, event: &str, data: &str) -> Result<Option<
 /// Records what a chunk says and returns its text.
 fn absorb(progress: &mut Progress, chunk: &Value) -> String {
     let choice = chunk.pointer("/choices/0");
-    if let Some(reason) = choice.and_then(|c| c.get("finish_reason")).and_then(Value::as_str) {
+    if let Some(reason) = choice
+        .and_then(|c| c.get("finish_reason"))
+        .and_then(Value::as_str)
+    {
         progress.finish_reason = Some(reason.to_owned());
     }
     if let Some(usage) = chunk.get("usage") {
@@ -402,5 +431,9 @@ fn finished_early(ctx: &Ctx, request: &GenerateRequest) -> Finished {
 
 fn rate(tokens: usize, since: Option<Instant>) -> f64 {
     let secs = since.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    if secs > 0.0 { tokens as f64 / secs } else { 0.0 }
+    if secs > 0.0 {
+        tokens as f64 / secs
+    } else {
+        0.0
+    }
 }

@@ -173,7 +173,13 @@ impl Http {
         }
     }
 
-    fn status_error(&self, path: &str, status: StatusCode, body: &str, attempts: u32) -> RemoteError {
+    fn status_error(
+        &self,
+        path: &str,
+        status: StatusCode,
+        body: &str,
+        attempts: u32,
+    ) -> RemoteError {
         let url = self.shown(path);
         let message = error_message(body);
         match status.as_u16() {
@@ -209,7 +215,9 @@ impl Http {
             (None, true) => {
                 "no API key is sent: name the variable that holds it in backend.api_key_env".into()
             }
-            (None, false) => format!("the environment variable '{env}' (backend.api_key_env) is not set"),
+            (None, false) => {
+                format!("the environment variable '{env}' (backend.api_key_env) is not set")
+            }
         }
     }
 }
@@ -293,7 +301,9 @@ mod tests {
     #[test]
     fn error_bodies_of_common_servers() {
         assert_eq!(
-            error_message(r#"{"error":{"code":401,"message":"Invalid API Key","type":"authentication_error"}}"#),
+            error_message(
+                r#"{"error":{"code":401,"message":"Invalid API Key","type":"authentication_error"}}"#
+            ),
             "Invalid API Key"
         );
         assert_eq!(error_message(r#"{"detail":"Not Found"}"#), "Not Found");
@@ -306,7 +316,10 @@ mod tests {
 
     #[test]
     fn credentials_never_show_in_urls() {
-        assert_eq!(redact("https://u:secret@host:8000/v1"), "https://host:8000/v1");
+        assert_eq!(
+            redact("https://u:secret@host:8000/v1"),
+            "https://host:8000/v1"
+        );
         assert_eq!(redact("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
         assert_eq!(format!("{:?}", ApiKey::new("sk-123")), "ApiKey(<hidden>)");
     }

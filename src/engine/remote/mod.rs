@@ -184,9 +184,7 @@ impl RemoteEngine {
         runtime.spawn(async move {
             let _ = ready_tx.send(probe::probe(&probe_http, &model).await);
         });
-        let server = ready_rx
-            .recv()
-            .map_err(|_| EngineError::EngineStopped)??;
+        let server = ready_rx.recv().map_err(|_| EngineError::EngineStopped)??;
         let info = server.info.clone();
         let (commands, rx) = mpsc::unbounded_channel();
         let (epochs, epoch_rx) = watch::channel(0u64);

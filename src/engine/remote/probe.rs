@@ -122,7 +122,9 @@ pub async fn list_adapters(http: &Http) -> Result<Vec<ServerAdapter>, RemoteErro
 pub fn tokenize_body(flavour: Flavour, model: &str, text: &str, add_special: bool) -> Value {
     match flavour {
         Flavour::LlamaServer => json!({"content": text, "add_special": add_special}),
-        Flavour::OpenAi => json!({"model": model, "prompt": text, "add_special_tokens": add_special}),
+        Flavour::OpenAi => {
+            json!({"model": model, "prompt": text, "add_special_tokens": add_special})
+        }
     }
 }
 
@@ -137,7 +139,11 @@ pub fn parse_models(listing: &Value) -> Option<Vec<ServedModel>> {
                     aliases: m
                         .get("aliases")
                         .and_then(Value::as_array)
-                        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|s| s.as_str().map(str::to_owned))
+                                .collect()
+                        })
                         .unwrap_or_default(),
                     parent: text("parent"),
                     root: text("root"),
@@ -205,9 +211,8 @@ fn model_info(
         .and_then(|p| p.get("chat_template"))
         .and_then(Value::as_str);
     // No file to hash: the server, model and path identify what answered.
-    let fingerprint = crate::hashing::sha256_hex(
-        format!("{}\n{model}\n{path}", http.base_shown()).as_bytes(),
-    );
+    let fingerprint =
+        crate::hashing::sha256_hex(format!("{}\n{model}\n{path}", http.base_shown()).as_bytes());
     ModelInfo {
         path: PathBuf::from(&path),
         name: model.to_owned(),
@@ -251,6 +256,9 @@ mod tests {
         assert_eq!(choose_model(&models, "").unwrap(), "her-32b");
         assert_eq!(choose_model(&models, "elizabeth").unwrap(), "elizabeth");
         let err = choose_model(&models, "gpt-4").unwrap_err().to_string();
-        assert!(err.contains("'gpt-4'") && err.contains("'her-32b', 'elizabeth'"), "{err}");
+        assert!(
+            err.contains("'gpt-4'") && err.contains("'her-32b', 'elizabeth'"),
+            "{err}"
+        );
     }
 }

@@ -9,11 +9,11 @@
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::Ctx;
 use super::adapters::lora_field;
 use super::error::RemoteError;
 use super::http::Http;
 use super::probe::{Flavour, tokenize_body};
-use super::Ctx;
 use crate::engine::{EngineError, TokenLogprob};
 
 /// Token ids of `text` from the server's own tokenizer.
@@ -169,7 +169,11 @@ async fn score_echo(
         what: "scoring (log-probs of a given reply)",
         reason,
     };
-    let reply = match ctx.http.json(Method::POST, "/v1/completions", Some(&body)).await {
+    let reply = match ctx
+        .http
+        .json(Method::POST, "/v1/completions", Some(&body))
+        .await
+    {
         Ok(reply) => reply,
         Err(RemoteError::Rejected { message, .. }) => {
             return Err(unsupported(format!(
@@ -187,7 +191,11 @@ async fn score_echo(
             .cloned()
             .unwrap_or_default()
     };
-    let (tokens, values, offsets) = (column("tokens"), column("token_logprobs"), column("text_offset"));
+    let (tokens, values, offsets) = (
+        column("tokens"),
+        column("token_logprobs"),
+        column("text_offset"),
+    );
     if tokens.is_empty() || offsets.len() != tokens.len() {
         return Err(unsupported("it returned no log-probs for the prompt (echo)".into()).into());
     }
@@ -207,7 +215,11 @@ async fn score_echo(
             .unwrap_or(-1);
         out.push(TokenLogprob {
             token: id,
-            piece: if id >= 0 { String::new() } else { text.to_owned() },
+            piece: if id >= 0 {
+                String::new()
+            } else {
+                text.to_owned()
+            },
             logprob: value.as_f64().unwrap_or(f64::NEG_INFINITY),
         });
     }

@@ -110,7 +110,11 @@ mod tests {
 
     #[test]
     fn events_split_anywhere_and_crlf() {
-        let got = all(&[b"data: {\"a\"", b":1}\r\n\r\n: ping\n\nda", b"ta: [DONE]\n\n"]);
+        let got = all(&[
+            b"data: {\"a\"",
+            b":1}\r\n\r\n: ping\n\nda",
+            b"ta: [DONE]\n\n",
+        ]);
         assert_eq!(got, vec![data("{\"a\":1}"), data("[DONE]")]);
     }
 
