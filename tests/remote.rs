@@ -506,3 +506,61 @@ fn nothing_listening_and_a_non_openai_server_are_clear_errors() {
     );
     assert!(err.to_string().contains("HTML page"), "{err}");
 }
+
+/// A stand-in server (for this one path only): HTTP 503 for the first
+/// `busy` requests, then a one-model list; anything else is 404.
+fn flaky_server(busy: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().take(busy + 8).enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let len = stream.read(&mut buf).unwrap_or(0);
+            let request = String::from_utf8_lossy(&buf[..len]);
+            let (status, body) = if n < busy {
+                (
+                    "503 Service Unavailable",
+                    r#"{"error":{"message":"loading model"}}"#,
+                )
+            } else if request.starts_with("GET /v1/models ") {
+                ("200 OK", r#"{"object":"list","data":[{"id":"m"}]}"#)
+            } else {
+                ("404 Not Found", r#"{"detail":"Not Found"}"#)
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nRetry-After: 0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+#[test]
+fn a_busy_server_is_retried_then_reported() {
+    let mut options = RemoteOptions::new(flaky_server(2));
+    options.retries = 3;
+    let engine = RemoteEngine::start(options).unwrap();
+    assert_eq!(engine.model_info().name, "m");
+    assert_eq!(engine.model_info().file_type, "openai-compatible");
+    // No /tokenize here: a clear "not offered", not a crash.
+    let err = engine.tokenize("a".into()).wait().unwrap_err();
+    assert!(
+        matches!(&err, EngineError::Remote(RemoteError::Unsupported { .. })),
+        "{err}"
+    );
+
+    let mut options = RemoteOptions::new(flaky_server(5));
+    options.retries = 1;
+    let err = RemoteEngine::start(options).err().unwrap();
+    assert!(
+        matches!(
+            &err,
+            EngineError::Remote(RemoteError::Server { status: 503, .. })
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("loading model"), "{err}");
+}
