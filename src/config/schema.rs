@@ -92,7 +92,8 @@ impl KeySpec {
 
 /// Section names in the order `config.toml` lists them.
 pub(crate) const SECTIONS: &[&str] = &[
-    "model", "sampling", "chat", "paths", "log", "backend", "judge", "prefs", "train", "rl", "eval", "keys",
+    "model", "sampling", "chat", "paths", "log", "backend", "judge", "prefs", "train", "rl",
+    "eval", "keys",
 ];
 
 /// Remappable actions of the TUI (`[keys]`); the TUI's action table must match (tested there).
