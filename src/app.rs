@@ -4,7 +4,10 @@ use std::path::{Path, PathBuf};
 
 use crate::character::{Character, CharacterError, Scene, load_character_by_name, load_scene};
 use crate::config::{self, ConfigError, ConfigSources, LoadedConfig};
-use crate::engine::{EngineError, LocalEngine, LocalEngineOptions};
+use crate::config::{BackendKind, JudgeKind};
+use crate::engine::{
+    Backend, EngineError, LocalEngine, LocalEngineOptions, RemoteEngine, RemoteOptions,
+};
 use crate::studio::{Studio, StudioOrigin};
 
 pub struct AppContext {
@@ -45,6 +48,54 @@ impl AppContext {
     /// Loads the model (blocking).
     pub fn start_engine(&self) -> Result<LocalEngine, EngineError> {
         LocalEngine::start(self.engine_options())
+    }
+
+    /// The chat's backend as `[backend] kind` says: the local model, or a
+    /// connection to a server (blocking until it answers).
+    pub fn start_backend(&self) -> Result<Box<dyn Backend>, EngineError> {
+        match self.config().backend.kind {
+            BackendKind::Local => Ok(Box::new(self.start_engine()?)),
+            BackendKind::Openai => Ok(Box::new(RemoteEngine::start(RemoteOptions::from_config(
+                &self.config().backend,
+            ))?)),
+        }
+    }
+
+    /// What `start_backend` is about to load or reach, for a "loading …" line.
+    pub fn backend_label(&self) -> String {
+        match self.config().backend.kind {
+            BackendKind::Local => self.model_path().display().to_string(),
+            BackendKind::Openai => crate::engine::remote::redact(&self.config().backend.base_url),
+        }
+    }
+
+    /// The backend `her judge` uses (`[judge] kind`).
+    pub fn start_judge(&self) -> Result<Box<dyn Backend>, EngineError> {
+        let config = self.config();
+        let judge = &config.judge;
+        match judge.kind {
+            JudgeKind::Actor => self.start_backend(),
+            JudgeKind::Local => {
+                let path = if judge.model_path.as_os_str().is_empty() {
+                    self.model_path()
+                } else {
+                    config.resolve_path(&self.studio.root, &judge.model_path)
+                };
+                Ok(Box::new(LocalEngine::start(
+                    LocalEngineOptions::from_config(&config.model, path),
+                )?))
+            }
+            JudgeKind::Openai => {
+                let mut options = RemoteOptions::from_config(&config.backend);
+                if !judge.base_url.is_empty() {
+                    options.base_url = judge.base_url.clone();
+                }
+                options.model = judge.model.clone();
+                options.api_key_env = judge.api_key_env.clone();
+                options.api_key = crate::engine::remote::key_from_env(&judge.api_key_env);
+                Ok(Box::new(RemoteEngine::start(options)?))
+            }
+        }
     }
 
     /// The named character, or the configured default.

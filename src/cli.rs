@@ -360,6 +360,19 @@ pub enum PrefsCommand {
     Leaderboard(LeaderboardArgs),
     /// Cohen's kappa per annotator pair and Krippendorff's alpha on items labelled twice or more.
     Agreement(AgreementArgs),
+    /// Add preference logs from other machines (prefs folders or .jsonl files) to this
+    /// studio: new records only, appended to prefs/merged/ANNOTATOR.jsonl.
+    Merge(PrefsMergeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PrefsMergeArgs {
+    /// Folders (searched for *.jsonl at any depth) or .jsonl files.
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    /// Report what would be added without writing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::app::AppContext;
+use crate::config::{BackendKind, JudgeKind};
 use crate::engine::local::{check_model_file, devices, supports_gpu_offload};
 use crate::studio::StudioOrigin;
 
@@ -77,10 +78,25 @@ pub fn run(app: &AppContext) -> ExitCode {
                 );
             }
         }
+        // With a server answering, the local model is only needed for training.
+        Err(err) if config.backend.kind == BackendKind::Openai => {
+            println!("  note: {err} (needed for training and local runs only)");
+        }
         Err(err) => {
             problems += 1;
             println!("  PROBLEM: {err}");
         }
+    }
+    if config.backend.kind == BackendKind::Openai {
+        println!(
+            "backend: OpenAI-compatible server at {}",
+            app.backend_label()
+        );
+        problems += server_check(app.start_backend());
+    }
+    if config.judge.kind == JudgeKind::Openai {
+        println!("judge: OpenAI-compatible server");
+        problems += server_check(app.start_judge());
     }
 
     println!("folders:");
@@ -146,4 +162,24 @@ fn probe_write(dir: &Path) -> bool {
     let ok = std::fs::write(&probe, b"").is_ok();
     let _ = std::fs::remove_file(&probe);
     ok
+}
+
+/// Connects to a server backend and says what it serves; 1 on failure.
+fn server_check(
+    backend: Result<Box<dyn crate::engine::Backend>, crate::engine::EngineError>,
+) -> usize {
+    match backend {
+        Ok(backend) => {
+            let info = backend.model_info();
+            println!(
+                "  ok: serves '{}' ({}), context {} tokens",
+                info.name, info.file_type, info.n_ctx
+            );
+            0
+        }
+        Err(err) => {
+            println!("  PROBLEM: {err}");
+            1
+        }
+    }
 }

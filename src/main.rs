@@ -15,7 +15,7 @@ use her_studio::cli::{
     BenchCommand, ChatArgs, Cli, Command, ExportCommand, PrefsCommand, TrainCommand,
 };
 use her_studio::commands;
-use her_studio::engine::{Backend, LocalEngine};
+use her_studio::engine::Backend;
 use her_studio::{bench, doctor, logging};
 
 fn main() -> ExitCode {
@@ -123,6 +123,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::prefs::agreement(&app, &args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Prefs(PrefsCommand::Merge(args))) => {
+            commands::prefs::merge(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Annotate(args)) => {
             commands::annotate::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
@@ -212,10 +216,10 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
         (None, None) if args.from_picker => her_studio::tui::Start::Picker,
         (None, None) => her_studio::tui::Start::Character(app.config().chat.character.clone()),
     };
-    eprintln!("loading {} …", app.model_path().display());
-    let engine = app.start_engine()?;
-    load_adapter_flag(&engine, args)?;
-    commands::eval::load_promoted(app, &engine, args)?;
+    eprintln!("loading {} …", app.backend_label());
+    let engine = app.start_backend()?;
+    load_adapter_flag(engine.as_ref(), args)?;
+    commands::eval::load_promoted(app, engine.as_ref(), args)?;
     her_studio::tui::run(app, engine, start, keymap, theme)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -223,8 +227,8 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
 fn chat_scene(app: &AppContext, args: &ChatArgs, name: &str) -> anyhow::Result<ExitCode> {
     let scene = app.scene(name)?;
     let cast = scene.cast(&app.config().characters_dir(&app.studio.root))?;
-    let engine = app.start_engine()?;
-    load_adapter_flag(&engine, args)?;
+    let engine = app.start_backend()?;
+    load_adapter_flag(engine.as_ref(), args)?;
     let config = app.config();
     let mut play = SceneConversation::new(
         scene,
@@ -232,12 +236,16 @@ fn chat_scene(app: &AppContext, args: &ChatArgs, name: &str) -> anyhow::Result<E
         config.chat.prompt_variant,
         config.sampling.clone(),
     );
-    line_runtime()?.block_on(run_headless_scene(&engine, &mut play, line_options(args)))?;
+    line_runtime()?.block_on(run_headless_scene(
+        engine.as_ref(),
+        &mut play,
+        line_options(args),
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Applies `--adapter PATH [--adapter-scale S]` before the first reply.
-fn load_adapter_flag(engine: &LocalEngine, args: &ChatArgs) -> anyhow::Result<()> {
+fn load_adapter_flag(engine: &dyn Backend, args: &ChatArgs) -> anyhow::Result<()> {
     if let Some(adapter) = &args.adapter {
         engine
             .load_adapter(adapter.clone(), args.adapter_scale)
@@ -282,9 +290,9 @@ fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
         return chat_scene(app, args, scene);
     }
     let character = app.character(args.character.as_deref())?;
-    let engine = app.start_engine()?;
-    load_adapter_flag(&engine, args)?;
-    commands::eval::load_promoted(app, &engine, args)?;
+    let engine = app.start_backend()?;
+    load_adapter_flag(engine.as_ref(), args)?;
+    commands::eval::load_promoted(app, engine.as_ref(), args)?;
     let config = app.config();
     let user_name = character.user_name(&config.chat.user_name).to_string();
     let mut conversation = Conversation::new(
@@ -293,6 +301,10 @@ fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
         config.chat.prompt_variant,
         config.sampling.clone(),
     );
-    line_runtime()?.block_on(run_headless(&engine, &mut conversation, line_options(args)))?;
+    line_runtime()?.block_on(run_headless(
+        engine.as_ref(),
+        &mut conversation,
+        line_options(args),
+    ))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -14,7 +14,7 @@ use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers
 pub use state::{AnnotateState, Step};
 
 use crate::config::SamplingConfig;
-use crate::engine::{GenerateRequest, LocalEngine};
+use crate::engine::{Backend, GenerateRequest};
 use crate::format::PREFILL;
 use crate::prefs::queue::{AnnotationRun, QueueCandidate, read_queue, remove_record};
 use crate::prefs::sessions::provenance;
@@ -42,7 +42,7 @@ pub struct Sitting {
 /// has no candidates and two must be written.
 pub fn run(
     setup: &AnnotateSetup,
-    start_engine: impl FnOnce() -> anyhow::Result<LocalEngine>,
+    start_engine: impl FnOnce() -> anyhow::Result<Box<dyn Backend>>,
 ) -> anyhow::Result<Sitting> {
     let items = read_queue(&setup.queue)?;
     if let Some(dir) = setup.log.parent() {
@@ -60,7 +60,7 @@ pub fn run(
         .map_or("queue".into(), |n| n.to_string_lossy().into_owned());
     let mut state = AnnotateState::new(run, name);
     let mut engine = Some(start_engine);
-    let mut started: Option<LocalEngine> = None;
+    let mut started: Option<Box<dyn Backend>> = None;
     // Items whose candidates could not be written are not retried.
     let mut failed: HashSet<String> = HashSet::new();
     let mut guard = TerminalGuard::enter()?;
@@ -85,7 +85,7 @@ pub fn run(
                 started = Some(start()?);
             }
             if let Some(engine) = &started
-                && !supply(&mut state, engine, &setup.sampling)
+                && !supply(&mut state, engine.as_ref(), &setup.sampling)
             {
                 failed.insert(id);
             }
@@ -150,7 +150,7 @@ fn next_key() -> std::io::Result<Option<char>> {
 
 /// Writes two candidates with different seeds for the current item; on
 /// failure the item is skipped with a notice and `false` returned.
-fn supply(state: &mut AnnotateState, engine: &LocalEngine, sampling: &SamplingConfig) -> bool {
+fn supply(state: &mut AnnotateState, engine: &dyn Backend, sampling: &SamplingConfig) -> bool {
     let Some(item) = state.run.current() else {
         return true;
     };

@@ -23,7 +23,7 @@ pub fn run(app: &AppContext, args: &AnnotateArgs) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
         sampling: config.sampling.clone(),
     };
-    let sitting = run_screen(&setup, || Ok(app.start_engine()?))?;
+    let sitting = run_screen(&setup, || Ok(app.start_backend()?))?;
     println!(
         "{}/{} items answered; answers in {}",
         sitting.answered,

@@ -449,7 +449,7 @@ fn gate(
 /// chose one or the chat is a scene or a saved session.
 pub fn load_promoted(
     app: &AppContext,
-    engine: &LocalEngine,
+    engine: &dyn Backend,
     args: &ChatArgs,
 ) -> anyhow::Result<()> {
     if args.adapter.is_some() || args.scene.is_some() || args.session.is_some() || args.from_picker

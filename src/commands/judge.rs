@@ -8,7 +8,6 @@ use anyhow::Context;
 
 use crate::app::AppContext;
 use crate::cli::{JudgeArgs, PrefsFilterArgs};
-use crate::engine::Backend;
 use crate::judge::{HumanAgreement, JudgeCase, PairVerdict, agreement_with_humans, judge_pair};
 use crate::prefs::queue::read_queue;
 use crate::prefs::store::judge_log;
@@ -61,8 +60,7 @@ pub fn run(app: &AppContext, args: &JudgeArgs) -> anyhow::Result<()> {
         );
     }
 
-    eprintln!("loading {} …", app.model_path().display());
-    let engine = app.start_engine()?;
+    let engine = app.start_judge()?;
     let info = engine.model_info();
     let judge = format!("judge:{}", info.name);
     let log = judge_log(&app.config().prefs_dir(&app.studio.root), &info.name);
@@ -83,7 +81,7 @@ pub fn run(app: &AppContext, args: &JudgeArgs) -> anyhow::Result<()> {
             cand_1: &item.cand_1,
             cand_2: &item.cand_2,
         };
-        let verdict = runtime.block_on(judge_pair(&engine, &case, &sampling))?;
+        let verdict = runtime.block_on(judge_pair(engine.as_ref(), &case, &sampling))?;
         if verdict.forward.better != verdict.reverse.better.swapped() {
             ties_from_disagreement += 1;
         }

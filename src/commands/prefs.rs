@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 
 use crate::app::AppContext;
-use crate::cli::{AgreementArgs, ExportPrefsArgs, LeaderboardArgs, PrefsFilterArgs};
+use crate::cli::{
+    AgreementArgs, ExportPrefsArgs, LeaderboardArgs, PrefsFilterArgs, PrefsMergeArgs,
+};
 use crate::prefs::agreement_report::{AgreementOptions, agreement_report};
 use crate::prefs::leaderboard::LeaderboardOptions;
 use crate::prefs::sessions::SessionPlayers;
@@ -178,5 +180,29 @@ pub fn agreement(app: &AppContext, args: &AgreementArgs) -> anyhow::Result<()> {
         include_implicit: !args.filter.no_implicit,
     };
     print!("{}", agreement_report(&records, &options).render_text());
+    Ok(())
+}
+
+/// `her prefs merge SOURCE…`: new records from other machines, appended.
+pub fn merge(app: &AppContext, args: &PrefsMergeArgs) -> anyhow::Result<()> {
+    let prefs_dir = app.config().prefs_dir(&app.studio.root);
+    let report = crate::prefs::merge::merge(&prefs_dir, &args.sources, args.dry_run)?;
+    for note in &report.notes {
+        eprintln!("note: {note}");
+    }
+    let verb = if args.dry_run { "would add" } else { "added" };
+    for (annotator, n) in &report.added {
+        println!("{annotator}: {verb} {n} records");
+    }
+    println!(
+        "{} records read from {} files: {} already here, {} {verb}",
+        report.records_read,
+        report.files_read,
+        report.already_present,
+        report.added_total()
+    );
+    for path in &report.written {
+        println!("appended to {}", path.display());
+    }
     Ok(())
 }

@@ -57,6 +57,7 @@ pub struct Config {
     pub paths: PathsConfig,
     pub log: LogConfig,
     pub backend: BackendConfig,
+    pub judge: JudgeConfig,
     pub prefs: PrefsConfig,
     pub train: TrainConfig,
     pub rl: RlConfig,
@@ -75,6 +76,7 @@ impl Default for Config {
             paths: PathsConfig::default(),
             log: LogConfig::default(),
             backend: BackendConfig::default(),
+            judge: JudgeConfig::default(),
             prefs: PrefsConfig::default(),
             train: TrainConfig::default(),
             rl: RlConfig::default(),
@@ -260,10 +262,74 @@ impl LogLevel {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+/// Where the actor's replies come from, and how to reach a server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     pub kind: BackendKind,
+    /// The server's address without `/v1`, e.g. `http://127.0.0.1:8080`.
+    pub base_url: String,
+    /// Model name sent with each request; "" = the server's first model.
+    pub model: String,
+    /// Name of the environment variable holding the API key; "" = no key.
+    pub api_key_env: String,
+    /// 1..=600 seconds.
+    pub connect_timeout_secs: u32,
+    /// 1..=3600 seconds without a byte from the server.
+    pub read_timeout_secs: u32,
+    /// 0..=10 retries of transient failures before the first token.
+    pub retries: u32,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        Self {
+            kind: BackendKind::Local,
+            base_url: "http://127.0.0.1:8080".to_owned(),
+            model: String::new(),
+            api_key_env: "OPENAI_API_KEY".to_owned(),
+            connect_timeout_secs: 10,
+            read_timeout_secs: 300,
+            retries: 3,
+        }
+    }
+}
+
+/// Which backend `her judge` uses; the timeouts and retries are `[backend]`'s.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JudgeConfig {
+    pub kind: JudgeKind,
+    /// GGUF for `kind = "local"`; empty = `model.path`.
+    pub model_path: PathBuf,
+    /// For `kind = "openai"`; empty = `backend.base_url`.
+    pub base_url: String,
+    /// For `kind = "openai"`; empty = the server's first model.
+    pub model: String,
+    /// For `kind = "openai"`; empty = no key.
+    pub api_key_env: String,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        Self {
+            kind: JudgeKind::Actor,
+            model_path: PathBuf::new(),
+            base_url: String::new(),
+            model: String::new(),
+            api_key_env: "OPENAI_API_KEY".to_owned(),
+        }
+    }
+}
+
+/// `actor` shares the chat's backend settings; the others name their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JudgeKind {
+    #[default]
+    Actor,
+    Local,
+    Openai,
 }
 
 /// Preference collection: who is rating.
@@ -287,12 +353,13 @@ impl PrefsConfig {
     }
 }
 
-/// Only the in-process llama.cpp backend exists so far; `openai` is planned.
+/// llama.cpp in-process, or an OpenAI-compatible server (vLLM, llama-server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendKind {
     #[default]
     Local,
+    Openai,
 }
 
 /// Mini-CoSER evaluation (`her eval`, and the gate after `her train sft --gate`).

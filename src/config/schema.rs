@@ -92,7 +92,8 @@ impl KeySpec {
 
 /// Section names in the order `config.toml` lists them.
 pub(crate) const SECTIONS: &[&str] = &[
-    "model", "sampling", "chat", "paths", "log", "backend", "prefs", "train", "rl", "eval", "keys",
+    "model", "sampling", "chat", "paths", "log", "backend", "judge", "prefs", "train", "rl",
+    "eval", "keys",
 ];
 
 /// Remappable actions of the TUI (`[keys]`); the TUI's action table must match (tested there).
@@ -136,7 +137,8 @@ pub const KEY_ACTIONS: &[&str] = &[
 
 pub(crate) const PROMPT_VARIANTS: &[&str] = &["training", "evaluation"];
 pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
-pub(crate) const BACKEND_KINDS: &[&str] = &["local"];
+pub(crate) const BACKEND_KINDS: &[&str] = &["local", "openai"];
+pub(crate) const JUDGE_KINDS: &[&str] = &["actor", "local", "openai"];
 pub(crate) const TRAIN_BASES: &[&str] = &["quantized", "dequantized"];
 pub(crate) const TRAIN_DEVICES: &[&str] = &["cpu", "cuda"];
 pub(crate) const EVAL_NEXT_SPEAKERS: &[&str] = &["model", "random"];
@@ -226,9 +228,29 @@ pub(crate) const KEYS: &[KeySpec] = &[
         "kind",
         Kind::Enum {
             values: BACKEND_KINDS,
-            note: "(the only backend so far; 'openai' is planned)",
+            note: "",
         },
     ),
+    // Checked to be an http(s) URL when the remote backend starts.
+    spec("backend", "base_url", NON_EMPTY),
+    spec("backend", "model", Kind::Str { non_empty: false }),
+    // A variable's name, never the key itself.
+    spec("backend", "api_key_env", Kind::Str { non_empty: false }),
+    spec("backend", "connect_timeout_secs", int(1, 600)),
+    spec("backend", "read_timeout_secs", int(1, 3600)),
+    spec("backend", "retries", int(0, 10)),
+    spec(
+        "judge",
+        "kind",
+        Kind::Enum {
+            values: JUDGE_KINDS,
+            note: "",
+        },
+    ),
+    spec("judge", "model_path", Kind::Str { non_empty: false }),
+    spec("judge", "base_url", Kind::Str { non_empty: false }),
+    spec("judge", "model", Kind::Str { non_empty: false }),
+    spec("judge", "api_key_env", Kind::Str { non_empty: false }),
     spec("prefs", "annotator", Kind::Str { non_empty: false }),
     spec("train", "rank", int(1, 1024)),
     spec("train", "alpha", float_open(0.0, 4096.0)),

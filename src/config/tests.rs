@@ -367,8 +367,11 @@ fn env_bad_values_name_the_variable() {
         msg.contains("must be an array of non-empty strings"),
         "{msg}"
     );
-    let msg = err_text(&env_only(&[("HER_BACKEND_KIND", "openai")]), &[]);
-    assert!(msg.contains("'backend.kind' must be 'local'"), "{msg}");
+    let msg = err_text(&env_only(&[("HER_BACKEND_KIND", "ollama")]), &[]);
+    assert!(
+        msg.contains("'backend.kind' must be one of 'local', 'openai'"),
+        "{msg}"
+    );
 }
 
 #[test]

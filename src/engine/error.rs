@@ -47,6 +47,9 @@ pub enum EngineError {
 
     #[error("the engine thread has stopped (see the log file)")]
     EngineStopped,
+
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
 }
 
 impl From<GgufError> for EngineError {

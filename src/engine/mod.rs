@@ -2,25 +2,28 @@
 //!
 //! Callers build a [`GenerateRequest`] and receive an [`EventStream`] of text
 //! pieces, live statistics and a final [`Finished`] event. Everything that
-//! touches llama.cpp lives on one dedicated thread (see [`local`]).
+//! touches llama.cpp lives on one dedicated thread (see [`local`]); an
+//! OpenAI-compatible server is reached through [`remote`].
 
 pub mod detok;
 mod error;
 pub mod fit;
 pub mod local;
+pub mod remote;
 mod reply;
 pub mod stop;
 mod types;
 
 pub use error::EngineError;
 pub use local::{LocalEngine, LocalEngineOptions};
+pub use remote::{RemoteEngine, RemoteError, RemoteOptions};
 pub use reply::{EventStream, Pending};
 pub use types::*;
 
 use std::path::PathBuf;
 
-/// What every backend offers: local llama.cpp today, a remote
-/// OpenAI-compatible server later. Methods return at once; results arrive
+/// What every backend offers: local llama.cpp or a remote
+/// OpenAI-compatible server. Methods return at once; results arrive
 /// through the returned stream or future, so callers never block a UI thread.
 pub trait Backend: Send + Sync {
     /// Starts a generation. Requests are served in order.

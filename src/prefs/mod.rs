@@ -6,6 +6,7 @@ pub mod agreement_report;
 mod export;
 mod filter;
 pub mod leaderboard;
+pub mod merge;
 mod pairs;
 pub mod queue;
 mod record;

@@ -129,7 +129,7 @@ pub fn judge_log(prefs_dir: &Path, judge: &str) -> PathBuf {
 }
 
 /// Keeps letters, digits, `-`, `_` and `.`; anything else becomes `_`.
-fn file_safe(name: &str) -> String {
+pub(crate) fn file_safe(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_alphanumeric() || matches!(c, '-' | '_' | '.') {

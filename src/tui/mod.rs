@@ -35,6 +35,7 @@ use model::PaneModes;
 use theme::Theme;
 
 use crate::app::AppContext;
+use crate::config::BackendKind;
 use crate::engine::{Backend, LocalEngine};
 
 /// Where the TUI opens.
@@ -85,13 +86,13 @@ fn scene_stem_titled(cx: &AppContext, title: &str) -> Option<String> {
 /// swaps it for another model between runs of the event loop, keeping the session.
 pub fn run(
     cx: &AppContext,
-    engine: LocalEngine,
+    engine: Box<dyn Backend>,
     start: Start,
     keymap: Keymap,
     theme: Theme,
 ) -> std::io::Result<()> {
     let mut app = App::new(keymap, theme, load_modes());
-    show_model(&mut app, &engine);
+    show_model(&mut app, engine.as_ref());
     app.characters = runtime::character_picker(cx);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -101,7 +102,7 @@ pub fn run(
     {
         let context = runtime::Context {
             app: cx,
-            engine: &engine,
+            engine: engine.as_ref(),
         };
         match start {
             Start::Picker => {}
@@ -124,7 +125,7 @@ pub fn run(
     loop {
         let context = runtime::Context {
             app: cx,
-            engine: &engine,
+            engine: engine.as_ref(),
         };
         let result = rt.block_on(runtime::run(&mut app, &mut guard, &context));
         let Some(path) = app
@@ -136,6 +137,14 @@ pub fn run(
             drop(guard);
             return result;
         };
+        if cx.config().backend.kind != BackendKind::Local {
+            // A server's model is chosen where it runs (or by `/adapter` for a vLLM LoRA).
+            app.notify(
+                "/model loads a local GGUF; with backend.kind = \"openai\" the server chooses the model",
+                true,
+            );
+            continue;
+        }
         app.notify(format!("loading {} …", path.display()), false);
         guard.terminal.draw(|frame| view::draw(frame, &mut app))?;
         let previous = engine.model_info().path;
@@ -146,17 +155,17 @@ pub fn run(
         engine = match LocalEngine::start(options.clone()) {
             Ok(new) => {
                 app.notify(format!("model loaded: {}", new.model_info().name), false);
-                new
+                Box::new(new)
             }
             Err(err) => {
                 options.model_path = previous;
                 let old = LocalEngine::start(options)
                     .map_err(|e| std::io::Error::other(e.to_string()))?;
                 app.notify(format!("{err}; kept the previous model"), true);
-                old
+                Box::new(old)
             }
         };
-        show_model(&mut app, &engine);
+        show_model(&mut app, engine.as_ref());
         if let Some(chat) = &mut app.chat {
             // The cache of the old model means nothing to the new one.
             chat.dropped_turns = 0;
@@ -164,7 +173,7 @@ pub fn run(
     }
 }
 
-fn show_model(app: &mut App, engine: &LocalEngine) {
+fn show_model(app: &mut App, engine: &dyn Backend) {
     let info = engine.model_info();
     app.status.model = info.name.clone();
     app.status.n_ctx = info.n_ctx as usize;

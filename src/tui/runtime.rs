@@ -21,13 +21,13 @@ use super::update::{on_engine, picker_type, refresh, start_reply, update};
 use super::view;
 use crate::app::AppContext;
 use crate::character::{Character, Scene, list_characters};
-use crate::engine::{Backend, EventStream as EngineStream, LocalEngine};
+use crate::engine::{Backend, EventStream as EngineStream};
 use crate::session::{SessionHeader, SessionSummary, list_sessions, trash_session};
 
 /// What the loop needs besides the app state.
 pub struct Context<'a> {
     pub app: &'a AppContext,
-    pub engine: &'a LocalEngine,
+    pub engine: &'a dyn Backend,
 }
 
 /// Waits for the next engine event, or forever when nothing is generating.
@@ -171,7 +171,7 @@ async fn run_effects(
                             format!(
                                 "adapter loaded: {} (sha256 {}…)",
                                 info.path.display(),
-                                &info.sha256[..12]
+                                info.sha256.get(..12).unwrap_or("unknown")
                             ),
                             false,
                         );

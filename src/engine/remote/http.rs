@@ -1,0 +1,326 @@
+//! The HTTP side: one client with timeouts, the API key header, retries with
+//! backoff for transient failures, and HTTP statuses turned into clear errors.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::Value;
+
+use super::error::RemoteError;
+
+/// An API key: kept out of `Debug` output, logs and files.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<hidden>)")
+    }
+}
+
+/// How to reach the server.
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub base_url: String,
+    pub api_key: Option<ApiKey>,
+    /// The variable the key came from, for error hints.
+    pub api_key_env: String,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+    pub retries: u32,
+}
+
+pub struct Http {
+    client: reqwest::Client,
+    base: String,
+    options: HttpOptions,
+}
+
+/// Longest wait between two attempts, whatever a Retry-After asks.
+const MAX_BACKOFF: Duration = Duration::from_secs(8);
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+
+impl Http {
+    pub fn new(options: HttpOptions) -> Result<Self, RemoteError> {
+        let base = options.base_url.trim().trim_end_matches('/').to_owned();
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(RemoteError::BadUrl {
+                url: options.base_url.clone(),
+            });
+        }
+        let client = reqwest::Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .read_timeout(options.read_timeout)
+            .build()
+            .map_err(|e| RemoteError::Unreachable {
+                url: redact(&base),
+                reason: e.to_string(),
+            })?;
+        Ok(Self {
+            client,
+            base,
+            options,
+        })
+    }
+
+    /// The URL of `path` as it may be shown: without any user:password part.
+    pub fn shown(&self, path: &str) -> String {
+        redact(&format!("{}{path}", self.base))
+    }
+
+    pub fn base_shown(&self) -> String {
+        redact(&self.base)
+    }
+
+    /// Sends a request and returns a 2xx response, retrying refused
+    /// connections and 429/502/503/504 with exponential backoff. Callers
+    /// cancel by dropping the future (waits between attempts included).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Response, RemoteError> {
+        let url = format!("{}{path}", self.base);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.client.request(method.clone(), &url);
+            if let Some(key) = &self.options.api_key {
+                request = request.bearer_auth(&key.0);
+            }
+            if let Some(body) = body {
+                request = request.json(body);
+            }
+            let (wait, error) = match request.send().await {
+                Ok(response) if response.status().is_success() => return Ok(response),
+                Ok(response) => {
+                    let status = response.status();
+                    let retry_after = retry_after(&response);
+                    let text = response.text().await.unwrap_or_default();
+                    let error = self.status_error(path, status, &text, attempt);
+                    if !is_transient(status) {
+                        return Err(error);
+                    }
+                    (retry_after, error)
+                }
+                Err(err) => {
+                    let error = self.transport_error(path, &err);
+                    if !err.is_connect() {
+                        return Err(error);
+                    }
+                    (None, error)
+                }
+            };
+            if attempt > self.options.retries {
+                return Err(error);
+            }
+            let backoff = wait
+                .unwrap_or(FIRST_BACKOFF * 2u32.saturating_pow(attempt - 1))
+                .min(MAX_BACKOFF);
+            tracing::info!(
+                "{}: {error}; retrying in {} ms (attempt {attempt} of {})",
+                self.shown(path),
+                backoff.as_millis(),
+                self.options.retries + 1
+            );
+            tokio::time::sleep(backoff).await;
+        }
+    }
+
+    /// GET or POST returning a JSON body.
+    pub async fn json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, RemoteError> {
+        let response = self.send(method, path, body).await?;
+        let text = response
+            .text()
+            .await
+            .map_err(|e| self.transport_error(path, &e))?;
+        serde_json::from_str(&text).map_err(|_| RemoteError::NotOpenAi {
+            url: self.shown(path),
+            found: describe_body(&text),
+        })
+    }
+
+    pub fn transport_error(&self, path: &str, err: &reqwest::Error) -> RemoteError {
+        let url = self.shown(path);
+        if err.is_timeout() {
+            RemoteError::Timeout {
+                url,
+                secs: self.options.read_timeout.as_secs(),
+            }
+        } else if err.is_connect() {
+            RemoteError::Unreachable {
+                url,
+                reason: root_cause(err),
+            }
+        } else {
+            RemoteError::ConnectionLost {
+                url,
+                reason: root_cause(err),
+            }
+        }
+    }
+
+    fn status_error(
+        &self,
+        path: &str,
+        status: StatusCode,
+        body: &str,
+        attempts: u32,
+    ) -> RemoteError {
+        let url = self.shown(path);
+        let message = error_message(body);
+        match status.as_u16() {
+            401 | 403 => RemoteError::Unauthorized {
+                url,
+                status: status.as_u16(),
+                message,
+                hint: self.key_hint(),
+            },
+            404 => RemoteError::NotFound { url, message },
+            429 => RemoteError::RateLimited {
+                url,
+                attempts,
+                message,
+            },
+            400..=499 => RemoteError::Rejected {
+                url,
+                status: status.as_u16(),
+                message,
+            },
+            _ => RemoteError::Server {
+                url,
+                status: status.as_u16(),
+                message,
+            },
+        }
+    }
+
+    fn key_hint(&self) -> String {
+        let env = &self.options.api_key_env;
+        match (&self.options.api_key, env.is_empty()) {
+            (Some(_), _) => format!("check the API key in the environment variable '{env}'"),
+            (None, true) => {
+                "no API key is sent: name the variable that holds it in backend.api_key_env".into()
+            }
+            (None, false) => {
+                format!("the environment variable '{env}' (backend.api_key_env) is not set")
+            }
+        }
+    }
+}
+
+fn is_transient(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 429 | 502 | 503 | 504)
+}
+
+fn retry_after(response: &Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: u64 = value.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs))
+}
+
+/// The innermost cause, which names what actually happened ("Connection refused").
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = err;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// The message of an OpenAI-style error body (`{"error": {"message"}}`,
+/// `{"error": "…"}`, FastAPI's `{"detail"}`), else a short description of it.
+pub fn error_message(body: &str) -> String {
+    let Ok(json) = serde_json::from_str::<Value>(body) else {
+        return describe_body(body);
+    };
+    let pick = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    json.pointer("/error/message")
+        .and_then(pick)
+        .or_else(|| json.get("error").and_then(pick))
+        .or_else(|| json.get("detail").and_then(pick))
+        .or_else(|| json.get("message").and_then(pick))
+        .map(|m| shorten(&m, 300))
+        .unwrap_or_else(|| describe_body(body))
+}
+
+/// What a body that is not the expected JSON looks like, in a few words.
+pub fn describe_body(body: &str) -> String {
+    let trimmed = body.trim_start();
+    let lower = trimmed.get(..15).unwrap_or(trimmed).to_ascii_lowercase();
+    if lower.starts_with("<!doctype html") || lower.starts_with("<html") {
+        return "it sent an HTML page".into();
+    }
+    if trimmed.is_empty() {
+        return "it sent an empty body".into();
+    }
+    format!("it sent '{}'", shorten(trimmed, 80))
+}
+
+fn shorten(text: &str, max: usize) -> String {
+    let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match flat.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &flat[..at]),
+        None => flat,
+    }
+}
+
+/// Drops a `user:password@` part of a URL so it never reaches a message or log.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let host_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..host_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_of_common_servers() {
+        assert_eq!(
+            error_message(
+                r#"{"error":{"code":401,"message":"Invalid API Key","type":"authentication_error"}}"#
+            ),
+            "Invalid API Key"
+        );
+        assert_eq!(error_message(r#"{"detail":"Not Found"}"#), "Not Found");
+        assert_eq!(
+            error_message("<!DOCTYPE html><html><body>hi</body></html>"),
+            "it sent an HTML page"
+        );
+        assert_eq!(error_message("  "), "it sent an empty body");
+    }
+
+    #[test]
+    fn credentials_never_show_in_urls() {
+        assert_eq!(
+            redact("https://u:secret@host:8000/v1"),
+            "https://host:8000/v1"
+        );
+        assert_eq!(redact("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
+        assert_eq!(format!("{:?}", ApiKey::new("sk-123")), "ApiKey(<hidden>)");
+    }
+}
