@@ -212,7 +212,7 @@ pub struct RlArgs {
     /// With --from-sessions: only this character.
     #[arg(long, requires = "from_sessions")]
     pub character: Option<String>,
-    /// Judge GGUF for the pairwise reward (overrides rl.judge_model).
+    /// Judge GGUF for the pairwise reward (default: the [judge] section).
     #[arg(long, value_name = "PATH")]
     pub judge_model: Option<PathBuf>,
     /// Start from this adapter (e.g. an SFT run's adapter.gguf); it is also the reference.

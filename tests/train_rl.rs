@@ -56,7 +56,8 @@ fn contains_only(steps: u32, kl_beta: f64) -> RlConfig {
 
 fn job(run_dir: &Path, rl: RlConfig, resume: bool) -> RlJob {
     let model = common::tiny().model.clone();
-    let judge = (rl.reward_judge > 0.0).then(|| common::options(&model));
+    let judge = (rl.reward_judge > 0.0)
+        .then(|| Box::new(common::start(&model)) as Box<dyn her_studio::engine::Backend>);
     RlJob {
         model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
         engine: common::options(&model),

@@ -44,7 +44,11 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     let job = RlJob {
         model_fingerprint: crate::engine::local::fingerprint(&model)?,
-        judge: args.judge.then(|| engine.clone()),
+        judge: if args.judge {
+            Some(Box::new(LocalEngine::start(engine.clone())?))
+        } else {
+            None
+        },
         engine: engine.clone(),
         model: model.clone(),
         settings: config.train.clone(),

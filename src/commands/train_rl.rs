@@ -21,14 +21,18 @@ pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
     let model = app.model_path();
     crate::engine::local::check_model_file(&model)?;
     let (prompts, sources) = gather(app, args)?;
-    let judge = if config.rl.reward_judge > 0.0 {
-        let path = match (&args.judge_model, config.rl.judge_model.as_str()) {
-            (Some(p), _) => p.clone(),
-            (None, "") => model.clone(),
-            (None, p) => config.resolve_path(&app.studio.root, std::path::Path::new(p)),
-        };
-        crate::engine::local::check_model_file(&path)?;
-        Some(LocalEngineOptions::from_config(&config.model, path))
+    // The judge runs in its own engine ([judge], or --judge-model): the
+    // rollout engine's adapter changes every step.
+    let judge: Option<Box<dyn crate::engine::Backend>> = if config.rl.reward_judge > 0.0 {
+        Some(match &args.judge_model {
+            Some(path) => {
+                crate::engine::local::check_model_file(path)?;
+                Box::new(crate::engine::LocalEngine::start(
+                    LocalEngineOptions::from_config(&config.model, path.clone()),
+                )?)
+            }
+            None => app.start_judge()?,
+        })
     } else {
         None
     };

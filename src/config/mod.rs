@@ -496,8 +496,6 @@ pub struct RlConfig {
     pub reward_human: f64,
     /// The text the `contains` reward looks for.
     pub contains_text: String,
-    /// Judge model for the pairwise reward; "" = the chat model.
-    pub judge_model: String,
     /// Rollouts the layout monitor looks back over.
     pub layout_window: u32,
     /// Warn when one think/act/speech layout takes this share of the window.
@@ -523,7 +521,6 @@ impl Default for RlConfig {
             reward_contains: 0.0,
             reward_human: 0.0,
             contains_text: "<role_action>".into(),
-            judge_model: String::new(),
             layout_window: 64,
             layout_warn_share: 0.8,
         }

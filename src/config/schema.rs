@@ -303,7 +303,6 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("rl", "reward_contains", float(0.0, 1000.0)),
     spec("rl", "reward_human", float(0.0, 1000.0)),
     spec("rl", "contains_text", Kind::Str { non_empty: false }),
-    spec("rl", "judge_model", Kind::Str { non_empty: false }),
     spec("rl", "layout_window", int(1, 1_000_000)),
     spec("rl", "layout_warn_share", float_open(0.0, 1.0)),
     spec("eval", "rounds", int(1, 1000)),

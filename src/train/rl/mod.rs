@@ -28,7 +28,7 @@ use super::run::{RunDir, RunError, append_jsonl, truncate_jsonl};
 use super::sft::{DataSource, SftError};
 use super::trainer::Trainer;
 use crate::config::{RlConfig, SamplingConfig, TrainConfig};
-use crate::engine::{EngineError, LocalEngine, LocalEngineOptions};
+use crate::engine::{EngineError, LocalEngineOptions};
 use crate::hashing::sha256_hex;
 use crate::judge::JudgeError;
 use layout::LayoutMonitor;
@@ -79,8 +79,9 @@ pub struct RlJob {
     pub model_fingerprint: String,
     /// How the rollout engine loads `model`.
     pub engine: LocalEngineOptions,
-    /// The judge's engine (`None`: the judge reward is off).
-    pub judge: Option<LocalEngineOptions>,
+    /// The judge (`None`: the judge reward is off): its own engine, never
+    /// the rollout engine, whose adapter changes every step.
+    pub judge: Option<Box<dyn crate::engine::Backend>>,
     pub settings: TrainConfig,
     pub rl: RlConfig,
     /// Sampling of the chat (stop strings, penalties); temperature, length
@@ -214,7 +215,10 @@ pub fn run(
         "model": job.model,
         "model_fingerprint": job.model_fingerprint,
         "init_adapter": job.init_adapter,
-        "judge_model": job.judge.as_ref().map(|o| &o.model_path),
+        "judge": job.judge.as_ref().map(|j| {
+            let info = j.model_info();
+            serde_json::json!({"model": info.path, "name": info.name, "fingerprint": info.fingerprint})
+        }),
         "settings": s,
         "rl": rl,
         "sources": job.sources,
@@ -260,10 +264,7 @@ pub fn run(
 
     // 2. Engines, and the reference's reply to every prompt the run will use.
     let mut engine = RolloutEngine::start(job.engine.clone(), rl.reload_every)?;
-    let judge = match &job.judge {
-        Some(options) if weights.judge > 0.0 => Some(LocalEngine::start(options.clone())?),
-        _ => None,
-    };
+    let judge = job.judge.as_deref().filter(|_| weights.judge > 0.0);
     let sampling = step::rollout_sampling(&job.sampling, rl);
     let mut baselines = read_baselines(&baselines_path(&trainer.run));
     if judge.is_some() {
@@ -335,7 +336,7 @@ pub fn run(
         weights,
         sampling: &sampling,
         baselines: &baselines,
-        judge: judge.as_ref().map(|j| j as &dyn crate::engine::Backend),
+        judge,
         reference: &reference,
     };
     let rollout_dir = trainer.run.root.join("rollout");
