@@ -80,37 +80,25 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
         );
     })
     .with_context(|| format!("the RL run in '{}'", dir.display()))?;
-    let _ = std::fs::remove_dir_all(&dir);
 
-    // Plain generation: the same prompts, seeds and sampling, no adapter.
+    // Plain generation: the same prompts, seeds and sampling, without an
+    // adapter, then with the run's final adapter (what LoRA itself costs in
+    // llama.cpp, apart from anything the RL loop adds).
     let prompts = crate::train::rl::prompts::dedup(prompts);
     let sampling = rollout_sampling(&config.sampling, &rl);
-    let plain = LocalEngine::start(engine)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (mut tokens, mut seconds, mut plain_per_step) = (0usize, 0.0, Vec::new());
-    for step in 0..u64::from(rl.steps) {
-        let (mut step_tokens, mut step_s) = (0usize, 0.0);
-        for p in step_indices(
-            prompts.len(),
-            rl.prompts_per_step as usize,
-            u64::from(config.train.seed),
-            step,
-        ) {
-            let seeds: Vec<u32> = (0..rl.group_size as usize)
-                .map(|m| rollout_seed(config.train.seed, step, p, m))
-                .collect();
-            let (replies, s) =
-                runtime.block_on(sample(&plain, &prompts[p].render(), &sampling, &seeds))?;
-            step_tokens += replies.iter().map(|r| r.tokens.len()).sum::<usize>();
-            step_s += s;
-        }
-        plain_per_step.push(step_tokens as f64 / step_s.max(1e-9));
-        tokens += step_tokens;
-        seconds += step_s;
-    }
-    drop(plain);
+    let plan = Plan {
+        prompts: &prompts,
+        sampling: &sampling,
+        rl: &rl,
+        seed: config.train.seed,
+    };
+    let (tokens, seconds, plain_per_step) = plan.generate(&engine, None)?;
+    let adapter = report
+        .adapter_gguf
+        .clone()
+        .context("the RL run wrote no adapter")?;
+    let (a_tokens, a_seconds, _) = plan.generate(&engine, Some(&adapter))?;
+    let _ = std::fs::remove_dir_all(&dir);
 
     let rl_rate = report.rollout_tokens_per_s();
     let plain_rate = tokens as f64 / seconds.max(1e-9);
@@ -125,9 +113,17 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
         "plain generation tokens/s    {plain_rate:>8.1}   ({tokens} tokens in {seconds:.2} s; median step {:.1})",
         super::median(&plain_per_step)
     );
+    let adapter_rate = a_tokens as f64 / a_seconds.max(1e-9);
+    println!(
+        "plain generation + adapter   {adapter_rate:>8.1}   ({a_tokens} tokens in {a_seconds:.2} s; the run's final LoRA loaded)"
+    );
     println!(
         "ratio (target ≥ 0.90)        {:>8.3}",
         rl_rate / plain_rate.max(1e-9)
+    );
+    println!(
+        "ratio to the same adapter    {:>8.3}   (what the RL loop adds beyond LoRA's own cost)",
+        rl_rate / adapter_rate.max(1e-9)
     );
     let with_swaps = report.rollout_tokens as f64 / (report.rollout_s + report.swap_s).max(1e-9);
     println!(
@@ -144,4 +140,57 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
         share(report.update_s)
     );
     Ok(())
+}
+
+/// Generation of the replies an RL run samples, outside RL.
+struct Plan<'a> {
+    prompts: &'a [crate::train::rl::prompts::RlPrompt],
+    sampling: &'a crate::config::SamplingConfig,
+    rl: &'a crate::config::RlConfig,
+    seed: u32,
+}
+
+impl Plan<'_> {
+    /// (tokens, seconds, tokens/s per step) in a fresh engine, with
+    /// `adapter` loaded when given.
+    fn generate(
+        &self,
+        options: &crate::engine::LocalEngineOptions,
+        adapter: Option<&std::path::Path>,
+    ) -> anyhow::Result<(usize, f64, Vec<f64>)> {
+        use crate::engine::Backend;
+        let engine = LocalEngine::start(options.clone())?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        if let Some(path) = adapter {
+            runtime.block_on(engine.load_adapter(path.to_path_buf(), 1.0))?;
+        }
+        let (mut tokens, mut seconds, mut per_step) = (0usize, 0.0, Vec::new());
+        for step in 0..u64::from(self.rl.steps) {
+            let (mut step_tokens, mut step_s) = (0usize, 0.0);
+            for p in step_indices(
+                self.prompts.len(),
+                self.rl.prompts_per_step as usize,
+                u64::from(self.seed),
+                step,
+            ) {
+                let seeds: Vec<u32> = (0..self.rl.group_size as usize)
+                    .map(|m| rollout_seed(self.seed, step, p, m))
+                    .collect();
+                let (replies, s) = runtime.block_on(sample(
+                    &engine,
+                    &self.prompts[p].render(),
+                    self.sampling,
+                    &seeds,
+                ))?;
+                step_tokens += replies.iter().map(|r| r.tokens.len()).sum::<usize>();
+                step_s += s;
+            }
+            per_step.push(step_tokens as f64 / step_s.max(1e-9));
+            tokens += step_tokens;
+            seconds += step_s;
+        }
+        Ok((tokens, seconds, per_step))
+    }
 }
