@@ -5,6 +5,7 @@
 //! touches llama.cpp lives on one dedicated thread (see [`local`]); an
 //! OpenAI-compatible server is reached through [`remote`].
 
+mod command;
 pub mod detok;
 mod error;
 pub mod fit;

@@ -9,51 +9,21 @@ use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, mpsc};
-use std::time::Instant;
 
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::model::{LlamaLoraAdapter, LlamaModel};
-use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 use super::load::{self, Loaded};
 use super::session::Session;
 use super::{LocalEngineOptions, llama};
-use crate::engine::{
-    AdapterInfo, EngineError, Event, GenerateRequest, ModelInfo, Provenance, TokenLogprob,
-};
+use crate::engine::{AdapterInfo, EngineError, ModelInfo, Provenance};
 
-pub type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+pub use crate::engine::command::{Command, Reply};
 
 /// State shared between the handle and the thread.
 pub struct Shared {
     /// Bumped by `cancel()`: requests from an older epoch stop.
     pub cancel_epoch: AtomicU64,
-}
-
-pub enum Command {
-    Generate {
-        request: GenerateRequest,
-        events: UnboundedSender<Event>,
-        epoch: u64,
-        received: Instant,
-    },
-    Score {
-        prompt: String,
-        completion: String,
-        reply: Reply<Vec<TokenLogprob>>,
-    },
-    Tokenize {
-        text: String,
-        reply: Reply<Vec<i32>>,
-    },
-    LoadAdapter {
-        path: PathBuf,
-        scale: f32,
-        reply: Reply<AdapterInfo>,
-    },
-    ClearAdapter {
-        reply: Reply<()>,
-    },
 }
 
 /// Adapters stay loaded as long as the model: llama.cpp frees them only with it.

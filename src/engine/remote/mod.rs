@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 pub use error::RemoteError;
 pub use http::{ApiKey, redact};
@@ -32,10 +32,11 @@ use probe::ServerInfo;
 use score::tokenize;
 
 use super::{
-    AdapterInfo, Backend, EngineError, Event, EventStream, GenerateRequest, ModelInfo, Pending,
+    AdapterInfo, Backend, EngineError, EventStream, GenerateRequest, ModelInfo, Pending,
     Provenance, TokenLogprob,
 };
 use crate::config::SamplingConfig;
+use crate::engine::command::{Command, Reply};
 
 /// Where the server is and how to talk to it.
 #[derive(Debug, Clone)]
@@ -118,34 +119,6 @@ impl Ctx {
             sampling: Some(sampling.clone()),
         }
     }
-}
-
-type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
-
-enum Command {
-    Generate {
-        request: GenerateRequest,
-        events: mpsc::UnboundedSender<Event>,
-        epoch: u64,
-        received: Instant,
-    },
-    Score {
-        prompt: String,
-        completion: String,
-        reply: Reply<Vec<TokenLogprob>>,
-    },
-    Tokenize {
-        text: String,
-        reply: Reply<Vec<i32>>,
-    },
-    LoadAdapter {
-        path: PathBuf,
-        scale: f32,
-        reply: Reply<AdapterInfo>,
-    },
-    ClearAdapter {
-        reply: Reply<()>,
-    },
 }
 
 /// A connection to an OpenAI-compatible server.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::RlConfig;
-use crate::format::{Ending, LintContext, Severity, lint, parse_reply};
+use crate::format::{Ending, LintContext, health, lint, parse_reply};
 use crate::prefs::Verdict;
 
 /// One rollout's reward parts (`None`: the part is switched off).
@@ -84,14 +84,7 @@ pub fn format_reward(raw_reply: &str, ending: Ending, character: &str) -> (f64, 
             in_history: false,
         },
     );
-    let errors = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Error)
-        .count();
-    let warnings = findings
-        .iter()
-        .filter(|f| f.severity == Severity::Warning)
-        .count();
+    let (errors, warnings) = health(&findings);
     let reward = (1.0 - 0.5 * errors as f64 - 0.25 * warnings as f64).max(-1.0);
     (reward, errors)
 }
