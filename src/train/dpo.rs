@@ -16,7 +16,7 @@ use super::data::{Message, Sample, Tokenized, batch, split_by_hash, step_indices
 use super::optim::Accumulator;
 use super::run::{RunDir, memory_mib};
 use super::sft::SftError;
-use super::trainer::Trainer;
+use super::trainer::{Trainer, settings_sha256, total_steps};
 use crate::config::TrainConfig;
 use crate::hashing::sha256_hex;
 
@@ -265,23 +265,15 @@ pub fn run(
     }
     let batch_size = s.batch_size.max(1) as usize;
     let n_batches = train_t.len().div_ceil(batch_size) as u64;
-    let total = if s.max_steps > 0 {
-        u64::from(s.max_steps)
-    } else {
-        u64::from(s.epochs) * n_batches
-    };
+    let total = total_steps(s, n_batches);
     let hashes: Vec<String> = train.iter().chain(&eval).map(PairSample::sha256).collect();
-    let settings_sha256 = sha256_hex(
-        serde_json::to_string(&(
-            s,
-            job.beta,
-            &job.model_fingerprint,
-            &hashes,
-            &job.init_adapter,
-        ))
-        .unwrap_or_default()
-        .as_bytes(),
-    );
+    let settings_sha256 = settings_sha256(&(
+        s,
+        job.beta,
+        &job.model_fingerprint,
+        &hashes,
+        &job.init_adapter,
+    ));
     let run = RunDir::create(&job.run)?;
     run.write_manifest(&serde_json::json!({
         "kind": "dpo",

@@ -16,9 +16,8 @@ use super::lora::{LoraParam, LoraSpec, Target};
 use super::model::TrainModel;
 use super::optim::Accumulator;
 use super::run::{RunDir, memory_mib};
-use super::trainer::Trainer;
+use super::trainer::{Trainer, settings_sha256, total_steps};
 use crate::config::TrainConfig;
-use crate::hashing::sha256_hex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SftError {
@@ -289,21 +288,13 @@ pub fn run(
     let batch_size = s.batch_size as usize;
     let accum = s.grad_accum.max(1) as u64;
     let n_batches = data.train.len().div_ceil(batch_size) as u64;
-    let total = if s.max_steps > 0 {
-        u64::from(s.max_steps)
-    } else {
-        u64::from(s.epochs) * n_batches.div_ceil(accum)
-    };
-    let settings_sha256 = sha256_hex(
-        serde_json::to_string(&(
-            s,
-            &job.model_fingerprint,
-            &data.train_hashes,
-            &data.eval_hashes,
-        ))
-        .unwrap_or_default()
-        .as_bytes(),
-    );
+    let total = total_steps(s, n_batches.div_ceil(accum));
+    let settings_sha256 = settings_sha256(&(
+        s,
+        &job.model_fingerprint,
+        &data.train_hashes,
+        &data.eval_hashes,
+    ));
     run.write_manifest(&Manifest {
         kind: "sft",
         model: &job.model,

@@ -17,6 +17,27 @@ use super::run::RunDir;
 use super::sft::SftError;
 use crate::config::TrainConfig;
 
+/// Optimizer steps of a run: `train.max_steps` when set, else the epochs
+/// over `steps_per_epoch`.
+pub fn total_steps(s: &TrainConfig, steps_per_epoch: u64) -> u64 {
+    if s.max_steps > 0 {
+        u64::from(s.max_steps)
+    } else {
+        u64::from(s.epochs) * steps_per_epoch
+    }
+}
+
+/// The hash a checkpoint is tied to: everything that shaped the run
+/// (settings, model, data, starting adapter), so `--resume` refuses a
+/// checkpoint made from something else.
+pub fn settings_sha256(shaped_by: &impl serde::Serialize) -> String {
+    crate::hashing::sha256_hex(
+        serde_json::to_string(shaped_by)
+            .unwrap_or_default()
+            .as_bytes(),
+    )
+}
+
 pub struct Trainer {
     pub model: TrainModel,
     pub spec: LoraSpec,

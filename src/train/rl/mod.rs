@@ -29,7 +29,6 @@ use super::sft::{DataSource, SftError};
 use super::trainer::Trainer;
 use crate::config::{RlConfig, SamplingConfig, TrainConfig};
 use crate::engine::{EngineError, LocalEngineOptions};
-use crate::hashing::sha256_hex;
 use crate::judge::JudgeError;
 use layout::LayoutMonitor;
 use prompts::RlPrompt;
@@ -198,17 +197,13 @@ pub fn run(
     let updates_per_step = u64::from(rl.updates_per_batch.max(1));
     let total = u64::from(rl.steps);
     let prompt_hashes: Vec<&str> = prompts.iter().map(|p| p.id.as_str()).collect();
-    let settings_sha256 = sha256_hex(
-        serde_json::to_string(&(
-            s,
-            rl,
-            &job.model_fingerprint,
-            &prompt_hashes,
-            &job.init_adapter,
-        ))
-        .unwrap_or_default()
-        .as_bytes(),
-    );
+    let settings_sha256 = super::trainer::settings_sha256(&(
+        s,
+        rl,
+        &job.model_fingerprint,
+        &prompt_hashes,
+        &job.init_adapter,
+    ));
     let run = RunDir::create(&job.run)?;
     run.write_manifest(&serde_json::json!({
         "kind": "rl",
