@@ -83,6 +83,11 @@ def main():
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(model, config)
+    if spec.get("checkpointing"):
+        # The frozen embedding output needs a gradient for the recomputed
+        # blocks to see one (PEFT's usual recipe).
+        model.enable_input_require_grads()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     n_trainable = sum(p.numel() for p in params)

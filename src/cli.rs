@@ -545,6 +545,10 @@ pub struct BenchTrainArgs {
     /// Only our side (no PyTorch baseline).
     #[arg(long)]
     pub skip_torch: bool,
+    /// Activation (gradient) checkpointing on every side: each decoder block
+    /// is recomputed in backward instead of keeping its activations.
+    #[arg(long)]
+    pub checkpointing: bool,
     /// Only this base mode of ours: quantized or dequantized (default: both).
     #[arg(long, value_parser = ["quantized", "dequantized"])]
     pub base: Option<String>,

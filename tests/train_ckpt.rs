@@ -363,7 +363,9 @@ fn probe_one_training_step() {
     let mut opt = AdamW::new(params.clone(), AdamWConfig::default()).unwrap();
     let mut times = Vec::new();
     let mut losses = Vec::new();
+    let mut faults = Vec::new();
     for step in 0..2u64 {
+        let faults_before = minor_faults();
         let (ids, labels) = batch(m.shape.n_vocab, 4, 256, 100 + step);
         let began = Instant::now();
         let (loss, _) = m.loss(&ids, &labels, true, step).unwrap();
@@ -375,15 +377,29 @@ fn probe_one_training_step() {
         opt.step(&acc, 2e-4).unwrap();
         times.push(began.elapsed().as_secs_f64());
         losses.push(scalar(&loss));
+        faults.push(minor_faults() - faults_before);
     }
     let peak_mib = her_studio::train::run::memory_mib().1;
     println!(
-        "PROBE {which} loaded_mib={loaded_mib:.0} peak_mib={peak_mib:.0} step1_s={:.2} step2_s={:.2} tok_s={:.1} loss={:?}",
+        "PROBE {which} loaded_mib={loaded_mib:.0} peak_mib={peak_mib:.0} step1_s={:.2} step2_s={:.2} tok_s={:.1} loss={:?} page_faults={faults:?}",
         times[0],
         times[1],
         1024.0 / times[1],
         losses
     );
+}
+
+/// Minor page faults of this process so far (Linux; 0 elsewhere): a fresh
+/// page the kernel must zero costs about as much as filling it.
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the parenthesised command name; minflt is field 10.
+            let rest = s.rsplit_once(')')?.1;
+            rest.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
 }
 
 #[test]

@@ -48,6 +48,9 @@ pub struct Plan {
     pub lora: PlanLora,
     pub optimizer: PlanOptimizer,
     pub seed: u64,
+    /// Activation (gradient) checkpointing on every side.
+    #[serde(default)]
+    pub checkpointing: bool,
     pub batches: Vec<PlanBatch>,
     /// Samples as our tokenizer encodes them: the PyTorch side checks its
     /// GGUF tokenizer gives the same ids.
@@ -207,7 +210,7 @@ pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
     std::fs::write(&plan_path, serde_json::to_vec(&plan)?)?;
 
     println!(
-        "her bench train: {}\n  batches: {} steps × {}×{} tokens from {} ({} of {} positions in the loss: --labels {})\n  LoRA r {RANK}, alpha {ALPHA}, dropout 0 on q,k,v,o,gate,up,down; AdamW lr {}, clip {MAX_GRAD_NORM}; {threads} threads; first step is warm-up\n",
+        "her bench train: {}\n  batches: {} steps × {}×{} tokens from {} ({} of {} positions in the loss: --labels {})\n  LoRA r {RANK}, alpha {ALPHA}, dropout 0 on q,k,v,o,gate,up,down; AdamW lr {}, clip {MAX_GRAD_NORM}; activation checkpointing {}; {threads} threads; first step is warm-up\n",
         model.display(),
         args.steps,
         args.batch,
@@ -217,6 +220,7 @@ pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
         read,
         args.labels,
         args.lr,
+        if args.checkpointing { "on" } else { "off" },
     );
 
     let modes: Vec<BaseMode> = match args.base.as_deref() {
@@ -344,6 +348,7 @@ fn make_plan(model: &Path, data: &Path, args: &BenchTrainArgs) -> anyhow::Result
             max_grad_norm: MAX_GRAD_NORM,
         },
         seed: SEED,
+        checkpointing: args.checkpointing,
         batches,
         tokenizer_check,
     })
@@ -532,6 +537,7 @@ pub fn run_train_loop(args: &TrainLoopArgs) -> anyhow::Result<()> {
         targets: Target::ALL.to_vec(),
     };
     model.attach_lora(&spec, plan.seed)?;
+    model.set_activation_checkpointing(plan.checkpointing);
     let params = named_params(&model.lora_params());
     let trainable: usize = params.iter().map(|(_, v)| v.as_tensor().elem_count()).sum();
     let o = &plan.optimizer;
@@ -756,6 +762,7 @@ mod tests {
             threads: 1,
             lr: 2e-4,
             skip_torch: true,
+            checkpointing: false,
             base: None,
         }
     }

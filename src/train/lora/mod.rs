@@ -10,7 +10,9 @@ pub mod rng;
 use std::fmt;
 use std::str::FromStr;
 
-use candle_core::{Device, Tensor, Var};
+#[cfg(test)]
+use candle_core::Tensor;
+use candle_core::{Device, Var};
 
 pub use gguf::{LoraFile, LoraFileTensor, read_lora_gguf, write_lora_gguf};
 
@@ -216,7 +218,9 @@ impl LoraAdapter {
     }
 
     /// scale · (dropout(x)·Aᵀ)·Bᵀ for x (m, in); `mask_key` seeds the
-    /// dropout mask, `None` disables dropout (evaluation).
+    /// dropout mask, `None` disables dropout (evaluation). Built from
+    /// separate tensor ops: the reference the fused op is tested against.
+    #[cfg(test)]
     pub fn forward(&self, x: &Tensor, mask_key: Option<&[u64]>) -> Result<Tensor, TrainError> {
         let x = match mask_key {
             Some(key) if self.dropout > 0.0 => {
@@ -232,13 +236,20 @@ impl LoraAdapter {
 }
 
 /// Inverted-dropout mask shaped like x: 0 with probability p, else 1/(1−p).
+#[cfg(test)]
 fn dropout_mask(x: &Tensor, p: f64, key: &[u64]) -> Result<Tensor, TrainError> {
+    let mask = dropout_mask_values(x.elem_count(), p, key);
+    Ok(Tensor::from_vec(mask, x.shape(), x.device())?)
+}
+
+/// `n` inverted-dropout factors: 0 with probability p, else 1/(1−p); the
+/// same for the same key.
+pub(crate) fn dropout_mask_values(n: usize, p: f64, key: &[u64]) -> Vec<f32> {
     let mut rng = SplitMix64::keyed(key);
     let keep = (1.0 / (1.0 - p)) as f32;
-    let mask: Vec<f32> = (0..x.elem_count())
+    (0..n)
         .map(|_| if rng.unit() < p { 0.0 } else { keep })
-        .collect();
-    Ok(Tensor::from_vec(mask, x.shape(), x.device())?)
+        .collect()
 }
 
 #[cfg(test)]

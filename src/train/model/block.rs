@@ -7,6 +7,7 @@ use candle_core::{Tensor, Var};
 use super::ModelShape;
 use super::frozen::FrozenLinear;
 use super::load::GgufTensors;
+use super::lora_linear::LoraLinear;
 use super::ops::{CausalSoftmax, RmsNorm, Rope, SiluMul};
 use crate::train::error::TrainError;
 use crate::train::lora::{LoraAdapter, Target};
@@ -46,9 +47,17 @@ impl Projection {
 
     /// x (m, in) → (m, out).
     fn forward(&self, x: &Tensor, mask_key: Option<&[u64]>) -> Result<Tensor, TrainError> {
-        let y = self.base.forward(x)?;
-        match &self.lora {
-            Some(lora) => Ok((y + lora.forward(x, mask_key)?)?),
+        let Some(lora) = &self.lora else {
+            return Ok(self.base.forward(x)?);
+        };
+        let op = LoraLinear::new(
+            self.base.weight().clone(),
+            lora.scale,
+            mask_key.map(|key| (lora.dropout, key)),
+        );
+        let y = op.forward(x, lora.a.as_tensor(), lora.b.as_tensor())?;
+        match self.base.bias() {
+            Some(bias) => Ok(y.broadcast_add(bias)?),
             None => Ok(y),
         }
     }

@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use candle_core::quantized::QTensor;
+use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor, bail};
 
 use super::ops::gemm;
@@ -36,6 +37,27 @@ impl FrozenWeight {
         match self {
             FrozenWeight::Quantized(q) => q.dequantize(&Device::Cpu),
             FrozenWeight::Dense(t) => Ok(t.clone()),
+        }
+    }
+
+    /// Rows `start..start + len` in f32. A quantized matrix dequantizes only
+    /// those rows (a row is whole quantization blocks, so its bytes can be
+    /// cut out); a dense one returns a view.
+    pub fn rows_f32(&self, start: usize, len: usize) -> Result<Tensor> {
+        let (n, k) = self.dims()?;
+        if start + len > n {
+            bail!("rows {start}..{} of a matrix with {n} rows", start + len);
+        }
+        match self {
+            FrozenWeight::Quantized(q) => {
+                let dtype = q.dtype();
+                let row_bytes = k / dtype.block_size() * dtype.type_size();
+                let data = q.data()?;
+                let bytes = &data[start * row_bytes..(start + len) * row_bytes];
+                qtensor_from_ggml(dtype, bytes, vec![len, k], &Device::Cpu)?
+                    .dequantize(&Device::Cpu)
+            }
+            FrozenWeight::Dense(t) => t.narrow(0, start, len),
         }
     }
 
@@ -71,6 +93,10 @@ impl FrozenLinear {
 
     pub fn weight(&self) -> &FrozenWeight {
         &self.weight
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
     }
 
     /// x: (m, in) → (m, out).

@@ -1,12 +1,18 @@
-//! LM head + log-softmax + NLL as one op, computed in blocks of rows.
+//! LM head + log-softmax + NLL as one op, computed in blocks of the vocabulary.
 //!
-//! candle's autograd would keep every block's (rows × vocab) logits alive
-//! until backward, so chunking the loss in plain tensor ops saves nothing.
-//! This op keeps only the hidden states: backward recomputes each block's
-//! logits, turns them into (softmax − onehot)·g and multiplies by W.
-//! Rows whose label is −100 are skipped entirely (NLL 0, gradient 0).
+//! candle's autograd would keep the whole (rows × vocab) logits alive until
+//! backward, so chunking the loss in plain tensor ops saves nothing. This op
+//! keeps only the hidden states. Forward walks the vocabulary in blocks of
+//! head rows with an online log-sum-exp per row; backward walks it again,
+//! turning each block's logits into (softmax − onehot)·g and accumulating
+//! their product with the block of W. Only one block of W is ever in f32,
+//! so a quantized head is never dequantized whole (for SmolLM2 that whole
+//! copy would be 113 MB). Rows whose label is −100 are skipped entirely
+//! (NLL 0, gradient 0).
 
 use std::sync::Arc;
+
+use rayon::prelude::*;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, bail};
 
@@ -20,55 +26,109 @@ pub const IGNORE_LABEL: i64 = -100;
 pub struct HeadNll {
     weight: FrozenWeight,
     labels: Arc<Vec<i64>>,
-    chunk_rows: usize,
+    /// Head rows (vocabulary entries) per block.
+    chunk_vocab: usize,
+}
+
+/// The labelled rows of the hidden states, packed contiguously.
+struct Packed {
+    /// Index of each packed row in the op's input.
+    rows: Vec<usize>,
+    /// rows × e values.
+    values: CpuStorage,
 }
 
 impl HeadNll {
-    pub fn new(weight: FrozenWeight, labels: Vec<i64>, chunk_rows: usize) -> Self {
+    pub fn new(weight: FrozenWeight, labels: Vec<i64>, chunk_vocab: usize) -> Self {
         Self {
             weight,
             labels: Arc::new(labels),
-            chunk_rows: chunk_rows.max(1),
+            chunk_vocab: chunk_vocab.max(1),
         }
     }
 
     /// h: (n, embd) final hidden states → (n,) NLL per row.
     pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
-        h.contiguous()?.apply_op1(self.clone())
+        // The op's (n, 2) output also holds each row's log-sum-exp, which
+        // backward then reads instead of walking the vocabulary once more.
+        h.contiguous()?
+            .apply_op1(self.clone())?
+            .narrow(1, 0, 1)?
+            .squeeze(1)
     }
 
-    /// The labelled rows of h, packed: (row indices, rows × e values).
-    fn gather(&self, h: &[f32], e: usize) -> (Vec<usize>, Vec<f32>) {
+    fn gather(&self, h: &[f32], e: usize) -> Packed {
         let rows: Vec<usize> = (0..self.labels.len())
             .filter(|&i| self.labels[i] != IGNORE_LABEL)
             .collect();
-        let mut packed = Vec::with_capacity(rows.len() * e);
+        let mut values = Vec::with_capacity(rows.len() * e);
         for &r in &rows {
-            packed.extend_from_slice(&h[r * e..(r + 1) * e]);
+            values.extend_from_slice(&h[r * e..(r + 1) * e]);
         }
-        (rows, packed)
+        Packed {
+            rows,
+            values: CpuStorage::F32(values),
+        }
     }
 
-    /// Calls `f(block_start, logits)` per block of packed rows.
+    /// Calls `f(first_vocab_id, w_block, logits)` per block of the
+    /// vocabulary, where logits is (packed rows × block) row-major.
     fn for_each_block(
         &self,
-        packed: CpuStorage,
-        n_rows: usize,
-        w: &Tensor,
-        mut f: impl FnMut(usize, Vec<f32>) -> Result<()>,
+        packed: &Packed,
+        mut f: impl FnMut(usize, &Tensor, Vec<f32>) -> Result<()>,
     ) -> Result<()> {
-        let e = w.dims2()?.1;
+        let (vocab, _) = self.weight.dims()?;
+        let n = packed.rows.len();
         let mut start = 0;
-        while start < n_rows {
-            let rows = self.chunk_rows.min(n_rows - start);
-            let logits = into_f32_vec(gemm(&packed, start * e, rows, w, true)?, "head_nll")?;
-            f(start, logits)?;
-            start += rows;
+        while start < vocab && n > 0 {
+            let len = self.chunk_vocab.min(vocab - start);
+            let w = self.weight.rows_f32(start, len)?;
+            let logits = into_f32_vec(gemm(&packed.values, 0, n, &w, true)?, "head_nll")?;
+            f(start, &w, logits)?;
+            start += len;
         }
         Ok(())
     }
 
-    fn check(&self, l: &Layout) -> Result<(usize, usize, usize)> {
+    /// Per packed row: log Σ exp(logits) over the whole vocabulary, and the
+    /// label's logit. A running maximum keeps it stable; exponentials are
+    /// f32 (as PyTorch's), their sums f64; rows run in parallel.
+    fn log_sum_exp(&self, packed: &Packed) -> Result<(Vec<f64>, Vec<f64>)> {
+        /// (running max, sum of exp(v − max), the label's logit)
+        #[derive(Clone, Copy)]
+        struct Row(f32, f64, f64);
+        let mut state = vec![Row(f32::NEG_INFINITY, 0.0, 0.0); packed.rows.len()];
+        self.for_each_block(packed, |first, w, logits| {
+            let width = w.dims2()?.0;
+            let labels = packed.rows.iter().map(|&r| self.labels[r] as usize);
+            let labels: Vec<usize> = labels.collect();
+            logits
+                .par_chunks_exact(width)
+                .zip(state.par_iter_mut())
+                .zip(labels.par_iter())
+                .for_each(|((row, Row(max, sum, picked)), &label)| {
+                    let block_max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    if block_max > *max {
+                        *sum *= f64::from(*max - block_max).exp();
+                        *max = block_max;
+                    }
+                    let m = *max;
+                    *sum += row.iter().map(|&v| f64::from((v - m).exp())).sum::<f64>();
+                    if (first..first + width).contains(&label) {
+                        *picked = f64::from(row[label - first]);
+                    }
+                });
+            Ok(())
+        })?;
+        let lse = state
+            .iter()
+            .map(|Row(m, s, _)| f64::from(*m) + s.ln())
+            .collect();
+        Ok((lse, state.iter().map(|r| r.2).collect()))
+    }
+
+    fn check(&self, l: &Layout) -> Result<(usize, usize)> {
         let (n, e) = l.shape().dims2()?;
         let (vocab, we) = self.weight.dims()?;
         if e != we || n != self.labels.len() {
@@ -85,15 +145,8 @@ impl HeadNll {
         {
             bail!("head_nll: label {bad} is outside the vocabulary (0..{vocab})");
         }
-        Ok((n, e, vocab))
+        Ok((n, e))
     }
-}
-
-/// log Σ exp(row), accumulated in f64.
-fn log_sum_exp(row: &[f32]) -> f64 {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let sum: f64 = row.iter().map(|&v| f64::from(v - max).exp()).sum();
-    f64::from(max) + sum.ln()
 }
 
 impl CustomOp1 for HeadNll {
@@ -101,54 +154,59 @@ impl CustomOp1 for HeadNll {
         "head_nll"
     }
 
+    /// (n, 2): each row's NLL and log-sum-exp (0 and 0 where masked).
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, e, vocab) = self.check(l)?;
-        let h = f32_data(s, l, self.name())?;
-        let (rows, packed) = self.gather(h, e);
-        let w = self.weight.to_f32()?;
-        let mut nll = vec![0f32; n];
-        self.for_each_block(CpuStorage::F32(packed), rows.len(), &w, |start, logits| {
-            for (i, row) in logits.chunks_exact(vocab).enumerate() {
-                let r = rows[start + i];
-                let label = self.labels[r] as usize;
-                nll[r] = (log_sum_exp(row) - f64::from(row[label])) as f32;
-            }
-            Ok(())
-        })?;
-        Ok((CpuStorage::F32(nll), Shape::from(n)))
+        let (n, e) = self.check(l)?;
+        let packed = self.gather(f32_data(s, l, self.name())?, e);
+        let (lse, picked) = self.log_sum_exp(&packed)?;
+        let mut out = vec![0f32; n * 2];
+        for (i, &r) in packed.rows.iter().enumerate() {
+            out[2 * r] = (lse[i] - picked[i]) as f32;
+            out[2 * r + 1] = lse[i] as f32;
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, 2))))
     }
 
     /// dh_r = g_r · (softmax(logits_r) − onehot(label_r)) · W.
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let (n, e) = arg.dims2()?;
-        let vocab = self.weight.dims()?.0;
-        let g = grad.contiguous()?.to_vec1::<f32>()?;
-        let (rows, packed) = {
+        // Only the NLL column is ever used downstream.
+        let g = grad.narrow(1, 0, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        let lse_all = res.narrow(1, 1, 1)?.flatten_all()?.to_vec1::<f32>()?;
+        let packed = {
             let (st, l) = arg.storage_and_layout();
             let Storage::Cpu(st) = &*st else {
                 bail!("head_nll: the hidden states are not on the CPU");
             };
             self.gather(f32_data(st, l, self.name())?, e)
         };
-        let w = self.weight.to_f32()?;
-        let mut dh = vec![0f32; n * e];
-        self.for_each_block(CpuStorage::F32(packed), rows.len(), &w, |start, mut p| {
-            let n_rows = p.len() / vocab;
-            for (i, row) in p.chunks_exact_mut(vocab).enumerate() {
-                let r = rows[start + i];
-                let lse = log_sum_exp(row);
-                for v in row.iter_mut() {
-                    *v = (f64::from(*v) - lse).exp() as f32 * g[r];
-                }
-                row[self.labels[r] as usize] -= g[r];
-            }
-            let d = into_f32_vec(gemm(&CpuStorage::F32(p), 0, n_rows, &w, false)?, "head_nll")?;
-            for (i, dr) in d.chunks_exact(e).enumerate() {
-                let r = rows[start + i];
-                dh[r * e..(r + 1) * e].copy_from_slice(dr);
+        let m = packed.rows.len();
+        let mut dh_packed = vec![0f32; m * e];
+        self.for_each_block(&packed, |first, w, mut p| {
+            let width = w.dims2()?.0;
+            p.par_chunks_exact_mut(width)
+                .zip(packed.rows.par_iter())
+                .for_each(|(row, &r)| {
+                    let (gi, lse) = (g[r], lse_all[r]);
+                    for v in row.iter_mut() {
+                        *v = (*v - lse).exp() * gi;
+                    }
+                    let label = self.labels[r] as usize;
+                    if (first..first + width).contains(&label) {
+                        row[label - first] -= gi;
+                    }
+                });
+            // dh += p (m × width) · W_block (width × e)
+            let d = into_f32_vec(gemm(&CpuStorage::F32(p), 0, m, w, false)?, "head_nll")?;
+            for (acc, v) in dh_packed.iter_mut().zip(&d) {
+                *acc += v;
             }
             Ok(())
         })?;
+        let mut dh = vec![0f32; n * e];
+        for (i, &r) in packed.rows.iter().enumerate() {
+            dh[r * e..(r + 1) * e].copy_from_slice(&dh_packed[i * e..(i + 1) * e]);
+        }
         Ok(Some(Tensor::from_vec(dh, (n, e), arg.device())?))
     }
 }

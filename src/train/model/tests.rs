@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{D, Device, Tensor, Var};
 
+use super::lora_linear::LoraLinear;
 use super::*;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
@@ -65,7 +66,7 @@ fn chunked_head_nll_matches_log_softmax_and_its_gradient() {
     let w = randn(&[vocab, e], 6);
     let h = Var::from_tensor(&randn(&[n, e], 7)).unwrap();
     let labels: Vec<i64> = vec![3, IGNORE_LABEL, 0, 10, 5, IGNORE_LABEL, 2];
-    // Blocks of 2 rows: the packed labelled rows span several blocks.
+    // Blocks of 2 vocabulary entries: labels fall in different blocks, the last is short.
     let nll = HeadNll::new(FrozenWeight::Dense(w.clone()), labels.clone(), 2)
         .forward(&h)
         .unwrap();
@@ -92,4 +93,90 @@ fn chunked_head_nll_matches_log_softmax_and_its_gradient() {
         .backward()
         .unwrap();
     assert!(max_diff(g.get(&h).unwrap(), gr.get(&h).unwrap()) < 1e-5);
+}
+
+#[test]
+fn quantized_rows_dequantize_to_the_same_values_as_the_whole_matrix() {
+    for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K] {
+        let q = QTensor::quantize(&randn(&[9, 256], 9), dtype).unwrap();
+        let whole = q.dequantize(&Device::Cpu).unwrap();
+        let w = FrozenWeight::Quantized(Arc::new(q));
+        for (start, len) in [(0, 9), (2, 3), (8, 1)] {
+            let part = w.rows_f32(start, len).unwrap();
+            assert_eq!(part.dims(), &[len, 256]);
+            assert_eq!(max_diff(&part, &whole.narrow(0, start, len).unwrap()), 0.0);
+        }
+        assert!(w.rows_f32(8, 2).is_err());
+    }
+}
+
+#[test]
+fn head_nll_on_a_quantized_head_matches_its_dequantized_copy() {
+    let q = QTensor::quantize(&randn(&[13, 32], 10), GgmlDType::Q8_0).unwrap();
+    let dense = q.dequantize(&Device::Cpu).unwrap();
+    let h = Var::from_tensor(&randn(&[4, 32], 11)).unwrap();
+    let labels = vec![12, 0, IGNORE_LABEL, 5];
+    let run = |w: FrozenWeight, chunk: usize| {
+        let nll = HeadNll::new(w, labels.clone(), chunk).forward(&h).unwrap();
+        let g = nll.sum_all().unwrap().backward().unwrap();
+        (nll, g.get(&h).unwrap().clone())
+    };
+    let (a, ga) = run(FrozenWeight::Quantized(Arc::new(q)), 4);
+    let (b, gb) = run(FrozenWeight::Dense(dense), 13);
+    assert!(max_diff(&a, &b) < 1e-5);
+    assert!(max_diff(&ga, &gb) < 1e-5);
+}
+
+#[test]
+fn fused_lora_linear_matches_separate_ops_in_value_and_every_gradient() {
+    use crate::train::lora::LoraAdapter;
+    let (m, k, n, r) = (6, 64, 10, 4);
+    let dense = randn(&[n, k], 20);
+    let q = QTensor::quantize(&dense, GgmlDType::Q8_0).unwrap();
+    let dequantized = q.dequantize(&Device::Cpu).unwrap();
+    let quantized = FrozenWeight::Quantized(Arc::new(q));
+    for (weight, w) in [
+        (FrozenWeight::Dense(dense.clone()), dense.clone()),
+        (quantized, dequantized),
+    ] {
+        for dropout in [0.0, 0.3] {
+            let x = Var::from_tensor(&randn(&[m, k], 21)).unwrap();
+            let adapter = LoraAdapter {
+                a: Var::from_tensor(&randn(&[r, k], 22)).unwrap(),
+                b: Var::from_tensor(&randn(&[n, r], 23)).unwrap(),
+                scale: 2.0,
+                dropout,
+            };
+            let key = [7u64, 1, 2, 3];
+            let fused = LoraLinear::new(weight.clone(), adapter.scale, Some((dropout, &key)))
+                .forward(&x, adapter.a.as_tensor(), adapter.b.as_tensor())
+                .unwrap();
+            let reference = (x.matmul(&w.t().unwrap()).unwrap()
+                + adapter.forward(&x, Some(&key)).unwrap())
+            .unwrap();
+            assert!(max_diff(&fused, &reference) < 1e-4, "dropout {dropout}");
+            // A weighted sum so every output element has its own gradient.
+            let weights = randn(&[m, n], 24);
+            let g = (&fused * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let gr = (&reference * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            for v in [&x, &adapter.a, &adapter.b] {
+                let (a, b) = (g.get(v).unwrap(), gr.get(v).unwrap());
+                assert!(
+                    max_diff(a, b) < 1e-3,
+                    "dropout {dropout}: {}",
+                    max_diff(a, b)
+                );
+            }
+        }
+    }
 }

@@ -4,6 +4,8 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
+use rayon::prelude::*;
+
 use super::f32_data;
 
 #[derive(Clone, Copy)]
@@ -45,20 +47,22 @@ impl CustomOp1 for CausalSoftmax {
         let x = f32_data(s, l, self.name())?;
         let t = self.t;
         let mut y = vec![0f32; x.len()];
-        for (row, (xr, yr)) in x.chunks_exact(t).zip(y.chunks_exact_mut(t)).enumerate() {
+        let scale = self.scale;
+        let rows = x.par_chunks_exact(t).zip(y.par_chunks_exact_mut(t));
+        rows.enumerate().for_each(|(row, (xr, yr))| {
             // Keys after the query position stay 0.
             let n = row % t + 1;
             let max = xr[..n]
                 .iter()
-                .fold(f32::NEG_INFINITY, |m, &v| m.max(v * self.scale));
+                .fold(f32::NEG_INFINITY, |m, &v| m.max(v * scale));
             let mut sum = 0f64;
             for (yv, &xv) in yr[..n].iter_mut().zip(&xr[..n]) {
-                *yv = (xv * self.scale - max).exp();
+                *yv = (xv * scale - max).exp();
                 sum += f64::from(*yv);
             }
             let inv = (1.0 / sum) as f32;
             yr[..n].iter_mut().for_each(|v| *v *= inv);
-        }
+        });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -97,19 +101,19 @@ impl CustomOp2 for CausalSoftmaxBwd {
         }
         let t = self.0.t;
         let mut dx = vec![0f32; y.len()];
-        for (row, ((yr, gr), dr)) in y
-            .chunks_exact(t)
-            .zip(g.chunks_exact(t))
-            .zip(dx.chunks_exact_mut(t))
-            .enumerate()
-        {
+        let scale = self.0.scale;
+        let rows = y
+            .par_chunks_exact(t)
+            .zip(g.par_chunks_exact(t))
+            .zip(dx.par_chunks_exact_mut(t));
+        rows.enumerate().for_each(|(row, ((yr, gr), dr))| {
             let n = row % t + 1;
             let dot: f64 = (0..n).map(|j| f64::from(yr[j]) * f64::from(gr[j])).sum();
             let dot = dot as f32;
             for j in 0..n {
-                dr[j] = self.0.scale * yr[j] * (gr[j] - dot);
+                dr[j] = scale * yr[j] * (gr[j] - dot);
             }
-        }
+        });
         Ok((CpuStorage::F32(dx), yl.shape().clone()))
     }
 }

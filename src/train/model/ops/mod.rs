@@ -39,11 +39,23 @@ pub(crate) fn gemm(
     rhs: &Tensor,
     rhs_t: bool,
 ) -> Result<CpuStorage> {
-    let (r0, r1) = rhs.dims2()?;
     let (rs, rl) = rhs.storage_and_layout();
     let Storage::Cpu(rs) = &*rs else {
         bail!("gemm: the weight is not on the CPU");
     };
+    gemm_storage(lhs, offset, m, rs, rl, rhs_t)
+}
+
+/// [`gemm`] with the right-hand side given as a 2-D storage and layout.
+pub(crate) fn gemm_storage(
+    lhs: &CpuStorage,
+    offset: usize,
+    m: usize,
+    rs: &CpuStorage,
+    rl: &Layout,
+    rhs_t: bool,
+) -> Result<CpuStorage> {
+    let (r0, r1) = rl.shape().dims2()?;
     let (k, n, rl) = if rhs_t {
         (r1, r0, rl.transpose(0, 1)?)
     } else {

@@ -5,6 +5,8 @@ use std::sync::Arc;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
 
+use rayon::prelude::*;
+
 use super::f32_data;
 
 #[derive(Clone)]
@@ -55,12 +57,13 @@ impl CustomOp1 for RmsNorm {
         let d = self.check(l)?;
         let x = f32_data(s, l, self.name())?;
         let mut y = vec![0f32; x.len()];
-        for (xr, yr) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)) {
+        let rows = x.par_chunks_exact(d).zip(y.par_chunks_exact_mut(d));
+        rows.for_each(|(xr, yr)| {
             let r = self.inv_rms(xr);
             for ((yv, &xv), &w) in yr.iter_mut().zip(xr).zip(self.weight.iter()) {
                 *yv = xv * r * w;
             }
-        }
+        });
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -97,11 +100,11 @@ impl CustomOp2 for RmsNormBwd {
         }
         let w = &self.0.weight;
         let mut dx = vec![0f32; x.len()];
-        for ((xr, gr), dr) in x
-            .chunks_exact(d)
-            .zip(g.chunks_exact(d))
-            .zip(dx.chunks_exact_mut(d))
-        {
+        let rows = x
+            .par_chunks_exact(d)
+            .zip(g.par_chunks_exact(d))
+            .zip(dx.par_chunks_exact_mut(d));
+        rows.for_each(|((xr, gr), dr)| {
             let r = self.0.inv_rms(xr);
             let dot: f64 = (0..d)
                 .map(|j| f64::from(gr[j]) * f64::from(w[j]) * f64::from(xr[j]))
@@ -110,7 +113,7 @@ impl CustomOp2 for RmsNormBwd {
             for j in 0..d {
                 dr[j] = r * gr[j] * w[j] - xr[j] * c;
             }
-        }
+        });
         Ok((CpuStorage::F32(dx), xl.shape().clone()))
     }
 }

@@ -7,6 +7,8 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
 
 use super::f32_data;
@@ -64,7 +66,8 @@ impl Rope {
         // Backward rotates by −angle: same cos, negated sin.
         let sign = if self.inverse { -1.0 } else { 1.0 };
         let mut y = vec![0f32; x.len()];
-        for (row, (xr, yr)) in x.chunks_exact(d).zip(y.chunks_exact_mut(d)).enumerate() {
+        let rows = x.par_chunks_exact(d).zip(y.par_chunks_exact_mut(d));
+        rows.enumerate().for_each(|(row, (xr, yr))| {
             let pos = (row / heads) % self.t;
             let cos = &self.cos[pos * half..(pos + 1) * half];
             let sin = &self.sin[pos * half..(pos + 1) * half];
@@ -77,7 +80,7 @@ impl Rope {
                 yr[i0] = xr[i0] * c - xr[i1] * s;
                 yr[i1] = xr[i0] * s + xr[i1] * c;
             }
-        }
+        });
         y
     }
 }

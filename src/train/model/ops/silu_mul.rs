@@ -3,6 +3,8 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
+use rayon::prelude::*;
+
 use super::f32_data;
 
 #[derive(Clone, Copy)]
@@ -41,7 +43,7 @@ impl CustomOp2 for SiluMul {
         let gate = f32_data(gs, gl, self.name())?;
         let up = f32_data(us, ul, self.name())?;
         let y = gate
-            .iter()
+            .par_iter()
             .zip(up)
             .map(|(&x, &u)| x * sigmoid(x) * u)
             .collect();
@@ -89,7 +91,7 @@ impl CustomOp3 for SiluMulBwd {
         let dy = f32_data(ds, dl, self.name())?;
         let out = match self {
             SiluMulBwd::Gate => gate
-                .iter()
+                .par_iter()
                 .zip(up)
                 .zip(dy)
                 .map(|((&x, &u), &g)| {
@@ -98,7 +100,7 @@ impl CustomOp3 for SiluMulBwd {
                 })
                 .collect(),
             SiluMulBwd::Up => gate
-                .iter()
+                .par_iter()
                 .zip(dy)
                 .map(|(&x, &g)| g * x * sigmoid(x))
                 .collect(),
