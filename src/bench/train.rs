@@ -529,6 +529,10 @@ pub fn run_train_loop(args: &TrainLoopArgs) -> anyhow::Result<()> {
     };
     let device = Device::Cpu;
     let began = Instant::now();
+    if plan.checkpointing {
+        // What `her train` does with checkpointing on.
+        crate::train::memory::use_one_malloc_arena();
+    }
     let mut model = TrainModel::load(&plan.model, mode, &device)?;
     let spec = LoraSpec {
         rank: plan.lora.rank,
@@ -569,10 +573,16 @@ pub fn run_train_loop(args: &TrainLoopArgs) -> anyhow::Result<()> {
         let (loss, _) = model.loss(&ids, &labels, true, i as u64)?;
         let loss_value = f64::from(loss.to_scalar::<f32>()?);
         let t_forward = Instant::now();
-        let grads = loss.backward()?;
+        // The model's backward: it also collects what checkpointed blocks
+        // computed on the side.
+        let grads = model.backward(&loss)?;
         let t_backward = Instant::now();
         let mut acc = Accumulator::new(params.len());
         acc.add(&params, &grads, 1.0)?;
+        let missing = acc.missing(&params);
+        if !missing.is_empty() {
+            bail!("no gradient reached {}", missing.join(", "));
+        }
         drop(grads);
         drop(loss);
         acc.clip(o.max_grad_norm)?;

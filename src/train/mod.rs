@@ -9,6 +9,7 @@ pub mod error;
 pub mod export;
 pub mod kto;
 pub mod lora;
+pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod peft;

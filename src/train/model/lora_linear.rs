@@ -118,15 +118,16 @@ impl CustomOp3 for LoraLinear {
             Some(m) => (&x * m)?,
             None => x,
         };
-        let dy_b = dy.matmul(&b)?;
-        let mut d_branch = (dy_b.matmul(&a)? * self.scale)?;
+        // The scale goes on the (m, r) products, the cheapest place for it.
+        let dy_b = (dy.matmul(&b)? * self.scale)?;
+        let mut d_branch = dy_b.matmul(&a)?;
         if let Some(m) = &mask {
             d_branch = (d_branch * m)?;
         }
         let dx = (dy.matmul(&self.weight.to_f32()?)? + d_branch)?;
-        let da = (dy_b.t()?.matmul(&xm)? * self.scale)?;
-        let low = xm.matmul(&a.t()?)?;
-        let db = (dy.t()?.matmul(&low)? * self.scale)?;
+        let da = dy_b.t()?.matmul(&xm)?;
+        let low = (xm.matmul(&a.t()?)? * self.scale)?;
+        let db = dy.t()?.matmul(&low)?;
         Ok((Some(dx), Some(da), Some(db)))
     }
 }

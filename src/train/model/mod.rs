@@ -147,7 +147,10 @@ impl TrainModel {
     pub fn backward(&self, loss: &Tensor) -> Result<GradStore, TrainError> {
         // Leftovers of a backward run without this method belong to no one.
         drop(self.side_grads.take()?);
-        let mut grads = self.device.with_context(|| loss.backward())?;
+        // Not inside candle's pool (unlike forward): backward is mostly
+        // candle's own element-wise ops on its barrier pool, and there the
+        // pool's awake workers only compete with it (measured ~8% slower).
+        let mut grads = loss.backward()?;
         grads.extend(self.side_grads.take()?)?;
         Ok(grads)
     }
