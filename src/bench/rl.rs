@@ -3,8 +3,11 @@
 //! where an RL step's time goes.
 //!
 //! The RL run goes first, in full (engine with the adapter being trained,
-//! swapped in every step); then, with that engine gone, a fresh engine
-//! without an adapter generates for the same prompts and seeds.
+//! swapped in every step, groups decoded as parallel sequences); then, with
+//! that engine gone, fresh engines generate for the same prompts and seeds:
+//! one reply after the other as the chat does, without an adapter (the
+//! target's baseline) and with the run's final adapter, and batched like
+//! the rollouts with that adapter.
 
 use std::sync::atomic::AtomicBool;
 
@@ -15,7 +18,7 @@ use crate::cli::BenchRlArgs;
 use crate::engine::LocalEngine;
 use crate::train::data::step_indices;
 use crate::train::rl::prompts::read_prompts_jsonl;
-use crate::train::rl::rollout::{rollout_seed, sample};
+use crate::train::rl::rollout::{rollout_seed, sample, sample_serial};
 use crate::train::rl::{RlJob, rollout_sampling, run as run_rl};
 
 pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
@@ -83,7 +86,8 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
 
     // Plain generation: the same prompts, seeds and sampling, without an
     // adapter, then with the run's final adapter (what LoRA itself costs in
-    // llama.cpp, apart from anything the RL loop adds).
+    // llama.cpp, apart from anything the RL loop adds), one reply after the
+    // other and batched.
     let prompts = crate::train::rl::prompts::dedup(prompts);
     let sampling = rollout_sampling(&config.sampling, &rl);
     let plan = Plan {
@@ -92,43 +96,52 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
         rl: &rl,
         seed: config.train.seed,
     };
-    let (tokens, seconds, plain_per_step) = plan.generate(&engine, None)?;
+    let plain = plan.generate(&engine, None, Decoding::Serial)?;
     let adapter = report
         .adapter_gguf
         .clone()
         .context("the RL run wrote no adapter")?;
-    let (a_tokens, a_seconds, _) = plan.generate(&engine, Some(&adapter))?;
+    let serial_adapter = plan.generate(&engine, Some(&adapter), Decoding::Serial)?;
+    let batched_adapter = plan.generate(&engine, Some(&adapter), Decoding::Batched)?;
     let _ = std::fs::remove_dir_all(&dir);
 
     let rl_rate = report.rollout_tokens_per_s();
-    let plain_rate = tokens as f64 / seconds.max(1e-9);
     println!();
     println!(
-        "rollout tokens/s during RL   {rl_rate:>8.1}   ({} tokens in {:.2} s; median step {:.1})",
+        "rollout tokens/s during RL (batched)     {rl_rate:>8.1}   ({} tokens in {:.2} s; median step {:.1})",
         report.rollout_tokens,
         report.rollout_s,
         super::median(&per_step)
     );
+    plain.print("plain, one by one, no adapter");
+    serial_adapter.print("plain, one by one, final adapter");
+    batched_adapter.print("plain, batched, final adapter");
     println!(
-        "plain generation tokens/s    {plain_rate:>8.1}   ({tokens} tokens in {seconds:.2} s; median step {:.1})",
-        super::median(&plain_per_step)
-    );
-    let adapter_rate = a_tokens as f64 / a_seconds.max(1e-9);
-    println!(
-        "plain generation + adapter   {adapter_rate:>8.1}   ({a_tokens} tokens in {a_seconds:.2} s; the run's final LoRA loaded)"
-    );
-    println!(
-        "ratio (target ≥ 0.90)        {:>8.3}",
-        rl_rate / plain_rate.max(1e-9)
+        "ratio RL ÷ plain one by one, no adapter  {:>8.3}   (target ≥ 0.90)",
+        rl_rate / plain.rate().max(1e-9)
     );
     println!(
-        "ratio to the same adapter    {:>8.3}   (what the RL loop adds beyond LoRA's own cost)",
-        rl_rate / adapter_rate.max(1e-9)
+        "ratio RL ÷ plain batched, same adapter   {:>8.3}   (what the RL loop adds beyond batched decoding)",
+        rl_rate / batched_adapter.rate().max(1e-9)
+    );
+    println!(
+        "batched ÷ one by one, same adapter       {:>8.3}   (what batching the group buys)",
+        batched_adapter.rate() / serial_adapter.rate().max(1e-9)
+    );
+    let same = batched_adapter
+        .replies
+        .iter()
+        .zip(&serial_adapter.replies)
+        .filter(|(a, b)| a == b)
+        .count();
+    println!(
+        "batched replies identical to one by one  {same:>4} / {}",
+        serial_adapter.replies.len()
     );
     let with_swaps = report.rollout_tokens as f64 / (report.rollout_s + report.swap_s).max(1e-9);
     println!(
-        "ratio with adapter swaps     {:>8.3}",
-        with_swaps / plain_rate.max(1e-9)
+        "ratio RL with adapter swaps ÷ no adapter {:>8.3}",
+        with_swaps / plain.rate().max(1e-9)
     );
     let total = report.swap_s + report.rollout_s + report.scoring_s + report.update_s;
     let share = |x: f64| 100.0 * x / total.max(1e-9);
@@ -142,6 +155,40 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a plan generates each group.
+#[derive(Clone, Copy)]
+enum Decoding {
+    /// One reply after the other, in the chat's single-sequence context.
+    Serial,
+    /// The group's replies as parallel sequences, as RL's rollouts.
+    Batched,
+}
+
+/// Tokens and seconds of one way of generating the plan's replies.
+struct Measured {
+    tokens: usize,
+    seconds: f64,
+    per_step: Vec<f64>,
+    /// Every reply's token ids, in plan order.
+    replies: Vec<Vec<i32>>,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.tokens as f64 / self.seconds.max(1e-9)
+    }
+
+    fn print(&self, label: &str) {
+        println!(
+            "{label:<40} {:>8.1}   ({} tokens in {:.2} s; median step {:.1})",
+            self.rate(),
+            self.tokens,
+            self.seconds,
+            super::median(&self.per_step)
+        );
+    }
+}
+
 /// Generation of the replies an RL run samples, outside RL.
 struct Plan<'a> {
     prompts: &'a [crate::train::rl::prompts::RlPrompt],
@@ -151,22 +198,31 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    /// (tokens, seconds, tokens/s per step) in a fresh engine, with
-    /// `adapter` loaded when given.
+    /// Every step's groups in a fresh engine, with `adapter` loaded when given.
     fn generate(
         &self,
         options: &crate::engine::LocalEngineOptions,
         adapter: Option<&std::path::Path>,
-    ) -> anyhow::Result<(usize, f64, Vec<f64>)> {
+        decoding: Decoding,
+    ) -> anyhow::Result<Measured> {
         use crate::engine::Backend;
-        let engine = LocalEngine::start(options.clone())?;
+        let options = match decoding {
+            Decoding::Serial => options.clone(),
+            Decoding::Batched => options.for_groups(self.rl.group_size, self.rl.max_new_tokens),
+        };
+        let engine = LocalEngine::start(options)?;
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         if let Some(path) = adapter {
             runtime.block_on(engine.load_adapter(path.to_path_buf(), 1.0))?;
         }
-        let (mut tokens, mut seconds, mut per_step) = (0usize, 0.0, Vec::new());
+        let mut measured = Measured {
+            tokens: 0,
+            seconds: 0.0,
+            per_step: Vec::new(),
+            replies: Vec::new(),
+        };
         for step in 0..u64::from(self.rl.steps) {
             let (mut step_tokens, mut step_s) = (0usize, 0.0);
             for p in step_indices(
@@ -178,19 +234,27 @@ impl Plan<'_> {
                 let seeds: Vec<u32> = (0..self.rl.group_size as usize)
                     .map(|m| rollout_seed(self.seed, step, p, m))
                     .collect();
-                let (replies, s) = runtime.block_on(sample(
-                    &engine,
-                    &self.prompts[p].render(),
-                    self.sampling,
-                    &seeds,
-                ))?;
+                let prompt = self.prompts[p].render();
+                let (replies, s) = runtime.block_on(async {
+                    match decoding {
+                        Decoding::Serial => {
+                            sample_serial(&engine, &prompt, self.sampling, &seeds).await
+                        }
+                        Decoding::Batched => sample(&engine, &prompt, self.sampling, &seeds).await,
+                    }
+                })?;
                 step_tokens += replies.iter().map(|r| r.tokens.len()).sum::<usize>();
                 step_s += s;
+                measured
+                    .replies
+                    .extend(replies.into_iter().map(|r| r.tokens));
             }
-            per_step.push(step_tokens as f64 / step_s.max(1e-9));
-            tokens += step_tokens;
-            seconds += step_s;
+            measured
+                .per_step
+                .push(step_tokens as f64 / step_s.max(1e-9));
+            measured.tokens += step_tokens;
+            measured.seconds += step_s;
         }
-        Ok((tokens, seconds, per_step))
+        Ok(measured)
     }
 }

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
-use super::{AdapterInfo, EngineError, Event, GenerateRequest, TokenLogprob};
+use super::{
+    AdapterInfo, EngineError, Event, GenerateRequest, GroupReply, GroupRequest, TokenLogprob,
+};
 
 /// Where a command's one result goes.
 pub type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -18,6 +20,14 @@ pub enum Command {
         /// The cancel epoch when the request was made: a later cancel stops it.
         epoch: u64,
         received: Instant,
+    },
+    /// Only the local backend serves it (RL rollouts); the remote one refuses.
+    GenerateGroup {
+        request: GroupRequest,
+        /// As for `Generate`: a later cancel stops the group.
+        epoch: u64,
+        received: Instant,
+        reply: Reply<Vec<GroupReply>>,
     },
     Score {
         prompt: String,

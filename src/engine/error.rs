@@ -45,6 +45,14 @@ pub enum EngineError {
     #[error("llama.cpp failed while evaluating tokens: {0}")]
     Decode(String),
 
+    #[error(
+        "a group of {asked} replies needs {asked} parallel sequences but this engine has {max}; start it with LocalEngineOptions::parallel_sequences >= {asked}"
+    )]
+    TooManySequences { asked: usize, max: usize },
+
+    #[error("{0} is not supported by this backend")]
+    Unsupported(&'static str),
+
     #[error("the engine thread has stopped (see the log file)")]
     EngineStopped,
 

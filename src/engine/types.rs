@@ -176,6 +176,25 @@ pub struct Provenance {
     pub sampling: Option<crate::config::SamplingConfig>,
 }
 
+/// Several replies to one prompt, decoded together as parallel sequences
+/// (see `LocalEngine::generate_group`): one reply per seed.
+#[derive(Debug, Clone)]
+pub struct GroupRequest {
+    /// The exact prompt text (no turns are dropped: it must fit as it is).
+    pub prompt: String,
+    /// Shared by every member; its `seed` is ignored in favour of `seeds`.
+    pub sampling: SamplingConfig,
+    pub seeds: Vec<u32>,
+}
+
+/// One member of a group: its text as `generate` would have streamed it,
+/// and the final event `generate` would have sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupReply {
+    pub text: String,
+    pub finished: Finished,
+}
+
 /// Log-probability of one completion token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TokenLogprob {

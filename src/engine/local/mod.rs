@@ -1,5 +1,6 @@
 //! The llama.cpp backend: a handle that sends commands to one engine thread.
 
+mod group;
 mod llama;
 mod load;
 pub mod sampler;
@@ -21,9 +22,13 @@ pub use vocab::Vocab;
 use worker::{Command, Shared};
 
 use super::{
-    AdapterInfo, Backend, EngineError, EventStream, GenerateRequest, ModelInfo, Pending,
-    TokenLogprob,
+    AdapterInfo, Backend, EngineError, EventStream, GenerateRequest, GroupReply, GroupRequest,
+    ModelInfo, Pending, TokenLogprob,
 };
+use crate::config::SamplingConfig;
+
+/// llama.cpp's limit on sequences per context (`LLAMA_MAX_SEQ`).
+pub const MAX_PARALLEL_SEQUENCES: u32 = 256;
 
 /// How to load the model and size its context.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +41,10 @@ pub struct LocalEngineOptions {
     /// 0 = one per available core.
     pub threads: u32,
     pub use_mmap: bool,
+    /// Sequences one context can decode together (`generate_group`). 1, the
+    /// chat's, keeps the plain single-sequence context; more makes a unified
+    /// KV cache of `n_ctx` cells shared by all sequences.
+    pub parallel_sequences: u32,
 }
 
 impl LocalEngineOptions {
@@ -47,6 +56,7 @@ impl LocalEngineOptions {
             n_batch: 512,
             threads: 0,
             use_mmap: true,
+            parallel_sequences: 1,
         }
     }
 
@@ -59,6 +69,23 @@ impl LocalEngineOptions {
             n_batch: model.n_batch,
             threads: model.threads,
             use_mmap: model.use_mmap,
+            parallel_sequences: 1,
+        }
+    }
+
+    /// Options for decoding groups of `group` replies of at most
+    /// `max_new_tokens` each: a prompt that fits the single-sequence window
+    /// still fits, as the prompt's cells are shared and each extra sequence
+    /// only needs room for its reply.
+    pub fn for_groups(&self, group: u32, max_new_tokens: u32) -> Self {
+        let group = group.clamp(1, MAX_PARALLEL_SEQUENCES);
+        let extra = (group - 1).saturating_mul(max_new_tokens);
+        Self {
+            n_ctx: self.n_ctx.saturating_add(extra),
+            // One decode carries a token of every sequence.
+            n_batch: self.n_batch.max(group),
+            parallel_sequences: group,
+            ..self.clone()
         }
     }
 
@@ -123,6 +150,34 @@ impl LocalEngine {
             .ok_or(EngineError::EngineStopped)?
             .send(command)
             .map_err(|_| EngineError::EngineStopped)
+    }
+
+    /// One reply per seed to `prompt`, decoded together as parallel
+    /// sequences (the prompt is evaluated once): what RL rollouts need.
+    /// Each member samples with its own chain seeded from its seed; the same
+    /// prompt, settings and seeds give the same replies (a member's numbers
+    /// can depend on its neighbours in the KV cache, so not on its seed
+    /// alone). The engine must have been started with
+    /// `parallel_sequences >= seeds.len()`. `cancel()` stops the group: the
+    /// unfinished members end with `FinishReason::Cancelled`.
+    pub fn generate_group(
+        &self,
+        prompt: String,
+        sampling: SamplingConfig,
+        seeds: Vec<u32>,
+    ) -> Pending<Vec<GroupReply>> {
+        let epoch = self.shared.cancel_epoch.load(Ordering::SeqCst);
+        let request = GroupRequest {
+            prompt,
+            sampling,
+            seeds,
+        };
+        self.request(|reply| Command::GenerateGroup {
+            request,
+            epoch,
+            received: Instant::now(),
+            reply,
+        })
     }
 
     fn request<T>(&self, make: impl FnOnce(worker::Reply<T>) -> Command) -> Pending<T> {

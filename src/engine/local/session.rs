@@ -80,6 +80,8 @@ pub struct Session<'m> {
     pub cached: Vec<LlamaToken>,
     pub n_ctx: usize,
     pub n_batch: usize,
+    /// Sequences the context can hold (`LocalEngineOptions::parallel_sequences`).
+    pub n_seq_max: usize,
 }
 
 /// Number of leading tokens two sequences share.
@@ -103,7 +105,7 @@ impl<'m> Session<'m> {
     /// Makes the KV cache hold `tokens`, evaluating only what is not cached.
     /// Positions from `first_logit` on get logits, passed to `on_logits` as
     /// (position, logits). Returns how many tokens were reused.
-    fn evaluate(
+    pub(super) fn evaluate(
         &mut self,
         tokens: &[LlamaToken],
         first_logit: usize,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -93,6 +93,15 @@ fn new_session<'m>(
         .with_n_ubatch(n_batch)
         .with_n_threads(threads)
         .with_n_threads_batch(threads);
+    let n_seq_max = options.parallel_sequences.max(1);
+    // Only groups get the multi-sequence context: the chat's stays as it was.
+    // Unified, so a prompt copied to every sequence shares its cells (a copy
+    // between separate per-sequence caches would move the data).
+    let params = if n_seq_max > 1 {
+        params.with_n_seq_max(n_seq_max).with_kv_unified(true)
+    } else {
+        params
+    };
     let backend = llama::backend()?;
     let mut ctx = model
         .new_context(backend, params)
@@ -115,6 +124,7 @@ fn new_session<'m>(
         cached: Vec::new(),
         n_ctx: options.n_ctx as usize,
         n_batch: n_batch as usize,
+        n_seq_max: n_seq_max as usize,
     })
 }
 
@@ -146,6 +156,27 @@ fn serve(
                     sampling: Some(request.sampling.clone()),
                 };
                 session.generate(&request, &events, shared, epoch, provenance, received);
+            }
+            Command::GenerateGroup {
+                request,
+                epoch,
+                received,
+                reply,
+            } => {
+                let provenance = Provenance {
+                    model: info.name.clone(),
+                    model_fingerprint: info.fingerprint.clone(),
+                    adapter: adapters.active.clone(),
+                    seed: 0,
+                    prompt_sha256: String::new(),
+                    prompt_tokens_sha256: String::new(),
+                    dropped_turns: 0,
+                    sampling: Some(request.sampling.clone()),
+                };
+                let cancelled =
+                    || shared.cancel_epoch.load(Ordering::SeqCst) != epoch || reply.is_closed();
+                let result = session.generate_group(&request, cancelled, &provenance, received);
+                let _ = reply.send(result);
             }
             Command::Score {
                 prompt,

@@ -202,6 +202,11 @@ async fn serve(
                 let cancel = Cancel::new(epochs.clone(), epoch, events.clone());
                 generate::generate(&ctx, request, &events, cancel, received).await;
             }
+            Command::GenerateGroup { reply, .. } => {
+                let _ = reply.send(Err(EngineError::Unsupported(
+                    "generating a group of replies",
+                )));
+            }
             Command::Score {
                 prompt,
                 completion,

@@ -28,7 +28,7 @@ use super::run::{RunDir, RunError, append_jsonl, truncate_jsonl};
 use super::sft::{DataSource, SftError};
 use super::trainer::Trainer;
 use crate::config::{RlConfig, SamplingConfig, TrainConfig};
-use crate::engine::{EngineError, LocalEngineOptions};
+use crate::engine::{Backend, EngineError, LocalEngineOptions};
 use crate::judge::JudgeError;
 use layout::LayoutMonitor;
 use prompts::RlPrompt;
@@ -258,7 +258,12 @@ pub fn run(
     truncate_jsonl(&rollouts_path(&trainer.run), step)?;
 
     // 2. Engines, and the reference's reply to every prompt the run will use.
-    let mut engine = RolloutEngine::start(job.engine.clone(), rl.reload_every)?;
+    let mut engine = RolloutEngine::start(
+        &job.engine,
+        rl.group_size,
+        rl.max_new_tokens,
+        rl.reload_every,
+    )?;
     let judge = job.judge.as_deref().filter(|_| weights.judge > 0.0);
     let sampling = step::rollout_sampling(&job.sampling, rl);
     let mut baselines = read_baselines(&baselines_path(&trainer.run));
@@ -280,11 +285,11 @@ pub fn run(
         if !missing.is_empty() {
             runtime.block_on(async {
                 if let Some(path) = &job.init_adapter {
-                    engine.backend()?.load_adapter(path.clone(), 1.0).await?;
+                    engine.engine()?.load_adapter(path.clone(), 1.0).await?;
                 }
                 for i in missing {
                     let (mut replies, _) = rollout::sample(
-                        engine.backend()?,
+                        engine.engine()?,
                         &prompts[i].render(),
                         &sampling,
                         &[s.seed],

@@ -1,6 +1,8 @@
 //! The rollout side of RL: the llama.cpp engine samples the replies with the
 //! adapter being trained, which is swapped in after every update; the model
 //! is reloaded now and then because llama.cpp frees adapters only with it.
+//! A group's replies are decoded together, as parallel sequences of one
+//! context (`LocalEngine::generate_group`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -34,7 +36,15 @@ pub struct RolloutEngine {
 }
 
 impl RolloutEngine {
-    pub fn start(options: LocalEngineOptions, reload_every: u32) -> Result<Self, EngineError> {
+    /// `options` are the chat's; the engine gets room for `group` parallel
+    /// replies of at most `max_new_tokens` each.
+    pub fn start(
+        options: &LocalEngineOptions,
+        group: u32,
+        max_new_tokens: u32,
+        reload_every: u32,
+    ) -> Result<Self, EngineError> {
+        let options = options.for_groups(group, max_new_tokens);
         let engine = LocalEngine::start(options.clone())?;
         Ok(Self {
             options,
@@ -46,11 +56,8 @@ impl RolloutEngine {
         })
     }
 
-    pub fn backend(&self) -> Result<&dyn Backend, EngineError> {
-        match &self.engine {
-            Some(engine) => Ok(engine),
-            None => Err(EngineError::EngineStopped),
-        }
+    pub fn engine(&self) -> Result<&LocalEngine, EngineError> {
+        self.engine.as_ref().ok_or(EngineError::EngineStopped)
     }
 
     /// Makes `adapter` (a new file each time) the active one; the file of
@@ -63,7 +70,7 @@ impl RolloutEngine {
             self.swaps_since_reload = 0;
             self.reloads += 1;
         }
-        self.backend()?
+        self.engine()?
             .load_adapter(adapter.to_path_buf(), 1.0)
             .await?;
         self.swaps_since_reload += 1;
@@ -76,9 +83,36 @@ impl RolloutEngine {
     }
 }
 
-/// `seeds.len()` replies to one prompt, one after the other (the prompt's
-/// KV cache is reused between them); returns them and the seconds spent.
+/// `seeds.len()` replies to one prompt, decoded together (the prompt is
+/// evaluated once); returns them and the seconds spent. The engine needs
+/// `parallel_sequences >= seeds.len()` (see `RolloutEngine::start`).
 pub async fn sample(
+    engine: &LocalEngine,
+    prompt: &str,
+    sampling: &SamplingConfig,
+    seeds: &[u32],
+) -> Result<(Vec<Sampled>, f64), EngineError> {
+    let began = Instant::now();
+    let replies = engine
+        .generate_group(prompt.to_string(), sampling.clone(), seeds.to_vec())
+        .await?;
+    let out = replies
+        .into_iter()
+        .zip(seeds)
+        .map(|(r, &seed)| Sampled {
+            reply: r.text,
+            tokens: r.finished.tokens,
+            reason: r.finished.reason,
+            seed,
+        })
+        .collect();
+    Ok((out, began.elapsed().as_secs_f64()))
+}
+
+/// The same replies' settings, one after the other as the chat generates
+/// (the prompt's KV cache is reused between them): the baseline
+/// `her bench rl` compares [`sample`] with.
+pub async fn sample_serial(
     backend: &dyn Backend,
     prompt: &str,
     sampling: &SamplingConfig,

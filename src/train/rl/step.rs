@@ -146,7 +146,7 @@ pub(super) async fn run_step(
             .map(|m| rollout_seed(s.seed, step, p, m))
             .collect();
         let (replies, _) = rollout::sample(
-            engine.backend()?,
+            engine.engine()?,
             &cx.prompts[p].render(),
             cx.sampling,
             &seeds,
