@@ -484,8 +484,9 @@ pub enum BenchCommand {
     /// Internal: our training steps in their own process, for `bench train`.
     #[command(hide = true)]
     TrainLoop(TrainLoopArgs),
-    /// RL rollout tokens/s against plain generation of the same prompts and seeds,
-    /// and how RL step time splits between adapter swap, rollout, scoring and update.
+    /// RL rollout tokens/s against plain generation of the same prompts and seeds
+    /// (one by one and batched), and how RL step time splits between adapter swap,
+    /// rollout, scoring and update.
     Rl(BenchRlArgs),
 }
 

@@ -248,3 +248,26 @@ impl Drop for LocalEngine {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_options_make_room_for_every_reply_and_leave_the_chat_alone() {
+        let chat = LocalEngineOptions::new("m.gguf");
+        assert_eq!(chat.parallel_sequences, 1);
+        assert_eq!(chat.for_groups(1, 64), chat);
+        let group = chat.for_groups(8, 64);
+        assert_eq!(group.parallel_sequences, 8);
+        assert_eq!(group.n_ctx, chat.n_ctx + 7 * 64);
+        assert_eq!(group.n_batch, chat.n_batch);
+        let mut small_batch = chat.clone();
+        small_batch.n_batch = 4;
+        assert_eq!(small_batch.for_groups(8, 64).n_batch, 8);
+        assert_eq!(
+            chat.for_groups(10_000, 1).parallel_sequences,
+            MAX_PARALLEL_SEQUENCES
+        );
+    }
+}
