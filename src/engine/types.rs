@@ -293,3 +293,14 @@ impl fmt::Display for ChatTemplateFamily {
         })
     }
 }
+
+/// Tokens per second since the first token (0 before it), for the live and
+/// final statistics of both backends.
+pub fn tokens_per_second(tokens: usize, since: Option<std::time::Instant>) -> f64 {
+    let secs = since.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    if secs > 0.0 {
+        tokens as f64 / secs
+    } else {
+        0.0
+    }
+}

@@ -271,7 +271,7 @@ impl<'m> Session<'m> {
             let context_used = self.cached.len();
             outbox.stats(|| LiveStats {
                 generated_tokens: generated,
-                tokens_per_second: rate(generated, first_token_at),
+                tokens_per_second: crate::engine::tokens_per_second(generated, first_token_at),
                 context_used,
                 n_ctx: self.n_ctx,
             });
@@ -300,7 +300,7 @@ impl<'m> Session<'m> {
                 time_to_first_token_ms: ttft,
                 prompt_ms,
                 generation_ms,
-                tokens_per_second: rate(generated, first_token_at),
+                tokens_per_second: crate::engine::tokens_per_second(generated, first_token_at),
                 context_used: self.cached.len(),
             },
             provenance: Provenance {
@@ -362,15 +362,6 @@ pub fn log_softmax_at(logits: &[f32], index: usize) -> f64 {
     logits
         .get(index)
         .map_or(f64::NEG_INFINITY, |&l| l as f64 - max - sum.ln())
-}
-
-fn rate(tokens: usize, since: Option<Instant>) -> f64 {
-    let secs = since.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    if secs > 0.0 {
-        tokens as f64 / secs
-    } else {
-        0.0
-    }
 }
 
 /// sha256 of token ids as little-endian i32s: identifies exactly what the

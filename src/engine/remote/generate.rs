@@ -278,7 +278,10 @@ async fn run(
                 last_stats = Instant::now();
                 let _ = events.send(Event::Stats(LiveStats {
                     generated_tokens: progress.generated(),
-                    tokens_per_second: rate(progress.generated(), first_token_at),
+                    tokens_per_second: crate::engine::tokens_per_second(
+                        progress.generated(),
+                        first_token_at,
+                    ),
                     context_used: prompt_tokens + progress.generated(),
                     n_ctx: ctx.server.info.n_ctx as usize,
                 }));
@@ -344,7 +347,7 @@ async fn run(
                 .map_or(0.0, |t| (t - received).as_secs_f64() * 1e3),
             prompt_ms: first_token_at.map_or(0.0, |t| (t - prompt_start).as_secs_f64() * 1e3),
             generation_ms: first_token_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3),
-            tokens_per_second: rate(generated, first_token_at),
+            tokens_per_second: crate::engine::tokens_per_second(generated, first_token_at),
             context_used: prompt_total + generated,
         },
         provenance: Provenance {
@@ -426,14 +429,5 @@ fn finished_early(ctx: &Ctx, request: &GenerateRequest) -> Finished {
         tokens: Vec::new(),
         stats: GenerationStats::default(),
         provenance: ctx.provenance(&request.sampling),
-    }
-}
-
-fn rate(tokens: usize, since: Option<Instant>) -> f64 {
-    let secs = since.map_or(0.0, |t| t.elapsed().as_secs_f64());
-    if secs > 0.0 {
-        tokens as f64 / secs
-    } else {
-        0.0
     }
 }

@@ -34,6 +34,8 @@ pub struct HeadNll {
 struct Packed {
     /// Index of each packed row in the op's input.
     rows: Vec<usize>,
+    /// Each packed row's label.
+    labels: Vec<usize>,
     /// rows × e values.
     values: CpuStorage,
 }
@@ -66,6 +68,7 @@ impl HeadNll {
             values.extend_from_slice(&h[r * e..(r + 1) * e]);
         }
         Packed {
+            labels: rows.iter().map(|&r| self.labels[r] as usize).collect(),
             rows,
             values: CpuStorage::F32(values),
         }
@@ -101,12 +104,10 @@ impl HeadNll {
         let mut state = vec![Row(f32::NEG_INFINITY, 0.0, 0.0); packed.rows.len()];
         self.for_each_block(packed, |first, w, logits| {
             let width = w.dims2()?.0;
-            let labels = packed.rows.iter().map(|&r| self.labels[r] as usize);
-            let labels: Vec<usize> = labels.collect();
             logits
                 .par_chunks_exact(width)
                 .zip(state.par_iter_mut())
-                .zip(labels.par_iter())
+                .zip(packed.labels.par_iter())
                 .for_each(|((row, Row(max, sum, picked)), &label)| {
                     let block_max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                     if block_max > *max {
@@ -185,13 +186,12 @@ impl CustomOp1 for HeadNll {
         self.for_each_block(&packed, |first, w, mut p| {
             let width = w.dims2()?.0;
             p.par_chunks_exact_mut(width)
-                .zip(packed.rows.par_iter())
-                .for_each(|(row, &r)| {
+                .zip(packed.rows.par_iter().zip(&packed.labels))
+                .for_each(|(row, (&r, &label))| {
                     let (gi, lse) = (g[r], lse_all[r]);
                     for v in row.iter_mut() {
                         *v = (*v - lse).exp() * gi;
                     }
-                    let label = self.labels[r] as usize;
                     if (first..first + width).contains(&label) {
                         row[label - first] -= gi;
                     }
