@@ -529,10 +529,8 @@ pub fn run_train_loop(args: &TrainLoopArgs) -> anyhow::Result<()> {
     };
     let device = Device::Cpu;
     let began = Instant::now();
-    if plan.checkpointing {
-        // What `her train` does with checkpointing on.
-        crate::train::memory::use_one_malloc_arena();
-    }
+    // What `her train` does.
+    crate::train::memory::use_one_malloc_arena();
     let mut model = TrainModel::load(&plan.model, mode, &device)?;
     let spec = LoraSpec {
         rank: plan.lora.rank,

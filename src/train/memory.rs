@@ -1,11 +1,13 @@
-//! The allocator side of saving memory with activation checkpointing.
+//! The allocator side of training's memory.
 //!
 //! glibc gives each thread that allocates its own arena, and each arena
 //! keeps its own freed blocks. Training allocates from the main thread and
-//! from candle's pool workers, so the peak RSS holds a fragmented copy of
-//! the step's working set per thread: on SmolLM2 at 4×256 with
-//! checkpointing that was ~100 MB of a ~0.5 GB peak. When the user asks to
-//! save memory, one shared arena is worth its little lock contention.
+//! from candle's pool workers (forward and backward run inside the pool),
+//! so the peak RSS holds a fragmented copy of the step's working set per
+//! thread: on SmolLM2 at 4×256 that was ~100 MB of a ~0.5 GB peak with
+//! checkpointing, and up to ~1 GB of ~2 GB without. One shared arena costs
+//! no measurable speed there (the step allocates a few hundred large
+//! buffers, not millions of small ones).
 
 /// Limit glibc to one malloc arena. Call before the model loads: threads
 /// that already have an arena keep it.

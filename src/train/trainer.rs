@@ -68,9 +68,7 @@ impl Trainer {
         } else {
             BaseMode::Quantized
         };
-        if settings.activation_checkpointing {
-            super::memory::use_one_malloc_arena();
-        }
+        super::memory::use_one_malloc_arena();
         let mut model = TrainModel::load(model_path, mode, &device)?;
         let spec = match init_adapter {
             Some(path) => {

@@ -8,7 +8,7 @@ use super::ModelShape;
 use super::frozen::FrozenLinear;
 use super::load::GgufTensors;
 use super::lora_linear::LoraLinear;
-use super::ops::{CausalSoftmax, RmsNorm, Rope, SiluMul};
+use super::ops::{CausalAttention, RmsNorm, Rope, SiluMul};
 use crate::train::error::TrainError;
 use crate::train::lora::{LoraAdapter, Target};
 
@@ -68,7 +68,8 @@ pub(crate) struct Pass {
     pub b: usize,
     pub t: usize,
     pub rope: Rope,
-    pub softmax: CausalSoftmax,
+    /// Multiplies the attention scores before the softmax.
+    pub attn_scale: f32,
     /// (seed, step) of the dropout masks; `None` in evaluation.
     pub dropout: Option<(u64, u64)>,
 }
@@ -168,7 +169,6 @@ impl Block {
     pub fn forward(&self, x: &Tensor, pass: &Pass) -> Result<Tensor, TrainError> {
         let (b, t, d) = (pass.b, pass.t, self.head_dim);
         let (nh, nkv) = (self.n_head, self.n_head_kv);
-        let rep = nh / nkv;
 
         // 1. Attention input norm: (m, e)
         let h = self.attn_norm.forward(x)?;
@@ -188,28 +188,13 @@ impl Block {
         // 4. Rope on (b, t, heads, d)
         let q = pass.rope.forward(&q)?;
         let k = pass.rope.forward(&k)?;
-        // 5. GQA without copying K/V per query head: query head h uses KV head
-        //    h / rep (llama.cpp's order), so stack each group's heads as rows.
-        //    q (b, t, nkv, rep, d) → (b, nkv, rep·t, d); k, v → (b, nkv, t, d)
-        let q = q
-            .reshape((b, t, nkv, rep, d))?
-            .permute((0, 2, 3, 1, 4))?
-            .contiguous()?
-            .reshape((b, nkv, rep * t, d))?;
-        let k = k.transpose(1, 2)?.contiguous()?;
-        let v = v.transpose(1, 2)?.contiguous()?;
-        // 6. Scores (b, nkv, rep·t, t), scaled causal softmax, weighted values
-        let scores = q.matmul(&k.t()?)?;
-        let probs = pass.softmax.forward(&scores)?;
-        let ctx = probs.matmul(&v)?;
-        // 7. Back to (m, nh·d) in head order, output projection, residual
-        let ctx = ctx
-            .reshape((b, nkv, rep, t, d))?
-            .permute((0, 3, 1, 2, 4))?
-            .contiguous()?
-            .reshape((b * t, nh * d))?;
+        // 5. Causal attention, query head h reading KV head h / rep, straight
+        //    from the (b, t, heads, d) layout: context (m, nh·d)
+        //    (a fresh op per call: it keeps this block's probabilities)
+        let ctx = CausalAttention::new(pass.attn_scale).forward(&q, &k, &v)?;
+        // 6. Output projection, residual
         let x = (x + self.project(Target::O, &ctx, pass)?)?;
-        // 8. MLP: down(silu(gate(h)) ⊙ up(h)), residual
+        // 7. MLP: down(silu(gate(h)) ⊙ up(h)), residual
         let h = self.ffn_norm.forward(&x)?;
         let gate = self.project(Target::Gate, &h, pass)?;
         let up = self.project(Target::Up, &h, pass)?;

@@ -2,22 +2,24 @@
 //!
 //! candle's autograd would keep the whole (rows × vocab) logits alive until
 //! backward, so chunking the loss in plain tensor ops saves nothing. This op
-//! keeps only the hidden states. Forward walks the vocabulary in blocks of
-//! head rows with an online log-sum-exp per row; backward walks it again,
-//! turning each block's logits into (softmax − onehot)·g and accumulating
-//! their product with the block of W. Only one block of W is ever in f32,
-//! so a quantized head is never dequantized whole (for SmolLM2 that whole
-//! copy would be 113 MB). Rows whose label is −100 are skipped entirely
-//! (NLL 0, gradient 0).
+//! keeps the hidden states and, up to a byte budget, the first blocks of
+//! (softmax − onehot). Forward walks the vocabulary in blocks of head rows
+//! with an online log-sum-exp per row; backward walks it again, scaling
+//! each kept block by g (or recomputing a block that was not kept) and
+//! accumulating its product with the block of W. Keeping a block saves one
+//! gemm and its exponentials in backward. Only one block of W is ever in
+//! f32, so a quantized head is never dequantized whole (for SmolLM2 that
+//! whole copy would be 113 MB). Rows whose label is −100 are skipped
+//! entirely (NLL 0, gradient 0).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, bail};
 
 use super::frozen::FrozenWeight;
-use super::ops::{f32_data, gemm, into_f32_vec};
+use super::ops::{f32_data, gemm, into_f32_vec, vmath};
 
 /// Label value of positions that do not count (PyTorch's ignore_index).
 pub const IGNORE_LABEL: i64 = -100;
@@ -28,6 +30,22 @@ pub struct HeadNll {
     labels: Arc<Vec<i64>>,
     /// Head rows (vocabulary entries) per block.
     chunk_vocab: usize,
+    /// Bytes of (softmax − onehot) blocks forward may keep for backward.
+    keep_bytes: usize,
+    /// The kept blocks, from the first block of the vocabulary on: each is
+    /// (packed rows × block) row-major. Shared by the op's clones, so the
+    /// copy candle records for backward sees what forward kept.
+    kept: Arc<Mutex<Vec<Vec<f32>>>>,
+}
+
+/// A block of logits kept from forward for backward.
+struct Kept {
+    /// Its first vocabulary id and its number of ids.
+    first: usize,
+    width: usize,
+    /// (packed rows × width): e^(logit − shift of the row).
+    values: Vec<f32>,
+    shifts: Vec<f32>,
 }
 
 /// The labelled rows of the hidden states, packed contiguously.
@@ -41,11 +59,19 @@ struct Packed {
 }
 
 impl HeadNll {
-    pub fn new(weight: FrozenWeight, labels: Vec<i64>, chunk_vocab: usize) -> Self {
+    /// `keep_bytes` = 0 recomputes every block in backward (least memory).
+    pub fn new(
+        weight: FrozenWeight,
+        labels: Vec<i64>,
+        chunk_vocab: usize,
+        keep_bytes: usize,
+    ) -> Self {
         Self {
             weight,
             labels: Arc::new(labels),
             chunk_vocab: chunk_vocab.max(1),
+            keep_bytes,
+            kept: Arc::default(),
         }
     }
 
@@ -75,21 +101,32 @@ impl HeadNll {
     }
 
     /// Calls `f(first_vocab_id, w_block, logits)` per block of the
-    /// vocabulary, where logits is (packed rows × block) row-major.
+    /// vocabulary, where logits is (packed rows × block) row-major; the
+    /// first `skip` blocks get no logits (their gemm is not run).
     fn for_each_block(
         &self,
         packed: &Packed,
-        mut f: impl FnMut(usize, &Tensor, Vec<f32>) -> Result<()>,
+        skip: usize,
+        mut f: impl FnMut(usize, &Tensor, Option<Vec<f32>>) -> Result<()>,
     ) -> Result<()> {
         let (vocab, _) = self.weight.dims()?;
         let n = packed.rows.len();
         let mut start = 0;
+        let mut index = 0;
         while start < vocab && n > 0 {
             let len = self.chunk_vocab.min(vocab - start);
             let w = self.weight.rows_f32(start, len)?;
-            let logits = into_f32_vec(gemm(&packed.values, 0, n, &w, true)?, "head_nll")?;
+            let logits = if index < skip {
+                None
+            } else {
+                Some(into_f32_vec(
+                    gemm(&packed.values, 0, n, &w, true)?,
+                    "head_nll",
+                )?)
+            };
             f(start, &w, logits)?;
             start += len;
+            index += 1;
         }
         Ok(())
     }
@@ -97,36 +134,90 @@ impl HeadNll {
     /// Per packed row: log Σ exp(logits) over the whole vocabulary, and the
     /// label's logit. A running maximum keeps it stable; exponentials are
     /// f32 (as PyTorch's), their sums f64; rows run in parallel.
-    fn log_sum_exp(&self, packed: &Packed) -> Result<(Vec<f64>, Vec<f64>)> {
+    /// Also returns the leading blocks that fit in `keep_bytes`, as
+    /// e^(logit − shift) with each row's shift.
+    fn log_sum_exp(&self, packed: &Packed) -> Result<(Vec<f64>, Vec<f64>, Vec<Kept>)> {
         /// (running max, sum of exp(v − max), the label's logit)
         #[derive(Clone, Copy)]
         struct Row(f32, f64, f64);
         let mut state = vec![Row(f32::NEG_INFINITY, 0.0, 0.0); packed.rows.len()];
-        self.for_each_block(packed, |first, w, logits| {
+        let mut kept = Vec::new();
+        let (mut kept_bytes, mut keeping) = (0usize, true);
+        self.for_each_block(packed, 0, |first, w, logits| {
             let width = w.dims2()?.0;
+            let Some(mut logits) = logits else {
+                bail!("head_nll: a block without logits");
+            };
+            let bytes = logits.len() * size_of::<f32>();
+            keeping &= kept_bytes + bytes <= self.keep_bytes;
+            let mut shifts = vec![0f32; packed.rows.len()];
             logits
-                .par_chunks_exact(width)
-                .zip(state.par_iter_mut())
+                .par_chunks_exact_mut(width)
+                .zip(state.par_iter_mut().zip(shifts.par_iter_mut()))
                 .zip(packed.labels.par_iter())
-                .for_each(|((row, Row(max, sum, picked)), &label)| {
-                    let block_max = row.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                .for_each(|((row, (Row(max, sum, picked), shift)), &label)| {
+                    if (first..first + width).contains(&label) {
+                        *picked = f64::from(row[label - first]);
+                    }
+                    let block_max = vmath::max(row);
                     if block_max > *max {
                         *sum *= f64::from(*max - block_max).exp();
                         *max = block_max;
                     }
-                    let m = *max;
-                    *sum += row.iter().map(|&v| f64::from((v - m).exp())).sum::<f64>();
-                    if (first..first + width).contains(&label) {
-                        *picked = f64::from(row[label - first]);
-                    }
+                    *shift = *max;
+                    // A kept block is turned into exponentials in place,
+                    // so forward never computes them twice.
+                    *sum += if keeping {
+                        vmath::exp_shifted_sum(row, *max)
+                    } else {
+                        vmath::sum_exp_shifted(row, *max)
+                    };
                 });
+            if keeping {
+                kept_bytes += bytes;
+                kept.push(Kept {
+                    first,
+                    width,
+                    values: logits,
+                    shifts,
+                });
+            }
             Ok(())
         })?;
         let lse = state
             .iter()
             .map(|Row(m, s, _)| f64::from(*m) + s.ln())
             .collect();
-        Ok((lse, state.iter().map(|r| r.2).collect()))
+        Ok((lse, state.iter().map(|r| r.2).collect(), kept))
+    }
+
+    /// Turns block logits (packed rows × width, first vocabulary id
+    /// `first`) into g·(softmax − onehot) in place, one row per packed row.
+    fn softmax_grad(
+        block: &mut [f32],
+        width: usize,
+        first: usize,
+        labels: &[usize],
+        lse: impl Fn(usize) -> f32 + Sync,
+        g: impl Fn(usize) -> f32 + Sync,
+    ) {
+        block
+            .par_chunks_exact_mut(width)
+            .zip(labels.par_iter())
+            .enumerate()
+            .for_each(|(i, (row, &label))| {
+                let gi = g(i);
+                vmath::exp_shifted_scaled(row, lse(i), gi);
+                if (first..first + width).contains(&label) {
+                    row[label - first] -= gi;
+                }
+            });
+    }
+
+    fn kept_blocks(&self) -> Result<std::sync::MutexGuard<'_, Vec<Vec<f32>>>> {
+        self.kept
+            .lock()
+            .map_err(|_| candle_core::Error::msg("head_nll: a panic poisoned the kept blocks"))
     }
 
     fn check(&self, l: &Layout) -> Result<(usize, usize)> {
@@ -159,7 +250,33 @@ impl CustomOp1 for HeadNll {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, e) = self.check(l)?;
         let packed = self.gather(f32_data(s, l, self.name())?, e);
-        let (lse, picked) = self.log_sum_exp(&packed)?;
+        let (lse, picked, kept) = self.log_sum_exp(&packed)?;
+        // Kept blocks become softmax − onehot now; backward scales by g.
+        let kept = kept
+            .into_iter()
+            .map(
+                |Kept {
+                     first,
+                     width,
+                     mut values,
+                     shifts,
+                 }| {
+                    values
+                        .par_chunks_exact_mut(width)
+                        .zip(packed.labels.par_iter())
+                        .enumerate()
+                        .for_each(|(i, (row, &label))| {
+                            let to_softmax = (f64::from(shifts[i]) - lse[i]).exp() as f32;
+                            row.iter_mut().for_each(|v| *v *= to_softmax);
+                            if (first..first + width).contains(&label) {
+                                row[label - first] -= 1.0;
+                            }
+                        });
+                    values
+                },
+            )
+            .collect();
+        *self.kept_blocks()? = kept;
         let mut out = vec![0f32; n * 2];
         for (i, &r) in packed.rows.iter().enumerate() {
             out[2 * r] = (lse[i] - picked[i]) as f32;
@@ -183,19 +300,27 @@ impl CustomOp1 for HeadNll {
         };
         let m = packed.rows.len();
         let mut dh_packed = vec![0f32; m * e];
-        self.for_each_block(&packed, |first, w, mut p| {
+        let kept = std::mem::take(&mut *self.kept_blocks()?);
+        let skip = kept.len();
+        let mut kept = kept.into_iter();
+        let rows = &packed.rows;
+        self.for_each_block(&packed, skip, |first, w, logits| {
             let width = w.dims2()?.0;
-            p.par_chunks_exact_mut(width)
-                .zip(packed.rows.par_iter().zip(&packed.labels))
-                .for_each(|(row, (&r, &label))| {
-                    let (gi, lse) = (g[r], lse_all[r]);
-                    for v in row.iter_mut() {
-                        *v = (*v - lse).exp() * gi;
-                    }
-                    if (first..first + width).contains(&label) {
-                        row[label - first] -= gi;
-                    }
-                });
+            let p = match (kept.next(), logits) {
+                // Kept: softmax − onehot already; only the scale is left.
+                (Some(mut p), _) => {
+                    p.par_chunks_exact_mut(width)
+                        .zip(rows.par_iter())
+                        .for_each(|(row, &r)| row.iter_mut().for_each(|v| *v *= g[r]));
+                    p
+                }
+                (None, Some(mut p)) => {
+                    let (lse, g) = (|i: usize| lse_all[rows[i]], |i: usize| g[rows[i]]);
+                    Self::softmax_grad(&mut p, width, first, &packed.labels, lse, g);
+                    p
+                }
+                (None, None) => bail!("head_nll: a block neither kept nor computed"),
+            };
             // dh += p (m × width) · W_block (width × e)
             let d = into_f32_vec(gemm(&CpuStorage::F32(p), 0, m, w, false)?, "head_nll")?;
             for (acc, v) in dh_packed.iter_mut().zip(&d) {

@@ -4,18 +4,20 @@
 //! Built from separate tensor ops, every LoRA projection kept its dropout
 //! mask, the masked input, both low-rank products, the scaled branch and
 //! the frozen output alive until backward, and made as many passes over
-//! memory. This op keeps nothing but its inputs: backward rebuilds the
-//! mask from its key and recomputes the (m, r) low-rank product, which is
-//! cheap next to the frozen matmul.
+//! memory. This op keeps its inputs and the small (m, r) product
+//! (x ⊙ M)·Aᵀ; backward rebuilds the mask from its key. The branch is
+//! added into the frozen product by the gemm itself (dst += a·b), forward
+//! and backward, so it costs no pass of its own.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 use super::frozen::FrozenWeight;
-use super::ops::{f32_data, gemm, gemm_storage, into_f32_vec};
+use super::ops::matmul::{MatMut, MatRef, Threads, matmul_into};
+use super::ops::{f32_data, with_f32};
 use crate::train::lora::dropout_mask_values;
 
 #[derive(Clone)]
@@ -24,6 +26,9 @@ pub struct LoraLinear {
     scale: f64,
     /// Drop probability and the mask's key; `None` without dropout.
     dropout: Option<(f64, Arc<[u64]>)>,
+    /// (x ⊙ M)·Aᵀ from forward, for backward. Shared by the op's clones,
+    /// so the copy candle records sees what forward kept.
+    low: Arc<Mutex<Option<Vec<f32>>>>,
 }
 
 impl LoraLinear {
@@ -34,6 +39,7 @@ impl LoraLinear {
             dropout: dropout
                 .filter(|(p, _)| *p > 0.0)
                 .map(|(p, key)| (p, Arc::from(key))),
+            low: Arc::default(),
         }
     }
 
@@ -43,11 +49,41 @@ impl LoraLinear {
             .apply_op3(&a.contiguous()?, &b.contiguous()?, self.clone())
     }
 
-    fn mask(&self, n: usize) -> Option<Vec<f32>> {
-        self.dropout
-            .as_ref()
-            .map(|(p, key)| dropout_mask_values(n, *p, key))
+    /// x ⊙ M, or x itself without dropout.
+    fn masked<'x>(&self, x: &'x [f32]) -> std::borrow::Cow<'x, [f32]> {
+        match &self.dropout {
+            Some((p, key)) => {
+                let mask = dropout_mask_values(x.len(), *p, key);
+                x.par_iter()
+                    .zip(&mask)
+                    .map(|(v, s)| v * s)
+                    .collect::<Vec<_>>()
+                    .into()
+            }
+            None => x.into(),
+        }
     }
+
+    fn kept_low(&self) -> Result<std::sync::MutexGuard<'_, Option<Vec<f32>>>> {
+        self.low
+            .lock()
+            .map_err(|_| candle_core::Error::msg("lora_linear: a panic poisoned its state"))
+    }
+}
+
+/// The (m, r) product xm·Aᵀ; `a` is (r, k) row-major.
+fn low_rank(xm: &[f32], a: &[f32], m: usize, k: usize, r: usize) -> Vec<f32> {
+    let mut low = vec![0f32; m * r];
+    let dst = MatMut::new(&mut low, 0, m, r, r);
+    matmul_into(
+        dst,
+        MatRef::new(xm, 0, m, k, k),
+        MatRef::new(a, 0, r, k, k).t(),
+        1.0,
+        false,
+        Threads::Pool,
+    );
+    low
 }
 
 impl CustomOp3 for LoraLinear {
@@ -75,25 +111,39 @@ impl CustomOp3 for LoraLinear {
                 bl.shape()
             );
         }
-        let x = f32_data(xs, xl, self.name())?;
-        let offset = xl.start_offset();
+        let name = self.name();
+        let (x, a, b) = (
+            f32_data(xs, xl, name)?,
+            f32_data(a_s, al, name)?,
+            f32_data(b_s, bl, name)?,
+        );
         // 1. The frozen product, W in f32 for this call only.
-        let w = self.weight.to_f32()?;
-        let mut y = into_f32_vec(gemm(xs, offset, m, &w, true)?, self.name())?;
-        drop(w);
-        // 2. The branch: (x ⊙ M)·Aᵀ (m, r), then ·Bᵀ (m, out).
-        let low = match self.mask(m * k) {
-            Some(mask) => {
-                let xm: Vec<f32> = x.par_iter().zip(&mask).map(|(v, s)| v * s).collect();
-                gemm_storage(&CpuStorage::F32(xm), 0, m, a_s, al, true)?
-            }
-            None => gemm_storage(xs, offset, m, a_s, al, true)?,
-        };
-        let branch = into_f32_vec(gemm_storage(&low, 0, m, b_s, bl, true)?, self.name())?;
-        let s = self.scale as f32;
-        y.par_iter_mut()
-            .zip(&branch)
-            .for_each(|(acc, v)| *acc += s * v);
+        let mut y = vec![0f32; m * n];
+        with_f32(&self.weight.to_f32()?, name, |w| {
+            let dst = MatMut::new(&mut y, 0, m, n, n);
+            matmul_into(
+                dst,
+                MatRef::new(x, 0, m, k, k),
+                MatRef::new(w, 0, n, k, k).t(),
+                1.0,
+                false,
+                Threads::Pool,
+            );
+            Ok(())
+        })?;
+        // 2. The branch: low = (x ⊙ M)·Aᵀ (m, r), then y += s·low·Bᵀ.
+        let low = low_rank(&self.masked(x), a, m, k, r);
+        let dst = MatMut::new(&mut y, 0, m, n, n);
+        let bt = MatRef::new(b, 0, n, r, r).t();
+        matmul_into(
+            dst,
+            MatRef::new(&low, 0, m, r, r),
+            bt,
+            self.scale as f32,
+            true,
+            Threads::Pool,
+        );
+        *self.kept_low()? = Some(low);
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
 
@@ -107,27 +157,95 @@ impl CustomOp3 for LoraLinear {
         _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // Plain tensor ops on detached inputs: nothing here is recorded.
-        let (x, a, b) = (x.detach(), a.detach(), b.detach());
-        let dy = grad.detach().contiguous()?;
-        let mask = match self.mask(x.elem_count()) {
-            Some(m) => Some(Tensor::from_vec(m, x.shape(), x.device())?),
-            None => None,
-        };
-        let xm = match &mask {
-            Some(m) => (&x * m)?,
-            None => x,
-        };
-        // The scale goes on the (m, r) products, the cheapest place for it.
-        let dy_b = (dy.matmul(&b)? * self.scale)?;
-        let mut d_branch = dy_b.matmul(&a)?;
-        if let Some(m) = &mask {
-            d_branch = (d_branch * m)?;
-        }
-        let dx = (dy.matmul(&self.weight.to_f32()?)? + d_branch)?;
-        let da = dy_b.t()?.matmul(&xm)?;
-        let low = (xm.matmul(&a.t()?)? * self.scale)?;
-        let db = dy.t()?.matmul(&low)?;
-        Ok((Some(dx), Some(da), Some(db)))
+        let name = self.name();
+        let (m, k) = x.dims2()?;
+        let (n, r) = b.dims2()?;
+        let s = self.scale as f32;
+        let (a, b) = (
+            a.flatten_all()?.to_vec1::<f32>()?,
+            b.flatten_all()?.to_vec1::<f32>()?,
+        );
+        let dy = grad.contiguous()?;
+        let kept = self.kept_low()?.take();
+        let (dx, da, db) = with_f32(x, name, |x| {
+            with_f32(&dy, name, |dy| {
+                let xm = self.masked(x);
+                let low = match kept {
+                    Some(low) => low,
+                    None => low_rank(&xm, &a, m, k, r),
+                };
+                let dy_m = MatRef::new(dy, 0, m, n, n);
+                // dy·B, scaled once here for both uses below: (m, r)
+                let mut dy_b = vec![0f32; m * r];
+                let dst = MatMut::new(&mut dy_b, 0, m, r, r);
+                matmul_into(
+                    dst,
+                    dy_m,
+                    MatRef::new(&b, 0, n, r, r),
+                    s,
+                    false,
+                    Threads::Pool,
+                );
+                let dy_b_m = MatRef::new(&dy_b, 0, m, r, r);
+                let a_m = MatRef::new(&a, 0, r, k, k);
+                // dx = dy·W, then the branch's share
+                let mut dx = vec![0f32; m * k];
+                with_f32(&self.weight.to_f32()?, name, |w| {
+                    let dst = MatMut::new(&mut dx, 0, m, k, k);
+                    matmul_into(
+                        dst,
+                        dy_m,
+                        MatRef::new(w, 0, n, k, k),
+                        1.0,
+                        false,
+                        Threads::Pool,
+                    );
+                    Ok(())
+                })?;
+                match &self.dropout {
+                    Some((p, key)) => {
+                        let mut branch = vec![0f32; m * k];
+                        let dst = MatMut::new(&mut branch, 0, m, k, k);
+                        matmul_into(dst, dy_b_m, a_m, 1.0, false, Threads::Pool);
+                        let mask = dropout_mask_values(m * k, *p, key);
+                        dx.par_iter_mut()
+                            .zip(branch.par_iter().zip(&mask))
+                            .for_each(|(d, (v, keep))| *d += v * keep);
+                    }
+                    None => {
+                        let dst = MatMut::new(&mut dx, 0, m, k, k);
+                        matmul_into(dst, dy_b_m, a_m, 1.0, true, Threads::Pool);
+                    }
+                }
+                // dA = (s·dy·B)ᵀ·xm: (r, k); dB = s·dyᵀ·low: (n, r)
+                let mut da = vec![0f32; r * k];
+                let dst = MatMut::new(&mut da, 0, r, k, k);
+                matmul_into(
+                    dst,
+                    dy_b_m.t(),
+                    MatRef::new(&xm, 0, m, k, k),
+                    1.0,
+                    false,
+                    Threads::Pool,
+                );
+                let mut db = vec![0f32; n * r];
+                let dst = MatMut::new(&mut db, 0, n, r, r);
+                matmul_into(
+                    dst,
+                    dy_m.t(),
+                    MatRef::new(&low, 0, m, r, r),
+                    s,
+                    false,
+                    Threads::Pool,
+                );
+                Ok((dx, da, db))
+            })
+        })?;
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, (m, k), dev)?),
+            Some(Tensor::from_vec(da, (r, k), dev)?),
+            Some(Tensor::from_vec(db, (n, r), dev)?),
+        ))
     }
 }

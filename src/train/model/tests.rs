@@ -66,10 +66,6 @@ fn chunked_head_nll_matches_log_softmax_and_its_gradient() {
     let w = randn(&[vocab, e], 6);
     let h = Var::from_tensor(&randn(&[n, e], 7)).unwrap();
     let labels: Vec<i64> = vec![3, IGNORE_LABEL, 0, 10, 5, IGNORE_LABEL, 2];
-    // Blocks of 2 vocabulary entries: labels fall in different blocks, the last is short.
-    let nll = HeadNll::new(FrozenWeight::Dense(w.clone()), labels.clone(), 2)
-        .forward(&h)
-        .unwrap();
     let logp = candle_nn::ops::log_softmax(&h.matmul(&w.t().unwrap()).unwrap(), D::Minus1).unwrap();
     let idx: Vec<u32> = labels.iter().map(|&y| y.max(0) as u32).collect();
     let keep: Vec<f32> = labels
@@ -83,16 +79,29 @@ fn chunked_head_nll_matches_log_softmax_and_its_gradient() {
         .unwrap();
     let reference =
         (picked.neg().unwrap() * Tensor::from_vec(keep, n, &Device::Cpu).unwrap()).unwrap();
-    assert!(max_diff(&nll, &reference) < 1e-5);
     let r = randn(&[n], 8);
-    let g = (&nll * &r).unwrap().sum_all().unwrap().backward().unwrap();
     let gr = (&reference * &r)
         .unwrap()
         .sum_all()
         .unwrap()
         .backward()
         .unwrap();
-    assert!(max_diff(g.get(&h).unwrap(), gr.get(&h).unwrap()) < 1e-5);
+    // Blocks of 2 vocabulary entries: labels fall in different blocks, the
+    // last is short. A block is 5 labelled rows × 2 × 4 bytes: keep none,
+    // the first two, or all six for backward.
+    for keep_bytes in [0, 80, usize::MAX] {
+        let nll = HeadNll::new(
+            FrozenWeight::Dense(w.clone()),
+            labels.clone(),
+            2,
+            keep_bytes,
+        )
+        .forward(&h)
+        .unwrap();
+        assert!(max_diff(&nll, &reference) < 1e-5);
+        let g = (&nll * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(max_diff(g.get(&h).unwrap(), gr.get(&h).unwrap()) < 1e-5);
+    }
 }
 
 #[test]
@@ -116,13 +125,15 @@ fn head_nll_on_a_quantized_head_matches_its_dequantized_copy() {
     let dense = q.dequantize(&Device::Cpu).unwrap();
     let h = Var::from_tensor(&randn(&[4, 32], 11)).unwrap();
     let labels = vec![12, 0, IGNORE_LABEL, 5];
-    let run = |w: FrozenWeight, chunk: usize| {
-        let nll = HeadNll::new(w, labels.clone(), chunk).forward(&h).unwrap();
+    let run = |w: FrozenWeight, chunk: usize, keep_bytes| {
+        let nll = HeadNll::new(w, labels.clone(), chunk, keep_bytes)
+            .forward(&h)
+            .unwrap();
         let g = nll.sum_all().unwrap().backward().unwrap();
         (nll, g.get(&h).unwrap().clone())
     };
-    let (a, ga) = run(FrozenWeight::Quantized(Arc::new(q)), 4);
-    let (b, gb) = run(FrozenWeight::Dense(dense), 13);
+    let (a, ga) = run(FrozenWeight::Quantized(Arc::new(q)), 4, 0);
+    let (b, gb) = run(FrozenWeight::Dense(dense), 13, usize::MAX);
     assert!(max_diff(&a, &b) < 1e-5);
     assert!(max_diff(&ga, &gb) < 1e-5);
 }

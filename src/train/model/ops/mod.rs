@@ -6,15 +6,17 @@
 //! `bwd` runs a second no-backward op, which is enough: we never need second
 //! derivatives. Inputs must be contiguous f32; callers make them so.
 
-mod causal_softmax;
+mod attention;
+pub(crate) mod matmul;
 mod rms_norm;
 mod rope;
 mod silu_mul;
+pub(crate) mod vmath;
 
 #[cfg(test)]
 mod tests;
 
-pub use causal_softmax::CausalSoftmax;
+pub use attention::CausalAttention;
 pub use rms_norm::RmsNorm;
 pub use rope::{Rope, RopeStyle};
 pub use silu_mul::SiluMul;
@@ -28,6 +30,15 @@ pub(crate) fn f32_data<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> Result<&'
         Some((start, end)) => Ok(&s.as_slice::<f32>()?[start..end]),
         None => bail!("{op}: the input must be contiguous, got {l:?}"),
     }
+}
+
+/// Runs `f` on the contiguous f32 data of a CPU tensor (without a copy).
+pub(crate) fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let (s, l) = t.storage_and_layout();
+    let Storage::Cpu(s) = &*s else {
+        bail!("{op}: the tensor is not on the CPU");
+    };
+    f(f32_data(s, l, op)?)
 }
 
 /// `lhs (m, k) · rhs` (or `· rhsᵀ` when `rhs_t`), where `lhs` is `m` rows of

@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::f32_data;
+use super::vmath::sigmoid;
 
 #[derive(Clone, Copy)]
 pub struct SiluMul;
@@ -16,9 +17,9 @@ impl SiluMul {
     }
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
+/// Elements per parallel task: long enough for the inner loops to run as
+/// vector code, short enough to split a (m, ff) activation across cores.
+const CHUNK: usize = 1 << 14;
 
 fn same_len(a: &Layout, b: &Layout, op: &str) -> Result<()> {
     if a.shape() != b.shape() {
@@ -42,11 +43,14 @@ impl CustomOp2 for SiluMul {
         same_len(gl, ul, self.name())?;
         let gate = f32_data(gs, gl, self.name())?;
         let up = f32_data(us, ul, self.name())?;
-        let y = gate
-            .par_iter()
-            .zip(up)
-            .map(|(&x, &u)| x * sigmoid(x) * u)
-            .collect();
+        let mut y = vec![0f32; gate.len()];
+        y.par_chunks_mut(CHUNK)
+            .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
+            .for_each(|(y, (gate, up))| {
+                for ((y, &x), &u) in y.iter_mut().zip(gate).zip(up) {
+                    *y = x * sigmoid(x) * u;
+                }
+            });
         Ok((CpuStorage::F32(y), gl.shape().clone()))
     }
 
@@ -58,17 +62,14 @@ impl CustomOp2 for SiluMul {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let d_gate = gate.apply_op3_no_bwd(up, &grad, &SiluMulBwd::Gate)?;
-        let d_up = gate.apply_op3_no_bwd(up, &grad, &SiluMulBwd::Up)?;
-        Ok((Some(d_gate), Some(d_up)))
+        // Both gradients in one pass, stacked: (2, …) → [d gate, d up].
+        let both = gate.apply_op3_no_bwd(up, &grad, &SiluMulBwd)?;
+        Ok((Some(both.get(0)?), Some(both.get(1)?)))
     }
 }
 
-/// One of the two input gradients, from (gate, up, grad).
-enum SiluMulBwd {
-    Gate,
-    Up,
-}
+/// Both input gradients from (gate, up, grad), stacked as (2, …).
+struct SiluMulBwd;
 
 impl CustomOp3 for SiluMulBwd {
     fn name(&self) -> &'static str {
@@ -89,22 +90,24 @@ impl CustomOp3 for SiluMulBwd {
         let gate = f32_data(gs, gl, self.name())?;
         let up = f32_data(us, ul, self.name())?;
         let dy = f32_data(ds, dl, self.name())?;
-        let out = match self {
-            SiluMulBwd::Gate => gate
-                .par_iter()
-                .zip(up)
-                .zip(dy)
-                .map(|((&x, &u), &g)| {
+        let n = gate.len();
+        let mut out = vec![0f32; 2 * n];
+        let (d_gate, d_up) = out.split_at_mut(n);
+        d_gate
+            .par_chunks_mut(CHUNK)
+            .zip(d_up.par_chunks_mut(CHUNK))
+            .zip(gate.par_chunks(CHUNK).zip(up.par_chunks(CHUNK)))
+            .zip(dy.par_chunks(CHUNK))
+            .for_each(|(((d_gate, d_up), (gate, up)), dy)| {
+                let inputs = gate.iter().zip(up).zip(dy);
+                for ((dg, du), ((&x, &u), &g)) in d_gate.iter_mut().zip(d_up).zip(inputs) {
                     let s = sigmoid(x);
-                    g * u * s * (1.0 + x * (1.0 - s))
-                })
-                .collect(),
-            SiluMulBwd::Up => gate
-                .par_iter()
-                .zip(dy)
-                .map(|(&x, &g)| g * x * sigmoid(x))
-                .collect(),
-        };
-        Ok((CpuStorage::F32(out), gl.shape().clone()))
+                    *dg = g * u * s * (1.0 + x * (1.0 - s));
+                    *du = g * x * s;
+                }
+            });
+        let mut dims = vec![2];
+        dims.extend_from_slice(gl.dims());
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
 }

@@ -100,26 +100,55 @@ fn rope_styles_match_candles_interleaved_and_half_split_rope() {
 }
 
 #[test]
-fn causal_softmax_matches_masked_softmax_and_its_gradient() {
-    // 2 query heads per KV head stacked as rows: row r is position r % t.
-    let (t, rep) = (5, 2);
-    let x = Var::from_tensor(&randn(&[2, 3, rep * t, t], 6)).unwrap();
-    let scale = 0.3f32;
-    let y = CausalSoftmax::new(t, scale).forward(&x).unwrap();
-    let mask: Vec<f32> = (0..rep * t)
-        .flat_map(|r| (0..t).map(move |j| if j <= r % t { 0.0 } else { f32::NEG_INFINITY }))
+fn causal_attention_matches_masked_softmax_attention_and_its_gradients() {
+    // t = 70 spans a full and a short block of query rows; 2 query heads
+    // per KV head.
+    let (b, t, nh, nkv, d) = (2, 70, 4, 2, 8);
+    let scale = 0.35f32;
+    let q = Var::from_tensor(&randn(&[b, t, nh, d], 6)).unwrap();
+    let k = Var::from_tensor(&randn(&[b, t, nkv, d], 7)).unwrap();
+    let v = Var::from_tensor(&randn(&[b, t, nkv, d], 8)).unwrap();
+    let y = CausalAttention::new(scale).forward(&q, &k, &v).unwrap();
+
+    // Reference in candle's differentiable ops: KV heads repeated per
+    // query head (head h reads KV head h / rep), a −∞ mask above the
+    // diagonal, candle_nn's composite softmax.
+    let per_head = |x: &Tensor| x.transpose(1, 2).unwrap().contiguous().unwrap();
+    let kv_of_head: Vec<u32> = (0..nh as u32).map(|h| h / (nh / nkv) as u32).collect();
+    let kv_of_head = Tensor::from_vec(kv_of_head, nh, &Device::Cpu).unwrap();
+    let repeat = |x: &Tensor| per_head(x).index_select(&kv_of_head, 1).unwrap();
+    let mask: Vec<f32> = (0..t)
+        .flat_map(|r| (0..t).map(move |j| if j <= r { 0.0 } else { f32::NEG_INFINITY }))
         .collect();
-    let mask = Tensor::from_vec(mask, (rep * t, t), &Device::Cpu).unwrap();
-    let r = candle_nn::ops::softmax(
-        &(x.as_tensor() * f64::from(scale))
-            .unwrap()
-            .broadcast_add(&mask)
-            .unwrap(),
-        D::Minus1,
-    )
-    .unwrap();
-    assert!(max_diff(&y, &r) < 1e-6);
-    assert!(max_diff(&grad(&x, &y, 7), &grad(&x, &r, 7)) < 1e-6);
+    let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
+    let scores = per_head(&q)
+        .matmul(&repeat(&k).t().unwrap())
+        .unwrap()
+        .affine(f64::from(scale), 0.0)
+        .unwrap()
+        .broadcast_add(&mask)
+        .unwrap();
+    let probs = candle_nn::ops::softmax(&scores, D::Minus1).unwrap();
+    let r = probs
+        .matmul(&repeat(&v))
+        .unwrap()
+        .transpose(1, 2)
+        .unwrap()
+        .reshape((b * t, nh * d))
+        .unwrap();
+    assert!(max_diff(&y, &r) < 1e-5);
+
+    let w = randn(&[b * t, nh * d], 9);
+    let gy = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    let gr = (&r * &w).unwrap().sum_all().unwrap().backward().unwrap();
+    for x in [&q, &k, &v] {
+        let (a, e) = (gy.get(x).unwrap(), gr.get(x).unwrap());
+        assert!(
+            max_diff(a, e) < 1e-5,
+            "gradient differs by {}",
+            max_diff(a, e)
+        );
+    }
 }
 
 #[test]
@@ -140,7 +169,11 @@ fn silu_mul_matches_the_composite_and_both_gradients() {
 fn ops_reject_non_matching_shapes() {
     let x = randn(&[2, 3], 11);
     assert!(RmsNorm::new(vec![1.0; 4], 1e-6).forward(&x).is_err());
-    assert!(CausalSoftmax::new(4, 1.0).forward(&x).is_err());
+    let x4 = randn(&[1, 2, 3, 4], 13);
+    let attention = CausalAttention::new(1.0);
+    assert!(attention.forward(&x, &x, &x).is_err());
+    let kv = randn(&[1, 2, 2, 4], 14);
+    assert!(attention.forward(&x4, &kv, &kv).is_err());
     assert!(Rope::new(RopeStyle::Neox, 4, 2, 1e4).forward(&x).is_err());
     assert!(SiluMul::forward(&x, &randn(&[3, 2], 12)).is_err());
     let _ = DType::F32;
