@@ -16,6 +16,8 @@ use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor, 
 
 use super::ops::gemm;
 
+mod dequantize;
+
 /// A frozen (out, in) matrix, quantized or f32.
 #[derive(Clone)]
 pub enum FrozenWeight {
@@ -35,7 +37,7 @@ impl FrozenWeight {
     /// The f32 matrix: a fresh dequantized copy, or the dense tensor itself.
     pub fn to_f32(&self) -> Result<Tensor> {
         match self {
-            FrozenWeight::Quantized(q) => q.dequantize(&Device::Cpu),
+            FrozenWeight::Quantized(_) => self.rows_f32(0, self.dims()?.0),
             FrozenWeight::Dense(t) => Ok(t.clone()),
         }
     }
@@ -54,6 +56,10 @@ impl FrozenWeight {
                 let row_bytes = k / dtype.block_size() * dtype.type_size();
                 let data = q.data()?;
                 let bytes = &data[start * row_bytes..(start + len) * row_bytes];
+                let mut out = vec![0f32; len * k];
+                if dequantize::in_parallel(dtype, bytes, &mut out) {
+                    return Tensor::from_vec(out, (len, k), &Device::Cpu);
+                }
                 qtensor_from_ggml(dtype, bytes, vec![len, k], &Device::Cpu)?
                     .dequantize(&Device::Cpu)
             }

@@ -106,7 +106,10 @@ fn chunked_head_nll_matches_log_softmax_and_its_gradient() {
 
 #[test]
 fn quantized_rows_dequantize_to_the_same_values_as_the_whole_matrix() {
-    for dtype in [GgmlDType::Q4_1, GgmlDType::Q8_0, GgmlDType::Q4K] {
+    use GgmlDType::*;
+    for dtype in [
+        Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2K, Q3K, Q4K, Q5K, Q6K, F16, BF16,
+    ] {
         let q = QTensor::quantize(&randn(&[9, 256], 9), dtype).unwrap();
         let whole = q.dequantize(&Device::Cpu).unwrap();
         let w = FrozenWeight::Quantized(Arc::new(q));
@@ -116,6 +119,14 @@ fn quantized_rows_dequantize_to_the_same_values_as_the_whole_matrix() {
             assert_eq!(max_diff(&part, &whole.narrow(0, start, len).unwrap()), 0.0);
         }
         assert!(w.rows_f32(8, 2).is_err());
+        assert_eq!(max_diff(&w.to_f32().unwrap(), &whole), 0.0);
+    }
+    // Enough blocks for several parallel tasks, Q4_0's and Q4_K's.
+    for dtype in [Q4_0, Q4K] {
+        let q = QTensor::quantize(&randn(&[300, 512], 10), dtype).unwrap();
+        let whole = q.dequantize(&Device::Cpu).unwrap();
+        let w = FrozenWeight::Quantized(Arc::new(q));
+        assert_eq!(max_diff(&w.to_f32().unwrap(), &whole), 0.0);
     }
 }
 
