@@ -68,7 +68,7 @@ fn job(run_dir: &Path, rl: RlConfig, resume: bool) -> RlJob {
             alpha: 16.0,
             dropout: 0.0,
             base: "dequantized".into(),
-            learning_rate: 2e-2,
+            learning_rate: 4e-2,
             warmup_steps: 0,
             batch_size: 8,
             checkpoint_every: 0,
@@ -100,20 +100,36 @@ fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
+/// How much a run's mean reward rose: its last four steps against its first four.
+fn rise(curve: &[f64]) -> f64 {
+    mean(&curve[curve.len() - 4..]) - mean(&curve[..4])
+}
+
 #[test]
 fn a_verifiable_reward_rises_while_the_kl_stays_bounded() {
+    // One RL run on a random model is a biased coin: most runs learn to
+    // write the tag, some never find it in 16 steps, and any change to the
+    // trainer's arithmetic reshuffles which seeds do. So the claim is about
+    // six seeds: their mean rise (measured: 0.60; the reward stays near its
+    // base rate of ~0.1 if learning breaks, a rise of ~0).
     let dir = tempfile::tempdir().unwrap();
-    let job = seeded(job(&dir.path().join("run"), contains_only(16, 0.1), false));
-    let (report, steps) = train(&job, None);
+    let runs: Vec<(RlReport, Vec<StepMetrics>)> = (0..6)
+        .map(|seed| {
+            let mut job = job(
+                &dir.path().join(format!("run-{seed}")),
+                contains_only(16, 0.1),
+                false,
+            );
+            job.settings.seed = seed;
+            train(&job, None)
+        })
+        .collect();
+    let rises: Vec<f64> = runs.iter().map(|(r, _)| rise(&r.reward_curve)).collect();
+    assert!(mean(&rises) > 0.3, "mean reward rise per seed: {rises:?}");
+    let (report, steps) = &runs[0];
     assert!(!report.interrupted);
-    let curve = &report.reward_curve;
-    assert_eq!(curve.len(), 16);
+    assert_eq!(report.reward_curve.len(), 16);
     let kls: Vec<f64> = steps.iter().map(|m| m.kl).collect();
-    let (first, last) = (mean(&curve[..4]), mean(&curve[12..]));
-    assert!(
-        last > first + 0.3,
-        "mean reward {first:.3} -> {last:.3}: {curve:?}"
-    );
     // The policy starts as the reference (B = 0): the first KL is 0.
     assert_eq!(kls[0], 0.0);
     assert!(kls.iter().all(|k| k.is_finite() && *k >= 0.0), "{kls:?}");
@@ -134,7 +150,7 @@ fn a_verifiable_reward_rises_while_the_kl_stays_bounded() {
 
     // Every rollout is on record: its reward parts, its reward, and group
     // advantages that sum to zero.
-    let rollouts = read_rollouts(&dir.path().join("run/rollouts.jsonl"));
+    let rollouts = read_rollouts(&dir.path().join("run-0/rollouts.jsonl"));
     assert_eq!(rollouts.len(), 16 * 2 * 8);
     for group in rollouts.chunks(8) {
         assert!(
@@ -154,23 +170,14 @@ fn a_verifiable_reward_rises_while_the_kl_stays_bounded() {
     let engine = common::start(&common::tiny().model);
     use her_studio::engine::Backend;
     engine
-        .load_adapter(report.adapter_gguf.unwrap(), 1.0)
+        .load_adapter(report.adapter_gguf.clone().unwrap(), 1.0)
         .wait()
         .unwrap();
 }
 
+/// Seed 0's run of the test above without the KL penalty.
 fn job_without_penalty(dir: &Path) -> RlJob {
-    seeded(job(&dir.join("free"), contains_only(16, 0.0), false))
-}
-
-/// The rollouts are random draws of a random model, and at this learning
-/// rate many runs rise and then fall back instead of holding the tag (seeds
-/// 0–5 after the fused-LoRA trainer: 0 and 4 rose by more than 0.3 and kept
-/// it, the others peaked at 0.3–0.5 mid-run). Any change to the trainer's
-/// arithmetic reshuffles which seeds do; the run uses one that learns, so
-/// the test still fails if learning breaks (the reward then stays near its
-/// base rate of ~0.1), but a new seed may be needed after such a change.
-fn seeded(mut job: RlJob) -> RlJob {
+    let mut job = job(&dir.join("free"), contains_only(16, 0.0), false);
     job.settings.seed = 0;
     job
 }

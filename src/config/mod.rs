@@ -424,7 +424,7 @@ pub struct TrainConfig {
     pub max_seq_len: u32,
     pub eval_fraction: f64,
     /// Recompute each layer's activations in the backward pass instead of
-    /// keeping them: much less memory for about a third more compute.
+    /// keeping them (and the loss head's logits): much less memory for about half again the time.
     pub activation_checkpointing: bool,
     /// Steps between held-out evaluations (0 = only at the end).
     pub eval_every: u32,
