@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 use super::frozen::FrozenWeight;
-use super::ops::matmul::{MatMut, MatRef, Threads, matmul_into};
+use super::ops::matmul::{MatMut, MatRef, Threads, matmul_into, product};
 use super::ops::{f32_data, with_f32};
 use crate::train::lora::dropout_mask_values;
 
@@ -71,19 +71,9 @@ impl LoraLinear {
     }
 }
 
-/// The (m, r) product xm·Aᵀ; `a` is (r, k) row-major.
-fn low_rank(xm: &[f32], a: &[f32], m: usize, k: usize, r: usize) -> Vec<f32> {
-    let mut low = vec![0f32; m * r];
-    let dst = MatMut::new(&mut low, 0, m, r, r);
-    matmul_into(
-        dst,
-        MatRef::new(xm, 0, m, k, k),
-        MatRef::new(a, 0, r, k, k).t(),
-        1.0,
-        false,
-        Threads::Pool,
-    );
-    low
+/// Row-major (rows, cols) at the start of `data`.
+fn mat(data: &[f32], rows: usize, cols: usize) -> MatRef<'_> {
+    MatRef::new(data, 0, rows, cols, cols)
 }
 
 impl CustomOp3 for LoraLinear {
@@ -118,31 +108,14 @@ impl CustomOp3 for LoraLinear {
             f32_data(b_s, bl, name)?,
         );
         // 1. The frozen product, W in f32 for this call only.
-        let mut y = vec![0f32; m * n];
-        with_f32(&self.weight.to_f32()?, name, |w| {
-            let dst = MatMut::new(&mut y, 0, m, n, n);
-            matmul_into(
-                dst,
-                MatRef::new(x, 0, m, k, k),
-                MatRef::new(w, 0, n, k, k).t(),
-                1.0,
-                false,
-                Threads::Pool,
-            );
-            Ok(())
+        let mut y = with_f32(&self.weight.to_f32()?, name, |w| {
+            Ok(product(mat(x, m, k), mat(w, n, k).t(), 1.0))
         })?;
         // 2. The branch: low = (x ⊙ M)·Aᵀ (m, r), then y += s·low·Bᵀ.
-        let low = low_rank(&self.masked(x), a, m, k, r);
+        let low = product(mat(&self.masked(x), m, k), mat(a, r, k).t(), 1.0);
         let dst = MatMut::new(&mut y, 0, m, n, n);
-        let bt = MatRef::new(b, 0, n, r, r).t();
-        matmul_into(
-            dst,
-            MatRef::new(&low, 0, m, r, r),
-            bt,
-            self.scale as f32,
-            true,
-            Threads::Pool,
-        );
+        let (low_m, bt) = (mat(&low, m, r), mat(b, n, r).t());
+        matmul_into(dst, low_m, bt, self.scale as f32, true, Threads::Pool);
         *self.kept_low()? = Some(low);
         Ok((CpuStorage::F32(y), Shape::from((m, n))))
     }
@@ -172,41 +145,19 @@ impl CustomOp3 for LoraLinear {
                 let xm = self.masked(x);
                 let low = match kept {
                     Some(low) => low,
-                    None => low_rank(&xm, &a, m, k, r),
+                    None => product(mat(&xm, m, k), mat(&a, r, k).t(), 1.0),
                 };
-                let dy_m = MatRef::new(dy, 0, m, n, n);
+                let dy_m = mat(dy, m, n);
                 // dy·B, scaled once here for both uses below: (m, r)
-                let mut dy_b = vec![0f32; m * r];
-                let dst = MatMut::new(&mut dy_b, 0, m, r, r);
-                matmul_into(
-                    dst,
-                    dy_m,
-                    MatRef::new(&b, 0, n, r, r),
-                    s,
-                    false,
-                    Threads::Pool,
-                );
-                let dy_b_m = MatRef::new(&dy_b, 0, m, r, r);
-                let a_m = MatRef::new(&a, 0, r, k, k);
+                let dy_b = product(dy_m, mat(&b, n, r), s);
+                let (dy_b_m, a_m) = (mat(&dy_b, m, r), mat(&a, r, k));
                 // dx = dy·W, then the branch's share
-                let mut dx = vec![0f32; m * k];
-                with_f32(&self.weight.to_f32()?, name, |w| {
-                    let dst = MatMut::new(&mut dx, 0, m, k, k);
-                    matmul_into(
-                        dst,
-                        dy_m,
-                        MatRef::new(w, 0, n, k, k),
-                        1.0,
-                        false,
-                        Threads::Pool,
-                    );
-                    Ok(())
+                let mut dx = with_f32(&self.weight.to_f32()?, name, |w| {
+                    Ok(product(dy_m, mat(w, n, k), 1.0))
                 })?;
                 match &self.dropout {
                     Some((p, key)) => {
-                        let mut branch = vec![0f32; m * k];
-                        let dst = MatMut::new(&mut branch, 0, m, k, k);
-                        matmul_into(dst, dy_b_m, a_m, 1.0, false, Threads::Pool);
+                        let branch = product(dy_b_m, a_m, 1.0);
                         let mask = dropout_mask_values(m * k, *p, key);
                         dx.par_iter_mut()
                             .zip(branch.par_iter().zip(&mask))
@@ -218,26 +169,8 @@ impl CustomOp3 for LoraLinear {
                     }
                 }
                 // dA = (s·dy·B)ᵀ·xm: (r, k); dB = s·dyᵀ·low: (n, r)
-                let mut da = vec![0f32; r * k];
-                let dst = MatMut::new(&mut da, 0, r, k, k);
-                matmul_into(
-                    dst,
-                    dy_b_m.t(),
-                    MatRef::new(&xm, 0, m, k, k),
-                    1.0,
-                    false,
-                    Threads::Pool,
-                );
-                let mut db = vec![0f32; n * r];
-                let dst = MatMut::new(&mut db, 0, n, r, r);
-                matmul_into(
-                    dst,
-                    dy_m.t(),
-                    MatRef::new(&low, 0, m, r, r),
-                    s,
-                    false,
-                    Threads::Pool,
-                );
+                let da = product(dy_b_m.t(), mat(&xm, m, k), 1.0);
+                let db = product(dy_m.t(), mat(&low, m, r), s);
                 Ok((dx, da, db))
             })
         })?;

@@ -186,6 +186,21 @@ pub(crate) fn matmul_into(
     }
 }
 
+/// A fresh row-major scale · lhs · rhs, over the current rayon pool.
+pub(crate) fn product(lhs: MatRef<'_>, rhs: MatRef<'_>, scale: f32) -> Vec<f32> {
+    let (m, n) = (lhs.rows, rhs.cols);
+    let mut out = vec![0f32; m * n];
+    matmul_into(
+        MatMut::new(&mut out, 0, m, n, n),
+        lhs,
+        rhs,
+        scale,
+        false,
+        Threads::Pool,
+    );
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,25 +268,13 @@ mod tests {
 
     #[test]
     fn an_empty_inner_dimension_zeroes_or_keeps_the_destination() {
-        let mut out = vec![3f32; 4];
-        matmul_into(
-            MatMut::new(&mut out, 0, 2, 2, 2),
-            MatRef::new(&[], 0, 2, 0, 0),
-            MatRef::new(&[], 0, 0, 2, 2),
-            1.0,
-            true,
-            Threads::One,
-        );
-        assert_eq!(out, [3.0; 4]);
-        matmul_into(
-            MatMut::new(&mut out, 0, 2, 2, 2),
-            MatRef::new(&[], 0, 2, 0, 0),
-            MatRef::new(&[], 0, 0, 2, 2),
-            1.0,
-            false,
-            Threads::One,
-        );
-        assert_eq!(out, [0.0; 4]);
+        for (accumulate, want) in [(true, 3.0), (false, 0.0)] {
+            let mut out = vec![3f32; 4];
+            let dst = MatMut::new(&mut out, 0, 2, 2, 2);
+            let (lhs, rhs) = (MatRef::new(&[], 0, 2, 0, 0), MatRef::new(&[], 0, 0, 2, 2));
+            matmul_into(dst, lhs, rhs, 1.0, accumulate, Threads::One);
+            assert_eq!(out, [want; 4]);
+        }
     }
 
     #[test]
