@@ -311,7 +311,7 @@ pub struct EvalArgs {
     /// The character the gate promotes for (name or file stem; default: chat.character).
     #[arg(long, short)]
     pub character: Option<String>,
-    /// The judge GGUF (default: eval.judge_model, else the chat model).
+    /// The judge GGUF (default: eval.judge_model, else the judge [judge] names).
     #[arg(long, value_name = "PATH")]
     pub judge_model: Option<PathBuf>,
     /// The judge's context window (default: model.n_ctx).

@@ -338,3 +338,44 @@ fn bad_input_gives_one_clear_error() {
         );
     }
 }
+
+#[test]
+fn without_a_judge_model_the_judge_section_picks_the_judge() {
+    let t = common::tiny();
+    let (dir, _) = studio();
+    let studio = dir.path();
+    let judge = studio.join("section-judge.gguf");
+    std::fs::copy(&t.model, &judge).unwrap();
+    let judge_path = format!("judge.model_path={}", judge.display());
+    let out = her(
+        studio,
+        &[
+            "--set",
+            "judge.kind=local",
+            "--set",
+            &judge_path,
+            "eval",
+            "tea",
+            "--rounds",
+            "2",
+            "--seeds",
+            "1",
+            "--max-new-tokens",
+            "8",
+            "--name",
+            "by-section",
+        ],
+    );
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let results = read_results(&studio.join("evals/by-section")).unwrap();
+    // Its own engine on its own file (same bytes as the actor's here).
+    assert!(
+        results.judge.path.ends_with("section-judge.gguf"),
+        "{:?}",
+        results.judge
+    );
+    assert_ne!(results.judge.path, results.model.path);
+    assert_eq!(results.judge.sha256, results.model.sha256);
+    assert_eq!(results.systems[0].units.len(), 1);
+}

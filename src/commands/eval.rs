@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use crate::app::AppContext;
 use crate::character::Character;
 use crate::cli::{ChatArgs, EvalArgs};
+use crate::config::JudgeKind;
 use crate::engine::local::sha256_file;
 use crate::engine::{Backend, LocalEngine};
 use crate::eval::promote::{
@@ -225,12 +226,32 @@ fn evaluate(
 
     eprintln!("loading {} …", model_path.display());
     let actor = app.start_engine()?;
+    // The judge: --judge-model or eval.judge_model (a GGUF of its own), else
+    // [judge] as `her judge` and RL use it (a local file or a server);
+    // "actor" there, or the actor's own file, judges with the actor's base
+    // model (adapters removed for judging).
+    let use_judge_section = options.judge_model.is_none()
+        && options.judge_n_ctx.is_none()
+        && config.judge.kind != JudgeKind::Actor;
     let separate_judge = match &options.judge_model {
         Some(path) => canonical(path) != canonical(&model_path) || options.judge_n_ctx.is_some(),
         None => options.judge_n_ctx.is_some(),
     };
-    let judge_path = options.judge_model.clone().unwrap_or(model_path.clone());
-    let judge_engine = if separate_judge {
+    let (judge_engine, judge): (Option<Box<dyn Backend>>, FileId) = if use_judge_section {
+        eprintln!("starting the judge that [judge] in config.toml names …");
+        let engine = app.start_judge()?;
+        let info = engine.model_info();
+        let id = match config.judge.kind {
+            JudgeKind::Local => file_id(&info.path)?,
+            // A server's model: its name and the fingerprint it reported.
+            _ => FileId {
+                path: PathBuf::from(format!("remote:{}", info.name)),
+                sha256: info.fingerprint.clone(),
+            },
+        };
+        (Some(engine), id)
+    } else if separate_judge {
+        let judge_path = options.judge_model.clone().unwrap_or(model_path.clone());
         crate::engine::local::check_model_file(&judge_path)?;
         eprintln!("loading the judge {} …", judge_path.display());
         let mut o = app.engine_options();
@@ -238,14 +259,12 @@ fn evaluate(
         if let Some(n) = options.judge_n_ctx {
             o.n_ctx = n;
         }
-        Some(LocalEngine::start(o)?)
+        (
+            Some(Box::new(LocalEngine::start(o)?)),
+            file_id(&judge_path)?,
+        )
     } else {
-        None
-    };
-    let judge = if separate_judge {
-        file_id(&judge_path)?
-    } else {
-        model.clone()
+        (None, model.clone())
     };
     let mut sampling = config.sampling.clone();
     sampling.max_new_tokens = options.max_new_tokens;
@@ -282,7 +301,7 @@ fn evaluate(
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let judge_backend: Option<&dyn Backend> = judge_engine.as_ref().map(|j| j as &dyn Backend);
+    let judge_backend: Option<&dyn Backend> = judge_engine.as_deref();
     let (results, _) =
         runtime.block_on(run_eval(&actor, judge_backend, &plan, &mut print_progress))?;
     println!("{}", report_table(&results));
