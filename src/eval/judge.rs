@@ -58,8 +58,25 @@ impl JudgeAnswer {
     }
 
     /// Σ severity per dimension, in [`Dimension::ALL`] order.
+    /// Per dimension, the sum of its distinct flaws' severities. A flaw
+    /// listed again in the same dimension (the same words, ignoring case and
+    /// spacing) counts once, at its highest severity: a repeated line is the
+    /// judge looping, not a second flaw.
     pub fn severity_sums(&self) -> [u32; 4] {
-        Dimension::ALL.map(|d| self.flaws(d).iter().map(|f| u32::from(f.severity)).sum())
+        Dimension::ALL.map(|d| {
+            let mut distinct: std::collections::HashMap<String, u8> = Default::default();
+            for f in self.flaws(d) {
+                let key = f
+                    .flaw
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .to_lowercase();
+                let worst = distinct.entry(key).or_insert(0);
+                *worst = (*worst).max(f.severity);
+            }
+            distinct.values().map(|&s| u32::from(s)).sum()
+        })
     }
 }
 
@@ -341,7 +358,27 @@ mod tests {
         let longest = format!("{{{}\n}}", body.join(","));
         assert_eq!(longest.len(), max_answer_chars());
         let answer = parse_answer(&longest).unwrap();
-        assert_eq!(answer.severity_sums(), [25; 4]);
+        assert_eq!(answer.flaws(Dimension::Anthropomorphism).len(), MAX_FLAWS);
+        // Five copies of one flaw are one flaw.
+        assert_eq!(answer.severity_sums(), [5; 4]);
+    }
+
+    #[test]
+    fn a_repeated_flaw_counts_once_at_its_highest_severity() {
+        let flaw = |text: &str, severity| Flaw {
+            flaw: text.into(),
+            severity,
+        };
+        let answer = JudgeAnswer {
+            storyline_consistency: vec![
+                flaw("The date changes.", 2),
+                flaw("the  date changes. ", 4),
+                flaw("Bob forgets the letter.", 1),
+            ],
+            anthropomorphism: vec![flaw("Flat.", 3), flaw("Flat.", 3)],
+            ..JudgeAnswer::default()
+        };
+        assert_eq!(answer.severity_sums(), [5, 3, 0, 0]);
     }
 
     /// Walks the grammar, each choice made by `pick(n)` in `0..n`.
