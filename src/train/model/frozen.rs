@@ -8,15 +8,21 @@
 //! the op skips the weight gradient that candle's matmul would compute (and
 //! keep) for a frozen matrix.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, TryLockError};
 
 use candle_core::quantized::QTensor;
 use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor, bail};
 
-use super::ops::gemm;
+use super::ops::matmul::{MatRef, product};
+use super::ops::{f32_data, with_f32};
 
 mod dequantize;
+
+/// Where quantized matrices are dequantized for one call; grows to the
+/// largest matrix (or head block) and stays. One for the process, not one
+/// per thread: forward and backward may run on different pool threads.
+static SCRATCH: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 
 /// A frozen (out, in) matrix, quantized or f32.
 #[derive(Clone)]
@@ -34,37 +40,81 @@ impl FrozenWeight {
         }
     }
 
-    /// The f32 matrix: a fresh dequantized copy, or the dense tensor itself.
-    pub fn to_f32(&self) -> Result<Tensor> {
-        match self {
-            FrozenWeight::Quantized(_) => self.rows_f32(0, self.dims()?.0),
-            FrozenWeight::Dense(t) => Ok(t.clone()),
-        }
+    /// Runs `f` on the whole matrix in f32, row-major (out, in): see
+    /// [`Self::with_rows_f32`].
+    pub fn with_f32<R>(&self, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+        self.with_rows_f32(0, self.dims()?.0, f)
     }
 
-    /// Rows `start..start + len` in f32. A quantized matrix dequantizes only
+    /// Runs `f` on rows `start..start + len` in f32, row-major (len, in). A
+    /// dense matrix lends its own rows. A quantized one dequantizes only
     /// those rows (a row is whole quantization blocks, so its bytes can be
-    /// cut out); a dense one returns a view.
-    pub fn rows_f32(&self, start: usize, len: usize) -> Result<Tensor> {
+    /// cut out) into this thread's scratch buffer, which is kept from call to
+    /// call: a fresh buffer per call had every step page-fault its way
+    /// through ~1.5 GB of new memory on SmolLM2 (each matrix is dequantized
+    /// in forward and again in backward).
+    pub fn with_rows_f32<R>(
+        &self,
+        start: usize,
+        len: usize,
+        f: impl FnOnce(&[f32]) -> Result<R>,
+    ) -> Result<R> {
         let (n, k) = self.dims()?;
         if start + len > n {
             bail!("rows {start}..{} of a matrix with {n} rows", start + len);
         }
-        match self {
-            FrozenWeight::Quantized(q) => {
-                let dtype = q.dtype();
-                let row_bytes = k / dtype.block_size() * dtype.type_size();
-                let data = q.data()?;
-                let bytes = &data[start * row_bytes..(start + len) * row_bytes];
-                let mut out = vec![0f32; len * k];
-                if dequantize::in_parallel(dtype, bytes, &mut out) {
-                    return Tensor::from_vec(out, (len, k), &Device::Cpu);
-                }
-                qtensor_from_ggml(dtype, bytes, vec![len, k], &Device::Cpu)?
-                    .dequantize(&Device::Cpu)
+        let q = match self {
+            FrozenWeight::Dense(t) => return with_f32(&t.narrow(0, start, len)?, "frozen", f),
+            FrozenWeight::Quantized(q) => q,
+        };
+        let dtype = q.dtype();
+        let row_bytes = k / dtype.block_size() * dtype.type_size();
+        let data = q.data()?;
+        let bytes = &data[start * row_bytes..(start + len) * row_bytes];
+        let dequantize_into = |out: &mut [f32]| -> Result<()> {
+            if !dequantize::in_parallel(dtype, bytes, out) {
+                let t = qtensor_from_ggml(dtype, bytes, vec![len, k], &Device::Cpu)?
+                    .dequantize(&Device::Cpu)?;
+                with_f32(&t, "frozen", |v| {
+                    out.copy_from_slice(v);
+                    Ok(())
+                })?;
             }
-            FrozenWeight::Dense(t) => t.narrow(0, start, len),
+            Ok(())
+        };
+        let mut buf = match SCRATCH.try_lock() {
+            Ok(buf) => buf,
+            // A panic while it was lent leaves only stale numbers behind.
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            // Lent already (by a caller up this stack or another thread's
+            // op): a buffer of its own for this call.
+            Err(TryLockError::WouldBlock) => {
+                let mut out = vec![0f32; len * k];
+                dequantize_into(&mut out)?;
+                return f(&out);
+            }
+        };
+        if buf.len() < len * k {
+            buf.resize(len * k, 0.0);
         }
+        let out = &mut buf[..len * k];
+        dequantize_into(out)?;
+        f(out)
+    }
+
+    /// Rows `start..start + len` as a fresh f32 tensor.
+    #[cfg(test)]
+    pub fn rows_f32(&self, start: usize, len: usize) -> Result<Tensor> {
+        let k = self.dims()?.1;
+        self.with_rows_f32(start, len, |v| {
+            Tensor::from_slice(v, (len, k), &Device::Cpu)
+        })
+    }
+
+    /// The whole matrix as a fresh f32 tensor.
+    #[cfg(test)]
+    pub fn to_f32(&self) -> Result<Tensor> {
+        self.rows_f32(0, self.dims()?.0)
     }
 
     /// Rows `ids` of the matrix (an embedding lookup): (n,) → (n, in).
@@ -132,14 +182,16 @@ impl CustomOp1 for DxOnlyMatmul {
         if dims.last() != Some(&k) {
             bail!("frozen_linear: input {dims:?} does not end in the weight's in-dim {k}");
         }
-        let Some((start, _)) = l.contiguous_offsets() else {
-            bail!("frozen_linear: the input must be contiguous, got {l:?}");
-        };
         let m = l.shape().elem_count() / k;
-        // 1. W (n, k) in f32, for this call only.
-        let w = self.weight.to_f32()?;
-        // 2. y (m, n) = x (m, k) · Wᵀ
-        let y = gemm(s, start, m, &w, true)?;
+        let x = MatRef::new(f32_data(s, l, self.name())?, 0, m, k, k);
+        // y (m, n) = x (m, k) · Wᵀ, W (n, k) in f32 for this call only.
+        let y = self.weight.with_f32(|w| {
+            Ok(CpuStorage::F32(product(
+                x,
+                MatRef::new(w, 0, n, k, k).t(),
+                1.0,
+            )))
+        })?;
         let mut out = dims.to_vec();
         if let Some(last) = out.last_mut() {
             *last = n;
@@ -149,10 +201,14 @@ impl CustomOp1 for DxOnlyMatmul {
 
     /// dx = dy·W; W gets no gradient (it is frozen).
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let (n, _k) = self.weight.dims()?;
-        let w = self.weight.to_f32()?;
+        let (n, k) = self.weight.dims()?;
         let m = grad.elem_count() / n;
-        let dx = grad.contiguous()?.reshape((m, n))?.matmul(&w)?;
-        Ok(Some(dx.reshape(arg.shape())?))
+        let dy = grad.contiguous()?;
+        let dx = with_f32(&dy, self.name(), |dy| {
+            let dy = MatRef::new(dy, 0, m, n, n);
+            self.weight
+                .with_f32(|w| Ok(product(dy, MatRef::new(w, 0, n, k, k), 1.0)))
+        })?;
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }

@@ -19,7 +19,8 @@ use rayon::prelude::*;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, bail};
 
 use super::frozen::FrozenWeight;
-use super::ops::{f32_data, gemm, into_f32_vec, vmath};
+use super::ops::matmul::{MatMut, MatRef, Threads, matmul_into, product};
+use super::ops::{f32_data, vmath};
 
 /// Label value of positions that do not count (PyTorch's ignore_index).
 pub const IGNORE_LABEL: i64 = -100;
@@ -55,7 +56,7 @@ struct Packed {
     /// Each packed row's label.
     labels: Vec<usize>,
     /// rows × e values.
-    values: CpuStorage,
+    values: Vec<f32>,
 }
 
 impl HeadNll {
@@ -96,35 +97,32 @@ impl HeadNll {
         Packed {
             labels: rows.iter().map(|&r| self.labels[r] as usize).collect(),
             rows,
-            values: CpuStorage::F32(values),
+            values,
         }
     }
 
-    /// Calls `f(first_vocab_id, w_block, logits)` per block of the
-    /// vocabulary, where logits is (packed rows × block) row-major; the
-    /// first `skip` blocks get no logits (their gemm is not run).
+    /// Calls `f(first_vocab_id, width, w_block, logits)` per block of the
+    /// vocabulary, where w_block is (width × e) and logits (packed rows ×
+    /// width), both row-major; the first `skip` blocks get no logits (their
+    /// gemm is not run).
     fn for_each_block(
         &self,
         packed: &Packed,
         skip: usize,
-        mut f: impl FnMut(usize, &Tensor, Option<Vec<f32>>) -> Result<()>,
+        mut f: impl FnMut(usize, usize, &[f32], Option<Vec<f32>>) -> Result<()>,
     ) -> Result<()> {
-        let (vocab, _) = self.weight.dims()?;
+        let (vocab, e) = self.weight.dims()?;
         let n = packed.rows.len();
+        let h = MatRef::new(&packed.values, 0, n, e, e);
         let mut start = 0;
         let mut index = 0;
         while start < vocab && n > 0 {
             let len = self.chunk_vocab.min(vocab - start);
-            let w = self.weight.rows_f32(start, len)?;
-            let logits = if index < skip {
-                None
-            } else {
-                Some(into_f32_vec(
-                    gemm(&packed.values, 0, n, &w, true)?,
-                    "head_nll",
-                )?)
-            };
-            f(start, &w, logits)?;
+            self.weight.with_rows_f32(start, len, |w| {
+                let logits =
+                    (index >= skip).then(|| product(h, MatRef::new(w, 0, len, e, e).t(), 1.0));
+                f(start, len, w, logits)
+            })?;
             start += len;
             index += 1;
         }
@@ -143,8 +141,7 @@ impl HeadNll {
         let mut state = vec![Row(f32::NEG_INFINITY, 0.0, 0.0); packed.rows.len()];
         let mut kept = Vec::new();
         let (mut kept_bytes, mut keeping) = (0usize, true);
-        self.for_each_block(packed, 0, |first, w, logits| {
-            let width = w.dims2()?.0;
+        self.for_each_block(packed, 0, |first, width, _, logits| {
             let Some(mut logits) = logits else {
                 bail!("head_nll: a block without logits");
             };
@@ -304,8 +301,7 @@ impl CustomOp1 for HeadNll {
         let skip = kept.len();
         let mut kept = kept.into_iter();
         let rows = &packed.rows;
-        self.for_each_block(&packed, skip, |first, w, logits| {
-            let width = w.dims2()?.0;
+        self.for_each_block(&packed, skip, |first, width, w, logits| {
             let p = match (kept.next(), logits) {
                 // Kept: softmax − onehot already; only the scale is left.
                 (Some(mut p), _) => {
@@ -322,10 +318,12 @@ impl CustomOp1 for HeadNll {
                 (None, None) => bail!("head_nll: a block neither kept nor computed"),
             };
             // dh += p (m × width) · W_block (width × e)
-            let d = into_f32_vec(gemm(&CpuStorage::F32(p), 0, m, w, false)?, "head_nll")?;
-            for (acc, v) in dh_packed.iter_mut().zip(&d) {
-                *acc += v;
-            }
+            let dst = MatMut::new(&mut dh_packed, 0, m, e, e);
+            let (p, w) = (
+                MatRef::new(&p, 0, m, width, width),
+                MatRef::new(w, 0, width, e, e),
+            );
+            matmul_into(dst, p, w, 1.0, true, Threads::Pool);
             Ok(())
         })?;
         let mut dh = vec![0f32; n * e];

@@ -108,9 +108,9 @@ impl CustomOp3 for LoraLinear {
             f32_data(b_s, bl, name)?,
         );
         // 1. The frozen product, W in f32 for this call only.
-        let mut y = with_f32(&self.weight.to_f32()?, name, |w| {
-            Ok(product(mat(x, m, k), mat(w, n, k).t(), 1.0))
-        })?;
+        let mut y = self
+            .weight
+            .with_f32(|w| Ok(product(mat(x, m, k), mat(w, n, k).t(), 1.0)))?;
         // 2. The branch: low = (x ⊙ M)·Aᵀ (m, r), then y += s·low·Bᵀ.
         let low = product(mat(&self.masked(x), m, k), mat(a, r, k).t(), 1.0);
         let dst = MatMut::new(&mut y, 0, m, n, n);
@@ -152,9 +152,9 @@ impl CustomOp3 for LoraLinear {
                 let dy_b = product(dy_m, mat(&b, n, r), s);
                 let (dy_b_m, a_m) = (mat(&dy_b, m, r), mat(&a, r, k));
                 // dx = dy·W, then the branch's share
-                let mut dx = with_f32(&self.weight.to_f32()?, name, |w| {
-                    Ok(product(dy_m, mat(w, n, k), 1.0))
-                })?;
+                let mut dx = self
+                    .weight
+                    .with_f32(|w| Ok(product(dy_m, mat(w, n, k), 1.0)))?;
                 match &self.dropout {
                     Some((p, key)) => {
                         let branch = product(dy_b_m, a_m, 1.0);

@@ -21,7 +21,6 @@ pub use rms_norm::RmsNorm;
 pub use rope::{Rope, RopeStyle};
 pub use silu_mul::SiluMul;
 
-use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor, bail};
 
 /// The contiguous f32 data an op reads.
@@ -39,47 +38,4 @@ pub(crate) fn with_f32<R>(t: &Tensor, op: &str, f: impl FnOnce(&[f32]) -> Result
         bail!("{op}: the tensor is not on the CPU");
     };
     f(f32_data(s, l, op)?)
-}
-
-/// `lhs (m, k) · rhs` (or `· rhsᵀ` when `rhs_t`), where `lhs` is `m` rows of
-/// contiguous storage from `offset` and `rhs` a 2-D CPU tensor; f32 gemm.
-pub(crate) fn gemm(
-    lhs: &CpuStorage,
-    offset: usize,
-    m: usize,
-    rhs: &Tensor,
-    rhs_t: bool,
-) -> Result<CpuStorage> {
-    let (rs, rl) = rhs.storage_and_layout();
-    let Storage::Cpu(rs) = &*rs else {
-        bail!("gemm: the weight is not on the CPU");
-    };
-    gemm_storage(lhs, offset, m, rs, rl, rhs_t)
-}
-
-/// [`gemm`] with the right-hand side given as a 2-D storage and layout.
-pub(crate) fn gemm_storage(
-    lhs: &CpuStorage,
-    offset: usize,
-    m: usize,
-    rs: &CpuStorage,
-    rl: &Layout,
-    rhs_t: bool,
-) -> Result<CpuStorage> {
-    let (r0, r1) = rl.shape().dims2()?;
-    let (k, n, rl) = if rhs_t {
-        (r1, r0, rl.transpose(0, 1)?)
-    } else {
-        (r0, r1, rl.clone())
-    };
-    let ll = Layout::contiguous_with_offset((m, k), offset);
-    lhs.matmul(rs, (1, m, n, k), &ll, &rl)
-}
-
-/// Take the f32 vector out of a CPU storage.
-pub(crate) fn into_f32_vec(s: CpuStorage, op: &str) -> Result<Vec<f32>> {
-    match s {
-        CpuStorage::F32(v) => Ok(v),
-        other => bail!("{op}: expected f32, got {:?}", other.dtype()),
-    }
 }
