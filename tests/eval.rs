@@ -73,14 +73,23 @@ fn text(o: &Output) -> (String, String) {
     )
 }
 
+/// A short evaluation: two rounds, one seed, eight tokens a turn.
+const SHORT: [&str; 6] = ["--rounds", "2", "--seeds", "1", "--max-new-tokens", "8"];
+
+/// A judge file of its own in the studio (the tiny model's bytes): the judge
+/// then runs in a second engine.
+fn judge_file(studio: &Path, name: &str) -> PathBuf {
+    let judge = studio.join(name);
+    std::fs::copy(&common::tiny().model, &judge).unwrap();
+    judge
+}
+
 #[test]
 fn end_to_end_on_the_tiny_model() {
     let t = common::tiny();
     let (dir, coser) = studio();
     let studio = dir.path();
-    // A judge file of its own: the judge runs in a second engine.
-    let judge = studio.join("judge.gguf");
-    std::fs::copy(&t.model, &judge).unwrap();
+    let judge = judge_file(studio, "judge.gguf");
     let lora = t.lora.display().to_string();
     let coser = coser.display().to_string();
     let judge = judge.display().to_string();
@@ -198,27 +207,10 @@ fn the_gate_on_the_tiny_model_logs_its_decision() {
     let (dir, _) = studio();
     let studio = dir.path();
     let lora = t.lora.display().to_string();
-    let out = her(
-        studio,
-        &[
-            "eval",
-            "--gate",
-            "base",
-            &lora,
-            "--character",
-            "Ann",
-            "--rounds",
-            "2",
-            "--seeds",
-            "1",
-            "--max-new-tokens",
-            "8",
-            "--next-speaker",
-            "random",
-            "--name",
-            "g",
-        ],
-    );
+    let mut args = vec!["eval", "--gate", "base", &lora, "--character", "Ann"];
+    args.extend(SHORT);
+    args.extend(["--next-speaker", "random", "--name", "g"]);
+    let out = her(studio, &args);
     let (stdout, stderr) = text(&out);
     // 0: promoted, 3: refused; either way the decision is logged.
     let code = out.status.code().unwrap();
@@ -341,31 +333,21 @@ fn bad_input_gives_one_clear_error() {
 
 #[test]
 fn without_a_judge_model_the_judge_section_picks_the_judge() {
-    let t = common::tiny();
     let (dir, _) = studio();
     let studio = dir.path();
-    let judge = studio.join("section-judge.gguf");
-    std::fs::copy(&t.model, &judge).unwrap();
+    let judge = judge_file(studio, "section-judge.gguf");
     let judge_path = format!("judge.model_path={}", judge.display());
-    let out = her(
-        studio,
-        &[
-            "--set",
-            "judge.kind=local",
-            "--set",
-            &judge_path,
-            "eval",
-            "tea",
-            "--rounds",
-            "2",
-            "--seeds",
-            "1",
-            "--max-new-tokens",
-            "8",
-            "--name",
-            "by-section",
-        ],
-    );
+    let mut args = vec![
+        "--set",
+        "judge.kind=local",
+        "--set",
+        &judge_path,
+        "eval",
+        "tea",
+    ];
+    args.extend(SHORT);
+    args.extend(["--name", "by-section"]);
+    let out = her(studio, &args);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let results = read_results(&studio.join("evals/by-section")).unwrap();
