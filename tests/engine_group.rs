@@ -39,6 +39,14 @@ fn group_engine(group: u32, max_new_tokens: u32) -> LocalEngine {
     LocalEngine::start(group_options(&tiny().model, group, max_new_tokens)).unwrap()
 }
 
+/// Room for groups of four in a window of exactly `n_ctx` tokens.
+fn four_member_engine(n_ctx: u32) -> LocalEngine {
+    let mut options = common::options(&tiny().model);
+    options.n_ctx = n_ctx;
+    options.parallel_sequences = 4;
+    LocalEngine::start(options).unwrap()
+}
+
 fn group(
     engine: &LocalEngine,
     s: &SamplingConfig,
@@ -224,10 +232,7 @@ fn stop_strings_end_each_member_on_its_own() {
 #[test]
 fn cancel_stops_a_group_and_the_engine_serves_the_next_one() {
     // Room for ~16,000 tokens per member: far more than the wait below.
-    let mut options = common::options(&tiny().model);
-    options.n_ctx = 65_536;
-    options.parallel_sequences = 4;
-    let engine = LocalEngine::start(options).unwrap();
+    let engine = four_member_engine(65_536);
     let s = rollout_sampling(100_000);
     let running = engine.generate_group(CHATML_PROMPT.to_string(), s.clone(), SEEDS.to_vec());
     std::thread::sleep(Duration::from_millis(200));
@@ -323,10 +328,7 @@ fn after_a_group_the_chat_reuses_the_prompt_and_replies_as_a_fresh_engine() {
 fn groups_replies_fit_when_the_window_is_short() {
     // A window with room for the prompt and a few tokens per member: each
     // member's budget shrinks instead of failing, as `generate` does.
-    let mut options = common::options(&tiny().model);
-    options.parallel_sequences = 4;
-    options.n_ctx = 256;
-    let engine = LocalEngine::start(options).unwrap();
+    let engine = four_member_engine(256);
     let prompt_len = engine
         .tokenize(CHATML_PROMPT.to_string())
         .wait()

@@ -355,7 +355,10 @@ impl TrainModel {
             (LOSS_CHUNK_ELEMS / counted.max(1))
                 .clamp(MIN_LOSS_CHUNK_VOCAB, self.shape.n_vocab.max(1))
         });
-        let keep_bytes = if self.checkpointing {
+        // Blocks are kept only for a backward that will come: not with
+        // checkpointing, and not for a pass nothing is tracked in (held-out
+        // loss, reference log-probs).
+        let keep_bytes = if self.checkpointing || !h.track_op() {
             0
         } else {
             LOSS_KEEP_BYTES
