@@ -53,28 +53,16 @@ fn dpo_learns_the_same_with_activation_checkpointing() {
 fn check(activation_checkpointing: bool) {
     let dir = tempfile::tempdir().unwrap();
     let model = common::tiny().model.clone();
-    let job = DpoJob {
-        model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
-        model,
-        settings: TrainConfig {
-            rank: 8,
-            alpha: 16.0,
-            dropout: 0.0,
-            base: "dequantized".into(),
-            learning_rate: 5e-3,
-            warmup_steps: 0,
-            max_steps: 30,
-            batch_size: 4,
-            eval_fraction: 0.25,
-            checkpoint_every: 0,
-            activation_checkpointing,
-            ..TrainConfig::default()
-        },
-        beta: 0.1,
-        run: dir.path().join("run"),
-        resume: false,
-        init_adapter: None,
+    let s = TrainConfig {
+        rank: 8,
+        alpha: 16.0,
+        warmup_steps: 0,
+        batch_size: 4,
+        grad_accum: 1,
+        activation_checkpointing,
+        ..settings(30)
     };
+    let job = job(&model, dir.path().join("run"), s, false);
     let never = AtomicBool::new(false);
     let report = run(&job, pairs(), &never, &mut |_, _, _| {}).unwrap();
     let before = report.eval_before.unwrap();
@@ -92,4 +80,171 @@ fn check(activation_checkpointing: bool) {
     assert_eq!(after.accuracy, 1.0, "{after:?}");
     assert!(after.loss < before.loss);
     assert!(report.adapter_gguf.unwrap().is_file());
+}
+
+fn settings(max_steps: u32) -> TrainConfig {
+    TrainConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        base: "dequantized".into(),
+        learning_rate: 5e-3,
+        warmup_steps: 2,
+        max_steps,
+        batch_size: 2,
+        grad_accum: 2,
+        eval_fraction: 0.25,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    }
+}
+
+fn job(
+    model: &std::path::Path,
+    run: std::path::PathBuf,
+    settings: TrainConfig,
+    resume: bool,
+) -> DpoJob {
+    DpoJob {
+        model_fingerprint: her_studio::engine::local::fingerprint(model).unwrap(),
+        model: model.to_path_buf(),
+        settings,
+        beta: 0.1,
+        run,
+        resume,
+        init_adapter: None,
+    }
+}
+
+fn step_losses(run: &std::path::Path) -> Vec<f64> {
+    common::step_curve(run)
+        .iter()
+        .map(|(loss, _)| *loss)
+        .collect()
+}
+
+/// A run stopped after 3 of 8 steps (each of two accumulated micro-batches)
+/// and resumed gives the same loss curve, held-out result and adapter,
+/// bit for bit, as one that never stopped.
+#[test]
+fn a_stopped_dpo_run_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny().model.clone();
+    let never = AtomicBool::new(false);
+    let whole = run(
+        &job(&model, dir.path().join("whole"), settings(8), false),
+        pairs(),
+        &never,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    let stop = AtomicBool::new(false);
+    let stopped = run(
+        &job(&model, dir.path().join("part"), settings(8), false),
+        pairs(),
+        &stop,
+        &mut |step, _, _| {
+            if step == 3 {
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        },
+    )
+    .unwrap();
+    assert!(stopped.interrupted && stopped.steps == 3);
+    let resumed = run(
+        &job(&model, dir.path().join("part"), settings(8), true),
+        pairs(),
+        &never,
+        &mut |_, _, _| {},
+    )
+    .unwrap();
+    assert_eq!(resumed.steps, 8);
+    let curve = step_losses(&dir.path().join("whole"));
+    assert_eq!(curve.len(), 8);
+    assert_eq!(step_losses(&dir.path().join("part")), curve);
+    assert_eq!(
+        resumed.eval_after.unwrap().margin,
+        whole.eval_after.unwrap().margin
+    );
+    let bytes = |p: Option<std::path::PathBuf>| std::fs::read(p.unwrap()).unwrap();
+    assert!(bytes(resumed.adapter_gguf) == bytes(whole.adapter_gguf));
+}
+
+/// Twelve pairs and one whose chosen reply holds the poisoned marker.
+fn pairs_and_a_nan() -> (std::path::PathBuf, Vec<PairSample>) {
+    let clean = pairs();
+    let texts: Vec<String> = clean
+        .iter()
+        .flat_map(|p| {
+            p.prompt
+                .iter()
+                .map(|m| m.content.clone())
+                .chain([p.chosen.clone(), p.rejected.clone()])
+        })
+        .collect();
+    let model = common::poisoned_tiny(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut all = clean;
+    let mut odd = all[0].clone();
+    odd.prompt[1].content = "Mr. Darcy: Pray, what is that?".into();
+    odd.chosen = format!("Elizabeth: {}", common::POISON);
+    all.push(odd);
+    (model, all)
+}
+
+fn nan_settings(max_nonfinite_steps: u32) -> TrainConfig {
+    TrainConfig {
+        batch_size: 4,
+        grad_accum: 1,
+        eval_fraction: 0.0,
+        checkpoint_every: 1,
+        max_nonfinite_steps,
+        ..settings(8)
+    }
+}
+
+/// A NaN batch is skipped: logged, no update, the run goes on.
+#[test]
+fn a_nan_batch_is_skipped_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, pairs) = pairs_and_a_nan();
+    let job = job(&model, dir.path().join("run"), nan_settings(3), false);
+    let never = AtomicBool::new(false);
+    let report = run(&job, pairs, &never, &mut |_, _, _| {}).unwrap();
+    assert_eq!(report.steps, 8);
+    // 13 pairs in batches of 4: four steps per epoch, one with the NaN pair.
+    assert_eq!(common::skipped_steps(&job.run).len(), 2);
+    assert!(common::assert_skipped_steps_changed_nothing(&job.run) >= 1);
+    assert!(report.adapter_gguf.unwrap().is_file());
+}
+
+#[test]
+fn too_many_nan_steps_in_a_row_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, pairs) = pairs_and_a_nan();
+    let job = job(&model, dir.path().join("run"), nan_settings(1), false);
+    let never = AtomicBool::new(false);
+    let err = run(&job, pairs, &never, &mut |_, _, _| {})
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    common::assert_stopped_at_first_skip(&err, &job.run);
+}
+
+/// Two accumulated micro-batches of two pairs take the same steps as
+/// batches of four: the loop picks the same pairs and weights them so.
+#[test]
+fn grad_accum_equals_a_batch_that_many_times_larger() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny().model.clone();
+    let never = AtomicBool::new(false);
+    for (name, batch_size, grad_accum) in [("one", 4, 1), ("two", 2, 2)] {
+        let s = TrainConfig {
+            batch_size,
+            grad_accum,
+            ..settings(2)
+        };
+        let job = job(&model, dir.path().join(name), s, false);
+        run(&job, pairs(), &never, &mut |_, _, _| {}).unwrap();
+    }
+    common::assert_same_steps(&dir.path().join("one"), &dir.path().join("two"), 2);
 }

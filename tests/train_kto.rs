@@ -4,9 +4,10 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use her_studio::config::TrainConfig;
+use her_studio::config::{KtoConfig, TrainConfig};
 use her_studio::train::data::Message;
 use her_studio::train::kto::{KtoJob, KtoSample, run};
 
@@ -44,30 +45,46 @@ fn samples() -> Vec<KtoSample> {
         .collect()
 }
 
+/// Small LoRA settings on the dequantized tiny model.
+fn settings(max_steps: u32) -> TrainConfig {
+    TrainConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        base: "dequantized".into(),
+        learning_rate: 5e-3,
+        warmup_steps: 0,
+        max_steps,
+        batch_size: 4,
+        eval_fraction: 0.25,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    }
+}
+
+fn job(model: &Path, run: PathBuf, settings: TrainConfig, resume: bool) -> KtoJob {
+    KtoJob {
+        model_fingerprint: her_studio::engine::local::fingerprint(model).unwrap(),
+        model: model.to_path_buf(),
+        settings,
+        beta: 0.1,
+        kto: KtoConfig::default(),
+        run,
+        resume,
+        init_adapter: None,
+    }
+}
+
 #[test]
 fn kto_opens_a_held_out_reward_gap() {
     let dir = tempfile::tempdir().unwrap();
-    let model = common::tiny().model.clone();
-    let job = KtoJob {
-        model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
-        model,
-        settings: TrainConfig {
-            rank: 8,
-            alpha: 16.0,
-            dropout: 0.0,
-            base: "dequantized".into(),
-            learning_rate: 5e-3,
-            warmup_steps: 0,
-            max_steps: 30,
-            batch_size: 4,
-            eval_fraction: 0.25,
-            ..TrainConfig::default()
-        },
-        beta: 0.1,
-        run: dir.path().join("run"),
-        resume: false,
-        init_adapter: None,
+    let s = TrainConfig {
+        rank: 8,
+        alpha: 16.0,
+        checkpoint_every: 50,
+        ..settings(30)
     };
+    let job = job(&common::tiny().model, dir.path().join("run"), s, false);
     let never = AtomicBool::new(false);
     let report = run(&job, samples(), &never, &mut |_, _, _| {}).unwrap();
     let before = report.eval_before.unwrap();
@@ -78,40 +95,21 @@ fn kto_opens_a_held_out_reward_gap() {
     assert!(report.adapter_gguf.unwrap().is_file());
 }
 
-/// A run stopped after 3 of 8 steps and resumed gives the same loss curve
-/// and the same held-out result as one that never stopped.
+/// A run stopped after 3 of 8 steps and resumed gives the same loss curve,
+/// held-out result and adapter, bit for bit, as one that never stopped.
 #[test]
 fn a_stopped_kto_run_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let model = common::tiny().model.clone();
-    let job = |name: &str, resume: bool| KtoJob {
-        model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
-        model: model.clone(),
-        settings: TrainConfig {
-            rank: 4,
-            alpha: 8.0,
-            dropout: 0.0,
-            base: "dequantized".into(),
-            learning_rate: 5e-3,
-            warmup_steps: 2,
-            max_steps: 8,
-            batch_size: 4,
-            eval_fraction: 0.25,
-            checkpoint_every: 0,
-            ..TrainConfig::default()
-        },
-        beta: 0.1,
-        run: dir.path().join(name),
-        resume,
-        init_adapter: None,
+    let s = TrainConfig {
+        warmup_steps: 2,
+        ..settings(8)
     };
+    let job = |name: &str, resume: bool| job(&model, dir.path().join(name), s.clone(), resume);
     let losses = |name: &str| -> Vec<f64> {
-        std::fs::read_to_string(dir.path().join(name).join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .filter(|v| v["kind"] == "step")
-            .map(|v| v["loss"].as_f64().unwrap())
+        common::step_curve(&dir.path().join(name))
+            .iter()
+            .map(|(loss, _)| *loss)
             .collect()
     };
     let never = AtomicBool::new(false);
@@ -131,4 +129,85 @@ fn a_stopped_kto_run_resumes_exactly() {
         resumed.eval_after.unwrap().reward_gap,
         whole.eval_after.unwrap().reward_gap
     );
+    let bytes = |p: Option<PathBuf>| std::fs::read(p.unwrap()).unwrap();
+    assert!(bytes(resumed.adapter_gguf) == bytes(whole.adapter_gguf));
+}
+
+/// Eight labelled replies and one whose completion holds the poisoned marker.
+fn samples_and_a_nan() -> (PathBuf, Vec<KtoSample>) {
+    let clean = samples();
+    let texts: Vec<String> = clean
+        .iter()
+        .flat_map(|k| {
+            k.prompt
+                .iter()
+                .chain(&k.completion)
+                .map(|m| m.content.clone())
+        })
+        .collect();
+    let model = common::poisoned_tiny(&texts.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut all = clean;
+    let mut odd = all[1].clone();
+    odd.completion[0].content = format!("Elizabeth: {}", common::POISON);
+    all.push(odd);
+    (model, all)
+}
+
+fn nan_job(dir: &Path, max_nonfinite_steps: u32) -> (KtoJob, Vec<KtoSample>) {
+    let (model, samples) = samples_and_a_nan();
+    let s = TrainConfig {
+        max_steps: 6,
+        batch_size: 3,
+        eval_fraction: 0.0,
+        checkpoint_every: 1,
+        max_nonfinite_steps,
+        ..settings(6)
+    };
+    (job(&model, dir.join("run"), s, false), samples)
+}
+
+/// A NaN batch is skipped: logged, no update, the run goes on.
+#[test]
+fn a_nan_batch_is_skipped_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, samples) = nan_job(dir.path(), 3);
+    let never = AtomicBool::new(false);
+    let report = run(&job, samples, &never, &mut |_, _, _| {}).unwrap();
+    assert_eq!(report.steps, 6);
+    // 9 replies in batches of 3: three steps per epoch, one with the NaN reply.
+    assert_eq!(common::skipped_steps(&job.run).len(), 2);
+    assert!(common::assert_skipped_steps_changed_nothing(&job.run) >= 1);
+    assert!(report.adapter_gguf.unwrap().is_file());
+}
+
+#[test]
+fn too_many_nan_steps_in_a_row_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, samples) = nan_job(dir.path(), 1);
+    let never = AtomicBool::new(false);
+    let err = run(&job, samples, &never, &mut |_, _, _| {})
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    common::assert_stopped_at_first_skip(&err, &job.run);
+}
+
+/// Two accumulated micro-batches of two replies take the same steps as
+/// batches of four (z₀ from the whole step's mismatched pairs).
+#[test]
+fn grad_accum_equals_a_batch_that_many_times_larger() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = common::tiny().model.clone();
+    let never = AtomicBool::new(false);
+    for (name, batch_size, grad_accum) in [("one", 4, 1), ("two", 2, 2)] {
+        let s = TrainConfig {
+            batch_size,
+            grad_accum,
+            eval_fraction: 0.0,
+            ..settings(2)
+        };
+        let job = job(&model, dir.path().join(name), s, false);
+        run(&job, samples(), &never, &mut |_, _, _| {}).unwrap();
+    }
+    common::assert_same_steps(&dir.path().join("one"), &dir.path().join("two"), 2);
 }

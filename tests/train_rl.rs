@@ -304,3 +304,88 @@ fn the_judge_reward_compares_every_rollout_with_the_reference_reply() {
             .all(|m| m.scoring_s > 0.0 && m.parts.judge.is_some())
     );
 }
+
+/// The prompts with the last one holding the poisoned marker; the trainer
+/// reads the poisoned model (NaN for that prompt's rows) while the engine
+/// samples with the clean one.
+fn nan_job(run_dir: &Path, max_nonfinite_steps: u32) -> (RlJob, Vec<RlPrompt>) {
+    let mut prompts = prompts();
+    prompts[3] = RlPrompt::new(
+        "Elizabeth Bennet".into(),
+        vec![
+            ContextMessage::new(Role::System, "You are Elizabeth Bennet."),
+            ContextMessage::new(Role::User, format!("Mr. Collins: {}", common::POISON)),
+        ],
+    );
+    let clean: Vec<String> = prompts[..3].iter().map(RlPrompt::render).collect();
+    let model = common::poisoned_tiny(&clean.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut job = job(run_dir, contains_only(4, 0.1), false);
+    job.model_fingerprint = her_studio::engine::local::fingerprint(&model).unwrap();
+    job.model = model;
+    job.settings.checkpoint_every = 1;
+    job.settings.max_nonfinite_steps = max_nonfinite_steps;
+    (job, prompts)
+}
+
+/// A step whose rollouts include the poisoned prompt has a NaN loss: its
+/// update is skipped (logged, weights and moments unchanged) and the run
+/// goes on; the others train.
+#[test]
+fn a_nan_update_is_skipped_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, prompts) = nan_job(&dir.path().join("run"), 3);
+    let poisoned = prompts[3].id.clone();
+    let never = AtomicBool::new(false);
+    let report = run(&job, prompts, &never, &mut |_| {}).unwrap();
+    assert_eq!(report.steps, 4);
+    let mut with_poison: Vec<u64> = read_rollouts(&job.run.join("rollouts.jsonl"))
+        .iter()
+        .filter(|r| r.prompt_id == poisoned)
+        .map(|r| r.step)
+        .collect();
+    with_poison.dedup();
+    // Two prompts per step out of four: one step per epoch has it.
+    assert_eq!(with_poison.len(), 2);
+    assert_eq!(common::skipped_steps(&job.run), with_poison);
+    assert!(common::assert_skipped_steps_changed_nothing(&job.run) >= 1);
+    let engine = common::start(&common::tiny().model);
+    use her_studio::engine::Backend;
+    engine
+        .load_adapter(report.adapter_gguf.unwrap(), 1.0)
+        .wait()
+        .unwrap();
+}
+
+#[test]
+fn too_many_nan_updates_in_a_row_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, prompts) = nan_job(&dir.path().join("run"), 1);
+    let never = AtomicBool::new(false);
+    let err = run(&job, prompts, &never, &mut |_| {})
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    common::assert_stopped_at_first_skip(&err, &job.run);
+}
+
+/// `train.grad_accum` rounds of `rl.prompts_per_step` prompts are sampled
+/// by the same policy and make one update (one step of the run).
+#[test]
+fn grad_accum_takes_that_many_rounds_of_prompts_per_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let rl = RlConfig {
+        group_size: 2,
+        ..contains_only(1, 0.1)
+    };
+    let mut job = job(&dir.path().join("run"), rl, false);
+    job.settings.grad_accum = 2;
+    let (report, steps) = train(&job, None);
+    assert_eq!((report.steps, steps.len()), (1, 1));
+    let rollouts = read_rollouts(&dir.path().join("run/rollouts.jsonl"));
+    // Two rounds of two prompts, two replies each: all four prompts once.
+    assert_eq!(rollouts.len(), 8);
+    let prompts: std::collections::BTreeSet<&str> =
+        rollouts.iter().map(|r| r.prompt_id.as_str()).collect();
+    assert_eq!(prompts.len(), 4);
+    assert!(rollouts.iter().all(|r| r.step == 1));
+}

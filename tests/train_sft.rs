@@ -200,3 +200,82 @@ fn a_short_run_on_smollm2_lowers_the_held_out_loss() {
     let (before, after) = (report.evals[0].1, report.evals.last().unwrap().1);
     assert!(after < before, "held-out loss {before} -> {after}");
 }
+
+/// The four samples and a fifth whose reply holds the poisoned marker: its
+/// batches' loss is NaN on the poisoned model.
+fn four_and_a_nan(dir: &std::path::Path, settings: TrainConfig) -> (SftJob, Vec<Sample>) {
+    let clean: Vec<String> = four()
+        .iter()
+        .flat_map(|s| s.messages.iter().map(|m| m.content.clone()))
+        .collect();
+    let model = common::poisoned_tiny(&clean.iter().map(String::as_str).collect::<Vec<_>>());
+    let mut samples = four();
+    samples.push(sample(
+        "Kitty: Any news?",
+        &format!(
+            "<system_thinking>Odd.</system_thinking>Elizabeth: {}",
+            common::POISON
+        ),
+    ));
+    let job = SftJob {
+        model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
+        model,
+        settings,
+        run: dir.join("run"),
+        resume: false,
+        sources: Vec::new(),
+    };
+    (job, samples)
+}
+
+fn nan_settings() -> TrainConfig {
+    let mut s = settings(10);
+    s.batch_size = 1;
+    s.checkpoint_every = 1;
+    s
+}
+
+/// A NaN batch is skipped: logged, no update (weights and moments as they
+/// were), the run goes on and exports a finite adapter.
+#[test]
+fn a_nan_batch_is_skipped_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (job, samples) = four_and_a_nan(dir.path(), nan_settings());
+    let never = AtomicBool::new(false);
+    let report = run(&job, samples, &never, &mut |_| {}).unwrap();
+    assert_eq!(report.steps, 10);
+    // One sample in five, one per batch: two of ten steps.
+    let skipped = common::skipped_steps(&job.run);
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    let nan: Vec<u64> = (1..=10u64)
+        .filter(|s| report.losses[*s as usize - 1].is_nan())
+        .collect();
+    assert_eq!(nan, skipped);
+    assert!(common::assert_skipped_steps_changed_nothing(&job.run) >= 1);
+    let adapter = report.adapter_gguf.unwrap();
+    let engine = common::start(&common::tiny().model);
+    engine.load_adapter(adapter, 1.0).wait().unwrap();
+}
+
+/// `train.max_nonfinite_steps` of them in a row stop the run with one
+/// message naming the step and the last good checkpoint.
+#[test]
+fn too_many_nan_steps_in_a_row_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = nan_settings();
+    s.max_nonfinite_steps = 1;
+    let (job, samples) = four_and_a_nan(dir.path(), s);
+    let never = AtomicBool::new(false);
+    let err = run(&job, samples, &never, &mut |_| {})
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    let step = common::assert_stopped_at_first_skip(&err, &job.run);
+    assert!(err.contains("train.max_nonfinite_steps = 1"), "{err}");
+    if step > 1 {
+        let last = job.run.join(format!("checkpoints/step-{:06}", step - 1));
+        assert!(err.contains(&format!("'{}'", last.display())), "{err}");
+    } else {
+        assert!(err.contains("No checkpoint was written yet"), "{err}");
+    }
+}

@@ -405,8 +405,17 @@ pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
         // The KTO export decides labels (3 stars and praise of one layer are left out).
         let records = super::prefs::filtered(app, &args.filter)?;
         let (text, _) = crate::prefs::render(&records, crate::prefs::Format::Kto)?;
+        let mut empty = 0;
         for line in text.lines() {
-            samples.push(serde_json::from_str::<KtoSample>(line)?);
+            let sample = serde_json::from_str::<KtoSample>(line)?;
+            // A rating of an empty reply teaches nothing: left out, and said so.
+            match sample.problem() {
+                None => samples.push(sample),
+                Some(_) => empty += 1,
+            }
+        }
+        if empty > 0 {
+            eprintln!("left out {empty} rated replies with an empty completion");
         }
     }
     if samples.is_empty() {
@@ -425,6 +434,7 @@ pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
         model,
         settings: config.train.clone(),
         beta: args.beta,
+        kto: config.kto.clone(),
         run: run_dir.clone(),
         resume: args.resume.is_some(),
         init_adapter: args.init_adapter.clone(),

@@ -61,6 +61,7 @@ pub struct Config {
     pub prefs: PrefsConfig,
     pub train: TrainConfig,
     pub rl: RlConfig,
+    pub kto: KtoConfig,
     pub eval: EvalConfig,
     /// TUI key bindings by action name; "" keeps the built-in chords.
     #[serde(default = "default_keys")]
@@ -80,6 +81,7 @@ impl Default for Config {
             prefs: PrefsConfig::default(),
             train: TrainConfig::default(),
             rl: RlConfig::default(),
+            kto: KtoConfig::default(),
             eval: EvalConfig::default(),
             keys: default_keys(),
         }
@@ -418,6 +420,10 @@ pub struct TrainConfig {
     pub grad_accum: u32,
     /// 0 = no clipping.
     pub max_grad_norm: f64,
+    /// Steps in a row whose loss or gradient norm is not finite (each is
+    /// skipped) before the run stops.
+    #[serde(default = "default_max_nonfinite_steps")]
+    pub max_nonfinite_steps: u32,
     pub weight_decay: f64,
     /// Final learning rate as a fraction of the peak (cosine decay).
     pub lr_floor: f64,
@@ -451,6 +457,7 @@ impl Default for TrainConfig {
             batch_size: 4,
             grad_accum: 1,
             max_grad_norm: 1.0,
+            max_nonfinite_steps: default_max_nonfinite_steps(),
             weight_decay: 0.0,
             lr_floor: 0.1,
             max_seq_len: 1024,
@@ -459,6 +466,36 @@ impl Default for TrainConfig {
             eval_every: 20,
             checkpoint_every: 50,
             seed: 42,
+        }
+    }
+}
+
+/// Run folders written before the setting existed read as the default.
+fn default_max_nonfinite_steps() -> u32 {
+    3
+}
+
+/// KTO (`her train kto`) as TRL's `KTOTrainer` defines it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KtoConfig {
+    /// Weight of the desirable replies' losses (TRL's `desirable_weight`).
+    pub desirable_weight: f64,
+    /// Weight of the undesirable replies' losses (TRL's `undesirable_weight`).
+    pub undesirable_weight: f64,
+    /// How z₀, the reference point, is estimated: "mismatched" (TRL and the
+    /// KTO paper: the policy's KL to the reference on the batch's prompts
+    /// paired with other samples' completions) or "batch_mean" (the clamped
+    /// mean of the batch's own rewards).
+    pub reference_point: String,
+}
+
+impl Default for KtoConfig {
+    fn default() -> Self {
+        Self {
+            desirable_weight: 1.0,
+            undesirable_weight: 1.0,
+            reference_point: "mismatched".into(),
         }
     }
 }

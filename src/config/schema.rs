@@ -92,7 +92,7 @@ impl KeySpec {
 
 /// Section names in the order `config.toml` lists them.
 pub(crate) const SECTIONS: &[&str] = &[
-    "model", "sampling", "chat", "paths", "log", "backend", "judge", "prefs", "train", "rl",
+    "model", "sampling", "chat", "paths", "log", "backend", "judge", "prefs", "train", "rl", "kto",
     "eval", "keys",
 ];
 
@@ -141,6 +141,7 @@ pub(crate) const BACKEND_KINDS: &[&str] = &["local", "openai"];
 pub(crate) const JUDGE_KINDS: &[&str] = &["actor", "local", "openai"];
 pub(crate) const TRAIN_BASES: &[&str] = &["quantized", "dequantized"];
 pub(crate) const TRAIN_DEVICES: &[&str] = &["cpu", "cuda"];
+pub(crate) const KTO_REFERENCE_POINTS: &[&str] = &["mismatched", "batch_mean"];
 pub(crate) const EVAL_NEXT_SPEAKERS: &[&str] = &["model", "random"];
 
 const fn spec(section: &'static str, key: &'static str, kind: Kind) -> KeySpec {
@@ -279,6 +280,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("train", "batch_size", int(1, 4096)),
     spec("train", "grad_accum", int(1, 4096)),
     spec("train", "max_grad_norm", float(0.0, 1e6)),
+    spec("train", "max_nonfinite_steps", int(1, 1_000_000)),
     spec("train", "weight_decay", float(0.0, 1.0)),
     spec("train", "lr_floor", float(0.0, 1.0)),
     spec("train", "max_seq_len", int(16, 1_048_576)),
@@ -305,6 +307,16 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("rl", "contains_text", Kind::Str { non_empty: false }),
     spec("rl", "layout_window", int(1, 1_000_000)),
     spec("rl", "layout_warn_share", float_open(0.0, 1.0)),
+    spec("kto", "desirable_weight", float_open(0.0, 1000.0)),
+    spec("kto", "undesirable_weight", float_open(0.0, 1000.0)),
+    spec(
+        "kto",
+        "reference_point",
+        Kind::Enum {
+            values: KTO_REFERENCE_POINTS,
+            note: "",
+        },
+    ),
     spec("eval", "rounds", int(1, 1000)),
     spec("eval", "seeds", int(1, 1000)),
     spec("eval", "max_new_tokens", int(1, 131_072)),

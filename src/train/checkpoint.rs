@@ -19,6 +19,8 @@ pub enum CheckpointError {
     },
     #[error("'{}': {reason}", path.display())]
     Bad { path: PathBuf, reason: String },
+    #[error(transparent)]
+    NonFinite(#[from] super::guard::NonFiniteWrite),
 }
 
 /// Where the loop stands; with the seed, enough to continue exactly.
@@ -26,10 +28,32 @@ pub enum CheckpointError {
 pub struct LoopState {
     /// Optimizer steps done.
     pub step: u64,
-    /// Losses of every step so far (the run's curve continues from here).
+    /// Losses of every step so far (the run's curve continues from here);
+    /// NaN for a skipped, non-finite step (`null` in the file).
+    #[serde(with = "curve")]
     pub losses: Vec<f64>,
     /// sha256 of the run's settings: resuming with other settings is refused.
     pub settings_sha256: String,
+    /// AdamW updates taken (its bias correction counts them): fewer than
+    /// `step` when steps were skipped, more when RL updates several times
+    /// per step. Missing in checkpoints written before it was recorded.
+    #[serde(default)]
+    pub optimizer_steps: Option<u64>,
+}
+
+/// JSON has no NaN: a skipped step's loss is written as `null` and read
+/// back as NaN.
+mod curve {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(losses: &[f64], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(losses.iter().map(|l| l.is_finite().then_some(*l)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+        let losses = Vec::<Option<f64>>::deserialize(d)?;
+        Ok(losses.into_iter().map(|l| l.unwrap_or(f64::NAN)).collect())
+    }
 }
 
 const WEIGHTS: &str = "lora.safetensors";
@@ -52,17 +76,21 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
     }
 }
 
-/// Writes `checkpoints/step-NNNNNN/` atomically and returns its path.
+/// Writes `checkpoints/step-NNNNNN/` atomically and returns its path;
+/// refuses (writing nothing) when a tensor holds NaN or infinite values.
 pub fn save(
     checkpoints: &Path,
     lora: &HashMap<String, Tensor>,
     optimizer: &HashMap<String, Tensor>,
     state: &LoopState,
 ) -> Result<PathBuf, CheckpointError> {
-    std::fs::create_dir_all(checkpoints).map_err(io("create", checkpoints))?;
     let name = format!("step-{:06}", state.step);
-    let tmp = checkpoints.join(format!(".{name}.partial"));
     let done = checkpoints.join(&name);
+    let mut named: Vec<(&String, &Tensor)> = lora.iter().chain(optimizer).collect();
+    named.sort_by(|a, b| a.0.cmp(b.0));
+    super::guard::ensure_finite(&done, named.into_iter().map(|(n, t)| (n.as_str(), t)))?;
+    std::fs::create_dir_all(checkpoints).map_err(io("create", checkpoints))?;
+    let tmp = checkpoints.join(format!(".{name}.partial"));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io("remove", &tmp))?;
     }
@@ -138,10 +166,14 @@ mod tests {
         let lora: HashMap<String, Tensor> = [("a".to_string(), t(1.0))].into();
         let opt: HashMap<String, Tensor> = [("a.exp_avg".to_string(), t(2.0))].into();
         for step in [2, 10] {
+            let mut losses = vec![1.5; step as usize];
+            // A skipped step's NaN survives the JSON round trip.
+            losses[1] = f64::NAN;
             let state = LoopState {
                 step,
-                losses: vec![1.5; step as usize],
+                losses,
                 settings_sha256: "s".into(),
+                optimizer_steps: Some(step - 1),
             };
             save(&cps, &lora, &opt, &state).unwrap();
         }
@@ -152,10 +184,26 @@ mod tests {
         assert!(newest.ends_with("step-000010"));
         let loaded = load(&newest, &Device::Cpu).unwrap();
         assert_eq!(loaded.state.step, 10);
+        assert_eq!(loaded.state.optimizer_steps, Some(9));
+        assert!(loaded.state.losses[1].is_nan() && loaded.state.losses[2] == 1.5);
         assert_eq!(loaded.lora["a"].to_vec1::<f32>().unwrap(), vec![1.0, 2.0]);
         assert_eq!(
             loaded.optimizer["a.exp_avg"].to_vec1::<f32>().unwrap(),
             vec![2.0, 3.0]
         );
+        // Non-finite weights or moments are never written.
+        let nan: HashMap<String, Tensor> = [("a".to_string(), t(f32::NAN))].into();
+        let state = LoopState {
+            step: 20,
+            losses: Vec::new(),
+            settings_sha256: "s".into(),
+            optimizer_steps: None,
+        };
+        let err = save(&cps, &nan, &opt, &state).unwrap_err().to_string();
+        assert!(err.contains("step-000020") && err.contains("'a'"), "{err}");
+        assert!(!cps.join("step-000020").exists() && !cps.join(".step-000020.partial").exists());
+        let inf: HashMap<String, Tensor> = [("a.exp_avg".to_string(), t(f32::INFINITY))].into();
+        assert!(save(&cps, &lora, &inf, &state).is_err());
+        assert!(latest(&cps).unwrap().ends_with("step-000010"));
     }
 }

@@ -107,6 +107,29 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Sample>, DataError> {
     Ok(samples)
 }
 
+/// The non-blank lines of a JSONL file, each turned into a `T` by `parse`;
+/// the first line it refuses is an error naming the file and the line.
+pub fn read_jsonl_lines<T>(
+    path: &Path,
+    mut parse: impl FnMut(&str) -> Result<T, String>,
+) -> Result<Vec<T>, DataError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            parse(line).map_err(|reason| DataError::Line {
+                path: path.to_path_buf(),
+                line: i + 1,
+                reason,
+            })
+        })
+        .collect()
+}
+
 /// A tokenized sample: ids, and where the learned turn starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokenized {
@@ -192,6 +215,21 @@ pub fn step_indices(n: usize, batch_size: usize, seed: u64, step: u64) -> Vec<us
         .nth(index)
         .map(<[usize]>::to_vec)
         .unwrap_or_default()
+}
+
+/// The micro-batches (sample indices) of optimizer step `step` when each
+/// step accumulates `accum` batches of `batch_size`: batches `step · accum`
+/// to `step · accum + accum − 1` of the seeded epoch orders.
+pub fn step_micro_batches(
+    n: usize,
+    batch_size: usize,
+    seed: u64,
+    step: u64,
+    accum: u64,
+) -> Vec<Vec<usize>> {
+    (0..accum.max(1))
+        .map(|k| step_indices(n, batch_size, seed, step * accum.max(1) + k))
+        .collect()
 }
 
 /// A seeded permutation of `0..n` for one epoch.

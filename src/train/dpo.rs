@@ -1,8 +1,10 @@
 //! Direct preference optimisation (Rafailov et al. 2023) on collected pairs:
 //! loss = −log σ(β · [(log π(chosen) − log π_ref(chosen)) − (log π(rejected)
-//! − log π_ref(rejected))]). The reference is the starting point — the base
-//! model, or the SFT adapter the run starts from — and its log-probs are
-//! computed once, before the first step, and cached.
+//! − log π_ref(rejected))]), written stably for any margin. The reference is
+//! the starting point — the base model, or the SFT adapter the run starts
+//! from — and its log-probs are computed once, before the first step, and
+//! cached. `train.grad_accum` micro-batches of `train.batch_size` pairs make
+//! one optimizer step, weighted so it equals one batch of all of them.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,10 +14,11 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::data::{Message, Sample, Tokenized, batch, split_by_hash, step_indices, tokenize};
+use super::data::{Message, Sample, Tokenized, batch, split_by_hash, step_micro_batches, tokenize};
 use super::optim::Accumulator;
 use super::run::{RunDir, memory_mib};
 use super::sft::SftError;
+use super::stable::log_sigmoid;
 use super::trainer::{Trainer, settings_sha256, total_steps};
 use crate::config::TrainConfig;
 use crate::hashing::sha256_hex;
@@ -53,35 +56,21 @@ struct TrlLine {
 
 /// Reads TRL DPO JSONL; a bad line is an error naming the file and line.
 pub fn read_dpo_jsonl(path: &Path) -> Result<Vec<PairSample>, super::data::DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| super::data::DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let bad = |reason: String| super::data::DataError::Line {
-            path: path.to_path_buf(),
-            line: i + 1,
-            reason,
-        };
+    let out = super::data::read_jsonl_lines(path, |line| {
         let trl: TrlLine = serde_json::from_str(line)
-            .map_err(|e| bad(format!("not a {{prompt, chosen, rejected}} object: {e}")))?;
+            .map_err(|e| format!("not a {{prompt, chosen, rejected}} object: {e}"))?;
         let reply = |m: &[Message], which: &str| {
             m.last()
                 .filter(|m| m.role == "assistant")
                 .map(|m| m.content.clone())
-                .ok_or_else(|| bad(format!("'{which}' does not end with an assistant message")))
+                .ok_or_else(|| format!("'{which}' does not end with an assistant message"))
         };
-        out.push(PairSample {
+        Ok(PairSample {
             chosen: reply(&trl.chosen, "chosen")?,
             rejected: reply(&trl.rejected, "rejected")?,
             prompt: trl.prompt,
-        });
-    }
+        })
+    })?;
     if out.is_empty() {
         return Err(super::data::DataError::Empty {
             path: path.to_path_buf(),
@@ -113,7 +102,7 @@ fn pair_batch(pairs: &[&TokenizedPair]) -> super::data::Batch {
 }
 
 /// How the policy separates chosen from rejected on some pairs.
-#[derive(Debug, Clone, Copy, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PairMetrics {
     pub loss: f64,
     /// Mean β·(log π − log π_ref) of chosen replies.
@@ -123,6 +112,23 @@ pub struct PairMetrics {
     pub margin: f64,
     /// Share of pairs whose margin is positive.
     pub accuracy: f64,
+}
+
+impl PairMetrics {
+    /// The metrics of all pairs from those of parts with (pairs, metrics).
+    fn merge(parts: &[(usize, PairMetrics)]) -> PairMetrics {
+        let n = parts.iter().map(|(k, _)| *k).sum::<usize>().max(1) as f64;
+        let mean = |f: fn(&PairMetrics) -> f64| {
+            parts.iter().map(|(k, m)| *k as f64 * f(m)).sum::<f64>() / n
+        };
+        PairMetrics {
+            loss: mean(|m| m.loss),
+            reward_chosen: mean(|m| m.reward_chosen),
+            reward_rejected: mean(|m| m.reward_rejected),
+            margin: mean(|m| m.margin),
+            accuracy: mean(|m| m.accuracy),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -169,8 +175,8 @@ fn dpo_loss(
     let chosen = ((pc - rc)? * beta)?;
     let rejected = ((pr - rr)? * beta)?;
     let logits = (&chosen - &rejected)?;
-    // −log σ(x) = log(1 + e^(−x)): with the reference as the start, |x| stays small.
-    let loss = (logits.neg()?.exp()? + 1.0)?.log()?.mean_all()?;
+    // −log σ(x) = softplus(−x), finite in value and gradient for any margin.
+    let loss = log_sigmoid(&logits)?.neg()?.mean_all()?;
     let values = |t: &Tensor| -> Result<Vec<f32>, SftError> { Ok(t.to_vec1::<f32>()?) };
     let (c, r, l) = (values(&chosen)?, values(&rejected)?, values(&logits)?);
     let n = l.len().max(1) as f64;
@@ -234,6 +240,40 @@ fn evaluate(
     Ok(Some(dpo_loss(beta, (&pc, &pr), (&rc, &rr))?.1))
 }
 
+/// One optimizer step's gradients summed over its micro-batches (indices
+/// into `pairs`), each weighted by its share of the step's pairs — the same
+/// as one batch of all of them — and the step's metrics. A micro-batch
+/// whose loss is not finite ends the work (the step will be skipped).
+fn step_gradients(
+    trainer: &Trainer,
+    beta: f64,
+    pairs: &[TokenizedPair],
+    refs: &[(f32, f32)],
+    micro: &[Vec<usize>],
+) -> Result<(Accumulator, PairMetrics), SftError> {
+    let total = micro.iter().map(Vec::len).sum::<usize>().max(1);
+    let mut acc = Accumulator::new(trainer.params.len());
+    let mut parts = Vec::with_capacity(micro.len());
+    for ids in micro.iter().filter(|ids| !ids.is_empty()) {
+        let group: Vec<&TokenizedPair> = ids.iter().map(|&i| &pairs[i]).collect();
+        let own: Vec<(f32, f32)> = ids.iter().map(|&i| refs[i]).collect();
+        let (pc, pr) = logps(trainer, &group)?;
+        let (rc, rr) = ref_tensors(&own, &trainer.device)?;
+        let (loss, metrics) = dpo_loss(beta, (&pc, &pr), (&rc, &rr))?;
+        parts.push((ids.len(), metrics));
+        if !metrics.loss.is_finite() {
+            break;
+        }
+        // Through the model: with activation checkpointing the LoRA
+        // gradients come back through its side channel.
+        let grads = trainer
+            .model
+            .backward(&(loss * (ids.len() as f64 / total as f64))?)?;
+        acc.add(&trainer.params, &grads, 1.0)?;
+    }
+    Ok((acc, PairMetrics::merge(&parts)))
+}
+
 pub fn run(
     job: &DpoJob,
     pairs: Vec<PairSample>,
@@ -264,8 +304,9 @@ pub fn run(
         return Err(SftError::Setup("no preference pairs to train on".into()));
     }
     let batch_size = s.batch_size.max(1) as usize;
+    let accum = u64::from(s.grad_accum.max(1));
     let n_batches = train_t.len().div_ceil(batch_size) as u64;
-    let total = total_steps(s, n_batches);
+    let total = total_steps(s, n_batches.div_ceil(accum));
     let hashes: Vec<String> = train.iter().chain(&eval).map(PairSample::sha256).collect();
     let settings_sha256 = settings_sha256(&(
         s,
@@ -313,18 +354,10 @@ pub fn run(
     let mut last = None;
     let mut interrupted = false;
     while step < total {
-        let ids = step_indices(train_t.len(), batch_size, u64::from(s.seed), step);
-        let group: Vec<&TokenizedPair> = ids.iter().map(|&i| &train_t[i]).collect();
-        let refs: Vec<(f32, f32)> = ids.iter().map(|&i| train_refs[i]).collect();
-        let (pc, pr) = logps(&trainer, &group)?;
-        let (rc, rr) = ref_tensors(&refs, &trainer.device)?;
-        let (loss, metrics) = dpo_loss(job.beta, (&pc, &pr), (&rc, &rr))?;
-        // Through the model: with activation checkpointing the LoRA
-        // gradients come back through its side channel.
-        let grads = trainer.model.backward(&loss)?;
-        let mut acc = Accumulator::new(trainer.params.len());
-        acc.add(&trainer.params, &grads, 1.0)?;
-        let (grad_norm, lr) = trainer.update(&mut acc, step, s.max_grad_norm)?;
+        let micro = step_micro_batches(train_t.len(), batch_size, u64::from(s.seed), step, accum);
+        let (mut acc, metrics) = step_gradients(&trainer, job.beta, &train_t, &train_refs, &micro)?;
+        let update = trainer.update(&mut acc, step, step + 1, metrics.loss)?;
+        let (grad_norm, lr) = (update.grad_norm, update.lr);
         step += 1;
         losses.push(metrics.loss);
         let (rss, peak) = memory_mib();
@@ -397,6 +430,75 @@ mod tests {
         assert_eq!(better.accuracy, 1.0);
         let expected = (1.0 + (-0.5f64).exp()).ln();
         assert!((better.loss - expected).abs() < 1e-6, "{}", better.loss);
+    }
+
+    /// β·margin far past where e^x overflows f32 (~88): the loss is
+    /// −log σ(x)'s limit (0, or −x) and the gradient −β·σ(−x)/n's (0, or −β/n).
+    #[test]
+    fn extreme_margins_give_the_analytic_limits_in_value_and_gradient() {
+        let dev = Device::Cpu;
+        let beta = 0.1;
+        // Pair 0: β·margin = +1000; pair 1: −1000.
+        let pc = candle_core::Var::from_slice(&[5000.0f32, -5000.0], 2, &dev).unwrap();
+        let pr = candle_core::Var::from_slice(&[-5000.0f32, 5000.0], 2, &dev).unwrap();
+        let zeros = Tensor::zeros(2, candle_core::DType::F32, &dev).unwrap();
+        let (loss, m) = dpo_loss(beta, (pc.as_tensor(), pr.as_tensor()), (&zeros, &zeros)).unwrap();
+        assert_eq!(m.loss, 500.0, "{m:?}");
+        assert_eq!(m.accuracy, 0.5);
+        let grads = loss.backward().unwrap();
+        let g = |v: &candle_core::Var| grads.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+        let (gc, gr) = (g(&pc), g(&pr));
+        let want = (beta / 2.0) as f32;
+        assert!(gc[0].abs() < 1e-12 && gr[0].abs() < 1e-12, "{gc:?} {gr:?}");
+        assert!(
+            (gc[1] + want).abs() < 1e-7 && (gr[1] - want).abs() < 1e-7,
+            "{gc:?} {gr:?}"
+        );
+    }
+
+    fn pairs() -> Vec<PairSample> {
+        [
+            "Darcy: Do you dance?",
+            "Jane: Well?",
+            "Lydia: Look!",
+            "Kitty: Where?",
+        ]
+        .iter()
+        .map(|line| {
+            let prompt = crate::train::testing::chat(line, "").messages[..2].to_vec();
+            PairSample {
+                prompt,
+                chosen: "<role_action>smiles</role_action>Indeed.".into(),
+                rejected: "Indeed, indeed.".into(),
+            }
+        })
+        .collect()
+    }
+
+    /// Two micro-batches of two pairs, weighted by their share, give the
+    /// loss and gradients of one batch of four.
+    #[test]
+    fn accumulated_micro_batches_equal_one_batch_of_all_pairs() {
+        use crate::train::testing::{assert_same_gradients, perturb, settings, tiny_trainer};
+        let t = tiny_trainer(&settings());
+        let tokenizer = crate::train::tokenizer::from_gguf(&t.model).unwrap();
+        let pairs: Vec<TokenizedPair> = pairs()
+            .iter()
+            .map(|p| tokenize_pair(&tokenizer, p).unwrap())
+            .collect();
+        let refs = reference(&t.trainer, &pairs, 4).unwrap();
+        perturb(&t.trainer, 9);
+        let (one, m1) =
+            step_gradients(&t.trainer, 0.5, &pairs, &refs, &[vec![0, 1, 2, 3]]).unwrap();
+        let (two, m2) =
+            step_gradients(&t.trainer, 0.5, &pairs, &refs, &[vec![0, 1], vec![2, 3]]).unwrap();
+        assert!((m1.loss - m2.loss).abs() < 1e-5, "{m1:?} vs {m2:?}");
+        assert!((m1.margin - m2.margin).abs() < 1e-5, "{m1:?} vs {m2:?}");
+        assert!(
+            (m1.loss - std::f64::consts::LN_2).abs() > 1e-3,
+            "the policy moved: {m1:?}"
+        );
+        assert_same_gradients(&one, &two);
     }
 
     #[test]

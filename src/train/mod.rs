@@ -7,6 +7,7 @@ pub mod data;
 pub mod dpo;
 pub mod error;
 pub mod export;
+pub mod guard;
 pub mod kto;
 pub mod lora;
 pub mod memory;
@@ -17,5 +18,8 @@ pub mod rl;
 pub mod run;
 pub mod runs;
 pub mod sft;
+pub mod stable;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod tokenizer;
 pub mod trainer;

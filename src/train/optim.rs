@@ -178,20 +178,39 @@ impl Accumulator {
             .collect()
     }
 
-    /// Scales all gradients so their global L2 norm is at most `max_norm`;
-    /// returns the norm before clipping.
-    pub fn clip(&mut self, max_norm: f64) -> Result<f64> {
+    /// Each parameter's summed gradient (`None`: it got none), in the
+    /// order of the parameters.
+    pub fn tensors(&self) -> &[Option<Tensor>] {
+        &self.grads
+    }
+
+    /// The global L2 norm of all gradients: NaN or infinite when any
+    /// gradient is (or when squares overflow f32, which no sane step reaches).
+    pub fn norm(&self) -> Result<f64> {
         let mut total = 0.0;
         for g in self.grads.iter().flatten() {
             total += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
         }
-        let norm = total.sqrt();
+        Ok(total.sqrt())
+    }
+
+    /// Scales all gradients so their global L2 norm, `norm` (see
+    /// [`Accumulator::norm`]), is at most `max_norm` (0 = no clipping).
+    pub fn clip_to(&mut self, max_norm: f64, norm: f64) -> Result<()> {
         if max_norm > 0.0 && norm > max_norm {
             let scale = max_norm / (norm + 1e-6);
             for g in self.grads.iter_mut().flatten() {
                 *g = (&*g * scale)?;
             }
         }
+        Ok(())
+    }
+
+    /// Scales all gradients so their global L2 norm is at most `max_norm`;
+    /// returns the norm before clipping.
+    pub fn clip(&mut self, max_norm: f64) -> Result<f64> {
+        let norm = self.norm()?;
+        self.clip_to(max_norm, norm)?;
         Ok(norm)
     }
 }

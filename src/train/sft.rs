@@ -35,6 +35,10 @@ pub enum SftError {
     Run(#[from] super::run::RunError),
     #[error(transparent)]
     Peft(#[from] super::peft::PeftError),
+    #[error(transparent)]
+    Diverged(#[from] super::guard::Diverged),
+    #[error(transparent)]
+    NonFiniteWrite(#[from] super::guard::NonFiniteWrite),
     #[error("{0}")]
     Setup(String),
 }
@@ -360,7 +364,8 @@ pub fn run(
             acc.add(&trainer.params, &grads, 1.0)?;
             tokens_seen += batch.positions;
         }
-        let (grad_norm, lr) = trainer.update(&mut acc, step, s.max_grad_norm)?;
+        let update = trainer.update(&mut acc, step, step + 1, loss_sum)?;
+        let (grad_norm, lr) = (update.grad_norm, update.lr);
         step += 1;
         losses.push(loss_sum);
 

@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor, Var};
 
 use super::checkpoint::{self, LoopState};
 use super::data::Batch;
+use super::guard::{Diverged, NonFiniteGuard, StepUpdate};
 use super::lora::{LoraParam, LoraSpec, write_lora_gguf};
 use super::model::{BaseMode, TrainModel};
 use super::optim::{AdamW, AdamWConfig, Schedule};
@@ -49,6 +50,8 @@ pub struct Trainer {
     pub run: RunDir,
     pub device: Device,
     pub settings_sha256: String,
+    max_grad_norm: f64,
+    nonfinite: NonFiniteGuard,
 }
 
 impl Trainer {
@@ -109,6 +112,8 @@ impl Trainer {
             run,
             device,
             settings_sha256,
+            max_grad_norm: settings.max_grad_norm,
+            nonfinite: NonFiniteGuard::new(settings.max_nonfinite_steps),
         })
     }
 
@@ -131,24 +136,98 @@ impl Trainer {
             })?;
             var.set(t)?;
         }
-        self.optimizer
-            .load_state(&loaded.optimizer, loaded.state.step)?;
+        let updates = loaded.state.optimizer_steps.unwrap_or(loaded.state.step);
+        self.optimizer.load_state(&loaded.optimizer, updates)?;
         self.run.truncate_metrics(loaded.state.step)?;
         Ok(Some((loaded.state.step, loaded.state.losses)))
     }
 
     /// Clips the accumulated gradients and takes one AdamW step at the
-    /// schedule's rate for `step`; returns (norm before clipping, lr).
+    /// schedule's rate for `lr_step`, unless `loss` or the gradient norm is
+    /// NaN or infinite: then nothing changes (weights, moments, AdamW's
+    /// step count), a `skipped` line naming `step` (the loop's 1-based
+    /// step) goes to metrics.jsonl, and `train.max_nonfinite_steps` such
+    /// steps in a row end the run with [`Diverged`].
     pub fn update(
         &mut self,
         grads: &mut super::optim::Accumulator,
+        lr_step: u64,
         step: u64,
-        max_grad_norm: f64,
-    ) -> Result<(f64, f64), SftError> {
-        let norm = grads.clip(max_grad_norm)?;
-        let lr = self.schedule.lr(step);
-        self.optimizer.step(grads, lr)?;
-        Ok((norm, lr))
+        loss: f64,
+    ) -> Result<StepUpdate, SftError> {
+        let grad_norm = grads.norm()?;
+        let lr = self.schedule.lr(lr_step);
+        if loss.is_finite() && grad_norm.is_finite() {
+            self.nonfinite.finite();
+            grads.clip_to(self.max_grad_norm, grad_norm)?;
+            self.optimizer.step(grads, lr)?;
+            return Ok(StepUpdate {
+                grad_norm,
+                lr,
+                applied: true,
+            });
+        }
+        let (in_a_row, stop) = self.nonfinite.skipped();
+        let what = if loss.is_finite() {
+            "gradient norm"
+        } else {
+            "loss"
+        };
+        tracing::warn!(
+            step,
+            loss,
+            grad_norm,
+            in_a_row,
+            "non-finite {what}: step skipped"
+        );
+        self.run.log(&serde_json::json!({
+            "kind": "skipped", "step": step, "reason": format!("non-finite {what}"),
+            "loss": loss, "grad_norm": grad_norm, "in_a_row": in_a_row,
+        }))?;
+        if stop {
+            return Err(Diverged {
+                step,
+                in_a_row,
+                limit: self.nonfinite.limit(),
+                last_good: checkpoint::latest(&self.run.checkpoints()),
+            }
+            .into());
+        }
+        Ok(StepUpdate {
+            grad_norm,
+            lr,
+            applied: false,
+        })
+    }
+
+    /// Copies of the LoRA values as they are now, in `params` order (a
+    /// reference policy to come back to with [`Trainer::with_lora`]).
+    pub fn snapshot(&self) -> Result<Vec<Tensor>, SftError> {
+        Ok(self
+            .params
+            .iter()
+            .map(|(_, v)| v.as_tensor().copy())
+            .collect::<Result<_, _>>()?)
+    }
+
+    /// Runs `f` with the LoRA set to `values` (from [`Trainer::snapshot`]);
+    /// the current values are put back afterwards, also when `f` fails.
+    pub fn with_lora<T, E: From<SftError>>(
+        &self,
+        values: &[Tensor],
+        f: impl FnOnce(&Self) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let saved = self.snapshot()?;
+        let set = |values: &[Tensor]| -> Result<(), SftError> {
+            for ((_, var), t) in self.params.iter().zip(values) {
+                var.set(t)?;
+            }
+            Ok(())
+        };
+        set(values)?;
+        let result = f(self);
+        set(&saved)?;
+        result
     }
 
     pub fn save_checkpoint(&self, step: u64, losses: &[f64]) -> Result<PathBuf, SftError> {
@@ -161,6 +240,7 @@ impl Trainer {
             step,
             losses: losses.to_vec(),
             settings_sha256: self.settings_sha256.clone(),
+            optimizer_steps: Some(self.optimizer.steps),
         };
         Ok(checkpoint::save(
             &self.run.checkpoints(),
@@ -170,8 +250,11 @@ impl Trainer {
         )?)
     }
 
-    /// Writes `adapter.gguf` and `peft/`; returns their paths.
+    /// Writes `adapter.gguf` and `peft/`; returns their paths. Nothing is
+    /// written from non-finite weights.
     pub fn export(&self, base_model: &Path) -> Result<(PathBuf, PathBuf), SftError> {
+        let named = self.params.iter().map(|(n, v)| (n.as_str(), v.as_tensor()));
+        super::guard::ensure_finite(&self.run.adapter_gguf(), named)?;
         let arch = self.model.shape.arch.as_str();
         write_lora_gguf(&self.run.adapter_gguf(), arch, &self.spec, &self.lora)?;
         let tensors: Vec<PeftTensor> = self

@@ -152,3 +152,149 @@ pub fn tiny_qwen2_writer(seed: u64) -> her_studio::gguf::GgufWriter {
     );
     w
 }
+
+/// The marker whose token [`poisoned_tiny`] poisons: a control token that
+/// no test text uses and that never enters a sequence when the clean model
+/// samples it (it ends generation), so RL rollouts stay clean.
+pub const POISON: &str = "<|endoftext|>";
+
+/// A copy of the tiny model with its own (untied, clean) output head, in
+/// which the input embeddings of [`POISON`]'s tokens are NaN: a sequence
+/// that contains the marker gets a NaN loss and NaN gradients, every other
+/// sequence is computed as in the tiny model. A NaN batch by construction,
+/// with no hook in the trainers. `clean` texts must not share those tokens
+/// (checked).
+pub fn poisoned_tiny(clean: &[&str]) -> PathBuf {
+    use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+    use candle_core::{Device, Tensor};
+    let tiny = tiny();
+    let tokenizer = her_studio::train::tokenizer::from_gguf(&tiny.model).unwrap();
+    let encode = |t: &str| her_studio::train::tokenizer::encode(&tokenizer, t).unwrap();
+    let used: std::collections::HashSet<u32> = clean.iter().flat_map(|t| encode(t)).collect();
+    let poisoned: Vec<u32> = encode(POISON)
+        .into_iter()
+        .filter(|id| !used.contains(id))
+        .collect();
+    assert!(
+        !poisoned.is_empty(),
+        "every token of the marker is in clean text"
+    );
+    let mut file = std::fs::File::open(&tiny.model).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let mut tensors: Vec<(String, QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|name| {
+            let t = content.tensor(&mut file, name, &Device::Cpu).unwrap();
+            (name.clone(), t)
+        })
+        .collect();
+    let embd = tensors
+        .iter()
+        .position(|(n, _)| n == "token_embd.weight")
+        .unwrap();
+    let clean_embd = tensors[embd].1.dequantize(&Device::Cpu).unwrap();
+    let mut rows = clean_embd.to_vec2::<f32>().unwrap();
+    for &id in &poisoned {
+        rows[id as usize].iter_mut().for_each(|v| *v = f32::NAN);
+    }
+    let poisoned_embd = Tensor::new(rows, &Device::Cpu).unwrap();
+    tensors[embd].1 = QTensor::quantize(&poisoned_embd, GgmlDType::F32).unwrap();
+    tensors.push((
+        "output.weight".into(),
+        QTensor::quantize(&clean_embd, GgmlDType::F32).unwrap(),
+    ));
+    let path = fixture_dir().join(format!("tiny-qwen3-poisoned-{}.gguf", std::process::id()));
+    let mut out = std::fs::File::create(&path).unwrap();
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    gguf_file::write(&mut out, &metadata, &tensors).unwrap();
+    path
+}
+
+/// The lines of a run's metrics.jsonl.
+pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The steps with a "skipped" line in a run's metrics.jsonl.
+pub fn skipped_steps(run: &Path) -> Vec<u64> {
+    metrics(run)
+        .iter()
+        .filter(|v| v["kind"] == "skipped")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect()
+}
+
+/// Asserts that checkpoints `step-(k−1)` and `step-k` hold the same LoRA
+/// weights and AdamW moments, bit for bit, for every skipped step k > 1
+/// (a skipped step changes nothing); returns how many were compared.
+pub fn assert_skipped_steps_changed_nothing(run: &Path) -> usize {
+    use candle_core::Device;
+    let load = |step: u64, file: &str| {
+        let path = run.join(format!("checkpoints/step-{step:06}/{file}"));
+        let mut named: Vec<(String, Vec<f32>)> =
+            candle_core::safetensors::load(&path, &Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+                .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    };
+    let mut compared = 0;
+    for step in skipped_steps(run).into_iter().filter(|s| *s > 1) {
+        for file in ["lora.safetensors", "optimizer.safetensors"] {
+            let (before, after) = (load(step - 1, file), load(step, file));
+            assert!(before == after, "step {step} changed {file}");
+            assert!(after.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+        }
+        compared += 1;
+    }
+    compared
+}
+
+/// A run ended by `train.max_nonfinite_steps`: its error names the first
+/// skipped step, and no adapter was written. Returns that step.
+pub fn assert_stopped_at_first_skip(err: &str, run: &Path) -> u64 {
+    let step = skipped_steps(run)[0];
+    assert!(
+        err.starts_with(&format!("training stopped at step {step}:")),
+        "{err}"
+    );
+    assert!(!run.join("adapter.gguf").exists());
+    step
+}
+
+/// (loss, grad norm) of each step line of a run.
+pub fn step_curve(run: &Path) -> Vec<(f64, f64)> {
+    metrics(run)
+        .iter()
+        .filter(|v| v["kind"] == "step")
+        .map(|v| {
+            (
+                v["loss"].as_f64().unwrap(),
+                v["grad_norm"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts two runs took the same steps: `steps` of them, losses within
+/// 1e-5, gradient norms within 1e-5 relative.
+pub fn assert_same_steps(a: &Path, b: &Path, steps: usize) {
+    let (one, two) = (step_curve(a), step_curve(b));
+    assert_eq!((one.len(), two.len()), (steps, steps));
+    for ((l1, g1), (l2, g2)) in one.iter().zip(&two) {
+        assert!((l1 - l2).abs() < 1e-5, "{one:?} vs {two:?}");
+        assert!((g1 - g2).abs() <= 1e-5 * g1.max(1.0), "{one:?} vs {two:?}");
+    }
+}

@@ -53,6 +53,12 @@ pub fn write_lora_gguf(
         }
         let a = p.a.as_tensor().flatten_all()?.to_vec1::<f32>()?;
         let b = p.b.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+        // A diverged adapter is never written (the file would be NaN in llama.cpp).
+        if !a.iter().chain(&b).all(|v| v.is_finite()) {
+            return Err(bad(format!(
+                "'{name}' holds NaN or infinite values (the weights diverged): nothing was written"
+            )));
+        }
         w.add_tensor_f32(&format!("{name}.lora_a"), &[n_in as u64, r as u64], a);
         w.add_tensor_f32(&format!("{name}.lora_b"), &[r as u64, n_out as u64], b);
     }

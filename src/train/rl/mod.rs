@@ -15,6 +15,7 @@ pub mod prompts;
 pub mod rewards;
 pub mod rollout;
 mod step;
+mod update;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
-use super::data::step_indices;
 use super::error::TrainError;
 use super::run::{RunDir, RunError, append_jsonl, truncate_jsonl};
 use super::sft::{DataSource, SftError};
@@ -243,12 +243,10 @@ pub fn run(
         total * updates_per_step,
         settings_sha256,
     )?;
+    // Log-probs of the distribution the engine samples: softmax(logits / T).
+    trainer.model.set_logit_temperature(rl.temperature)?;
     // The reference: the LoRA as it starts (zero B = the base itself).
-    let reference: Vec<candle_core::Tensor> = trainer
-        .params
-        .iter()
-        .map(|(_, v)| v.as_tensor().copy())
-        .collect::<Result<_, _>>()?;
+    let reference = trainer.snapshot()?;
     let (mut step, mut curve) = (0u64, Vec::new());
     if job.resume
         && let Some((at, saved)) = trainer.restore()?
@@ -269,14 +267,7 @@ pub fn run(
     let mut baselines = read_baselines(&baselines_path(&trainer.run));
     if judge.is_some() {
         let used = (step..total)
-            .flat_map(|t| {
-                step_indices(
-                    prompts.len(),
-                    rl.prompts_per_step as usize,
-                    u64::from(s.seed),
-                    t,
-                )
-            })
+            .flat_map(|t| step::step_prompts(prompts.len(), s, rl, t))
             .collect::<std::collections::BTreeSet<_>>();
         let missing: Vec<usize> = used
             .into_iter()

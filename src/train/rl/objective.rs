@@ -44,6 +44,9 @@ pub struct ObjectiveSums {
     /// Tokens whose ratio was clipped (no gradient through them).
     pub clipped: usize,
     pub tokens: usize,
+    /// The largest |ratio − 1| of any token: exactly 0 on the first pass,
+    /// where the policy is the one that sampled.
+    pub max_ratio_deviation: f64,
 }
 
 impl ObjectiveSums {
@@ -52,6 +55,7 @@ impl ObjectiveSums {
         self.kl += o.kl;
         self.clipped += o.clipped;
         self.tokens += o.tokens;
+        self.max_ratio_deviation = self.max_ratio_deviation.max(o.max_ratio_deviation);
     }
 }
 
@@ -98,6 +102,7 @@ pub fn micro_batch_loss(logp: &Tensor, x: &ObjectiveInputs<'_>) -> Result<(Tenso
         }
         let a = x.advantages[i / cols];
         let r = f64::from(values[i] - x.old[i]).exp();
+        sums.max_ratio_deviation = sums.max_ratio_deviation.max((r - 1.0).abs());
         let clipped = if a >= 0.0 { r > hi } else { r < lo };
         sums.surrogate += (r * a).min(r.clamp(lo, hi) * a);
         let d = f64::from(x.reference[i] - values[i]);

@@ -8,18 +8,18 @@ use serde::{Deserialize, Serialize};
 
 use super::human::{self, Answer, Ask, AskGroup};
 use super::layout::{LayoutMonitor, layout_of};
-use super::objective::{ObjectiveInputs, ObjectiveSums, group_advantages, micro_batch_loss};
+use super::objective::group_advantages;
 use super::prompts::RlPrompt;
 use super::rewards::{self, RewardParts, RewardWeights};
 use super::rollout::{self, RolloutEngine, Sampled, rollout_seed};
+use super::update::update;
 use super::{RlError, RlJob, RolloutRecord};
-use crate::config::{RlConfig, SamplingConfig};
+use crate::config::{RlConfig, SamplingConfig, TrainConfig};
 use crate::engine::{Backend, FinishReason};
 use crate::format::{Ending, PREFILL};
 use crate::judge::{JudgeCase, judge_pair, judge_sampling};
 use crate::prefs::Role;
-use crate::train::data::{Tokenized, batch, step_indices};
-use crate::train::optim::Accumulator;
+use crate::train::data::{Tokenized, step_indices};
 use crate::train::run::memory_mib;
 use crate::train::trainer::Trainer;
 
@@ -121,6 +121,29 @@ fn ending(reason: FinishReason) -> Ending {
     }
 }
 
+/// The prompts of step `step`: `train.grad_accum` rounds of
+/// `rl.prompts_per_step` prompts in the seeded epoch order, all sampled by
+/// the same policy and accumulated into one update (TRL's GRPO also
+/// generates for `gradient_accumulation_steps` micro-batches per update).
+pub(super) fn step_prompts(
+    n: usize,
+    settings: &TrainConfig,
+    rl: &RlConfig,
+    step: u64,
+) -> Vec<usize> {
+    let rounds = u64::from(settings.grad_accum.max(1));
+    (0..rounds)
+        .flat_map(|round| {
+            step_indices(
+                n,
+                rl.prompts_per_step as usize,
+                u64::from(settings.seed),
+                step * rounds + round,
+            )
+        })
+        .collect()
+}
+
 /// Runs step `step`; `None` when stopped while waiting for the user's ratings.
 pub(super) async fn run_step(
     cx: &StepContext<'_>,
@@ -131,19 +154,18 @@ pub(super) async fn run_step(
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<StepOutcome>, RlError> {
     let (s, rl) = (&cx.job.settings, &cx.job.rl);
-    let chosen = step_indices(
-        cx.prompts.len(),
-        rl.prompts_per_step as usize,
-        u64::from(s.seed),
-        step,
-    );
+    let chosen = step_prompts(cx.prompts.len(), s, rl, step);
 
     // 1. Rollouts on the engine, with the current adapter.
     let began = Instant::now();
     let mut scored = Vec::new();
-    for &p in &chosen {
-        let seeds: Vec<u32> = (0..rl.group_size as usize)
-            .map(|m| rollout_seed(s.seed, step, p, m))
+    let group = rl.group_size as usize;
+    for (k, &p) in chosen.iter().enumerate() {
+        // Seeds by round too: a prompt drawn twice in one step (rounds
+        // across an epoch's end) gets other replies the second time.
+        let round = k / (rl.prompts_per_step as usize).max(1);
+        let seeds: Vec<u32> = (0..group)
+            .map(|m| rollout_seed(s.seed, step, p, m + round * group))
             .collect();
         let (replies, _) = rollout::sample(
             engine.engine()?,
@@ -386,129 +408,4 @@ fn ask_the_user(
         return None;
     }
     human::wait(&cx.job.run, &ask, stop)
-}
-
-struct UpdateStats {
-    loss: f64,
-    kl: f64,
-    clip_fraction: f64,
-    grad_norm: f64,
-    lr: f64,
-}
-
-/// Per-token log-prob values of every micro-batch under the LoRA tensors
-/// `values` (the current ones are put back afterwards, even on error).
-fn logprobs_with(
-    trainer: &Trainer,
-    values: Option<&[Tensor]>,
-    batches: &[(crate::train::data::Batch, Vec<f64>)],
-) -> Result<Vec<Vec<f32>>, RlError> {
-    let saved: Option<Vec<Tensor>> = match values {
-        Some(values) => {
-            let saved = trainer
-                .params
-                .iter()
-                .map(|(_, v)| v.as_tensor().copy())
-                .collect::<Result<Vec<_>, _>>()?;
-            for ((_, var), t) in trainer.params.iter().zip(values) {
-                var.set(t)?;
-            }
-            Some(saved)
-        }
-        None => None,
-    };
-    let result = batches
-        .iter()
-        .map(|(b, _)| -> Result<Vec<f32>, RlError> {
-            let (ids, labels) = trainer.tensors(b)?;
-            let lp = trainer.model.token_logprobs(&ids, &labels)?;
-            Ok(lp.detach().flatten_all()?.to_vec1::<f32>()?)
-        })
-        .collect();
-    if let Some(saved) = saved {
-        for ((_, var), t) in trainer.params.iter().zip(&saved) {
-            var.set(t)?;
-        }
-    }
-    result
-}
-
-fn update(
-    cx: &StepContext<'_>,
-    trainer: &mut Trainer,
-    items: &[(Tokenized, f64, usize)],
-    step: u64,
-) -> Result<UpdateStats, RlError> {
-    let (s, rl) = (&cx.job.settings, &cx.job.rl);
-    let passes = u64::from(rl.updates_per_batch.max(1));
-    if items.is_empty() {
-        return Ok(UpdateStats {
-            loss: 0.0,
-            kl: 0.0,
-            clip_fraction: 0.0,
-            grad_norm: 0.0,
-            lr: trainer.schedule.lr(step * passes),
-        });
-    }
-    let step_tokens: usize = items.iter().map(|(t, _, _)| t.completion_len()).sum();
-    let batches: Vec<(crate::train::data::Batch, Vec<f64>)> = items
-        .chunks(s.batch_size.max(1) as usize)
-        .map(|chunk| {
-            let rows: Vec<&Tokenized> = chunk.iter().map(|(t, _, _)| t).collect();
-            (batch(&rows, 0), chunk.iter().map(|(_, a, _)| *a).collect())
-        })
-        .collect();
-    let reference = logprobs_with(trainer, Some(cx.reference), &batches)?;
-    // With one pass the sampling policy is the current one: its log-probs
-    // come from the same forward pass (ratio 1, gradient ∇log π).
-    let old = if passes > 1 {
-        Some(logprobs_with(trainer, None, &batches)?)
-    } else {
-        None
-    };
-    let mut first = ObjectiveSums::default();
-    let mut all = ObjectiveSums::default();
-    let (mut grad_norm, mut lr) = (0.0, 0.0);
-    for pass in 0..passes {
-        let mut acc = Accumulator::new(trainer.params.len());
-        let mut sums = ObjectiveSums::default();
-        for (i, (b, advantages)) in batches.iter().enumerate() {
-            let (ids, labels) = trainer.tensors(b)?;
-            let logp = trainer.model.token_logprobs(&ids, &labels)?;
-            let current;
-            let old_values = match &old {
-                Some(old) => &old[i],
-                None => {
-                    current = logp.detach().flatten_all()?.to_vec1::<f32>()?;
-                    &current
-                }
-            };
-            let inputs = ObjectiveInputs {
-                labels: &b.labels,
-                old: old_values,
-                reference: &reference[i],
-                advantages,
-                clip_epsilon: rl.clip_epsilon,
-                kl_beta: rl.kl_beta,
-                step_tokens,
-            };
-            let (loss, part) = micro_batch_loss(&logp, &inputs)?;
-            let grads = trainer.model.backward(&loss)?;
-            acc.add(&trainer.params, &grads, 1.0)?;
-            sums.add(&part);
-        }
-        (grad_norm, lr) = trainer.update(&mut acc, step * passes + pass, s.max_grad_norm)?;
-        if pass == 0 {
-            first = sums;
-        }
-        all.add(&sums);
-    }
-    let tokens = first.tokens.max(1) as f64;
-    Ok(UpdateStats {
-        loss: (-first.surrogate + rl.kl_beta * first.kl) / tokens,
-        kl: first.kl / tokens,
-        clip_fraction: all.clipped as f64 / all.tokens.max(1) as f64,
-        grad_norm,
-        lr,
-    })
 }
