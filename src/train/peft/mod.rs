@@ -2,9 +2,11 @@
 //! `base_model.model.model.layers.N.<module>.lora_A.weight` (r, in) and
 //! `lora_B.weight` (out, r), and `adapter_config.json`, so an adapter
 //! trained here loads with `PeftModel.from_pretrained` on the HF model —
-//! with llama's q/k rows in Hugging Face's order ([`rows`]).
+//! with llama's q/k rows in Hugging Face's order ([`rows`]) — and a PEFT
+//! folder trained elsewhere imports as a LoRA GGUF ([`import`]).
 
 pub mod base_name;
+pub mod import;
 pub mod rows;
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +26,8 @@ pub enum PeftError {
     /// A file that cannot be used, and why (with the fix).
     #[error("'{}': {detail}", path.display())]
     Bad { path: PathBuf, detail: String },
+    #[error("'{}' already exists: pass --force to replace it, or choose another --out", path.display())]
+    Exists { path: PathBuf },
     /// The base model's GGUF header (the error names the file).
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
