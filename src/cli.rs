@@ -512,6 +512,10 @@ pub enum BenchCommand {
     /// Internal: our training steps in their own process, for `bench train`.
     #[command(hide = true)]
     TrainLoop(TrainLoopArgs),
+    /// Internal: the trainer's logits (candle) over samples, with an adapter, for
+    /// scripts/check-peft.sh to compare with transformers + PEFT.
+    #[command(hide = true)]
+    Logits(BenchLogitsArgs),
     /// RL rollout tokens/s against plain generation of the same prompts and seeds
     /// (one by one and batched), and how RL step time splits between adapter swap,
     /// rollout, scoring and update.
@@ -581,6 +585,23 @@ pub struct BenchTrainArgs {
     /// Only this base mode of ours: quantized or dequantized (default: both).
     #[arg(long, value_parser = ["quantized", "dequantized"])]
     pub base: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchLogitsArgs {
+    /// GGUF model (default: model.path).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// LoRA GGUF to apply.
+    #[arg(long, value_name = "ADAPTER.gguf")]
+    pub adapter: Option<PathBuf>,
+    /// Samples as JSONL, one {"messages": [...]} per line (as `her train sft` reads them).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Output safetensors: per sample N, `ids.N` (u32), `completion_start.N` (u32) and
+    /// `logits.N` (positions × vocab, f32).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -188,6 +188,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::train::run_train_loop(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Bench(BenchCommand::Logits(args))) => {
+            bench::logits::run(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench(BenchCommand::Rl(args))) => {
             bench::rl::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
