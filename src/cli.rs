@@ -34,7 +34,8 @@ pub enum Command {
     Chat(ChatArgs),
     /// List the characters and scenes in the studio's characters/ folder.
     Characters,
-    /// Import a SillyTavern Character Card (V2/V3, .png or .json) or CoSER scene JSON.
+    /// Import a SillyTavern Character Card (V2/V3, .png or .json) or CoSER scene JSON;
+    /// `her import adapter DIR` turns a PEFT LoRA folder into a LoRA GGUF for the chat.
     Import(ImportArgs),
     /// Export a character as a Character Card V3 (PNG also carries V2) for SillyTavern.
     #[command(subcommand)]
@@ -130,10 +131,37 @@ pub struct ChatArgs {
 }
 
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ImportArgs {
+    #[command(subcommand)]
+    pub what: Option<ImportCommand>,
     /// The card (.png / .json) or CoSER JSON file.
-    pub path: PathBuf,
+    #[arg(required = true)]
+    pub path: Option<PathBuf>,
     /// Replace a character or scene file of the same name.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ImportCommand {
+    /// A PEFT LoRA folder (adapter_config.json + adapter_model.safetensors, as TRL, Unsloth
+    /// or `her train` write it) for the chat's model → a LoRA GGUF that `/adapter` loads.
+    Adapter(ImportAdapterArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportAdapterArgs {
+    /// The PEFT adapter folder.
+    #[arg(value_name = "PEFT_DIR")]
+    pub dir: PathBuf,
+    /// The base model's GGUF the adapter was trained for (default: model.path).
+    #[arg(long, value_name = "GGUF")]
+    pub model: Option<PathBuf>,
+    /// Output LoRA GGUF (default: adapters/<folder name>.gguf in the studio).
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace the output file if it exists.
     #[arg(long)]
     pub force: bool,
 }
@@ -484,6 +512,10 @@ pub enum BenchCommand {
     /// Internal: our training steps in their own process, for `bench train`.
     #[command(hide = true)]
     TrainLoop(TrainLoopArgs),
+    /// Internal: the trainer's logits (candle) over samples, with an adapter, for
+    /// scripts/check-peft.sh to compare with transformers + PEFT.
+    #[command(hide = true)]
+    Logits(BenchLogitsArgs),
     /// RL rollout tokens/s against plain generation of the same prompts and seeds
     /// (one by one and batched), and how RL step time splits between adapter swap,
     /// rollout, scoring and update.
@@ -553,6 +585,23 @@ pub struct BenchTrainArgs {
     /// Only this base mode of ours: quantized or dequantized (default: both).
     #[arg(long, value_parser = ["quantized", "dequantized"])]
     pub base: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchLogitsArgs {
+    /// GGUF model (default: model.path).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// LoRA GGUF to apply.
+    #[arg(long, value_name = "ADAPTER.gguf")]
+    pub adapter: Option<PathBuf>,
+    /// Samples as JSONL, one {"messages": [...]} per line (as `her train sft` reads them).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Output safetensors: per sample N, `ids.N` (u32), `completion_start.N` (u32) and
+    /// `logits.N` (positions × vocab, f32).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

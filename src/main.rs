@@ -12,7 +12,8 @@ use her_studio::chat::{
     Conversation, HeadlessOptions, SceneConversation, run_headless, run_headless_scene,
 };
 use her_studio::cli::{
-    BenchCommand, ChatArgs, Cli, Command, ExportCommand, PrefsCommand, TrainCommand,
+    BenchCommand, ChatArgs, Cli, Command, ExportCommand, ImportArgs, ImportCommand, PrefsCommand,
+    TrainCommand,
 };
 use her_studio::commands;
 use her_studio::engine::Backend;
@@ -73,9 +74,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             her_studio::character::print_list(&app.config().characters_dir(&app.studio.root))?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Import(args)) => {
+        Some(Command::Import(ImportArgs {
+            what: Some(ImportCommand::Adapter(args)),
+            ..
+        })) => {
+            commands::import_adapter::run(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Import(ImportArgs {
+            path: Some(path),
+            force,
+            ..
+        })) => {
             let characters = app.config().characters_dir(&app.studio.root);
-            let report = transfer::import(&args.path, &characters, &app.scenes_dir(), args.force)?;
+            let report = transfer::import(&path, &characters, &app.scenes_dir(), force)?;
             for w in &report.warnings {
                 eprintln!("warning: {w}");
             }
@@ -83,6 +95,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("wrote {}", path.display());
             }
             Ok(ExitCode::SUCCESS)
+        }
+        // clap requires a path or a subcommand.
+        Some(Command::Import(_)) => {
+            anyhow::bail!("her import needs a card or scene file, or `adapter PEFT_DIR`")
         }
         Some(Command::Export(ExportCommand::Session(args))) => {
             use her_studio::session::{ExportFormat, ExportOptions, export, load_session};
@@ -170,6 +186,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Bench(BenchCommand::TrainLoop(args))) => {
             bench::train::run_train_loop(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Bench(BenchCommand::Logits(args))) => {
+            bench::logits::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench(BenchCommand::Rl(args))) => {

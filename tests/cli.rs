@@ -358,3 +358,71 @@ fn train_sft_stops_on_ctrl_c_and_resumes() {
         .count();
     assert_eq!(steps, 400, "one metrics line per step, none twice");
 }
+
+/// A one-projection PEFT folder for the tiny Qwen3 (rank 2 on layer 0's q_proj).
+fn tiny_peft_folder(dir: &Path, use_dora: bool) {
+    use candle_core::{DType, Device, Tensor};
+    let spec = &common::tiny().spec;
+    let (n_in, n_out) = (spec.n_embd as usize, (spec.n_head * spec.head_dim) as usize);
+    std::fs::create_dir_all(dir).unwrap();
+    let config = serde_json::json!({
+        "peft_type": "LORA", "r": 2, "lora_alpha": 4, "target_modules": ["q_proj"],
+        "bias": "none", "use_dora": use_dora
+    });
+    std::fs::write(dir.join("adapter_config.json"), config.to_string()).unwrap();
+    let key = |f: &str| format!("base_model.model.model.layers.0.self_attn.q_proj.lora_{f}.weight");
+    let tensors = std::collections::HashMap::from([
+        (
+            key("A"),
+            Tensor::ones((2, n_in), DType::F32, &Device::Cpu).unwrap(),
+        ),
+        (
+            key("B"),
+            Tensor::ones((n_out, 2), DType::F32, &Device::Cpu).unwrap(),
+        ),
+    ]);
+    candle_core::safetensors::save(&tensors, dir.join("adapter_model.safetensors")).unwrap();
+}
+
+#[test]
+fn import_adapter_writes_a_lora_gguf_and_refuses_dora_in_one_line() {
+    let home = tempfile::tempdir().unwrap();
+    let model = common::tiny().model.clone();
+    let folder = home.path().join("my-lora");
+    tiny_peft_folder(&folder, false);
+    let out_file = home.path().join("my-lora.gguf");
+    let run = |folder: &Path| {
+        her(home.path())
+            .args(["import", "adapter"])
+            .arg(folder)
+            .arg("--model")
+            .arg(&model)
+            .arg("--out")
+            .arg(&out_file)
+            .output()
+            .unwrap()
+    };
+    let ok = run(&folder);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        stdout.contains("/adapter") && stdout.contains("r 2"),
+        "{stdout}"
+    );
+    let file = her_studio::train::lora::read_lora_gguf(&out_file).unwrap();
+    assert_eq!(
+        (file.arch.as_str(), file.rank, file.tensors.len()),
+        ("qwen3", 2, 1)
+    );
+
+    let again = run(&folder);
+    assert_one_clear_error(&again, "--force");
+
+    let dora = home.path().join("dora");
+    tiny_peft_folder(&dora, true);
+    std::fs::remove_file(&out_file).unwrap();
+    let refused = run(&dora);
+    assert_one_clear_error(&refused, "DoRA");
+    assert!(stderr(&refused).contains("adapter_config.json"));
+    assert!(!out_file.exists());
+}

@@ -2,6 +2,7 @@
 //! in the same run, so a busy or slow machine does not distort them.
 
 pub mod engine;
+pub mod logits;
 pub mod rl;
 pub mod train;
 

@@ -2,6 +2,7 @@
 
 pub mod annotate;
 pub mod eval;
+pub mod import_adapter;
 pub mod judge;
 pub mod prefs;
 pub mod train;

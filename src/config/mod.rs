@@ -437,6 +437,10 @@ pub struct TrainConfig {
     /// Steps between checkpoints (0 = only at the end and on ctrl+c).
     pub checkpoint_every: u32,
     pub seed: u32,
+    /// Hugging Face id of the model the GGUF was converted from, written as
+    /// the PEFT export's `base_model_name_or_path`; empty = the id the GGUF
+    /// names, else a placeholder.
+    pub hf_base_model: String,
 }
 
 impl Default for TrainConfig {
@@ -466,6 +470,7 @@ impl Default for TrainConfig {
             eval_every: 20,
             checkpoint_every: 50,
             seed: 42,
+            hf_base_model: String::new(),
         }
     }
 }

@@ -289,6 +289,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("train", "eval_every", int(0, 100_000_000)),
     spec("train", "checkpoint_every", int(0, 100_000_000)),
     spec("train", "seed", int(0, u32::MAX as i64)),
+    spec("train", "hf_base_model", Kind::Str { non_empty: false }),
     spec("rl", "steps", int(1, 100_000_000)),
     spec("rl", "prompts_per_step", int(1, 4096)),
     spec("rl", "group_size", int(2, 256)),

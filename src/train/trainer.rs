@@ -13,7 +13,6 @@ use super::guard::{Diverged, NonFiniteGuard, StepUpdate};
 use super::lora::{LoraParam, LoraSpec, write_lora_gguf};
 use super::model::{BaseMode, TrainModel};
 use super::optim::{AdamW, AdamWConfig, Schedule};
-use super::peft::{PeftConfig, PeftTensor};
 use super::run::RunDir;
 use super::sft::SftError;
 use crate::config::TrainConfig;
@@ -52,6 +51,8 @@ pub struct Trainer {
     pub settings_sha256: String,
     max_grad_norm: f64,
     nonfinite: NonFiniteGuard,
+    /// `train.hf_base_model`: the PEFT export's base id when set.
+    pub hf_base_model: String,
 }
 
 impl Trainer {
@@ -114,6 +115,7 @@ impl Trainer {
             settings_sha256,
             max_grad_norm: settings.max_grad_norm,
             nonfinite: NonFiniteGuard::new(settings.max_nonfinite_steps),
+            hf_base_model: settings.hf_base_model.clone(),
         })
     }
 
@@ -250,37 +252,22 @@ impl Trainer {
         )?)
     }
 
-    /// Writes `adapter.gguf` and `peft/`; returns their paths. Nothing is
-    /// written from non-finite weights.
+    /// Writes `adapter.gguf` (GGUF rows) and `peft/` (Hugging Face rows,
+    /// see [`super::peft::rows`]); returns their paths. Nothing is written
+    /// from non-finite weights.
     pub fn export(&self, base_model: &Path) -> Result<(PathBuf, PathBuf), SftError> {
         let named = self.params.iter().map(|(n, v)| (n.as_str(), v.as_tensor()));
         super::guard::ensure_finite(&self.run.adapter_gguf(), named)?;
         let arch = self.model.shape.arch.as_str();
         write_lora_gguf(&self.run.adapter_gguf(), arch, &self.spec, &self.lora)?;
-        let tensors: Vec<PeftTensor> = self
-            .lora
-            .iter()
-            .map(|p| PeftTensor {
-                layer: p.layer,
-                module: p.target.peft_name().to_string(),
-                a: p.a.as_tensor().clone(),
-                b: p.b.as_tensor().clone(),
-            })
-            .collect();
-        let modules: Vec<String> = self
-            .spec
-            .targets
-            .iter()
-            .map(|t| t.peft_name().to_string())
-            .collect();
-        let config = PeftConfig::new(
-            &base_model.display().to_string(),
-            self.spec.rank,
-            self.spec.alpha,
-            self.spec.dropout,
-            &modules,
-        );
-        super::peft::write(&self.run.peft_dir(), &config, &tensors)?;
+        super::peft::export(
+            &self.run.peft_dir(),
+            base_model,
+            &self.hf_base_model,
+            &self.model.shape,
+            &self.spec,
+            &self.lora,
+        )?;
         Ok((self.run.adapter_gguf(), self.run.peft_dir()))
     }
 

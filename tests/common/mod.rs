@@ -78,6 +78,20 @@ pub fn sampling(seed: u32, max_new_tokens: u32) -> SamplingConfig {
 
 pub const CHATML_PROMPT: &str = "<|im_start|>system\nYou are Elizabeth.<|im_end|>\n<|im_start|>user\nHello there.<|im_end|>\n<|im_start|>assistant\n<system_thinking>";
 
+/// The tiny byte-level BPE vocabulary as a GGUF tokenizer (gpt2 model,
+/// ChatML specials), for fixtures llama.cpp can load.
+pub fn add_tiny_tokenizer(w: &mut her_studio::gguf::GgufWriter) {
+    let vocab = her_studio::gguf::tiny_bpe_vocab();
+    w.add_string("tokenizer.ggml.model", "gpt2")
+        .add_string("tokenizer.ggml.pre", "qwen2")
+        .add_string_array("tokenizer.ggml.tokens", vocab.tokens)
+        .add_i32_array("tokenizer.ggml.token_type", vocab.token_types)
+        .add_string_array("tokenizer.ggml.merges", vocab.merges)
+        .add_u32("tokenizer.ggml.bos_token_id", vocab.special.endoftext)
+        .add_u32("tokenizer.ggml.eos_token_id", vocab.special.im_end)
+        .add_bool("tokenizer.ggml.add_bos_token", false);
+}
+
 /// A tiny random Qwen2 (q/k/v biases, untied output head, head_dim =
 /// n_embd / n_head as llama.cpp's qwen2 requires) over the tiny BPE vocab,
 /// as an unwritten GgufWriter so a test can add to it. Scales as the
@@ -102,15 +116,8 @@ pub fn tiny_qwen2_writer(seed: u64) -> her_studio::gguf::GgufWriter {
         .add_u32("qwen2.attention.head_count", nh as u32)
         .add_u32("qwen2.attention.head_count_kv", nkv as u32)
         .add_f32("qwen2.rope.freq_base", 1e6)
-        .add_f32("qwen2.attention.layer_norm_rms_epsilon", 1e-6)
-        .add_string("tokenizer.ggml.model", "gpt2")
-        .add_string("tokenizer.ggml.pre", "qwen2")
-        .add_string_array("tokenizer.ggml.tokens", vocab.tokens)
-        .add_i32_array("tokenizer.ggml.token_type", vocab.token_types)
-        .add_string_array("tokenizer.ggml.merges", vocab.merges)
-        .add_u32("tokenizer.ggml.bos_token_id", vocab.special.endoftext)
-        .add_u32("tokenizer.ggml.eos_token_id", vocab.special.im_end)
-        .add_bool("tokenizer.ggml.add_bos_token", false);
+        .add_f32("qwen2.attention.layer_norm_rms_epsilon", 1e-6);
+    add_tiny_tokenizer(&mut w);
     w.add_tensor_f32(
         "token_embd.weight",
         &[e, n_vocab],
