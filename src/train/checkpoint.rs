@@ -52,6 +52,11 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
     }
 }
 
+/// The folder of the checkpoint at `step`.
+pub fn dir(checkpoints: &Path, step: u64) -> PathBuf {
+    checkpoints.join(format!("step-{step:06}"))
+}
+
 /// Writes `checkpoints/step-NNNNNN/` atomically and returns its path.
 pub fn save(
     checkpoints: &Path,
@@ -60,9 +65,12 @@ pub fn save(
     state: &LoopState,
 ) -> Result<PathBuf, CheckpointError> {
     std::fs::create_dir_all(checkpoints).map_err(io("create", checkpoints))?;
-    let name = format!("step-{:06}", state.step);
+    let done = dir(checkpoints, state.step);
+    let name = done
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = checkpoints.join(format!(".{name}.partial"));
-    let done = checkpoints.join(&name);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io("remove", &tmp))?;
     }
