@@ -424,8 +424,9 @@ pub enum Batching {
     /// `batch_size` samples per micro-batch, one per row, right-padded and
     /// grouped by length.
     Padded,
-    /// Rows of several samples (each row's sample indices, packed once);
-    /// `batch_size` rows per micro-batch, the rows shuffled each epoch.
+    /// Rows of several samples (each row's sample indices, packed once),
+    /// shuffled each epoch; a micro-batch joins `batch_size` of them into
+    /// one sequence without padding (TRL's padding-free packing).
     Packed(Vec<Vec<usize>>),
 }
 
@@ -464,11 +465,11 @@ impl Batching {
                 order
                     .chunks(batch_size.max(1))
                     .map(|group| {
-                        let rows: Vec<Vec<&Tokenized>> = group
+                        let row: Vec<&Tokenized> = group
                             .iter()
-                            .map(|row| row.iter().map(|&i| &samples[i]).collect())
+                            .flat_map(|row| row.iter().map(|&i| &samples[i]))
                             .collect();
-                        packed_batch(&rows, 0)
+                        packed_batch(&[row], 0)
                     })
                     .collect()
             }
@@ -628,6 +629,8 @@ mod tests {
         assert_eq!(epoch, batching.epoch(&samples, 2, 9, 0));
         let positions: usize = epoch.iter().map(|b| b.positions).sum();
         assert_eq!(positions, sizes.iter().map(|n| n - 1).sum::<usize>());
+        // Each micro-batch is one sequence without padding.
+        assert!(epoch.iter().all(|b| b.rows == 1 && b.cols == b.positions));
     }
 
     #[test]
