@@ -1,8 +1,9 @@
 //! `her bench train`'s packing section: our trainer on the micro-batches
 //! `her train sft` builds from the data file, with `train.packing` off (one
-//! sample per row, right-padded, rows grouped by length) and on (several
-//! samples per row of `train.max_seq_len` positions, attention kept inside
-//! each). Both sides see every sample the same number of times per epoch;
+//! sample per row, right-padded, rows grouped by length) and on (samples
+//! packed into rows of `train.max_seq_len` positions, a micro-batch's rows
+//! joined without padding, attention kept inside each sample). Both sides
+//! see every sample once per epoch;
 //! the figure is useful tokens/s: positions holding a real token (padding
 //! is work that teaches nothing), and labelled tokens/s beside it.
 
@@ -121,8 +122,9 @@ fn report(
     mode: BaseMode,
 ) {
     println!(
-        "\n  packing: ours, {} base, the SFT micro-batches of the data ({} rows per step; \
-         packed rows of up to {row_len} positions; loss on {} assistant turn{})",
+        "\n  packing: ours, {} base, the SFT micro-batches of the data ({} samples or packed \
+         rows of up to {row_len} positions per step, the rows joined without padding; loss on \
+         {} assistant turn{})",
         mode_name(mode),
         args.batch,
         match loss_on {
@@ -132,7 +134,7 @@ fn report(
         if loss_on == LossOn::All { "s" } else { "" }
     );
     println!(
-        "  side                       useful tok/s  labelled tok/s  padding  positions/step  s/step  peak MiB"
+        "  side                       useful tok/s  labelled tok/s  padding  positions/step  s/step  peak MiB  others busy"
     );
     for (plan, r) in sides {
         let batches = measured(plan, r);
@@ -145,12 +147,15 @@ fn report(
         let secs: f64 = r.measured().iter().map(|s| s.step_s).sum();
         let per_s = |n: usize| if secs > 0.0 { n as f64 / secs } else { 0.0 };
         let name = if plan.batches.iter().any(|b| !b.sample_lens.is_empty()) {
-            "packed rows (packing on)"
+            "packed (packing on)"
         } else {
             "padded rows (packing off)"
         };
+        let others = r
+            .others_busy
+            .map_or("?".to_string(), |x| format!("{:.0}%", x * 100.0));
         println!(
-            "  {name:<26} {:>12.1}  {:>14.1}  {:>6.1}%  {:>14}  {:>6.2}  {:>8.0}",
+            "  {name:<26} {:>12.1}  {:>14.1}  {:>6.1}%  {:>14}  {:>6.2}  {:>8.0}  {others:>11}",
             per_s(useful),
             per_s(labelled),
             100.0 * (1.0 - useful as f64 / slots.max(1) as f64),
