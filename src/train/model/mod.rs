@@ -370,7 +370,7 @@ impl TrainModel {
     /// Per-sequence sum of log-probs of the labelled positions (for DPO/RL):
     /// (b,) f32 tensor with grad. No dropout.
     pub fn sequence_logprobs(&self, ids: &Tensor, labels: &Tensor) -> Result<Tensor, TrainError> {
-        self.sequence_logprobs_in(ids, labels, PassOptions::TRACKED)
+        Ok(self.token_logprobs(ids, labels)?.sum(1)?)
     }
 
     /// [`Self::sequence_logprobs`] without a graph: reference and held-out
@@ -380,18 +380,7 @@ impl TrainModel {
         ids: &Tensor,
         labels: &Tensor,
     ) -> Result<Tensor, TrainError> {
-        self.sequence_logprobs_in(ids, labels, PassOptions::DETACHED)
-    }
-
-    fn sequence_logprobs_in(
-        &self,
-        ids: &Tensor,
-        labels: &Tensor,
-        options: PassOptions<'_>,
-    ) -> Result<Tensor, TrainError> {
-        let (b, t) = batch_dims(ids, "ids")?;
-        let (nll, _) = self.token_nll(ids, labels, options)?;
-        Ok(nll.reshape((b, t))?.sum(1)?.neg()?)
+        Ok(self.token_logprobs_detached(ids, labels)?.sum(1)?)
     }
 
     /// Per-token log-probs of the labelled positions (for RL): (b,t) f32
