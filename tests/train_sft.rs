@@ -14,13 +14,17 @@ use her_studio::engine::{Backend, GenerateRequest};
 use her_studio::train::data::{
     LossOn, Message, Sample, Tokenized, batch, chatml_parts, tokenize_turns,
 };
-use her_studio::train::sft::{Progress, SftJob, run};
+use her_studio::train::sft::{Progress, SftJob, SftReport, run};
 
-fn sample(user: &str, reply: &str) -> Sample {
-    let m = |role: &str, content: &str| Message {
+fn message(role: &str, content: &str) -> Message {
+    Message {
         role: role.into(),
         content: content.into(),
-    };
+    }
+}
+
+fn sample(user: &str, reply: &str) -> Sample {
+    let m = message;
     Sample {
         messages: vec![
             m("system", "You are Elizabeth Bennet."),
@@ -208,10 +212,7 @@ fn a_short_run_on_smollm2_lowers_the_held_out_loss() {
 /// A user turn, a reply, a user turn, a reply, a user turn and the final
 /// reply; each reply has a plan.
 fn three_turns() -> Sample {
-    let m = |role: &str, content: &str| Message {
-        role: role.into(),
-        content: content.into(),
-    };
+    let m = message;
     Sample {
         messages: vec![
             m("system", "You are Elizabeth Bennet."),
@@ -353,17 +354,23 @@ fn adapter_tensors(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
     out
 }
 
+/// An SFT run on [`one_question_eight_replies`] with patience 2.
+fn stopping_run(
+    dir: &std::path::Path,
+    load_best: bool,
+    resume: bool,
+    stop: &AtomicBool,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> SftReport {
+    let job = job(dir, stopping_settings(2, load_best), resume);
+    run(&job, one_question_eight_replies(), stop, on_progress).unwrap()
+}
+
 #[test]
 fn early_stopping_ends_the_run_and_the_adapter_is_the_best_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let never = AtomicBool::new(false);
-    let report = run(
-        &job(dir.path(), stopping_settings(2, true), false),
-        one_question_eight_replies(),
-        &never,
-        &mut |_| {},
-    )
-    .unwrap();
+    let report = stopping_run(dir.path(), true, false, &never, &mut |_| {});
     println!("held-out losses: {:?}", report.evals);
     let stopped = report.early_stopped.expect("no early stop in 40 steps");
     assert_eq!(report.steps, stopped);
@@ -394,13 +401,7 @@ fn early_stopping_ends_the_run_and_the_adapter_is_the_best_checkpoint() {
 
     // Without load_best_model_at_end the adapter is the final weights.
     let other = tempfile::tempdir().unwrap();
-    let last = run(
-        &job(other.path(), stopping_settings(2, false), false),
-        one_question_eight_replies(),
-        &never,
-        &mut |_| {},
-    )
-    .unwrap();
+    let last = stopping_run(other.path(), false, false, &never, &mut |_| {});
     assert_eq!(
         (last.early_stopped, last.best),
         (report.early_stopped, report.best)
@@ -415,27 +416,15 @@ fn early_stopping_ends_the_run_and_the_adapter_is_the_best_checkpoint() {
     // at the same step (its earlier evaluations come from its metrics).
     let parts = tempfile::tempdir().unwrap();
     let stop = AtomicBool::new(false);
-    let halted = run(
-        &job(parts.path(), stopping_settings(2, true), false),
-        one_question_eight_replies(),
-        &stop,
-        &mut |p| {
-            if let Progress::Step(step) = p
-                && step.step == best_step + 1
-            {
-                stop.store(true, Ordering::SeqCst);
-            }
-        },
-    )
-    .unwrap();
+    let halted = stopping_run(parts.path(), true, false, &stop, &mut |p| {
+        if let Progress::Step(step) = p
+            && step.step == best_step + 1
+        {
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
     assert!(halted.interrupted);
-    let resumed = run(
-        &job(parts.path(), stopping_settings(2, true), true),
-        one_question_eight_replies(),
-        &never,
-        &mut |_| {},
-    )
-    .unwrap();
+    let resumed = stopping_run(parts.path(), true, true, &never, &mut |_| {});
     assert_eq!(
         (resumed.early_stopped, resumed.best, resumed.adapter_step),
         (report.early_stopped, report.best, report.adapter_step)
