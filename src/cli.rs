@@ -585,6 +585,13 @@ pub struct BenchTrainArgs {
     /// Only this base mode of ours: quantized or dequantized (default: both).
     #[arg(long, value_parser = ["quantized", "dequantized"])]
     pub base: Option<String>,
+    /// Positions per packed row in the packing comparison (0 = train.max_seq_len).
+    #[arg(long, default_value_t = 0)]
+    pub pack_len: usize,
+    /// Leave out the packing comparison (our trainer on the data's SFT
+    /// micro-batches with train.packing off and on: useful tokens/s).
+    #[arg(long)]
+    pub skip_packing: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -405,36 +405,14 @@ fn minor_faults() -> u64 {
 #[test]
 #[ignore = "slow measurement: run explicitly with --ignored --nocapture"]
 fn peak_memory_and_speed_report() {
-    let exe = std::env::current_exe().unwrap();
-    for which in [
-        "quantized-off",
-        "quantized-on",
-        "dequantized-off",
-        "dequantized-on",
-    ] {
-        let out = std::process::Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "probe_one_training_step",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(PROBE_ENV, which)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{which}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The harness prints the test name on the same line first.
-        for line in stdout
-            .lines()
-            .filter_map(|l| l.find("PROBE").map(|i| &l[i..]))
-        {
-            println!("{line}");
-        }
-    }
+    common::report_probes(
+        "probe_one_training_step",
+        PROBE_ENV,
+        &[
+            "quantized-off",
+            "quantized-on",
+            "dequantized-off",
+            "dequantized-on",
+        ],
+    );
 }

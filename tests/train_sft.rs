@@ -1,6 +1,8 @@
 //! SFT end to end on the tiny model: it overfits four samples, the adapter
 //! it exports makes llama.cpp's greedy decoding write a trained reply
-//! exactly, and a run stopped half-way resumes to the same loss curve.
+//! exactly, a run stopped half-way resumes to the same loss curve, every
+//! assistant turn can be learned, and early stopping keeps the best
+//! checkpoint.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,14 +11,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use her_studio::config::TrainConfig;
 use her_studio::engine::{Backend, GenerateRequest};
-use her_studio::train::data::{Message, Sample, chatml_parts};
-use her_studio::train::sft::{Progress, SftJob, run};
+use her_studio::train::data::{
+    LossOn, Message, Sample, Tokenized, batch, chatml_parts, tokenize_turns,
+};
+use her_studio::train::sft::{Progress, SftJob, SftReport, run};
 
-fn sample(user: &str, reply: &str) -> Sample {
-    let m = |role: &str, content: &str| Message {
+fn message(role: &str, content: &str) -> Message {
+    Message {
         role: role.into(),
         content: content.into(),
-    };
+    }
+}
+
+fn sample(user: &str, reply: &str) -> Sample {
+    let m = message;
     Sample {
         messages: vec![
             m("system", "You are Elizabeth Bennet."),
@@ -232,6 +240,8 @@ fn nan_settings() -> TrainConfig {
     let mut s = settings(10);
     s.batch_size = 1;
     s.checkpoint_every = 1;
+    // One sample per step, so exactly the poisoned sample's steps are NaN.
+    s.packing = false;
     s
 }
 
@@ -278,4 +288,248 @@ fn too_many_nan_steps_in_a_row_stop_the_run() {
     } else {
         assert!(err.contains("No checkpoint was written yet"), "{err}");
     }
+}
+/// A user turn, a reply, a user turn, a reply, a user turn and the final
+/// reply; each reply has a plan.
+fn three_turns() -> Sample {
+    let m = message;
+    Sample {
+        messages: vec![
+            m("system", "You are Elizabeth Bennet."),
+            m("user", "Darcy: Do you dance?"),
+            m(
+                "assistant",
+                "<system_thinking>Tease.</system_thinking>Elizabeth: <role_thinking>Proud man.</role_thinking>Not with you.",
+            ),
+            m("user", "Darcy: Why not?"),
+            m(
+                "assistant",
+                "<system_thinking>Stay cool.</system_thinking>Elizabeth: <role_action>turns away</role_action>I prefer to sit.",
+            ),
+            m("user", "Darcy: Then talk with me."),
+            m(
+                "assistant",
+                "<system_thinking>Relent a little.</system_thinking>Elizabeth: Only a little, sir.",
+            ),
+        ],
+    }
+}
+
+/// The decoded text of each run of consecutive labelled positions.
+fn labelled_runs(tokenizer: &tokenizers::Tokenizer, t: &Tokenized) -> Vec<String> {
+    let b = batch(&[t], 0);
+    let mut runs: Vec<Vec<u32>> = Vec::new();
+    let mut previous = false;
+    for &label in &b.labels {
+        let learned = label != her_studio::train::data::IGNORE;
+        if learned {
+            if !previous {
+                runs.push(Vec::new());
+            }
+            runs.last_mut().unwrap().push(label as u32);
+        }
+        previous = learned;
+    }
+    runs.iter()
+        .map(|ids| tokenizer.decode(ids, false).unwrap())
+        .collect()
+}
+
+#[test]
+fn loss_on_all_labels_exactly_the_assistant_turns_of_a_three_turn_sample() {
+    let tokenizer = her_studio::train::tokenizer::from_gguf(&common::smollm2()).unwrap();
+    let sample = three_turns();
+    let all = tokenize_turns(&tokenizer, &sample, LossOn::All).unwrap();
+    let last = tokenize_turns(&tokenizer, &sample, LossOn::Last).unwrap();
+    // Earlier turns without their plan (HER's history rule), the final one
+    // as written; every turn ends with its end marker.
+    assert_eq!(
+        labelled_runs(&tokenizer, &all),
+        vec![
+            "Elizabeth: <role_thinking>Proud man.</role_thinking>Not with you.<|im_end|>",
+            "Elizabeth: <role_action>turns away</role_action>I prefer to sit.<|im_end|>",
+            "<system_thinking>Relent a little.</system_thinking>Elizabeth: Only a little, sir.<|im_end|>",
+        ]
+    );
+    assert_eq!(
+        labelled_runs(&tokenizer, &last),
+        vec![
+            "<system_thinking>Relent a little.</system_thinking>Elizabeth: Only a little, sir.<|im_end|>"
+        ]
+    );
+    // Both read the same text: the chat's prompt, then the final reply.
+    let (prompt, completion) = chatml_parts(&sample);
+    for t in [&all, &last] {
+        assert_eq!(
+            tokenizer.decode(&t.ids, false).unwrap(),
+            format!("{prompt}{completion}")
+        );
+    }
+    assert!(!prompt.contains("Tease") && !prompt.contains("Stay cool"));
+}
+
+/// Eight samples asking the same question with different replies: the two
+/// held out (by content hash) are answered otherwise than the six trained
+/// on, so the held-out loss falls while the shared layout is learned and
+/// rises as the training replies are memorised.
+fn one_question_eight_replies() -> Vec<Sample> {
+    let words = [
+        "Never.",
+        "Perhaps.",
+        "Gladly!",
+        "Not tonight.",
+        "Ask Jane.",
+        "I am tired.",
+        "Only once.",
+        "With pleasure.",
+    ];
+    words
+        .iter()
+        .map(|w| {
+            sample(
+                "Darcy: Will you dance?",
+                &format!("<system_thinking>Answer.</system_thinking>Elizabeth: {w}"),
+            )
+        })
+        .collect()
+}
+
+fn stopping_settings(patience: u32, load_best: bool) -> TrainConfig {
+    TrainConfig {
+        learning_rate: 2e-2,
+        max_steps: 40,
+        batch_size: 1,
+        eval_fraction: 0.25,
+        eval_every: 2,
+        early_stopping_patience: patience,
+        load_best_model_at_end: load_best,
+        ..settings(40)
+    }
+}
+
+/// The LoRA tensors of a GGUF adapter or a checkpoint, by GGUF name.
+fn adapter_tensors(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
+    let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut out: Vec<(String, Vec<f32>)> = if path.extension().is_some_and(|e| e == "gguf") {
+        her_studio::train::lora::read_lora_gguf(path)
+            .unwrap()
+            .tensors
+            .iter()
+            .flat_map(|t| {
+                let base = format!("blk.{}.{}.weight", t.layer, t.target.gguf_name());
+                [
+                    (format!("{base}.lora_a"), flat(&t.a)),
+                    (format!("{base}.lora_b"), flat(&t.b)),
+                ]
+            })
+            .collect()
+    } else {
+        candle_core::safetensors::load(path.join("lora.safetensors"), &candle_core::Device::Cpu)
+            .unwrap()
+            .iter()
+            .map(|(n, t)| (n.clone(), flat(t)))
+            .collect()
+    };
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// An SFT run on [`one_question_eight_replies`] with patience 2.
+fn stopping_run(
+    dir: &std::path::Path,
+    load_best: bool,
+    resume: bool,
+    stop: &AtomicBool,
+    on_progress: &mut dyn FnMut(Progress<'_>),
+) -> SftReport {
+    let job = job(dir, stopping_settings(2, load_best), resume);
+    run(&job, one_question_eight_replies(), stop, on_progress).unwrap()
+}
+
+#[test]
+fn early_stopping_ends_the_run_and_the_adapter_is_the_best_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let never = AtomicBool::new(false);
+    let report = stopping_run(dir.path(), true, false, &never, &mut |_| {});
+    println!("held-out losses: {:?}", report.evals);
+    let stopped = report.early_stopped.expect("no early stop in 40 steps");
+    assert_eq!(report.steps, stopped);
+    // The best is the lowest held-out loss after step 0; with threshold 0
+    // patience counts the evaluations since it: two, at 2 steps each.
+    let (best_step, best_loss) = report.best.unwrap();
+    let lowest = report
+        .evals
+        .iter()
+        .filter(|(s, _)| *s > 0)
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .unwrap();
+    assert_eq!((best_step, best_loss), *lowest);
+    assert_eq!(best_step, stopped - 4);
+    assert_eq!(report.evals.last().unwrap().0, stopped);
+    assert!(
+        report.evals.first().unwrap().1 > best_loss,
+        "nothing was learned"
+    );
+    // adapter.gguf holds the best checkpoint's weights; the final ones
+    // differ and stay in their checkpoint.
+    assert_eq!(report.adapter_step, Some(best_step));
+    let run_dir = dir.path().join("run");
+    let checkpoint = |step: u64| run_dir.join(format!("checkpoints/step-{step:06}"));
+    let exported = adapter_tensors(&report.adapter_gguf.clone().unwrap());
+    assert_eq!(exported, adapter_tensors(&checkpoint(best_step)));
+    assert_ne!(exported, adapter_tensors(&checkpoint(stopped)));
+
+    // Without load_best_model_at_end the adapter is the final weights.
+    let other = tempfile::tempdir().unwrap();
+    let last = stopping_run(other.path(), false, false, &never, &mut |_| {});
+    assert_eq!(
+        (last.early_stopped, last.best),
+        (report.early_stopped, report.best)
+    );
+    assert_eq!(last.adapter_step, Some(stopped));
+    assert_eq!(
+        adapter_tensors(&last.adapter_gguf.unwrap()),
+        adapter_tensors(&checkpoint(stopped))
+    );
+
+    // A run stopped on the way and resumed finds the same best and stops
+    // at the same step (its earlier evaluations come from its metrics).
+    let parts = tempfile::tempdir().unwrap();
+    let stop = AtomicBool::new(false);
+    let halted = stopping_run(parts.path(), true, false, &stop, &mut |p| {
+        if let Progress::Step(step) = p
+            && step.step == best_step + 1
+        {
+            stop.store(true, Ordering::SeqCst);
+        }
+    });
+    assert!(halted.interrupted);
+    let resumed = stopping_run(parts.path(), true, true, &never, &mut |_| {});
+    assert_eq!(
+        (resumed.early_stopped, resumed.best, resumed.adapter_step),
+        (report.early_stopped, report.best, report.adapter_step)
+    );
+    assert_eq!(resumed.evals.len(), report.evals.len());
+    assert_eq!(adapter_tensors(&resumed.adapter_gguf.unwrap()), exported);
+}
+
+#[test]
+fn early_stopping_without_evaluations_is_refused_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = stopping_settings(3, true);
+    s.eval_every = 0;
+    let err = run(
+        &job(dir.path(), s, false),
+        four(),
+        &AtomicBool::new(false),
+        &mut |_| {},
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        err.contains("train.early_stopping_patience") && err.contains("train.eval_every"),
+        "{err}"
+    );
+    assert!(!dir.path().join("run").exists());
 }

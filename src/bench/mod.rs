@@ -5,6 +5,7 @@ pub mod engine;
 pub mod logits;
 pub mod rl;
 pub mod train;
+mod train_packing;
 
 /// Median of a non-empty list (0.0 for an empty one).
 pub fn median(values: &[f64]) -> f64 {

@@ -21,7 +21,7 @@ use crate::cli::{BenchTrainArgs, TrainLoopArgs};
 use crate::train::data::{IGNORE, Tokenized, chatml_parts, read_jsonl, tokenize};
 use crate::train::lora::rng::SplitMix64;
 use crate::train::lora::{LoraSpec, Target};
-use crate::train::model::{BaseMode, TrainModel};
+use crate::train::model::{BaseMode, Segments, TrainModel};
 use crate::train::optim::{Accumulator, AdamW, AdamWConfig};
 use crate::train::run::memory_mib;
 use crate::train::sft::named_params;
@@ -36,7 +36,7 @@ const VENV_NAME: &str = "py-bench-train";
 /// The targets set for this benchmark (toolchain.md's PyTorch anchor).
 const RANK: usize = 16;
 const ALPHA: f64 = 32.0;
-const SEED: u64 = 42;
+pub(super) const SEED: u64 = 42;
 const MAX_GRAD_NORM: f64 = 1.0;
 
 /// What every side trains on, and how.
@@ -86,6 +86,10 @@ pub struct PlanBatch {
     pub positions: usize,
     /// Tokens in the loss.
     pub tokens: usize,
+    /// Per row, the positions of each sample packed into it; empty when
+    /// every row is one sample (or one stretch of text).
+    #[serde(default)]
+    pub sample_lens: Vec<Vec<usize>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,7 +144,7 @@ pub struct StepTiming {
 
 impl SideResult {
     /// The measured steps: all but the first (warm-up), unless there is only one.
-    fn measured(&self) -> &[StepTiming] {
+    pub(super) fn measured(&self) -> &[StepTiming] {
         if self.steps.len() > 1 {
             &self.steps[1..]
         } else {
@@ -160,7 +164,7 @@ impl SideResult {
     }
 
     /// Mean seconds per measured step: (forward, backward, optimizer, step).
-    fn split(&self) -> (f64, f64, f64, f64) {
+    pub(super) fn split(&self) -> (f64, f64, f64, f64) {
         let m = self.measured();
         let n = m.len().max(1) as f64;
         let sum = |f: fn(&StepTiming) -> f64| m.iter().map(f).sum::<f64>() / n;
@@ -260,13 +264,19 @@ pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let _ = std::fs::remove_dir_all(&work);
-
     report(&ours, torch.as_ref(), args.checkpointing);
+
+    if data.is_file() && !args.skip_packing {
+        let mode = ours.first().map_or(BaseMode::Quantized, |(m, _)| *m);
+        let packing = super::train_packing::run(app, args, &model, &data, &work, mode, threads);
+        let _ = std::fs::remove_dir_all(&work);
+        packing?;
+    }
+    let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }
 
-fn mode_name(mode: BaseMode) -> &'static str {
+pub(super) fn mode_name(mode: BaseMode) -> &'static str {
     match mode {
         BaseMode::Quantized => "quantized",
         BaseMode::Dequantized => "dequantized",
@@ -322,6 +332,17 @@ fn make_plan(model: &Path, data: &Path, args: &BenchTrainArgs) -> anyhow::Result
             Vec::new(),
         )
     };
+    Ok(base_plan(model, source, batches, tokenizer_check, args))
+}
+
+/// A plan of `batches` with this benchmark's LoRA and optimizer settings.
+pub(super) fn base_plan(
+    model: &Path,
+    source: String,
+    batches: Vec<PlanBatch>,
+    tokenizer_check: Vec<TokenizerCheck>,
+    args: &BenchTrainArgs,
+) -> Plan {
     let targets = Target::ALL
         .iter()
         .map(|t| {
@@ -330,7 +351,7 @@ fn make_plan(model: &Path, data: &Path, args: &BenchTrainArgs) -> anyhow::Result
         })
         .collect();
     let adam = AdamWConfig::default();
-    Ok(Plan {
+    Plan {
         model: model.to_path_buf(),
         source,
         lora: PlanLora {
@@ -351,7 +372,7 @@ fn make_plan(model: &Path, data: &Path, args: &BenchTrainArgs) -> anyhow::Result
         checkpointing: args.checkpointing,
         batches,
         tokenizer_check,
-    })
+    }
 }
 
 /// Row k reads `seq + 1` tokens of the (cyclic) stream from k·(seq+1): ids
@@ -384,6 +405,7 @@ fn pack(stream: &[(u32, bool)], args: &BenchTrainArgs, completion_only: bool) ->
             labels,
             positions: args.batch * args.seq,
             tokens,
+            sample_lens: Vec::new(),
         });
     }
     batches
@@ -391,7 +413,11 @@ fn pack(stream: &[(u32, bool)], args: &BenchTrainArgs, completion_only: bool) ->
 
 /// Runs `her bench train-loop` in a child process: its stderr (progress)
 /// passes through, its stdout is the result line.
-fn ours_in_child(plan: &Path, mode: BaseMode, threads: usize) -> anyhow::Result<SideResult> {
+pub(super) fn ours_in_child(
+    plan: &Path,
+    mode: BaseMode,
+    threads: usize,
+) -> anyhow::Result<SideResult> {
     let exe = std::env::current_exe()?;
     let mut cmd = Command::new(exe);
     cmd.args(["bench", "train-loop", "--base", mode_name(mode), "--plan"])
@@ -567,8 +593,12 @@ pub fn run_train_loop(args: &TrainLoopArgs) -> anyhow::Result<()> {
         let cols = b.ids.first().map_or(0, Vec::len);
         let ids = Tensor::from_vec(b.ids.concat(), (rows, cols), &device)?;
         let labels = Tensor::from_vec(b.labels.concat(), (rows, cols), &device)?;
+        let segments = match b.sample_lens.is_empty() {
+            true => None,
+            false => Some(Segments::from_lengths(cols, &b.sample_lens)?),
+        };
         let t_start = Instant::now();
-        let (loss, _) = model.loss(&ids, &labels, true, i as u64)?;
+        let (loss, _) = model.packed_loss(&ids, &labels, segments.as_ref(), true, i as u64)?;
         let loss_value = f64::from(loss.to_scalar::<f32>()?);
         let t_forward = Instant::now();
         // The model's backward: it also collects what checkpointed blocks
@@ -782,6 +812,8 @@ mod tests {
             skip_torch: true,
             checkpointing: false,
             base: None,
+            pack_len: 0,
+            skip_packing: true,
         }
     }
 

@@ -85,6 +85,23 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
     if let (Some((_, before)), Some((_, after))) = (report.evals.first(), report.evals.last()) {
         println!("held-out loss {before:.4} → {after:.4}");
     }
+    if let Some(at) = report.early_stopped {
+        println!(
+            "early stopping at step {at}: {} evaluations without an improvement",
+            config.train.early_stopping_patience
+        );
+    }
+    if let (Some((best_step, best_loss)), Some(adapter_step)) = (report.best, report.adapter_step) {
+        if adapter_step == best_step && adapter_step != report.steps {
+            println!(
+                "best held-out loss {best_loss:.4} at step {best_step}: the adapter holds those \
+                 weights (train.load_best_model_at_end); the final ones are in checkpoints/step-{:06}",
+                report.steps
+            );
+        } else {
+            println!("best held-out loss {best_loss:.4} at step {best_step}");
+        }
+    }
     if report.interrupted {
         println!(
             "stopped; continue with: her train sft --resume {}",

@@ -398,9 +398,10 @@ impl Default for EvalConfig {
     }
 }
 
-/// LoRA fine-tuning (`her train`).
+/// LoRA fine-tuning (`her train`). A run's `run.json` stores these; keys
+/// added since an older run wrote its file take their defaults.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
     pub rank: u32,
     pub alpha: f64,
@@ -441,6 +442,21 @@ pub struct TrainConfig {
     /// the PEFT export's `base_model_name_or_path`; empty = the id the GGUF
     /// names, else a placeholder.
     pub hf_base_model: String,
+    /// SFT: several samples per row of `max_seq_len` positions, each
+    /// attending only to itself (TRL's padding-free packing).
+    pub packing: bool,
+    /// SFT: "last" (the final assistant turn, HER's layout) or "all"
+    /// (every assistant turn).
+    pub loss_on: String,
+    /// SFT: export the checkpoint with the lowest held-out loss instead of
+    /// the final weights.
+    pub load_best_model_at_end: bool,
+    /// SFT: stop after this many held-out evaluations without an
+    /// improvement (0 = never).
+    pub early_stopping_patience: u32,
+    /// SFT: how much lower than the best a held-out loss must be to count
+    /// as an improvement for early stopping.
+    pub early_stopping_threshold: f64,
 }
 
 impl Default for TrainConfig {
@@ -471,6 +487,11 @@ impl Default for TrainConfig {
             checkpoint_every: 50,
             seed: 42,
             hf_base_model: String::new(),
+            packing: true,
+            loss_on: "last".into(),
+            load_best_model_at_end: true,
+            early_stopping_patience: 0,
+            early_stopping_threshold: 0.0,
         }
     }
 }

@@ -140,6 +140,7 @@ pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trac
 pub(crate) const BACKEND_KINDS: &[&str] = &["local", "openai"];
 pub(crate) const JUDGE_KINDS: &[&str] = &["actor", "local", "openai"];
 pub(crate) const TRAIN_BASES: &[&str] = &["quantized", "dequantized"];
+pub(crate) const TRAIN_LOSS_ON: &[&str] = &["last", "all"];
 pub(crate) const TRAIN_DEVICES: &[&str] = &["cpu", "cuda"];
 pub(crate) const KTO_REFERENCE_POINTS: &[&str] = &["mismatched", "batch_mean"];
 pub(crate) const EVAL_NEXT_SPEAKERS: &[&str] = &["model", "random"];
@@ -290,6 +291,18 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("train", "checkpoint_every", int(0, 100_000_000)),
     spec("train", "seed", int(0, u32::MAX as i64)),
     spec("train", "hf_base_model", Kind::Str { non_empty: false }),
+    spec("train", "packing", Kind::Bool),
+    spec(
+        "train",
+        "loss_on",
+        Kind::Enum {
+            values: TRAIN_LOSS_ON,
+            note: "",
+        },
+    ),
+    spec("train", "load_best_model_at_end", Kind::Bool),
+    spec("train", "early_stopping_patience", int(0, 1_000_000)),
+    spec("train", "early_stopping_threshold", float(0.0, 1e6)),
     spec("rl", "steps", int(1, 100_000_000)),
     spec("rl", "prompts_per_step", int(1, 4096)),
     spec("rl", "group_size", int(2, 256)),

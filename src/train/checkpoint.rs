@@ -76,6 +76,11 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
     }
 }
 
+/// The folder of the checkpoint at `step`.
+pub fn dir(checkpoints: &Path, step: u64) -> PathBuf {
+    checkpoints.join(format!("step-{step:06}"))
+}
+
 /// Writes `checkpoints/step-NNNNNN/` atomically and returns its path;
 /// refuses (writing nothing) when a tensor holds NaN or infinite values.
 pub fn save(
@@ -84,8 +89,11 @@ pub fn save(
     optimizer: &HashMap<String, Tensor>,
     state: &LoopState,
 ) -> Result<PathBuf, CheckpointError> {
-    let name = format!("step-{:06}", state.step);
-    let done = checkpoints.join(&name);
+    let done = dir(checkpoints, state.step);
+    let name = done
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut named: Vec<(&String, &Tensor)> = lora.iter().chain(optimizer).collect();
     named.sort_by(|a, b| a.0.cmp(b.0));
     super::guard::ensure_finite(&done, named.into_iter().map(|(n, t)| (n.as_str(), t)))?;

@@ -157,11 +157,19 @@ pub struct DpoJob {
     pub init_adapter: Option<PathBuf>,
 }
 
-/// Per-pair (chosen, rejected) summed log-probs, chosen rows first.
-fn logps(trainer: &Trainer, pairs: &[&TokenizedPair]) -> Result<(Tensor, Tensor), SftError> {
+/// Per-pair (chosen, rejected) summed log-probs, chosen rows first; with
+/// `grad` false the pass keeps no graph (reference and held-out passes).
+fn logps(
+    trainer: &Trainer,
+    pairs: &[&TokenizedPair],
+    grad: bool,
+) -> Result<(Tensor, Tensor), SftError> {
     let b = pair_batch(pairs);
     let (ids, labels) = trainer.tensors(&b)?;
-    let all = trainer.model.sequence_logprobs(&ids, &labels)?;
+    let all = match grad {
+        true => trainer.model.sequence_logprobs(&ids, &labels)?,
+        false => trainer.model.sequence_logprobs_detached(&ids, &labels)?,
+    };
     let n = pairs.len();
     Ok((all.narrow(0, 0, n)?, all.narrow(0, n, n)?))
 }
@@ -191,7 +199,7 @@ fn dpo_loss(
     Ok((loss, metrics))
 }
 
-/// Reference log-probs of every pair, in chunks, without a graph kept.
+/// Reference log-probs of every pair, in chunks, without a graph.
 fn reference(
     trainer: &Trainer,
     pairs: &[TokenizedPair],
@@ -200,8 +208,8 @@ fn reference(
     let mut out = Vec::with_capacity(pairs.len());
     for group in pairs.chunks(chunk.max(1)) {
         let refs: Vec<&TokenizedPair> = group.iter().collect();
-        let (c, r) = logps(trainer, &refs)?;
-        let (c, r) = (c.detach().to_vec1::<f32>()?, r.detach().to_vec1::<f32>()?);
+        let (c, r) = logps(trainer, &refs, false)?;
+        let (c, r) = (c.to_vec1::<f32>()?, r.to_vec1::<f32>()?);
         out.extend(c.into_iter().zip(r));
     }
     Ok(out)
@@ -232,7 +240,7 @@ fn evaluate(
     let mut policy = Vec::new();
     for group in pairs.chunks(chunk.max(1)) {
         let g: Vec<&TokenizedPair> = group.iter().collect();
-        let (c, r) = logps(trainer, &g)?;
+        let (c, r) = logps(trainer, &g, false)?;
         policy.extend(c.to_vec1::<f32>()?.into_iter().zip(r.to_vec1::<f32>()?));
     }
     let (pc, pr) = ref_tensors(&policy, &trainer.device)?;
@@ -257,7 +265,7 @@ fn step_gradients(
     for ids in micro.iter().filter(|ids| !ids.is_empty()) {
         let group: Vec<&TokenizedPair> = ids.iter().map(|&i| &pairs[i]).collect();
         let own: Vec<(f32, f32)> = ids.iter().map(|&i| refs[i]).collect();
-        let (pc, pr) = logps(trainer, &group)?;
+        let (pc, pr) = logps(trainer, &group, true)?;
         let (rc, rr) = ref_tensors(&own, &trainer.device)?;
         let (loss, metrics) = dpo_loss(beta, (&pc, &pr), (&rc, &rr))?;
         parts.push((ids.len(), metrics));

@@ -215,6 +215,7 @@ fn mismatched(rows: &[&Tokenized], max_len: usize) -> Vec<Tokenized> {
             Tokenized {
                 ids,
                 completion_start: prompt.completion_start,
+                earlier_turns: Vec::new(),
             }
         })
         .collect()

@@ -80,6 +80,7 @@ fn kl_rows_pair_each_prompt_with_the_previous_completion() {
     let t = |p: &[u32], c: &[u32]| Tokenized {
         ids: p.iter().chain(c).copied().collect(),
         completion_start: p.len(),
+        earlier_turns: Vec::new(),
     };
     let rows = [t(&[1, 2], &[10]), t(&[3], &[20, 21]), t(&[4, 5, 6], &[30])];
     let kl = mismatched(&rows.iter().collect::<Vec<_>>(), 64);

@@ -132,16 +132,29 @@ impl Trainer {
                 dir.display()
             )));
         }
-        for (name, var) in &self.params {
-            let t = loaded.lora.get(name).ok_or_else(|| {
-                SftError::Setup(format!("'{}' has no tensor '{name}'", dir.display()))
-            })?;
-            var.set(t)?;
-        }
+        self.set_weights(&loaded.lora, &dir)?;
         let updates = loaded.state.optimizer_steps.unwrap_or(loaded.state.step);
         self.optimizer.load_state(&loaded.optimizer, updates)?;
         self.run.truncate_metrics(loaded.state.step)?;
         Ok(Some((loaded.state.step, loaded.state.losses)))
+    }
+
+    /// Puts the LoRA weights of the checkpoint at `step` of this run into
+    /// the model (not the optimizer): to export an earlier, better state.
+    pub fn load_weights(&self, step: u64) -> Result<(), SftError> {
+        let dir = checkpoint::dir(&self.run.checkpoints(), step);
+        let loaded = checkpoint::load(&dir, &self.device)?;
+        self.set_weights(&loaded.lora, &dir)
+    }
+
+    fn set_weights(&self, lora: &HashMap<String, Tensor>, dir: &Path) -> Result<(), SftError> {
+        for (name, var) in &self.params {
+            let t = lora.get(name).ok_or_else(|| {
+                SftError::Setup(format!("'{}' has no tensor '{name}'", dir.display()))
+            })?;
+            var.set(t)?;
+        }
+        Ok(())
     }
 
     /// Clips the accumulated gradients and takes one AdamW step at the

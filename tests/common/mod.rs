@@ -305,3 +305,36 @@ pub fn assert_same_steps(a: &Path, b: &Path, steps: usize) {
         assert!((g1 - g2).abs() <= 1e-5 * g1.max(1.0), "{one:?} vs {two:?}");
     }
 }
+
+/// Runs the ignored test `probe` of this test binary once per variant, each
+/// in its own child process (VmHWM is per process) with `env` set to the
+/// variant, and prints the `PROBE` lines they print.
+pub fn report_probes(probe: &str, env: &str, variants: &[&str]) {
+    let exe = std::env::current_exe().unwrap();
+    for which in variants {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--ignored",
+                "--exact",
+                probe,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(env, which)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{which}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The harness prints the test name on the same line first.
+        for line in stdout
+            .lines()
+            .filter_map(|l| l.find("PROBE").map(|i| &l[i..]))
+        {
+            println!("{line}");
+        }
+    }
+}

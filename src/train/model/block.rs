@@ -2,13 +2,15 @@
 //! q/k/v biases) and a SiLU-gated MLP, each projection frozen with an
 //! optional LoRA branch.
 
+use std::sync::Arc;
+
 use candle_core::{Tensor, Var};
 
-use super::ModelShape;
 use super::frozen::FrozenLinear;
 use super::load::GgufTensors;
 use super::lora_linear::LoraLinear;
 use super::ops::{CausalAttention, RmsNorm, Rope, SiluMul};
+use super::{ModelShape, Segments};
 use crate::train::error::TrainError;
 use crate::train::lora::{LoraAdapter, Target};
 
@@ -45,8 +47,14 @@ impl Projection {
         })
     }
 
-    /// x (m, in) → (m, out).
-    fn forward(&self, x: &Tensor, mask_key: Option<&[u64]>) -> Result<Tensor, TrainError> {
+    /// x (m, in) → (m, out). Without `grad` the LoRA factors enter as
+    /// detached tensors: nothing of this pass is recorded for a backward.
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask_key: Option<&[u64]>,
+        grad: bool,
+    ) -> Result<Tensor, TrainError> {
         let Some(lora) = &self.lora else {
             return Ok(self.base.forward(x)?);
         };
@@ -55,7 +63,12 @@ impl Projection {
             lora.scale,
             mask_key.map(|key| (lora.dropout, key)),
         );
-        let y = op.forward(x, lora.a.as_tensor(), lora.b.as_tensor())?;
+        let (a, b) = if grad {
+            (lora.a.as_tensor().clone(), lora.b.as_tensor().clone())
+        } else {
+            (lora.a.detach(), lora.b.detach())
+        };
+        let y = op.forward(x, &a, &b)?;
         match self.base.bias() {
             Some(bias) => Ok(y.broadcast_add(bias)?),
             None => Ok(y),
@@ -68,10 +81,15 @@ pub(crate) struct Pass {
     pub b: usize,
     pub t: usize,
     pub rope: Rope,
+    /// The samples packed into each row; `None`: one per row.
+    pub segments: Option<Arc<Segments>>,
     /// Multiplies the attention scores before the softmax.
     pub attn_scale: f32,
     /// (seed, step) of the dropout masks; `None` in evaluation.
     pub dropout: Option<(u64, u64)>,
+    /// Record the pass for a backward; `false` for held-out and reference
+    /// passes (candle has no no-grad mode: the LoRA enters detached).
+    pub grad: bool,
 }
 
 #[derive(Clone)]
@@ -162,7 +180,8 @@ impl Block {
         let key = pass
             .dropout
             .map(|(seed, step)| [seed, step, self.index as u64, t.index() as u64]);
-        self.projection(t).forward(x, key.as_ref().map(|k| &k[..]))
+        self.projection(t)
+            .forward(x, key.as_ref().map(|k| &k[..]), pass.grad)
     }
 
     /// x: (b·t, embd) → (b·t, embd).
@@ -189,9 +208,12 @@ impl Block {
         let q = pass.rope.forward(&q)?;
         let k = pass.rope.forward(&k)?;
         // 5. Causal attention, query head h reading KV head h / rep, straight
-        //    from the (b, t, heads, d) layout: context (m, nh·d)
-        //    (a fresh op per call: it keeps this block's probabilities)
-        let ctx = CausalAttention::new(pass.attn_scale).forward(&q, &k, &v)?;
+        //    from the (b, t, heads, d) layout, inside each packed sample:
+        //    context (m, nh·d) (a fresh op per call: it keeps this block's
+        //    probabilities)
+        let ctx = CausalAttention::new(pass.attn_scale)
+            .with_segments(pass.segments.clone())
+            .forward(&q, &k, &v)?;
         // 6. Output projection, residual
         let x = (x + self.project(Target::O, &ctx, pass)?)?;
         // 7. MLP: down(silu(gate(h)) ⊙ up(h)), residual

@@ -4,7 +4,9 @@
 //! Unlike candle-transformers' inference models it runs the full sequence,
 //! and every op between the loss and a LoRA parameter has a backward pass
 //! (see `ops`). Token ids are right-padded (b, t) batches starting at
-//! position 0; padding only needs label −100.
+//! position 0, or rows of several packed samples ([`Segments`]); padding
+//! only needs label −100. Passes that need no gradient (held-out loss,
+//! reference log-probs) run without a graph: the `*_detached` methods.
 
 mod block;
 mod frozen;
@@ -13,6 +15,7 @@ mod load;
 mod lora_linear;
 pub mod ops;
 mod recompute;
+mod segments;
 mod shape;
 #[cfg(test)]
 mod tests;
@@ -26,6 +29,7 @@ use candle_core::{DType, Device, Tensor, Var};
 pub use frozen::{FrozenLinear, FrozenWeight};
 pub use head::{HeadNll, IGNORE_LABEL};
 pub use ops::RopeStyle;
+pub use segments::Segments;
 pub use shape::{Arch, ModelShape};
 
 use crate::train::error::TrainError;
@@ -56,6 +60,32 @@ const MIN_LOSS_CHUNK_VOCAB: usize = 256;
 
 /// Stream id of the LoRA A initialisation (dropout uses the step instead).
 const INIT_STREAM: u64 = u64::MAX;
+
+/// How one forward pass runs.
+#[derive(Clone, Copy, Default)]
+struct PassOptions<'a> {
+    /// The samples packed into each row; `None`: one per row.
+    segments: Option<&'a Segments>,
+    /// (seed, step) of the dropout masks; `None`: no dropout.
+    dropout: Option<(u64, u64)>,
+    /// Record the pass for a backward.
+    grad: bool,
+}
+
+impl PassOptions<'_> {
+    /// No dropout, no graph: held-out and reference passes.
+    const DETACHED: Self = Self {
+        segments: None,
+        dropout: None,
+        grad: false,
+    };
+    /// No dropout, recorded for a backward.
+    const TRACKED: Self = Self {
+        segments: None,
+        dropout: None,
+        grad: true,
+    };
+}
 
 pub struct TrainModel {
     pub shape: ModelShape,
@@ -290,10 +320,11 @@ impl TrainModel {
         out
     }
 
-    /// (b,t,vocab) f32 logits for parity and evaluation (no dropout).
+    /// (b,t,vocab) f32 logits for parity and evaluation (no dropout, no
+    /// graph).
     pub fn logits(&self, ids: &Tensor) -> Result<Tensor, TrainError> {
         let (b, t) = batch_dims(ids, "ids")?;
-        let h = self.hidden(ids, None)?;
+        let h = self.hidden(ids, PassOptions::DETACHED)?;
         Ok(self.head.forward(&h)?.reshape((b, t, self.shape.n_vocab))?)
     }
 
@@ -307,30 +338,93 @@ impl TrainModel {
         train: bool,
         step: u64,
     ) -> Result<(Tensor, usize), TrainError> {
+        self.packed_loss(ids, labels, None, train, step)
+    }
+
+    /// [`Self::loss`] over rows that may each hold several samples: the
+    /// mean over every labelled token of the batch (TRL's normalisation),
+    /// each sample computed as if it were alone.
+    pub fn packed_loss(
+        &self,
+        ids: &Tensor,
+        labels: &Tensor,
+        segments: Option<&Segments>,
+        train: bool,
+        step: u64,
+    ) -> Result<(Tensor, usize), TrainError> {
         let dropout = match &self.lora {
             Some((spec, seed)) if train && spec.dropout > 0.0 => Some((*seed, step)),
             _ => None,
         };
-        let (nll, labels) = self.token_nll(ids, labels, dropout)?;
+        let options = PassOptions {
+            segments,
+            dropout,
+            grad: true,
+        };
+        let (nll, labels) = self.token_nll(ids, labels, options)?;
         let count = labels.iter().filter(|&&y| y != IGNORE_LABEL).count();
         // An all-masked batch gives 0, still attached to the graph.
         let loss = (nll.sum_all()? * (1.0 / count.max(1) as f64))?;
         Ok((loss, count))
     }
 
+    /// The summed NLL of the labelled positions and their count, without a
+    /// graph or dropout: the held-out loss.
+    pub fn nll_sum_detached(
+        &self,
+        ids: &Tensor,
+        labels: &Tensor,
+        segments: Option<&Segments>,
+    ) -> Result<(f64, usize), TrainError> {
+        let options = PassOptions {
+            segments,
+            ..PassOptions::DETACHED
+        };
+        let (nll, labels) = self.token_nll(ids, labels, options)?;
+        let count = labels.iter().filter(|&&y| y != IGNORE_LABEL).count();
+        let sum = nll.to_vec1::<f32>()?.iter().map(|&v| f64::from(v)).sum();
+        Ok((sum, count))
+    }
+
     /// Per-sequence sum of log-probs of the labelled positions (for DPO/RL):
     /// (b,) f32 tensor with grad. No dropout.
     pub fn sequence_logprobs(&self, ids: &Tensor, labels: &Tensor) -> Result<Tensor, TrainError> {
-        let (b, t) = batch_dims(ids, "ids")?;
-        let (nll, _) = self.token_nll(ids, labels, None)?;
-        Ok(nll.reshape((b, t))?.sum(1)?.neg()?)
+        Ok(self.token_logprobs(ids, labels)?.sum(1)?)
+    }
+
+    /// [`Self::sequence_logprobs`] without a graph: reference and held-out
+    /// passes keep no activations, probabilities or loss-head blocks.
+    pub fn sequence_logprobs_detached(
+        &self,
+        ids: &Tensor,
+        labels: &Tensor,
+    ) -> Result<Tensor, TrainError> {
+        Ok(self.token_logprobs_detached(ids, labels)?.sum(1)?)
     }
 
     /// Per-token log-probs of the labelled positions (for RL): (b,t) f32
     /// with grad, 0 where the label is −100. No dropout.
     pub fn token_logprobs(&self, ids: &Tensor, labels: &Tensor) -> Result<Tensor, TrainError> {
+        self.token_logprobs_in(ids, labels, PassOptions::TRACKED)
+    }
+
+    /// [`Self::token_logprobs`] without a graph (reference passes).
+    pub fn token_logprobs_detached(
+        &self,
+        ids: &Tensor,
+        labels: &Tensor,
+    ) -> Result<Tensor, TrainError> {
+        self.token_logprobs_in(ids, labels, PassOptions::DETACHED)
+    }
+
+    fn token_logprobs_in(
+        &self,
+        ids: &Tensor,
+        labels: &Tensor,
+        options: PassOptions<'_>,
+    ) -> Result<Tensor, TrainError> {
         let (b, t) = batch_dims(ids, "ids")?;
-        let (nll, _) = self.token_nll(ids, labels, None)?;
+        let (nll, _) = self.token_nll(ids, labels, options)?;
         Ok(nll.reshape((b, t))?.neg()?)
     }
 
@@ -339,7 +433,7 @@ impl TrainModel {
         &self,
         ids: &Tensor,
         labels: &Tensor,
-        dropout: Option<(u64, u64)>,
+        options: PassOptions<'_>,
     ) -> Result<(Tensor, Vec<i64>), TrainError> {
         if labels.dims() != ids.dims() {
             return Err(TrainError::Input {
@@ -368,7 +462,7 @@ impl TrainModel {
         // Inside candle's thread pool the many short parallel sections
         // (gemm, our row-parallel ops) find its workers awake: measured
         // 5-15% more tokens/s than calling in from outside on 2 cores.
-        let h = self.device.with_context(|| self.hidden(ids, dropout))?;
+        let h = self.device.with_context(|| self.hidden(ids, options))?;
         // logits / T = (h / T)·Wᵀ: one scale of the hidden states, with its backward.
         let t = self.logit_temperature;
         let h = if t == 1.0 { h } else { (h * (1.0 / t))? };
@@ -392,8 +486,20 @@ impl TrainModel {
     }
 
     /// Final-norm hidden states (b·t, embd).
-    fn hidden(&self, ids: &Tensor, dropout: Option<(u64, u64)>) -> Result<Tensor, TrainError> {
+    fn hidden(&self, ids: &Tensor, options: PassOptions<'_>) -> Result<Tensor, TrainError> {
         let (b, t) = batch_dims(ids, "ids")?;
+        if let Some(seg) = options.segments
+            && (seg.rows(), seg.row_len()) != (b, t)
+        {
+            return Err(TrainError::Input {
+                what: "segments",
+                detail: format!(
+                    "they describe {}×{} positions, the ids are {b}×{t}",
+                    seg.rows(),
+                    seg.row_len()
+                ),
+            });
+        }
         let flat = ids.flatten_all()?.to_dtype(DType::I64)?.to_vec1::<i64>()?;
         let vocab = self.shape.n_vocab as i64;
         if let Some(bad) = flat.iter().find(|&&id| !(0..vocab).contains(&id)) {
@@ -405,19 +511,25 @@ impl TrainModel {
         let flat: Vec<u32> = flat.into_iter().map(|id| id as u32).collect();
         let flat = Tensor::from_vec(flat, b * t, &self.device)?;
         let s = &self.shape;
+        let mut rope = Rope::new(s.rope_style, s.head_dim, t, s.rope_theta);
+        if let Some(seg) = options.segments {
+            rope = rope.with_positions(seg.positions());
+        }
         let pass = Arc::new(Pass {
             b,
             t,
-            rope: Rope::new(s.rope_style, s.head_dim, t, s.rope_theta),
+            rope,
+            segments: options.segments.map(|seg| Arc::new(seg.clone())),
             attn_scale: s.attn_scale as f32,
-            dropout,
+            dropout: options.dropout,
+            grad: options.grad,
         });
         // 1. Frozen embedding lookup: (b·t, e)
         let mut x = self.embed.rows(&flat)?;
         // 2. Decoder blocks
         for block in &self.blocks {
             let trains = x.track_op() || block.lora_vars().next().is_some();
-            x = if self.checkpointing && trains {
+            x = if self.checkpointing && trains && options.grad {
                 // The op is recorded only on a tracked input: make the
                 // (frozen) embedding output a variable.
                 if !x.track_op() {

@@ -271,14 +271,7 @@ pub(super) async fn run_step(
                 ids.push(eos);
             }
             let fits = ids.len() <= s.max_seq_len as usize && ids.len() > completion_start;
-            fits.then_some((
-                Tokenized {
-                    ids,
-                    completion_start,
-                },
-                r.advantage,
-                i,
-            ))
+            fits.then_some((Tokenized::new(ids, completion_start), r.advantage, i))
         })
         .collect();
     let kept: std::collections::HashSet<usize> = items.iter().map(|(_, _, i)| *i).collect();

@@ -9,8 +9,11 @@
 //! at a time (each on one thread, the heads in parallel) and only on the
 //! causal part of the scores: query rows are taken in blocks of
 //! [`ROW_BLOCK`], and a block never multiplies the keys after its last
-//! position. It keeps the attention probabilities for backward, as the
-//! softmax it replaces did.
+//! position. With samples packed into a row ([`Segments`]) the mask is
+//! block-diagonal as well: a block never crosses a sample boundary and
+//! never multiplies the keys before its sample's start, so packed samples
+//! cost what they would alone. It keeps the probabilities of those blocks
+//! (not whole t × t matrices) for backward, as the softmax it replaces did.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,6 +23,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor,
 
 use super::matmul::{MatMut, MatRef, Threads, matmul_into};
 use super::{f32_data, vmath};
+use crate::train::model::Segments;
 
 /// Query positions per block of the causal walk.
 const ROW_BLOCK: usize = 64;
@@ -27,10 +31,37 @@ const ROW_BLOCK: usize = 64;
 #[derive(Clone)]
 pub struct CausalAttention {
     scale: f32,
-    /// Each (batch, query head)'s (t × t) probabilities, row-major, zero
-    /// above the diagonal; kept by forward for backward. Shared by the
-    /// op's clones, so the copy candle records sees what forward kept.
+    /// The samples of each row; `None`: one per row.
+    segments: Option<Arc<Segments>>,
+    /// Each (batch, query head)'s probabilities, its row blocks one after
+    /// the other (see [`RowBlock`]); kept by forward for backward. Shared
+    /// by the op's clones, so the copy candle records sees what forward
+    /// kept.
     probs: Arc<Mutex<Vec<Vec<f32>>>>,
+}
+
+/// Query rows `r0..r0 + n` of one sample, which read keys `k0..r0 + n` (k0
+/// is the sample's first position). Its probabilities are (n × width)
+/// row-major at `offset` of the head's buffer, zero after each row's own
+/// position.
+#[derive(Clone, Copy)]
+struct RowBlock {
+    r0: usize,
+    n: usize,
+    k0: usize,
+    offset: usize,
+}
+
+impl RowBlock {
+    fn width(&self) -> usize {
+        self.r0 + self.n - self.k0
+    }
+}
+
+/// The row blocks of one batch row and the size of its probability buffer.
+struct RowPlan {
+    blocks: Vec<RowBlock>,
+    size: usize,
 }
 
 /// Sizes of one call.
@@ -62,14 +93,34 @@ impl Dims {
     fn kv_view<'a>(&self, data: &'a [f32], offset: usize) -> MatRef<'a> {
         MatRef::new(data, offset, self.t, self.d, self.nkv * self.d)
     }
+}
 
-    /// (first row, rows) of each block of query positions.
-    fn row_blocks(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
-        let t = self.t;
-        (0..t)
-            .step_by(ROW_BLOCK)
-            .map(move |r0| (r0, ROW_BLOCK.min(t - r0)))
-    }
+/// Each batch row's blocks of query positions: every sample's rows in
+/// blocks of [`ROW_BLOCK`] (a lone row of t positions without segments).
+fn row_plans(b: usize, t: usize, segments: Option<&Segments>) -> Vec<RowPlan> {
+    (0..b)
+        .map(|row| {
+            let spans: Vec<(usize, usize)> = match segments {
+                Some(s) => s.spans(row).collect(),
+                None => vec![(0, t)],
+            };
+            let mut blocks = Vec::new();
+            let mut size = 0;
+            for (start, len) in spans {
+                for r0 in (start..start + len).step_by(ROW_BLOCK) {
+                    let block = RowBlock {
+                        r0,
+                        n: ROW_BLOCK.min(start + len - r0),
+                        k0: start,
+                        offset: size,
+                    };
+                    size += block.n * block.width();
+                    blocks.push(block);
+                }
+            }
+            RowPlan { blocks, size }
+        })
+        .collect()
 }
 
 impl CausalAttention {
@@ -77,8 +128,15 @@ impl CausalAttention {
     pub fn new(scale: f32) -> Self {
         Self {
             scale,
+            segments: None,
             probs: Arc::default(),
         }
+    }
+
+    /// Attention kept inside each of the samples packed into a row.
+    pub fn with_segments(mut self, segments: Option<Arc<Segments>>) -> Self {
+        self.segments = segments;
+        self
     }
 
     /// q (b, t, nh, d), k and v (b, t, nkv, d) → context (b·t, nh·d).
@@ -99,7 +157,20 @@ impl CausalAttention {
                 v.shape()
             );
         }
+        if let Some(seg) = &self.segments
+            && (seg.rows(), seg.row_len()) != (b, t)
+        {
+            bail!(
+                "causal_attention: segments for {}×{} positions, the input has {b}×{t}",
+                seg.rows(),
+                seg.row_len()
+            );
+        }
         Ok(Dims { b, t, nh, nkv, d })
+    }
+
+    fn plans(&self, s: Dims) -> Vec<RowPlan> {
+        row_plans(s.b, s.t, self.segments.as_deref())
     }
 
     fn kept(&self) -> Result<MutexGuard<'_, Vec<Vec<f32>>>> {
@@ -108,38 +179,40 @@ impl CausalAttention {
         })
     }
 
-    /// One query head: its (t × t) probabilities and (t × d) context.
+    /// One query head: its row blocks' probabilities and (t × d) context.
     fn head_forward(
         &self,
         s: Dims,
+        plan: &RowPlan,
         q: &[f32],
         k: &[f32],
         v: &[f32],
         task: usize,
     ) -> (Vec<f32>, Vec<f32>) {
-        let (t, d) = (s.t, s.d);
+        let d = s.d;
         let (qo, kvo) = s.offsets(task);
         let (qh, kh, vh) = (s.q_view(q, qo), s.kv_view(k, kvo), s.kv_view(v, kvo));
-        let mut p = vec![0f32; t * t];
-        let mut ctx = vec![0f32; t * d];
-        for (r0, n) in s.row_blocks() {
-            let keys = r0 + n;
-            // Scores of rows r0.. against keys 0..keys, already scaled.
-            let dst = MatMut::new(&mut p, r0 * t, n, keys, t);
+        let mut p = vec![0f32; plan.size];
+        let mut ctx = vec![0f32; s.t * d];
+        for blk in &plan.blocks {
+            let (n, w) = (blk.n, blk.width());
+            // Scores of rows r0.. against keys k0..r0+n, already scaled.
+            let dst = MatMut::new(&mut p, blk.offset, n, w, w);
             matmul_into(
                 dst,
-                qh.rows(r0, n),
-                kh.rows(0, keys).t(),
+                qh.rows(blk.r0, n),
+                kh.rows(blk.k0, w).t(),
                 self.scale,
                 false,
                 Threads::One,
             );
-            for row in r0..keys {
-                softmax_causal_row(&mut p[row * t..row * t + keys], row + 1);
+            for i in 0..n {
+                let row = &mut p[blk.offset + i * w..blk.offset + (i + 1) * w];
+                softmax_causal_row(row, blk.r0 + i - blk.k0 + 1);
             }
-            let dst = MatMut::new(&mut ctx, r0 * d, n, d, d);
-            let probs = MatRef::new(&p, r0 * t, n, keys, t);
-            matmul_into(dst, probs, vh.rows(0, keys), 1.0, false, Threads::One);
+            let dst = MatMut::new(&mut ctx, blk.r0 * d, n, d, d);
+            let probs = MatRef::new(&p, blk.offset, n, w, w);
+            matmul_into(dst, probs, vh.rows(blk.k0, w), 1.0, false, Threads::One);
         }
         (p, ctx)
     }
@@ -150,6 +223,7 @@ impl CausalAttention {
     fn head_backward(
         &self,
         s: Dims,
+        plan: &RowPlan,
         q: &[f32],
         k: &[f32],
         v: &[f32],
@@ -163,25 +237,25 @@ impl CausalAttention {
         let dout = MatRef::new(dctx, qo, t, d, s.nh * d);
         let (mut dq, mut dk, mut dv) = (vec![0f32; t * d], vec![0f32; t * d], vec![0f32; t * d]);
         let mut ds = vec![0f32; ROW_BLOCK.min(t) * t];
-        for (r0, n) in s.row_blocks() {
-            let keys = r0 + n;
-            let probs = MatRef::new(p, r0 * t, n, keys, t);
-            // dv[0..keys] += Pᵀ · dout (rows r0..)
-            let dst = MatMut::new(&mut dv, 0, keys, d, d);
+        for blk in &plan.blocks {
+            let (r0, n, k0, w) = (blk.r0, blk.n, blk.k0, blk.width());
+            let probs = MatRef::new(p, blk.offset, n, w, w);
+            // dv[k0..] += Pᵀ · dout (rows r0..)
+            let dst = MatMut::new(&mut dv, k0 * d, w, d, d);
             matmul_into(dst, probs.t(), dout.rows(r0, n), 1.0, true, Threads::One);
             // dP = dout · Vᵀ, then dS = scale · P ⊙ (dP − ⟨dP, P⟩) per row.
-            let dst = MatMut::new(&mut ds, 0, n, keys, keys);
+            let dst = MatMut::new(&mut ds, 0, n, w, w);
             matmul_into(
                 dst,
                 dout.rows(r0, n),
-                vh.rows(0, keys).t(),
+                vh.rows(k0, w).t(),
                 1.0,
                 false,
                 Threads::One,
             );
             for i in 0..n {
-                let pr = &p[(r0 + i) * t..(r0 + i) * t + keys];
-                let dr = &mut ds[i * keys..(i + 1) * keys];
+                let pr = &p[blk.offset + i * w..blk.offset + (i + 1) * w];
+                let dr = &mut ds[i * w..(i + 1) * w];
                 let dot: f64 = pr
                     .iter()
                     .zip(dr.iter())
@@ -192,11 +266,11 @@ impl CausalAttention {
                     *g = self.scale * pv * (*g - dot);
                 }
             }
-            let dscores = MatRef::new(&ds, 0, n, keys, keys);
-            // dq (rows r0..) = dS · K; dk[0..keys] += dSᵀ · Q (rows r0..)
+            let dscores = MatRef::new(&ds, 0, n, w, w);
+            // dq (rows r0..) = dS · K; dk[k0..] += dSᵀ · Q (rows r0..)
             let dst = MatMut::new(&mut dq, r0 * d, n, d, d);
-            matmul_into(dst, dscores, kh.rows(0, keys), 1.0, false, Threads::One);
-            let dst = MatMut::new(&mut dk, 0, keys, d, d);
+            matmul_into(dst, dscores, kh.rows(k0, w), 1.0, false, Threads::One);
+            let dst = MatMut::new(&mut dk, k0 * d, w, d, d);
             matmul_into(dst, dscores.t(), qh.rows(r0, n), 1.0, true, Threads::One);
         }
         [dq, dk, dv]
@@ -248,9 +322,10 @@ impl CustomOp3 for CausalAttention {
             f32_data(ks, kl, self.name())?,
             f32_data(vs, vl, self.name())?,
         );
+        let plans = self.plans(s);
         let heads: Vec<(Vec<f32>, Vec<f32>)> = (0..s.b * s.nh)
             .into_par_iter()
-            .map(|task| self.head_forward(s, q, k, v, task))
+            .map(|task| self.head_forward(s, &plans[task / s.nh], q, k, v, task))
             .collect();
         let mut out = vec![0f32; s.b * s.t * s.nh * s.d];
         for (task, (_, ctx)) in heads.iter().enumerate() {
@@ -280,7 +355,13 @@ impl CustomOp3 for CausalAttention {
             bail!("causal_attention: the inputs are not on the CPU");
         };
         let s = self.dims(ql, kl, vl)?;
-        if probs.len() != s.b * s.nh {
+        let plans = self.plans(s);
+        if probs.len() != s.b * s.nh
+            || probs
+                .iter()
+                .enumerate()
+                .any(|(task, p)| p.len() != plans[task / s.nh].size)
+        {
             bail!("causal_attention: backward without the probabilities of its forward");
         }
         let name = self.name();
@@ -292,7 +373,10 @@ impl CustomOp3 for CausalAttention {
         );
         let grads: Vec<[Vec<f32>; 3]> = (0..s.b * s.nh)
             .into_par_iter()
-            .map(|task| self.head_backward(s, qd, kd, vd, gd, &probs[task], task))
+            .map(|task| {
+                let plan = &plans[task / s.nh];
+                self.head_backward(s, plan, qd, kd, vd, gd, &probs[task], task)
+            })
             .collect();
         drop(probs);
         let m = s.b * s.t;

@@ -1,4 +1,6 @@
-//! Rotary position embedding on (b, t, heads, head_dim), positions 0..t.
+//! Rotary position embedding on (b, t, heads, head_dim): positions 0..t in
+//! every row, or each token's own position (samples packed into a row
+//! restart at 0).
 //!
 //! llama.cpp rotates pairs (x[2i], x[2i+1]) for `llama` (NORM) and pairs
 //! (x[i], x[i + d/2]) for qwen2/qwen3 (NEOX); the GGUF converter permutes
@@ -30,6 +32,8 @@ pub struct Rope {
     cos: Arc<Vec<f32>>,
     sin: Arc<Vec<f32>>,
     inverse: bool,
+    /// Each token's position (b·t, each < t); `None`: 0..t per row.
+    positions: Option<Arc<Vec<u32>>>,
 }
 
 impl Rope {
@@ -53,7 +57,14 @@ impl Rope {
             cos: Arc::new(cos),
             sin: Arc::new(sin),
             inverse: false,
+            positions: None,
         }
+    }
+
+    /// Each token's own position (row-major, b·t values below t).
+    pub fn with_positions(mut self, positions: Vec<u32>) -> Self {
+        self.positions = Some(Arc::new(positions));
+        self
     }
 
     /// x: (b, t, heads, head_dim).
@@ -68,7 +79,11 @@ impl Rope {
         let mut y = vec![0f32; x.len()];
         let rows = x.par_chunks_exact(d).zip(y.par_chunks_exact_mut(d));
         rows.enumerate().for_each(|(row, (xr, yr))| {
-            let pos = (row / heads) % self.t;
+            let token = row / heads;
+            let pos = match &self.positions {
+                Some(p) => p[token] as usize,
+                None => token % self.t,
+            };
             let cos = &self.cos[pos * half..(pos + 1) * half];
             let sin = &self.sin[pos * half..(pos + 1) * half];
             for i in 0..half {
@@ -91,13 +106,22 @@ impl CustomOp1 for Rope {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (_b, t, heads, d) = l.shape().dims4()?;
+        let (b, t, heads, d) = l.shape().dims4()?;
         if t != self.t || d != self.head_dim || d % 2 != 0 {
             bail!(
                 "rope: input {:?} does not match t={} head_dim={}",
                 l.shape(),
                 self.t,
                 self.head_dim
+            );
+        }
+        if let Some(p) = &self.positions
+            && (p.len() != b * t || p.iter().any(|&pos| pos as usize >= t))
+        {
+            bail!(
+                "rope: {} positions for a {:?} input, or one beyond its {t} tables",
+                p.len(),
+                l.shape()
             );
         }
         let x = f32_data(s, l, self.name())?;

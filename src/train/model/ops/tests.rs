@@ -2,10 +2,13 @@
 //! (whose backward candle derives): values and input gradients must agree.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::Arc;
+
 use candle_core::{D, DType, Device, Tensor, Var};
 
 use super::*;
 use crate::train::lora::rng::SplitMix64;
+use crate::train::model::Segments;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = SplitMix64::new(seed);
@@ -99,54 +102,145 @@ fn rope_styles_match_candles_interleaved_and_half_split_rope() {
     }
 }
 
-#[test]
-fn causal_attention_matches_masked_softmax_attention_and_its_gradients() {
-    // t = 70 spans a full and a short block of query rows; 2 query heads
-    // per KV head.
-    let (b, t, nh, nkv, d) = (2, 70, 4, 2, 8);
-    let scale = 0.35f32;
-    let q = Var::from_tensor(&randn(&[b, t, nh, d], 6)).unwrap();
-    let k = Var::from_tensor(&randn(&[b, t, nkv, d], 7)).unwrap();
-    let v = Var::from_tensor(&randn(&[b, t, nkv, d], 8)).unwrap();
-    let y = CausalAttention::new(scale).forward(&q, &k, &v).unwrap();
-
-    // Reference in candle's differentiable ops: KV heads repeated per
-    // query head (head h reads KV head h / rep), a −∞ mask above the
-    // diagonal, candle_nn's composite softmax.
+/// Attention in candle's differentiable ops: KV heads repeated per query
+/// head (head h reads KV head h / rep), a −∞ mask wherever `sees(row,
+/// query, key)` is false, candle_nn's composite softmax. → (b·t, nh·d)
+fn reference_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    scale: f32,
+    sees: impl Fn(usize, usize, usize) -> bool,
+) -> Tensor {
+    let (b, t, nh, d) = q.dims4().unwrap();
+    let nkv = k.dim(2).unwrap();
     let per_head = |x: &Tensor| x.transpose(1, 2).unwrap().contiguous().unwrap();
     let kv_of_head: Vec<u32> = (0..nh as u32).map(|h| h / (nh / nkv) as u32).collect();
     let kv_of_head = Tensor::from_vec(kv_of_head, nh, &Device::Cpu).unwrap();
     let repeat = |x: &Tensor| per_head(x).index_select(&kv_of_head, 1).unwrap();
-    let mask: Vec<f32> = (0..t)
-        .flat_map(|r| (0..t).map(move |j| if j <= r { 0.0 } else { f32::NEG_INFINITY }))
+    let mask: Vec<f32> = (0..b)
+        .flat_map(|row| (0..t).flat_map(move |i| (0..t).map(move |j| (row, i, j))))
+        .map(|(row, i, j)| {
+            if sees(row, i, j) {
+                0.0
+            } else {
+                f32::NEG_INFINITY
+            }
+        })
         .collect();
-    let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
-    let scores = per_head(&q)
-        .matmul(&repeat(&k).t().unwrap())
+    let mask = Tensor::from_vec(mask, (b, 1, t, t), &Device::Cpu).unwrap();
+    let scores = per_head(q)
+        .matmul(&repeat(k).t().unwrap())
         .unwrap()
         .affine(f64::from(scale), 0.0)
         .unwrap()
         .broadcast_add(&mask)
         .unwrap();
     let probs = candle_nn::ops::softmax(&scores, D::Minus1).unwrap();
-    let r = probs
-        .matmul(&repeat(&v))
+    probs
+        .matmul(&repeat(v))
         .unwrap()
         .transpose(1, 2)
         .unwrap()
         .reshape((b * t, nh * d))
+        .unwrap()
+}
+
+/// The op's output and q/k/v gradients against the reference's, both
+/// within 1e-5.
+fn assert_attention_matches(
+    segments: Option<Segments>,
+    (b, t, nh, nkv, d): (usize, usize, usize, usize, usize),
+    sees: impl Fn(usize, usize, usize) -> bool,
+) {
+    let scale = 0.35f32;
+    let q = Var::from_tensor(&randn(&[b, t, nh, d], 6)).unwrap();
+    let k = Var::from_tensor(&randn(&[b, t, nkv, d], 7)).unwrap();
+    let v = Var::from_tensor(&randn(&[b, t, nkv, d], 8)).unwrap();
+    let y = CausalAttention::new(scale)
+        .with_segments(segments.map(Arc::new))
+        .forward(&q, &k, &v)
         .unwrap();
-    assert!(max_diff(&y, &r) < 1e-5);
+    let r = reference_attention(&q, &k, &v, scale, sees);
+    assert!(
+        max_diff(&y, &r) < 1e-5,
+        "values differ by {}",
+        max_diff(&y, &r)
+    );
 
     let w = randn(&[b * t, nh * d], 9);
     let gy = (&y * &w).unwrap().sum_all().unwrap().backward().unwrap();
     let gr = (&r * &w).unwrap().sum_all().unwrap().backward().unwrap();
-    for x in [&q, &k, &v] {
+    for (name, x) in [("q", &q), ("k", &k), ("v", &v)] {
         let (a, e) = (gy.get(x).unwrap(), gr.get(x).unwrap());
         assert!(
             max_diff(a, e) < 1e-5,
-            "gradient differs by {}",
+            "d{name} differs by {}",
             max_diff(a, e)
+        );
+    }
+}
+
+#[test]
+fn causal_attention_matches_masked_softmax_attention_and_its_gradients() {
+    // t = 70 spans a full and a short block of query rows; 2 query heads
+    // per KV head.
+    assert_attention_matches(None, (2, 70, 4, 2, 8), |_, i, j| j <= i);
+}
+
+#[test]
+fn packed_attention_keeps_each_sample_to_itself() {
+    // Row 0: samples of 30, 25 and 15 positions; row 1: one of 66 (two
+    // row blocks) and one of 4. t = 70 is no multiple of the row block,
+    // 2 query heads per KV head.
+    let lengths = [vec![30, 25, 15], vec![66, 4]];
+    let segments = Segments::from_lengths(70, &lengths).unwrap();
+    let sample_of = |row: usize, pos: usize| {
+        let mut end = 0;
+        lengths[row]
+            .iter()
+            .position(|&len| {
+                end += len;
+                pos < end
+            })
+            .unwrap()
+    };
+    assert_attention_matches(Some(segments), (2, 70, 4, 2, 8), |row, i, j| {
+        j <= i && sample_of(row, i) == sample_of(row, j)
+    });
+    // Padding after the last sample joins it: causal only, as unpacked.
+    let padded = Segments::from_lengths(70, &[vec![40], vec![20, 9]]).unwrap();
+    assert_attention_matches(Some(padded), (2, 70, 4, 2, 8), |row, i, j| {
+        j <= i && (row == 0 || (i < 20) == (j < 20))
+    });
+}
+
+#[test]
+fn rope_with_positions_equals_rope_on_each_sample_alone() {
+    let (t, h, d) = (11, 3, 8);
+    let lengths = [vec![4, 7], vec![11]];
+    let segments = Segments::from_lengths(t, &lengths).unwrap();
+    for style in [RopeStyle::Norm, RopeStyle::Neox] {
+        let x = Var::from_tensor(&randn(&[2, t, h, d], 21)).unwrap();
+        let packed = Rope::new(style, d, t, 1e4)
+            .with_positions(segments.positions())
+            .forward(&x)
+            .unwrap();
+        let mut alone = Vec::new();
+        for (row, lens) in lengths.iter().enumerate() {
+            let mut at = 0;
+            for &len in lens {
+                let part = x.narrow(0, row, 1).unwrap().narrow(1, at, len).unwrap();
+                alone.push(Rope::new(style, d, len, 1e4).forward(&part).unwrap());
+                at += len;
+            }
+        }
+        let alone =
+            Tensor::cat(&[Tensor::cat(&alone[..2], 1).unwrap(), alone[2].clone()], 0).unwrap();
+        assert_eq!(max_diff(&packed, &alone), 0.0, "{style:?}");
+        assert!(
+            max_diff(&grad(&x, &packed, 22), &grad(&x, &alone, 22)) < 1e-6,
+            "{style:?}"
         );
     }
 }
@@ -175,6 +269,13 @@ fn ops_reject_non_matching_shapes() {
     let kv = randn(&[1, 2, 2, 4], 14);
     assert!(attention.forward(&x4, &kv, &kv).is_err());
     assert!(Rope::new(RopeStyle::Neox, 4, 2, 1e4).forward(&x).is_err());
+    // Segments or positions for another batch shape.
+    let one_row = Segments::from_lengths(2, &[vec![1, 1]]).unwrap();
+    let two_rows = randn(&[2, 2, 2, 4], 15);
+    let packed = CausalAttention::new(1.0).with_segments(Some(Arc::new(one_row.clone())));
+    assert!(packed.forward(&two_rows, &two_rows, &two_rows).is_err());
+    let rope = Rope::new(RopeStyle::Neox, 4, 2, 1e4).with_positions(one_row.positions());
+    assert!(rope.forward(&two_rows).is_err());
     assert!(SiluMul::forward(&x, &randn(&[3, 2], 12)).is_err());
     let _ = DType::F32;
 }
