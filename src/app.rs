@@ -26,6 +26,8 @@ impl AppContext {
         let (studio, origin) = Studio::locate(studio);
         let sources = ConfigSources::from_process(&studio.root);
         let loaded = config::load(&sources, overrides)?;
+        let limits = &loaded.config.limits;
+        crate::fsutil::read::set_limits(limits.session_mb, limits.dataset_mb);
         Ok(Self {
             studio,
             origin,

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::tokenizer::encode;
+use crate::fsutil::read::{self, Kind, ReadError};
 use crate::hashing::sha256_hex;
 
 /// Label of positions that are not in the loss.
@@ -15,12 +16,8 @@ pub const IGNORE: i64 = -100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read '{}': {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("'{}' line {line}: {reason}", path.display())]
     Line {
         path: PathBuf,
@@ -75,21 +72,25 @@ impl Sample {
 /// is an error naming the file and line (training on half a file silently
 /// would be worse).
 pub fn read_jsonl(path: &Path) -> Result<Vec<Sample>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    Ok(read_jsonl_hashed(path)?.0)
+}
+
+/// [`read_jsonl`], and the sha256 of the file's bytes as read (for the run's
+/// record of its data), from one bounded pass over the file.
+pub fn read_jsonl_hashed(path: &Path) -> Result<(Vec<Sample>, String), DataError> {
+    let mut lines = read::lines(path, Kind::Dataset)?.hashing();
     let mut samples = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+    for line in lines.by_ref() {
+        let line = line?;
+        if line.is_blank() {
             continue;
         }
         let bad = |reason: String| DataError::Line {
             path: path.to_path_buf(),
-            line: i + 1,
+            line: line.number,
             reason,
         };
-        let sample: Sample = serde_json::from_str(line)
+        let sample: Sample = serde_json::from_str(line.text().map_err(bad)?)
             .map_err(|e| bad(format!("not a {{\"messages\": [...]}} object: {e}")))?;
         if sample.messages.is_empty() {
             return Err(bad("no messages".into()));
@@ -104,7 +105,7 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Sample>, DataError> {
             path: path.to_path_buf(),
         });
     }
-    Ok(samples)
+    Ok((samples, lines.sha256_hex().unwrap_or_default()))
 }
 
 /// A tokenized sample: ids, and where the learned turn starts.

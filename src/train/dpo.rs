@@ -18,6 +18,7 @@ use super::run::{RunDir, memory_mib};
 use super::sft::SftError;
 use super::trainer::{Trainer, settings_sha256, total_steps};
 use crate::config::TrainConfig;
+use crate::fsutil::read::{self, Kind};
 use crate::hashing::sha256_hex;
 
 /// One preference pair: the conversation so far and two assistant replies.
@@ -53,22 +54,18 @@ struct TrlLine {
 
 /// Reads TRL DPO JSONL; a bad line is an error naming the file and line.
 pub fn read_dpo_jsonl(path: &Path) -> Result<Vec<PairSample>, super::data::DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| super::data::DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
     let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for line in read::lines(path, Kind::Dataset)? {
+        let line = line?;
+        if line.is_blank() {
+            continue;
+        }
         let bad = |reason: String| super::data::DataError::Line {
             path: path.to_path_buf(),
-            line: i + 1,
+            line: line.number,
             reason,
         };
-        let trl: TrlLine = serde_json::from_str(line)
+        let trl: TrlLine = serde_json::from_str(line.text().map_err(bad)?)
             .map_err(|e| bad(format!("not a {{prompt, chosen, rejected}} object: {e}")))?;
         let reply = |m: &[Message], which: &str| {
             m.last()

@@ -16,6 +16,7 @@ use super::run::RunDir;
 use super::sft::SftError;
 use super::trainer::{Trainer, settings_sha256, total_steps};
 use crate::config::TrainConfig;
+use crate::fsutil::read::{self, Kind};
 use crate::hashing::sha256_hex;
 
 /// TRL's unpaired line, as `her export prefs --format kto` writes it.
@@ -40,22 +41,19 @@ impl KtoSample {
 
 /// Reads TRL KTO JSONL; a bad line is an error naming the file and line.
 pub fn read_kto_jsonl(path: &std::path::Path) -> Result<Vec<KtoSample>, super::data::DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| super::data::DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
     let mut out = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let sample: KtoSample =
-            serde_json::from_str(line).map_err(|e| super::data::DataError::Line {
-                path: path.to_path_buf(),
-                line: i + 1,
-                reason: format!("not a {{prompt, completion, label}} object: {e}"),
-            })?;
+    for line in read::lines(path, Kind::Dataset)? {
+        let line = line?;
+        if line.is_blank() {
+            continue;
+        }
+        let bad = |reason: String| super::data::DataError::Line {
+            path: path.to_path_buf(),
+            line: line.number,
+            reason,
+        };
+        let sample: KtoSample = serde_json::from_str(line.text().map_err(bad)?)
+            .map_err(|e| bad(format!("not a {{prompt, completion, label}} object: {e}")))?;
         out.push(sample);
     }
     Ok(out)

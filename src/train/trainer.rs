@@ -133,7 +133,8 @@ impl Trainer {
         }
         self.optimizer
             .load_state(&loaded.optimizer, loaded.state.step)?;
-        self.run.truncate_metrics(loaded.state.step)?;
+        let finished = loaded.state.step >= self.schedule.total_steps;
+        self.run.truncate_metrics(loaded.state.step, finished)?;
         Ok(Some((loaded.state.step, loaded.state.losses)))
     }
 
