@@ -110,11 +110,12 @@ pub fn list_characters(dir: &Path) -> Result<Vec<ListedCharacter>, CharacterErro
 /// case-insensitively; a path to a `.toml` file is accepted as well.
 pub fn load_character_by_name(dir: &Path, name: &str) -> Result<Character, CharacterError> {
     let as_path = Path::new(name);
-    if as_path.extension().is_some_and(|x| x == "toml") && as_path.is_file() {
+    // Whatever is there is read: the reader says what is wrong with it.
+    if as_path.extension().is_some_and(|x| x == "toml") && as_path.exists() {
         return load_character(as_path);
     }
     let by_stem = dir.join(format!("{name}.toml"));
-    if by_stem.is_file() {
+    if by_stem.exists() {
         return load_character(&by_stem);
     }
     for (_, loaded) in list_characters(dir)? {

@@ -43,7 +43,14 @@ pub fn gather(sources: &Sources<'_>) -> Result<Gathered, PrefsError> {
         }
     }
     for log in jsonl_files(sources.prefs_dir) {
-        let contents = read_log(&log)?;
+        // One unreadable log (a FIFO, too large) must not stop the reports.
+        let contents = match read_log(&log) {
+            Ok(contents) => contents,
+            Err(err) => {
+                out.notes.push(format!("{err}; skipped"));
+                continue;
+            }
+        };
         out.notes.extend(contents.notes(&log));
         out.lines_skipped += contents.lines_skipped();
         out.records.extend(contents.records);
