@@ -26,6 +26,8 @@ impl AppContext {
         let (studio, origin) = Studio::locate(studio);
         let sources = ConfigSources::from_process(&studio.root);
         let loaded = config::load(&sources, overrides)?;
+        let limits = &loaded.config.limits;
+        crate::fsutil::read::set_limits(limits.session_mb, limits.dataset_mb);
         Ok(Self {
             studio,
             origin,
@@ -142,12 +144,13 @@ impl AppContext {
 
     /// A scene by file stem in `characters/scenes/`, or a path to one.
     pub fn scene(&self, name: &str) -> Result<Scene, CharacterError> {
+        // Whatever is there is read: the reader says what is wrong with it.
         let as_path = Path::new(name);
-        if as_path.is_file() {
+        if as_path.exists() {
             return load_scene(as_path);
         }
         let path = self.scenes_dir().join(format!("{name}.toml"));
-        if !path.is_file() {
+        if !path.exists() {
             return Err(CharacterError::NotFound {
                 name: name.to_string(),
                 dir: self.scenes_dir(),

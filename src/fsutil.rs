@@ -1,4 +1,7 @@
-//! Crash-safe file writes shared by every module that saves user data.
+//! Crash-safe file writes shared by every module that saves user data, and
+//! the bounded reader every module reads user files with ([`read`]).
+
+pub mod read;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -296,12 +296,25 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
     })
 }
 
+/// Opens the log and puts the config's warnings in it (on stderr when
+/// there is no log to put them in).
 fn start_logging(app: &AppContext) {
     let config = app.config();
-    if let Some(file) = config.log_file(&app.studio.root)
-        && let Err(err) = logging::init(&file, config.log.level.as_str())
-    {
-        eprintln!("warning: {err}; continuing without a log file");
+    let started = match config.log_file(&app.studio.root) {
+        Some(file) => match logging::init(&file, config.log.level.as_str()) {
+            Ok(_) => true,
+            Err(err) => {
+                eprintln!("warning: {err}; continuing without a log file");
+                false
+            }
+        },
+        None => false,
+    };
+    for warning in &app.loaded.warnings {
+        tracing::warn!("{warning}");
+        if !started {
+            eprintln!("warning: {warning}");
+        }
     }
 }
 

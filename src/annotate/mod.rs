@@ -49,7 +49,13 @@ pub fn run(
         std::fs::create_dir_all(dir)?;
     }
     let already = if setup.log.exists() {
-        read_log(&setup.log)?.records
+        let contents = read_log(&setup.log)?;
+        // Printed before the screen opens, so they are there after it closes.
+        for note in contents.notes(&setup.log) {
+            eprintln!("note: {note}");
+            tracing::warn!("{note}");
+        }
+        contents.records
     } else {
         Vec::new()
     };

@@ -545,9 +545,10 @@ fn find_venv(app: &AppContext) -> Option<PathBuf> {
 /// `her train sft` step (loss, backward, accumulate, clip, AdamW). Prints
 /// one JSON line.
 pub fn run_train_loop(args: &TrainLoopArgs) -> anyhow::Result<()> {
-    let plan: Plan = serde_json::from_slice(
-        &std::fs::read(&args.plan).with_context(|| format!("reading {}", args.plan.display()))?,
-    )?;
+    let plan: Plan = serde_json::from_slice(&crate::fsutil::read::bytes(
+        &args.plan,
+        crate::fsutil::read::Kind::Config,
+    )?)?;
     let mode = match args.base.as_str() {
         "quantized" => BaseMode::Quantized,
         "dequantized" => BaseMode::Dequantized,

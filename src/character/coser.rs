@@ -4,12 +4,9 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::card::{CardError, read_capped};
+use super::card::CardError;
 use super::scene::ENVIRONMENT;
 use super::{NextSpeaker, Scene, SceneMember};
-
-/// Largest CoSER file read (a whole test set in one array).
-pub const MAX_COSER_FILE: u64 = 64 * 1024 * 1024;
 
 /// Title length when a scene has no `topic`.
 const TITLE_CHARS: usize = 60;
@@ -25,7 +22,7 @@ pub struct CoserScene {
 
 /// Reads one scene object, or an array of them.
 pub fn import_coser(path: &Path) -> Result<Vec<CoserScene>, CardError> {
-    let bytes = read_capped(path, MAX_COSER_FILE)?;
+    let bytes = crate::fsutil::read::bytes(path, crate::fsutil::read::Kind::Coser)?;
     let text = std::str::from_utf8(&bytes).map_err(|e| CardError::Utf8 {
         path: path.to_path_buf(),
         what: "the file".into(),

@@ -4,15 +4,19 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::fsutil::read::{self, Kind, ReadError};
+
 use super::Character;
 
 #[derive(Debug, Error)]
 pub enum CharacterError {
-    #[error("cannot read character file '{path}': {source}")]
+    #[error("cannot read the characters folder '{path}': {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("character file '{path}'{location}: {message}")]
     Invalid {
         path: PathBuf,
@@ -26,10 +30,7 @@ pub enum CharacterError {
 
 /// Parses and validates one character file.
 pub fn load_character(path: &Path) -> Result<Character, CharacterError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CharacterError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = read::text(path, Kind::Character)?;
     parse_character(&text, path)
 }
 
@@ -86,9 +87,9 @@ pub type ListedCharacter = (PathBuf, Result<Character, CharacterError>);
 /// Every `*.toml` character in `dir`, sorted by file name, each with its
 /// result: one broken file must not hide the others.
 pub fn list_characters(dir: &Path) -> Result<Vec<ListedCharacter>, CharacterError> {
-    let entries = std::fs::read_dir(dir).map_err(|source| CharacterError::Io {
+    let entries = std::fs::read_dir(dir).map_err(|cause| CharacterError::Io {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -109,11 +110,12 @@ pub fn list_characters(dir: &Path) -> Result<Vec<ListedCharacter>, CharacterErro
 /// case-insensitively; a path to a `.toml` file is accepted as well.
 pub fn load_character_by_name(dir: &Path, name: &str) -> Result<Character, CharacterError> {
     let as_path = Path::new(name);
-    if as_path.extension().is_some_and(|x| x == "toml") && as_path.is_file() {
+    // Whatever is there is read: the reader says what is wrong with it.
+    if as_path.extension().is_some_and(|x| x == "toml") && as_path.exists() {
         return load_character(as_path);
     }
     let by_stem = dir.join(format!("{name}.toml"));
-    if by_stem.is_file() {
+    if by_stem.exists() {
         return load_character(&by_stem);
     }
     for (_, loaded) in list_characters(dir)? {

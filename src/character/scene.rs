@@ -139,10 +139,7 @@ impl Scene {
 }
 
 pub fn load_scene(path: &Path) -> Result<Scene, CharacterError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CharacterError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = crate::fsutil::read::text(path, crate::fsutil::read::Kind::Character)?;
     parse_scene(&text, path)
 }
 

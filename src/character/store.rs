@@ -15,10 +15,10 @@ pub enum StoreError {
     BadName { name: String, reason: String },
     #[error("'{path}' already exists; use --force to overwrite it")]
     Exists { path: PathBuf },
-    #[error("cannot write '{path}': {source}")]
+    #[error("cannot write '{path}': {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("cannot save '{path}': {message}")]
     Invalid { path: PathBuf, message: String },
@@ -151,9 +151,9 @@ fn save(path: &Path, text: &str, overwrite: bool) -> Result<PathBuf, StoreError>
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(StoreError::Exists {
             path: path.to_path_buf(),
         }),
-        Err(source) => Err(StoreError::Io {
+        Err(cause) => Err(StoreError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }),
     }
 }

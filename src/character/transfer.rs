@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use crate::fsutil::read::{self, Kind, ReadError};
+
 use super::card::{self, CardError, Format};
 use super::coser::import_coser;
 use super::store::{self, StoreError};
@@ -18,11 +20,13 @@ pub enum TransferError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Character(#[from] CharacterError),
-    #[error("cannot read '{path}': {source}")]
+    #[error("cannot create '{path}': {cause}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("'{0}' is neither a character card (.png or .json) nor CoSER scene JSON")]
     Unknown(PathBuf),
 }
@@ -45,9 +49,9 @@ pub fn import(
     let mut report = ImportReport::default();
     if is_coser(path)? {
         let scenes = import_coser(path)?;
-        std::fs::create_dir_all(scenes_dir).map_err(|source| TransferError::Io {
+        std::fs::create_dir_all(scenes_dir).map_err(|cause| TransferError::Io {
             path: scenes_dir.to_path_buf(),
-            source,
+            cause,
         })?;
         for s in scenes {
             report
@@ -72,11 +76,8 @@ fn is_coser(path: &Path) -> Result<bool, TransferError> {
     match Format::from_path(path) {
         Some(Format::Png) => Ok(false),
         Some(Format::Json) => {
-            let text = std::fs::read_to_string(path).map_err(|source| TransferError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            Ok(text.contains("\"character_profiles\""))
+            let bytes = read::bytes(path, Kind::Coser)?;
+            Ok(memchr::memmem::find(&bytes, b"\"character_profiles\"").is_some())
         }
         None => Err(TransferError::Unknown(path.to_path_buf())),
     }

@@ -198,7 +198,7 @@ fn evaluate(
     unique_labels(&mut systems);
     for system in &systems {
         if let Some(path) = &system.adapter
-            && !path.is_file()
+            && !path.exists()
         {
             bail!(
                 "adapter '{}' does not exist: give an adapter GGUF (a run's is runs/NAME/adapter.gguf) or `base`",

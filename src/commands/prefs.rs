@@ -56,6 +56,16 @@ pub fn gather_studio(app: &AppContext) -> anyhow::Result<Gathered> {
     Ok(gather(&sources)?)
 }
 
+/// "skipped N lines": damaged lines cost only themselves, and the user
+/// learns how many (the notes above name each one).
+fn report_skipped(lines: usize) {
+    match lines {
+        0 => {}
+        1 => eprintln!("note: skipped 1 line that could not be read (see above)"),
+        n => eprintln!("note: skipped {n} lines that could not be read (see above)"),
+    }
+}
+
 /// Gathers, reports unreadable sources on stderr, and filters.
 pub fn filtered(
     app: &AppContext,
@@ -66,6 +76,7 @@ pub fn filtered(
     for note in &gathered.notes {
         eprintln!("note: {note}");
     }
+    report_skipped(gathered.lines_skipped);
     Ok(filter.apply(gathered.records)?)
 }
 
@@ -190,6 +201,7 @@ pub fn merge(app: &AppContext, args: &PrefsMergeArgs) -> anyhow::Result<()> {
     for note in &report.notes {
         eprintln!("note: {note}");
     }
+    report_skipped(report.lines_skipped);
     let verb = if args.dry_run { "would add" } else { "added" };
     for (annotator, n) in &report.added {
         println!("{annotator}: {verb} {n} records");

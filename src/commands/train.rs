@@ -14,7 +14,7 @@ use crate::cli::{DpoArgs, SftArgs};
 use crate::prefs::RatingScore;
 use crate::prefs::sessions::{SessionPlayers, kept_replies};
 use crate::session::{list_sessions, load_session};
-use crate::train::data::{Message, Sample, read_jsonl};
+use crate::train::data::{Message, Sample, read_jsonl_hashed};
 use crate::train::run::progress_line;
 use crate::train::sft::{DataSource, Progress, SftJob, run};
 
@@ -187,11 +187,11 @@ fn gather(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Sample>, Vec<
     let mut samples = Vec::new();
     let mut sources = Vec::new();
     for path in &args.data {
-        let bytes = std::fs::read(path).with_context(|| format!("reading '{}'", path.display()))?;
-        samples.extend(read_jsonl(path)?);
+        let (read, sha256) = read_jsonl_hashed(path)?;
+        samples.extend(read);
         sources.push(DataSource {
             name: path.display().to_string(),
-            sha256: crate::hashing::sha256_hex(&bytes),
+            sha256,
         });
     }
     if args.from_sessions {

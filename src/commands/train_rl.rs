@@ -142,7 +142,7 @@ fn gather(app: &AppContext, args: &RlArgs) -> anyhow::Result<(Vec<RlPrompt>, Vec
     let mut prompts = Vec::new();
     let mut sources = Vec::new();
     let source = |name: &PathBuf| -> anyhow::Result<DataSource> {
-        let bytes = std::fs::read(name).with_context(|| format!("reading '{}'", name.display()))?;
+        let bytes = crate::fsutil::read::bytes(name, crate::fsutil::read::Kind::Dataset)?;
         Ok(DataSource {
             name: name.display().to_string(),
             sha256: crate::hashing::sha256_hex(&bytes),

@@ -59,10 +59,10 @@ impl fmt::Display for Source {
 /// `source` as the wrapped error.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config error in '{}': cannot read the file: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
+    /// The file exists but cannot be read (a folder, a FIFO, too large, not UTF-8…).
+    #[error("config error: {cause}")]
+    Read {
+        cause: crate::fsutil::read::ReadError,
     },
 
     #[error("config error in '{}': invalid TOML{}: {message}", .path.display(), position_text(.position))]
@@ -102,6 +102,9 @@ pub enum ConfigError {
     },
 
     /// Also covers bad enum values and empty strings.
+    #[error("config error in {}: '{key}' must not contain a NUL character (\\u0000)", .layer.location())]
+    Nul { layer: Source, key: String },
+
     #[error("config error in {}: '{key}' must be {expected}, found '{value}'", .layer.location())]
     OutOfRange {
         layer: Source,

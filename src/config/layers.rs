@@ -12,6 +12,7 @@ use crate::config::error::{ConfigError, Source};
 use crate::config::schema::KEYS;
 use crate::config::validate::{self, Entry};
 use crate::config::{Config, DEFAULT_CONFIG_TOML, STUDIO_CONFIG_FILE, user_config_path};
+use crate::fsutil::read::{self, Kind};
 
 /// Where the layers between the defaults and the command line come from.
 /// Every part is injectable so tests need no real home directory or environment.
@@ -54,6 +55,9 @@ pub struct LoadedConfig {
     /// Every key as `section.key`, in `config.toml` order, with the layer
     /// that set its final value.
     pub provenance: Vec<(String, Source)>,
+    /// What was skipped on the way (an unreachable user config folder), for
+    /// the log once it is open.
+    pub warnings: Vec<String>,
 }
 
 impl LoadedConfig {
@@ -98,11 +102,12 @@ pub fn load(
             read_optional(path)?,
         )?);
     }
+    let mut warnings = Vec::new();
     if let Some(path) = &sources.user_file {
         apply(file_layer(
             Source::UserFile(path.clone()),
             path,
-            read_optional(path)?,
+            read_user_config(path, &mut warnings)?,
         )?);
     }
     apply(env::env_layer(&sources.env)?);
@@ -129,7 +134,11 @@ pub fn load(
             message: e.message().to_owned(),
         })?;
 
-    let loaded = LoadedConfig { config, provenance };
+    let loaded = LoadedConfig {
+        config,
+        provenance,
+        warnings,
+    };
     check_cross_fields(&loaded)?;
     Ok(loaded)
 }
@@ -159,13 +168,27 @@ fn check_cross_fields(loaded: &LoadedConfig) -> Result<(), ConfigError> {
 
 /// `None` when the file does not exist; other read failures are errors.
 fn read_optional(path: &Path) -> Result<Option<String>, ConfigError> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => Ok(Some(text)),
+    read::optional_text(path, Kind::Config).map_err(|cause| ConfigError::Read { cause })
+}
+
+/// The user's config file. A folder on its path that cannot be reached (an
+/// unreadable `$HOME`, or one that is a file) means no user config, with a
+/// warning: the studio must still open. A file that is there but cannot be
+/// read is an error, as for the studio's.
+fn read_user_config(
+    path: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<Option<String>, ConfigError> {
+    match std::fs::metadata(path) {
+        Ok(_) => read_optional(path),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(ConfigError::Io {
-            path: path.to_owned(),
-            source,
-        }),
+        Err(e) => {
+            warnings.push(format!(
+                "the user config '{}' cannot be reached ({e}); continuing without it",
+                path.display()
+            ));
+            Ok(None)
+        }
     }
 }
 

@@ -63,6 +63,7 @@ pub struct Config {
     pub rl: RlConfig,
     pub kto: KtoConfig,
     pub eval: EvalConfig,
+    pub limits: LimitsConfig,
     /// TUI key bindings by action name; "" keeps the built-in chords.
     #[serde(default = "default_keys")]
     pub keys: BTreeMap<String, String>,
@@ -83,6 +84,7 @@ impl Default for Config {
             rl: RlConfig::default(),
             kto: KtoConfig::default(),
             eval: EvalConfig::default(),
+            limits: LimitsConfig::default(),
             keys: default_keys(),
         }
     }
@@ -394,6 +396,25 @@ impl Default for EvalConfig {
             environment: true,
             resamples: 1000,
             judge_model: PathBuf::new(),
+        }
+    }
+}
+
+/// Size limits of the files that may grow large (see `fsutil::read`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest session file opened, MiB.
+    pub session_mb: u64,
+    /// Largest dataset, queue or preference log read, MiB.
+    pub dataset_mb: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            session_mb: crate::fsutil::read::DEFAULT_SESSION_MB,
+            dataset_mb: crate::fsutil::read::DEFAULT_DATASET_MB,
         }
     }
 }

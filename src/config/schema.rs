@@ -93,7 +93,7 @@ impl KeySpec {
 /// Section names in the order `config.toml` lists them.
 pub(crate) const SECTIONS: &[&str] = &[
     "model", "sampling", "chat", "paths", "log", "backend", "judge", "prefs", "train", "rl", "kto",
-    "eval", "keys",
+    "eval", "limits", "keys",
 ];
 
 /// Remappable actions of the TUI (`[keys]`); the TUI's action table must match (tested there).
@@ -346,6 +346,8 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("eval", "resamples", int(1, 1_000_000)),
     // Empty means "the chat model".
     spec("eval", "judge_model", Kind::Str { non_empty: false }),
+    spec("limits", "session_mb", int(1, 1_048_576)),
+    spec("limits", "dataset_mb", int(1, 1_048_576)),
     spec("keys", "quit", Kind::Str { non_empty: false }),
     spec("keys", "help", Kind::Str { non_empty: false }),
     spec("keys", "submit", Kind::Str { non_empty: false }),

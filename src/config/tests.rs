@@ -224,9 +224,9 @@ fn unreadable_file_is_an_error_naming_it() {
         ..ConfigSources::default()
     };
     let err = load(&sources, &[]).unwrap_err();
-    assert!(matches!(err, ConfigError::Io { .. }));
+    assert!(matches!(err, ConfigError::Read { .. }));
     let expected = format!(
-        "config error in '{}': cannot read the file",
+        "config error: cannot read '{}': it is a folder, not a regular file",
         dir.path().display()
     );
     assert!(err.to_string().starts_with(&expected), "{err}");

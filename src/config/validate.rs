@@ -117,6 +117,13 @@ pub(crate) fn check_value(
         value: show(value),
         expected: spec.kind.expected(),
     };
+    // A NUL cuts a path or a name short where it reaches the OS or C code.
+    if holds_nul(value) {
+        return Err(ConfigError::Nul {
+            layer: layer.clone(),
+            key: spec.dotted(),
+        });
+    }
     match spec.kind {
         Kind::Float {
             min,
@@ -172,6 +179,14 @@ pub(crate) fn check_value(
             }
             Ok(value.clone())
         }
+    }
+}
+
+fn holds_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(holds_nul),
+        _ => false,
     }
 }
 

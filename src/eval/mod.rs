@@ -49,25 +49,23 @@ pub const GATE_FILE: &str = "gate.json";
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error("the model failed: {0}")]
-    Engine(#[from] crate::engine::EngineError),
+    Engine(crate::engine::EngineError),
     #[error(
-        "adapter '{}' could not be loaded: {source}; check the path (a run's adapter is runs/NAME/adapter.gguf)",
+        "adapter '{}' could not be loaded: {cause}; check the path (a run's adapter is runs/NAME/adapter.gguf)",
         path.display()
     )]
     Adapter {
         path: PathBuf,
-        #[source]
-        source: crate::engine::EngineError,
+        cause: crate::engine::EngineError,
     },
     #[error(
-        "the judge's answer on scene '{scene}' could not be read (it ended by {finish}): {source}; \
+        "the judge's answer on scene '{scene}' could not be read (it ended by {finish}): {cause}; \
          a local judge needs room for its answer: raise --judge-n-ctx or lower --rounds / --max-new-tokens"
     )]
     Unreadable {
         scene: String,
         finish: String,
-        #[source]
-        source: judge::AnswerError,
+        cause: judge::AnswerError,
     },
     #[error(
         "no scene '{spec}': give a scene file stem in '{}' (see `her characters`), a scene .toml file or a CoSER .json file",
@@ -87,21 +85,42 @@ pub enum EvalError {
     Coser(#[from] crate::character::card::CardError),
     #[error(transparent)]
     Session(#[from] crate::session::SessionError),
-    #[error("cannot {action} '{}': {source}", path.display())]
+    #[error(transparent)]
+    Read(#[from] crate::fsutil::read::ReadError),
+    #[error("cannot {action} '{}': {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("'{}' cannot be read: {message}", path.display())]
     BadFile { path: PathBuf, message: String },
     #[error("cannot encode as JSON: {0}")]
-    Json(#[from] serde_json::Error),
+    Json(serde_json::Error),
     #[error("bootstrap: {0}")]
-    Stats(#[from] crate::prefs::stats::StatsError),
+    Stats(crate::prefs::stats::StatsError),
     #[error(
         "'{baseline}' and '{candidate}' share no scene and seed: compare results of the same scenes and seeds"
     )]
     NoCommonUnits { baseline: String, candidate: String },
+}
+
+// By hand, not `#[from]`: the message already shows the cause, so it must
+// not also be the `source()` (an error chain would print it twice).
+impl From<crate::engine::EngineError> for EvalError {
+    fn from(cause: crate::engine::EngineError) -> Self {
+        Self::Engine(cause)
+    }
+}
+
+impl From<serde_json::Error> for EvalError {
+    fn from(cause: serde_json::Error) -> Self {
+        Self::Json(cause)
+    }
+}
+
+impl From<crate::prefs::stats::StatsError> for EvalError {
+    fn from(cause: crate::prefs::stats::StatsError) -> Self {
+        Self::Stats(cause)
+    }
 }

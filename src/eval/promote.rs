@@ -46,16 +46,9 @@ pub fn gate_log(studio: &Path) -> PathBuf {
 
 /// The promotions in `path`; none when the file does not exist.
 pub fn read_promotions(path: &Path) -> Result<Promotions, EvalError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Promotions::default()),
-        Err(source) => {
-            return Err(EvalError::Io {
-                action: "read",
-                path: path.to_path_buf(),
-                source,
-            });
-        }
+    let Some(text) = crate::fsutil::read::optional_text(path, crate::fsutil::read::Kind::Config)?
+    else {
+        return Ok(Promotions::default());
     };
     toml::from_str(&text).map_err(|e| EvalError::BadFile {
         path: path.to_path_buf(),
@@ -81,10 +74,10 @@ pub fn promote(path: &Path, character: &str, promotion: Promotion) -> Result<(),
          # `her chat --character NAME` loads NAME's adapter unless --adapter is given.\n\n{body}"
     );
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| EvalError::Io {
+        std::fs::create_dir_all(dir).map_err(|cause| EvalError::Io {
             action: "create folder",
             path: dir.to_path_buf(),
-            source,
+            cause,
         })?;
     }
     super::results::write(path, text.as_bytes())
@@ -104,10 +97,10 @@ pub struct GateLogEntry {
 /// Appends `entry` to the gate log (fsynced).
 pub fn append_gate_log(path: &Path, entry: &GateLogEntry) -> Result<(), EvalError> {
     let io = |action: &'static str| {
-        move |source| EvalError::Io {
+        move |cause| EvalError::Io {
             action,
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     };
     if let Some(dir) = path.parent() {

@@ -225,10 +225,10 @@ pub fn write_results(
     records: &[SceneRecord],
 ) -> Result<PathBuf, EvalError> {
     let scenes = dir.join(SCENES_DIR);
-    std::fs::create_dir_all(&scenes).map_err(|source| EvalError::Io {
+    std::fs::create_dir_all(&scenes).map_err(|cause| EvalError::Io {
         action: "create folder",
         path: scenes.clone(),
-        source,
+        cause,
     })?;
     for scene in &results.scenes {
         let mut text = String::new();
@@ -258,10 +258,10 @@ pub fn file_stem_of(id: &str) -> String {
 }
 
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    crate::fsutil::write_atomic(path, bytes, true).map_err(|source| EvalError::Io {
+    crate::fsutil::write_atomic(path, bytes, true).map_err(|cause| EvalError::Io {
         action: "write",
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
@@ -272,11 +272,7 @@ pub fn read_results(path: &Path) -> Result<EvalResults, EvalError> {
     } else {
         path.to_path_buf()
     };
-    let text = std::fs::read_to_string(&file).map_err(|source| EvalError::Io {
-        action: "read",
-        path: file.clone(),
-        source,
-    })?;
+    let text = crate::fsutil::read::text(&file, crate::fsutil::read::Kind::RunRecord)?;
     serde_json::from_str(&text).map_err(|e| EvalError::BadFile {
         path: file,
         message: e.to_string(),

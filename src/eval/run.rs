@@ -135,10 +135,10 @@ pub async fn judge_transcript(
         request.grammar = Some(answer_grammar());
     }
     let outcome = crate::chat::stream_reply(judge, request, |_| {}).await?;
-    parse_answer(&outcome.reply).map_err(|source| EvalError::Unreadable {
+    parse_answer(&outcome.reply).map_err(|cause| EvalError::Unreadable {
         scene: scene.id.clone(),
         finish: outcome.finished.reason.to_string(),
-        source,
+        cause,
     })
 }
 
@@ -171,9 +171,9 @@ pub async fn run_eval(
                 let loaded = actor
                     .load_adapter(path.clone(), 1.0)
                     .await
-                    .map_err(|source| EvalError::Adapter {
+                    .map_err(|cause| EvalError::Adapter {
                         path: path.clone(),
-                        source,
+                        cause,
                     })?;
                 Some(FileId {
                     path: path.clone(),

@@ -100,12 +100,13 @@ pub fn load_scenes(
 }
 
 fn resolve(spec: &str, scenes_dir: &Path) -> Result<PathBuf, EvalError> {
+    // Whatever is there is used: reading it says what is wrong (a FIFO, a folder…).
     let as_path = Path::new(spec);
-    if as_path.is_file() {
+    if as_path.exists() {
         return Ok(as_path.to_path_buf());
     }
     let stem = scenes_dir.join(format!("{spec}.toml"));
-    if stem.is_file() {
+    if stem.exists() {
         return Ok(stem);
     }
     Err(EvalError::SceneNotFound {

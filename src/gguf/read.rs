@@ -35,18 +35,13 @@ pub fn inspect(path: &Path) -> Result<GgufFile, GgufError> {
         path: path.to_path_buf(),
         cause,
     };
-    let file = File::open(path).map_err(|e| io_err("open", e))?;
-    let meta = file.metadata().map_err(|e| io_err("stat", e))?;
-    if meta.is_dir() {
-        return Err(io_err(
-            "read",
-            io::Error::new(io::ErrorKind::IsADirectory, "it is a directory"),
-        ));
-    }
+    // A FIFO or device would block or never end: only regular files.
+    let (file, len) =
+        crate::fsutil::read::open_regular(path).map_err(|e| io_err("open", e.into()))?;
     let mut r = HeaderReader {
         inner: BufReader::with_capacity(1 << 16, file),
         pos: 0,
-        len: meta.len(),
+        len,
         path,
     };
     r.parse()

@@ -16,13 +16,20 @@ use crate::prefs::Verdict;
 #[derive(Debug, thiserror::Error)]
 pub enum JudgeError {
     #[error("the judge model failed: {0}")]
-    Engine(#[from] EngineError),
-    #[error("the judge's answer ({order} order) could not be read: {source}")]
+    Engine(EngineError),
+    #[error("the judge's answer ({order} order) could not be read: {cause}")]
     Unreadable {
         order: &'static str,
-        #[source]
-        source: JudgeParseError,
+        cause: JudgeParseError,
     },
+}
+
+// By hand, not `#[from]`: the message already shows the cause, so it must
+// not also be the `source()` (an error chain would print it twice).
+impl From<EngineError> for JudgeError {
+    fn from(cause: EngineError) -> Self {
+        Self::Engine(cause)
+    }
 }
 
 /// Both judgements and what they add up to.
@@ -83,5 +90,5 @@ async fn judge_once(
     let mut request = GenerateRequest::new(judge_prompt(case), sampling.clone());
     request.grammar = Some(verdict_grammar());
     let outcome = crate::chat::stream_reply(backend, request, |_| {}).await?;
-    parse_judgement(&outcome.reply).map_err(|source| JudgeError::Unreadable { order, source })
+    parse_judgement(&outcome.reply).map_err(|cause| JudgeError::Unreadable { order, cause })
 }

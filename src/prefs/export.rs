@@ -201,9 +201,9 @@ impl Out {
     /// Writes one sample unless an identical line is already there (a kept
     /// swipe beats several siblings: its SFT sample must count once).
     fn line(&mut self, id: &str, what: &str, sample: &impl Serialize) -> Result<(), PrefsError> {
-        let line = serde_json::to_string(sample).map_err(|source| PrefsError::Serialize {
+        let line = serde_json::to_string(sample).map_err(|cause| PrefsError::Serialize {
             id: id.to_string(),
-            source,
+            cause,
         })?;
         if let Some(first) = self.seen.get(&line) {
             let why = format!("duplicate: {what}same sample as record {first:?}");
@@ -627,7 +627,7 @@ mod tests {
         let dir = tempfile::tempdir().map_err(|e| PrefsError::Io {
             action: "create",
             path: "tempdir".into(),
-            source: e,
+            cause: e,
         })?;
         let records = [
             small_pair("p1", Verdict::Cand1),

@@ -28,6 +28,8 @@ pub struct MergeReport {
     pub written: Vec<PathBuf>,
     /// Lines or records left out, with the reason.
     pub notes: Vec<String>,
+    /// Lines of the sources that could not be read (each also has a note).
+    pub lines_skipped: usize,
 }
 
 impl MergeReport {
@@ -42,18 +44,13 @@ fn record_key(record: &PreferenceRecord) -> Result<String, PrefsError> {
     Ok(crate::hashing::sha256_hex(to_line(record)?.as_bytes()))
 }
 
-/// The `*.jsonl` files a source names: the file itself, or every log under a folder.
-fn source_files(source: &Path) -> Result<Vec<PathBuf>, PrefsError> {
+/// The `*.jsonl` files a source names: every log under a folder, or the
+/// path itself (whose read then says what is wrong with it, if anything).
+fn source_files(source: &Path) -> Vec<PathBuf> {
     if source.is_dir() {
-        Ok(jsonl_files(source))
-    } else if source.is_file() {
-        Ok(vec![source.to_path_buf()])
+        jsonl_files(source)
     } else {
-        Err(PrefsError::Io {
-            action: "read",
-            path: source.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
-        })
+        vec![source.to_path_buf()]
     }
 }
 
@@ -67,21 +64,19 @@ pub fn merge(
     let mut report = MergeReport::default();
     let mut seen = HashSet::new();
     for log in jsonl_files(prefs_dir) {
+        // Damaged lines here are reported by the reports; for the merge only
+        // the readable records matter.
         for record in read_log(&log)?.records {
             seen.insert(record_key(&record)?);
         }
     }
     let mut new: BTreeMap<String, Vec<PreferenceRecord>> = BTreeMap::new();
     for source in sources {
-        for file in source_files(source)? {
+        for file in source_files(source) {
             let contents = read_log(&file)?;
             report.files_read += 1;
-            if let Some(line) = contents.torn_tail {
-                report.notes.push(format!(
-                    "{}:{line}: an unfinished last line (a crash while writing) was skipped",
-                    file.display()
-                ));
-            }
+            report.notes.extend(contents.notes(&file));
+            report.lines_skipped += contents.lines_skipped();
             for record in contents.records {
                 report.records_read += 1;
                 if let Err(err) = record.validate() {
@@ -109,10 +104,10 @@ pub fn merge(
             .join("merged")
             .join(format!("{}.jsonl", file_safe(&annotator)));
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| PrefsError::Io {
+            std::fs::create_dir_all(dir).map_err(|cause| PrefsError::Io {
                 action: "create",
                 path: dir.to_path_buf(),
-                source,
+                cause,
             })?;
         }
         append_to_log(&path, &records)?;

@@ -14,9 +14,11 @@ pub mod sessions;
 pub mod stats;
 pub mod store;
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use crate::fsutil::read::{self, Kind, ReadError};
 
 pub use export::{ExportReport, Format, export, export_all, her_rm_context, render};
 pub use filter::{Filter, MinHealth};
@@ -60,31 +62,21 @@ pub enum ValidationError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrefsError {
-    #[error("cannot {action} {}: {source}", path.display())]
+    #[error("cannot {action} {}: {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
-    #[error("{}:{line}: not a preference record: {source}", path.display())]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        #[source]
-        source: serde_json::Error,
-    },
-    #[error("refusing to write an invalid record to {}: {source}", path.display())]
+    #[error("refusing to write an invalid record to {}: {cause}", path.display())]
     Invalid {
         path: PathBuf,
-        #[source]
-        source: ValidationError,
+        cause: ValidationError,
     },
-    #[error("cannot serialize record {id:?}: {source}")]
+    #[error("cannot serialize record {id:?}: {cause}")]
     Serialize {
         id: String,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("unknown export format {value:?} (expected dpo, kto, sft or her_rm)")]
     UnknownFormat { value: String },
@@ -92,15 +84,17 @@ pub enum PrefsError {
     Sessions(String),
     #[error("filter: {field} = {value:?} is neither an RFC3339 time nor a YYYY-MM-DD date")]
     BadDate { field: &'static str, value: String },
+    #[error(transparent)]
+    Read(#[from] ReadError),
 }
 
 impl PrefsError {
     fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self {
         let path = path.to_path_buf();
-        move |source| Self::Io {
+        move |cause| Self::Io {
             action,
             path,
-            source,
+            cause,
         }
     }
 }
@@ -111,29 +105,64 @@ pub struct LogContents {
     pub records: Vec<PreferenceRecord>,
     /// Line number of a torn last line (a crash mid-append), which was ignored.
     pub torn_tail: Option<usize>,
+    /// Lines in the middle that are not records, skipped: one damaged line
+    /// costs that line only.
+    pub skipped: Vec<SkippedLine>,
 }
 
-/// Reads a JSONL preference log. Blank lines are skipped; an unparseable
-/// last line without a newline is a torn append and is reported, not fatal.
+impl LogContents {
+    /// Lines left out, the torn tail included.
+    pub fn lines_skipped(&self) -> usize {
+        self.skipped.len() + usize::from(self.torn_tail.is_some())
+    }
+
+    /// One "file:line: reason" note per line left out.
+    pub fn notes(&self, path: &Path) -> Vec<String> {
+        let mut notes: Vec<String> = self
+            .skipped
+            .iter()
+            .map(|s| format!("{}:{}: {}; skipped", path.display(), s.line, s.reason))
+            .collect();
+        if let Some(line) = self.torn_tail {
+            notes.push(format!(
+                "{}:{line}: an unfinished last line (a crash while writing) was skipped",
+                path.display()
+            ));
+        }
+        notes
+    }
+}
+
+/// A line of a log that could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedLine {
+    /// 1-based.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// Reads a JSONL preference log line by line. Blank lines are skipped; a
+/// line that is not a record is reported in [`LogContents::skipped`] and the
+/// rest still load; an unparseable last line without a newline is a torn
+/// append. Only a file that cannot be read at all is an error.
 pub fn read_log(path: &Path) -> Result<LogContents, PrefsError> {
-    let text = fs::read_to_string(path).map_err(PrefsError::io("read", path))?;
     let mut out = LogContents::default();
-    let ends_cleanly = text.ends_with('\n');
-    let count = text.lines().count();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+    for line in read::lines(path, Kind::Dataset)? {
+        let line = line?;
+        if line.is_blank() {
             continue;
         }
-        match serde_json::from_str::<PreferenceRecord>(line) {
+        let parsed = line.text().and_then(|text| {
+            serde_json::from_str::<PreferenceRecord>(text)
+                .map_err(|e| format!("not a preference record: {e}"))
+        });
+        match parsed {
             Ok(r) => out.records.push(r),
-            Err(_) if i + 1 == count && !ends_cleanly => out.torn_tail = Some(i + 1),
-            Err(source) => {
-                return Err(PrefsError::Parse {
-                    path: path.to_path_buf(),
-                    line: i + 1,
-                    source,
-                });
-            }
+            Err(_) if !line.terminated => out.torn_tail = Some(line.number),
+            Err(reason) => out.skipped.push(SkippedLine {
+                line: line.number,
+                reason,
+            }),
         }
     }
     Ok(out)
@@ -144,9 +173,9 @@ pub fn read_log(path: &Path) -> Result<LogContents, PrefsError> {
 pub fn append_to_log(path: &Path, records: &[PreferenceRecord]) -> Result<(), PrefsError> {
     let mut buf = String::new();
     for r in records {
-        r.validate().map_err(|source| PrefsError::Invalid {
+        r.validate().map_err(|cause| PrefsError::Invalid {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         buf.push_str(&to_line(r)?);
         buf.push('\n');
@@ -178,9 +207,9 @@ fn needs_newline(file: &mut File) -> io::Result<bool> {
 }
 
 pub(crate) fn to_line(record: &PreferenceRecord) -> Result<String, PrefsError> {
-    serde_json::to_string(record).map_err(|source| PrefsError::Serialize {
+    serde_json::to_string(record).map_err(|cause| PrefsError::Serialize {
         id: record.id().to_string(),
-        source,
+        cause,
     })
 }
 
@@ -273,6 +302,8 @@ mod test_support {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::test_support::{pair, rating};
     use super::*;
 
@@ -322,10 +353,18 @@ mod tests {
 
         let b = PreferenceRecord::Rating(rating("r2", "Hello.", RatingScore::ThumbsDown));
         append_to_log(&path, std::slice::from_ref(&b))?;
-        // The torn line is now a complete bad line in the middle: an error
-        // that names the file and line, for a human to look at.
-        let err = read_log(&path).map_err(|e| e.to_string());
-        assert!(err.is_err_and(|e| e.starts_with(&format!("{}:2: ", path.display()))));
+        // The torn line is now a complete bad line in the middle: reported
+        // with its number and skipped, and the records after it still load.
+        let log = read_log(&path)?;
+        assert_eq!(log.records, vec![a, b]);
+        assert_eq!(log.torn_tail, None);
+        assert_eq!(log.skipped.len(), 1);
+        assert_eq!(log.skipped[0].line, 2);
+        assert_eq!(log.lines_skipped(), 1);
+        assert!(
+            log.notes(&path)[0]
+                .starts_with(&format!("{}:2: not a preference record", path.display()))
+        );
         Ok(())
     }
 

@@ -3,8 +3,6 @@
 //! records an answer becomes, and the resumable state of one sitting.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -16,6 +14,7 @@ use super::record::{
     Verdict, context_sha256, derive_id, now_rfc3339, prompt_sha256,
 };
 use super::{PrefsError, write_atomic};
+use crate::fsutil::read::{self, Kind, ReadError};
 
 /// One reply offered to the annotator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,45 +73,48 @@ pub enum ItemProblem {
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("{}:{line}: {problem}", path.display())]
+    Unreadable {
         path: PathBuf,
-        #[source]
-        source: io::Error,
+        line: usize,
+        problem: String,
     },
-    #[error("{}:{line}: not a queue item: {source}", path.display())]
+    #[error("{}:{line}: not a queue item: {cause}", path.display())]
     Parse {
         path: PathBuf,
         line: usize,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("{}:{line}: {problem}", path.display())]
     Invalid {
         path: PathBuf,
         line: usize,
-        #[source]
         problem: ItemProblem,
     },
 }
 
-/// Reads a queue file (JSONL, blank lines skipped), checking every item.
+/// Reads a queue file (JSONL, blank lines skipped), checking every item. A
+/// queue is input a person prepared: a bad line is an error naming it.
 pub fn read_queue(path: &Path) -> Result<Vec<QueueItem>, QueueError> {
-    let text = fs::read_to_string(path).map_err(|source| QueueError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
     let mut items = Vec::new();
     let mut first_seen: HashMap<String, usize> = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
-        let line_no = i + 1;
-        if line.trim().is_empty() {
+    for line in read::lines(path, Kind::Dataset)? {
+        let line = line?;
+        let line_no = line.number;
+        if line.is_blank() {
             continue;
         }
-        let item: QueueItem = serde_json::from_str(line).map_err(|source| QueueError::Parse {
+        let text = line.text().map_err(|problem| QueueError::Unreadable {
             path: path.to_path_buf(),
             line: line_no,
-            source,
+            problem,
+        })?;
+        let item: QueueItem = serde_json::from_str(text).map_err(|cause| QueueError::Parse {
+            path: path.to_path_buf(),
+            line: line_no,
+            cause,
         })?;
         let invalid = |problem| QueueError::Invalid {
             path: path.to_path_buf(),
@@ -530,7 +532,7 @@ struct IdOnly {
 /// append by another process: a line appended between read and rename is
 /// lost, so the caller must be the log's only writer.
 pub fn remove_record(path: &Path, id: &str) -> Result<bool, PrefsError> {
-    let bytes = fs::read(path).map_err(PrefsError::io("read", path))?;
+    let bytes = read::bytes(path, Kind::Dataset)?;
     let lines: Vec<&[u8]> = bytes.split_inclusive(|&b| b == b'\n').collect();
     let has_id = |line: &[u8]| serde_json::from_slice::<IdOnly>(line).is_ok_and(|r| r.id == id);
     let Some(last) = lines.iter().rposition(|line| has_id(line)) else {
@@ -548,6 +550,8 @@ pub fn remove_record(path: &Path, id: &str) -> Result<bool, PrefsError> {
 
 #[cfg(test)]
 mod tests {
+    use std::fs;
+
     use super::*;
     use crate::prefs::test_support::{context, provenance};
     use crate::prefs::{append_to_log, read_log};
@@ -657,7 +661,7 @@ mod tests {
 
         let missing = Path::new("/no/such/queue.jsonl");
         let err = read_queue(missing).map_err(|e| e.to_string());
-        assert!(err.is_err_and(|e| e.starts_with("cannot read /no/such/queue.jsonl: ")));
+        assert!(err.is_err_and(|e| e.starts_with("cannot read '/no/such/queue.jsonl': ")));
         Ok(())
     }
 

@@ -222,10 +222,20 @@ impl Reader<'_> {
             .find(|c| c.name == speaker)
             .ok_or_else(|| format!("{speaker:?} is not a character of this studio"))?;
         let tree = self.session.tree();
-        let lines: Vec<Line> = tree
+        let path: Vec<&Node> = tree
             .path_to(parent)
             .into_iter()
             .filter_map(|id| tree.node(id))
+            .collect();
+        // A lost message would teach the model a made-up context.
+        if let Some(lost) = path.iter().find(|n| n.unreadable) {
+            return Err(format!(
+                "the context holds message {:?}, whose line could not be read; left out",
+                lost.key
+            ));
+        }
+        let lines: Vec<Line> = path
+            .iter()
             .map(|n| Line::new(n.message.speaker.clone(), n.message.text.clone()))
             .collect();
         let options = PromptOptions::new(
@@ -246,6 +256,12 @@ impl Reader<'_> {
 
     fn rating(&self, event: &RatingEvent) -> Result<PreferenceRecord, String> {
         let node = self.node_by_key(&event.key)?;
+        if node.unreadable {
+            return Err(format!(
+                "the rated message {:?} could not be read; left out",
+                event.key
+            ));
+        }
         let engine = engine_provenance(node);
         let skip = engine.as_ref().map_or(0, |p| p.dropped_turns);
         let parent = node.parent.unwrap_or(NodeId::ROOT);

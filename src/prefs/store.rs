@@ -24,6 +24,9 @@ pub struct Gathered {
     pub records: Vec<PreferenceRecord>,
     /// "file: reason" for every session or line that could not be used.
     pub notes: Vec<String>,
+    /// Lines of preference logs and sessions that could not be read and
+    /// were skipped (each also has a note).
+    pub lines_skipped: usize,
     pub sessions_read: usize,
     pub logs_read: usize,
 }
@@ -40,13 +43,16 @@ pub fn gather(sources: &Sources<'_>) -> Result<Gathered, PrefsError> {
         }
     }
     for log in jsonl_files(sources.prefs_dir) {
-        let contents = read_log(&log)?;
-        if let Some(line) = contents.torn_tail {
-            out.notes.push(format!(
-                "{}:{line}: an unfinished last line (a crash while writing) was skipped",
-                log.display()
-            ));
-        }
+        // One unreadable log (a FIFO, too large) must not stop the reports.
+        let contents = match read_log(&log) {
+            Ok(contents) => contents,
+            Err(err) => {
+                out.notes.push(format!("{err}; skipped"));
+                continue;
+            }
+        };
+        out.notes.extend(contents.notes(&log));
+        out.lines_skipped += contents.lines_skipped();
         out.records.extend(contents.records);
         out.logs_read += 1;
     }
@@ -75,9 +81,10 @@ fn read_session(path: &Path, sources: &Sources<'_>, out: &mut Gathered) {
             return;
         }
     };
-    for issue in issues {
+    for issue in &issues {
         out.notes.push(format!("{}: {issue}", path.display()));
     }
+    out.lines_skipped += issues.iter().filter(|i| i.skipped_a_line()).count();
     let collected = collect_session(&session, &sources.players);
     out.records.extend(collected.records);
     out.notes.extend(

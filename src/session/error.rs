@@ -37,16 +37,16 @@ pub enum TreeError {
 /// Errors reading or writing session files and exports.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("cannot {action} '{}': {source}", path.display())]
+    #[error("cannot {action} '{}': {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
     },
     #[error("'{}' line 1: not a session header: {reason}", path.display())]
     BadHeader { path: PathBuf, reason: String },
-    #[error("'{}': event not written: {source}", path.display())]
-    Event { path: PathBuf, source: TreeError },
+    #[error("'{}': event not written: {cause}", path.display())]
+    Event { path: PathBuf, cause: TreeError },
     #[error("'{}' holds session '{file}', not session '{session}'", path.display())]
     WrongSession {
         path: PathBuf,
@@ -54,16 +54,26 @@ pub enum SessionError {
         session: String,
     },
     #[error("cannot encode as JSON: {0}")]
-    Encode(#[from] serde_json::Error),
+    Encode(serde_json::Error),
+    #[error(transparent)]
+    Read(#[from] crate::fsutil::read::ReadError),
 }
 
 impl SessionError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> Self {
         Self::Io {
             action,
             path: path.into(),
-            source,
+            cause,
         }
+    }
+}
+
+// By hand, not `#[from]`: the message already shows the cause, so it must not
+// also be the `source()` (an error chain would print it twice).
+impl From<serde_json::Error> for SessionError {
+    fn from(cause: serde_json::Error) -> Self {
+        Self::Encode(cause)
     }
 }
 
@@ -74,6 +84,14 @@ pub struct LoadIssue {
     /// 1-based line number in the file.
     pub line: usize,
     pub message: String,
+}
+
+impl LoadIssue {
+    /// The issue stands for a line left out. Only the header can be read
+    /// with a notice (a newer format version), and a bad header fails the load.
+    pub fn skipped_a_line(&self) -> bool {
+        self.line > 1
+    }
 }
 
 impl fmt::Display for LoadIssue {

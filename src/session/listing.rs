@@ -7,6 +7,8 @@ use std::time::SystemTime;
 
 use memchr::memmem;
 
+use crate::fsutil::read::{self, Kind};
+
 use super::error::SessionError;
 use super::event::{SessionEvent, decode_line};
 use super::store::{lines, sync_dir};
@@ -47,7 +49,7 @@ pub fn list_sessions(dir: &Path) -> Result<Vec<SessionSummary>, SessionError> {
             && !entry.file_name().to_string_lossy().starts_with('.')
             && entry.file_type().is_ok_and(|t| t.is_file());
         if is_session {
-            out.push(summarize(&path)?);
+            out.push(summarize(&path));
         }
     }
     out.sort_by(|a, b| {
@@ -59,8 +61,9 @@ pub fn list_sessions(dir: &Path) -> Result<Vec<SessionSummary>, SessionError> {
     Ok(out)
 }
 
-fn summarize(path: &Path) -> Result<SessionSummary, SessionError> {
-    let bytes = fs::read(path).map_err(|e| SessionError::io("read", path, e))?;
+/// A file that cannot be read is listed with its problem, not left out.
+fn summarize(path: &Path) -> SessionSummary {
+    let bytes = read::bytes(path, Kind::Session);
     let modified = fs::metadata(path)
         .and_then(|m| m.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -74,11 +77,19 @@ fn summarize(path: &Path) -> Result<SessionSummary, SessionError> {
         scene: None,
         created_at: String::new(),
         modified,
-        // Our writer puts "type" first and writes no spaces, so a byte search
-        // finds exactly the message lines.
-        messages: memmem::find_iter(&bytes, b"\n{\"type\":\"message\"").count(),
+        messages: 0,
         problem: None,
     };
+    let bytes = match bytes {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            summary.problem = Some(err.to_string());
+            return summary;
+        }
+    };
+    // Our writer puts "type" first and writes no spaces, so a byte search
+    // finds exactly the message lines.
+    summary.messages = memmem::find_iter(&bytes, b"\n{\"type\":\"message\"").count();
     let first = lines(&bytes).next().map_or(&[][..], |(_, l)| l);
     let header = std::str::from_utf8(first)
         .map_err(|_| "not valid UTF-8".to_string())
@@ -98,7 +109,7 @@ fn summarize(path: &Path) -> Result<SessionSummary, SessionError> {
         }
         Err(reason) => summary.problem = Some(format!("line 1: not a session header: {reason}")),
     }
-    Ok(summary)
+    summary
 }
 
 fn last_rename(bytes: &[u8]) -> Option<String> {

@@ -12,6 +12,7 @@ mod export;
 mod listing;
 mod message;
 mod ops;
+mod replay;
 mod state;
 mod store;
 #[cfg(test)]
@@ -27,4 +28,4 @@ pub use listing::{SessionSummary, TRASH_DIR, list_sessions, trash_session};
 pub use message::{Message, MessageMeta, Role, new_key, now_rfc3339};
 pub use state::{OtherEvent, Session};
 pub use store::{SessionFile, load_session, slug};
-pub use tree::{BranchTree, Node, NodeId, TreeRow};
+pub use tree::{BranchTree, Node, NodeId, TreeRow, UNREADABLE_SPEAKER, UNREADABLE_TEXT};

@@ -102,6 +102,14 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Adds a placeholder for the unreadable message `key` under `parent`
+    /// (replay only: placeholders are never written to the file).
+    pub(crate) fn insert_placeholder(&mut self, key: &str, parent: NodeId, line: usize) -> NodeId {
+        self.tree.insert_placeholder(key, parent, line)
+    }
+}
+
 /// An extension event must read back as one: an object whose `type` is a
 /// string that is not a built-in type.
 fn check_extension(value: &Value) -> Result<(), TreeError> {

@@ -1,6 +1,7 @@
 //! One session = one append-only JSONL file. Every change is one line,
 //! written and fsynced before it is applied in memory; nothing is ever
-//! rewritten, so a crash costs at most the line being written.
+//! rewritten, so a crash costs at most the line being written. Reading a
+//! file back is `replay.rs`.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
@@ -9,8 +10,11 @@ use std::path::{Path, PathBuf};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
+use crate::fsutil::read::{self, Kind};
+
 use super::error::{LoadIssue, SessionError, TreeError};
-use super::event::{FORMAT_VERSION, SessionEvent, SessionHeader, decode_line};
+use super::event::{SessionEvent, SessionHeader};
+use super::replay::{Replayed, replay_file};
 use super::state::Session;
 use super::tree::NodeId;
 
@@ -74,13 +78,16 @@ impl SessionFile {
     /// Replays a session file. Unusable lines are skipped and reported; only
     /// a missing or invalid header fails. The file is not modified.
     pub fn open(path: &Path) -> Result<(Self, Session, Vec<LoadIssue>), SessionError> {
-        let bytes = fs::read(path).map_err(|e| SessionError::io("read", path, e))?;
-        let (session, issues) = replay(path, &bytes)?;
+        let Replayed {
+            session,
+            issues,
+            newlines,
+            partial_tail,
+        } = replay_file(path)?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
             .map_err(|e| SessionError::io("open for appending", path, e))?;
-        let (newlines, partial_tail) = line_state(&bytes);
         Ok((
             Self {
                 path: path.to_path_buf(),
@@ -106,13 +113,11 @@ impl SessionFile {
         if matches!(event, SessionEvent::Header(_)) {
             return Err(SessionError::Event {
                 path: self.path.clone(),
-                source: TreeError::Header,
+                cause: TreeError::Header,
             });
         }
         if self.stale {
-            let bytes =
-                fs::read(&self.path).map_err(|e| SessionError::io("read", &self.path, e))?;
-            (self.newlines, self.partial_tail) = line_state(&bytes);
+            (self.newlines, self.partial_tail) = line_state(&self.path)?;
             self.stale = false;
         }
         let mut buf = Vec::with_capacity(256);
@@ -153,17 +158,17 @@ impl SessionFile {
             });
         }
         let path = &self.path;
-        let to_error = |source| SessionError::Event {
+        let to_error = |cause| SessionError::Event {
             path: path.clone(),
-            source,
+            cause,
         };
         session.check(&event).map_err(to_error)?;
         let line = self.append(&event)?;
         session
             .apply_at(&event, line)
-            .map_err(|source| SessionError::Event {
+            .map_err(|cause| SessionError::Event {
                 path: self.path.clone(),
-                source,
+                cause,
             })
     }
 
@@ -174,9 +179,9 @@ impl SessionFile {
         session: &mut Session,
         build: impl FnOnce(&Session) -> Result<SessionEvent, TreeError>,
     ) -> Result<Option<NodeId>, SessionError> {
-        let event = build(session).map_err(|source| SessionError::Event {
+        let event = build(session).map_err(|cause| SessionError::Event {
             path: self.path.clone(),
-            source,
+            cause,
         })?;
         self.commit(session, event)
     }
@@ -197,67 +202,8 @@ impl SessionFile {
 
 /// Loads a session without keeping the file open (exports, ratings).
 pub fn load_session(path: &Path) -> Result<(Session, Vec<LoadIssue>), SessionError> {
-    let bytes = fs::read(path).map_err(|e| SessionError::io("read", path, e))?;
-    replay(path, &bytes)
-}
-
-fn replay(path: &Path, bytes: &[u8]) -> Result<(Session, Vec<LoadIssue>), SessionError> {
-    let bad_header = |reason: String| SessionError::BadHeader {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let mut lines = lines(bytes);
-    let (_, first) = lines
-        .next()
-        .ok_or_else(|| bad_header("the file is empty".to_string()))?;
-    let first = std::str::from_utf8(first).map_err(|_| bad_header("not valid UTF-8".into()))?;
-    let header = match decode_line(first).map_err(bad_header)? {
-        SessionEvent::Header(h) => h,
-        other => return Err(bad_header(format!("a '{}' event", other.type_name()))),
-    };
-    let mut issues = Vec::new();
-    if header.version > FORMAT_VERSION {
-        issues.push(LoadIssue {
-            line: 1,
-            message: format!(
-                "written by a newer format version '{}' (this is '{FORMAT_VERSION}'); \
-                 unknown events are kept as they are",
-                header.version
-            ),
-        });
-    }
-    let mut session = Session::new(header);
-    let cut_off = line_state(bytes).1;
-    while let Some((number, raw)) = lines.next() {
-        let is_last = lines.peek().is_none();
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let skipped = |reason: String| {
-            let tail = if is_last && cut_off {
-                " (the last line is incomplete: the writer was probably interrupted)"
-            } else {
-                ""
-            };
-            LoadIssue {
-                line: number,
-                message: format!("{reason}; skipped{tail}"),
-            }
-        };
-        let Ok(text) = std::str::from_utf8(raw) else {
-            issues.push(skipped("not valid UTF-8".to_string()));
-            continue;
-        };
-        match decode_line(text) {
-            Ok(event) => {
-                if let Err(e) = session.apply_at(&event, number) {
-                    issues.push(skipped(e.to_string()));
-                }
-            }
-            Err(reason) => issues.push(skipped(reason)),
-        }
-    }
-    Ok((session, issues))
+    let replayed = replay_file(path)?;
+    Ok((replayed.session, replayed.issues))
 }
 
 /// Lines with their 1-based numbers; a final piece without '\n' is a line.
@@ -291,10 +237,15 @@ impl<'a> Iterator for Lines<'a> {
     }
 }
 
-/// ('\n' count, whether the file ends inside a line).
-fn line_state(bytes: &[u8]) -> (usize, bool) {
-    let newlines = memchr::memchr_iter(b'\n', bytes).count();
-    (newlines, bytes.last().is_some_and(|&b| b != b'\n'))
+/// ('\n' count, whether the file ends inside a line), read line by line.
+fn line_state(path: &Path) -> Result<(usize, bool), SessionError> {
+    let (mut newlines, mut partial) = (0, false);
+    for line in read::lines(path, Kind::Session)? {
+        let line = line?;
+        newlines += usize::from(line.terminated);
+        partial = !line.terminated;
+    }
+    Ok((newlines, partial))
 }
 
 /// The file-name part made of a title: lowercase ASCII letters, digits and

@@ -12,6 +12,11 @@ use super::event::SessionEvent;
 use super::export::label_text;
 use super::message::{Message, Role};
 
+/// What a placeholder for an unreadable message says.
+pub const UNREADABLE_TEXT: &str = "a message here could not be read";
+/// The speaker name a placeholder shows.
+pub const UNREADABLE_SPEAKER: &str = "(unreadable)";
+
 /// Index of a node in the arena. Stable for the life of a tree, but not
 /// across files: the file uses [`Node::key`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -35,6 +40,9 @@ pub struct Node {
     /// Empty for the virtual root.
     pub message: Message,
     pub deleted: bool,
+    /// A placeholder for a message whose line in the file could not be
+    /// read; the messages written after it hang under it. Never written.
+    pub unreadable: bool,
 }
 
 /// A row of the tree view.
@@ -86,6 +94,7 @@ impl BranchTree {
                 meta: Default::default(),
             },
             deleted: false,
+            unreadable: false,
         };
         Self {
             nodes: vec![root],
@@ -112,6 +121,7 @@ impl BranchTree {
                     selected: 0,
                     message: message.clone(),
                     deleted: false,
+                    unreadable: false,
                 });
                 self.by_key.insert(key.clone(), id);
                 if let Some(p) = self.nodes.get_mut(parent.0) {
@@ -133,6 +143,40 @@ impl BranchTree {
             }
             _ => Ok(None),
         }
+    }
+
+    /// Adds a node under `parent` standing for the message with `key`,
+    /// whose line `line` of the file could not be read (see `replay.rs`).
+    /// Like a new message it becomes the alternative the branch follows.
+    pub(crate) fn insert_placeholder(&mut self, key: &str, parent: NodeId, line: usize) -> NodeId {
+        let id = NodeId(self.nodes.len());
+        let parent = if self.node(parent).is_some() {
+            parent
+        } else {
+            NodeId::ROOT
+        };
+        self.nodes.push(Node {
+            id,
+            key: key.to_string(),
+            parent: Some(parent),
+            children: Vec::new(),
+            selected: 0,
+            message: Message {
+                speaker: UNREADABLE_SPEAKER.to_string(),
+                role: Role::System,
+                text: format!("[{UNREADABLE_TEXT}: line {line} of the session file is damaged]"),
+                created_at: String::new(),
+                meta: Default::default(),
+            },
+            deleted: false,
+            unreadable: true,
+        });
+        self.by_key.insert(key.to_string(), id);
+        if let Some(p) = self.nodes.get_mut(parent.0) {
+            p.children.push(id);
+            p.selected = p.children.len() - 1;
+        }
+        id
     }
 
     fn plan(&self, event: &SessionEvent) -> Result<Change, TreeError> {

@@ -10,17 +10,18 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("cannot {action} '{}': {source}", path.display())]
+    #[error("cannot {action} '{}': {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("'{}': {reason}", path.display())]
     Bad { path: PathBuf, reason: String },
     #[error(transparent)]
     NonFinite(#[from] super::guard::NonFiniteWrite),
+    #[error(transparent)]
+    Read(#[from] crate::fsutil::read::ReadError),
 }
 
 /// Where the loop stands; with the seed, enough to continue exactly.
@@ -62,10 +63,10 @@ const STATE: &str = "state.json";
 
 fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError {
     let path = path.to_path_buf();
-    move |source| CheckpointError::Io {
+    move |cause| CheckpointError::Io {
         action,
         path,
-        source,
+        cause,
     }
 }
 
@@ -148,7 +149,7 @@ pub struct Loaded {
 }
 
 pub fn load(dir: &Path, device: &Device) -> Result<Loaded, CheckpointError> {
-    let text = std::fs::read_to_string(dir.join(STATE)).map_err(io("read", &dir.join(STATE)))?;
+    let text = crate::fsutil::read::text(&dir.join(STATE), crate::fsutil::read::Kind::RunRecord)?;
     let state: LoopState = serde_json::from_str(&text).map_err(|e| bad(&dir.join(STATE), e))?;
     let lora = candle_core::safetensors::load(dir.join(WEIGHTS), device)
         .map_err(|e| bad(&dir.join(WEIGHTS), e))?;

@@ -13,6 +13,7 @@ use tokenizers::Tokenizer;
 
 use super::tokenizer::encode;
 use crate::format::strip_system_thinking;
+use crate::fsutil::read::{self, Kind, ReadError};
 use crate::hashing::sha256_hex;
 
 /// Label of positions that are not in the loss.
@@ -20,12 +21,8 @@ pub const IGNORE: i64 = -100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("cannot read '{}': {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("'{}' line {line}: {reason}", path.display())]
     Line {
         path: PathBuf,
@@ -80,21 +77,25 @@ impl Sample {
 /// is an error naming the file and line (training on half a file silently
 /// would be worse).
 pub fn read_jsonl(path: &Path) -> Result<Vec<Sample>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    Ok(read_jsonl_hashed(path)?.0)
+}
+
+/// [`read_jsonl`], and the sha256 of the file's bytes as read (for the run's
+/// record of its data), from one bounded pass over the file.
+pub fn read_jsonl_hashed(path: &Path) -> Result<(Vec<Sample>, String), DataError> {
+    let mut lines = read::lines(path, Kind::Dataset)?.hashing();
     let mut samples = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim().is_empty() {
+    for line in lines.by_ref() {
+        let line = line?;
+        if line.is_blank() {
             continue;
         }
         let bad = |reason: String| DataError::Line {
             path: path.to_path_buf(),
-            line: i + 1,
+            line: line.number,
             reason,
         };
-        let sample: Sample = serde_json::from_str(line)
+        let sample: Sample = serde_json::from_str(line.text().map_err(bad)?)
             .map_err(|e| bad(format!("not a {{\"messages\": [...]}} object: {e}")))?;
         if sample.messages.is_empty() {
             return Err(bad("no messages".into()));
@@ -109,30 +110,30 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Sample>, DataError> {
             path: path.to_path_buf(),
         });
     }
-    Ok(samples)
+    Ok((samples, lines.sha256_hex().unwrap_or_default()))
 }
 
-/// The non-blank lines of a JSONL file, each turned into a `T` by `parse`;
-/// the first line it refuses is an error naming the file and the line.
+/// The non-blank lines of a JSONL file (read bounded, as every dataset),
+/// each turned into a `T` by `parse`; the first line it refuses is an error
+/// naming the file and the line.
 pub fn read_jsonl_lines<T>(
     path: &Path,
     mut parse: impl FnMut(&str) -> Result<T, String>,
 ) -> Result<Vec<T>, DataError> {
-    let text = std::fs::read_to_string(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, line)| {
-            parse(line).map_err(|reason| DataError::Line {
-                path: path.to_path_buf(),
-                line: i + 1,
-                reason,
-            })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for line in read::lines(path, Kind::Dataset)? {
+        let line = line?;
+        if line.is_blank() {
+            continue;
+        }
+        let bad = |reason: String| DataError::Line {
+            path: path.to_path_buf(),
+            line: line.number,
+            reason,
+        };
+        out.push(parse(line.text().map_err(bad)?).map_err(bad)?);
+    }
+    Ok(out)
 }
 
 /// Which assistant turns of an SFT sample are in the loss (`train.loss_on`).

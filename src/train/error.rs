@@ -86,5 +86,13 @@ pub enum TrainError {
     Input { what: &'static str, detail: String },
 
     #[error("tensor computation failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(candle_core::Error),
+}
+
+// By hand, not `#[from]`: the message already shows the cause, so it must
+// not also be the `source()` (an error chain would print it twice).
+impl From<candle_core::Error> for TrainError {
+    fn from(cause: candle_core::Error) -> Self {
+        Self::Candle(cause)
+    }
 }

@@ -17,6 +17,8 @@ pub enum ExportError {
     NoCheckpoint { path: PathBuf },
     #[error("'{}': {reason}", path.display())]
     Bad { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Read(#[from] crate::fsutil::read::ReadError),
 }
 
 fn bad(path: &Path, reason: impl std::fmt::Display) -> ExportError {
@@ -63,9 +65,9 @@ pub fn checkpoint_to_gguf(checkpoint: &Path, run: &Path) -> Result<PathBuf, Expo
         return Ok(out);
     }
     let manifest_path = run.join("run.json");
-    let manifest: serde_json::Value = std::fs::read(&manifest_path)
-        .map_err(|e| bad(&manifest_path, e))
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| bad(&manifest_path, e)))?;
+    let bytes = crate::fsutil::read::bytes(&manifest_path, crate::fsutil::read::Kind::RunRecord)?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(&manifest_path, e))?;
     let settings: crate::config::TrainConfig =
         serde_json::from_value(manifest["settings"].clone()).map_err(|e| bad(&manifest_path, e))?;
     let model = manifest["model"]

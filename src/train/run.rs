@@ -16,17 +16,28 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::fsutil::read::{self, Kind, ReadError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot {action} '{}': {source}", path.display())]
+    #[error("cannot {action} '{}': {cause}", path.display())]
     Io {
         action: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("cannot encode: {0}")]
-    Encode(#[from] serde_json::Error),
+    Encode(serde_json::Error),
+}
+
+// By hand, not `#[from]`: the message already shows the cause, so it must
+// not also be the `source()` (an error chain would print it twice).
+impl From<serde_json::Error> for RunError {
+    fn from(cause: serde_json::Error) -> Self {
+        Self::Encode(cause)
+    }
 }
 
 pub struct RunDir {
@@ -35,10 +46,10 @@ pub struct RunDir {
 
 impl RunDir {
     pub fn create(root: &Path) -> Result<Self, RunError> {
-        std::fs::create_dir_all(root).map_err(|source| RunError::Io {
+        std::fs::create_dir_all(root).map_err(|cause| RunError::Io {
             action: "create",
             path: root.to_path_buf(),
-            source,
+            cause,
         })?;
         Ok(Self {
             root: root.to_path_buf(),
@@ -65,10 +76,10 @@ impl RunDir {
     pub fn write_manifest(&self, manifest: &impl Serialize) -> Result<(), RunError> {
         let path = self.root.join("run.json");
         let json = serde_json::to_vec_pretty(manifest)?;
-        crate::fsutil::write_atomic(&path, &json, true).map_err(|source| RunError::Io {
+        crate::fsutil::write_atomic(&path, &json, true).map_err(|cause| RunError::Io {
             action: "write",
             path,
-            source,
+            cause,
         })
     }
 
@@ -77,9 +88,16 @@ impl RunDir {
         append_jsonl(&self.metrics(), line)
     }
 
-    /// Drops metric lines after `step` (a resumed run rewrites them).
-    pub fn truncate_metrics(&self, step: u64) -> Result<(), RunError> {
-        truncate_jsonl(&self.metrics(), step)
+    /// Drops the metric lines written after the checkpoint at `step` was
+    /// saved, which a resumed run writes again: the later steps and, when
+    /// `step` ends the run (`finished`), the final evaluation, logged after
+    /// the final checkpoint. Resuming a finished run twice leaves the file as it was.
+    pub fn truncate_metrics(&self, step: u64, finished: bool) -> Result<(), RunError> {
+        retain_jsonl(&self.metrics(), |line| match step_of(line) {
+            Some(s) if s < step => true,
+            Some(s) if s == step => !(finished && line.get("kind") == Some(&"eval".into())),
+            _ => false,
+        })
     }
 }
 
@@ -88,10 +106,10 @@ impl RunDir {
 pub fn append_jsonl(path: &Path, line: &impl Serialize) -> Result<(), RunError> {
     let mut text = serde_json::to_string(line)?;
     text.push('\n');
-    let io = |source| RunError::Io {
+    let io = |cause| RunError::Io {
         action: "append to",
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -106,23 +124,29 @@ pub fn append_jsonl(path: &Path, line: &impl Serialize) -> Result<(), RunError> 
 /// Keeps only the lines of `path` whose `"step"` is at most `step`
 /// (atomically rewritten; a missing file is fine).
 pub fn truncate_jsonl(path: &Path, step: u64) -> Result<(), RunError> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
+    retain_jsonl(path, |line| step_of(line).is_some_and(|s| s <= step))
+}
+
+fn step_of(line: &serde_json::Value) -> Option<u64> {
+    line.get("step").and_then(serde_json::Value::as_u64)
+}
+
+/// Rewrites `path` (atomically) with the JSON lines `keep` accepts, byte
+/// for byte; lines that are not JSON go. A missing file is fine.
+fn retain_jsonl(path: &Path, keep: impl Fn(&serde_json::Value) -> bool) -> Result<(), RunError> {
+    let text = match read::optional_text(path, Kind::RunRecord)? {
+        Some(text) => text,
+        None => return Ok(()),
     };
     let kept: String = text
         .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
-                .is_some_and(|s| s <= step)
-        })
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| keep(&v)))
         .map(|l| format!("{l}\n"))
         .collect();
-    crate::fsutil::write_atomic(path, kept.as_bytes(), true).map_err(|source| RunError::Io {
+    crate::fsutil::write_atomic(path, kept.as_bytes(), true).map_err(|cause| RunError::Io {
         action: "rewrite",
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
@@ -189,9 +213,39 @@ mod tests {
             run.log(&serde_json::json!({"kind": "step", "step": step}))
                 .unwrap();
         }
-        run.truncate_metrics(3).unwrap();
+        run.truncate_metrics(3, false).unwrap();
         let text = std::fs::read_to_string(run.metrics()).unwrap();
         assert_eq!(text.lines().count(), 3);
+    }
+
+    #[test]
+    fn resuming_a_finished_run_drops_only_its_final_eval() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(&dir.path().join("r")).unwrap();
+        let lines = [
+            serde_json::json!({"kind": "eval", "step": 0, "eval_loss": 2.0}),
+            serde_json::json!({"kind": "step", "step": 1}),
+            serde_json::json!({"kind": "eval", "step": 1, "eval_loss": 1.5}),
+            serde_json::json!({"kind": "step", "step": 2}),
+            serde_json::json!({"kind": "eval", "step": 2, "eval_loss": 1.0}),
+        ];
+        for line in &lines {
+            run.log(line).unwrap();
+        }
+        let whole = std::fs::read_to_string(run.metrics()).unwrap();
+        // Stopped at step 1: the eval at 1 came before its checkpoint and stays.
+        run.truncate_metrics(1, false).unwrap();
+        let text = std::fs::read_to_string(run.metrics()).unwrap();
+        assert_eq!(text.lines().count(), 3);
+        for line in &lines[3..] {
+            run.log(line).unwrap();
+        }
+        // Finished at 2: the final eval is written again after the resume.
+        run.truncate_metrics(2, true).unwrap();
+        let text = std::fs::read_to_string(run.metrics()).unwrap();
+        assert_eq!(text.lines().count(), 4);
+        run.log(&lines[4]).unwrap();
+        assert_eq!(std::fs::read_to_string(run.metrics()).unwrap(), whole);
     }
 
     #[test]

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::fsutil::read::{self, Kind};
+
 /// One run as a list or a chart shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSummary {
@@ -87,7 +89,7 @@ pub fn read_run(path: &Path) -> Option<RunSummary> {
         peak_mib: 0.0,
         adapter: Some(path.join("adapter.gguf")).filter(|p| p.is_file()),
         checkpoint: super::checkpoint::latest(&path.join("checkpoints")),
-        kind: std::fs::read(path.join("run.json"))
+        kind: read::bytes(&path.join("run.json"), Kind::RunRecord)
             .ok()
             .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
             .map(|m| m.kind)
@@ -96,12 +98,8 @@ pub fn read_run(path: &Path) -> Option<RunSummary> {
         kls: Vec::new(),
         awaiting_ratings: super::rl::human::pending(path).map(|ask| ask.step),
     };
-    let text = std::fs::read_to_string(path.join("metrics.jsonl")).unwrap_or_default();
     // A line being written right now may be cut: skip what does not parse.
-    for line in text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-    {
+    for line in read::jsonl_records::<Line>(&path.join("metrics.jsonl"), Kind::RunRecord) {
         match line.kind.as_str() {
             "step" => {
                 let x = line.step as f64;

@@ -16,7 +16,7 @@ use crate::gguf::{GgufArray, GgufFile, inspect};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    #[error("{0}")]
+    #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
     #[error("'{}': {what}", path.display())]
     Unsupported { path: PathBuf, what: String },

@@ -135,7 +135,8 @@ impl Trainer {
         self.set_weights(&loaded.lora, &dir)?;
         let updates = loaded.state.optimizer_steps.unwrap_or(loaded.state.step);
         self.optimizer.load_state(&loaded.optimizer, updates)?;
-        self.run.truncate_metrics(loaded.state.step)?;
+        let finished = loaded.state.step >= self.schedule.total_steps;
+        self.run.truncate_metrics(loaded.state.step, finished)?;
         Ok(Some((loaded.state.step, loaded.state.losses)))
     }
 

@@ -151,10 +151,10 @@ impl ChatSession {
         self.file.commit(&mut self.session, event.clone())
     }
 
-    fn tree_error(&self, source: TreeError) -> SessionError {
+    fn tree_error(&self, cause: TreeError) -> SessionError {
         SessionError::Event {
             path: self.path.clone(),
-            source,
+            cause,
         }
     }
 
@@ -242,9 +242,11 @@ impl ChatSession {
         let Some(id) = tree.find(key) else {
             return Vec::new();
         };
+        // A placeholder for an unreadable line is for the reader, not the model.
         tree.path_to(id)
             .into_iter()
             .filter_map(|id| tree.node(id))
+            .filter(|n| !n.unreadable)
             .map(|n| Line::new(n.message.speaker.clone(), n.message.text.clone()))
             .collect()
     }

@@ -56,7 +56,7 @@ fn modes_file() -> Option<PathBuf> {
 
 pub fn load_modes() -> PaneModes {
     modes_file()
-        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|p| crate::fsutil::read::text(&p, crate::fsutil::read::Kind::Config).ok())
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
 }

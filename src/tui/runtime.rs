@@ -533,8 +533,10 @@ fn edit_externally(guard: &mut TerminalGuard, text: &str) -> std::io::Result<Str
     guard.terminal.clear()?;
     back?;
     let status = status?;
-    let edited = std::fs::read_to_string(&path)?;
+    let edited = crate::fsutil::read::text(&path, crate::fsutil::read::Kind::Text)
+        .map_err(|e| std::io::Error::other(e.to_string()));
     let _ = std::fs::remove_file(&path);
+    let edited = edited?;
     if status.success() {
         Ok(edited)
     } else {

@@ -9,7 +9,6 @@ mod json;
 mod png;
 mod rawjson;
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use base64::Engine;
@@ -17,11 +16,12 @@ use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use thiserror::Error;
 
 use super::Character;
+use crate::fsutil::read::{self, Kind, ReadError};
 
 pub(crate) use json::json_error;
 pub use json::{DEFAULT_BOOK, HER_STUDIO_KEY};
 
-/// Largest card file read (a PNG with a big avatar).
+/// Largest card file read (a PNG with a big avatar); `Kind::Card`'s limit.
 pub const MAX_FILE: u64 = 32 * 1024 * 1024;
 /// Largest `tEXt` chunk accepted.
 pub const MAX_TEXT_CHUNK: usize = 8 * 1024 * 1024;
@@ -32,15 +32,12 @@ pub const MAX_LORE_ENTRIES: usize = 10_000;
 
 #[derive(Debug, Error)]
 pub enum CardError {
-    #[error("cannot read '{path}': {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot write '{path}': {source}")]
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("cannot write '{path}': {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("'{path}' is too large: {what} is '{size}' bytes, the limit is '{limit}'")]
     TooLarge {
@@ -153,7 +150,7 @@ impl Format {
 
 /// Reads a card from a `.png` or `.json` file (other names: by content).
 pub fn import_card(path: &Path) -> Result<ImportedCard, CardError> {
-    let bytes = read_capped(path, MAX_FILE)?;
+    let bytes = read::bytes(path, Kind::Card)?;
     let format = Format::from_path(path).unwrap_or(if bytes.starts_with(&png::SIGNATURE) {
         Format::Png
     } else {
@@ -226,9 +223,9 @@ pub fn fuzz_card_bytes(data: &[u8]) -> Result<ImportedCard, CardError> {
 /// `chara` chunk for readers that predate V3. Replaces `path` atomically.
 pub fn export_card(character: &Character, format: Format, path: &Path) -> Result<(), CardError> {
     let bytes = card_bytes(character, format, path)?;
-    crate::fsutil::write_atomic(path, &bytes, true).map_err(|source| CardError::Write {
+    crate::fsutil::write_atomic(path, &bytes, true).map_err(|cause| CardError::Write {
         path: path.to_path_buf(),
-        source,
+        cause,
     })
 }
 
@@ -298,26 +295,6 @@ fn decode_base64(encoded: &[u8], path: &Path, chunk: &str) -> Result<Vec<u8>, Ca
         chunk: chunk.to_string(),
         message: e.to_string(),
     })
-}
-
-/// Reads at most `limit` bytes, refusing larger files before reading them.
-pub(crate) fn read_capped(path: &Path, limit: u64) -> Result<Vec<u8>, CardError> {
-    let io = |source| CardError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    if size > limit {
-        return Err(too_large(path, "the file", size, limit));
-    }
-    let mut bytes = Vec::with_capacity(size as usize);
-    // The file may grow between the check and the read.
-    file.take(limit + 1).read_to_end(&mut bytes).map_err(io)?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large(path, "the file", bytes.len() as u64, limit));
-    }
-    Ok(bytes)
 }
 
 #[cfg(test)]

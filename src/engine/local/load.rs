@@ -3,7 +3,6 @@
 //! llama.cpp reports most load failures only in its log and returns null, so
 //! the header is inspected first to give the user an actionable message.
 
-use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
@@ -31,7 +30,9 @@ pub struct Loaded {
 
 /// Checks that `path` is a complete GGUF model of a supported architecture.
 pub fn check_model_file(path: &Path) -> Result<GgufFile, EngineError> {
-    if !path.is_file() {
+    // Something that is there but not a file (a FIFO, a device) is refused
+    // by `inspect` with what it is; only a missing path is "missing".
+    if !path.exists() {
         return Err(EngineError::ModelMissing {
             path: path.to_path_buf(),
         });
@@ -64,7 +65,7 @@ pub fn check_adapter_file(path: &Path, architecture: &str) -> Result<(), EngineE
         path: path.to_path_buf(),
         reason,
     };
-    if !path.is_file() {
+    if !path.exists() {
         return Err(bad("file does not exist".into()));
     }
     let file = gguf::inspect(path).map_err(|e| bad(e.to_string()))?;
@@ -150,8 +151,7 @@ fn file_stem(path: &Path) -> String {
 /// last MiB. Not a content hash; adapters (small) use [`sha256_file`].
 pub fn fingerprint(path: &Path) -> std::io::Result<String> {
     const SPAN: u64 = 1 << 20;
-    let mut file = File::open(path)?;
-    let size = file.metadata()?.len();
+    let (mut file, size) = crate::fsutil::read::open_regular(path)?;
     let mut hasher = Sha256::new();
     hasher.update(size.to_le_bytes());
     let mut buf = vec![0u8; SPAN.min(size) as usize];
@@ -169,7 +169,7 @@ pub fn fingerprint(path: &Path) -> std::io::Result<String> {
 
 /// sha256 of a whole file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    let mut file = File::open(path)?;
+    let (mut file, _) = crate::fsutil::read::open_regular(path)?;
     let mut hasher = Sha256::new();
     std::io::copy(&mut file, &mut hasher)?;
     Ok(hex(&hasher.finalize()))

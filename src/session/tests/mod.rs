@@ -4,6 +4,7 @@
 
 mod export_tests;
 mod prop_tests;
+mod replay_tests;
 mod store_tests;
 mod tree_tests;
 

@@ -6,7 +6,7 @@ use serde_json::json;
 use super::*;
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(super) enum Op {
     Append(String),
     AppendRoot(String),
     Swipe(usize, String),
@@ -25,7 +25,7 @@ fn text() -> impl Strategy<Value = String> {
     "[a-zé \"\\\\\n<>/]{0,12}"
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(super) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => text().prop_map(Op::Append),
         1 => text().prop_map(Op::AppendRoot),
@@ -42,7 +42,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// The events an op makes on `s` (none when it does not apply there).
-fn events(s: &Session, op: &Op) -> Vec<SessionEvent> {
+pub(super) fn events(s: &Session, op: &Op) -> Vec<SessionEvent> {
     let tree = s.tree();
     let pick = |n: usize| NodeId(1 + n % tree.len().max(1));
     let reply = |t: &str| msg("Elizabeth", Role::Character, t);

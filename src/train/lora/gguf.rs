@@ -4,7 +4,6 @@
 //! (out, r) as F32 (GGUF `ne` order: [in, r] and [r, out]).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
@@ -105,11 +104,13 @@ pub fn read_lora_gguf(path: &Path) -> Result<LoraFile, TrainError> {
         path: path.to_path_buf(),
         detail,
     };
-    let file = File::open(path).map_err(|cause| TrainError::Io {
-        action: "open",
-        path: path.to_path_buf(),
-        cause,
-    })?;
+    let file = crate::fsutil::read::open_regular(path)
+        .map(|(file, _)| file)
+        .map_err(|e| TrainError::Io {
+            action: "open",
+            path: path.to_path_buf(),
+            cause: e.into(),
+        })?;
     let mut reader = BufReader::new(file);
     let content = Content::read(&mut reader).map_err(|e| TrainError::Gguf {
         path: path.to_path_buf(),

@@ -25,11 +25,13 @@ pub(crate) struct GgufTensors {
 
 impl GgufTensors {
     pub fn open(path: &Path, mode: BaseMode) -> Result<Self, TrainError> {
-        let file = File::open(path).map_err(|cause| TrainError::Io {
-            action: "open",
-            path: path.to_path_buf(),
-            cause,
-        })?;
+        let file = crate::fsutil::read::open_regular(path)
+            .map(|(file, _)| file)
+            .map_err(|e| TrainError::Io {
+                action: "open",
+                path: path.to_path_buf(),
+                cause: e.into(),
+            })?;
         let mut reader = BufReader::new(file);
         let content = Content::read(&mut reader).map_err(|e| TrainError::Gguf {
             path: path.to_path_buf(),

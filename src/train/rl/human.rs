@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::super::run::RunError;
+use crate::fsutil::read::{self, Kind};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AskGroup {
@@ -50,10 +51,10 @@ fn answer_path(run: &Path, step: u64) -> PathBuf {
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunError> {
-    let io = |source| RunError::Io {
+    let io = |cause| RunError::Io {
         action: "write",
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
@@ -109,7 +110,7 @@ pub fn pending(run: &Path) -> Option<Ask> {
         .collect();
     asks.sort();
     asks.into_iter().find_map(|p| {
-        let ask: Ask = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+        let ask: Ask = serde_json::from_slice(&read::bytes(&p, Kind::RunRecord).ok()?).ok()?;
         (!answer_path(run, ask.step).exists()).then_some(ask)
     })
 }
@@ -121,7 +122,7 @@ pub fn wait(run: &Path, ask: &Ask, stop: &AtomicBool) -> Option<Answer> {
     let path = answer_path(run, ask.step);
     let mut warned = false;
     loop {
-        if let Ok(bytes) = std::fs::read(&path) {
+        if let Ok(bytes) = read::bytes(&path, Kind::RunRecord) {
             match serde_json::from_slice::<Answer>(&bytes)
                 .map_err(|e| e.to_string())
                 .and_then(|a| check(ask, &a).map(|()| a))

@@ -29,6 +29,7 @@ use super::sft::{DataSource, SftError};
 use super::trainer::Trainer;
 use crate::config::{RlConfig, SamplingConfig, TrainConfig};
 use crate::engine::{Backend, EngineError, LocalEngineOptions};
+use crate::fsutil::read::{self, Kind};
 use crate::judge::JudgeError;
 use layout::LayoutMonitor;
 use prompts::RlPrompt;
@@ -41,11 +42,19 @@ pub enum RlError {
     #[error(transparent)]
     Train(#[from] SftError),
     #[error("the rollout engine failed: {0}")]
-    Engine(#[from] EngineError),
+    Engine(EngineError),
     #[error(transparent)]
     Judge(#[from] JudgeError),
     #[error("{0}")]
     Setup(String),
+}
+
+// By hand, not `#[from]`: the message already shows the cause, so it must
+// not also be the `source()` (an error chain would print it twice).
+impl From<EngineError> for RlError {
+    fn from(cause: EngineError) -> Self {
+        Self::Engine(cause)
+    }
 }
 
 impl From<candle_core::Error> for RlError {
@@ -230,10 +239,10 @@ pub fn run(
         prompts_file.as_bytes(),
         true,
     )
-    .map_err(|source| RunError::Io {
+    .map_err(|cause| RunError::Io {
         action: "write",
         path: run.root.join("prompts.jsonl"),
-        source,
+        cause,
     })?;
     let mut trainer = Trainer::new(
         &job.model,
@@ -331,10 +340,10 @@ pub fn run(
         reference: &reference,
     };
     let rollout_dir = trainer.run.root.join("rollout");
-    std::fs::create_dir_all(&rollout_dir).map_err(|source| RunError::Io {
+    std::fs::create_dir_all(&rollout_dir).map_err(|cause| RunError::Io {
         action: "create",
         path: rollout_dir.clone(),
-        source,
+        cause,
     })?;
     while step < total {
         // The adapter as it is now, into the engine (a new file each step:
@@ -403,21 +412,13 @@ pub fn run(
 }
 
 fn read_baselines(path: &Path) -> HashMap<String, String> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return HashMap::new();
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<Baseline>(l).ok())
+    read::jsonl_records::<Baseline>(path, Kind::RunRecord)
+        .into_iter()
         .map(|b| (b.prompt_id, b.reply))
         .collect()
 }
 
 /// The rollouts of a run folder (a cut last line is skipped).
 pub fn read_rollouts(path: &Path) -> Vec<RolloutRecord> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Vec::new();
-    };
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    read::jsonl_records(path, Kind::RunRecord)
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::format::PREFILL;
+use crate::fsutil::read::{self, Kind, ReadError};
 use crate::hashing::sha256_hex;
 use crate::prefs::{ContextMessage, Role};
 
@@ -22,12 +23,8 @@ pub struct RlPrompt {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PromptError {
-    #[error("cannot read '{}': {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Read(#[from] ReadError),
     #[error("'{}' line {line}: {reason}", path.display())]
     Line {
         path: PathBuf,
@@ -82,22 +79,18 @@ struct Line {
 }
 
 pub fn read_prompts_jsonl(path: &Path) -> Result<Vec<RlPrompt>, PromptError> {
-    let text = std::fs::read_to_string(path).map_err(|source| PromptError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
     let mut out = Vec::new();
-    for (i, raw) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
+    for raw in read::lines(path, Kind::Dataset)? {
+        let raw = raw?;
+        if raw.is_blank() {
+            continue;
+        }
         let bad = |reason: String| PromptError::Line {
             path: path.to_path_buf(),
-            line: i + 1,
+            line: raw.number,
             reason,
         };
-        let line: Line = serde_json::from_str(raw).map_err(|e| {
+        let line: Line = serde_json::from_str(raw.text().map_err(bad)?).map_err(|e| {
             bad(format!(
                 "not a {{\"messages\": [...]}} or {{\"prompt\": [...]}} object: {e}"
             ))
