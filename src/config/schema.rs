@@ -320,6 +320,11 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("eval", "resamples", int(1, 1_000_000)),
     // Empty means "the chat model".
     spec("eval", "judge_model", Kind::Str { non_empty: false }),
+    spec("eval", "repetition_overlap", float_open(0.0, 1.0)),
+    spec("eval", "calibration_storyline_consistency", float(0.0, 1.0)),
+    spec("eval", "calibration_anthropomorphism", float(0.0, 1.0)),
+    spec("eval", "calibration_character_fidelity", float(0.0, 1.0)),
+    spec("eval", "calibration_storyline_quality", float(0.0, 1.0)),
     spec("keys", "quit", Kind::Str { non_empty: false }),
     spec("keys", "help", Kind::Str { non_empty: false }),
     spec("keys", "submit", Kind::Str { non_empty: false }),
