@@ -424,9 +424,9 @@ fn run_calibration(app: &AppContext, args: &CalibrateArgs) -> anyhow::Result<Exi
         &sampling,
         &mut |p| {
             eprintln!(
-                "  {} {:?} ({}): clean {} · flawed {} → {}",
+                "  {} {} ({}): clean {} · flawed {} → {}",
                 p.scene,
-                p.kind,
+                p.kind.key(),
                 p.dimension.key(),
                 p.clean_severity,
                 p.flawed_severity,

@@ -49,6 +49,18 @@ pub enum FlawKind {
 }
 
 impl FlawKind {
+    /// The name in calibration files ("out_of_character").
+    pub fn key(self) -> &'static str {
+        match self {
+            FlawKind::OutOfCharacter => "out_of_character",
+            FlawKind::Contradiction => "contradiction",
+            FlawKind::Robotic => "robotic",
+            FlawKind::Stalled => "stalled",
+            FlawKind::OtherVoice => "other_voice",
+            FlawKind::Repetition => "repetition",
+        }
+    }
+
     pub fn dimension(self) -> Dimension {
         match self {
             FlawKind::OutOfCharacter | FlawKind::OtherVoice => Dimension::CharacterFidelity,
@@ -384,6 +396,10 @@ text = "<system_thinking>p</system_thinking>Ann: Tea status: available."
     #[test]
     fn a_variant_differs_only_where_planted() {
         let scene = parse_scene("tea.toml", SMALL, Path::new("tea.toml")).unwrap();
+        assert_eq!(
+            serde_json::to_value(FlawKind::OtherVoice).unwrap(),
+            FlawKind::OtherVoice.key()
+        );
         assert_eq!(scene.id, "tea");
         assert_eq!(scene.clean.len(), 2);
         let v = &scene.variants[0];
