@@ -52,8 +52,9 @@ pub enum Command {
     /// Fine-tune a LoRA adapter on the chat's own GGUF (candle, CPU or CUDA).
     #[command(subcommand)]
     Train(TrainCommand),
-    /// Mini-CoSER evaluation: the model (and adapters) play scenes, a judge scores four
-    /// dimensions with confidence intervals; --gate promotes an adapter that regresses nowhere.
+    /// Mini-CoSER evaluation: the model (and adapters) play scenes, a judge and rules score
+    /// four dimensions with confidence intervals; --gate promotes an adapter that regresses
+    /// nowhere, on the word of a calibrated judge (`her eval calibrate`).
     Eval(EvalArgs),
     /// Check the build, devices, model file, config sources and folders.
     Doctor(ModelArgs),
@@ -324,7 +325,10 @@ pub struct SftArgs {
 }
 
 #[derive(Debug, Clone, Default, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct EvalArgs {
+    #[command(subcommand)]
+    pub command: Option<EvalCommand>,
     /// Scenes: file stems in characters/scenes/, scene .toml files or CoSER .json files
     /// (default: every scene in characters/scenes/).
     #[arg(value_name = "SCENE")]
@@ -375,6 +379,29 @@ pub struct EvalArgs {
     /// Sampling temperature of the actors (default: sampling.temperature).
     #[arg(long)]
     pub temperature: Option<f32>,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EvalCommand {
+    /// Check the judge on shipped scene pairs (clean and with a planted flaw): how often it
+    /// scores the flawed one lower, per dimension. The gate trusts only a judge that passed.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Clone, Default, Args)]
+pub struct CalibrateArgs {
+    /// The judge GGUF (default: eval.judge_model, else the judge [judge] names).
+    #[arg(long, value_name = "PATH")]
+    pub judge_model: Option<PathBuf>,
+    /// The judge's context window (default: model.n_ctx).
+    #[arg(long, value_name = "TOKENS")]
+    pub judge_n_ctx: Option<u32>,
+    /// A folder of calibration scenes (default: the studio's assets/eval/calibration/, else
+    /// the built-in set).
+    #[arg(long, value_name = "DIR")]
+    pub calibration_set: Option<PathBuf>,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -12,8 +12,8 @@ use her_studio::chat::{
     Conversation, HeadlessOptions, SceneConversation, run_headless, run_headless_scene,
 };
 use her_studio::cli::{
-    BenchCommand, ChatArgs, Cli, Command, ExportCommand, ImportArgs, ImportCommand, PrefsCommand,
-    TrainCommand,
+    BenchCommand, ChatArgs, Cli, Command, EvalCommand, ExportCommand, ImportArgs, ImportCommand,
+    PrefsCommand, TrainCommand,
 };
 use her_studio::commands;
 use her_studio::engine::Backend;
@@ -43,7 +43,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Prompt(args)) => overrides.extend(args.model.overrides()),
         Some(Command::Annotate(args)) => overrides.extend(args.model.overrides()),
         Some(Command::Judge(args)) => overrides.extend(args.model.overrides()),
-        Some(Command::Eval(args)) => overrides.extend(args.model.overrides()),
+        Some(Command::Eval(args)) => {
+            overrides.extend(args.model.overrides());
+            if let Some(EvalCommand::Calibrate(calibrate)) = &args.command {
+                overrides.extend(calibrate.model.overrides());
+            }
+        }
         Some(Command::Train(TrainCommand::Sft(args))) => overrides.extend(args.model.overrides()),
         Some(Command::Train(TrainCommand::Dpo(args) | TrainCommand::Kto(args))) => {
             overrides.extend(args.model.overrides())

@@ -1,7 +1,10 @@
 //! `her eval` end to end on the tiny random-weight Qwen3 (actor and judge):
-//! every scene is played, saved as a session and judged, every verdict parses
-//! thanks to the grammar, and the report has all four dimensions. Plus the
-//! gate on synthetic results, and bad input giving one clear error.
+//! every scene is played, saved as a session, judged and checked by the
+//! rules, every verdict parses thanks to the grammar, and the report has all
+//! four dimensions for the judge and for the rules. Planted flaws are found
+//! by the rules beside the tiny judge; `her eval calibrate` runs end to end,
+//! and the gate refuses on the word of an uncalibrated or failed judge. Plus
+//! the gate on synthetic results, and bad input giving one clear error.
 //! Only structure and determinism are asserted, never what a random model writes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,10 +13,18 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use her_studio::engine::{FinishReason, Provenance};
+use her_studio::eval::calibrate::CALIBRATION_DIR;
 use her_studio::eval::judge::{Flaw, JudgeAnswer};
 use her_studio::eval::promote::{Promotion, promote, promoted_adapter, promoted_file};
 use her_studio::eval::results::{SystemResult, UnitResult};
-use her_studio::eval::{Dimension, decide, read_results};
+use her_studio::eval::rules::{Rule, RuleOptions};
+use her_studio::eval::run::{judge_transcript, rule_flaws};
+use her_studio::eval::simulate::{SimTranscript, SimTurn};
+use her_studio::eval::{
+    CalibrationState, CalibrationStatus, Dimension, decide, judge_sampling, load_scenes,
+    read_results,
+};
 use her_studio::session::{list_sessions, load_session};
 
 const TEA: &str = "title = \"Tea at the Vicarage\"\nbook = \"A Small Book\"\n\
@@ -135,10 +146,22 @@ fn end_to_end_on_the_tiny_model() {
     assert_eq!(labels[0], "base");
     let adapter = results.systems[1].adapter.as_ref().unwrap();
     assert_eq!(adapter.sha256.len(), 64);
+    // Nobody calibrated the judge: the report says so.
+    assert!(
+        stdout.contains("judge calibration: uncalibrated"),
+        "{stdout}"
+    );
+    assert_eq!(
+        results.judge_calibration.as_ref().map(|c| c.state),
+        Some(CalibrationState::Uncalibrated)
+    );
+    assert!(stdout.contains("the rules' scores"), "{stdout}");
     for system in &results.systems {
         // Every verdict parsed: a unit per scene and seed.
         assert_eq!(system.units.len(), 4, "{}", system.label);
         assert_eq!(system.summary.len(), 5);
+        assert_eq!(system.rule_summary.len(), 5);
+        assert!(system.units.iter().all(|u| u.rules.is_some()));
         for (column, d) in system.summary.iter().zip(Dimension::ALL) {
             assert_eq!(column.key, d.key());
         }
@@ -166,9 +189,17 @@ fn end_to_end_on_the_tiny_model() {
     }
     let svg = std::fs::read_to_string(eval_dir.join("chart.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("Character Fidelity"));
-    // The per-scene file keeps the judge's flaws: 2 systems × 2 seeds.
+    // The per-scene file keeps the judge's flaws, the rules' and how each
+    // turn ended: 2 systems × 2 seeds.
     let lines = std::fs::read_to_string(eval_dir.join("scenes/tea.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 4);
+    for line in lines.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(record["rule_flaws"].is_array(), "{record}");
+        let turns = record["turns"].as_array().unwrap();
+        assert_eq!(turns.len(), 3);
+        assert!(turns.iter().all(|t| t["finish_reason"].is_string()));
+    }
     // The transcripts are sessions the TUI lists under their scene; the CoSER
     // scene got a scene file so it opens too.
     let sessions = list_sessions(&studio.join("sessions")).unwrap();
@@ -202,25 +233,200 @@ fn end_to_end_on_the_tiny_model() {
 }
 
 #[test]
-fn the_gate_on_the_tiny_model_logs_its_decision() {
+fn the_gate_refuses_on_the_word_of_an_uncalibrated_or_failed_judge() {
     let t = common::tiny();
     let (dir, _) = studio();
     let studio = dir.path();
     let lora = t.lora.display().to_string();
-    let mut args = vec!["eval", "--gate", "base", &lora, "--character", "Ann"];
-    args.extend(SHORT);
-    args.extend(["--next-speaker", "random", "--name", "g"]);
-    let out = her(studio, &args);
+    let gate = |name: &str| {
+        let mut args = vec!["eval", "--gate", "base", &lora, "--character", "Ann"];
+        args.extend(SHORT);
+        args.extend(["--next-speaker", "random", "--name", name]);
+        her(studio, &args)
+    };
+    // 1. Nobody calibrated the judge (the tiny model itself): refused, and
+    //    the message says why and what to do.
+    let out = gate("g1");
     let (stdout, stderr) = text(&out);
-    // 0: promoted, 3: refused; either way the decision is logged.
-    let code = out.status.code().unwrap();
-    assert!(code == 0 || code == 3, "{code}\n{stdout}\n{stderr}");
-    assert!(stdout.contains("decision: "), "{stdout}");
-    assert!(studio.join("evals/g/gate.json").is_file());
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("the gate will refuse whatever the scores"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("decision: REFUSE"), "{stdout}");
+    assert!(
+        stdout.contains("is uncalibrated")
+            && stdout.contains("her eval calibrate")
+            && stdout.contains("[judge]"),
+        "{stdout}"
+    );
+    assert!(studio.join("evals/g1/gate.json").is_file());
     let log = std::fs::read_to_string(studio.join("adapters/gate-log.jsonl")).unwrap();
     assert_eq!(log.lines().count(), 1);
-    let promoted = promoted_adapter(&promoted_file(studio), "Ann").unwrap();
-    assert_eq!(promoted.is_some(), code == 0);
+    assert_eq!(
+        promoted_adapter(&promoted_file(studio), "Ann").unwrap(),
+        None
+    );
+
+    // 2. Calibrate the same judge on one scene of the shipped set: six
+    //    pairs, too few per dimension to pass whatever it answers.
+    let set = studio.join("one-scene");
+    std::fs::create_dir_all(&set).unwrap();
+    std::fs::copy(
+        common::repo_root().join("assets/eval/calibration/02-great-gatsby.toml"),
+        set.join("02-great-gatsby.toml"),
+    )
+    .unwrap();
+    let set_arg = set.display().to_string();
+    let out = her(
+        studio,
+        &["eval", "calibrate", "--calibration-set", &set_arg],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    for d in Dimension::ALL {
+        assert!(stdout.contains(d.key()), "{d:?}\n{stdout}");
+    }
+    assert!(stdout.contains("judge calibration: FAILED"), "{stdout}");
+    assert!(stdout.contains("6 needed"), "{stdout}");
+    // Six pairs, one line of progress each.
+    assert_eq!(stderr.matches(" → ").count(), 6, "{stderr}");
+    let stored: Vec<PathBuf> = std::fs::read_dir(studio.join("evals").join(CALIBRATION_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(stored.len(), 1);
+    let calibration: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&stored[0]).unwrap()).unwrap();
+    assert_eq!(calibration["pairs"].as_array().unwrap().len(), 6);
+    assert_eq!(calibration["set_source"].as_str(), Some(set_arg.as_str()));
+
+    // 3. The same judge, now calibrated and failed: still refused.
+    let out = gate("g2");
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}\n{stderr}");
+    assert!(stdout.contains("judge calibration: FAILED"), "{stdout}");
+    assert!(stdout.contains("failed calibration"), "{stdout}");
+    let results = read_results(&studio.join("evals/g2")).unwrap();
+    let status = results.judge_calibration.unwrap();
+    assert_eq!(status.state, CalibrationState::Failed);
+    assert_eq!(status.file.as_deref(), Some(stored[0].as_path()));
+    assert_eq!(
+        promoted_adapter(&promoted_file(studio), "Ann").unwrap(),
+        None
+    );
+}
+
+fn turn(speaker: &str, text: &str) -> SimTurn {
+    SimTurn {
+        speaker: speaker.into(),
+        text: text.into(),
+        finish_reason: FinishReason::EndOfGeneration,
+        provenance: Provenance {
+            model: "planted".into(),
+            model_fingerprint: String::new(),
+            adapter: None,
+            seed: 0,
+            prompt_sha256: String::new(),
+            prompt_tokens_sha256: String::new(),
+            dropped_turns: 0,
+            sampling: None,
+        },
+    }
+}
+
+/// Planted transcripts of the tea scene go through the evaluation's scoring
+/// with the tiny model as the judge: its answers parse (what it says is
+/// random), and the rules find exactly what was planted.
+#[test]
+fn planted_flaws_are_found_beside_the_tiny_judge() {
+    let t = common::tiny();
+    let (dir, _) = studio();
+    let scenes = load_scenes(
+        &["tea".into()],
+        &dir.path().join("characters/scenes"),
+        &dir.path().join("characters"),
+    )
+    .unwrap();
+    let scene = &scenes[0];
+    let ann_first = "<system_thinking>Ann wants to put Bob at ease.</system_thinking>Ann: \
+                     <role_action>pours the tea</role_action>Sit down, Bob, and tell me what has \
+                     happened at the farm.";
+    let clean = SimTranscript {
+        turns: vec![
+            turn("Ann", ann_first),
+            turn(
+                "Bob",
+                "<system_thinking>Bob blurts it out.</system_thinking>Bob: <role_thinking>No \
+                 easy way to say it.</role_thinking>The bank has called in the loan. We lose the \
+                 farm at Michaelmas.",
+            ),
+            turn(
+                "Environment",
+                "<system_thinking>Weather.</system_thinking>Rain begins to drum on the vicarage \
+                 windows.",
+            ),
+            turn(
+                "Ann",
+                "<system_thinking>Ann is practical.</system_thinking>Ann: Then we shall go to \
+                 the squire together tomorrow. <role_action>puts a hand on his arm</role_action>",
+            ),
+        ],
+    };
+    // Bob's turn spoken as Ann, with a second line for her.
+    let mut other_speaks = clean.clone();
+    other_speaks.turns[1].text = "<system_thinking>Bob answers.</system_thinking>Ann: Oh, Bob, \
+        how dreadful for you all!\nAnn: Drink your tea while it is hot."
+        .into();
+    // Ann's last turn says her first line again.
+    let mut repeated = clean.clone();
+    repeated.turns[3].text = ann_first.into();
+
+    let engine = common::start(&t.model);
+    let sampling = judge_sampling(&common::sampling(1, 64), true);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let found = |transcript: &SimTranscript| {
+        // The judge's answer parses (the grammar), whatever it says.
+        let answer = rt
+            .block_on(judge_transcript(
+                &engine, scene, transcript, &sampling, true,
+            ))
+            .unwrap();
+        let flaws = rule_flaws(scene, transcript, &RuleOptions::default());
+        let unit = UnitResult::new("tea".into(), 1, transcript.actor_turns(), &answer, None)
+            .with_rules(&flaws);
+        let rules = unit.rules.unwrap();
+        let found: Vec<(Rule, Dimension, usize, u8)> = flaws
+            .iter()
+            .map(|f| (f.rule, f.dimension, f.turn, f.severity))
+            .collect();
+        (found, rules)
+    };
+    let (none, rules) = found(&clean);
+    assert_eq!(none, [], "a clean transcript has no rule flaws");
+    assert_eq!(rules.scores.overall, 100.0);
+    let (speaks, rules) = found(&other_speaks);
+    assert_eq!(
+        speaks,
+        [
+            (Rule::WrongSpeaker, Dimension::CharacterFidelity, 1, 4),
+            (Rule::LineForOther, Dimension::StorylineQuality, 1, 3),
+        ]
+    );
+    // 3 actor turns: 100 − 5·(4 − 0.9) = 84.5 on Character Fidelity.
+    assert!(
+        (rules.scores.dimensions[2] - 84.5).abs() < 1e-9,
+        "{rules:?}"
+    );
+    let (again, rules) = found(&repeated);
+    assert_eq!(
+        again,
+        [(Rule::RepeatedTurn, Dimension::Anthropomorphism, 3, 4)]
+    );
+    assert_eq!(rules.severity, [0, 4, 0, 0]);
 }
 
 fn unit(scene: usize, seed: u32, severity: [u8; 4]) -> UnitResult {
@@ -236,7 +442,7 @@ fn unit(scene: usize, seed: u32, severity: [u8; 4]) -> UnitResult {
         character_fidelity: flaws(severity[2]),
         storyline_quality: flaws(severity[3]),
     };
-    UnitResult::new(format!("scene-{scene}"), seed, 6, &answer, None)
+    UnitResult::new(format!("scene-{scene}"), seed, 6, &answer, None).with_rules(&[])
 }
 
 fn synthetic(label: &str, shift: [i8; 4]) -> SystemResult {
@@ -259,6 +465,16 @@ fn the_gate_promotes_the_better_and_refuses_the_regressing() {
     let better = synthetic("better", [-1, -1, -2, -1]);
     let regressing = synthetic("regressing", [-2, -2, 1, -2]);
 
+    // A judge that passed calibration (its figures do not matter here).
+    let trusted = CalibrationStatus {
+        fingerprint: "ab".repeat(32),
+        state: CalibrationState::Passed,
+        dimensions: Vec::new(),
+        calibrated_at: None,
+        file: None,
+    };
+    let decide =
+        |a: &SystemResult, b: &SystemResult, n, seed| decide(a, b, Some(&trusted), n, seed);
     let yes = decide(&current, &better, 1000, 7).unwrap();
     assert!(yes.promote, "{yes:?}");
     assert!(yes.checks.iter().take(4).all(|c| c.low > 0.0));

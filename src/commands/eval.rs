@@ -1,7 +1,9 @@
-//! `her eval`: play scenes with the base model and adapters, judge them,
-//! report scores with intervals; `--gate A B` (and `her train sft --gate`)
-//! promotes an adapter only when no dimension regresses. Also the chat's
-//! side of promotion: loading the adapter promoted for a character.
+//! `her eval`: play scenes with the base model and adapters, judge them and
+//! check them with the rules, report scores with intervals; `--gate A B`
+//! (and `her train … --gate`) promotes an adapter only when the judge passed
+//! calibration and no dimension regresses; `her eval calibrate` checks a
+//! judge on the calibration set. Also the chat's side of promotion: loading
+//! the adapter promoted for a character.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,14 +12,18 @@ use anyhow::{Context, bail};
 
 use crate::app::AppContext;
 use crate::character::Character;
-use crate::cli::{ChatArgs, EvalArgs};
+use crate::cli::{CalibrateArgs, ChatArgs, EvalArgs, EvalCommand};
 use crate::config::JudgeKind;
 use crate::engine::local::sha256_file;
 use crate::engine::{Backend, LocalEngine};
+use crate::eval::calibrate::{
+    ADVICE, CalibrationStatus, JudgeIdentity, calibrate, render_calibration, set, write_calibration,
+};
 use crate::eval::promote::{
     GateLogEntry, Promotion, append_gate_log, gate_log, promote, promoted_adapter, promoted_file,
 };
 use crate::eval::report::report_table;
+use crate::eval::rules::RuleOptions;
 use crate::eval::{
     EvalPlan, EvalResults, FileId, GATE_FILE, NextSpeakerMode, Progress, SimOptions, SystemSpec,
     decide, judge_sampling, load_scenes, render_decision, run_eval,
@@ -46,10 +52,7 @@ impl Options {
         let e = &config.eval;
         let seed = args.seed.unwrap_or(config.sampling.seed);
         let count = args.seeds.unwrap_or(e.seeds).max(1);
-        let judge_model = args.judge_model.clone().or_else(|| {
-            (!e.judge_model.as_os_str().is_empty())
-                .then(|| config.resolve_path(&app.studio.root, &e.judge_model))
-        });
+        let judge_model = judge_model_path(app, args.judge_model.as_deref());
         Self {
             rounds: args.rounds.unwrap_or(e.rounds).max(1) as usize,
             seeds: (0..count).map(|i| seed.wrapping_add(i)).collect(),
@@ -70,7 +73,20 @@ impl Options {
     }
 }
 
+/// `--judge-model`, else `eval.judge_model` (relative to the studio).
+fn judge_model_path(app: &AppContext, flag: Option<&Path>) -> Option<PathBuf> {
+    let config = app.config();
+    flag.map(Path::to_path_buf).or_else(|| {
+        let configured = &config.eval.judge_model;
+        (!configured.as_os_str().is_empty())
+            .then(|| config.resolve_path(&app.studio.root, configured))
+    })
+}
+
 pub fn run(app: &AppContext, args: &EvalArgs) -> anyhow::Result<ExitCode> {
+    if let Some(EvalCommand::Calibrate(calibrate_args)) = &args.command {
+        return run_calibration(app, calibrate_args);
+    }
     let options = Options::new(app, args);
     let systems = match &args.gate {
         Some(pair) => pair.iter().map(|s| system_of(s)).collect(),
@@ -90,7 +106,7 @@ pub fn run(app: &AppContext, args: &EvalArgs) -> anyhow::Result<ExitCode> {
         Some(_) => Some(resolve_character(app, args.character.as_deref())?),
         None => None,
     };
-    let (results, dir) = evaluate(app, &options, systems, scenes)?;
+    let (results, dir) = evaluate(app, &options, systems, scenes, character.is_some())?;
     if let Some(character) = character {
         let promoted = gate(app, &results, &dir, &character)?;
         return Ok(if promoted {
@@ -131,7 +147,7 @@ pub fn gate_after_training(app: &AppContext, adapter: &Path) -> anyhow::Result<b
     );
     let options = Options::new(app, &EvalArgs::default());
     let systems = vec![baseline, adapter_system(adapter)];
-    let (results, dir) = evaluate(app, &options, systems, scenes)?;
+    let (results, dir) = evaluate(app, &options, systems, scenes, true)?;
     gate(app, &results, &dir, &character)
 }
 
@@ -193,6 +209,7 @@ fn evaluate(
     options: &Options,
     mut systems: Vec<SystemSpec>,
     scenes: Vec<crate::eval::EvalScene>,
+    gating: bool,
 ) -> anyhow::Result<(EvalResults, PathBuf)> {
     let config = app.config();
     unique_labels(&mut systems);
@@ -226,46 +243,26 @@ fn evaluate(
 
     eprintln!("loading {} …", model_path.display());
     let actor = app.start_engine()?;
-    // The judge: --judge-model or eval.judge_model (a GGUF of its own), else
-    // [judge] as `her judge` and RL use it (a local file or a server);
-    // "actor" there, or the actor's own file, judges with the actor's base
-    // model (adapters removed for judging).
-    let use_judge_section = options.judge_model.is_none()
-        && options.judge_n_ctx.is_none()
-        && config.judge.kind != JudgeKind::Actor;
-    let separate_judge = match &options.judge_model {
-        Some(path) => canonical(path) != canonical(&model_path) || options.judge_n_ctx.is_some(),
-        None => options.judge_n_ctx.is_some(),
-    };
-    let (judge_engine, judge): (Option<Box<dyn Backend>>, FileId) = if use_judge_section {
-        eprintln!("starting the judge that [judge] in config.toml names …");
-        let engine = app.start_judge()?;
-        let info = engine.model_info();
-        let id = match config.judge.kind {
-            JudgeKind::Local => file_id(&info.path)?,
-            // A server's model: its name and the fingerprint it reported.
-            _ => FileId {
-                path: PathBuf::from(format!("remote:{}", info.name)),
-                sha256: info.fingerprint.clone(),
-            },
-        };
-        (Some(engine), id)
-    } else if separate_judge {
-        let judge_path = options.judge_model.clone().unwrap_or(model_path.clone());
-        crate::engine::local::check_model_file(&judge_path)?;
-        eprintln!("loading the judge {} …", judge_path.display());
-        let mut o = app.engine_options();
-        o.model_path = judge_path.clone();
-        if let Some(n) = options.judge_n_ctx {
-            o.n_ctx = n;
-        }
-        (
-            Some(Box::new(LocalEngine::start(o)?)),
-            file_id(&judge_path)?,
-        )
-    } else {
-        (None, model.clone())
-    };
+    let (judge_engine, judge) = start_judge(
+        app,
+        options.judge_model.as_deref(),
+        options.judge_n_ctx,
+        &model_path,
+        || Ok(model.clone()),
+    )?;
+    let judge_sampling = judge_sampling(&config.sampling, true);
+    let identity = JudgeIdentity::new(judge.clone(), &judge_sampling, true);
+    let calibration = CalibrationStatus::lookup(
+        &config.evals_dir(&app.studio.root),
+        &identity.fingerprint(),
+        config.eval.calibration_thresholds(),
+    )?;
+    if gating && !calibration.passed() {
+        eprintln!(
+            "note: {}; the gate will refuse whatever the scores: {ADVICE}",
+            calibration.problem()
+        );
+    }
     let mut sampling = config.sampling.clone();
     sampling.max_new_tokens = options.max_new_tokens;
     sampling.temperature = options.temperature;
@@ -283,12 +280,16 @@ fn evaluate(
             sampling,
             variant: PromptVariant::Evaluation,
         },
-        judge_sampling: judge_sampling(&config.sampling, true),
+        judge_sampling,
         judge_grammar: true,
         resamples: options.resamples,
         bootstrap_seed: u64::from(options.seed),
         model,
         judge,
+        judge_calibration: Some(calibration),
+        rules: RuleOptions {
+            repetition_overlap: config.eval.repetition_overlap,
+        },
     };
     eprintln!(
         "evaluating {} system(s) on {} scene(s) × {} seed(s), up to {} turns each, into {}",
@@ -319,6 +320,141 @@ fn evaluate(
     Ok((results, dir))
 }
 
+/// The judge of an evaluation or a calibration and its file identity: a GGUF
+/// of its own (`judge_model`, or any `judge_n_ctx`), else the one `[judge]`
+/// names (a local file or a server); `None` (and `actor_model()`) when the
+/// actor's own model judges, with adapters removed.
+fn start_judge(
+    app: &AppContext,
+    judge_model: Option<&Path>,
+    judge_n_ctx: Option<u32>,
+    model_path: &Path,
+    actor_model: impl FnOnce() -> anyhow::Result<FileId>,
+) -> anyhow::Result<(Option<Box<dyn Backend>>, FileId)> {
+    let config = app.config();
+    let use_judge_section =
+        judge_model.is_none() && judge_n_ctx.is_none() && config.judge.kind != JudgeKind::Actor;
+    let separate_judge = match judge_model {
+        Some(path) => canonical(path) != canonical(model_path) || judge_n_ctx.is_some(),
+        None => judge_n_ctx.is_some(),
+    };
+    if use_judge_section {
+        eprintln!("starting the judge that [judge] in config.toml names …");
+        let engine = app.start_judge()?;
+        let info = engine.model_info();
+        let id = match config.judge.kind {
+            JudgeKind::Local => file_id(&info.path)?,
+            // A server's model: its name and the fingerprint it reported.
+            _ => FileId {
+                path: PathBuf::from(format!("remote:{}", info.name)),
+                sha256: info.fingerprint.clone(),
+            },
+        };
+        Ok((Some(engine), id))
+    } else if separate_judge {
+        let judge_path = judge_model.unwrap_or(model_path).to_path_buf();
+        crate::engine::local::check_model_file(&judge_path)?;
+        eprintln!("loading the judge {} …", judge_path.display());
+        let mut o = app.engine_options();
+        o.model_path = judge_path.clone();
+        if let Some(n) = judge_n_ctx {
+            o.n_ctx = n;
+        }
+        Ok((
+            Some(Box::new(LocalEngine::start(o)?)),
+            file_id(&judge_path)?,
+        ))
+    } else {
+        Ok((None, actor_model()?))
+    }
+}
+
+/// `her eval calibrate`: judges every pair of the calibration set, stores
+/// the result under the judge's fingerprint and prints it. Exits with 3
+/// when the judge failed.
+fn run_calibration(app: &AppContext, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
+    let config = app.config();
+    let calibration_set = match &args.calibration_set {
+        Some(dir) => set::from_dir(dir)?,
+        None => {
+            let shipped = app.studio.root.join(set::SET_DIR);
+            if shipped.is_dir() {
+                set::from_dir(&shipped)?
+            } else {
+                set::built_in()?
+            }
+        }
+    };
+    let model_path = app.model_path();
+    let judge_model = judge_model_path(app, args.judge_model.as_deref());
+    let (judge_engine, judge) = start_judge(
+        app,
+        judge_model.as_deref(),
+        args.judge_n_ctx,
+        &model_path,
+        || {
+            crate::engine::local::check_model_file(&model_path)?;
+            file_id(&model_path)
+        },
+    )?;
+    let actor_engine;
+    let backend: &dyn Backend = match &judge_engine {
+        Some(engine) => engine.as_ref(),
+        None => {
+            eprintln!("loading {} as the judge …", model_path.display());
+            actor_engine = app.start_engine()?;
+            &actor_engine
+        }
+    };
+    let sampling = judge_sampling(&config.sampling, true);
+    let identity = JudgeIdentity::new(judge, &sampling, true);
+    let pairs: usize = calibration_set.pairs_per_dimension().iter().sum();
+    eprintln!(
+        "calibrating the judge on {pairs} pairs in {} scenes from {} …",
+        calibration_set.scenes.len(),
+        calibration_set.source
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let calibration = runtime.block_on(calibrate(
+        backend,
+        &calibration_set,
+        identity,
+        &sampling,
+        &mut |p| {
+            eprintln!(
+                "  {} {} ({}): clean {} · flawed {} → {}",
+                p.scene,
+                p.kind.key(),
+                p.dimension.key(),
+                p.clean_severity,
+                p.flawed_severity,
+                if p.flawed_lower {
+                    "scored lower"
+                } else {
+                    "missed"
+                }
+            )
+        },
+    ))?;
+    let evals = config.evals_dir(&app.studio.root);
+    let path = write_calibration(&evals, &calibration)?;
+    let status = calibration.status(config.eval.calibration_thresholds(), Some(path.clone()));
+    println!("{}", render_calibration(&calibration, &status));
+    println!("saved: {}", path.display());
+    if status.passed() {
+        println!("the gate now trusts this judge (same model file, prompt and settings)");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!(
+            "{}: the gate will refuse on its word; {ADVICE}",
+            status.problem()
+        );
+        Ok(ExitCode::from(3))
+    }
+}
+
 fn print_progress(p: Progress<'_>) {
     match p {
         Progress::System {
@@ -335,10 +471,11 @@ fn print_progress(p: Progress<'_>) {
             scene,
             seed,
             scores,
+            rule_scores,
             ..
         } => eprintln!(
-            "  judged {scene} seed {seed}: overall {:.1}",
-            scores.overall
+            "  judged {scene} seed {seed}: overall {:.1} (rules {:.1})",
+            scores.overall, rule_scores.overall
         ),
     }
 }
@@ -399,7 +536,13 @@ fn gate(
         bail!("a gate compares exactly two systems, baseline and candidate");
     };
     let s = &results.settings;
-    let decision = decide(baseline, candidate, s.resamples, s.bootstrap_seed)?;
+    let decision = decide(
+        baseline,
+        candidate,
+        results.judge_calibration.as_ref(),
+        s.resamples,
+        s.bootstrap_seed,
+    )?;
     println!("\n{}", render_decision(&decision));
     let json = serde_json::to_string_pretty(&decision)?;
     crate::fsutil::write_atomic(&dir.join(GATE_FILE), format!("{json}\n").as_bytes(), true)

@@ -384,6 +384,27 @@ pub struct EvalConfig {
     pub resamples: u32,
     /// Judge GGUF; empty = the chat model (model.path).
     pub judge_model: PathBuf,
+    /// Share of a turn's word trigrams found in one earlier turn from which
+    /// the rules call it a repeat.
+    pub repetition_overlap: f64,
+    /// Share of calibration pairs per dimension a judge must get right
+    /// (flawed scored lower) before the gate trusts it.
+    pub calibration_storyline_consistency: f64,
+    pub calibration_anthropomorphism: f64,
+    pub calibration_character_fidelity: f64,
+    pub calibration_storyline_quality: f64,
+}
+
+impl EvalConfig {
+    /// The calibration thresholds in the judge's dimension order.
+    pub fn calibration_thresholds(&self) -> [f64; 4] {
+        [
+            self.calibration_storyline_consistency,
+            self.calibration_anthropomorphism,
+            self.calibration_character_fidelity,
+            self.calibration_storyline_quality,
+        ]
+    }
 }
 
 impl Default for EvalConfig {
@@ -396,6 +417,11 @@ impl Default for EvalConfig {
             environment: true,
             resamples: 1000,
             judge_model: PathBuf::new(),
+            repetition_overlap: 0.5,
+            calibration_storyline_consistency: 0.75,
+            calibration_anthropomorphism: 0.75,
+            calibration_character_fidelity: 0.75,
+            calibration_storyline_quality: 0.75,
         }
     }
 }

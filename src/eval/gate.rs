@@ -1,12 +1,20 @@
 //! The promotion gate: a candidate adapter replaces the baseline (the
-//! currently promoted adapter, or the base model) only when no dimension got
-//! worse beyond its confidence interval — the 95% interval of the paired
-//! difference `candidate − baseline` lies entirely below zero.
+//! currently promoted adapter, or the base model) only when
+//! 1. the judge passed calibration (see [`super::calibrate`]): a judge that
+//!    cannot tell a planted flaw from a clean scene has no say;
+//! 2. no dimension got worse by the judge beyond its confidence interval —
+//!    the 95% interval of the paired difference `candidate − baseline` lies
+//!    entirely below zero;
+//! 3. no dimension got worse by the rule-based flaws the same way.
+//!
+//! Every reason to refuse is reported, not only the first.
 
 use serde::{Deserialize, Serialize};
 
 use super::EvalError;
-use super::results::{SystemResult, paired_differences};
+use super::bootstrap::COLUMNS;
+use super::calibrate::{ADVICE, CalibrationState, CalibrationStatus};
+use super::results::{SystemResult, UnitResult, paired_differences_of};
 use super::score::Dimension;
 
 /// One dimension's figures in a gate decision.
@@ -34,29 +42,39 @@ pub struct GateDecision {
     pub units: usize,
     pub resamples: usize,
     pub seed: u64,
-    /// The four dimensions, then overall.
+    /// The judge's scores: the four dimensions, then overall.
     pub checks: Vec<DimensionCheck>,
+    /// The rules' scores, the same way.
+    #[serde(default)]
+    pub rule_checks: Vec<DimensionCheck>,
+    /// The judge's calibration (`None`: the evaluation recorded none).
+    #[serde(default)]
+    pub judge_calibration: Option<CalibrationState>,
+    /// Every reason to refuse; empty when promoted.
+    #[serde(default)]
+    pub refusals: Vec<String>,
     pub reason: String,
 }
 
-/// Decides on `candidate` against `baseline` from their shared units.
-pub fn decide(
+/// The gating checks of one kind of score (judge or rules).
+fn dimension_checks(
     baseline: &SystemResult,
     candidate: &SystemResult,
     resamples: usize,
     seed: u64,
-) -> Result<GateDecision, EvalError> {
-    let (units, intervals) = paired_differences(baseline, candidate, resamples, seed)?;
+    columns: impl Fn(&UnitResult) -> Option<[f64; COLUMNS]> + Copy,
+) -> Result<(usize, Vec<DimensionCheck>), EvalError> {
+    let (units, intervals) = paired_differences_of(baseline, candidate, resamples, seed, columns)?;
     let shared = |system: &SystemResult, other: &SystemResult, column: usize| {
         let values: Vec<f64> = system
             .units
             .iter()
             .filter(|u| other.units.iter().any(|o| o.key() == u.key()))
-            .map(|u| u.scores.columns()[column])
+            .filter_map(|u| columns(u).map(|c| c[column]))
             .collect();
         super::score::mean(&values)
     };
-    let checks: Vec<DimensionCheck> = intervals
+    let checks = intervals
         .iter()
         .enumerate()
         .map(|(i, iv)| {
@@ -75,19 +93,72 @@ pub fn decide(
             }
         })
         .collect();
-    let regressed: Vec<&str> = checks
+    Ok((units, checks))
+}
+
+fn regressed(checks: &[DimensionCheck]) -> Vec<&str> {
+    checks
         .iter()
         .filter(|c| c.regressed)
         .map(|c| c.key.as_str())
-        .collect();
-    let promote = regressed.is_empty();
+        .collect()
+}
+
+/// Decides on `candidate` against `baseline` from their shared units, with
+/// the judge's `calibration` as the evaluation recorded it.
+pub fn decide(
+    baseline: &SystemResult,
+    candidate: &SystemResult,
+    calibration: Option<&CalibrationStatus>,
+    resamples: usize,
+    seed: u64,
+) -> Result<GateDecision, EvalError> {
+    let (units, checks) = dimension_checks(baseline, candidate, resamples, seed, |u| {
+        Some(u.scores.columns())
+    })?;
+    let (_, rule_checks) = dimension_checks(
+        baseline,
+        candidate,
+        resamples,
+        seed,
+        UnitResult::rule_columns,
+    )?;
+    let mut refusals = Vec::new();
+    match calibration {
+        None => refusals.push(format!(
+            "the evaluation recorded no judge calibration: evaluate again; if the judge is \
+             uncalibrated, {ADVICE}"
+        )),
+        Some(status) if !status.passed() => {
+            refusals.push(format!(
+                "{}: its scores cannot decide; {ADVICE}",
+                status.problem()
+            ));
+        }
+        Some(_) => {}
+    }
+    let judge_regressed = regressed(&checks);
+    if !judge_regressed.is_empty() {
+        refusals.push(format!(
+            "the judge's scores regressed beyond the 95% interval on: {}",
+            judge_regressed.join(", ")
+        ));
+    }
+    let rules_regressed = regressed(&rule_checks);
+    if !rules_regressed.is_empty() {
+        refusals.push(format!(
+            "the rule-based flaws rose beyond the 95% interval on: {}",
+            rules_regressed.join(", ")
+        ));
+    }
+    let promote = refusals.is_empty();
     let reason = if promote {
-        format!("no dimension regressed beyond its 95% interval over {units} scene×seed units")
-    } else {
         format!(
-            "regressed beyond the 95% interval on: {}",
-            regressed.join(", ")
+            "the judge passed calibration, and neither its scores nor the rules' regressed \
+             beyond the 95% interval over {units} scene×seed units"
         )
+    } else {
+        refusals.join("; ")
     };
     Ok(GateDecision {
         promote,
@@ -97,21 +168,19 @@ pub fn decide(
         resamples,
         seed,
         checks,
+        rule_checks,
+        judge_calibration: calibration.map(|c| c.state),
+        refusals,
         reason,
     })
 }
 
-/// The decision as terminal lines.
-pub fn render_decision(d: &GateDecision) -> String {
+fn render_checks(title: &str, checks: &[DimensionCheck]) -> String {
     let mut out = format!(
-        "gate: {} (candidate) against {} (baseline), {} units, {} resamples\n",
-        d.candidate, d.baseline, d.units, d.resamples
-    );
-    out.push_str(&format!(
         "  {:<22} {:>8} {:>9} {:>8}  {:<18}\n",
-        "dimension", "baseline", "candidate", "diff", "95% interval"
-    ));
-    for c in &d.checks {
+        title, "baseline", "candidate", "diff", "95% interval"
+    );
+    for c in checks {
         out.push_str(&format!(
             "  {:<22} {:>8.1} {:>9.1} {:>+8.1}  [{:+.1}, {:+.1}]{}\n",
             c.key,
@@ -123,11 +192,34 @@ pub fn render_decision(d: &GateDecision) -> String {
             if c.regressed { "  REGRESSED" } else { "" }
         ));
     }
+    out
+}
+
+/// The decision as terminal lines.
+pub fn render_decision(d: &GateDecision) -> String {
+    let mut out = format!(
+        "gate: {} (candidate) against {} (baseline), {} units, {} resamples\n",
+        d.candidate, d.baseline, d.units, d.resamples
+    );
+    out.push_str(&render_checks("judge", &d.checks));
+    out.push_str(&render_checks("rules", &d.rule_checks));
     out.push_str(&format!(
-        "decision: {} — {}\n",
-        if d.promote { "PROMOTE" } else { "REFUSE" },
-        d.reason
+        "  judge calibration: {}\n",
+        match d.judge_calibration {
+            Some(CalibrationState::Passed) => "passed",
+            Some(CalibrationState::Failed) => "FAILED",
+            Some(CalibrationState::Uncalibrated) => "UNCALIBRATED",
+            None => "not recorded",
+        }
     ));
+    if d.promote {
+        out.push_str(&format!("decision: PROMOTE — {}\n", d.reason));
+    } else {
+        out.push_str("decision: REFUSE\n");
+        for r in &d.refusals {
+            out.push_str(&format!("  - {r}\n"));
+        }
+    }
     out
 }
 
@@ -136,6 +228,16 @@ pub fn render_decision(d: &GateDecision) -> String {
 mod tests {
     use super::*;
     use crate::eval::results::tests::system;
+
+    fn decide(
+        baseline: &SystemResult,
+        candidate: &SystemResult,
+        resamples: usize,
+        seed: u64,
+    ) -> Result<GateDecision, EvalError> {
+        let trusted = super::trust_tests::status(CalibrationState::Passed);
+        super::decide(baseline, candidate, Some(&trusted), resamples, seed)
+    }
 
     // 6 units each (3 scenes × 2 seeds), 4 actor turns (allowance 1.2).
     const BASE: [[u8; 4]; 6] = [
@@ -225,6 +327,103 @@ mod tests {
         assert!(matches!(
             decide(&base, &other, 300, 9),
             Err(EvalError::NoCommonUnits { .. })
+        ));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod trust_tests {
+    use super::*;
+    use crate::eval::results::tests::system;
+    use crate::eval::rules::{Rule, RuleFlaw};
+
+    pub(super) fn status(state: CalibrationState) -> CalibrationStatus {
+        CalibrationStatus {
+            fingerprint: "ab".repeat(32),
+            state,
+            dimensions: Vec::new(),
+            calibrated_at: None,
+            file: None,
+        }
+    }
+
+    /// The same judge scores, but every candidate turn speaks as someone else.
+    fn with_wrong_speakers(system: &SystemResult) -> SystemResult {
+        let flaw = |turn| RuleFlaw {
+            rule: Rule::WrongSpeaker,
+            dimension: Dimension::CharacterFidelity,
+            turn,
+            speaker: "Ann".into(),
+            flaw: "speaks as 'Ada'".into(),
+            severity: 4,
+        };
+        let flaws: Vec<RuleFlaw> = (0..4).map(flaw).collect();
+        let units = system
+            .units
+            .iter()
+            .map(|u| u.clone().with_rules(&flaws))
+            .collect();
+        SystemResult::new("ada".into(), None, units, 500, 11).unwrap()
+    }
+
+    const SAME: [[u8; 4]; 4] = [[1, 1, 1, 1], [2, 1, 1, 1], [1, 2, 1, 1], [1, 1, 2, 1]];
+
+    #[test]
+    fn rules_alone_refuse() {
+        let base = system("base", &SAME);
+        let ada = with_wrong_speakers(&system("ada", &SAME));
+        let trusted = status(CalibrationState::Passed);
+        let d = decide(&base, &ada, Some(&trusted), 500, 3).unwrap();
+        assert!(!d.promote);
+        assert!(d.checks.iter().all(|c| !c.regressed), "{d:?}");
+        let regressed: Vec<&str> = d
+            .rule_checks
+            .iter()
+            .filter(|c| c.regressed)
+            .map(|c| c.key.as_str())
+            .collect();
+        assert_eq!(regressed, ["character_fidelity"]);
+        assert_eq!(d.refusals.len(), 1, "{:?}", d.refusals);
+        assert!(d.refusals[0].contains("rule-based"));
+        // The same candidate without the rule flaws passes.
+        let same = system("same", &SAME);
+        assert!(
+            decide(&base, &same, Some(&trusted), 500, 3)
+                .unwrap()
+                .promote
+        );
+    }
+
+    #[test]
+    fn an_untrusted_judge_refuses_whatever_the_scores() {
+        let base = system("base", &SAME);
+        let same = system("same", &SAME);
+        for state in [CalibrationState::Uncalibrated, CalibrationState::Failed] {
+            let d = decide(&base, &same, Some(&status(state)), 500, 3).unwrap();
+            assert!(!d.promote, "{state:?}");
+            assert_eq!(d.refusals.len(), 1);
+            let text = render_decision(&d);
+            assert!(
+                text.contains("her eval calibrate") && text.contains("[judge]"),
+                "{text}"
+            );
+        }
+        let d = decide(&base, &same, None, 500, 3).unwrap();
+        assert!(!d.promote && d.reason.contains("no judge calibration"));
+    }
+
+    #[test]
+    fn results_without_rule_scores_cannot_be_gated() {
+        let base = system("base", &SAME);
+        let mut old = system("old", &SAME);
+        for u in &mut old.units {
+            u.rules = None;
+        }
+        let trusted = status(CalibrationState::Passed);
+        assert!(matches!(
+            decide(&base, &old, Some(&trusted), 500, 3),
+            Err(EvalError::MissingScores { .. })
         ));
     }
 }

@@ -1,13 +1,16 @@
 //! Mini-CoSER evaluation (her-format.md §6): the model under test plays
-//! every character of a set of scenes, a judge lists the flaws of each
-//! transcript per dimension, scores get bootstrap intervals, adapters are
-//! compared with the base model on the same scenes and seeds, and a gate
-//! promotes an adapter only when no dimension got worse.
+//! every character of a set of scenes, a judge and a set of rules list the
+//! flaws of each transcript per dimension, scores get bootstrap intervals,
+//! adapters are compared with the base model on the same scenes and seeds,
+//! and a gate promotes an adapter only when its judge passed calibration and
+//! no dimension got worse, by the judge or by the rules.
 //!
 //! - [`scenes`]: which scenes (shipped files, CoSER JSON)
 //! - [`simulate`]: playing a scene through `SceneConversation`
 //! - [`transcript`]: saving each played scene as a session
 //! - [`judge`]: the judge's prompt, bounded answer grammar and parser
+//! - [`rules`]: rule-based flaw detectors beside the judge
+//! - [`calibrate`]: whether a judge can tell planted flaws from clean scenes
 //! - [`score`], [`bootstrap`]: the CoSER formula and the intervals
 //! - [`results`]: `evals/NAME/results.json` and per-scene JSONL
 //! - [`report`], [`svg`]: the terminal table and the shareable chart
@@ -15,11 +18,13 @@
 //! - [`run`]: one evaluation from start to end
 
 pub mod bootstrap;
+pub mod calibrate;
 pub mod gate;
 pub mod judge;
 pub mod promote;
 pub mod report;
 pub mod results;
+pub mod rules;
 pub mod run;
 pub mod scenes;
 pub mod score;
@@ -32,6 +37,7 @@ pub(crate) mod testing;
 
 use std::path::PathBuf;
 
+pub use calibrate::{CalibrationState, CalibrationStatus};
 pub use gate::{GateDecision, decide, render_decision};
 pub use results::{EvalResults, FileId, SystemResult, list_results, read_results};
 pub use run::{EvalPlan, Progress, SystemSpec, judge_sampling, run_eval};
@@ -103,6 +109,11 @@ pub enum EvalError {
         "'{baseline}' and '{candidate}' share no scene and seed: compare results of the same scenes and seeds"
     )]
     NoCommonUnits { baseline: String, candidate: String },
+    #[error(
+        "scene '{scene}' seed {seed} has no rule-based scores (results written before the rules \
+         existed): evaluate again to compare"
+    )]
+    MissingScores { scene: String, seed: u32 },
 }
 
 // By hand, not `#[from]`: the message already shows the cause, so it must

@@ -73,14 +73,7 @@ pub fn promote(path: &Path, character: &str, promotion: Promotion) -> Result<(),
         "# Adapters that passed `her eval --gate` (or `her train sft --gate`), by character.\n\
          # `her chat --character NAME` loads NAME's adapter unless --adapter is given.\n\n{body}"
     );
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|cause| EvalError::Io {
-            action: "create folder",
-            path: dir.to_path_buf(),
-            cause,
-        })?;
-    }
-    super::results::write(path, text.as_bytes())
+    super::results::write_in_new_folder(path, text.as_bytes())
 }
 
 /// One line of the gate log.

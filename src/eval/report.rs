@@ -1,8 +1,10 @@
-//! The terminal report: one row per dimension, one column per system (mean
-//! and 95% interval), and each adapter's paired difference from the first
-//! system (the base model, or the gate's baseline).
+//! The terminal report: the judge's calibration, then two tables — the
+//! judge's scores and the rules' — with one row per dimension, one column per
+//! system (mean and 95% interval), and each adapter's paired difference from
+//! the first system (the base model, or the gate's baseline).
 
-use super::results::{EvalResults, paired_differences};
+use super::bootstrap::COLUMNS;
+use super::results::{ColumnSummary, EvalResults, SystemResult, UnitResult, paired_differences_of};
 use super::score::column_titles;
 
 fn short_hash(sha: &str) -> &str {
@@ -34,6 +36,10 @@ pub fn report_table(results: &EvalResults) -> String {
         file_name(&results.judge.path),
         short_hash(&results.judge.sha256),
     ));
+    match &results.judge_calibration {
+        Some(status) => out.push_str(&status.report_lines()),
+        None => out.push_str("judge calibration: not recorded in these results\n"),
+    }
     for system in &results.systems {
         if let Some(a) = &system.adapter {
             out.push_str(&format!(
@@ -44,7 +50,35 @@ pub fn report_table(results: &EvalResults) -> String {
             ));
         }
     }
+    out.push_str("\nthe judge's scores\n");
+    out.push_str(&table(
+        results,
+        |system| &system.summary,
+        |u| Some(u.scores.columns()),
+    ));
+    if results.systems.iter().any(|s| !s.rule_summary.is_empty()) {
+        out.push_str("\nthe rules' scores (flaws found without a model, same formula)\n");
+        out.push_str(&table(
+            results,
+            |system| &system.rule_summary,
+            UnitResult::rule_columns,
+        ));
+    }
+    out.push_str(
+        "\nscore = clamp(100 − 5·(Σ flaw severity − 0.3·actor turns), 0, 100); [95% bootstrap \
+         interval]; Δ = paired difference from the first column\n",
+    );
+    out
+}
+
+/// One row per dimension, one column per system, then the differences.
+fn table(
+    results: &EvalResults,
+    summary: impl Fn(&SystemResult) -> &Vec<ColumnSummary>,
+    columns: impl Fn(&UnitResult) -> Option<[f64; COLUMNS]>,
+) -> String {
     const CELL: usize = 21;
+    let s = &results.settings;
     let mut header = format!("{:<22}", "dimension");
     for system in &results.systems {
         header.push_str(&format!(" {:>CELL$}", clip(&system.label, CELL)));
@@ -55,21 +89,20 @@ pub fn report_table(results: &EvalResults) -> String {
         let label = format!("Δ {}", clip(&system.label, CELL - 2));
         header.push_str(&format!(" {label:>CELL$}"));
     }
-    out.push('\n');
-    out.push_str(header.trim_end());
+    let mut out = header.trim_end().to_string();
     out.push('\n');
     let differences: Vec<_> = others
         .iter()
         .map(|system| {
             first.and_then(|base| {
-                paired_differences(base, system, s.resamples, s.bootstrap_seed).ok()
+                paired_differences_of(base, system, s.resamples, s.bootstrap_seed, &columns).ok()
             })
         })
         .collect();
     for (i, title) in column_titles().iter().enumerate() {
         let mut row = format!("{title:<22}");
         for system in &results.systems {
-            let cell = system.summary.get(i).map_or("—".to_string(), |c| {
+            let cell = summary(system).get(i).map_or("—".to_string(), |c| {
                 format!("{:.1} [{:.1}, {:.1}]", c.mean, c.low, c.high)
             });
             row.push_str(&format!(" {cell:>CELL$}"));
@@ -86,10 +119,6 @@ pub fn report_table(results: &EvalResults) -> String {
         out.push_str(row.trim_end());
         out.push('\n');
     }
-    out.push_str(
-        "\nscore = clamp(100 − 5·(Σ flaw severity − 0.3·actor turns), 0, 100); [95% bootstrap \
-         interval]; Δ = paired difference from the first column\n",
-    );
     out
 }
 
@@ -122,8 +151,31 @@ mod tests {
         }
         assert!(text.contains("not comparable"));
         assert!(text.contains("Δ a-long-adapter-nam…"));
-        let overall = text.lines().find(|l| l.starts_with("Overall")).unwrap();
-        assert_eq!(overall.matches('[').count(), 3, "{overall}");
+        // The judge's table, then the rules' table.
+        let overall: Vec<&str> = text.lines().filter(|l| l.starts_with("Overall")).collect();
+        assert_eq!(overall.len(), 2, "{text}");
+        for row in overall {
+            assert_eq!(row.matches('[').count(), 3, "{row}");
+        }
+        assert!(text.contains("the rules' scores"));
+        assert!(text.contains("judge calibration: not recorded"));
         assert_eq!(report_table(&r), text);
+    }
+
+    #[test]
+    fn the_judges_calibration_is_shown() {
+        let mut r = results(vec![system("base", &[[1, 1, 1, 1]])]);
+        r.judge_calibration = Some(crate::eval::CalibrationStatus::of(
+            &"c".repeat(64),
+            None,
+            [0.75; 4],
+            None,
+        ));
+        let text = report_table(&r);
+        assert!(
+            text.contains("judge calibration: uncalibrated (judge cccccccccccc…)")
+                && text.contains("her eval calibrate"),
+            "{text}"
+        );
     }
 }

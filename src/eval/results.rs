@@ -1,6 +1,7 @@
 //! What an evaluation keeps: `evals/NAME/results.json` (settings, the hashes
-//! of every model file involved, per-unit scores and the summaries with their
-//! intervals) and one JSONL file per scene with the judge's flaws.
+//! of every model file involved, the judge's calibration, per-unit scores of
+//! the judge and of the rules, and the summaries with their intervals) and
+//! one JSONL file per scene with the judge's and the rules' flaws.
 
 use std::path::{Path, PathBuf};
 
@@ -8,11 +9,13 @@ use serde::{Deserialize, Serialize};
 
 use super::EvalError;
 use super::bootstrap::{COLUMNS, Interval, mean_intervals, paired_difference_intervals};
+use super::calibrate::CalibrationStatus;
 use super::judge::JudgeAnswer;
+use super::rules::{RuleFlaw, RuleScores};
 use super::score::{Dimension, SceneScores, column_titles};
 
-/// Version of `results.json`.
-pub const RESULTS_FORMAT: u32 = 1;
+/// Version of `results.json` (2: rule scores and the judge's calibration).
+pub const RESULTS_FORMAT: u32 = 2;
 pub const RESULTS_FILE: &str = "results.json";
 pub const SCENES_DIR: &str = "scenes";
 
@@ -51,6 +54,10 @@ pub struct UnitResult {
     /// Σ severity per dimension, in [`Dimension::ALL`] order.
     pub severity: [u32; 4],
     pub scores: SceneScores,
+    /// The rule-based flaws' severities and scores (same formula); absent
+    /// in results written before the rules existed.
+    #[serde(default)]
+    pub rules: Option<RuleScores>,
     /// The transcript as a session file.
     #[serde(default)]
     pub session: Option<PathBuf>,
@@ -71,8 +78,20 @@ impl UnitResult {
             actor_turns,
             severity,
             scores: SceneScores::from_severities(severity, actor_turns),
+            rules: None,
             session,
         }
+    }
+
+    /// With the rules' flaws scored by the same formula.
+    pub fn with_rules(mut self, flaws: &[RuleFlaw]) -> Self {
+        self.rules = Some(RuleScores::new(flaws, self.actor_turns));
+        self
+    }
+
+    /// The four rule scores and their mean, if the rules ran.
+    pub fn rule_columns(&self) -> Option<[f64; COLUMNS]> {
+        self.rules.map(|r| r.scores.columns())
     }
 
     pub fn key(&self) -> (&str, u32) {
@@ -118,8 +137,11 @@ pub struct SystemResult {
     pub label: String,
     pub adapter: Option<FileId>,
     pub units: Vec<UnitResult>,
-    /// The four dimensions, then overall.
+    /// The judge's scores: the four dimensions, then overall.
     pub summary: Vec<ColumnSummary>,
+    /// The rules' scores, as `summary` (empty when the units have none).
+    #[serde(default)]
+    pub rule_summary: Vec<ColumnSummary>,
 }
 
 impl SystemResult {
@@ -131,17 +153,27 @@ impl SystemResult {
         resamples: usize,
         seed: u64,
     ) -> Result<Self, EvalError> {
+        let summarise = |columns: &[[f64; COLUMNS]]| -> Result<Vec<ColumnSummary>, EvalError> {
+            Ok(mean_intervals(columns, resamples, seed)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, iv)| ColumnSummary::new(i, iv))
+                .collect())
+        };
         let columns: Vec<[f64; COLUMNS]> = units.iter().map(|u| u.scores.columns()).collect();
-        let intervals = mean_intervals(&columns, resamples, seed)?;
+        let summary = summarise(&columns)?;
+        let rule_columns: Option<Vec<[f64; COLUMNS]>> =
+            units.iter().map(UnitResult::rule_columns).collect();
+        let rule_summary = match rule_columns {
+            Some(columns) if !columns.is_empty() => summarise(&columns)?,
+            _ => Vec::new(),
+        };
         Ok(Self {
             label,
             adapter,
             units,
-            summary: intervals
-                .into_iter()
-                .enumerate()
-                .map(|(i, iv)| ColumnSummary::new(i, iv))
-                .collect(),
+            summary,
+            rule_summary,
         })
     }
 
@@ -172,6 +204,10 @@ pub struct EvalResults {
     pub model: FileId,
     /// The judge model (scores from different judges are not comparable).
     pub judge: FileId,
+    /// The judge's calibration when the evaluation ran (absent in results
+    /// written before calibration existed).
+    #[serde(default)]
+    pub judge_calibration: Option<CalibrationStatus>,
     pub settings: EvalSettings,
     pub scenes: Vec<SceneRef>,
     pub systems: Vec<SystemResult>,
@@ -183,28 +219,66 @@ impl EvalResults {
     }
 }
 
-/// One line of `scenes/<scene>.jsonl`: a unit with the judge's flaws.
+/// One line of `scenes/<scene>.jsonl`: a unit with the judge's flaws, the
+/// rules' flaws and how each turn ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SceneRecord {
     pub system: String,
     pub unit: UnitResult,
     pub answer: JudgeAnswer,
+    #[serde(default)]
+    pub rule_flaws: Vec<RuleFlaw>,
+    #[serde(default)]
+    pub turns: Vec<TurnRecord>,
 }
 
-/// The paired difference `candidate − baseline` per column over the units
-/// both played, with 95% intervals. Errors when they share no unit.
+/// Who spoke a turn and how its generation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TurnRecord {
+    pub speaker: String,
+    /// "end of generation", "max tokens", ….
+    pub finish_reason: String,
+}
+
+/// The paired difference `candidate − baseline` of the judge's scores per
+/// column over the units both played, with 95% intervals. Errors when they
+/// share no unit.
 pub fn paired_differences(
     baseline: &SystemResult,
     candidate: &SystemResult,
     resamples: usize,
     seed: u64,
 ) -> Result<(usize, [Interval; COLUMNS]), EvalError> {
+    paired_differences_of(baseline, candidate, resamples, seed, |u| {
+        Some(u.scores.columns())
+    })
+}
+
+/// As [`paired_differences`], of the columns `columns` picks; a shared unit
+/// without them is an error.
+pub fn paired_differences_of(
+    baseline: &SystemResult,
+    candidate: &SystemResult,
+    resamples: usize,
+    seed: u64,
+    columns: impl Fn(&UnitResult) -> Option<[f64; COLUMNS]>,
+) -> Result<(usize, [Interval; COLUMNS]), EvalError> {
     let mut base_columns = Vec::new();
     let mut cand_columns = Vec::new();
     for unit in &baseline.units {
         if let Some(other) = candidate.units.iter().find(|c| c.key() == unit.key()) {
-            base_columns.push(unit.scores.columns());
-            cand_columns.push(other.scores.columns());
+            match (columns(unit), columns(other)) {
+                (Some(b), Some(c)) => {
+                    base_columns.push(b);
+                    cand_columns.push(c);
+                }
+                _ => {
+                    return Err(EvalError::MissingScores {
+                        scene: unit.scene.clone(),
+                        seed: unit.seed,
+                    });
+                }
+            }
         }
     }
     if base_columns.is_empty() {
@@ -255,6 +329,18 @@ pub fn file_stem_of(id: &str) -> String {
             c => c,
         })
         .collect()
+}
+
+/// Writes `bytes` atomically, creating the parent folder first.
+pub(crate) fn write_in_new_folder(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|cause| EvalError::Io {
+            action: "create folder",
+            path: dir.to_path_buf(),
+            cause,
+        })?;
+    }
+    write(path, bytes)
 }
 
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
@@ -336,6 +422,7 @@ pub(crate) mod tests {
                     &answer(*s),
                     None,
                 )
+                .with_rules(&[])
             })
             .collect();
         SystemResult::new(label.into(), None, units, 500, 11).unwrap()
@@ -352,6 +439,7 @@ pub(crate) mod tests {
             created_at: "2026-01-01T00:00:00.000Z".into(),
             model: file("m.gguf"),
             judge: file("j.gguf"),
+            judge_calibration: None,
             settings: EvalSettings {
                 rounds: 4,
                 seeds: vec![0, 1],
@@ -381,6 +469,8 @@ pub(crate) mod tests {
             system: "base".into(),
             unit: base.units[0].clone(),
             answer: answer([1, 2, 3, 4]),
+            rule_flaws: Vec::new(),
+            turns: Vec::new(),
         }];
         write_results(&dir, &r, &records).unwrap();
         assert_eq!(read_results(&dir).unwrap(), r);

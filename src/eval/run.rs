@@ -1,15 +1,18 @@
 //! One evaluation from start to end: each system (the base model and each
 //! adapter) plays every scene with every seed, each transcript is saved as a
-//! session and judged, and the results are summarised and written.
+//! session, judged and checked by the rules, and the results are summarised
+//! and written.
 
 use std::path::{Path, PathBuf};
 
 use super::EvalError;
+use super::calibrate::CalibrationStatus;
 use super::judge::{JudgeAnswer, JudgeCase, answer_grammar, judge_prompt, parse_answer};
 use super::results::{
     EvalResults, EvalSettings, FileId, RESULTS_FORMAT, SceneRecord, SceneRef, SystemResult,
-    UnitResult, write_results,
+    TurnRecord, UnitResult, write_results,
 };
+use super::rules::{RuleFlaw, RuleOptions, RuleScores, RuleTurn, check_transcript};
 use super::scenes::EvalScene;
 use super::score::SceneScores;
 use super::simulate::{SimOptions, SimTranscript, simulate};
@@ -70,6 +73,9 @@ pub struct EvalPlan {
     pub bootstrap_seed: u64,
     pub model: FileId,
     pub judge: FileId,
+    /// The judge's calibration, shown in the report and used by the gate.
+    pub judge_calibration: Option<CalibrationStatus>,
+    pub rules: RuleOptions,
 }
 
 /// What happened, for a progress display.
@@ -91,6 +97,8 @@ pub enum Progress<'a> {
         scene: &'a str,
         seed: u32,
         scores: &'a SceneScores,
+        /// The rules' scores of the same transcript.
+        rule_scores: &'a SceneScores,
     },
 }
 
@@ -130,16 +138,47 @@ pub async fn judge_transcript(
         characters: &characters,
         transcript: &lines,
     };
-    let mut request = GenerateRequest::new(judge_prompt(&case), sampling.clone());
+    judge_case(judge, &case, &scene.id, sampling, grammar).await
+}
+
+/// Judges the transcript `case` describes; `scene` names it in errors.
+pub async fn judge_case(
+    judge: &dyn Backend,
+    case: &JudgeCase<'_>,
+    scene: &str,
+    sampling: &SamplingConfig,
+    grammar: bool,
+) -> Result<JudgeAnswer, EvalError> {
+    let mut request = GenerateRequest::new(judge_prompt(case), sampling.clone());
     if grammar {
         request.grammar = Some(answer_grammar());
     }
     let outcome = crate::chat::stream_reply(judge, request, |_| {}).await?;
     parse_answer(&outcome.reply).map_err(|cause| EvalError::Unreadable {
-        scene: scene.id.clone(),
+        scene: scene.to_string(),
         finish: outcome.finished.reason.to_string(),
         cause,
     })
+}
+
+/// The rules' flaws in a played scene.
+pub fn rule_flaws(
+    scene: &EvalScene,
+    transcript: &SimTranscript,
+    options: &RuleOptions,
+) -> Vec<RuleFlaw> {
+    let mut cast: Vec<String> = scene.cast.iter().map(|c| c.name.clone()).collect();
+    cast.push(crate::character::ENVIRONMENT.to_string());
+    let turns: Vec<RuleTurn> = transcript
+        .turns
+        .iter()
+        .map(|t| RuleTurn {
+            speaker: &t.speaker,
+            text: &t.text,
+            finish: t.finish_reason,
+        })
+        .collect();
+    check_transcript(&turns, &cast, options)
 }
 
 /// Runs `plan`: `actor` plays (adapters are loaded into it in turn), `judge`
@@ -242,23 +281,38 @@ pub async fn run_eval(
                 plan.judge_grammar,
             )
             .await?;
-            let unit = UnitResult::new(
-                scene.id.clone(),
-                seed,
-                transcript.actor_turns(),
-                &answer,
-                session,
-            );
+            let flaws = rule_flaws(scene, &transcript, &plan.rules);
+            let rules = RuleScores::new(&flaws, transcript.actor_turns());
+            let unit = UnitResult {
+                rules: Some(rules),
+                ..UnitResult::new(
+                    scene.id.clone(),
+                    seed,
+                    transcript.actor_turns(),
+                    &answer,
+                    session,
+                )
+            };
             on_progress(Progress::Judged {
                 system: &spec.label,
                 scene: &scene.id,
                 seed,
                 scores: &unit.scores,
+                rule_scores: &rules.scores,
             });
             records.push(SceneRecord {
                 system: spec.label.clone(),
                 unit: unit.clone(),
                 answer,
+                rule_flaws: flaws,
+                turns: transcript
+                    .turns
+                    .iter()
+                    .map(|t| TurnRecord {
+                        speaker: t.speaker.clone(),
+                        finish_reason: t.finish_reason.to_string(),
+                    })
+                    .collect(),
             });
             units.push(unit);
         }
@@ -277,6 +331,7 @@ pub async fn run_eval(
         created_at: crate::session::now_rfc3339(),
         model: plan.model.clone(),
         judge: plan.judge.clone(),
+        judge_calibration: plan.judge_calibration.clone(),
         settings,
         scenes: plan
             .scenes
@@ -333,6 +388,8 @@ mod tests {
             bootstrap_seed: 1,
             model: file("m.gguf"),
             judge: file("j.gguf"),
+            judge_calibration: None,
+            rules: RuleOptions::default(),
         }
     }
 
@@ -389,5 +446,99 @@ mod tests {
                 .len(),
             4
         );
+    }
+
+    /// The scenario in miniature: an adapter whose every reply is
+    /// one line under another name, and a judge that finds no flaws in
+    /// anything. The judge scores both systems 100; the gate refuses twice
+    /// over — the judge failed calibration, and the rules' scores fell.
+    #[test]
+    fn a_degenerate_adapter_under_a_judge_that_finds_nothing_is_refused() {
+        use crate::eval::calibrate::{
+            CalibrationState, CalibrationStatus, JudgeIdentity, calibrate, set,
+        };
+        use crate::eval::rules::Rule;
+        use crate::eval::score::Dimension;
+        use crate::eval::testing::no_flaws_judge;
+
+        let dir = tempfile::tempdir().unwrap();
+        let backend = ScriptedBackend {
+            judge: Some(no_flaws_judge()),
+            degenerate_adapter: true,
+            ..ScriptedBackend::default()
+        };
+        let mut plan = plan(dir.path());
+        plan.seeds = vec![1, 2, 3];
+        plan.systems[1] = SystemSpec::adapter(Path::new("runs/ada/adapter.gguf"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // The same judge on the calibration set first.
+        let identity = JudgeIdentity::new(plan.judge.clone(), &plan.judge_sampling, true);
+        let calibration = rt
+            .block_on(calibrate(
+                &backend,
+                &set::built_in().unwrap(),
+                identity,
+                &plan.judge_sampling,
+                &mut |_| {},
+            ))
+            .unwrap();
+        let status = calibration.status([0.75; 4], None);
+        assert_eq!(status.state, CalibrationState::Failed);
+        plan.judge_calibration = Some(status.clone());
+
+        let (results, records) = rt
+            .block_on(run_eval(&backend, None, &plan, &mut |_| {}))
+            .unwrap();
+        let [base, ada] = results.systems.as_slice() else {
+            panic!("two systems")
+        };
+        // The judge found nothing wrong with either.
+        for system in [base, ada] {
+            assert!(system.summary.iter().all(|c| c.mean == 100.0), "{system:?}");
+        }
+        // The rules found Ada speaking in everyone's turn.
+        for record in records.iter().filter(|r| r.system == "ada") {
+            assert_eq!(record.turns.len(), 4);
+            for turn in 0..4 {
+                assert!(
+                    record.rule_flaws.iter().any(|f| f.turn == turn
+                        && f.rule == Rule::WrongSpeaker
+                        && f.dimension == Dimension::CharacterFidelity
+                        && f.severity == 4),
+                    "{:?}",
+                    record.rule_flaws
+                );
+            }
+        }
+        let fidelity = |s: &SystemResult| s.rule_summary[2].mean;
+        assert_eq!(fidelity(base), 100.0);
+        assert!(fidelity(ada) < 50.0, "{}", fidelity(ada));
+
+        let d = crate::eval::decide(base, ada, results.judge_calibration.as_ref(), 500, 1).unwrap();
+        assert!(!d.promote);
+        assert!(d.checks.iter().all(|c| !c.regressed), "{d:?}");
+        assert_eq!(d.refusals.len(), 2, "{:?}", d.refusals);
+        assert!(
+            d.refusals[0].contains("failed calibration"),
+            "{}",
+            d.refusals[0]
+        );
+        assert!(
+            d.refusals[1].contains("character_fidelity"),
+            "{}",
+            d.refusals[1]
+        );
+        // The report says the judge is not to be trusted.
+        let report = std::fs::read_to_string(plan.dir.join("report.txt")).unwrap();
+        assert!(report.contains("judge calibration: FAILED"), "{report}");
+        // Even a judge that had passed could not promote it: the rules refuse.
+        let trusted = CalibrationStatus {
+            state: CalibrationState::Passed,
+            ..status
+        };
+        let d = crate::eval::decide(base, ada, Some(&trusted), 500, 1).unwrap();
+        assert!(!d.promote && d.refusals.len() == 1, "{:?}", d.refusals);
     }
 }

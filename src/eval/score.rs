@@ -69,8 +69,14 @@ pub const ALLOWANCE_PER_TURN: f64 = 0.3;
 
 /// `clamp(100 − 5·(Σseverity − 0.3·actor_turns), 0, 100)`.
 pub fn dimension_score(severity_sum: u32, actor_turns: usize) -> f64 {
+    unclamped_score(severity_sum, actor_turns).clamp(0.0, 100.0)
+}
+
+/// `100 − 5·(Σseverity − 0.3·actor_turns)` before clamping: two transcripts
+/// whose small flaws both fit in the allowance still compare.
+pub fn unclamped_score(severity_sum: u32, actor_turns: usize) -> f64 {
     let excess = f64::from(severity_sum) - ALLOWANCE_PER_TURN * actor_turns as f64;
-    (100.0 - POINTS_PER_SEVERITY * excess).clamp(0.0, 100.0)
+    100.0 - POINTS_PER_SEVERITY * excess
 }
 
 /// The four dimension scores of one judged scene and their mean.

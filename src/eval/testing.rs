@@ -1,6 +1,8 @@
 //! A scripted backend for unit tests: actors answer with marked plans,
-//! thoughts, actions and speech; the director names the first speaker it
-//! is offered; the judge lists one flaw per dimension. Every prompt is kept.
+//! thoughts, actions and speech (or, with `degenerate_adapter` and an
+//! adapter loaded, all answer as "Ada" with one line); the director names
+//! the first speaker it is offered; the judge lists one flaw per dimension,
+//! or answers with `judge`. Every prompt is kept.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -15,11 +17,32 @@ use crate::engine::{
 /// (kind, speaker or "", prompt, grammar) of one request.
 type Entry = (&'static str, String, String, Option<String>);
 
+/// A judge's answer to its prompt.
+pub type JudgeFn = Box<dyn Fn(&str) -> String + Send + Sync>;
+
+/// The issue's degenerate adapter: one line, under another name.
+pub const ADA_LINE: &str = "Ada: <role_thinking>Always.</role_thinking>Only on Mondays, and on \
+every day that ends in y.";
+
 #[derive(Default)]
 pub struct ScriptedBackend {
-    log: Mutex<Vec<Entry>>,
+    pub(crate) log: Mutex<Vec<Entry>>,
     /// Severity the judge gives each flaw (default 2).
     pub severity: Option<u8>,
+    /// Answers the judge's prompts instead of the fixed flaws.
+    pub judge: Option<JudgeFn>,
+    /// With an adapter loaded, every actor says [`ADA_LINE`].
+    pub degenerate_adapter: bool,
+    pub(crate) adapter_loaded: Mutex<bool>,
+}
+
+/// A judge that never finds a flaw.
+pub fn no_flaws_judge() -> JudgeFn {
+    Box::new(|_| {
+        "{\"storyline_consistency\": [], \"anthropomorphism\": [], \"character_fidelity\": [], \
+         \"storyline_quality\": []}"
+            .to_string()
+    })
 }
 
 impl ScriptedBackend {
@@ -70,6 +93,9 @@ impl ScriptedBackend {
             return ("director", String::new(), first);
         }
         if prompt.contains("strict critic of role-play") {
+            if let Some(judge) = &self.judge {
+                return ("judge", String::new(), judge(&prompt));
+            }
             let s = self.severity.unwrap_or(2);
             let one = format!("[{{\"flaw\": \"flat\", \"severity\": {s}}}]");
             let answer = format!(
@@ -84,10 +110,16 @@ impl ScriptedBackend {
             .and_then(|rest| rest.split(" from ").next())
             .unwrap_or("?")
             .to_string();
-        let reply = format!(
-            "PLAN-{name}</system_thinking>{name}: <role_thinking>THINK-{name}</role_thinking>\
-             <role_action>ACT-{name}</role_action>SAY-{name}"
-        );
+        let degenerate =
+            self.degenerate_adapter && self.adapter_loaded.lock().map(|l| *l).unwrap_or(false);
+        let reply = if degenerate {
+            format!("PLAN-{name}</system_thinking>{ADA_LINE}")
+        } else {
+            format!(
+                "PLAN-{name}</system_thinking>{name}: <role_thinking>THINK-{name}</role_thinking>\
+                 <role_action>ACT-{name}</role_action>SAY-{name}"
+            )
+        };
         ("actor", name, reply)
     }
 }
@@ -130,6 +162,9 @@ impl Backend for ScriptedBackend {
     }
 
     fn load_adapter(&self, path: PathBuf, scale: f32) -> Pending<AdapterInfo> {
+        if let Ok(mut loaded) = self.adapter_loaded.lock() {
+            *loaded = true;
+        }
         Pending::ready(Ok(AdapterInfo {
             path,
             scale,
@@ -138,6 +173,9 @@ impl Backend for ScriptedBackend {
     }
 
     fn clear_adapter(&self) -> Pending<()> {
+        if let Ok(mut loaded) = self.adapter_loaded.lock() {
+            *loaded = false;
+        }
         Pending::ready(Ok(()))
     }
 

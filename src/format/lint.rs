@@ -153,7 +153,7 @@ pub fn lint(segments: &[Segment], cx: &LintContext) -> Vec<Finding> {
             SegmentKind::Speaker => {
                 if let Some(name) = seg.speaker_name()
                     && !cx.character.is_empty()
-                    && !same_name(name, &cx.character)
+                    && !names_match(name, &cx.character)
                 {
                     add(
                         FindingKind::LineForOther {
@@ -198,18 +198,64 @@ pub fn lint(segments: &[Segment], cx: &LintContext) -> Vec<Finding> {
     findings
 }
 
-/// Names match ignoring case and a leading title the model may drop.
-fn same_name(a: &str, b: &str) -> bool {
-    let a = a.trim();
-    let b = b.trim();
-    a.eq_ignore_ascii_case(b)
-        || b.split_whitespace()
-            .next()
-            .is_some_and(|first| first.eq_ignore_ascii_case(a))
+/// Titles a model may add or drop in front of a name ("Mr. Darcy" for
+/// "Fitzwilliam Darcy").
+const TITLES: &[&str] = &[
+    "mr",
+    "mrs",
+    "miss",
+    "ms",
+    "mister",
+    "madam",
+    "madame",
+    "dr",
+    "doctor",
+    "sir",
+    "lady",
+    "lord",
+    "captain",
+    "colonel",
+    "professor",
+    "master",
+];
+
+/// A name's leading title (lower case) and its other words (lower case,
+/// letters and digits only).
+fn title_and_words(name: &str) -> (Option<String>, Vec<String>) {
+    let mut words: Vec<String> = name
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let title = match words.first() {
+        Some(first) if words.len() > 1 && TITLES.contains(&first.as_str()) => Some(words.remove(0)),
+        _ => None,
+    };
+    (title, words)
 }
 
-/// `Name: ` at the start of a later line, for a name other than `me`.
-fn lines_for_others(text: &str, me: &str) -> Vec<(usize, String)> {
+/// Whether `written` (a speaker name in a reply) names `character`: the
+/// same name ignoring case and punctuation, or a part of it (a first name or
+/// a surname alone, "Mr. Darcy" for "Fitzwilliam Darcy"), but never with a
+/// different title ("Mrs. Bennet" is not "Mr. Bennet").
+pub fn names_match(written: &str, character: &str) -> bool {
+    let (written_title, written_words) = title_and_words(written);
+    let (own_title, own_words) = title_and_words(character);
+    if written_words.is_empty() || own_words.is_empty() {
+        return written.trim().eq_ignore_ascii_case(character.trim());
+    }
+    if let (Some(a), Some(b)) = (&written_title, &own_title)
+        && a != b
+    {
+        return false;
+    }
+    written_words.iter().all(|w| own_words.contains(w))
+        || own_words.iter().all(|w| written_words.contains(w))
+}
+
+/// `Name: ` at the start of a later line, for a name other than `me`:
+/// (byte offset of the line, name).
+pub(crate) fn lines_for_others(text: &str, me: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
@@ -220,7 +266,7 @@ fn lines_for_others(text: &str, me: &str) -> Vec<(usize, String)> {
         }
         if let Some((name, _)) = line.split_once(": ")
             && looks_like_name(name)
-            && (me.is_empty() || !same_name(name, me))
+            && (me.is_empty() || !names_match(name, me))
         {
             found.push((start, name.to_string()));
         }
@@ -228,7 +274,7 @@ fn lines_for_others(text: &str, me: &str) -> Vec<(usize, String)> {
     found
 }
 
-fn looks_like_name(s: &str) -> bool {
+pub(crate) fn looks_like_name(s: &str) -> bool {
     let s = s.trim();
     !s.is_empty()
         && s.len() <= 48

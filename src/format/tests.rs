@@ -194,6 +194,23 @@ fn linter_findings() {
     assert_eq!((errors, warnings), (0, 2));
 }
 
+#[test]
+fn speaker_names_match_by_part_and_title() {
+    assert!(names_match("Elizabeth", "Elizabeth Bennet"));
+    assert!(names_match("Darcy", "Mr. Darcy"));
+    assert!(names_match("Mr. Darcy", "Fitzwilliam Darcy"));
+    assert!(names_match("jay gatsby", "Jay Gatsby"));
+    assert!(names_match("Environment", "Environment"));
+    assert!(!names_match("Nick", "Jay Gatsby"));
+    assert!(!names_match("Ada", "Jay Gatsby"));
+    assert!(!names_match("Jane Bennet", "Elizabeth Bennet"));
+    assert!(!names_match("Mrs. Bennet", "Mr. Bennet"));
+    // A surname alone names the character: the linter no longer calls it a
+    // line for someone else.
+    let raw = "<system_thinking>a</system_thinking>Darcy: Madam.";
+    assert!(lint(&parse_reply(raw, Ending::Natural), &cx("Mr. Darcy")).is_empty());
+}
+
 /// A well-formed reply as segments, for the round-trip property.
 fn arb_reply() -> impl Strategy<Value = Vec<Segment>> {
     let body = "[a-z ,.!?'\"\n(é😀)]{1,12}";

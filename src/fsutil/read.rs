@@ -58,6 +58,9 @@ pub enum Kind {
     RunRecord,
     /// A message edited in `$EDITOR`.
     Text,
+    /// A PEFT adapter's config or weights (`her import adapter`); its
+    /// limits are the importer's.
+    Adapter,
 }
 
 impl Kind {
@@ -71,6 +74,7 @@ impl Kind {
             Kind::Session => SESSION_LIMIT.load(Ordering::Relaxed),
             Kind::Dataset => DATASET_LIMIT.load(Ordering::Relaxed),
             Kind::RunRecord => 256 * MIB,
+            Kind::Adapter => 16 * 1024 * MIB,
         }
     }
 
@@ -85,6 +89,7 @@ impl Kind {
             Kind::Dataset => "a dataset or preference log",
             Kind::RunRecord => "a run or evaluation record",
             Kind::Text => "an edited message",
+            Kind::Adapter => "a PEFT adapter file",
         }
     }
 
@@ -266,7 +271,8 @@ pub fn bytes(path: &Path, kind: Kind) -> Result<Vec<u8>, ReadError> {
     bytes_within(path, kind, kind.limit())
 }
 
-fn bytes_within(path: &Path, kind: Kind, limit: u64) -> Result<Vec<u8>, ReadError> {
+/// [`bytes`] with a limit of the caller's instead of the kind's.
+pub fn bytes_within(path: &Path, kind: Kind, limit: u64) -> Result<Vec<u8>, ReadError> {
     let (file, size) = open_regular(path)?;
     let too_large = |size| ReadError::TooLarge {
         path: path.to_path_buf(),

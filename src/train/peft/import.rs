@@ -168,31 +168,14 @@ fn bad(path: &Path, detail: impl std::fmt::Display) -> PeftError {
     }
 }
 
-/// Reads at most `limit` bytes of `path`, refusing a larger file before reading it.
+/// Reads at most `limit` bytes of `path` through the bounded reader (a FIFO
+/// or device is refused, a larger file refused before it is read).
 fn read_capped(path: &Path, limit: u64, missing: &str) -> Result<Vec<u8>, PeftError> {
-    use std::io::Read;
-    let file = std::fs::File::open(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => bad(path, format!("is missing: {missing}")),
-        _ => bad(path, format!("cannot be read: {e}")),
-    })?;
-    let too_big = |n: u64| {
-        bad(
-            path,
-            format!("is {n} bytes, more than the {limit}-byte limit"),
-        )
-    };
-    let size = file.metadata().map_err(|e| bad(path, e))?.len();
-    if size > limit {
-        return Err(too_big(size));
-    }
-    let mut bytes = Vec::with_capacity(size as usize);
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| bad(path, e))?;
-    if bytes.len() as u64 > limit {
-        return Err(too_big(bytes.len() as u64));
-    }
-    Ok(bytes)
+    use crate::fsutil::read::{Kind, bytes_within};
+    bytes_within(path, Kind::Adapter, limit).map_err(|e| match e.is_not_found() {
+        true => bad(path, format!("is missing: {missing}")),
+        false => PeftError::Read(e),
+    })
 }
 
 /// adapter_config.json: a plain LoRA, or the import stops here.

@@ -31,6 +31,8 @@ pub enum PeftError {
     /// The base model's GGUF header (the error names the file).
     #[error(transparent)]
     Gguf(#[from] crate::gguf::GgufError),
+    #[error(transparent)]
+    Read(#[from] crate::fsutil::read::ReadError),
 }
 
 /// One adapted projection: its layer, its PEFT module name
