@@ -89,13 +89,18 @@ impl RunDir {
     }
 
     /// Drops the metric lines written after the checkpoint at `step` was
-    /// saved, which a resumed run writes again: the later steps and, when
-    /// `step` ends the run (`finished`), the final evaluation, logged after
-    /// the final checkpoint. Resuming a finished run twice leaves the file as it was.
+    /// saved, which a resumed run writes again: the later steps, the export
+    /// line and, when `step` ends the run (`finished`), the final evaluation,
+    /// logged after the final checkpoint. Resuming a finished run twice
+    /// leaves the file as it was.
     pub fn truncate_metrics(&self, step: u64, finished: bool) -> Result<(), RunError> {
         retain_jsonl(&self.metrics(), |line| match step_of(line) {
             Some(s) if s < step => true,
-            Some(s) if s == step => !(finished && line.get("kind") == Some(&"eval".into())),
+            Some(s) if s == step => match line.get("kind").and_then(|k| k.as_str()) {
+                Some("export") => false,
+                Some("eval") => !finished,
+                _ => true,
+            },
             _ => false,
         })
     }
