@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use her_studio::config::TrainConfig;
-use her_studio::train::data::{Message, Sample};
 use her_studio::train::lora::rng::SplitMix64;
 use her_studio::train::lora::{LoraSpec, Target};
 use her_studio::train::model::{BaseMode, TrainModel};
@@ -254,19 +253,7 @@ fn side_gradients_do_not_leak_between_backward_passes() {
     assert_eq!(first, third);
 }
 
-fn sample(user: &str, reply: &str) -> Sample {
-    let m = |role: &str, content: &str| Message {
-        role: role.into(),
-        content: content.into(),
-    };
-    Sample {
-        messages: vec![
-            m("system", "You are Elizabeth Bennet."),
-            m("user", user),
-            m("assistant", reply),
-        ],
-    }
-}
+use common::sample;
 
 /// `train.activation_checkpointing` in an SFT run: the same loss curve.
 #[test]

@@ -11,28 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use her_studio::config::TrainConfig;
 use her_studio::engine::{Backend, GenerateRequest};
-use her_studio::train::data::{
-    LossOn, Message, Sample, Tokenized, batch, chatml_parts, tokenize_turns,
-};
+use her_studio::train::data::{LossOn, Sample, Tokenized, batch, chatml_parts, tokenize_turns};
 use her_studio::train::sft::{Progress, SftJob, SftReport, run};
 
-fn message(role: &str, content: &str) -> Message {
-    Message {
-        role: role.into(),
-        content: content.into(),
-    }
-}
-
-fn sample(user: &str, reply: &str) -> Sample {
-    let m = message;
-    Sample {
-        messages: vec![
-            m("system", "You are Elizabeth Bennet."),
-            m("user", user),
-            m("assistant", reply),
-        ],
-    }
-}
+use common::{message, sample};
 
 fn four() -> Vec<Sample> {
     vec![

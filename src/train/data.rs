@@ -84,27 +84,17 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<Sample>, DataError> {
 /// record of its data), from one bounded pass over the file.
 pub fn read_jsonl_hashed(path: &Path) -> Result<(Vec<Sample>, String), DataError> {
     let mut lines = read::lines(path, Kind::Dataset)?.hashing();
-    let mut samples = Vec::new();
-    for line in lines.by_ref() {
-        let line = line?;
-        if line.is_blank() {
-            continue;
-        }
-        let bad = |reason: String| DataError::Line {
-            path: path.to_path_buf(),
-            line: line.number,
-            reason,
-        };
-        let sample: Sample = serde_json::from_str(line.text().map_err(bad)?)
-            .map_err(|e| bad(format!("not a {{\"messages\": [...]}} object: {e}")))?;
+    let samples = parse_lines(path, lines.by_ref(), |text| {
+        let sample: Sample = serde_json::from_str(text)
+            .map_err(|e| format!("not a {{\"messages\": [...]}} object: {e}"))?;
         if sample.messages.is_empty() {
-            return Err(bad("no messages".into()));
+            return Err("no messages".into());
         }
-        if let Some(problem) = sample.problem() {
-            return Err(bad(problem));
+        match sample.problem() {
+            Some(problem) => Err(problem),
+            None => Ok(sample),
         }
-        samples.push(sample);
-    }
+    })?;
     if samples.is_empty() {
         return Err(DataError::Empty {
             path: path.to_path_buf(),
@@ -118,10 +108,18 @@ pub fn read_jsonl_hashed(path: &Path) -> Result<(Vec<Sample>, String), DataError
 /// naming the file and the line.
 pub fn read_jsonl_lines<T>(
     path: &Path,
+    parse: impl FnMut(&str) -> Result<T, String>,
+) -> Result<Vec<T>, DataError> {
+    parse_lines(path, read::lines(path, Kind::Dataset)?, parse)
+}
+
+fn parse_lines<T>(
+    path: &Path,
+    lines: impl Iterator<Item = Result<read::Line, ReadError>>,
     mut parse: impl FnMut(&str) -> Result<T, String>,
 ) -> Result<Vec<T>, DataError> {
     let mut out = Vec::new();
-    for line in read::lines(path, Kind::Dataset)? {
+    for line in lines {
         let line = line?;
         if line.is_blank() {
             continue;

@@ -338,3 +338,33 @@ pub fn report_probes(probe: &str, env: &str, variants: &[&str]) {
         }
     }
 }
+
+/// One chat message.
+pub fn message(role: &str, content: &str) -> her_studio::train::data::Message {
+    her_studio::train::data::Message {
+        role: role.into(),
+        content: content.into(),
+    }
+}
+
+/// A system / user / assistant SFT sample for Elizabeth Bennet.
+pub fn sample(user: &str, reply: &str) -> her_studio::train::data::Sample {
+    her_studio::train::data::Sample {
+        messages: vec![
+            message("system", "You are Elizabeth Bennet."),
+            message("user", user),
+            message("assistant", reply),
+        ],
+    }
+}
+
+/// Trains twice with `train(run, batch_size, grad_accum)`: batches of four,
+/// then two accumulated micro-batches of two; asserts both took the same
+/// `steps` steps.
+pub fn assert_accumulation_equals_a_larger_batch(steps: usize, train: impl Fn(&Path, u32, u32)) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, batch_size, grad_accum) in [("one", 4, 1), ("two", 2, 2)] {
+        train(&dir.path().join(name), batch_size, grad_accum);
+    }
+    assert_same_steps(&dir.path().join("one"), &dir.path().join("two"), steps);
+}

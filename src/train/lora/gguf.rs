@@ -4,10 +4,9 @@
 //! (out, r) as F32 (GGUF `ne` order: [in, r] and [r, out]).
 
 use std::collections::BTreeMap;
-use std::io::BufReader;
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::gguf_file::Value;
 use candle_core::{Device, Tensor};
 
 use super::{LoraParam, LoraSpec, Target};
@@ -104,18 +103,7 @@ pub fn read_lora_gguf(path: &Path) -> Result<LoraFile, TrainError> {
         path: path.to_path_buf(),
         detail,
     };
-    let file = crate::fsutil::read::open_regular(path)
-        .map(|(file, _)| file)
-        .map_err(|e| TrainError::Io {
-            action: "open",
-            path: path.to_path_buf(),
-            cause: e.into(),
-        })?;
-    let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader).map_err(|e| TrainError::Gguf {
-        path: path.to_path_buf(),
-        detail: e.to_string(),
-    })?;
+    let (mut reader, content) = crate::train::model::read_gguf(path)?;
     let text = |key: &str| match content.metadata.get(key) {
         Some(Value::String(s)) => Some(s.clone()),
         _ => None,

@@ -23,20 +23,27 @@ pub(crate) struct GgufTensors {
     used: BTreeSet<String>,
 }
 
+/// Opens a GGUF (refusing FIFOs and devices) and reads its header; the
+/// reader stays positioned for the tensors.
+pub(crate) fn read_gguf(path: &Path) -> Result<(BufReader<File>, Content), TrainError> {
+    let file = crate::fsutil::read::open_regular(path)
+        .map(|(file, _)| file)
+        .map_err(|e| TrainError::Io {
+            action: "open",
+            path: path.to_path_buf(),
+            cause: e.into(),
+        })?;
+    let mut reader = BufReader::new(file);
+    let content = Content::read(&mut reader).map_err(|e| TrainError::Gguf {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    Ok((reader, content))
+}
+
 impl GgufTensors {
     pub fn open(path: &Path, mode: BaseMode) -> Result<Self, TrainError> {
-        let file = crate::fsutil::read::open_regular(path)
-            .map(|(file, _)| file)
-            .map_err(|e| TrainError::Io {
-                action: "open",
-                path: path.to_path_buf(),
-                cause: e.into(),
-            })?;
-        let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| TrainError::Gguf {
-            path: path.to_path_buf(),
-            detail: e.to_string(),
-        })?;
+        let (reader, content) = read_gguf(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             reader,

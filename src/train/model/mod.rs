@@ -12,6 +12,7 @@ mod block;
 mod frozen;
 mod head;
 mod load;
+pub(crate) use load::read_gguf;
 mod lora_linear;
 pub mod ops;
 mod recompute;
