@@ -214,6 +214,7 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
             her_studio::tui::Start::Session {
                 character,
                 path: path.clone(),
+                fork: args.fork,
             }
         }
         (None, Some(name)) => her_studio::tui::Start::Character(name.clone()),
@@ -224,8 +225,14 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
     let engine = app.start_backend()?;
     load_adapter_flag(engine.as_ref(), args)?;
     commands::eval::load_promoted(app, engine.as_ref(), args)?;
-    her_studio::tui::run(app, engine, start, keymap, theme)?;
-    Ok(ExitCode::SUCCESS)
+    // The terminal is restored when run returns: stderr is the user's again.
+    match her_studio::tui::run(app, engine, start, keymap, theme)? {
+        Some(failure) => {
+            eprintln!("error: {failure}");
+            Ok(ExitCode::FAILURE)
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn chat_scene(
