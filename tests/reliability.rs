@@ -3,7 +3,7 @@
 //! checks that matter: no completed turn lost, every file still loads, a
 //! killed run resumes to byte-identical adapters.
 //!
-//! CI runs a few kills (`HER_CHAT_KILLS`, default 3; `HER_TRAIN_KILLS`,
+//! CI runs a few kills (`RELIABILITY_CHAT_KILLS`, default 3; `RELIABILITY_TRAIN_KILLS`,
 //! default 2); `scripts/reliability` runs the long version (≥ 100 each).
 //! Each test prints one `… tried N, survived N, lost N` line.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -60,7 +60,7 @@ struct Tally {
 #[test]
 fn killed_chats_lose_no_completed_turn() {
     let model = common::smollm2();
-    let kills = count("HER_CHAT_KILLS", 3);
+    let kills = count("RELIABILITY_CHAT_KILLS", 3);
     let dir = studio();
     let tmux = Tmux::new("kills");
     let mut rng = SplitMix64::new(2026);
@@ -208,7 +208,7 @@ fn run_files_load(run: &Path) -> Result<(), String> {
 
 #[test]
 fn killed_training_runs_resume_to_identical_adapters() {
-    let kills = count("HER_TRAIN_KILLS", 2);
+    let kills = count("RELIABILITY_TRAIN_KILLS", 2);
     let reference_dir = tempfile::tempdir().unwrap();
     let (mut child, _) = start_training(reference_dir.path(), "k");
     assert!(child.wait().unwrap().success());

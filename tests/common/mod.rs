@@ -52,10 +52,10 @@ pub fn smollm2() -> PathBuf {
     path
 }
 
-/// The `her` binary under test: this build's, or `HER_TEST_BIN` (to run
+/// The `her` binary under test: this build's, or `TEST_HER_BIN` (to run
 /// the end-to-end checks against another build, e.g. the code before a fix).
 pub fn her_bin() -> PathBuf {
-    std::env::var_os("HER_TEST_BIN")
+    std::env::var_os("TEST_HER_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_her")))
 }
