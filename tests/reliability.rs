@@ -77,21 +77,25 @@ fn killed_chats_lose_no_completed_turn() {
         let pid = new_her_pid(dir.path(), &[]);
         tmux.wait_for(&window, "the chat", idle);
         let file = path.get_or_insert_with(|| session_file(dir.path())).clone();
+        let saved_before = completed_messages(&file).len();
         tmux.keys(
             &window,
             &[&format!("Turn {k}, tell me about the ball."), "Enter"],
         );
+        // The user's line and its reply complete on disk (read from the file:
+        // a long story scrolls the line off the screen).
+        let reply_saved = || completed_messages(&file).len() >= saved_before + 2;
         // Before the reply, while it streams, or after it is saved.
         match rng.next_u64() % 3 {
             0 => std::thread::sleep(Duration::from_millis(rng.next_u64() % 300)),
             1 => {
-                tmux.wait_for(&window, "the reply to stream", |s| s.contains("writing…"));
+                tmux.wait_for(&window, "the reply to stream", |s| {
+                    s.contains("writing…") || reply_saved()
+                });
                 std::thread::sleep(Duration::from_millis(rng.next_u64() % 1500));
             }
             _ => {
-                tmux.wait_for(&window, "the saved reply", |s| {
-                    idle(s) && !s.contains("writing…") && s.contains(&format!("Turn {k},"))
-                });
+                tmux.wait_for(&window, "the saved reply", |_| reply_saved());
             }
         }
         let before = completed_messages(&file);
