@@ -257,24 +257,14 @@ fn chat_scene(
         .first()
         .map(|c| c.name.clone())
         .unwrap_or_default();
-    let mut saving = match resumed {
-        Some(LineSession { saving, lines }) => {
-            play.transcript = lines;
-            saving
-        }
-        None if args.no_save => Saving::Off,
-        None => Saving::New {
-            dir: config.sessions_dir(&app.studio.root),
-            header: new_header(
-                &play.scene.title,
-                &lead,
-                Some(&play.scene.title),
-                &engine.model_info(),
-                &config.sampling,
-            ),
-            greeter: None,
-        },
-    };
+    let header = new_header(
+        &play.scene.title,
+        &lead,
+        Some(&play.scene.title),
+        &engine.model_info(),
+        &config.sampling,
+    );
+    let mut saving = line_saving(app, args, resumed, &mut play.transcript, header, None);
     line_runtime()?.block_on(run_headless_scene(
         engine.as_ref(),
         &mut play,
@@ -288,6 +278,31 @@ fn chat_scene(
 struct LineSession {
     saving: Saving,
     lines: Vec<her_studio::prompt::Line>,
+}
+
+/// Where a line chat's turns go: on into the resumed session (its story
+/// put into `transcript`), nowhere with --no-save, or into a new session
+/// with `header`, opened by `greeter`'s greetings.
+fn line_saving(
+    app: &AppContext,
+    args: &ChatArgs,
+    resumed: Option<LineSession>,
+    transcript: &mut Vec<her_studio::prompt::Line>,
+    header: her_studio::session::SessionHeader,
+    greeter: Option<her_studio::character::Character>,
+) -> Saving {
+    match resumed {
+        Some(LineSession { saving, lines }) => {
+            *transcript = lines;
+            saving
+        }
+        None if args.no_save => Saving::Off,
+        None => Saving::New {
+            dir: app.config().sessions_dir(&app.studio.root),
+            header: Box::new(header),
+            greeter: greeter.map(Box::new),
+        },
+    }
 }
 
 /// `--session FILE` for the line chat: the file opened for appending (its
@@ -313,6 +328,14 @@ fn open_line_session(
             Err(err @ SessionError::Locked { .. }) => anyhow::bail!(
                 "{err}: close it there, add --fork to continue in a copy, or --no-save to chat without saving"
             ),
+            Err(SessionError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                anyhow::bail!(
+                    "you may not write to '{}' ({source}): add --fork to continue in a copy, or --no-save to only read it",
+                    path.display()
+                )
+            }
             Err(err) => return Err(err.into()),
         };
         eprintln!("session: {}", file.path().display());
@@ -323,7 +346,7 @@ fn open_line_session(
             );
         }
         let recorder = Recorder::new(file, session.clone());
-        (Saving::Open(recorder), session, issues)
+        (Saving::Open(Box::new(recorder)), session, issues)
     };
     for issue in &issues {
         eprintln!("warning: {}: {issue}", path.display());
@@ -412,24 +435,21 @@ fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
         config.chat.prompt_variant,
         config.sampling.clone(),
     );
-    let mut saving = match resumed {
-        Some(LineSession { saving, lines }) => {
-            conversation.transcript = lines;
-            saving
-        }
-        None if args.no_save => Saving::Off,
-        None => Saving::New {
-            dir: config.sessions_dir(&app.studio.root),
-            header: new_header(
-                &character.name,
-                &character.name,
-                None,
-                &engine.model_info(),
-                &config.sampling,
-            ),
-            greeter: Some(character),
-        },
-    };
+    let header = new_header(
+        &character.name,
+        &character.name,
+        None,
+        &engine.model_info(),
+        &config.sampling,
+    );
+    let mut saving = line_saving(
+        app,
+        args,
+        resumed,
+        &mut conversation.transcript,
+        header,
+        Some(character),
+    );
     line_runtime()?.block_on(run_headless(
         engine.as_ref(),
         &mut conversation,

@@ -173,20 +173,9 @@ fn an_unknown_character_is_one_clear_error() {
     assert_one_clear_error(&out, "no character named 'nobody'");
 }
 
-fn smollm2_chat(home: &Path, input: &str) -> Output {
-    let mut child = her(home)
-        .args([
-            "chat",
-            "--headless",
-            "--no-save",
-            "--stats",
-            "--max-new-tokens",
-            "24",
-            "--threads",
-            "2",
-            "--model",
-        ])
-        .arg(common::smollm2())
+/// Runs `cmd` with `input` on its stdin (then closed), collecting the output.
+fn fed(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -199,6 +188,25 @@ fn smollm2_chat(home: &Path, input: &str) -> Output {
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+fn smollm2_chat(home: &Path, input: &str) -> Output {
+    fed(
+        her(home)
+            .args([
+                "chat",
+                "--headless",
+                "--no-save",
+                "--stats",
+                "--max-new-tokens",
+                "24",
+                "--threads",
+                "2",
+                "--model",
+            ])
+            .arg(common::smollm2()),
+        input,
+    )
 }
 
 #[test]
@@ -248,30 +256,21 @@ fn own_studio() -> tempfile::TempDir {
 
 /// `her chat --headless --stats` on SmolLM2 in `studio`, fed `input`.
 fn line_chat(studio: &Path, extra: &[&str], input: &str) -> Output {
-    let mut child = Command::new(common::her_bin())
-        .env("HOME", studio)
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("XDG_DATA_HOME")
-        .arg("--studio")
-        .arg(studio)
-        .arg("--set")
-        .arg(format!("log.file={}", studio.join("her.log").display()))
-        .args(["chat", "--headless", "--stats", "--max-new-tokens", "16"])
-        .args(["--threads", "2", "--model"])
-        .arg(common::smollm2())
-        .args(extra)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+    fed(
+        Command::new(common::her_bin())
+            .env("HOME", studio)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .arg("--studio")
+            .arg(studio)
+            .arg("--set")
+            .arg(format!("log.file={}", studio.join("her.log").display()))
+            .args(["chat", "--headless", "--stats", "--max-new-tokens", "16"])
+            .args(["--threads", "2", "--model"])
+            .arg(common::smollm2())
+            .args(extra),
+        input,
+    )
 }
 
 /// The prompt tokens of each turn, from the `--stats` lines.

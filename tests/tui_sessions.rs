@@ -86,8 +86,7 @@ fn a_read_only_sessions_folder_is_said_on_the_picker_and_the_exit_fails() {
     tmux.wait_for("her", "the error again", |s| {
         s.contains("cannot start a new session")
     });
-    tmux.keys("her", &["C-q"]);
-    let end = tmux.wait_for("her", "the exit", |s| s.contains("EXITED:"));
+    let end = tmux.quit("her");
     set_mode(&folder, 0o755);
     assert!(end.contains("EXITED:1"), "{end}");
     assert!(
@@ -125,8 +124,7 @@ fn a_read_only_session_file_opens_read_only_and_stays_as_it_was() {
     tmux.wait_for("her", "the refused rating", |s| {
         s.contains("nothing was saved")
     });
-    tmux.keys("her", &["C-q"]);
-    let end = tmux.wait_for("her", "the exit", |s| s.contains("EXITED:"));
+    let end = tmux.quit("her");
     set_mode(&path, 0o644);
     assert!(end.contains("EXITED:0"), "{end}");
     assert_eq!(std::fs::read(&path).unwrap(), before);
@@ -175,8 +173,8 @@ fn a_second_window_chooses_fork_or_read_only_and_a_killed_holder_is_taken_over()
         "{err}"
     );
     for window in ["one", "two"] {
-        tmux.keys(window, &["C-q"]);
-        tmux.wait_for(window, "a clean exit", |s| s.contains("EXITED:0"));
+        let end = tmux.quit(window);
+        assert!(end.contains("EXITED:0"), "{end}");
     }
     let files = sessions(dir.path());
     assert_eq!(files.len(), 2, "{files:?}");
@@ -217,14 +215,14 @@ fn a_second_window_chooses_fork_or_read_only_and_a_killed_holder_is_taken_over()
     tmux.wait_for("five", "the refused rating", |s| {
         s.contains("nothing was saved")
     });
-    tmux.keys("five", &["C-q"]);
-    tmux.wait_for("five", "a clean exit", |s| s.contains("EXITED:0"));
+    let end = tmux.quit("five");
+    assert!(end.contains("EXITED:0"), "{end}");
     tmux.keys("four", &["After the takeover", "Enter"]);
     tmux.wait_for("four", "the reply", |s| {
         idle(s) && s.contains("After the takeover") && !s.contains("writing…")
     });
-    tmux.keys("four", &["C-q"]);
-    tmux.wait_for("four", "a clean exit", |s| s.contains("EXITED:0"));
+    let end = tmux.quit("four");
+    assert!(end.contains("EXITED:0"), "{end}");
     assert_eq!(
         user_lines(&path),
         ["From the original", "After the takeover"]

@@ -25,7 +25,9 @@ use crate::session::{Message, Role, SessionError, SessionHeader};
 pub enum HeadlessError {
     #[error(transparent)]
     Engine(#[from] EngineError),
-    #[error("the chat cannot be saved: {0} (--no-save chats without saving)")]
+    #[error(
+        "the chat cannot be saved (make the sessions folder writable, set paths.sessions, or chat with --no-save)"
+    )]
     Save(#[from] SessionError),
 }
 
@@ -37,11 +39,11 @@ pub enum Saving {
     /// greetings open it (None for a scene).
     New {
         dir: PathBuf,
-        header: SessionHeader,
-        greeter: Option<Character>,
+        header: Box<SessionHeader>,
+        greeter: Option<Box<Character>>,
     },
     /// A session being appended to (`--session FILE`, or one created here).
-    Open(Recorder),
+    Open(Box<Recorder>),
 }
 
 impl Saving {
@@ -53,9 +55,10 @@ impl Saving {
             greeter,
         } = self
         {
-            let (file, session) = start_session(dir, header.clone(), greeter.as_ref())?;
+            let (file, session) =
+                start_session(dir, SessionHeader::clone(header), greeter.as_deref())?;
             eprintln!("session: {}", file.path().display());
-            *self = Self::Open(Recorder::new(file, session));
+            *self = Self::Open(Box::new(Recorder::new(file, session)));
         }
         match self {
             Self::Open(recorder) => recorder.append(message),

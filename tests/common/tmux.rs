@@ -53,6 +53,12 @@ impl Tmux {
         std::thread::sleep(Duration::from_millis(150));
     }
 
+    /// Quits `her` in window `name` (ctrl+q); the screen with its exit status.
+    pub fn quit(&self, name: &str) -> String {
+        self.keys(name, &["C-q"]);
+        self.wait_for(name, "the exit", |s| s.contains("EXITED:"))
+    }
+
     pub fn wait_for(&self, name: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
