@@ -142,6 +142,17 @@ impl AppContext {
         players
     }
 
+    /// The file stem of the scene with this title (a session names its scene
+    /// by title).
+    pub fn scene_titled(&self, title: &str) -> Option<String> {
+        std::fs::read_dir(self.scenes_dir())
+            .ok()?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| crate::character::load_scene(p).is_ok_and(|s| s.title == title))
+            .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+    }
+
     /// A scene by file stem in `characters/scenes/`, or a path to one.
     pub fn scene(&self, name: &str) -> Result<Scene, CharacterError> {
         // Whatever is there is read: the reader says what is wrong with it.

@@ -113,9 +113,17 @@ pub struct ChatArgs {
     /// Print generation statistics to stderr after each reply.
     #[arg(long)]
     pub stats: bool,
-    /// Reopen a session file (sessions/*.jsonl) in the TUI.
+    /// Reopen a session file (sessions/*.jsonl): in the TUI, or continue it
+    /// in the line chat (its history feeds the prompt).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["character", "scene"])]
     pub session: Option<PathBuf>,
+    /// With --session: continue in a new copy of the session (e.g. while
+    /// another window has it open).
+    #[arg(long, requires = "session")]
+    pub fork: bool,
+    /// Line chat only: write no session file (the chat is not saved).
+    #[arg(long)]
+    pub no_save: bool,
     /// LoRA adapter GGUF to apply.
     #[arg(long, value_name = "PATH")]
     pub adapter: Option<PathBuf>,
@@ -728,6 +736,8 @@ impl ChatArgs {
             headless: false,
             stats: false,
             session: None,
+            fork: false,
+            no_save: false,
             from_picker: true,
             adapter: None,
             adapter_scale: 1.0,

@@ -118,9 +118,14 @@ pub fn run(app: &AppContext) -> ExitCode {
 }
 
 /// Floats come from f32 settings: show them as f32 (0.7, not 0.699999988).
+/// A URL is shown without its credentials (`backend.base_url` may hold
+/// `user:password@`).
 fn display_value(value: &toml::Value) -> String {
     match value {
         toml::Value::Float(f) => format!("{}", *f as f32),
+        toml::Value::String(s) if s.contains("://") => {
+            toml::Value::String(crate::engine::remote::redact(s)).to_string()
+        }
         other => other.to_string(),
     }
 }
@@ -181,5 +186,18 @@ fn server_check(
             println!("  PROBLEM: {err}");
             1
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_credentials() {
+        let url = toml::Value::String("http://alice:hunter2@gpu-box:8000/v1".into());
+        assert_eq!(display_value(&url), "\"http://gpu-box:8000/v1\"");
+        let plain = toml::Value::String("sessions".into());
+        assert_eq!(display_value(&plain), "\"sessions\"");
     }
 }

@@ -9,7 +9,8 @@ use her_studio::app::AppContext;
 use her_studio::character::card::Format;
 use her_studio::character::transfer;
 use her_studio::chat::{
-    Conversation, HeadlessOptions, SceneConversation, run_headless, run_headless_scene,
+    Conversation, HeadlessOptions, Recorder, Saving, SceneConversation, new_header, run_headless,
+    run_headless_scene, transcript_of,
 };
 use her_studio::cli::{
     BenchCommand, ChatArgs, Cli, Command, EvalCommand, ExportCommand, ImportArgs, ImportCommand,
@@ -226,6 +227,9 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
         .context("config [keys]")?;
     let theme = her_studio::tui::theme::Theme::load(&app.config().chat.theme, &app.studio.root)
         .map_err(anyhow::Error::msg)?;
+    if args.no_save {
+        anyhow::bail!("--no-save is for the line chat (--headless); the TUI saves every change");
+    }
     let start = match (&args.session, &args.character) {
         (Some(path), _) => {
             let (session, _) = her_studio::session::load_session(path)?;
@@ -235,6 +239,7 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
             her_studio::tui::Start::Session {
                 character,
                 path: path.clone(),
+                fork: args.fork,
             }
         }
         (None, Some(name)) => her_studio::tui::Start::Character(name.clone()),
@@ -245,11 +250,22 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
     let engine = app.start_backend()?;
     load_adapter_flag(engine.as_ref(), args)?;
     commands::eval::load_promoted(app, engine.as_ref(), args)?;
-    her_studio::tui::run(app, engine, start, keymap, theme)?;
-    Ok(ExitCode::SUCCESS)
+    // The terminal is restored when run returns: stderr is the user's again.
+    match her_studio::tui::run(app, engine, start, keymap, theme)? {
+        Some(failure) => {
+            eprintln!("error: {failure}");
+            Ok(ExitCode::FAILURE)
+        }
+        None => Ok(ExitCode::SUCCESS),
+    }
 }
 
-fn chat_scene(app: &AppContext, args: &ChatArgs, name: &str) -> anyhow::Result<ExitCode> {
+fn chat_scene(
+    app: &AppContext,
+    args: &ChatArgs,
+    name: &str,
+    resumed: Option<LineSession>,
+) -> anyhow::Result<ExitCode> {
     let scene = app.scene(name)?;
     let cast = scene.cast(&app.config().characters_dir(&app.studio.root))?;
     let engine = app.start_backend()?;
@@ -261,12 +277,107 @@ fn chat_scene(app: &AppContext, args: &ChatArgs, name: &str) -> anyhow::Result<E
         config.chat.prompt_variant,
         config.sampling.clone(),
     );
+    let lead = play
+        .cast
+        .first()
+        .map(|c| c.name.clone())
+        .unwrap_or_default();
+    let header = new_header(
+        &play.scene.title,
+        &lead,
+        Some(&play.scene.title),
+        &engine.model_info(),
+        &config.sampling,
+    );
+    let mut saving = line_saving(app, args, resumed, &mut play.transcript, header, None);
     line_runtime()?.block_on(run_headless_scene(
         engine.as_ref(),
         &mut play,
         line_options(args),
+        &mut saving,
     ))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A session the line chat continues: where its turns go, and its story so far.
+struct LineSession {
+    saving: Saving,
+    lines: Vec<her_studio::prompt::Line>,
+}
+
+/// Where a line chat's turns go: on into the resumed session (its story
+/// put into `transcript`), nowhere with --no-save, or into a new session
+/// with `header`, opened by `greeter`'s greetings.
+fn line_saving(
+    app: &AppContext,
+    args: &ChatArgs,
+    resumed: Option<LineSession>,
+    transcript: &mut Vec<her_studio::prompt::Line>,
+    header: her_studio::session::SessionHeader,
+    greeter: Option<her_studio::character::Character>,
+) -> Saving {
+    match resumed {
+        Some(LineSession { saving, lines }) => {
+            *transcript = lines;
+            saving
+        }
+        None if args.no_save => Saving::Off,
+        None => Saving::New {
+            dir: app.config().sessions_dir(&app.studio.root),
+            header: Box::new(header),
+            greeter: greeter.map(Box::new),
+        },
+    }
+}
+
+/// `--session FILE` for the line chat: the file opened for appending (its
+/// lock taken), forked with `--fork`, or only read with `--no-save`.
+fn open_line_session(
+    app: &AppContext,
+    path: &std::path::Path,
+    args: &ChatArgs,
+) -> anyhow::Result<(LineSession, her_studio::session::SessionHeader)> {
+    use her_studio::session::{SessionError, fork_session, load_session};
+    let (saving, session, issues) = if args.no_save {
+        let (session, issues) = load_session(path)?;
+        (Saving::Off, session, issues)
+    } else {
+        let opened = if args.fork {
+            let dir = app.config().sessions_dir(&app.studio.root);
+            fork_session(path, &dir)
+        } else {
+            her_studio::session::SessionFile::open(path)
+        };
+        let (file, session, issues) = match opened {
+            Ok(opened) => opened,
+            Err(err @ SessionError::Locked { .. }) => anyhow::bail!(
+                "{err}: close it there, add --fork to continue in a copy, or --no-save to chat without saving"
+            ),
+            Err(SessionError::Io { cause, .. })
+                if cause.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                anyhow::bail!(
+                    "you may not write to '{}' ({cause}): add --fork to continue in a copy, or --no-save to only read it",
+                    path.display()
+                )
+            }
+            Err(err) => return Err(err.into()),
+        };
+        eprintln!("session: {}", file.path().display());
+        if let Some(dead) = file.taken_over() {
+            eprintln!(
+                "note: the session was left open by {}, which has ended; it is yours now",
+                her_studio::session::Holder::describe(Some(dead))
+            );
+        }
+        let recorder = Recorder::new(file, session.clone());
+        (Saving::Open(Box::new(recorder)), session, issues)
+    };
+    for issue in &issues {
+        eprintln!("warning: {}: {issue}", path.display());
+    }
+    let lines = transcript_of(&session);
+    Ok((LineSession { saving, lines }, session.header().clone()))
 }
 
 /// Applies `--adapter PATH [--adapter-scale S]` before the first reply.
@@ -325,24 +436,63 @@ fn start_logging(app: &AppContext) {
 
 fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
     if let Some(scene) = &args.scene {
-        return chat_scene(app, args, scene);
+        return chat_scene(app, args, scene, None);
     }
-    let character = app.character(args.character.as_deref())?;
+    // The session first: a wrong --session fails before the model loads.
+    let resumed = match &args.session {
+        Some(path) => Some(open_line_session(app, path, args)?),
+        None => None,
+    };
+    let (resumed, character_name) = match resumed {
+        Some((line_session, header)) => {
+            if let Some(title) = &header.scene {
+                let stem = app.scene_titled(title).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the session plays the scene '{title}', which is not in '{}'",
+                        app.scenes_dir().display()
+                    )
+                })?;
+                return chat_scene(app, args, &stem, Some(line_session));
+            }
+            let name = header
+                .character
+                .ok_or_else(|| anyhow::anyhow!("the session names no character"))?;
+            (Some(line_session), Some(name))
+        }
+        None => (None, args.character.clone()),
+    };
+    let character = app.character(character_name.as_deref())?;
     let engine = app.start_backend()?;
     load_adapter_flag(engine.as_ref(), args)?;
     commands::eval::load_promoted(app, engine.as_ref(), args)?;
     let config = app.config();
     let user_name = character.user_name(&config.chat.user_name).to_string();
     let mut conversation = Conversation::new(
-        character,
+        character.clone(),
         user_name,
         config.chat.prompt_variant,
         config.sampling.clone(),
+    );
+    let header = new_header(
+        &character.name,
+        &character.name,
+        None,
+        &engine.model_info(),
+        &config.sampling,
+    );
+    let mut saving = line_saving(
+        app,
+        args,
+        resumed,
+        &mut conversation.transcript,
+        header,
+        Some(character),
     );
     line_runtime()?.block_on(run_headless(
         engine.as_ref(),
         &mut conversation,
         line_options(args),
+        &mut saving,
     ))?;
     Ok(ExitCode::SUCCESS)
 }

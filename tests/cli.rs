@@ -13,7 +13,7 @@ use her_studio::gguf::GgufWriter;
 /// `her` with an isolated home (no user config), the repo as studio, and
 /// the log in a temp folder.
 fn her(home: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_her"));
+    let mut cmd = Command::new(common::her_bin());
     cmd.env("HOME", home)
         .env_remove("XDG_CONFIG_HOME")
         .env_remove("XDG_DATA_HOME")
@@ -110,6 +110,7 @@ fn a_context_smaller_than_the_system_prompt_is_one_clear_error() {
         .args([
             "chat",
             "--headless",
+            "--no-save",
             "--n-ctx",
             "256",
             "--set",
@@ -172,19 +173,9 @@ fn an_unknown_character_is_one_clear_error() {
     assert_one_clear_error(&out, "no character named 'nobody'");
 }
 
-fn smollm2_chat(home: &Path, input: &str) -> Output {
-    let mut child = her(home)
-        .args([
-            "chat",
-            "--headless",
-            "--stats",
-            "--max-new-tokens",
-            "24",
-            "--threads",
-            "2",
-            "--model",
-        ])
-        .arg(common::smollm2())
+/// Runs `cmd` with `input` on its stdin (then closed), collecting the output.
+fn fed(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -197,6 +188,25 @@ fn smollm2_chat(home: &Path, input: &str) -> Output {
         .write_all(input.as_bytes())
         .unwrap();
     child.wait_with_output().unwrap()
+}
+
+fn smollm2_chat(home: &Path, input: &str) -> Output {
+    fed(
+        her(home)
+            .args([
+                "chat",
+                "--headless",
+                "--no-save",
+                "--stats",
+                "--max-new-tokens",
+                "24",
+                "--threads",
+                "2",
+                "--model",
+            ])
+            .arg(common::smollm2()),
+        input,
+    )
 }
 
 #[test]
@@ -230,6 +240,151 @@ fn headless_chat_on_smollm2_streams_replies_and_reuses_the_cache() {
         log.contains("llama"),
         "llama.cpp logs should be in the log file"
     );
+}
+
+/// A studio of its own with the repo's Elizabeth, for chats that save.
+fn own_studio() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("characters")).unwrap();
+    std::fs::copy(
+        common::repo_root().join("characters/elizabeth-bennet.toml"),
+        dir.path().join("characters/elizabeth-bennet.toml"),
+    )
+    .unwrap();
+    dir
+}
+
+/// `her chat --headless --stats` on SmolLM2 in `studio`, fed `input`.
+fn line_chat(studio: &Path, extra: &[&str], input: &str) -> Output {
+    fed(
+        Command::new(common::her_bin())
+            .env("HOME", studio)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .arg("--studio")
+            .arg(studio)
+            .arg("--set")
+            .arg(format!("log.file={}", studio.join("her.log").display()))
+            .args(["chat", "--headless", "--stats", "--max-new-tokens", "16"])
+            .args(["--threads", "2", "--model"])
+            .arg(common::smollm2())
+            .args(extra),
+        input,
+    )
+}
+
+/// The prompt tokens of each turn, from the `--stats` lines.
+fn prompt_tokens(stderr: &str) -> Vec<usize> {
+    stderr
+        .lines()
+        .filter_map(|l| l.split_once(" tok/s, prompt ")?.1.split_once(' '))
+        .map(|(n, _)| n.parse().unwrap())
+        .collect()
+}
+
+/// The session file a line chat named on stderr.
+fn session_named(stderr: &str) -> std::path::PathBuf {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("session: "))
+        .unwrap_or_else(|| panic!("no session line in: {stderr}"));
+    std::path::PathBuf::from(line)
+}
+
+/// (role, text) along a session's active branch.
+fn turns(path: &Path) -> Vec<(her_studio::session::Role, String)> {
+    let (session, issues) = her_studio::session::load_session(path).unwrap();
+    assert!(issues.is_empty(), "{issues:?}");
+    let tree = session.tree();
+    tree.active_path()
+        .into_iter()
+        .filter_map(|id| tree.node(id))
+        .map(|n| (n.message.role, n.message.text.clone()))
+        .collect()
+}
+
+#[test]
+fn a_headless_chat_is_saved_and_resumed_with_its_history() {
+    use her_studio::session::Role;
+    let dir = own_studio();
+    let out = line_chat(dir.path(), &[], "Good evening.\nDo you dance?\n");
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let path = session_named(&err);
+    assert!(
+        path.starts_with(dir.path().join("sessions")),
+        "{}",
+        path.display()
+    );
+    let saved = turns(&path);
+    let roles: Vec<Role> = saved.iter().map(|(r, _)| *r).collect();
+    use Role::{Character as C, User as U};
+    assert_eq!(roles, [C, U, C, U, C], "greeting, then two turns");
+    assert_eq!(saved[1].1, "Good evening.");
+    assert_eq!(saved[3].1, "Do you dance?");
+    let (session, _) = her_studio::session::load_session(&path).unwrap();
+    assert_eq!(
+        session.header().character.as_deref(),
+        Some("Elizabeth Bennet")
+    );
+    let tree = session.tree();
+    let last = tree.node(tree.leaf()).unwrap();
+    assert!(last.message.meta.finish_reason.is_some());
+    assert!(last.message.meta.provenance.is_some());
+    let first = prompt_tokens(&err);
+    assert_eq!(first.len(), 2, "{err}");
+
+    // Resumed: the same file grows, and the whole story is in the prompt.
+    let out = line_chat(
+        dir.path(),
+        &["--session", path.to_str().unwrap()],
+        "And tomorrow?\n",
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(session_named(&err), path);
+    let resumed = prompt_tokens(&err);
+    assert!(resumed[0] > first[1], "history fed the prompt: {err}");
+    let saved = turns(&path);
+    assert_eq!(saved.len(), 7);
+    assert_eq!(saved[5], (U, "And tomorrow?".to_string()));
+
+    // --no-save writes nothing.
+    let out = line_chat(dir.path(), &["--no-save"], "Hello.\n");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("session: "));
+    let files = std::fs::read_dir(dir.path().join("sessions"))
+        .unwrap()
+        .count();
+    assert_eq!(files, 1);
+}
+
+#[test]
+fn a_missing_or_unreadable_session_is_one_clear_error() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |path: &Path| {
+        her(home.path())
+            .args(["chat", "--headless", "--session"])
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    assert_one_clear_error(
+        &run(Path::new("/nonexistent/x.jsonl")),
+        "'/nonexistent/x.jsonl'",
+    );
+    assert_one_clear_error(&run(home.path()), "it is a folder, not a regular file");
+    // A FIFO is refused at once, before the lock or the reader waits on it.
+    let fifo = home.path().join("pipe.jsonl");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert_one_clear_error(&run(&fifo), "not a regular file");
+    let junk = home.path().join("junk.jsonl");
+    std::fs::write(&junk, "not a session\n").unwrap();
+    assert_one_clear_error(&run(&junk), "not a session header");
 }
 
 #[test]

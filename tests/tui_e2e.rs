@@ -5,109 +5,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn new(tag: &str) -> Self {
-        Self {
-            socket: format!("her-test-{tag}-{}", std::process::id()),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("tmux is installed by scripts/setup.sh");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn start(&self, name: &str, command: &str) {
-        self.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            name,
-            "-x",
-            "150",
-            "-y",
-            "32",
-            command,
-        ]);
-    }
-
-    fn capture(&self, name: &str) -> String {
-        self.run(&["capture-pane", "-p", "-t", name])
-    }
-
-    fn keys(&self, name: &str, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", name];
-        args.extend_from_slice(keys);
-        self.run(&args);
-        std::thread::sleep(Duration::from_millis(150));
-    }
-
-    fn wait_for(&self, name: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let screen = self.capture(name);
-            if pred(&screen) {
-                return screen;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "timed out waiting for {what}; screen:\n{screen}\nsessions: {}",
-                self.run(&["list-sessions"])
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.run(&["kill-server"]);
-    }
-}
-
-fn studio() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("characters")).unwrap();
-    std::fs::create_dir_all(dir.path().join("sessions")).unwrap();
-    std::fs::copy(
-        common::repo_root().join("characters/elizabeth-bennet.toml"),
-        dir.path().join("characters/elizabeth-bennet.toml"),
-    )
-    .unwrap();
-    dir
-}
-
-fn her_command(studio: &Path, model: &Path, max_tokens: u32, rest: &str) -> String {
-    format!(
-        "HOME={home} {bin} --studio {studio} --set log.file={studio}/her.log --set model.threads=2 --set sampling.max_new_tokens={max_tokens} --set model.path={model} {rest}; echo EXITED:$?; sleep 60",
-        home = studio.display(),
-        bin = env!("CARGO_BIN_EXE_her"),
-        studio = studio.display(),
-        model = model.display(),
-    )
-}
-
-fn session_file(studio: &Path) -> PathBuf {
-    std::fs::read_dir(studio.join("sessions"))
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|x| x == "jsonl"))
-        .expect("a session file")
-}
+use common::tmux::{Tmux, her_cli, her_command, her_pid, idle, session_file, studio};
 
 /// The transcript rows: everything above the composer box, without the title row.
 fn transcript(screen: &str) -> Vec<String> {
@@ -119,10 +21,6 @@ fn transcript(screen: &str) -> Vec<String> {
         })
         .map(|l| l.split('│').next().unwrap_or("").trim_end().to_string())
         .collect()
-}
-
-fn idle(screen: &str) -> bool {
-    screen.contains("┌message to Elizabeth Bennet")
 }
 
 #[test]
@@ -184,21 +82,6 @@ fn pick_chat_swipe_toggle_quit_and_reopen() {
     tmux.wait_for("again", "a clean exit", |s| s.contains("EXITED:0"));
 }
 
-/// The `her` process (not the shell around it) serving this studio.
-fn her_pid(studio: &Path) -> Option<u32> {
-    let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_her")).ok()?;
-    let needle = studio.display().to_string();
-    std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(Result::ok)
-        .find_map(|e| {
-            let pid: u32 = e.file_name().to_str()?.parse().ok()?;
-            let exe = std::fs::read_link(e.path().join("exe")).ok()?;
-            let cmdline = std::fs::read_to_string(e.path().join("cmdline")).ok()?;
-            (exe == bin && cmdline.contains(&needle)).then_some(pid)
-        })
-}
-
 #[test]
 fn sigkill_while_a_reply_streams_loses_only_that_reply() {
     let model = common::smollm2();
@@ -255,21 +138,6 @@ fn sigkill_while_a_reply_streams_loses_only_that_reply() {
     });
     assert!(screen.contains("Mr. Darcy"), "{screen}");
     tmux.keys("again", &["C-q"]);
-}
-
-/// Runs `her` to completion with the studio and model of a test.
-fn her_cli(studio: &Path, model: &Path, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_her"))
-        .env("HOME", studio)
-        .arg("--studio")
-        .arg(studio)
-        .arg("--set")
-        .arg(format!("log.file={}/her.log", studio.display()))
-        .arg("--set")
-        .arg(format!("model.path={}", model.display()))
-        .args(args)
-        .output()
-        .unwrap()
 }
 
 fn lines(path: &Path) -> Vec<serde_json::Value> {

@@ -4,13 +4,68 @@
 //! output can be read line by line by another program (newlines inside a
 //! reply are kept as they are). Without --headless a prompt and the greeting
 //! are shown for people typing at a terminal.
+//!
+//! Every turn is saved to a session file (the TUI's format) as it happens,
+//! unless saving is off: the user's line before the reply is asked for, the
+//! reply when it ends. The file's path goes to stderr once, when it is created.
 
 use std::io::Write;
+use std::path::PathBuf;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use super::record::{Recorder, reply_message, role_of_speaker, start_session};
 use super::{Conversation, SceneConversation};
+use crate::character::Character;
 use crate::engine::{Backend, EngineError};
+use crate::session::{Message, Role, SessionError, SessionHeader};
+
+/// What stops a line chat.
+#[derive(Debug, thiserror::Error)]
+pub enum HeadlessError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(
+        "the chat cannot be saved (make the sessions folder writable, set paths.sessions, or chat with --no-save)"
+    )]
+    Save(#[from] SessionError),
+}
+
+/// Where a line chat keeps its turns.
+pub enum Saving {
+    /// Nothing is written (`--no-save`).
+    Off,
+    /// A new session, created in `dir` at the first user line; `greeter`'s
+    /// greetings open it (None for a scene).
+    New {
+        dir: PathBuf,
+        header: Box<SessionHeader>,
+        greeter: Option<Box<Character>>,
+    },
+    /// A session being appended to (`--session FILE`, or one created here).
+    Open(Box<Recorder>),
+}
+
+impl Saving {
+    /// Appends one message, creating the session file first if needed.
+    fn record(&mut self, message: Message) -> Result<(), SessionError> {
+        if let Self::New {
+            dir,
+            header,
+            greeter,
+        } = self
+        {
+            let (file, session) =
+                start_session(dir, SessionHeader::clone(header), greeter.as_deref())?;
+            eprintln!("session: {}", file.path().display());
+            *self = Self::Open(Box::new(Recorder::new(file, session)));
+        }
+        match self {
+            Self::Open(recorder) => recorder.append(message),
+            _ => Ok(()),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HeadlessOptions {
@@ -24,11 +79,13 @@ pub async fn run_headless(
     backend: &dyn Backend,
     conversation: &mut Conversation,
     options: HeadlessOptions,
-) -> Result<(), EngineError> {
+    saving: &mut Saving,
+) -> Result<(), HeadlessError> {
     let mut stdout = std::io::stdout();
     if options.interactive {
-        if let Some(first) = conversation.transcript.first() {
-            println!("{}\n", first.text);
+        // The greeting, or where a resumed story left off.
+        if let Some(last) = conversation.transcript.last() {
+            println!("{}\n", last.text);
         }
     }
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -48,8 +105,17 @@ pub async fn run_headless(
         if line.trim().is_empty() {
             continue;
         }
+        let user = Message::new(conversation.user_name.clone(), Role::User, line.as_str());
+        saving.record(user)?;
         let outcome = conversation.send(backend, &line, print_piece).await?;
         end_turn(backend, &outcome, options);
+        let speaker = conversation.character.name.clone();
+        saving.record(reply_message(
+            &speaker,
+            Role::Character,
+            &outcome.raw(),
+            Some(&outcome.finished),
+        ))?;
     }
     Ok(())
 }
@@ -65,7 +131,8 @@ pub async fn run_headless_scene(
     backend: &dyn Backend,
     scene: &mut SceneConversation,
     options: HeadlessOptions,
-) -> Result<(), EngineError> {
+    saving: &mut Saving,
+) -> Result<(), HeadlessError> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut stdout = std::io::stdout();
     if options.interactive {
@@ -112,12 +179,21 @@ pub async fn run_headless_scene(
         } else {
             if line != "/next" {
                 scene.add_user_line(line);
+                if let Some(added) = scene.transcript.last() {
+                    saving.record(Message::new(added.speaker.clone(), Role::User, line))?;
+                }
             }
             scene.choose_next(backend).await?
         };
         print!("{speaker}: ");
         let outcome = scene.speak(backend, &speaker, print_piece).await?;
         end_turn(backend, &outcome, options);
+        saving.record(reply_message(
+            &speaker,
+            role_of_speaker(&speaker),
+            &outcome.raw(),
+            Some(&outcome.finished),
+        ))?;
     }
     Ok(())
 }

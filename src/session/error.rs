@@ -53,6 +53,17 @@ pub enum SessionError {
         file: String,
         session: String,
     },
+    #[error(
+        "session '{}' is already open for writing by {}",
+        path.display(),
+        super::lock::Holder::describe(holder.as_ref())
+    )]
+    Locked {
+        path: PathBuf,
+        holder: Option<super::lock::Holder>,
+    },
+    #[error("session '{}' is open read-only: {reason}; nothing was saved", path.display())]
+    ReadOnly { path: PathBuf, reason: String },
     #[error("cannot encode as JSON: {0}")]
     Encode(serde_json::Error),
     #[error(transparent)]

@@ -9,7 +9,9 @@
 mod error;
 mod event;
 mod export;
+mod fork;
 mod listing;
+mod lock;
 mod message;
 mod ops;
 mod replay;
@@ -24,7 +26,9 @@ pub use event::{FORMAT_VERSION, KNOWN_TYPES, SessionEvent, SessionHeader, decode
 pub use export::{
     ExportFormat, ExportOptions, export, to_markdown, to_plain_text, to_sillytavern, write_atomic,
 };
+pub use fork::{FORK_EVENT, fork_session};
 pub use listing::{SessionSummary, TRASH_DIR, list_sessions, trash_session};
+pub use lock::{Holder, SessionLock, holder_file};
 pub use message::{Message, MessageMeta, Role, new_key, now_rfc3339};
 pub use state::{OtherEvent, Session};
 pub use store::{SessionFile, load_session, slug};

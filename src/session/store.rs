@@ -14,15 +14,18 @@ use crate::fsutil::read::{self, Kind};
 
 use super::error::{LoadIssue, SessionError, TreeError};
 use super::event::{SessionEvent, SessionHeader};
+use super::lock::{Holder, SessionLock};
 use super::replay::{Replayed, replay_file};
 use super::state::Session;
 use super::tree::NodeId;
 
-/// An open session file, positioned for appending.
+/// An open session file, positioned for appending; the only writer of it
+/// (see [`SessionLock`]) while it is open.
 #[derive(Debug)]
 pub struct SessionFile {
     path: PathBuf,
     file: File,
+    lock: SessionLock,
     session_id: String,
     /// Number of '\n' bytes in the file.
     newlines: usize,
@@ -54,18 +57,24 @@ impl SessionFile {
         let (path, mut file) = create_unique(dir, |hex| format!("{stamp}-{slug}-{hex}.jsonl"))?;
         let written = file
             .write_all(format!("{line}\n").as_bytes())
-            .and_then(|()| file.sync_all());
-        if let Err(e) = written {
-            // Our own fresh file, holding nothing of value yet.
-            let _ = fs::remove_file(&path);
-            return Err(SessionError::io("write", &path, e));
-        }
+            .and_then(|()| file.sync_all())
+            .map_err(|e| SessionError::io("write", &path, e))
+            .and_then(|()| SessionLock::acquire(&path));
+        let lock = match written {
+            Ok(lock) => lock,
+            Err(e) => {
+                // Our own fresh file, holding nothing of value yet.
+                let _ = fs::remove_file(&path);
+                return Err(e);
+            }
+        };
         sync_dir(dir);
         let session = Session::new(header);
         Ok((
             Self {
                 path,
                 file,
+                lock,
                 session_id: session.id().to_string(),
                 newlines: 1,
                 partial_tail: false,
@@ -76,8 +85,12 @@ impl SessionFile {
     }
 
     /// Replays a session file. Unusable lines are skipped and reported; only
-    /// a missing or invalid header fails. The file is not modified.
+    /// a missing or invalid header fails. The file is not modified. Another
+    /// writer holding it is [`SessionError::Locked`] (read it with
+    /// [`load_session`] instead, or [`SessionFile::fork`] it).
     pub fn open(path: &Path) -> Result<(Self, Session, Vec<LoadIssue>), SessionError> {
+        // Locked before reading: nobody appends between our read and our first write.
+        let lock = SessionLock::acquire(path)?;
         let Replayed {
             session,
             issues,
@@ -92,6 +105,7 @@ impl SessionFile {
             Self {
                 path: path.to_path_buf(),
                 file,
+                lock,
                 session_id: session.id().to_string(),
                 newlines,
                 partial_tail,
@@ -104,6 +118,12 @@ impl SessionFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Who had this session open when they died (or were killed): their
+    /// lock was released by the kernel and is now ours.
+    pub fn taken_over(&self) -> Option<&Holder> {
+        self.lock.taken_over()
     }
 
     /// Writes one event as one line and fsyncs it; returns its line number.

@@ -54,12 +54,29 @@ pub enum Overlay {
     Evals {
         cursor: usize,
     },
+    /// Another window writes to the session being opened: read it only,
+    /// fork it, or go back. `cursor` indexes [`LOCKED_CHOICES`].
+    Locked {
+        path: std::path::PathBuf,
+        holder: String,
+        cursor: usize,
+    },
     /// A yes/no question.
     Confirm {
         question: String,
         on_yes: ConfirmAction,
     },
 }
+
+/// The choices of [`Overlay::Locked`]: (key, label).
+pub const LOCKED_CHOICES: [(char, &str); 3] = [
+    ('r', "open it read-only: see everything, change nothing"),
+    (
+        'f',
+        "fork it: copy it into a new session file and continue there",
+    ),
+    ('b', "back to the list"),
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConfirmAction {
@@ -142,6 +159,10 @@ pub struct App {
     pub evals: Vec<crate::eval::EvalResults>,
     /// Where evaluations live (paths.evals).
     pub evals_dir: std::path::PathBuf,
+    /// The error that keeps the user from a session (a start or an open that
+    /// failed); cleared when a session opens. Quitting without a session
+    /// while it is set exits non-zero with it on stderr.
+    pub failure: Option<String>,
 }
 
 /// A row of the branch tree overlay.
@@ -185,6 +206,7 @@ impl App {
             runs_dir: std::path::PathBuf::from("runs"),
             evals: Vec::new(),
             evals_dir: std::path::PathBuf::from("evals"),
+            failure: None,
         }
     }
 
@@ -200,7 +222,12 @@ impl App {
                 ),
                 _,
             ) => Layer::List,
-            (Some(Overlay::Rate(_) | Overlay::Arena | Overlay::RlRate(_)), _) => Layer::Dialog,
+            (
+                Some(
+                    Overlay::Rate(_) | Overlay::Arena | Overlay::RlRate(_) | Overlay::Locked { .. },
+                ),
+                _,
+            ) => Layer::Dialog,
             (Some(_), _) => Layer::Overlay,
             (None, Screen::Characters | Screen::Sessions) => Layer::List,
             (None, Screen::Chat) => self.layer_focus,
@@ -254,6 +281,20 @@ impl App {
 
     pub fn notify(&mut self, text: impl Into<String>, error: bool) {
         self.status.notice = Some((text.into(), error));
+    }
+
+    /// An error that leaves the user without a session: shown now, and
+    /// reported on exit if no session opens before the user quits.
+    pub fn fail(&mut self, text: impl Into<String>) {
+        let text = text.into();
+        tracing::warn!("{text}");
+        self.failure = Some(text.clone());
+        self.notify(text, true);
+    }
+
+    /// What to report on exit: the failure, unless a session opened after it.
+    pub fn exit_failure(&self) -> Option<String> {
+        self.failure.clone().filter(|_| self.chat.is_none())
     }
 
     pub fn update_stats(&mut self, stats: &LiveStats) {

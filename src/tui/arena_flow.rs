@@ -28,6 +28,11 @@ pub fn start(app: &mut App, args: &[&str]) -> Vec<Effect> {
     let Some(chat) = &app.chat else {
         return Vec::new();
     };
+    if let Some(reason) = &chat.read_only {
+        let text = super::update::read_only_notice(reason);
+        app.notify(text, true);
+        return Vec::new();
+    }
     let (target, speaker) = match app.messages.last() {
         Some(m) if m.speaker != Speaker::User => {
             (ReplyTarget::AlternativeOf(m.key.clone()), m.name.clone())

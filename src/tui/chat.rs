@@ -2,6 +2,7 @@
 //! branch, prompts for replies, and every change written to the session log
 //! before it is applied in memory.
 
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -9,28 +10,23 @@ use super::app::{ReplyTarget, TreeRowView};
 use super::model::{ShownMessage, Speaker};
 use super::rating::{RatingInput, layer_label, score_label};
 use crate::character::{Character, Scene};
+use crate::chat::{reply_message, role_of_speaker, start_session};
 use crate::config::SamplingConfig;
-use crate::engine::{FinishReason, Finished, PromptSource};
+use crate::engine::{Finished, PromptSource};
 use crate::format::PREFILL;
 use crate::prefs::sessions::{ArenaEvent, RATING_EVENT, RatingEvent};
 use crate::prompt::{HerPrompt, Line, PromptOptions, PromptVariant};
 use crate::session::{
-    ExportFormat, ExportOptions, Message, MessageMeta, NodeId, Role, Session, SessionError,
-    SessionEvent, SessionFile, SessionHeader, TreeError, export,
+    ExportFormat, ExportOptions, Holder, Message, NodeId, Role, Session, SessionError,
+    SessionEvent, SessionFile, SessionHeader, TreeError, export, fork_session, load_session,
 };
-
-/// The narrator's lines are marked as such in the log.
-fn role_of(speaker: &str) -> Role {
-    if speaker == crate::character::ENVIRONMENT {
-        Role::Narrator
-    } else {
-        Role::Character
-    }
-}
 
 pub struct ChatSession {
     pub path: PathBuf,
-    file: SessionFile,
+    /// None: open read-only, nothing can be written (see `read_only`).
+    file: Option<SessionFile>,
+    /// Why the session is open read-only, shown when a change is refused.
+    pub read_only: Option<String>,
     pub session: Session,
     /// The character being chatted with; in a scene, the first member.
     pub character: Character,
@@ -80,10 +76,16 @@ impl PromptSource for ContinuePrompt {
 }
 
 impl ChatSession {
-    fn assemble(path: PathBuf, file: SessionFile, session: Session, players: Players) -> Self {
+    fn assemble(
+        path: PathBuf,
+        file: Option<SessionFile>,
+        session: Session,
+        players: Players,
+    ) -> Self {
         Self {
             path,
             file,
+            read_only: None,
             session,
             character: players.character,
             cast: players.cast,
@@ -103,52 +105,92 @@ impl ChatSession {
         players: Players,
         header: SessionHeader,
     ) -> Result<Self, SessionError> {
-        std::fs::create_dir_all(dir).map_err(|e| SessionError::io("create", dir, e))?;
-        let (file, session) = SessionFile::create(dir, header)?;
-        let mut chat = Self::assemble(file.path().to_path_buf(), file, session, players);
-        let greetings = if chat.scene.is_none() {
-            chat.character.greetings.clone()
-        } else {
-            Vec::new()
-        };
-        for greeting in &greetings {
-            let message = Message::new(
-                chat.character.name.clone(),
-                Role::Character,
-                greeting.clone(),
-            );
-            let event = chat
-                .session
-                .tree()
-                .append_under_event(NodeId::ROOT, message)
-                .map_err(|e| chat.tree_error(e))?;
-            chat.commit(&event)?;
-        }
-        // Greetings are alternatives of the first message; start on the first.
-        if greetings.len() > 1 {
-            let event = chat
-                .session
-                .tree()
-                .select_event(NodeId::ROOT, 0)
-                .map_err(|e| chat.tree_error(e))?;
-            chat.commit(&event)?;
-        }
-        Ok(chat)
+        let greeter = players.scene.is_none().then_some(&players.character);
+        let (file, session) = start_session(dir, header, greeter)?;
+        Ok(Self::assemble(
+            file.path().to_path_buf(),
+            Some(file),
+            session,
+            players,
+        ))
     }
 
-    /// Reopens a session file; problems with single lines are returned as notes.
+    /// Reopens a session file for writing; problems with single lines are
+    /// returned as notes. A file this user may not write opens read-only
+    /// (said in the first note); one another window writes is
+    /// [`SessionError::Locked`], for the caller to offer read-only or a fork.
     pub fn open(path: &Path, players: Players) -> Result<(Self, Vec<String>), SessionError> {
-        let (file, session, issues) = SessionFile::open(path)?;
+        match SessionFile::open(path) {
+            Ok((file, session, issues)) => {
+                let mut notes: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
+                if let Some(dead) = file.taken_over() {
+                    notes.insert(
+                        0,
+                        format!(
+                            "the session was left open by {}, which has ended; it is yours now",
+                            Holder::describe(Some(dead))
+                        ),
+                    );
+                }
+                Ok((
+                    Self::assemble(path.to_path_buf(), Some(file), session, players),
+                    notes,
+                ))
+            }
+            Err(SessionError::Io { cause, .. })
+                if matches!(
+                    cause.kind(),
+                    ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                let reason = format!("you may not write to this file ({cause})");
+                let (chat, mut notes) = Self::open_read_only(path, players, reason.clone())?;
+                notes.insert(0, format!("opened read-only: {reason}"));
+                Ok((chat, notes))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    /// Opens a session to read only: every change is refused with `reason`.
+    pub fn open_read_only(
+        path: &Path,
+        players: Players,
+        reason: String,
+    ) -> Result<(Self, Vec<String>), SessionError> {
+        let (session, issues) = load_session(path)?;
+        let mut chat = Self::assemble(path.to_path_buf(), None, session, players);
+        chat.read_only = Some(reason);
+        Ok((chat, issues.iter().map(|i| i.to_string()).collect()))
+    }
+
+    /// Copies the session at `path` into a new file in `dir` and opens that.
+    pub fn fork(
+        path: &Path,
+        dir: &Path,
+        players: Players,
+    ) -> Result<(Self, Vec<String>), SessionError> {
+        let (file, session, issues) = fork_session(path, dir)?;
         let notes = issues.iter().map(|i| i.to_string()).collect();
         Ok((
-            Self::assemble(path.to_path_buf(), file, session, players),
+            Self::assemble(file.path().to_path_buf(), Some(file), session, players),
             notes,
         ))
     }
 
-    /// Appends the event to the log (fsynced), then applies it.
+    /// Appends the event to the log (fsynced), then applies it. Read-only,
+    /// moving between alternatives and branches still works, in memory only.
     fn commit(&mut self, event: &SessionEvent) -> Result<Option<NodeId>, SessionError> {
-        self.file.commit(&mut self.session, event.clone())
+        if self.file.is_none() && matches!(event, SessionEvent::Select { .. }) {
+            return self.session.apply(event).map_err(|e| self.tree_error(e));
+        }
+        match &mut self.file {
+            Some(file) => file.commit(&mut self.session, event.clone()),
+            None => Err(SessionError::ReadOnly {
+                path: self.path.clone(),
+                reason: self.read_only.clone().unwrap_or_default(),
+            }),
+        }
     }
 
     fn tree_error(&self, cause: TreeError) -> SessionError {
@@ -325,14 +367,8 @@ impl ChatSession {
         raw: &str,
         done: Option<&Finished>,
     ) -> Result<String, SessionError> {
-        let meta = MessageMeta {
-            finish_reason: done.map(|d| d.reason.to_string()),
-            incomplete: done.is_none()
-                || done.is_some_and(|d| matches!(d.reason, FinishReason::ContextFull)),
-            provenance: done.and_then(|d| serde_json::to_value(&d.provenance).ok()),
-            ..MessageMeta::default()
-        };
-        let message = Message::new(speaker, role_of(speaker), raw).with_meta(meta.clone());
+        let message = reply_message(speaker, role_of_speaker(speaker), raw, done);
+        let meta = message.meta.clone();
         let tree = self.session.tree();
         let event = match target {
             ReplyTarget::After(parent) => {
@@ -470,7 +506,10 @@ impl ChatSession {
             .tree()
             .jump_to_events(self.id_of(key)?)
             .map_err(|e| self.tree_error(e))?;
-        self.file.commit_all(&mut self.session, events)
+        for event in events {
+            self.commit(&event)?;
+        }
+        Ok(())
     }
 
     pub fn tree_rows(&self) -> Vec<TreeRowView> {

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use super::app::{App, Overlay, Screen};
-use super::effect::Effect;
+use super::effect::{Effect, Opening};
 
-pub const HELP: &str = "/help · /prompt · /clear (new session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH]";
+pub const HELP: &str = "/help · /prompt · /clear (new session) · /fork (continue in a copy of this session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH]";
 
 pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     let mut words = command.split_whitespace();
@@ -14,7 +14,11 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     match name {
         "help" => app.overlay = Some(Overlay::Help { scroll: 0 }),
         "prompt" => return vec![Effect::ShowPrompt],
-        "clear" => return vec![Effect::OpenSession(None)],
+        "clear" => return vec![Effect::OpenSession(Opening::New)],
+        "fork" => match &app.chat {
+            Some(chat) => return vec![Effect::OpenSession(Opening::Fork(chat.path.clone()))],
+            None => app.notify("/fork copies the open session: open one first", true),
+        },
         "history" => {
             let name = app.character_name.clone();
             return vec![Effect::OpenCharacter(name)];

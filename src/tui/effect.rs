@@ -5,6 +5,20 @@ use std::path::PathBuf;
 
 use crate::engine::GenerateRequest;
 
+/// How a session is opened.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Opening {
+    /// A new session for the chosen character or scene.
+    New,
+    /// An existing session, to write to; if another window writes to it,
+    /// the user chooses between the two below.
+    Resume(PathBuf),
+    /// An existing session, to read: nothing is written.
+    ReadOnly(PathBuf),
+    /// A copy of an existing session in a new file, to write to.
+    Fork(PathBuf),
+}
+
 #[derive(Debug)]
 pub enum Effect {
     Generate(GenerateRequest),
@@ -30,6 +44,6 @@ pub enum Effect {
     ShowPrompt,
     /// Open the chosen character's sessions, or a new session.
     OpenCharacter(String),
-    OpenSession(Option<PathBuf>),
+    OpenSession(Opening),
     DeleteSession(PathBuf),
 }

@@ -47,11 +47,18 @@ impl Chord {
     /// Parses "ctrl+r", "alt+left", "f2", "enter", "?", "shift+tab".
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut mods = KeyModifiers::NONE;
-        let parts: Vec<&str> = text.split('+').collect();
-        let Some((key, modifiers)) = parts.split_last() else {
-            return Err(format!("'{text}' is not a key"));
+        // A '+' at the end is the key itself: "+", "ctrl++".
+        let (modifiers, key) = match text.strip_suffix('+') {
+            Some("") => ("", "+"),
+            Some(rest) if rest.ends_with('+') => (&rest[..rest.len() - 1], "+"),
+            _ => text.rsplit_once('+').unwrap_or(("", text)),
         };
-        for m in modifiers {
+        let modifiers: Vec<&str> = if modifiers.is_empty() {
+            Vec::new()
+        } else {
+            modifiers.split('+').collect()
+        };
+        for m in &modifiers {
             mods |= match m.to_ascii_lowercase().as_str() {
                 "ctrl" | "control" => KeyModifiers::CONTROL,
                 "alt" | "meta" => KeyModifiers::ALT,
@@ -343,6 +350,20 @@ mod tests {
     fn every_default_binding_parses() {
         let map = Keymap::default();
         assert!(map.entries().iter().all(|(_, c, _)| !c.contains("F(0)")));
+    }
+
+    #[test]
+    fn every_default_key_parses() {
+        // "+" once mapped to no key at all (rating up did nothing).
+        for (layer, chord, action) in Keymap::default().entries() {
+            assert_ne!(chord, "f0", "{action:?} in {layer:?} has no key");
+        }
+        assert_eq!(Chord::parse("+").unwrap().code, KeyCode::Char('+'));
+        let ctrl_plus = Chord::parse("ctrl++").unwrap();
+        assert_eq!(
+            (ctrl_plus.code, ctrl_plus.mods),
+            (KeyCode::Char('+'), KeyModifiers::CONTROL)
+        );
     }
 
     #[test]

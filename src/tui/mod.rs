@@ -26,6 +26,8 @@ pub mod view;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_sessions;
 
 use std::path::PathBuf;
 
@@ -45,8 +47,12 @@ pub enum Start {
     Picker,
     /// A new session with this character.
     Character(String),
-    /// An existing session file.
-    Session { character: String, path: PathBuf },
+    /// An existing session file (`fork`: a new copy of it).
+    Session {
+        character: String,
+        path: PathBuf,
+        fork: bool,
+    },
 }
 
 /// The remembered pane choices live in the user's data folder.
@@ -72,28 +78,20 @@ fn save_modes(modes: PaneModes) {
     }
 }
 
-/// The file stem of the scene with this title.
-fn scene_stem_titled(cx: &AppContext, title: &str) -> Option<String> {
-    std::fs::read_dir(cx.scenes_dir())
-        .ok()?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| crate::character::load_scene(p).is_ok_and(|s| s.title == title))
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-}
-
 /// Runs the TUI until the user quits. The engine is already loaded; `/model`
 /// swaps it for another model between runs of the event loop, keeping the session.
+/// Returns, once the terminal is restored, the error that kept the user from
+/// any session (a start that could not proceed), for a non-zero exit.
 pub fn run(
     cx: &AppContext,
     engine: Box<dyn Backend>,
     start: Start,
     keymap: Keymap,
     theme: Theme,
-) -> std::io::Result<()> {
+) -> std::io::Result<Option<String>> {
     let mut app = App::new(keymap, theme, load_modes());
     show_model(&mut app, engine.as_ref());
-    app.characters = runtime::character_picker(cx);
+    app.characters = runtime::character_picker(&mut app, cx);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -108,17 +106,30 @@ pub fn run(
             Start::Picker => {}
             Start::Character(name) => {
                 runtime::open_character(&mut app, &context, &name);
-                runtime::open_session(&mut app, &context, None);
+                if app.failure.is_none() {
+                    runtime::open_session(&mut app, &context, effect::Opening::New);
+                }
             }
-            Start::Session { character, path } => {
+            Start::Session {
+                character,
+                path,
+                fork,
+            } => {
                 // A scene's session reopens with the whole cast.
                 let scene = crate::session::load_session(&path)
                     .ok()
                     .and_then(|(s, _)| s.header().scene.clone())
-                    .and_then(|title| scene_stem_titled(cx, &title));
+                    .and_then(|title| cx.scene_titled(&title));
                 let pick = scene.map_or(character, |stem| format!("scene:{stem}"));
                 runtime::open_character(&mut app, &context, &pick);
-                runtime::open_session(&mut app, &context, Some(&path));
+                if app.failure.is_none() {
+                    let opening = if fork {
+                        effect::Opening::Fork(path)
+                    } else {
+                        effect::Opening::Resume(path)
+                    };
+                    runtime::open_session(&mut app, &context, opening);
+                }
             }
         }
     }
@@ -135,7 +146,7 @@ pub fn run(
         else {
             save_modes(app.modes);
             drop(guard);
-            return result;
+            return result.map(|()| app.exit_failure());
         };
         if cx.config().backend.kind != BackendKind::Local {
             // A server's model is chosen where it runs (or by `/adapter` for a vLLM LoRA).

@@ -13,7 +13,7 @@ use super::action::Action;
 use super::app::ReplyTarget;
 use super::app::{App, Overlay, Screen};
 use super::chat::{ChatSession, Players};
-use super::effect::Effect;
+use super::effect::{Effect, Opening};
 use super::keymap::Layer;
 use super::picker::{Picker, PickerItem};
 use super::terminal::TerminalGuard;
@@ -21,8 +21,11 @@ use super::update::{on_engine, picker_type, refresh, start_reply, update};
 use super::view;
 use crate::app::AppContext;
 use crate::character::{Character, Scene, list_characters};
+use crate::chat::new_header;
 use crate::engine::{Backend, EventStream as EngineStream};
-use crate::session::{SessionHeader, SessionSummary, list_sessions, trash_session};
+use crate::session::{
+    Holder, SessionError, SessionLock, SessionSummary, list_sessions, trash_session,
+};
 
 /// What the loop needs besides the app state.
 pub struct Context<'a> {
@@ -230,11 +233,11 @@ async fn run_effects(
                 }
             }
             Effect::OpenCharacter(name) => open_character(app, cx, &name),
-            Effect::OpenSession(path) => open_session(app, cx, path.as_deref()),
+            Effect::OpenSession(opening) => open_session(app, cx, opening),
             Effect::DeleteSession(path) => {
-                match trash_session(&path) {
+                match delete_session(app, &path) {
                     Ok(to) => app.notify(format!("moved to {}", to.display()), false),
-                    Err(err) => app.notify(err.to_string(), true),
+                    Err(err) => app.notify(err, true),
                 }
                 let name = app.character_name.clone();
                 open_character(app, cx, &name);
@@ -287,38 +290,54 @@ fn adapter_label(path: &Path, scale: f32) -> String {
     format!("{name} ×{scale}")
 }
 
-/// The character picker: every character file in the studio.
-pub fn character_picker(cx: &AppContext) -> Picker {
+/// The character picker: every character file and scene in the studio.
+/// Files that cannot be read are left out and said in a notice.
+pub fn character_picker(app: &mut App, cx: &AppContext) -> Picker {
     let dir = cx.config().characters_dir(&cx.studio.root);
-    let items = list_characters(&dir)
-        .map(|list| {
-            list.into_iter()
-                .filter_map(|(path, c)| {
-                    let c = c.ok()?;
-                    let stem = path.file_stem()?.to_string_lossy().into_owned();
-                    Some(PickerItem {
-                        title: c.name.clone(),
-                        subtitle: c.book.clone(),
-                        preview: format!(
-                            "{}\n{}\n\n{}\n\nScenario: {}",
-                            c.name,
-                            c.description,
-                            c.profile.trim(),
-                            c.scenario.trim()
-                        ),
-                        value: stem,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut items: Vec<PickerItem> = items;
-    items.extend(scene_items(cx));
+    let mut problems = Vec::new();
+    let mut items = Vec::new();
+    match list_characters(&dir) {
+        Ok(list) => {
+            for (path, loaded) in list {
+                match loaded {
+                    Ok(c) => items.push(character_item(&path, &c)),
+                    Err(err) => problems.push(err.to_string()),
+                }
+            }
+        }
+        Err(err) => problems.push(err.to_string()),
+    }
+    items.extend(scene_items(cx, &mut problems));
+    if let Some(first) = problems.first() {
+        let more = match problems.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        app.notify(format!("left out of the list: {first}{more}"), true);
+    }
     Picker::new(items)
 }
 
+fn character_item(path: &Path, c: &Character) -> PickerItem {
+    PickerItem {
+        title: c.name.clone(),
+        subtitle: c.book.clone(),
+        preview: format!(
+            "{}\n{}\n\n{}\n\nScenario: {}",
+            c.name,
+            c.description,
+            c.profile.trim(),
+            c.scenario.trim()
+        ),
+        value: path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    }
+}
+
 /// Scenes in `characters/scenes/`, listed after the characters.
-fn scene_items(cx: &AppContext) -> Vec<PickerItem> {
+fn scene_items(cx: &AppContext, problems: &mut Vec<String>) -> Vec<PickerItem> {
     let Ok(entries) = std::fs::read_dir(cx.scenes_dir()) else {
         return Vec::new();
     };
@@ -331,7 +350,9 @@ fn scene_items(cx: &AppContext) -> Vec<PickerItem> {
     paths
         .into_iter()
         .filter_map(|path| {
-            let scene = crate::character::load_scene(&path).ok()?;
+            let scene = crate::character::load_scene(&path)
+                .map_err(|e| problems.push(e.to_string()))
+                .ok()?;
             let stem = path.file_stem()?.to_string_lossy().into_owned();
             let members: Vec<String> = scene
                 .members
@@ -364,13 +385,13 @@ pub fn open_character(app: &mut App, cx: &Context<'_>, name: &str) {
     let character = match cx.app.character(Some(name)) {
         Ok(c) => c,
         Err(err) => {
-            app.notify(err.to_string(), true);
+            app.fail(err.to_string());
             return;
         }
     };
     app.character_name = character.name.clone();
     let preview = character.greetings.first().cloned().unwrap_or_default();
-    app.sessions = session_picker(cx, preview, |s| {
+    app.sessions = session_picker(app, cx, preview, |s| {
         s.scene.is_none() && s.character.as_deref() == Some(character.name.as_str())
     });
     app.screen = Screen::Sessions;
@@ -381,13 +402,13 @@ fn open_scene(app: &mut App, cx: &Context<'_>, stem: &str) {
     let scene = match cx.app.scene(stem) {
         Ok(s) => s,
         Err(err) => {
-            app.notify(err.to_string(), true);
+            app.fail(err.to_string());
             return;
         }
     };
     app.scene_stem = Some(stem.to_string());
     app.character_name = scene.title.clone();
-    app.sessions = session_picker(cx, scene.scenario.clone(), |s| {
+    app.sessions = session_picker(app, cx, scene.scenario.clone(), |s| {
         s.scene.as_deref() == Some(scene.title.as_str())
     });
     app.screen = Screen::Sessions;
@@ -395,6 +416,7 @@ fn open_scene(app: &mut App, cx: &Context<'_>, stem: &str) {
 
 /// "New session" first, then the matching sessions, newest first.
 fn session_picker(
+    app: &mut App,
     cx: &Context<'_>,
     preview: String,
     belongs: impl Fn(&SessionSummary) -> bool,
@@ -406,13 +428,14 @@ fn session_picker(
         preview,
         value: String::new(),
     }];
-    if let Ok(list) = list_sessions(&dir) {
-        items.extend(list.into_iter().filter(|s| belongs(s)).map(|s| PickerItem {
+    match list_sessions(&dir) {
+        Ok(list) => items.extend(list.into_iter().filter(|s| belongs(s)).map(|s| PickerItem {
             title: s.title.clone(),
             subtitle: format!("{} messages · {}", s.messages, s.created_at),
             preview: format!("{}\n\n{}", s.path.display(), s.title),
             value: s.path.display().to_string(),
-        }));
+        })),
+        Err(err) => app.notify(format!("the saved sessions cannot be listed: {err}"), true),
     }
     Picker::new(items)
 }
@@ -447,13 +470,23 @@ fn cast_for(
     Ok((character.clone(), vec![character], None, user))
 }
 
-/// Opens a session (or starts one) for the current character.
-pub fn open_session(app: &mut App, cx: &Context<'_>, path: Option<&Path>) {
+/// Opens a session (or starts one) for the current character. Whatever
+/// fails is said on the screen; a session another window writes to asks
+/// whether to read it only or fork it.
+pub fn open_session(app: &mut App, cx: &Context<'_>, opening: Opening) {
+    if let Opening::Resume(path) = &opening
+        && let Some(chat) = &app.chat
+        && same_file(&chat.path, path)
+    {
+        // Already open here: this window holds its lock.
+        app.screen = Screen::Chat;
+        return;
+    }
     let config = cx.app.config();
     let (character, cast, scene, user) = match cast_for(app, cx) {
         Ok(c) => c,
         Err(err) => {
-            app.notify(err, true);
+            app.fail(err);
             return;
         }
     };
@@ -472,21 +505,23 @@ pub fn open_session(app: &mut App, cx: &Context<'_>, path: Option<&Path>) {
         variant,
         sampling,
     };
-    let result = match path {
-        Some(path) => ChatSession::open(path, players),
-        None => {
-            let info = cx.engine.model_info();
-            let date = crate::session::now_rfc3339()
-                .get(..10)
-                .unwrap_or_default()
-                .to_string();
-            let mut header = SessionHeader::new(format!("{label} — {date}"));
-            header.character = Some(character.name.clone());
-            header.scene = scene_title;
-            header.model = Some(info.name.clone());
-            header.model_fingerprint = Some(info.fingerprint.clone());
-            header.config = serde_json::to_value(&config.sampling).unwrap_or_default();
-            let dir = config.sessions_dir(&cx.app.studio.root);
+    let dir = config.sessions_dir(&cx.app.studio.root);
+    let result = match &opening {
+        Opening::Resume(path) => ChatSession::open(path, players),
+        Opening::ReadOnly(path) => ChatSession::open_read_only(
+            path,
+            players,
+            "another her window writes to it".to_string(),
+        ),
+        Opening::Fork(path) => ChatSession::fork(path, &dir, players),
+        Opening::New => {
+            let header = new_header(
+                &label,
+                &character.name,
+                scene_title.as_deref(),
+                &cx.engine.model_info(),
+                &config.sampling,
+            );
             ChatSession::create(&dir, players, header).map(|c| (c, Vec::new()))
         }
     };
@@ -495,15 +530,20 @@ pub fn open_session(app: &mut App, cx: &Context<'_>, path: Option<&Path>) {
             chat.annotator = config.prefs.annotator_id();
             app.runs_dir = config.runs_dir(&cx.app.studio.root);
             app.evals_dir = config.evals_dir(&cx.app.studio.root);
+            let forked = matches!(opening, Opening::Fork(_)).then(|| chat.path.clone());
             app.chat = Some(chat);
+            app.failure = None;
             app.screen = Screen::Chat;
             app.layer_focus = Layer::Input;
             app.streaming = None;
             refresh(app);
+            if let Some(path) = forked {
+                app.notify(format!("forked into {}", path.display()), false);
+            }
             if !notes.is_empty() {
                 app.notify(
                     format!(
-                        "{} line(s) of the session log were skipped: {}",
+                        "{} note(s) on the session log: {}",
                         notes.len(),
                         notes.join("; ")
                     ),
@@ -511,8 +551,72 @@ pub fn open_session(app: &mut App, cx: &Context<'_>, path: Option<&Path>) {
                 );
             }
         }
-        Err(err) => app.notify(err.to_string(), true),
+        Err(SessionError::Locked { path, holder }) => {
+            let message = format!(
+                "{}; open it read-only or fork it",
+                SessionError::Locked {
+                    path: path.clone(),
+                    holder: holder.clone(),
+                }
+            );
+            app.failure = Some(message);
+            app.overlay = Some(Overlay::Locked {
+                path,
+                holder: Holder::describe(holder.as_ref()),
+                cursor: 0,
+            });
+        }
+        Err(err) => {
+            let what = match &opening {
+                Opening::New => "cannot start a new session",
+                Opening::Fork(_) => "cannot fork the session",
+                Opening::Resume(_) | Opening::ReadOnly(_) => "cannot open the session",
+            };
+            app.fail(format!("{what}: {err}{}", fix_hint(&err, &dir)));
+        }
     }
+}
+
+/// What to do about a file-system refusal.
+fn fix_hint(err: &SessionError, dir: &Path) -> String {
+    match err {
+        SessionError::Io { cause, .. }
+            if matches!(
+                cause.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            format!(
+                "; make '{}' writable, or set paths.sessions to a folder you can write",
+                dir.display()
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// Two names of one file (a relative and an absolute path, say).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+/// Moves a session to the trash, unless another window writes to it. The
+/// session open in this window is closed first.
+pub(super) fn delete_session(app: &mut App, path: &Path) -> Result<PathBuf, String> {
+    if app.chat.as_ref().is_some_and(|c| same_file(&c.path, path)) {
+        app.chat = None;
+        app.messages.clear();
+    }
+    // Held while moving, so nobody opens it half-way.
+    let _lock = SessionLock::acquire(path).map_err(|e| match e {
+        SessionError::Locked { .. } => format!("{e}: close it there first"),
+        other => other.to_string(),
+    })?;
+    trash_session(path).map_err(|e| e.to_string())
 }
 
 /// Suspends the TUI, edits `text` in $VISUAL/$EDITOR, and comes back.

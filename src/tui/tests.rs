@@ -25,20 +25,29 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// An app on the chat screen with a fresh session of Elizabeth Bennet.
-fn chat_app(dir: &Path) -> App {
+/// Elizabeth Bennet and Mr. Darcy.
+pub(super) fn players() -> Players {
     let character = load_character(&repo().join("characters/elizabeth-bennet.toml")).unwrap();
-    let mut header = SessionHeader::new("Elizabeth Bennet — test");
-    header.character = Some(character.name.clone());
-    let players = Players {
+    Players {
         character: character.clone(),
         cast: vec![character],
         scene: None,
         user_name: "Mr. Darcy".into(),
         variant: PromptVariant::Training,
         sampling: Config::default().sampling,
-    };
-    let chat = ChatSession::create(dir, players, header).unwrap();
+    }
+}
+
+/// An app on the chat screen with a fresh session of Elizabeth Bennet.
+pub(super) fn chat_app(dir: &Path) -> App {
+    let mut header = SessionHeader::new("Elizabeth Bennet — test");
+    header.character = Some("Elizabeth Bennet".into());
+    let chat = ChatSession::create(dir, players(), header).unwrap();
+    with_chat(chat)
+}
+
+/// An app on the chat screen with `chat` open.
+pub(super) fn with_chat(chat: ChatSession) -> App {
     let mut app = App::new(Keymap::default(), Theme::dark(), PaneModes::default());
     app.chat = Some(chat);
     app.screen = Screen::Chat;
@@ -69,7 +78,7 @@ fn finished(reason: FinishReason) -> Finished {
 }
 
 /// Plays the engine's part: a reply streamed in pieces, then finished.
-fn reply(app: &mut App, pieces: &[&str]) {
+pub(super) fn reply(app: &mut App, pieces: &[&str]) {
     on_engine(
         app,
         Event::Started(Started {
@@ -89,7 +98,7 @@ fn reply(app: &mut App, pieces: &[&str]) {
     );
 }
 
-fn type_text(app: &mut App, text: &str) {
+pub(super) fn type_text(app: &mut App, text: &str) {
     for c in text.chars() {
         update(app, Action::Insert(c));
     }
@@ -278,7 +287,7 @@ fn keys_reach_actions_through_the_layer_keymap() {
 }
 
 /// The screen as text, one line per row.
-fn render(app: &mut App, width: u16, height: u16) -> String {
+pub(super) fn render(app: &mut App, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|f| super::view::draw(f, app)).unwrap();
     let buffer = terminal.backend().buffer().clone();

@@ -2,8 +2,8 @@
 //! runtime; never blocks and never touches the terminal or the engine.
 
 use super::action::Action;
-use super::app::{App, ConfirmAction, Overlay, ReplyTarget, Screen, Streaming};
-use super::effect::Effect;
+use super::app::{App, ConfirmAction, LOCKED_CHOICES, Overlay, ReplyTarget, Screen, Streaming};
+use super::effect::{Effect, Opening};
 use super::keymap::Layer;
 use super::model::Speaker;
 use super::rating::{FormOutcome, RatingInput};
@@ -67,6 +67,39 @@ fn dialog_action(app: &mut App, action: Action) -> Vec<Effect> {
             Vec::new()
         }
         Some(Overlay::Arena) => super::arena_flow::key(app, &action),
+        Some(Overlay::Locked { path, cursor, .. }) => {
+            let last = LOCKED_CHOICES.len() - 1;
+            let chosen = match action {
+                Action::ListUp => {
+                    *cursor = cursor.saturating_sub(1);
+                    None
+                }
+                Action::ListDown => {
+                    *cursor = (*cursor + 1).min(last);
+                    None
+                }
+                Action::Submit => Some(*cursor),
+                Action::Insert(c) => LOCKED_CHOICES.iter().position(|(key, _)| *key == c),
+                Action::CloseOverlay => Some(last),
+                _ => None,
+            };
+            let path = path.clone();
+            match chosen {
+                Some(0) => {
+                    app.overlay = None;
+                    vec![Effect::OpenSession(Opening::ReadOnly(path))]
+                }
+                Some(1) => {
+                    app.overlay = None;
+                    vec![Effect::OpenSession(Opening::Fork(path))]
+                }
+                Some(_) => {
+                    app.overlay = None;
+                    Vec::new()
+                }
+                None => Vec::new(),
+            }
+        }
         Some(Overlay::RlRate(form)) => {
             let annotator = app
                 .chat
@@ -194,8 +227,8 @@ fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
             };
             return match app.screen {
                 Screen::Characters => vec![Effect::OpenCharacter(item.value)],
-                _ if item.value.is_empty() => vec![Effect::OpenSession(None)],
-                _ => vec![Effect::OpenSession(Some(item.value.into()))],
+                _ if item.value.is_empty() => vec![Effect::OpenSession(Opening::New)],
+                _ => vec![Effect::OpenSession(Opening::Resume(item.value.into()))],
             };
         }
         Action::DeleteSelected if app.screen == Screen::Sessions => {
@@ -587,6 +620,12 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
     let Some(chat) = &app.chat else {
         return Vec::new();
     };
+    // A reply that could not be saved would be lost: refuse before generating.
+    if let Some(reason) = &chat.read_only {
+        let text = read_only_notice(reason);
+        app.notify(text, true);
+        return Vec::new();
+    }
     let (prompt, prefix) = match chat.prompt_for(&target, speaker) {
         Ok(p) => p,
         Err(err) => {
@@ -693,11 +732,19 @@ fn finish_reply(app: &mut App, done: Option<crate::engine::Finished>) {
     refresh(app);
 }
 
+/// What a refused change says in a read-only session.
+pub fn read_only_notice(reason: &str) -> String {
+    format!("read-only: {reason}; /fork continues in a new session file")
+}
+
 /// Rebuilds the shown messages from the session's active branch.
 pub fn refresh(app: &mut App) {
     if let Some(chat) = &app.chat {
         app.messages = chat.shown();
-        app.status.session = chat.title();
+        app.status.session = match chat.read_only {
+            Some(_) => format!("{} (read-only)", chat.title()),
+            None => chat.title(),
+        };
     }
     if let Some(i) = app.selected {
         app.selected = Some(i.min(app.messages.len().saturating_sub(1)));

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+pub mod tmux;
+
 use her_studio::config::SamplingConfig;
 use her_studio::engine::{LocalEngine, LocalEngineOptions};
 use her_studio::gguf::{TinyModelSpec, write_tiny_lora, write_tiny_qwen3};
@@ -48,6 +50,14 @@ pub fn smollm2() -> PathBuf {
         path.display()
     );
     path
+}
+
+/// The `her` binary under test: this build's, or `TEST_HER_BIN` (to run
+/// the end-to-end checks against another build, e.g. the code before a fix).
+pub fn her_bin() -> PathBuf {
+    std::env::var_os("TEST_HER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_her")))
 }
 
 pub fn repo_root() -> PathBuf {

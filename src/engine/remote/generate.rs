@@ -212,7 +212,7 @@ async fn run(
             url: ctx.http.shown(path),
             found: format!(
                 "a stream was asked for, {}",
-                super::http::describe_body(&text)
+                ctx.http.body_description(&text)
             ),
         }
         .into());
@@ -376,7 +376,7 @@ fn parse_chunk(
     }
     let json: Value = serde_json::from_str(data).map_err(|_| RemoteError::NotOpenAi {
         url: ctx.http.shown(path),
-        found: format!("a stream event {}", super::http::describe_body(data)),
+        found: format!("a stream event {}", ctx.http.body_description(data)),
     })?;
     if event == "error" || json.get("error").is_some() {
         return Err(RemoteError::Server {
@@ -385,7 +385,7 @@ fn parse_chunk(
                 .pointer("/error/code")
                 .and_then(Value::as_u64)
                 .unwrap_or(500) as u16,
-            message: super::http::error_message(data),
+            message: ctx.http.body_message(data),
         });
     }
     Ok(Some(json))

@@ -41,6 +41,7 @@ pub struct Http {
     client: reqwest::Client,
     base: String,
     options: HttpOptions,
+    redactor: Redactor,
 }
 
 /// Longest wait between two attempts, whatever a Retry-After asks.
@@ -50,9 +51,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 impl Http {
     pub fn new(options: HttpOptions) -> Result<Self, RemoteError> {
         let base = options.base_url.trim().trim_end_matches('/').to_owned();
+        let redactor = Redactor::new(options.api_key.as_ref(), &base);
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(RemoteError::BadUrl {
-                url: options.base_url.clone(),
+                url: redactor.scrub(&redact(&options.base_url)),
             });
         }
         let client = reqwest::Client::builder()
@@ -61,12 +63,13 @@ impl Http {
             .build()
             .map_err(|e| RemoteError::Unreachable {
                 url: redact(&base),
-                reason: e.to_string(),
+                reason: redactor.scrub(&e.to_string()),
             })?;
         Ok(Self {
             client,
             base,
             options,
+            redactor,
         })
     }
 
@@ -77,6 +80,22 @@ impl Http {
 
     pub fn base_shown(&self) -> String {
         redact(&self.base)
+    }
+
+    /// `text` from the server (or about it) with the key and the URL's
+    /// credentials masked: some servers echo the request headers in errors.
+    pub fn scrub(&self, text: &str) -> String {
+        self.redactor.scrub(text)
+    }
+
+    /// The message of an error body, masked; see [`error_message`].
+    pub fn body_message(&self, body: &str) -> String {
+        error_message(&self.scrub(body))
+    }
+
+    /// A short description of an unexpected body, masked; see [`describe_body`].
+    pub fn body_description(&self, body: &str) -> String {
+        describe_body(&self.scrub(body))
     }
 
     /// Sends a request and returns a 2xx response, retrying refused
@@ -149,7 +168,7 @@ impl Http {
             .map_err(|e| self.transport_error(path, &e))?;
         serde_json::from_str(&text).map_err(|_| RemoteError::NotOpenAi {
             url: self.shown(path),
-            found: describe_body(&text),
+            found: self.body_description(&text),
         })
     }
 
@@ -163,12 +182,12 @@ impl Http {
         } else if err.is_connect() {
             RemoteError::Unreachable {
                 url,
-                reason: root_cause(err),
+                reason: self.scrub(&root_cause(err)),
             }
         } else {
             RemoteError::ConnectionLost {
                 url,
-                reason: root_cause(err),
+                reason: self.scrub(&root_cause(err)),
             }
         }
     }
@@ -181,7 +200,7 @@ impl Http {
         attempts: u32,
     ) -> RemoteError {
         let url = self.shown(path);
-        let message = error_message(body);
+        let message = self.body_message(body);
         match status.as_u16() {
             401 | 403 => RemoteError::Unauthorized {
                 url,
@@ -282,16 +301,168 @@ fn shorten(text: &str, max: usize) -> String {
     }
 }
 
-/// Drops a `user:password@` part of a URL so it never reaches a message or log.
+/// Drops a `user:password@` part of a URL, and masks the values of query
+/// parameters that look like credentials (`?api_key=…`), so they never reach
+/// a message, a report or a log.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let host_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..host_end].rfind('@') {
-        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-        None => url.to_owned(),
+    let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let rest = match rest[..host_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    let Some((before, query)) = rest.split_once('?') else {
+        return format!("{scheme}://{rest}");
+    };
+    let (query, fragment) = match query.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (query, None),
+    };
+    let masked: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, value)) if is_secret_name(name) && !value.is_empty() => {
+                format!("{name}={MASK}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    let mut out = format!("{scheme}://{before}?{}", masked.join("&"));
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
     }
+    out
+}
+
+/// What a masked secret is shown as.
+pub const MASK: &str = "***";
+
+fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    [
+        "key", "token", "secret", "password", "passwd", "auth", "sig",
+    ]
+    .iter()
+    .any(|w| name.contains(w))
+}
+
+/// Masks the secrets of one connection wherever they appear in a text: the
+/// API key, the URL's password (as written and percent-decoded) and the
+/// Basic credentials made of it, plus anything shaped like a credential
+/// (`Bearer …`, `Basic …`, `sk-…`), so a key this client does not know
+/// about is hidden too.
+#[derive(Clone, Default)]
+pub struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Redactor({} secrets)", self.secrets.len())
+    }
+}
+
+impl Redactor {
+    pub fn new(api_key: Option<&ApiKey>, url: &str) -> Self {
+        use base64::Engine as _;
+        let mut secrets = Vec::new();
+        if let Some(key) = api_key {
+            secrets.push(key.0.clone());
+        }
+        if let Some((_, rest)) = url.split_once("://") {
+            let host_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            if let Some(at) = rest[..host_end].rfind('@') {
+                let userinfo = &rest[..at];
+                let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                let decoded = percent_decode(password);
+                secrets.push(password.to_owned());
+                secrets.push(decoded.clone());
+                let basic = format!("{}:{decoded}", percent_decode(user));
+                secrets.push(base64::engine::general_purpose::STANDARD.encode(basic));
+            }
+        }
+        secrets.retain(|s| !s.is_empty());
+        // Longest first, so a secret containing another is masked whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        secrets.dedup();
+        Self { secrets }
+    }
+
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), MASK);
+            }
+        }
+        mask_credential_shapes(&out)
+    }
+}
+
+/// `Bearer x`, `Basic x` (any case) and `sk-…` keys with their token masked.
+fn mask_credential_shapes(text: &str) -> String {
+    let is_token = |c: char| c.is_ascii_alphanumeric() || "-._~+/=".contains(c);
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while at < text.len() {
+        let rest = &lower[at..];
+        let prefix = ["bearer ", "basic "]
+            .iter()
+            .find(|p| rest.starts_with(**p))
+            .map(|p| p.len())
+            .or_else(|| {
+                let starts_word = at == 0 || !text[..at].ends_with(is_token);
+                (starts_word && rest.starts_with("sk-")).then_some(3)
+            });
+        let Some(prefix) = prefix else {
+            let next = text[at..].chars().next().map_or(1, char::len_utf8);
+            out.push_str(&text[at..at + next]);
+            at += next;
+            continue;
+        };
+        let token_start = at + prefix;
+        let token_len = text[token_start..]
+            .find(|c: char| !is_token(c))
+            .unwrap_or(text.len() - token_start);
+        out.push_str(&text[at..token_start]);
+        // "Basic auth" in prose is not a credential: only mask token-like runs.
+        if token_len >= 8 {
+            out.push_str(MASK);
+        } else {
+            out.push_str(&text[token_start..token_start + token_len]);
+        }
+        at = token_start + token_len;
+    }
+    out
+}
+
+/// `%XX` escapes decoded (as reqwest does for URL credentials); anything
+/// else, including a malformed escape, is kept as it is.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -322,5 +493,38 @@ mod tests {
         );
         assert_eq!(redact("http://127.0.0.1:8080"), "http://127.0.0.1:8080");
         assert_eq!(format!("{:?}", ApiKey::new("sk-123")), "ApiKey(<hidden>)");
+        assert_eq!(
+            redact("http://u:p@host?x=1&api_key=abc&token=t#frag"),
+            "http://host?x=1&api_key=***&token=***#frag"
+        );
+        assert_eq!(redact("http://h:1/v1@x"), "http://h:1/v1@x");
+    }
+
+    #[test]
+    fn echoed_keys_and_credentials_are_masked() {
+        let key = ApiKey::new("my-planted-key-0123");
+        let r = Redactor::new(Some(&key), "http://alice:p%40ss-word@host:8000");
+        let basic = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode("alice:p@ss-word")
+        };
+        let echoed = format!(
+            "x-api-key: my-planted-key-0123\nauthorization: Basic {basic}\npw p%40ss-word p@ss-word"
+        );
+        let out = r.scrub(&echoed);
+        for leak in [
+            "my-planted-key-0123",
+            basic.as_str(),
+            "p%40ss-word",
+            "p@ss-word",
+        ] {
+            assert!(!out.contains(leak), "{leak} in {out}");
+        }
+        // Credential shapes are masked even when the client does not know them.
+        let other = Redactor::default().scrub(
+            "Authorization: Bearer abcdefgh12345678, key sk-proj-ABCDEFGHIJKLMNOP; Basic auth",
+        );
+        assert_eq!(other, "Authorization: Bearer ***, key sk-***; Basic auth");
+        assert_eq!(Redactor::default().scrub("né désk-x"), "né désk-x");
     }
 }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
 pub use error::RemoteError;
-pub use http::{ApiKey, redact};
+pub use http::{ApiKey, MASK, Redactor, redact};
 
 use adapters::Active;
 use cancel::Cancel;

@@ -104,7 +104,9 @@ proptest! {
             }
             prop_assert!(selections_are_live(session.tree()));
         }
-        let (_, back, issues) = SessionFile::open(file.path()).unwrap();
+        let path = file.path().to_path_buf();
+        drop(file);
+        let (_, back, issues) = SessionFile::open(&path).unwrap();
         prop_assert!(issues.is_empty(), "{:?}", issues);
         prop_assert_eq!(&back, &session);
         prop_assert_eq!(back.tree(), shadow.tree());

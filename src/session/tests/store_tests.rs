@@ -7,9 +7,9 @@ use serde_json::json;
 
 use super::*;
 
+/// What a fresh reader sees (the writer keeps its lock meanwhile).
 fn reopen(file: &SessionFile) -> (Session, Vec<LoadIssue>) {
-    let (_, s, issues) = SessionFile::open(file.path()).unwrap();
-    (s, issues)
+    load_session(file.path()).unwrap()
 }
 
 /// A session exercising every op, written through `commit`.
@@ -191,7 +191,9 @@ fn a_cut_off_last_line_is_reported_and_healed_by_the_next_append() {
     bytes.extend_from_slice(&whole.as_bytes()[..whole.len() / 2]);
     fs::write(f.path(), &bytes).unwrap();
 
-    let (mut f, mut s, issues) = SessionFile::open(f.path()).unwrap();
+    let path = f.path().to_path_buf();
+    drop(f);
+    let (mut f, mut s, issues) = SessionFile::open(&path).unwrap();
     assert_eq!(issues.len(), 1);
     assert_eq!(issues[0].line, 3);
     assert!(

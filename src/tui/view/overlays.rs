@@ -7,7 +7,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::wrap::sanitize;
-use crate::tui::app::{App, Overlay};
+use crate::tui::app::{App, LOCKED_CHOICES, Overlay};
 use crate::tui::highlight::highlight;
 use crate::tui::keymap::Layer;
 
@@ -60,7 +60,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
             }
             lines.push(Line::default());
             lines.push(Line::styled(
-                "commands: /help /prompt /clear /history /rename TITLE /character /model [PATH] /adapter PATH [scale] /adapter off /sampling key=value /arena [seeds|temp T|base|adapter PATH] /runs /evals /export txt|md|st",
+                "commands: /help /prompt /clear /fork /history /rename TITLE /character /model [PATH] /adapter PATH [scale] /adapter off /sampling key=value /arena [seeds|temp T|base|adapter PATH] /runs /evals /export txt|md|st",
                 app.theme.dim(),
             ));
             frame.render_widget(
@@ -148,6 +148,43 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
         Overlay::Runs { cursor } => super::runs::draw(frame, rect, app, *cursor),
         Overlay::RlRate(form) => super::rl_rate::draw(frame, rect, app, form),
         Overlay::Evals { cursor } => super::evals::draw(frame, rect, app, *cursor),
+        Overlay::Locked {
+            path,
+            holder,
+            cursor,
+        } => {
+            let small = centered(area, 70, 40);
+            frame.render_widget(Clear, small);
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut lines = vec![
+                Line::raw(format!(
+                    "'{name}' is open in another her window ({holder})."
+                )),
+                Line::raw("Only one window writes to a session, so both stories stay whole."),
+                Line::default(),
+            ];
+            for (i, (key, label)) in LOCKED_CHOICES.iter().enumerate() {
+                let style = if i == *cursor {
+                    Style::default()
+                        .bg(app.theme.selection)
+                        .add_modifier(Modifier::BOLD)
+                } else {
+                    Style::default()
+                };
+                lines.push(Line::styled(format!("{key}  {label}"), style));
+            }
+            frame.render_widget(
+                Paragraph::new(lines).wrap(Wrap { trim: false }).block(
+                    Block::default()
+                        .borders(Borders::ALL)
+                        .title("this session is open elsewhere"),
+                ),
+                small,
+            );
+        }
         Overlay::Confirm { question, .. } => {
             let small = centered(area, 60, 20);
             frame.render_widget(Clear, small);

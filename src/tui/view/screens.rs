@@ -4,11 +4,11 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
 use super::overlays;
 use super::transcript::Transcript;
-use super::wrap::sanitize;
+use super::wrap::{sanitize, wrap};
 use crate::format::{Layer, health};
 use crate::tui::app::{App, Screen};
 use crate::tui::keymap::Layer as KeyLayer;
@@ -43,6 +43,36 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
     if let Some(overlay) = &app.overlay {
         overlays::draw(frame, area, app, overlay);
     }
+    // Last, so no screen or overlay can hide a message.
+    draw_notice(frame, area, app);
+}
+
+/// Most rows a notice takes; a longer one is cut (it is in the log too).
+const NOTICE_ROWS: usize = 4;
+
+/// The notice (an error or a confirmation) over the bottom rows of any
+/// screen: on the chat it covers the status bar, on a picker the key help.
+fn draw_notice(frame: &mut Frame, area: Rect, app: &App) {
+    let Some((text, error)) = &app.status.notice else {
+        return;
+    };
+    let style = if *error {
+        Style::default().fg(app.theme.error)
+    } else {
+        Style::default().fg(app.theme.accent)
+    };
+    let lines = wrap(&[(text.clone(), style)], usize::from(area.width.max(1)), 0);
+    let rows = lines
+        .len()
+        .clamp(1, NOTICE_ROWS)
+        .min(usize::from(area.height)) as u16;
+    let rect = Rect {
+        y: area.bottom().saturating_sub(rows),
+        height: rows,
+        ..area
+    };
+    frame.render_widget(Clear, rect);
+    frame.render_widget(Paragraph::new(lines), rect);
 }
 
 fn draw_picker(frame: &mut Frame, area: Rect, picker: &Picker, title: &str, app: &App) {
@@ -195,10 +225,14 @@ fn draw_chat(frame: &mut Frame, area: Rect, app: &mut App) {
 }
 
 fn draw_composer(frame: &mut Frame, area: Rect, app: &App) {
-    let title = match (&app.editing, &app.streaming) {
-        (Some(_), _) => "editing (enter saves a new version · esc leaves)".to_string(),
-        (None, Some(_)) => "writing… (ctrl+c stops)".to_string(),
-        (None, None) => format!(
+    let read_only = app.chat.as_ref().and_then(|c| c.read_only.as_deref());
+    let title = match (read_only, &app.editing, &app.streaming) {
+        (Some(reason), _, _) => {
+            format!("read-only: {reason} · /fork continues in a new session file")
+        }
+        (None, Some(_), _) => "editing (enter saves a new version · esc leaves)".to_string(),
+        (None, None, Some(_)) => "writing… (ctrl+c stops)".to_string(),
+        (None, None, None) => format!(
             "message to {} (enter sends · alt+enter new line · /help)",
             app.character_name
         ),
@@ -216,15 +250,6 @@ fn draw_composer(frame: &mut Frame, area: Rect, app: &App) {
 
 fn draw_status(frame: &mut Frame, area: Rect, app: &App) {
     let s = &app.status;
-    if let Some((notice, error)) = &s.notice {
-        let style = if *error {
-            Style::default().fg(app.theme.error)
-        } else {
-            Style::default().fg(app.theme.accent)
-        };
-        frame.render_widget(Paragraph::new(Line::styled(notice.clone(), style)), area);
-        return;
-    }
     let (errors, warnings) = health(&s.findings);
     let format = match (errors, warnings) {
         (0, 0) => "format ok".to_string(),
