@@ -7,6 +7,7 @@ mod scene;
 pub mod store;
 pub mod transfer;
 
+pub(crate) use file::line_col;
 pub use file::{
     CharacterError, ListedCharacter, list_characters, load_character, load_character_by_name,
     parse_character,
