@@ -34,9 +34,11 @@ pub enum Command {
     Chat(ChatArgs),
     /// List the characters and scenes in the studio's characters/ folder.
     Characters,
-    /// Import a SillyTavern Character Card (V2/V3, .png or .json) or CoSER scene JSON.
+    /// Import a SillyTavern Character Card (V2/V3, .png or .json), a World Info / lorebook V3
+    /// book (.json, into characters/lore/) or CoSER scene JSON.
     Import(ImportArgs),
-    /// Export a character as a Character Card V3 (PNG also carries V2) for SillyTavern.
+    /// Export a character as a Character Card V3 (PNG also carries V2), or a lorebook as
+    /// SillyTavern World Info JSON.
     #[command(subcommand)]
     Export(ExportCommand),
     /// Print the exact prompt that would be sent, with tokens per section.
@@ -131,9 +133,9 @@ pub struct ChatArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct ImportArgs {
-    /// The card (.png / .json) or CoSER JSON file.
+    /// The card (.png / .json), World Info / lorebook V3 (.json) or CoSER JSON file.
     pub path: PathBuf,
-    /// Replace a character or scene file of the same name.
+    /// Replace a character, scene or lorebook file of the same name.
     #[arg(long)]
     pub force: bool,
 }
@@ -146,6 +148,17 @@ pub enum ExportCommand {
     Session(ExportSessionArgs),
     /// Preference data as TRL DPO / KTO / SFT or HER-RM JSONL.
     Prefs(ExportPrefsArgs),
+    /// A lorebook (characters/lore/NAME.toml) as SillyTavern World Info JSON.
+    Lore(ExportLoreArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportLoreArgs {
+    /// Book file stem or book name.
+    pub name: String,
+    /// Output file (default: <name>.json in the current folder).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 /// Which preference records to use.

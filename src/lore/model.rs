@@ -20,6 +20,13 @@ pub const MAX_WEIGHT: u32 = 999_999;
 /// Largest book token budget accepted (ten million tokens).
 pub const MAX_TOKEN_BUDGET: u32 = 10_000_000;
 
+/// A probability as stored: six decimals at most, so that it reads back
+/// exactly from JSON (serde_json's fast float parser is exact for such
+/// numbers; SillyTavern's editor itself only writes whole percents).
+pub fn percent(p: f64) -> f64 {
+    (p * 1e6).round() / 1e6
+}
+
 /// A lorebook: `characters/lore/NAME.toml`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -18,7 +18,7 @@ use super::error::{LoreError, entry_label};
 use super::json::{Reader, number_value};
 use super::model::{
     Book, BookDefaults, CharacterFilter, DEFAULT_DEPTH, DEFAULT_ORDER, DEFAULT_PROBABILITY,
-    DEFAULT_WEIGHT, Entry, JsonObject, Logic, Position, RecursionDelay, Role, ScanSources,
+    DEFAULT_WEIGHT, Entry, JsonObject, Logic, Position, RecursionDelay, Role, ScanSources, percent,
 };
 use super::validate::{Field, ST_NAMES, check_book};
 
@@ -155,7 +155,9 @@ fn entry_from_st(
         creator_notes: r.bool("matchCreatorNotes")?.unwrap_or(false),
     };
     e.delay_until_recursion = recursion_delay(&mut r, "delayUntilRecursion")?;
-    e.probability = r.number("probability")?.unwrap_or(DEFAULT_PROBABILITY);
+    e.probability = r
+        .number("probability")?
+        .map_or(DEFAULT_PROBABILITY, percent);
     e.use_probability = r.bool("useProbability")?.unwrap_or(true);
     e.depth = r.uint("depth", Field::Depth)?.unwrap_or(DEFAULT_DEPTH);
     e.outlet = r.string("outletName")?.unwrap_or_default();

@@ -23,7 +23,7 @@ use super::error::{LoreError, entry_label};
 use super::json::{Reader, kind};
 use super::model::{
     Book, DEFAULT_DEPTH, DEFAULT_PROBABILITY, DEFAULT_WEIGHT, Entry, JsonObject, Logic, Position,
-    Role, ScanSources,
+    Role, ScanSources, percent,
 };
 use super::st_json::recursion_delay;
 use super::validate::{CARD_NAMES, Field, check_book};
@@ -267,7 +267,9 @@ fn card_entry(
     e.prevent_recursion = x.bool("prevent_recursion")?.unwrap_or(false);
     e.delay_until_recursion = recursion_delay(&mut x, "delay_until_recursion")?;
     e.display_index = Some(x.int("display_index")?.unwrap_or(index as i64));
-    e.probability = x.number("probability")?.unwrap_or(DEFAULT_PROBABILITY);
+    e.probability = x
+        .number("probability")?
+        .map_or(DEFAULT_PROBABILITY, percent);
     e.use_probability = x.bool("useProbability")?.unwrap_or(true);
     e.depth = x.uint("depth", Field::Depth)?.unwrap_or(DEFAULT_DEPTH);
     if let Some(n) = x.int("selectiveLogic")? {
