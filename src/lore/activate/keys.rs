@@ -9,6 +9,8 @@
 //! set of books (one over lowercased keys, one over case-sensitive ones), so a
 //! scan reads each message once however many entries there are.
 
+use std::collections::HashMap;
+
 use aho_corasick::{AhoCorasick, MatchKind};
 
 /// Longest regex pattern accepted, in characters.
@@ -332,6 +334,7 @@ pub struct PatternRef {
 pub struct PlainIndex {
     lower: Vec<String>,
     exact: Vec<String>,
+    seen: HashMap<(bool, String), usize>,
     lower_ac: Option<AhoCorasick>,
     exact_ac: Option<AhoCorasick>,
 }
@@ -343,13 +346,13 @@ impl PlainIndex {
             Fold::Lower => &mut self.lower,
             Fold::Exact => &mut self.exact,
         };
-        let index = match list.iter().position(|p| *p == text) {
-            Some(i) => i,
-            None => {
-                list.push(text);
+        let index = *self
+            .seen
+            .entry((fold == Fold::Exact, text))
+            .or_insert_with_key(|(_, text)| {
+                list.push(text.clone());
                 list.len() - 1
-            }
-        };
+            });
         PatternRef { fold, index }
     }
 

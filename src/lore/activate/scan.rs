@@ -78,14 +78,29 @@ enum Resolved {
 
 /// The joined text of one view, raw and lowercased, with where each piece
 /// starts.
+#[derive(Default)]
 struct Joined {
     raw: String,
     lower: String,
     raw_starts: Vec<(usize, At)>,
     lower_starts: Vec<(usize, At)>,
+    /// Recursion texts appended so far, and the pass of the last one.
+    recursion_done: usize,
+    last_pass: Option<u32>,
 }
 
 impl Joined {
+    /// Appends a piece; it starts with its separator, so a match on the
+    /// `\x01` before a message belongs to that message.
+    fn push(&mut self, sep: &str, segment: &Segment, at: At) {
+        self.raw_starts.push((self.raw.len(), at));
+        self.lower_starts.push((self.lower.len(), at));
+        self.raw.push_str(sep);
+        self.lower.push_str(sep);
+        self.raw.push_str(&segment.raw);
+        self.lower.push_str(&segment.lower);
+    }
+
     fn locate(starts: &[(usize, At)], offset: usize) -> Option<At> {
         let i = starts.partition_point(|(s, _)| *s <= offset);
         starts.get(i.checked_sub(1)?).map(|(_, at)| *at)
@@ -102,7 +117,9 @@ pub struct Buffer<'a> {
     /// [substring, whole word] × [Lower, Exact].
     hits: [[Vec<Hit>; 2]; 2],
     text_keys: Vec<Resolved>,
-    joined: HashMap<(View, usize), Joined>,
+    joined: HashMap<View, Joined>,
+    /// (regex, view) → length of the joined text it did not match.
+    regex_misses: HashMap<(usize, View), usize>,
 }
 
 fn fold_index(fold: Fold) -> usize {
@@ -179,6 +196,7 @@ impl<'a> Buffer<'a> {
             hits: [hits.clone(), hits],
             text_keys,
             joined: HashMap::new(),
+            regex_misses: HashMap::new(),
         };
         for i in 0..buffer.messages.len() {
             buffer.index_segment(SegmentRef::Message(i));
@@ -256,10 +274,20 @@ impl<'a> Buffer<'a> {
             }
             KeyKind::Regex(i) => {
                 let lib = self.lib;
+                let length = self.joined(view).raw.len();
+                // The same text gives the same miss: entries are evaluated
+                // again in later passes and for group scores.
+                if self.regex_misses.get(&(*i, view)) == Some(&length) {
+                    return None;
+                }
                 let joined = self.joined(view);
-                lib.regexes[*i]
+                let found = lib.regexes[*i]
                     .find_start(&joined.raw)
-                    .and_then(|at| Joined::locate(&joined.raw_starts, at))
+                    .and_then(|at| Joined::locate(&joined.raw_starts, at));
+                if found.is_none() {
+                    self.regex_misses.insert((*i, view), length);
+                }
+                found
             }
             KeyKind::Text(i) => {
                 let i = *i;
@@ -293,82 +321,52 @@ impl<'a> Buffer<'a> {
         }
     }
 
-    /// The joined text of `view`, built once per view and recursion state.
+    /// The joined text of `view`: the chat and context part built once, the
+    /// recursion texts appended as they arrive.
     fn joined(&mut self, view: View) -> &Joined {
-        let key = (
-            view,
-            if view.recursion {
-                self.recursion.len()
-            } else {
-                0
-            },
-        );
         let (messages, context, recursion) = (&self.messages, &self.context, &self.recursion);
-        self.joined.entry(key).or_insert_with(|| {
-            let mut pieces: Vec<(&str, &str, At)> = Vec::new();
-            for (i, m) in messages.iter().take(view.depth).enumerate() {
-                pieces.push((&m.raw, &m.lower, At::Message(i)));
-            }
-            for (bit, segment) in context {
-                if bit & view.mask != 0 {
-                    let at = if *bit == INJECTED {
-                        At::Injected
-                    } else {
-                        At::Context(bit.trailing_zeros() as u8)
-                    };
-                    pieces.push((&segment.raw, &segment.lower, at));
-                }
-            }
-            let mut joined = Joined {
-                raw: String::new(),
-                lower: String::new(),
-                raw_starts: Vec::new(),
-                lower_starts: Vec::new(),
-            };
-            let push = |joined: &mut Joined, sep: &str, raw: &str, lower: &str, at: At| {
-                // A piece starts with its separator: a match on the `\x01`
-                // before a message belongs to that message.
-                joined.raw_starts.push((joined.raw.len(), at));
-                joined.lower_starts.push((joined.lower.len(), at));
-                joined.raw.push_str(sep);
-                joined.lower.push_str(sep);
-                joined.raw.push_str(raw);
-                joined.lower.push_str(lower);
-            };
-            for (n, (raw, lower, at)) in pieces.into_iter().enumerate() {
-                push(
-                    &mut joined,
-                    if n == 0 { "\x01" } else { "\n\x01" },
-                    raw,
-                    lower,
-                    at,
-                );
+        let joined = self.joined.entry(view).or_insert_with(|| {
+            let mut joined = Joined::default();
+            let chat = messages
+                .iter()
+                .take(view.depth)
+                .enumerate()
+                .map(|(i, m)| (m, At::Message(i)));
+            let extra =
+                context
+                    .iter()
+                    .filter(|(bit, _)| bit & view.mask != 0)
+                    .map(|(bit, segment)| {
+                        let at = if *bit == INJECTED {
+                            At::Injected
+                        } else {
+                            At::Context(bit.trailing_zeros() as u8)
+                        };
+                        (segment, at)
+                    });
+            for (n, (segment, at)) in chat.chain(extra).enumerate() {
+                joined.push(if n == 0 { "\x01" } else { "\n\x01" }, segment, at);
             }
             if joined.raw.is_empty() {
                 joined.raw.push('\x01');
                 joined.lower.push('\x01');
             }
-            if view.recursion {
-                // One chunk per pass, entries of a pass joined by a newline.
-                let mut last_pass = None;
-                for (entry, pass, segment) in recursion {
-                    let sep = if last_pass == Some(*pass) {
-                        "\n"
-                    } else {
-                        "\n\x01"
-                    };
-                    last_pass = Some(*pass);
-                    push(
-                        &mut joined,
-                        sep,
-                        &segment.raw,
-                        &segment.lower,
-                        At::Recursion(*entry),
-                    );
-                }
-            }
             joined
-        })
+        });
+        if view.recursion {
+            // One chunk per pass, entries of a pass joined by a newline.
+            for (entry, pass, segment) in &recursion[joined.recursion_done..] {
+                let sep = if joined.last_pass == Some(*pass) {
+                    "\n"
+                } else {
+                    "\n\x01"
+                };
+                joined.last_pass = Some(*pass);
+                joined.push(sep, segment, At::Recursion(*entry));
+            }
+            joined.recursion_done = recursion.len();
+        }
+        joined
     }
 }
 

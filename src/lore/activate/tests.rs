@@ -776,3 +776,87 @@ fn positions_map_onto_placements() {
         }
     );
 }
+
+// Where SillyTavern's code misses its evident intent (README, "Lorebooks").
+
+#[test]
+fn scan_depth_zero_still_sees_recursion() {
+    let mut starter = entry(1, &[], "the castle");
+    starter.constant = true;
+    let mut blind = entry(2, &["castle"], "C");
+    blind.scan_depth = Some(0);
+    let mut chat_only = entry(3, &["moat"], "M");
+    chat_only.scan_depth = Some(0);
+    let lib = library(vec![starter, blind, chat_only], ScanSettings::default());
+    let out = run(&lib, &["a moat"]);
+    assert_eq!(uids(&out), [1, 2]);
+}
+
+#[test]
+fn the_budget_counts_entries_that_prevent_recursion() {
+    let mut quiet = entry(1, &["go"], "aaaaaaaaa");
+    quiet.order = 200;
+    quiet.prevent_recursion = true;
+    let mut feeder = entry(2, &["go"], "then cccc");
+    feeder.order = 150;
+    let lib = library(
+        vec![quiet, feeder, entry(3, &["then"], "bbbbbbbbb")],
+        ScanSettings {
+            budget: Budget::Tokens(30),
+            ..ScanSettings::default()
+        },
+    );
+    // 10 + 10 in the first pass; the recursion pass's 10 more reach 30.
+    let out = run(&lib, &["go"]);
+    assert_eq!(uids(&out), [1, 2]);
+    assert_eq!(
+        left(&out, 3),
+        Some(&Reason::Budget {
+            tokens: 10,
+            left: 10
+        })
+    );
+}
+
+#[test]
+fn an_entry_in_two_groups_leaves_each_group_a_winner() {
+    let member = |uid, group: &str, prioritized| {
+        let mut e = entry(uid, &["bell"], "B");
+        e.group = group.into();
+        e.group_override = prioritized;
+        e
+    };
+    let lib = library(
+        vec![
+            member(1, "x, y", false),
+            member(2, "x", true),
+            member(3, "y", false),
+        ],
+        ScanSettings::default(),
+    );
+    for seed in 0..20 {
+        let msgs = messages(&["bell"]);
+        let timed = TimedState::default();
+        let input = ScanInput {
+            seed,
+            ..ScanInput::new(&msgs, &timed)
+        };
+        assert_eq!(uids(&lib.scan(&input, &chars)), [2, 3], "seed {seed}");
+    }
+}
+
+#[test]
+fn an_edited_entry_keeps_its_running_effect() {
+    let mut storm = entry(1, &["storm"], "before the edit");
+    storm.sticky = 5;
+    let first = run(
+        &library(vec![storm.clone()], ScanSettings::default()),
+        &["storm"],
+    );
+    storm.content = "after the edit".into();
+    let edited = library(vec![storm], ScanSettings::default());
+    let msgs = messages(&["storm", "r", "calm"]);
+    let out = edited.scan(&ScanInput::new(&msgs, &first.timed), &chars);
+    assert_eq!(out.activated[0].why, Why::Sticky);
+    assert_eq!(out.activated[0].content, "after the edit");
+}
