@@ -356,12 +356,10 @@ impl<'l, 'i> Scan<'l, 'i> {
             let fed = self.spend_budget(candidates);
 
             let mut next = None;
-            if s.recursive && !self.spend.overflowed {
-                if !fed.is_empty()
-                    || (self.kind == PassKind::MinActivations && self.buffer.has_recursion())
-                {
-                    next = Some(PassKind::Recursion);
-                }
+            let more_recursion = !fed.is_empty()
+                || (self.kind == PassKind::MinActivations && self.buffer.has_recursion());
+            if s.recursive && !self.spend.overflowed && more_recursion {
+                next = Some(PassKind::Recursion);
             }
             if next.is_none()
                 && !self.spend.overflowed
