@@ -5,6 +5,7 @@ mod conversation;
 mod headless;
 pub mod prompt_view;
 mod scene;
+pub mod story;
 
 pub use conversation::{Conversation, TurnOutcome, character_sampling, stream_reply};
 pub use headless::{HeadlessOptions, run_headless, run_headless_scene};
