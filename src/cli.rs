@@ -480,6 +480,10 @@ pub struct PromptArgs {
     /// Only the table of token counts, not the prompt text.
     #[arg(long)]
     pub counts_only: bool,
+    /// Also attach this lorebook of characters/lore/ (repeatable), as
+    /// `/lore attach` does in a session.
+    #[arg(long = "lore", value_name = "BOOK")]
+    pub lore: Vec<String>,
     #[command(flatten)]
     pub model: ModelArgs,
 }

@@ -190,12 +190,8 @@ pub fn lay_out(activated: &[Activation], note: Option<&NoteInsert>) -> Additions
 /// show.
 pub fn explain(outcome: &ScanOutcome) -> Vec<String> {
     let mut lines = Vec::new();
-    for a in &outcome.activated {
-        lines.push(format!("+ {a}"));
-    }
-    for l in &outcome.left_out {
-        lines.push(format!("- {l}"));
-    }
+    lines.extend(outcome.activated.iter().map(ToString::to_string));
+    lines.extend(outcome.left_out.iter().map(ToString::to_string));
     lines.push(format!(
         "lore budget: {} of {} tokens{}",
         outcome.used_tokens,

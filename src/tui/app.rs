@@ -31,8 +31,10 @@ pub enum Overlay {
     Raw {
         scroll: u16,
     },
-    /// The exact prompt with token counts per section.
+    /// The exact prompt with token counts per section (or another text
+    /// report: `/lore`, `/memory`).
     Prompt {
+        title: String,
         text: String,
         scroll: u16,
     },
@@ -142,6 +144,8 @@ pub struct App {
     pub evals: Vec<crate::eval::EvalResults>,
     /// Where evaluations live (paths.evals).
     pub evals_dir: std::path::PathBuf,
+    /// The rolling summary being written in the background.
+    pub summary: Option<super::summary::SummaryJob>,
 }
 
 /// A row of the branch tree overlay.
@@ -185,6 +189,7 @@ impl App {
             runs_dir: std::path::PathBuf::from("runs"),
             evals: Vec::new(),
             evals_dir: std::path::PathBuf::from("evals"),
+            summary: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod app;
 pub mod arena;
 mod arena_flow;
 pub mod chat;
+mod chat_story;
 pub mod commands;
 pub mod composer;
 pub mod effect;
@@ -19,6 +20,8 @@ pub mod picker;
 pub mod rating;
 pub mod rl_rating;
 pub mod runtime;
+pub mod story_commands;
+mod summary;
 pub mod terminal;
 pub mod theme;
 pub mod update;
@@ -26,6 +29,8 @@ pub mod view;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_story;
 
 use std::path::PathBuf;
 
@@ -170,6 +175,8 @@ pub fn run(
             // The cache of the old model means nothing to the new one.
             chat.dropped_turns = 0;
         }
+        // A summary the old model was writing is gone with it.
+        app.summary = None;
     }
 }
 

@@ -26,7 +26,7 @@ fn repo() -> &'static Path {
 }
 
 /// An app on the chat screen with a fresh session of Elizabeth Bennet.
-fn chat_app(dir: &Path) -> App {
+pub(super) fn chat_app(dir: &Path) -> App {
     let character = load_character(&repo().join("characters/elizabeth-bennet.toml")).unwrap();
     let mut header = SessionHeader::new("Elizabeth Bennet — test");
     header.character = Some(character.name.clone());
@@ -69,7 +69,7 @@ fn finished(reason: FinishReason) -> Finished {
 }
 
 /// Plays the engine's part: a reply streamed in pieces, then finished.
-fn reply(app: &mut App, pieces: &[&str]) {
+pub(super) fn reply(app: &mut App, pieces: &[&str]) {
     on_engine(
         app,
         Event::Started(Started {
@@ -89,7 +89,7 @@ fn reply(app: &mut App, pieces: &[&str]) {
     );
 }
 
-fn type_text(app: &mut App, text: &str) {
+pub(super) fn type_text(app: &mut App, text: &str) {
     for c in text.chars() {
         update(app, Action::Insert(c));
     }

@@ -134,7 +134,9 @@ pub fn clean_summary(raw: &str) -> String {
         match rest[open..].find('>') {
             Some(close) => rest = &rest[open + close + 1..],
             None => {
-                rest = "";
+                // Not a tag: keep the text.
+                out.push('<');
+                rest = &rest[open + 1..];
             }
         }
     }
@@ -177,8 +179,8 @@ mod tests {
         assert!(!p.render(1).contains("A: one"));
         assert_eq!(p.droppable_turns(), 1);
         assert_eq!(
-            clean_summary("<think>hm</think> They  met.\n<b>Then</b> left."),
-            "They met. Then left."
+            clean_summary("<think>hm</think> They  met.\n<b>Then</b> left. 1 < 2"),
+            "They met. Then left. 1 < 2"
         );
     }
 }

@@ -61,6 +61,18 @@ impl StoryConfig {
     }
 }
 
+impl Default for StoryConfig {
+    /// No books, default memory settings, a default-size context.
+    fn default() -> Self {
+        StoryConfig {
+            lore_dir: PathBuf::new(),
+            lore: LoreConfig::default(),
+            memory: MemoryConfig::default(),
+            max_context: crate::prompt::lore::DEFAULT_MAX_CONTEXT,
+        }
+    }
+}
+
 /// One point of one branch: the prompt for the reply after `transcript`.
 pub struct StoryInput<'a> {
     /// Who replies.
