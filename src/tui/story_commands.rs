@@ -20,10 +20,11 @@ pub fn run(app: &mut App, name: &str, rest: &str) -> Vec<Effect> {
         .trim()
         .split_once(char::is_whitespace)
         .map_or((rest.trim(), ""), |(s, a)| (s, a.trim()));
-    let changes = !matches!(
+    let reads = matches!(
         (name, sub),
-        ("lore", "" | "books") | ("memory", "" | "edit")
-    ) && !(name == "note" && rest.trim().is_empty());
+        ("lore", "" | "books") | ("memory", "" | "edit") | ("note", "")
+    );
+    let changes = !reads;
     if changes && (app.streaming.is_some() || app.arena.is_some()) {
         // The log must not change while a reply is written: the reply is
         // recorded with the context its prompt was built from.

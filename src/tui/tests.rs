@@ -49,7 +49,7 @@ pub(super) fn chat_app(dir: &Path) -> App {
     app
 }
 
-fn finished(reason: FinishReason) -> Finished {
+pub(super) fn finished(reason: FinishReason) -> Finished {
     Finished {
         reason,
         stop_string: None,

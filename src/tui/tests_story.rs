@@ -211,3 +211,74 @@ fn story_commands_wait_while_a_reply_is_written() {
             .any(|e| e.value["type"] == "memory_pin")
     );
 }
+
+fn started(dropped_turns: usize) -> crate::engine::Event {
+    crate::engine::Event::Started(crate::engine::Started {
+        prompt_tokens: 100,
+        reused_tokens: 0,
+        evaluated_tokens: 100,
+        dropped_turns,
+        max_new_tokens: 64,
+    })
+}
+
+/// Dropped turns are summarised, the status bar says so, and a summary that
+/// finishes while a reply is written is logged only after that reply.
+#[test]
+fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
+    use super::update::on_engine;
+    use crate::engine::{Event, FinishReason};
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = chat_app(dir.path());
+    app.chat.as_mut().unwrap().story.memory.keep_recent = 1;
+    app.chat.as_mut().unwrap().story.memory.summary_threshold = 0.0;
+    command(&mut app, "Will you dance?");
+    on_engine(&mut app, started(1));
+    on_engine(&mut app, Event::Text("Elizabeth Bennet: No.".into()));
+    on_engine(
+        &mut app,
+        Event::Finished(super::tests::finished(FinishReason::EndOfGeneration)),
+    );
+    assert!(
+        notice(&app).contains("are being summarised"),
+        "{}",
+        notice(&app)
+    );
+    let job = app.summary.as_mut().expect("a summary job");
+    let request = job.request.take().expect("its request");
+    let asked = request.prompt.render(0);
+    assert!(asked.contains("Will you dance?"), "{asked}");
+    assert!(!asked.contains("No."), "the newest message is kept out");
+
+    // The next reply starts before the summary is done.
+    command(&mut app, "Why not?");
+    assert!(app.streaming.is_some());
+    on_engine_summary(&mut app, "They met at a ball. <think>x</think>");
+    assert!(app.summary.is_some(), "kept back while the reply streams");
+    reply(&mut app, &["Elizabeth Bennet: Because."]);
+    assert!(app.summary.is_none());
+    assert!(notice(&app).contains("summary written"), "{}", notice(&app));
+    let chat = app.chat.as_ref().unwrap();
+    let (log, _) = chat.story_log();
+    assert_eq!(log.summaries.len(), 1);
+    assert_eq!(log.summaries[0].text, "They met at a ball.");
+    // The reply that streamed meanwhile was logged with the memory its
+    // prompt had: none.
+    let last = chat.leaf_key().unwrap();
+    assert!(
+        log.contexts
+            .get(&last)
+            .is_none_or(|c| c.additions.memory.is_empty())
+    );
+    let next = chat.next_prompt().render_with_skip(0);
+    assert!(next.contains("The story so far: They met at a ball."));
+}
+
+fn on_engine_summary(app: &mut App, text: &str) {
+    use crate::engine::{Event, FinishReason};
+    super::summary::on_event(app, Event::Text(text.into()));
+    super::summary::on_event(
+        app,
+        Event::Finished(super::tests::finished(FinishReason::EndOfGeneration)),
+    );
+}

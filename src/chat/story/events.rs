@@ -161,10 +161,7 @@ impl StoryLog {
 
     /// The newest summary whose `upto` is one of `path` (the branch's keys).
     pub fn summary_on<'a>(&'a self, path: &[String]) -> Option<&'a SummaryEvent> {
-        self.summaries
-            .iter()
-            .rev()
-            .find(|s| path.iter().any(|k| *k == s.upto))
+        self.summaries.iter().rev().find(|s| path.contains(&s.upto))
     }
 
     /// Pins that count on a branch with the keys `path`.
