@@ -41,6 +41,14 @@ pub struct Additions {
     /// `{{outlet::NAME}}` texts.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outlets: Vec<(String, String)>,
+    /// Oldest transcript lines the memory's summary stands for: they are
+    /// left out of the history (the newest line always stays).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub summarised: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A turn inserted `depth` turns from the end of the history (0: right

@@ -98,6 +98,8 @@ impl HerPrompt {
         transcript: &[Line],
         additions: &Additions,
     ) -> Self {
+        let cut = additions.summarised.min(transcript.len().saturating_sub(1));
+        let transcript = &transcript[cut..];
         let mut turns: Vec<Turn> = Vec::new();
         for line in transcript {
             if line.speaker == character.name {

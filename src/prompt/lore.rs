@@ -288,6 +288,24 @@ mod tests {
         );
     }
 
+    /// The plain-key code read regex keys as text and never recursed: a
+    /// card book now gets the whole engine.
+    #[test]
+    fn card_books_get_regex_keys_and_recursion() {
+        let book = Lorebook {
+            recursive_scanning: true,
+            entries: vec![
+                entry(&["/pember\\w+/i"], "Pemberley lies near Lambton.", 1),
+                entry(&["Lambton"], "Lambton is a market town.", 2),
+            ],
+            ..Lorebook::default()
+        };
+        assert_eq!(
+            background(book, &[Line::new("Mr. Darcy", "Welcome to PEMBERLEY.")]),
+            "Pemberley lies near Lambton.\n\nLambton is a market town."
+        );
+    }
+
     #[test]
     fn the_note_carries_the_entries_placed_around_it() {
         let note = NoteInsert {

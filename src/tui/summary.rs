@@ -154,13 +154,18 @@ pub fn commit_ready(app: &mut App) {
     }
     let text = job.done.unwrap_or_default();
     match chat.save_summary(&text, &job.upto, SummarySource::Model) {
-        Ok(()) => app.notify(
-            format!(
-                "summary written: the story's first {} message(s) stay in memory (/memory)",
-                job.messages
-            ),
-            false,
-        ),
+        Ok(()) => {
+            // The summarised turns leave the prompt: the turns the engine
+            // dropped before no longer line up with the history.
+            chat.dropped_turns = 0;
+            app.notify(
+                format!(
+                    "summary written: the story's first {} message(s) stay in memory (/memory)",
+                    job.messages
+                ),
+                false,
+            );
+        }
         Err(err) => app.notify(format!("the summary could not be saved: {err}"), true),
     }
 }

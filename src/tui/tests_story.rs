@@ -272,6 +272,13 @@ fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
     );
     let next = chat.next_prompt().render_with_skip(0);
     assert!(next.contains("The story so far: They met at a ball."));
+    // What the summary stands for leaves the history; the rest stays.
+    assert!(!next.contains("Will you dance?"), "{next}");
+    assert!(next.contains("Mr. Darcy: Why not?"), "{next}");
+    assert!(
+        !next.contains("come to inspect the company"),
+        "the greeting is summarised too"
+    );
 }
 
 fn on_engine_summary(app: &mut App, text: &str) {

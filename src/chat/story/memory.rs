@@ -23,7 +23,7 @@ pub fn memory_text(pins: &[String], summary: Option<&str>, budget_tokens: usize)
     kept_pins.reverse();
     let mut parts = Vec::new();
     if let Some(summary) = summary.map(str::trim).filter(|s| !s.is_empty()) {
-        let head = "The story so far: ";
+        let head = SUMMARY_HEAD;
         let room = left.saturating_sub(estimate_tokens(head));
         if let Some(text) = tail_within(summary, room) {
             parts.push(format!("{head}{text}"));
@@ -35,6 +35,9 @@ pub fn memory_text(pins: &[String], summary: Option<&str>, budget_tokens: usize)
     }
     parts.join("\n\n")
 }
+
+/// How the summary paragraph starts.
+pub const SUMMARY_HEAD: &str = "The story so far: ";
 
 /// The end of `text` within `tokens`, cut at a word ("…" marks the cut).
 fn tail_within(text: &str, tokens: usize) -> Option<String> {

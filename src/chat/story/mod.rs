@@ -220,6 +220,13 @@ pub fn prepare(cfg: &StoryConfig, log: &StoryLog, input: &StoryInput<'_>) -> Pre
         summary.map(|s| s.text.as_str()),
         cfg.memory.budget_tokens as usize,
     );
+    // The lines a summary in the prompt stands for leave the history, so the
+    // context stops filling with what the memory already says.
+    if out.additions.memory.contains(memory::SUMMARY_HEAD) {
+        out.additions.summarised = summary
+            .and_then(|s| input.path.iter().position(|k| *k == s.upto))
+            .map_or(0, |i| i + 1);
+    }
     out
 }
 
