@@ -34,10 +34,12 @@ pub enum Command {
     Chat(ChatArgs),
     /// List the characters and scenes in the studio's characters/ folder.
     Characters,
-    /// Import a SillyTavern Character Card (V2/V3, .png or .json) or CoSER scene JSON;
-    /// `her import adapter DIR` turns a PEFT LoRA folder into a LoRA GGUF for the chat.
+    /// Import a SillyTavern Character Card (V2/V3, .png or .json), a World Info / lorebook V3
+    /// book (.json, into characters/lore/) or CoSER scene JSON; `her import adapter DIR` turns a
+    /// PEFT LoRA folder into a LoRA GGUF for the chat.
     Import(ImportArgs),
-    /// Export a character as a Character Card V3 (PNG also carries V2) for SillyTavern.
+    /// Export a character as a Character Card V3 (PNG also carries V2), or a lorebook as
+    /// SillyTavern World Info JSON.
     #[command(subcommand)]
     Export(ExportCommand),
     /// Print the exact prompt that would be sent, with tokens per section.
@@ -144,10 +146,10 @@ pub struct ChatArgs {
 pub struct ImportArgs {
     #[command(subcommand)]
     pub what: Option<ImportCommand>,
-    /// The card (.png / .json) or CoSER JSON file.
+    /// The card (.png / .json), World Info / lorebook V3 (.json) or CoSER JSON file.
     #[arg(required = true)]
     pub path: Option<PathBuf>,
-    /// Replace a character or scene file of the same name.
+    /// Replace a character, scene or lorebook file of the same name.
     #[arg(long)]
     pub force: bool,
 }
@@ -183,6 +185,17 @@ pub enum ExportCommand {
     Session(ExportSessionArgs),
     /// Preference data as TRL DPO / KTO / SFT or HER-RM JSONL.
     Prefs(ExportPrefsArgs),
+    /// A lorebook (characters/lore/NAME.toml) as SillyTavern World Info JSON.
+    Lore(ExportLoreArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportLoreArgs {
+    /// Book file stem or book name.
+    pub name: String,
+    /// Output file (default: <name>.json in the current folder).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
 }
 
 /// Which preference records to use.
@@ -530,6 +543,10 @@ pub struct PromptArgs {
     /// Only the table of token counts, not the prompt text.
     #[arg(long)]
     pub counts_only: bool,
+    /// Also attach this lorebook of characters/lore/ (repeatable), as
+    /// `/lore attach` does in a session.
+    #[arg(long = "lore", value_name = "BOOK")]
+    pub lore: Vec<String>,
     #[command(flatten)]
     pub model: ModelArgs,
 }

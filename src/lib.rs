@@ -20,6 +20,7 @@ pub mod gguf;
 pub mod hashing;
 pub mod judge;
 pub mod logging;
+pub mod lore;
 pub mod prefs;
 pub mod prompt;
 pub mod session;

@@ -173,6 +173,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("wrote {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Export(ExportCommand::Lore(args))) => {
+            use her_studio::lore;
+            let dir = lore::lore_dir(&app.config().characters_dir(&app.studio.root));
+            let path = lore::find_book(&dir, &args.name)?;
+            let book = lore::load_book(&path)?;
+            let out = match &args.out {
+                Some(out) => out.clone(),
+                None => format!("{}.json", her_studio::character::store::slug(&book.name)?).into(),
+            };
+            lore::export_book(&book, &out)?;
+            println!("wrote {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Doctor(_)) => Ok(doctor::run(&app)),
         Some(Command::Prompt(args)) => {
             her_studio::chat::prompt_view::run(&app, &args)?;

@@ -579,3 +579,107 @@ fn an_rl_run_waits_for_the_stars_given_in_the_runs_view() {
     tmux.keys("her", &["C-q"]);
     tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
 }
+
+/// Issue 20 end to end: a World Info export imported, attached to the
+/// session, fired by a key, explained by `/lore` and shown by `/prompt`; a
+/// message pinned; a small context filled until the model writes a summary
+/// that `/prompt` then counts.
+#[test]
+fn lore_attached_explained_pinned_and_summarised_in_a_small_context() {
+    let t = common::tiny();
+    let dir = studio();
+    let book = dir.path().join("vale.json");
+    std::fs::write(
+        &book,
+        r#"{"entries": {"0": {"uid": 0, "key": ["Pemberley"], "keysecondary": [],
+            "comment": "the estate", "content": "Pemberley is Darcy's estate in Derbyshire.",
+            "constant": false, "order": 100, "position": 0}}}"#,
+    )
+    .unwrap();
+    let out = her_cli(dir.path(), &t.model, &["import", book.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(dir.path().join("characters/lore/vale.toml").is_file());
+
+    let tmux = Tmux::new("lore");
+    tmux.start(
+        "her",
+        &her_command(
+            dir.path(),
+            &t.model,
+            12,
+            "--set model.n_ctx=2048 --set memory.summary_threshold=0.5 --set memory.keep_recent=1 \
+             --set memory.summary_max_tokens=24 chat --character elizabeth-bennet",
+        ),
+    );
+    tmux.wait_for("her", "the chat screen", idle);
+    tmux.keys("her", &["-l", "/lore attach vale"]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the attached book", |s| {
+        s.contains("lorebook 'vale' attached to this session")
+    });
+    tmux.keys("her", &["-l", "Have you seen Pemberley?"]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the reply", |s| {
+        idle(s) && s.contains("Have you seen Pemberley?") && !s.contains("writing…")
+    });
+
+    // Why it fired: the key and the message it was found in.
+    tmux.keys("her", &["-l", "/lore"]);
+    tmux.keys("her", &["Enter"]);
+    let why = tmux.wait_for("her", "the /lore explanation", |s| s.contains("+ vale#0"));
+    assert!(why.contains("key 'Pemberley'"), "{why}");
+    assert!(why.contains("before the character"), "{why}");
+    tmux.keys("her", &["Escape"]);
+
+    // The same in /prompt, above the token table.
+    tmux.keys("her", &["-l", "/prompt"]);
+    tmux.keys("her", &["Enter"]);
+    let prompt = tmux.wait_for("her", "the prompt view", |s| {
+        s.contains("tokens per section") && s.contains("system: Background")
+    });
+    assert!(prompt.contains("+ vale#0"), "{prompt}");
+    tmux.keys("her", &["Escape"]);
+
+    // Pin the newest message from the transcript.
+    tmux.keys("her", &["Escape"]);
+    tmux.keys("her", &["P"]);
+    tmux.wait_for("her", "the pin", |s| {
+        s.contains("pinned: Elizabeth Bennet:")
+    });
+
+    // The first prompt filled more than half of the 2048-token context: the
+    // model writes a summary in the background, logged in the session.
+    let file = session_file(dir.path());
+    let start = Instant::now();
+    let summary = loop {
+        let found = lines(&file).into_iter().find(|l| l["type"] == "summary");
+        if let Some(found) = found {
+            break found;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no summary was written; screen:\n{}",
+            tmux.capture("her")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(summary["source"], "model");
+    assert_eq!(summary["messages"], 2, "the newest message is kept out");
+    assert!(!summary["text"].as_str().unwrap().is_empty());
+    assert!(lines(&file).iter().any(|l| l["type"] == "memory_pin"));
+    assert!(lines(&file).iter().any(|l| l["type"] == "reply_context"));
+
+    tmux.keys("her", &["i"]);
+    tmux.keys("her", &["-l", "/prompt"]);
+    tmux.keys("her", &["Enter"]);
+    let with_memory = tmux.wait_for("her", "the prompt with memory", |s| {
+        s.contains("tokens per section") && s.contains("system: Background: memory")
+    });
+    assert!(
+        with_memory.contains("memory: 1 pin(s), summary of 2 messages"),
+        "{with_memory}"
+    );
+    tmux.keys("her", &["Escape"]);
+    tmux.keys("her", &["C-q"]);
+    tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
+}

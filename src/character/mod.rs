@@ -7,6 +7,7 @@ mod scene;
 pub mod store;
 pub mod transfer;
 
+pub(crate) use file::line_col;
 pub use file::{
     CharacterError, ListedCharacter, list_characters, load_character, load_character_by_name,
     parse_character,
@@ -44,6 +45,9 @@ pub struct Character {
     pub greetings: Vec<String>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Lorebooks of `characters/lore/` attached to this character, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lore: Vec<String>,
     /// Other characters the model should know about.
     #[serde(default, rename = "other")]
     pub others: Vec<OtherCharacter>,
@@ -62,6 +66,52 @@ pub struct Character {
     /// Character Card fields her-studio does not use, kept for a faithful export.
     #[serde(default)]
     pub card: Option<CardExtras>,
+    /// The author's note a new session starts with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<AuthorNote>,
+}
+
+/// Text inserted into the history at a depth, every few user turns, to
+/// steer the story (SillyTavern's Author's Note).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthorNote {
+    pub text: String,
+    /// Turns from the end of the history (0: right before the reply).
+    #[serde(default = "note_depth")]
+    pub depth: u32,
+    /// Inserted when the number of user turns is a multiple of this (1:
+    /// every turn; 0: never).
+    #[serde(default = "one")]
+    pub every: u32,
+    #[serde(default)]
+    pub role: crate::lore::Role,
+}
+
+impl AuthorNote {
+    pub fn new(text: impl Into<String>) -> Self {
+        AuthorNote {
+            text: text.into(),
+            depth: note_depth(),
+            every: 1,
+            role: crate::lore::Role::System,
+        }
+    }
+
+    /// Whether the note goes into a prompt whose transcript has `user_turns`
+    /// user turns.
+    pub fn is_due(&self, user_turns: usize) -> bool {
+        self.every > 0 && user_turns % self.every as usize == 0
+    }
+}
+
+/// SillyTavern's default note depth.
+fn note_depth() -> u32 {
+    4
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// A Character Card `character_book`: entries inserted into the prompt when

@@ -46,6 +46,9 @@ pub struct Scene {
     pub members: Vec<SceneMember>,
     #[serde(default)]
     pub tags: Vec<String>,
+    /// Lorebooks of `characters/lore/` attached to this scene, by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lore: Vec<String>,
 }
 
 /// A character in a scene: a library character by file stem, or described inline.

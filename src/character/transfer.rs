@@ -1,5 +1,6 @@
-//! `her import` and `her export card`: bringing characters and scenes in
-//! from Character Cards and CoSER JSON, and taking characters out as cards.
+//! `her import` and `her export card`: bringing characters, scenes and
+//! lorebooks in from Character Cards, CoSER JSON and SillyTavern World Info /
+//! lorebook V3 files, and taking characters out as cards.
 
 use std::path::{Path, PathBuf};
 
@@ -20,6 +21,8 @@ pub enum TransferError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Character(#[from] CharacterError),
+    #[error(transparent)]
+    Lore(#[from] crate::lore::LoreError),
     #[error("cannot create '{path}': {cause}")]
     Io {
         path: PathBuf,
@@ -27,7 +30,9 @@ pub enum TransferError {
     },
     #[error(transparent)]
     Read(#[from] ReadError),
-    #[error("'{0}' is neither a character card (.png or .json) nor CoSER scene JSON")]
+    #[error(
+        "'{0}' is neither a character card (.png or .json), a lorebook (.json) nor CoSER scene JSON"
+    )]
     Unknown(PathBuf),
 }
 
@@ -38,8 +43,9 @@ pub struct ImportReport {
     pub warnings: Vec<String>,
 }
 
-/// Imports a card (`.png`/`.json`) into `characters_dir`, or CoSER scene
-/// JSON into `scenes_dir`. Nothing is written when reading fails.
+/// Imports a card (`.png`/`.json`) into `characters_dir`, a World Info or
+/// lorebook V3 book into `characters_dir/lore`, or CoSER scene JSON into
+/// `scenes_dir`. Nothing is written when reading fails.
 pub fn import(
     path: &Path,
     characters_dir: &Path,
@@ -47,6 +53,16 @@ pub fn import(
     overwrite: bool,
 ) -> Result<ImportReport, TransferError> {
     let mut report = ImportReport::default();
+    if Format::from_path(path) == Some(Format::Json) {
+        if let Some(imported) = crate::lore::read_book_file(path)? {
+            report.warnings.extend(imported.warnings);
+            let dir = crate::lore::lore_dir(characters_dir);
+            report
+                .written
+                .push(crate::lore::save_book(&dir, &imported.book, overwrite)?);
+            return Ok(report);
+        }
+    }
     if is_coser(path)? {
         let scenes = import_coser(path)?;
         std::fs::create_dir_all(scenes_dir).map_err(|cause| TransferError::Io {

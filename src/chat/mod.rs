@@ -6,6 +6,7 @@ mod headless;
 pub mod prompt_view;
 mod record;
 mod scene;
+pub mod story;
 
 pub use conversation::{Conversation, TurnOutcome, character_sampling, stream_reply};
 pub use headless::{HeadlessError, HeadlessOptions, Saving, run_headless, run_headless_scene};

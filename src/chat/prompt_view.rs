@@ -6,6 +6,7 @@ use std::io::Write;
 use anyhow::{Context, anyhow};
 
 use crate::app::AppContext;
+use crate::chat::story::{StoryConfig, StoryInput, StoryLog, explain, prepare, session_seed};
 use crate::cli::PromptArgs;
 use crate::config::PromptVariant;
 use crate::engine::local::Vocab;
@@ -39,14 +40,20 @@ pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
         }
     };
     let mut transcript = Vec::new();
+    let mut path = Vec::new();
     if let Some(session) = &saved {
         let tree = session.tree();
-        transcript.extend(
-            tree.active_path()
-                .into_iter()
-                .filter_map(|id| tree.node(id))
-                .map(|n| Line::new(n.message.speaker.clone(), n.message.text.clone())),
-        );
+        for node in tree
+            .active_path()
+            .into_iter()
+            .filter_map(|id| tree.node(id))
+        {
+            transcript.push(Line::new(
+                node.message.speaker.clone(),
+                node.message.text.clone(),
+            ));
+            path.push(node.key.clone());
+        }
     } else {
         if let Some(greeting) = character.greetings.first() {
             transcript.push(Line::new(character.name.clone(), greeting.clone()));
@@ -60,11 +67,35 @@ pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
             .split_once(": ")
             .ok_or_else(|| anyhow!("--line '{line}': expected 'Speaker: text'"))?;
         transcript.push(Line::new(speaker.trim(), text));
+        path.push(format!("line-{}", path.len()));
     }
-    let prompt = HerPrompt::build(
+    // Lore, memory and note exactly as the TUI adds them for this branch.
+    let (mut log, warnings) = saved
+        .as_ref()
+        .map_or_else(|| (StoryLog::default(), Vec::new()), StoryLog::read);
+    for w in &warnings {
+        eprintln!("warning: session {w}");
+    }
+    log.attached.extend(args.lore.iter().cloned());
+    let story = StoryConfig::from_config(config, &app.studio.root);
+    let seed = saved.as_ref().map_or(0, |s| session_seed(s.id()));
+    let prepared = prepare(
+        &story,
+        &log,
+        &StoryInput {
+            character: &character,
+            scene_lore: &[],
+            user_name: &user_name,
+            transcript: &transcript,
+            path: &path,
+            seed,
+        },
+    );
+    let prompt = HerPrompt::build_with(
         &character,
-        &PromptOptions::new(variant, user_name),
+        &PromptOptions::new(variant, user_name.clone()),
         &transcript,
+        &prepared.additions,
     );
     let model_path = app.model_path();
     let vocab = Vocab::load(&model_path)
@@ -89,5 +120,19 @@ pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
         vocab.count(&full),
         config.model.n_ctx
     )?;
+    writeln!(out, "\nlore, memory and note:")?;
+    for line in explain(&prepared).lines() {
+        writeln!(out, "  {line}")?;
+    }
+    if let Some(scan) = &prepared.scan {
+        for a in &scan.activated {
+            writeln!(
+                out,
+                "  {:<46} {:>7}",
+                format!("entry {}#{} ({})", a.book, a.uid, a.placement),
+                vocab.count(&a.content)
+            )?;
+        }
+    }
     Ok(())
 }

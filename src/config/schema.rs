@@ -93,7 +93,7 @@ impl KeySpec {
 /// Section names in the order `config.toml` lists them.
 pub(crate) const SECTIONS: &[&str] = &[
     "model", "sampling", "chat", "paths", "log", "backend", "judge", "prefs", "train", "rl", "kto",
-    "eval", "limits", "keys",
+    "eval", "lore", "memory", "limits", "keys",
 ];
 
 /// Remappable actions of the TUI (`[keys]`); the TUI's action table must match (tested there).
@@ -119,6 +119,7 @@ pub const KEY_ACTIONS: &[&str] = &[
     "continue",
     "edit",
     "delete",
+    "pin",
     "rate_up",
     "rate_down",
     "rate_1",
@@ -353,6 +354,19 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("eval", "calibration_anthropomorphism", float(0.0, 1.0)),
     spec("eval", "calibration_character_fidelity", float(0.0, 1.0)),
     spec("eval", "calibration_storyline_quality", float(0.0, 1.0)),
+    spec("lore", "books", Kind::StrList),
+    spec("lore", "scan_depth", int(0, 1000)),
+    spec("lore", "budget", int(1, 10_000_000)),
+    spec("lore", "budget_cap", int(0, 10_000_000)),
+    spec("lore", "recursive", Kind::Bool),
+    spec("lore", "max_recursion_steps", int(0, 100)),
+    spec("lore", "case_sensitive", Kind::Bool),
+    spec("lore", "match_whole_words", Kind::Bool),
+    spec("lore", "include_names", Kind::Bool),
+    spec("memory", "budget_tokens", int(0, 1_000_000)),
+    spec("memory", "summary_threshold", float(0.0, 1.0)),
+    spec("memory", "keep_recent", int(0, 10_000)),
+    spec("memory", "summary_max_tokens", int(16, 131_072)),
     spec("keys", "quit", Kind::Str { non_empty: false }),
     spec("keys", "help", Kind::Str { non_empty: false }),
     spec("keys", "submit", Kind::Str { non_empty: false }),
@@ -374,6 +388,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("keys", "continue", Kind::Str { non_empty: false }),
     spec("keys", "edit", Kind::Str { non_empty: false }),
     spec("keys", "delete", Kind::Str { non_empty: false }),
+    spec("keys", "pin", Kind::Str { non_empty: false }),
     spec("keys", "rate_up", Kind::Str { non_empty: false }),
     spec("keys", "rate_down", Kind::Str { non_empty: false }),
     spec("keys", "rate_1", Kind::Str { non_empty: false }),

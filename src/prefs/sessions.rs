@@ -13,8 +13,9 @@ use super::record::{
     Role, Verdict, prompt_sha256,
 };
 use crate::character::Character;
+use crate::chat::story::StoryLog;
 use crate::engine::Provenance as EngineProvenance;
-use crate::prompt::{HerPrompt, Line, PromptOptions, PromptVariant};
+use crate::prompt::{Additions, HerPrompt, Line, PromptOptions, PromptVariant};
 use crate::session::{Node, NodeId, Role as SpeakerRole, Session};
 
 /// `type` of the rating events in a session log.
@@ -88,6 +89,9 @@ pub struct ArenaEvent {
     /// In the order of `candidates`, not the order shown.
     pub verdict: Verdict,
     pub prompt: String,
+    /// What lore, memory and the author's note added to the prompt.
+    #[serde(default, skip_serializing_if = "Additions::is_empty")]
+    pub additions: Additions,
     pub created_at: String,
 }
 
@@ -122,7 +126,7 @@ pub struct Collected {
 /// All preference records of one session.
 pub fn collect_session(session: &Session, players: &SessionPlayers<'_>) -> Collected {
     let mut out = Collected::default();
-    let reader = Reader { session, players };
+    let reader = Reader::new(session, players);
     for event in session.other_events() {
         let kind = event.value.get("type").and_then(|t| t.as_str());
         let result = match kind {
@@ -157,7 +161,7 @@ pub struct KeptReply {
 /// The replies a user kept: every character turn on the active branch
 /// except greetings (written by the character's author, not the model).
 pub fn kept_replies(session: &Session, players: &SessionPlayers<'_>) -> Vec<KeptReply> {
-    let reader = Reader { session, players };
+    let reader = Reader::new(session, players);
     let tree = session.tree();
     let mut ratings: std::collections::HashMap<String, RatingScore> = Default::default();
     for e in session.other_events() {
@@ -181,7 +185,10 @@ pub fn kept_replies(session: &Session, players: &SessionPlayers<'_>) -> Vec<Kept
         .filter_map(|n| {
             let skip = engine_provenance(n).map_or(0, |p| p.dropped_turns);
             let parent = n.parent.unwrap_or(NodeId::ROOT);
-            let rebuilt = reader.rebuild(parent, &n.message.speaker, skip).ok()?;
+            let additions = reader.additions_of(&n.key);
+            let rebuilt = reader
+                .rebuild(parent, &n.message.speaker, skip, &additions)
+                .ok()?;
             Some(KeptReply {
                 character: rebuilt.character,
                 context: rebuilt.context,
@@ -195,6 +202,8 @@ pub fn kept_replies(session: &Session, players: &SessionPlayers<'_>) -> Vec<Kept
 struct Reader<'a> {
     session: &'a Session,
     players: &'a SessionPlayers<'a>,
+    /// The session's lore, memory and note events, read once.
+    story: StoryLog,
 }
 
 /// The prompt a reply answered, rebuilt from the tree.
@@ -204,7 +213,15 @@ struct Rebuilt {
     prompt: String,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    fn new(session: &'a Session, players: &'a SessionPlayers<'a>) -> Self {
+        Reader {
+            session,
+            players,
+            story: StoryLog::read(session).0,
+        }
+    }
+
     fn node_by_key(&self, key: &str) -> Result<&Node, String> {
         let tree = self.session.tree();
         tree.find(key)
@@ -214,7 +231,23 @@ impl Reader<'_> {
 
     /// The prompt `speaker` got for a reply under `parent`, `skip` oldest
     /// turns left out.
-    fn rebuild(&self, parent: NodeId, speaker: &str, skip: usize) -> Result<Rebuilt, String> {
+    /// What lore, memory and note added to reply `key`'s prompt, as logged
+    /// with it (nothing for replies from before they were logged).
+    fn additions_of(&self, key: &str) -> Additions {
+        self.story
+            .contexts
+            .get(key)
+            .map(|c| c.additions.clone())
+            .unwrap_or_default()
+    }
+
+    fn rebuild(
+        &self,
+        parent: NodeId,
+        speaker: &str,
+        skip: usize,
+        additions: &Additions,
+    ) -> Result<Rebuilt, String> {
         let character = self
             .players
             .cast
@@ -242,7 +275,7 @@ impl Reader<'_> {
             self.players.variant,
             character.user_name(self.players.user_name),
         );
-        let prompt = HerPrompt::build(character, &options, &lines);
+        let prompt = HerPrompt::build_with(character, &options, &lines, additions);
         Ok(Rebuilt {
             character: character.name.clone(),
             context: prompt
@@ -265,7 +298,8 @@ impl Reader<'_> {
         let engine = engine_provenance(node);
         let skip = engine.as_ref().map_or(0, |p| p.dropped_turns);
         let parent = node.parent.unwrap_or(NodeId::ROOT);
-        let rebuilt = self.rebuild(parent, &node.message.speaker, skip)?;
+        let additions = self.additions_of(&event.key);
+        let rebuilt = self.rebuild(parent, &node.message.speaker, skip, &additions)?;
         // The prompt logged with the rating is exact; a rebuilt one only
         // stands in when it hashes the same.
         let prompt = match &event.prompt {
@@ -306,7 +340,7 @@ impl Reader<'_> {
             .provenance
             .as_ref()
             .map_or(0, |p| p.dropped_turns);
-        let rebuilt = self.rebuild(parent, &event.speaker, skip)?;
+        let rebuilt = self.rebuild(parent, &event.speaker, skip, &event.additions)?;
         let prov = |c: &ArenaCandidate| {
             c.provenance
                 .as_ref()
@@ -374,7 +408,8 @@ impl Reader<'_> {
             return Ok(Vec::new());
         }
         let skip = engine_provenance(kept).map_or(0, |p| p.dropped_turns);
-        let rebuilt = self.rebuild(parent, &kept.message.speaker, skip)?;
+        let additions = self.additions_of(&kept.key);
+        let rebuilt = self.rebuild(parent, &kept.message.speaker, skip, &additions)?;
         let meta = PairMeta {
             annotator: self.players.annotator.to_string(),
             character: rebuilt.character.clone(),
@@ -480,11 +515,10 @@ mod tests {
     fn engine_prov(session: &Session, parent: NodeId, seed: u32, adapter: bool) -> EngineProv {
         let cast = [character()];
         let players = players_of(&cast);
-        let reader = Reader {
-            session,
-            players: &players,
-        };
-        let rebuilt = reader.rebuild(parent, "Elizabeth", 0).unwrap();
+        let reader = Reader::new(session, &players);
+        let rebuilt = reader
+            .rebuild(parent, "Elizabeth", 0, &Additions::default())
+            .unwrap();
         EngineProv {
             model: "tiny".into(),
             model_fingerprint: "fp".into(),
@@ -669,6 +703,7 @@ mod tests {
             shown_first: 1,
             verdict: Verdict::Cand2,
             prompt: "the exact prompt".into(),
+            additions: Additions::default(),
             created_at: "2026-01-01T00:00:00Z".into(),
         };
         for value in [

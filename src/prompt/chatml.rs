@@ -8,7 +8,8 @@ use crate::format::{
 };
 
 use super::PromptOptions;
-use super::lore::active_entries;
+use super::additions::{Additions, Insert, role_name};
+use super::lore::embedded_additions;
 use super::system::{Section, join_sections, system_sections};
 
 /// Marks the first turn of the conversation, as in HER's training data.
@@ -65,6 +66,8 @@ pub struct HerPrompt {
     pub sections: Vec<Section>,
     /// History turns, oldest first; the last one is the turn being answered.
     pub turns: Vec<Turn>,
+    /// Turns inserted at a depth (lore, the author's note).
+    pub inserts: Vec<Insert>,
 }
 
 /// A labelled piece of a rendered prompt; the parts concatenate to the prompt.
@@ -80,8 +83,23 @@ impl HerPrompt {
     /// - everyone else's lines lose both, get a `Name: ` prefix, and consecutive
     ///   ones merge into one user turn, blank-line separated.
     ///
-    /// Lorebook entries whose keys appear in recent lines join the background.
+    /// The character's own (card) lorebook is scanned with the default
+    /// settings; a session's books, memory and note come through
+    /// [`HerPrompt::build_with`].
     pub fn build(character: &Character, options: &PromptOptions, transcript: &[Line]) -> Self {
+        let additions = embedded_additions(character, options, transcript);
+        Self::build_with(character, options, transcript, &additions)
+    }
+
+    /// As `build`, with `additions` chosen by the caller.
+    pub fn build_with(
+        character: &Character,
+        options: &PromptOptions,
+        transcript: &[Line],
+        additions: &Additions,
+    ) -> Self {
+        let cut = additions.summarised.min(transcript.len().saturating_sub(1));
+        let transcript = &transcript[cut..];
         let mut turns: Vec<Turn> = Vec::new();
         for line in transcript {
             if line.speaker == character.name {
@@ -108,14 +126,10 @@ impl HerPrompt {
                 }),
             }
         }
-        let lore = character
-            .lorebook
-            .as_ref()
-            .map(|book| active_entries(book, transcript))
-            .unwrap_or_default();
         Self {
-            sections: system_sections(character, options, &lore),
+            sections: system_sections(character, options, additions),
             turns,
+            inserts: additions.inserts.clone(),
         }
     }
 
@@ -163,6 +177,11 @@ impl HerPrompt {
             out.push(("conversation start".into(), "user", header));
         }
         for (i, turn) in kept.iter().enumerate() {
+            for insert in self.inserts_before(i, kept.len()) {
+                let role = role_name(insert.role);
+                let label = format!("{} at depth {} ({role})", insert.label, insert.depth);
+                out.push((label, role, insert.text.clone()));
+            }
             let role = match turn.role {
                 TurnRole::User => "user",
                 TurnRole::Assistant => "assistant",
@@ -175,7 +194,24 @@ impl HerPrompt {
             let label = format!("turn {} ({role})", skip + i + 1);
             out.push((label, role, format!("{header}{}", turn.text)));
         }
+        for insert in self.inserts_before(kept.len(), kept.len()) {
+            let role = role_name(insert.role);
+            let label = format!("{} at depth {} ({role})", insert.label, insert.depth);
+            out.push((label, role, insert.text.clone()));
+        }
         out
+    }
+
+    /// The inserts that go right before kept turn `i` of `kept` (`i == kept`:
+    /// after the last turn). Depth counts turns from the end; an insert
+    /// deeper than the history goes after the first turn, so the
+    /// conversation still opens with its header.
+    fn inserts_before(&self, i: usize, kept: usize) -> impl Iterator<Item = &Insert> {
+        self.inserts.iter().filter(move |insert| {
+            let at = kept.saturating_sub(insert.depth as usize);
+            let at = if kept > 0 { at.max(1) } else { at };
+            at == i
+        })
     }
 
     /// The prompt as chat messages (ChatML role, content): the system prompt
@@ -242,6 +278,8 @@ mod tests {
             personality: String::new(),
             lorebook: None,
             card: None,
+            lore: vec![],
+            note: None,
         }
     }
 
@@ -292,5 +330,54 @@ mod tests {
         assert!(
             all.contains("<|im_start|>user\n===Conversation Start===\n\nDarcy: Three<|im_end|>")
         );
+    }
+
+    #[test]
+    fn inserts_go_at_their_depth_and_memory_closes_the_background() {
+        use crate::lore::Role;
+        use crate::prompt::{Additions, Insert};
+        let transcript = [
+            Line::new("Darcy", "One"),
+            Line::new("Elizabeth", "Two"),
+            Line::new("Darcy", "Three"),
+        ];
+        let additions = Additions {
+            background_top: vec!["World fact.".into()],
+            memory: "Earlier: they met.".into(),
+            inserts: vec![
+                Insert {
+                    depth: 0,
+                    role: Role::System,
+                    label: "author's note".into(),
+                    text: "Be brief.".into(),
+                },
+                Insert {
+                    depth: 1,
+                    role: Role::User,
+                    label: "lore".into(),
+                    text: "Deep fact.".into(),
+                },
+                Insert {
+                    depth: 9,
+                    role: Role::System,
+                    label: "lore".into(),
+                    text: "Very deep.".into(),
+                },
+            ],
+            ..Additions::default()
+        };
+        let p = HerPrompt::build_with(&lizzy(), &opts(), &transcript, &additions);
+        let text = p.render_with_skip(0);
+        assert!(text.contains("===Background===\nWorld fact.\n\nEarlier: they met.\n\n===Current"));
+        assert!(text.ends_with("Darcy: Three<|im_end|>\n<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>assistant\n<system_thinking>"));
+        assert!(text.contains("Elizabeth: Two<|im_end|>\n<|im_start|>user\nDeep fact.<|im_end|>\n<|im_start|>user\nDarcy: Three"));
+        // Deeper than the history: after the first turn, which keeps the header.
+        assert!(text.contains("===Conversation Start===\n\nDarcy: One<|im_end|>\n<|im_start|>system\nVery deep.<|im_end|>"));
+        let labels: Vec<String> = p.parts(0).into_iter().map(|p| p.label).collect();
+        assert!(labels.contains(&"system: Background: memory".to_string()));
+        assert!(labels.contains(&"author's note at depth 0 (system)".to_string()));
+        // Dropping turns keeps the inserts.
+        let skipped = p.render_with_skip(2);
+        assert!(skipped.contains("Be brief.") && skipped.contains("Very deep."));
     }
 }

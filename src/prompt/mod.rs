@@ -4,16 +4,18 @@
 //! engine sees the result as a [`crate::engine::PromptSource`] so it can drop
 //! the oldest turns when the context window is full.
 
+mod additions;
 mod chatml;
-mod lore;
+pub mod lore;
 mod macros;
 pub mod next_speaker;
 mod system;
 
+pub use additions::{Additions, Insert};
 pub use chatml::{CONVERSATION_START, HerPrompt, Line, PromptPart, Turn, TurnRole};
-pub use lore::{active_entries, estimate_tokens};
+pub use lore::{NoteInsert, estimate_tokens};
 pub use macros::expand_macros;
-pub use system::{Section, join_sections, system_prompt, system_sections};
+pub use system::{MEMORY_LABEL, Section, join_sections, system_prompt, system_sections};
 
 /// How to build a prompt beyond the character and the transcript.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,18 +1,25 @@
 //! The system prompt, in the section layout of HER's training data.
 
-use super::{PromptOptions, PromptVariant, expand_macros};
-use crate::character::{Character, LoreEntry};
+use super::{Additions, PromptOptions, PromptVariant, expand_macros};
+use crate::character::Character;
 
-/// One titled part of the system prompt (the title is `None` for the opening line).
+/// One titled part of the system prompt (the title is `None` for the opening
+/// line and for a paragraph that continues the section before it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Section {
     pub title: Option<String>,
     pub body: String,
+    /// The label in token tables when the title does not say it.
+    pub label: Option<String>,
 }
 
 impl Section {
     fn new(title: Option<String>, body: String) -> Self {
-        Self { title, body }
+        Self {
+            title,
+            body,
+            label: None,
+        }
     }
 
     pub fn render(&self) -> String {
@@ -24,19 +31,24 @@ impl Section {
 
     /// A short label for token-count tables.
     pub fn label(&self) -> String {
-        self.title.clone().unwrap_or_else(|| "Opening".to_string())
+        self.label
+            .clone()
+            .or_else(|| self.title.clone())
+            .unwrap_or_else(|| "Opening".to_string())
     }
 }
 
-/// The sections in order, empty ones left out. `lore` entries (already
-/// chosen for this transcript) extend the background.
+/// The sections in order, empty ones left out. `additions` (lore, memory,
+/// already chosen for this transcript) extend the background and the
+/// scenario (see `additions` for the mapping).
 pub fn system_sections(
     character: &Character,
     options: &PromptOptions,
-    lore: &[&LoreEntry],
+    additions: &Additions,
 ) -> Vec<Section> {
     let name = &character.name;
-    let expand = |t: &str| expand_macros(t.trim(), name, &options.user_name);
+    let expand =
+        |t: &str| additions.fill_outlets(&expand_macros(t.trim(), name, &options.user_name));
     let mut sections = vec![Section::new(
         None,
         format!("You are {name} from {}.", character.book),
@@ -51,15 +63,41 @@ pub fn system_sections(
         profile = format!("{profile}\n\n{}", expand(&character.personality));
     }
     add(format!("{name}'s Profile"), profile);
-    let mut background = expand(&character.background);
-    for entry in lore {
-        if !background.is_empty() {
-            background.push_str("\n\n");
+    let background = paragraphs(
+        additions
+            .background_top
+            .iter()
+            .map(|t| expand(t))
+            .chain([expand(&character.background)])
+            .chain(additions.background_bottom.iter().map(|t| expand(t))),
+    );
+    let memory = additions.memory.trim().to_string();
+    match (background.is_empty(), memory.is_empty()) {
+        (_, true) => add("Background".into(), background),
+        (true, false) => {
+            let mut section = Section::new(Some("Background".into()), memory);
+            section.label = Some(MEMORY_LABEL.into());
+            sections.push(section);
         }
-        background.push_str(&expand(&entry.content));
+        (false, false) => {
+            add("Background".into(), background);
+            // A paragraph of the background, counted on its own.
+            let mut section = Section::new(None, memory);
+            section.label = Some(MEMORY_LABEL.into());
+            sections.push(section);
+        }
     }
-    add("Background".into(), background);
-    add("Current Scenario".into(), expand(&character.scenario));
+    let scenario = paragraphs(
+        [expand(&character.scenario)]
+            .into_iter()
+            .chain(additions.scenario.iter().map(|t| expand(t))),
+    );
+    let mut add = |title: String, body: String| {
+        if !body.trim().is_empty() {
+            sections.push(Section::new(Some(title), body));
+        }
+    };
+    add("Current Scenario".into(), scenario);
     let (others_title, separator) = match options.variant {
         PromptVariant::Training => ("Information about other Characters", ("**", "**: ")),
         PromptVariant::Evaluation => ("Information about the other Characters", ("", ": ")),
@@ -83,6 +121,17 @@ pub fn system_sections(
     sections
 }
 
+/// The token-table label of the memory paragraph.
+pub const MEMORY_LABEL: &str = "Background: memory";
+
+/// Non-empty texts, blank-line separated.
+fn paragraphs(texts: impl Iterator<Item = String>) -> String {
+    texts
+        .filter(|t| !t.trim().is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
 /// Joins sections into the system prompt: a blank line between sections.
 pub fn join_sections(sections: &[Section]) -> String {
     sections
@@ -94,7 +143,7 @@ pub fn join_sections(sections: &[Section]) -> String {
 
 /// The whole system prompt, without lorebook entries.
 pub fn system_prompt(character: &Character, options: &PromptOptions) -> String {
-    join_sections(&system_sections(character, options, &[]))
+    join_sections(&system_sections(character, options, &Additions::default()))
 }
 
 /// Output-format instructions, written for her-studio in HER's manner.

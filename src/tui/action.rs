@@ -39,6 +39,8 @@ pub enum Action {
     Continue,
     EditSelected,
     DeleteSelected,
+    /// Pin the selected message as a long-term memory.
+    PinSelected,
     RateUp,
     RateDown,
     RateStars(u8),
@@ -115,6 +117,11 @@ impl Action {
             "delete",
             Action::DeleteSelected,
             "delete the selected message (kept in the log)",
+        ),
+        (
+            "pin",
+            Action::PinSelected,
+            "pin the selected message as a memory (/memory lists pins)",
         ),
         (
             "rate_up",

@@ -31,8 +31,10 @@ pub enum Overlay {
     Raw {
         scroll: u16,
     },
-    /// The exact prompt with token counts per section.
+    /// The exact prompt with token counts per section (or another text
+    /// report: `/lore`, `/memory`).
     Prompt {
+        title: String,
         text: String,
         scroll: u16,
     },
@@ -163,6 +165,8 @@ pub struct App {
     /// failed); cleared when a session opens. Quitting without a session
     /// while it is set exits non-zero with it on stderr.
     pub failure: Option<String>,
+    /// The rolling summary being written in the background.
+    pub summary: Option<super::summary::SummaryJob>,
 }
 
 /// A row of the branch tree overlay.
@@ -207,6 +211,7 @@ impl App {
             evals: Vec::new(),
             evals_dir: std::path::PathBuf::from("evals"),
             failure: None,
+            summary: None,
         }
     }
 

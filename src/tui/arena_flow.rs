@@ -190,6 +190,7 @@ fn decide(app: &mut App, verdict: Verdict) {
     let result = (|| {
         let parent = chat.parent_of(&round.target)?;
         let (prompt, _) = chat.prompt_for(&round.target, &round.speaker)?;
+        let (_, prepared) = chat.build_upto(parent.as_deref(), &round.speaker);
         let candidate = |o: &Output, label: &str| ArenaCandidate {
             text: o.raw.clone(),
             label: label.to_string(),
@@ -208,6 +209,7 @@ fn decide(app: &mut App, verdict: Verdict) {
             shown_first: round.shown_first,
             verdict,
             prompt: prompt.render(first.finished.provenance.dropped_turns),
+            additions: prepared.additions,
             created_at: crate::session::now_rfc3339(),
         };
         chat.log_arena(&event)?;

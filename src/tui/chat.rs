@@ -15,7 +15,7 @@ use crate::config::SamplingConfig;
 use crate::engine::{Finished, PromptSource};
 use crate::format::PREFILL;
 use crate::prefs::sessions::{ArenaEvent, RATING_EVENT, RatingEvent};
-use crate::prompt::{HerPrompt, Line, PromptOptions, PromptVariant};
+use crate::prompt::{HerPrompt, Line, PromptVariant};
 use crate::session::{
     ExportFormat, ExportOptions, Holder, Message, NodeId, Role, Session, SessionError,
     SessionEvent, SessionFile, SessionHeader, TreeError, export, fork_session, load_session,
@@ -40,6 +40,8 @@ pub struct ChatSession {
     pub dropped_turns: usize,
     /// Who is rating (config prefs.annotator).
     pub annotator: String,
+    /// Lore, memory and note settings (config `[lore]`, `[memory]`).
+    pub story: crate::chat::story::StoryConfig,
 }
 
 /// Who plays and how: everything a session needs besides its file.
@@ -95,6 +97,7 @@ impl ChatSession {
             sampling: players.sampling,
             dropped_turns: 0,
             annotator: "me".into(),
+            story: crate::chat::story::StoryConfig::default(),
         }
     }
 
@@ -180,7 +183,7 @@ impl ChatSession {
 
     /// Appends the event to the log (fsynced), then applies it. Read-only,
     /// moving between alternatives and branches still works, in memory only.
-    fn commit(&mut self, event: &SessionEvent) -> Result<Option<NodeId>, SessionError> {
+    pub(super) fn commit(&mut self, event: &SessionEvent) -> Result<Option<NodeId>, SessionError> {
         if self.file.is_none() && matches!(event, SessionEvent::Select { .. }) {
             return self.session.apply(event).map_err(|e| self.tree_error(e));
         }
@@ -226,7 +229,7 @@ impl ChatSession {
         self.session.title().to_string()
     }
 
-    fn id_of(&self, key: &str) -> Result<NodeId, SessionError> {
+    pub(super) fn id_of(&self, key: &str) -> Result<NodeId, SessionError> {
         self.session
             .tree()
             .find(key)
@@ -277,23 +280,33 @@ impl ChatSession {
 
     /// Transcript lines of the active branch up to and including `key`.
     fn lines_upto(&self, key: Option<&str>) -> Vec<Line> {
+        self.path_upto(key).0
+    }
+
+    /// Transcript lines up to and including `key`, with their keys.
+    pub(super) fn path_upto(&self, key: Option<&str>) -> (Vec<Line>, Vec<String>) {
         let Some(key) = key else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         let tree = self.session.tree();
         let Some(id) = tree.find(key) else {
-            return Vec::new();
+            return (Vec::new(), Vec::new());
         };
         // A placeholder for an unreadable line is for the reader, not the model.
         tree.path_to(id)
             .into_iter()
             .filter_map(|id| tree.node(id))
             .filter(|n| !n.unreadable)
-            .map(|n| Line::new(n.message.speaker.clone(), n.message.text.clone()))
-            .collect()
+            .map(|n| {
+                (
+                    Line::new(n.message.speaker.clone(), n.message.text.clone()),
+                    n.key.clone(),
+                )
+            })
+            .unzip()
     }
 
-    fn parent_key(&self, key: &str) -> Result<Option<String>, SessionError> {
+    pub(super) fn parent_key(&self, key: &str) -> Result<Option<String>, SessionError> {
         let id = self.id_of(key)?;
         Ok(self
             .session
@@ -311,9 +324,7 @@ impl ChatSession {
         target: &ReplyTarget,
         speaker: &str,
     ) -> Result<(Arc<dyn PromptSource>, String), SessionError> {
-        let options = PromptOptions::new(self.variant, self.user_name.clone());
-        let member = self.member(speaker);
-        let build = |upto: Option<&str>| HerPrompt::build(member, &options, &self.lines_upto(upto));
+        let build = |upto: Option<&str>| self.build_upto(upto, speaker).0;
         Ok(match target {
             ReplyTarget::After(parent) => (Arc::new(build(parent.as_deref())), PREFILL.to_string()),
             ReplyTarget::AlternativeOf(key) => {
@@ -343,13 +354,8 @@ impl ChatSession {
 
     /// The prompt the next reply would get, for `/prompt`.
     pub fn next_prompt(&self) -> HerPrompt {
-        let leaf = self.key_of(self.session.tree().leaf());
-        let lines = self.lines_upto(Some(&leaf).filter(|k| !k.is_empty()).map(String::as_str));
-        HerPrompt::build(
-            &self.character,
-            &PromptOptions::new(self.variant, self.user_name.clone()),
-            &lines,
-        )
+        self.build_upto(self.leaf_key().as_deref(), &self.character.name)
+            .0
     }
 
     pub fn append_user(&mut self, text: &str) -> Result<String, SessionError> {
@@ -369,6 +375,11 @@ impl ChatSession {
     ) -> Result<String, SessionError> {
         let message = reply_message(speaker, role_of_speaker(speaker), raw, done);
         let meta = message.meta.clone();
+        // What this reply's prompt added; nothing in the log changes while a
+        // reply is written (story commands wait, a summary is kept back), so
+        // it is the context the prompt was built with.
+        let parent = self.parent_of(target)?;
+        let (_, prepared) = self.build_upto(parent.as_deref(), speaker);
         let tree = self.session.tree();
         let event = match target {
             ReplyTarget::After(parent) => {
@@ -386,7 +397,9 @@ impl ChatSession {
         }
         .map_err(|e| self.tree_error(e))?;
         let id = self.commit(&event)?;
-        Ok(id.map(|id| self.key_of(id)).unwrap_or_default())
+        let key = id.map(|id| self.key_of(id)).unwrap_or_default();
+        self.log_reply_context(&key, &prepared)?;
+        Ok(key)
     }
 
     /// Logs a rating of `key` with the exact prompt it answered and the
@@ -405,8 +418,7 @@ impl ChatSession {
             .and_then(|p| p.get("dropped_turns"))
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(0) as usize;
-        let (prompt, _) = self.prompt_for(&ReplyTarget::AlternativeOf(key.to_string()), speaker)?;
-        let prompt = prompt.render(skip);
+        let prompt = self.recorded_prompt(key, speaker)?.render_with_skip(skip);
         let event = RatingEvent {
             kind: RATING_EVENT.into(),
             id: crate::session::new_key(),
@@ -428,7 +440,7 @@ impl ChatSession {
         self.log_other(event)
     }
 
-    fn log_other(&mut self, event: &impl serde::Serialize) -> Result<(), SessionError> {
+    pub(super) fn log_other(&mut self, event: &impl serde::Serialize) -> Result<(), SessionError> {
         let value = serde_json::to_value(event)?;
         self.commit(&SessionEvent::Other(value)).map(|_| ())
     }

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use super::app::{App, Overlay, Screen};
 use super::effect::{Effect, Opening};
 
-pub const HELP: &str = "/help · /prompt · /clear (new session) · /fork (continue in a copy of this session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH]";
+pub const HELP: &str = "/help · /prompt · /clear (new session) · /fork (continue in a copy of this session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH] · /lore · /note · /memory";
 
 pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     let mut words = command.split_whitespace();
@@ -96,6 +96,10 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
             app.overlay = Some(Overlay::Runs { cursor: 0 });
         }
         "export" => export(app, &args),
+        "lore" | "note" | "memory" => {
+            let rest = command.trim_start().get(name.len()..).unwrap_or_default();
+            return super::story_commands::run(app, name, rest);
+        }
         other => app.notify(format!("unknown command '/{other}'; {HELP}"), true),
     }
     Vec::new()

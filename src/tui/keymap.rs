@@ -207,6 +207,7 @@ impl Default for Keymap {
                     ("c", Continue),
                     ("e", EditSelected),
                     ("d", DeleteSelected),
+                    ("P", PinSelected),
                     ("+", RateUp),
                     ("-", RateDown),
                     ("1", RateStars(1)),

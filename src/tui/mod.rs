@@ -9,6 +9,7 @@ pub mod app;
 pub mod arena;
 mod arena_flow;
 pub mod chat;
+mod chat_story;
 pub mod commands;
 pub mod composer;
 pub mod effect;
@@ -19,6 +20,8 @@ pub mod picker;
 pub mod rating;
 pub mod rl_rating;
 pub mod runtime;
+pub mod story_commands;
+mod summary;
 pub mod terminal;
 pub mod theme;
 pub mod update;
@@ -28,6 +31,7 @@ pub mod view;
 mod tests;
 #[cfg(test)]
 mod tests_sessions;
+mod tests_story;
 
 use std::path::PathBuf;
 
@@ -181,6 +185,8 @@ pub fn run(
             // The cache of the old model means nothing to the new one.
             chat.dropped_turns = 0;
         }
+        // A summary the old model was writing is gone with it.
+        app.summary = None;
     }
 }
 

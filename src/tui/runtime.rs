@@ -48,9 +48,15 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let mut input = EventStream::new();
     let mut generation: Option<EngineStream> = None;
+    // The rolling summary, written by the engine between replies.
+    let mut summary: Option<EngineStream> = None;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     let mut dirty = true;
     loop {
+        if let Some(request) = app.summary.as_mut().and_then(|j| j.request.take()) {
+            summary = Some(cx.engine.generate(request));
+        }
+        super::summary::commit_ready(app);
         if dirty {
             guard.terminal.draw(|frame| view::draw(frame, app))?;
             dirty = false;
@@ -89,6 +95,16 @@ pub async fn run(
                         run_effects(app, guard, cx, effects, &mut generation).await;
                     }
                 }
+                dirty = true;
+            }
+            event = next_engine(&mut summary) => {
+                let event = event.unwrap_or(crate::engine::Event::Failed(
+                    crate::engine::EngineError::EngineStopped,
+                ));
+                if matches!(event, crate::engine::Event::Finished(_) | crate::engine::Event::Failed(_)) {
+                    summary = None;
+                }
+                super::summary::on_event(app, event);
                 dirty = true;
             }
             _ = tick.tick() => {
@@ -208,8 +224,13 @@ async fn run_effects(
             }
             Effect::ShowPrompt => {
                 if let Some(chat) = &app.chat {
-                    let parts = chat.next_prompt().parts(chat.dropped_turns);
-                    let mut table = String::from("tokens  section\n");
+                    let speaker = chat.character.name.clone();
+                    let (prompt, prepared) = chat.build_upto(chat.leaf_key().as_deref(), &speaker);
+                    let parts = prompt.parts(chat.dropped_turns);
+                    let mut table = format!(
+                        "lore, memory and note (/lore explains):\n{}\n\ntokens  section\n",
+                        crate::chat::story::explain(&prepared)
+                    );
                     let mut total = 0;
                     for part in &parts {
                         let n = cx
@@ -227,6 +248,7 @@ async fn run_effects(
                     ));
                     let text: String = parts.iter().map(|p| p.text.as_str()).collect();
                     app.overlay = Some(Overlay::Prompt {
+                        title: "the next prompt, with tokens per section".into(),
                         text: format!("{table}{text}"),
                         scroll: 0,
                     });
@@ -528,6 +550,10 @@ pub fn open_session(app: &mut App, cx: &Context<'_>, opening: Opening) {
     match result {
         Ok((mut chat, notes)) => {
             chat.annotator = config.prefs.annotator_id();
+            chat.story = crate::chat::story::StoryConfig::from_config(config, &cx.app.studio.root);
+            let (_, story_notes) = chat.story_log();
+            let mut notes = notes;
+            notes.extend(story_notes);
             app.runs_dir = config.runs_dir(&cx.app.studio.root);
             app.evals_dir = config.evals_dir(&cx.app.studio.root);
             let forked = matches!(opening, Opening::Fork(_)).then(|| chat.path.clone());

@@ -58,7 +58,7 @@ pub(super) fn with_chat(chat: ChatSession) -> App {
     app
 }
 
-fn finished(reason: FinishReason) -> Finished {
+pub(super) fn finished(reason: FinishReason) -> Finished {
     Finished {
         reason,
         stop_string: None,

@@ -333,6 +333,10 @@ fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
         Action::SwipeNext => return swipe(app, 1),
         Action::Continue => return continue_reply(app),
         Action::EditSelected => edit_selected(app),
+        Action::PinSelected => {
+            let message = target_message(app, false);
+            super::story_commands::pin_selected(app, message);
+        }
         Action::DeleteSelected => {
             if let Some(msg) = target_message(app, false) {
                 app.overlay = Some(Overlay::Confirm {
@@ -685,6 +689,7 @@ pub fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
             app.status.context_used = done.stats.context_used;
             app.status.tokens_per_second = done.stats.tokens_per_second;
             finish_reply(app, Some(done));
+            return super::summary::after_reply(app);
         }
         Event::Failed(err) => {
             app.notify(err.to_string(), true);

@@ -302,6 +302,8 @@ fn native_character() -> Character {
             ..Lorebook::default()
         }),
         card: None,
+        lore: vec![],
+        note: None,
     }
 }
 

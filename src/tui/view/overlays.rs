@@ -87,16 +87,16 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                 rect,
             );
         }
-        Overlay::Prompt { text, scroll } => {
+        Overlay::Prompt {
+            title,
+            text,
+            scroll,
+        } => {
             frame.render_widget(
                 Paragraph::new(text.clone())
                     .wrap(Wrap { trim: false })
                     .scroll((*scroll, 0))
-                    .block(
-                        Block::default()
-                            .borders(Borders::ALL)
-                            .title("the next prompt, with tokens per section"),
-                    ),
+                    .block(Block::default().borders(Borders::ALL).title(title.as_str())),
                 rect,
             );
         }

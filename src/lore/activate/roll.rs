@@ -1,0 +1,45 @@
+//! Seeded dice for probability and inclusion-group rolls. SillyTavern uses
+//! `Math.random()`; here every roll is a hash of the session's seed, the
+//! message count and what is rolled for, so a reload, a resume or a second
+//! look with `/lore` gives the same answer, while a new message rolls anew.
+
+/// A uniform number in [0, 1) from `seed` and the parts naming the roll.
+pub fn unit(seed: u64, parts: &[u64]) -> f64 {
+    let mut h = mix(seed);
+    for &p in parts {
+        h = mix(h ^ p);
+    }
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// A stable number for a text (FNV-1a), to name rolls by book or group.
+pub fn text_id(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// splitmix64's finaliser.
+fn mix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rolls_are_stable_and_spread() {
+        assert_eq!(unit(7, &[1, 2]), unit(7, &[1, 2]));
+        assert_ne!(unit(7, &[1, 2]), unit(7, &[2, 1]));
+        assert_ne!(unit(7, &[1, 2]), unit(8, &[1, 2]));
+        let n = 10_000;
+        let below_half = (0..n).filter(|&i| unit(42, &[i]) < 0.5).count();
+        assert!((4_700..5_300).contains(&below_half), "{below_half}");
+        assert!((0..n).all(|i| (0.0..1.0).contains(&unit(3, &[i]))));
+        assert_ne!(text_id("a"), text_id("b"));
+    }
+}

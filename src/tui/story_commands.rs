@@ -1,0 +1,277 @@
+//! `/lore`, `/note`, `/memory` and the pin key: the session's lorebooks,
+//! author's note and long-term memory from the chat.
+
+use super::app::{App, Overlay};
+use super::effect::Effect;
+use crate::character::AuthorNote;
+use crate::chat::story::{SummarySource, explain};
+use crate::lore::file::book_files;
+use crate::lore::{Role, find_book};
+
+pub const HELP: &str = "/lore [attach|detach NAME | books] · /note [TEXT | depth=N every=M role=system|user | off] · /memory [pin TEXT | unpin N | edit | set TEXT | summarize]";
+
+/// Runs `/lore`, `/note` or `/memory`; `rest` is the text after the name.
+pub fn run(app: &mut App, name: &str, rest: &str) -> Vec<Effect> {
+    if app.chat.is_none() {
+        app.notify(format!("/{name} needs an open session"), true);
+        return Vec::new();
+    }
+    let (sub, arg) = rest
+        .trim()
+        .split_once(char::is_whitespace)
+        .map_or((rest.trim(), ""), |(s, a)| (s, a.trim()));
+    let reads = matches!(
+        (name, sub),
+        ("lore", "" | "books") | ("memory", "" | "edit") | ("note", "")
+    );
+    let changes = !reads;
+    if changes && (app.streaming.is_some() || app.arena.is_some()) {
+        // The log must not change while a reply is written: the reply is
+        // recorded with the context its prompt was built from.
+        app.notify(
+            format!("wait for the reply to finish before changing /{name}"),
+            true,
+        );
+        return Vec::new();
+    }
+    match name {
+        "lore" => lore(app, sub, arg),
+        "note" => note(app, rest.trim()),
+        _ => return memory(app, sub, arg),
+    }
+    Vec::new()
+}
+
+fn show(app: &mut App, title: &str, text: String) {
+    app.overlay = Some(Overlay::Prompt {
+        title: title.to_string(),
+        text,
+        scroll: 0,
+    });
+}
+
+fn report(app: &mut App, result: Result<(), crate::session::SessionError>, done: String) {
+    match result {
+        Ok(()) => app.notify(done, false),
+        Err(err) => app.notify(err.to_string(), true),
+    }
+}
+
+fn lore(app: &mut App, sub: &str, arg: &str) {
+    let Some(chat) = &mut app.chat else { return };
+    match sub {
+        "" => {
+            let leaf = chat.leaf_key();
+            let speaker = chat.character.name.clone();
+            let (prepared, _) = chat.prepare_upto(leaf.as_deref(), &speaker);
+            show(
+                app,
+                "lore for the next reply: why each entry is in or out",
+                explain(&prepared),
+            );
+        }
+        "books" => {
+            let names: Vec<String> = book_files(&chat.story.lore_dir)
+                .iter()
+                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                .collect();
+            let attached = chat.story_log().0.attached;
+            let text = format!(
+                "books in {}: {}\nattached to this session: {}",
+                chat.story.lore_dir.display(),
+                if names.is_empty() {
+                    "none (her import BOOK.json)".to_string()
+                } else {
+                    names.join(", ")
+                },
+                if attached.is_empty() {
+                    "none".to_string()
+                } else {
+                    attached.join(", ")
+                }
+            );
+            show(app, "lorebooks", text);
+        }
+        "attach" | "detach" if !arg.is_empty() => {
+            let attach = sub == "attach";
+            if attach && let Err(err) = find_book(&chat.story.lore_dir, arg) {
+                app.notify(err.to_string(), true);
+                return;
+            }
+            let result = chat.attach_book(arg, attach);
+            let done = if attach {
+                format!("lorebook '{arg}' attached to this session")
+            } else {
+                format!("lorebook '{arg}' detached from this session")
+            };
+            report(app, result, done);
+        }
+        _ => app.notify(format!("/lore: {HELP}"), true),
+    }
+}
+
+/// `/note` shows the note and puts it in the composer to edit; `/note TEXT`
+/// sets it; `depth=N every=M role=R` words change its settings; `/note off`
+/// empties it.
+fn note(app: &mut App, rest: &str) {
+    let Some(chat) = &mut app.chat else { return };
+    let current = chat.note().unwrap_or_else(|| AuthorNote::new(""));
+    if rest.is_empty() {
+        let text = format!(
+            "/note depth={} every={} role={} {}",
+            current.depth,
+            current.every,
+            role_word(current.role),
+            current.text
+        );
+        app.composer.set(text.trim_end());
+        app.notify(
+            "the author's note is in the composer: edit it and press enter",
+            false,
+        );
+        return;
+    }
+    let mut next = current;
+    let mut words = Vec::new();
+    for word in rest.split(' ') {
+        let setting = word.split_once('=').filter(|_| words.is_empty());
+        match setting {
+            Some(("depth", v)) => match v.parse() {
+                Ok(d) if d <= crate::lore::model::MAX_INSERT_DEPTH => next.depth = d,
+                _ => return app.notify(format!("/note: depth '{v}' is not 0..=9999"), true),
+            },
+            Some(("every", v)) => match v.parse() {
+                Ok(n) => next.every = n,
+                _ => return app.notify(format!("/note: every '{v}' is not a number"), true),
+            },
+            Some(("role", v)) => match v {
+                "system" => next.role = Role::System,
+                "user" => next.role = Role::User,
+                _ => return app.notify(format!("/note: role '{v}': use system or user"), true),
+            },
+            _ => words.push(word),
+        }
+    }
+    let text = words.join(" ");
+    if text.trim() == "off" {
+        next.text.clear();
+    } else if !text.trim().is_empty() {
+        next.text = text.trim().to_string();
+    }
+    let done = if next.text.is_empty() {
+        "author's note off".to_string()
+    } else {
+        format!(
+            "author's note set: depth {}, every {} turn(s), as {}",
+            next.depth,
+            next.every,
+            role_word(next.role)
+        )
+    };
+    let result = chat.set_note(next);
+    report(app, result, done);
+}
+
+fn role_word(role: Role) -> &'static str {
+    match role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
+}
+
+fn memory(app: &mut App, sub: &str, arg: &str) -> Vec<Effect> {
+    let Some(chat) = &mut app.chat else {
+        return Vec::new();
+    };
+    let path = chat.active_keys();
+    let (log, _) = chat.story_log();
+    match sub {
+        "" => {
+            let mut text = String::from("pinned memories (P on a message, /memory pin TEXT):\n");
+            let pins: Vec<_> = log.pins_on(&path).collect();
+            if pins.is_empty() {
+                text.push_str("  none\n");
+            }
+            for (i, p) in pins.iter().enumerate() {
+                text.push_str(&format!("  {}. {}\n", i + 1, p.text));
+            }
+            text.push_str("\nsummary of this branch (/memory edit to change it):\n");
+            match log.summary_on(&path) {
+                Some(s) => text.push_str(&format!(
+                    "  covers {} message(s), written by {:?} at {}, version {} of {}\n  {}\n",
+                    s.messages,
+                    s.source,
+                    s.created_at,
+                    log.summaries
+                        .iter()
+                        .position(|x| x.id == s.id)
+                        .map_or(0, |i| i + 1),
+                    log.summaries.len(),
+                    s.text
+                )),
+                None => text.push_str("  none yet\n"),
+            }
+            show(app, "long-term memory", text);
+        }
+        "pin" if !arg.is_empty() => {
+            let result = chat.pin(arg, None).map(|_| ());
+            report(app, result, "pinned".into());
+        }
+        "unpin" => {
+            let pins: Vec<String> = log.pins_on(&path).map(|p| p.id.clone()).collect();
+            match arg
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| pins.get(n.wrapping_sub(1)))
+            {
+                Some(id) => {
+                    let result = chat.unpin(id);
+                    report(app, result, format!("memory {arg} unpinned"));
+                }
+                None => app.notify(format!("/memory unpin N: N is 1..={}", pins.len()), true),
+            }
+        }
+        "edit" => {
+            let text = log
+                .summary_on(&path)
+                .map_or(String::new(), |s| s.text.clone());
+            app.composer.set(format!("/memory set {text}").trim_end());
+            app.notify(
+                "the summary is in the composer: edit it and press enter (ctrl+e: $EDITOR)",
+                false,
+            );
+        }
+        "set" if !arg.is_empty() => match chat.leaf_key() {
+            Some(leaf) => {
+                let result = chat.save_summary(arg, &leaf, SummarySource::User);
+                report(app, result, "summary saved (a new version)".into());
+            }
+            None => app.notify("/memory set: the session has no messages yet", true),
+        },
+        "summarize" | "summarise" => return super::summary::request(app, true),
+        _ => app.notify(format!("/memory: {HELP}"), true),
+    }
+    Vec::new()
+}
+
+/// The pin key: the selected message becomes a memory.
+pub fn pin_selected(app: &mut App, message: Option<super::model::ShownMessage>) {
+    if app.streaming.is_some() || app.arena.is_some() {
+        app.notify("wait for the reply to finish before pinning", true);
+        return;
+    }
+    let (Some(chat), Some(msg)) = (&mut app.chat, message) else {
+        return;
+    };
+    let text = crate::chat::story::memory::pin_text(&msg.name, &msg.raw);
+    let result = chat.pin(&text, Some(&msg.key)).map(|_| ());
+    report(app, result, format!("pinned: {}", clip(&text, 60)));
+}
+
+fn clip(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((i, _)) => format!("{}…", &text[..i]),
+        None => text.to_string(),
+    }
+}

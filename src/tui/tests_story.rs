@@ -1,0 +1,291 @@
+//! Lore, the author's note and memory from the chat: commands, the prompt
+//! sent to the engine, and the exact prompt kept with ratings and exports.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use super::action::Action;
+use super::app::{App, Overlay};
+use super::effect::Effect;
+use super::tests::{chat_app, reply, type_text};
+use super::update::update;
+use crate::lore::{Book, Entry, Position, Role, save_book};
+use crate::prefs::PreferenceRecord;
+use crate::prefs::sessions::{SessionPlayers, collect_session};
+use crate::session::load_session;
+
+fn vale(dir: &Path) {
+    let mut sword = Entry::new(1);
+    sword.comment = "the cursed sword".into();
+    sword.keys = vec!["sword".into()];
+    sword.content = "The sword is cursed.".into();
+    let mut river = Entry::new(2);
+    river.keys = vec!["river".into()];
+    river.content = "The river floods in spring.".into();
+    river.position = Position::AtDepth;
+    river.depth = 0;
+    river.role = Some(Role::System);
+    let book = Book {
+        name: "vale".into(),
+        entries: vec![sword, river],
+        ..Book::default()
+    };
+    save_book(dir, &book, false).unwrap();
+}
+
+fn command(app: &mut App, text: &str) -> Vec<Effect> {
+    type_text(app, text);
+    update(app, Action::Submit)
+}
+
+fn notice(app: &App) -> String {
+    app.status
+        .notice
+        .as_ref()
+        .map(|(t, _)| t.clone())
+        .unwrap_or_default()
+}
+
+fn overlay_text(app: &App) -> String {
+    match &app.overlay {
+        Some(Overlay::Prompt { text, .. }) => text.clone(),
+        other => panic!("no text overlay: {other:?}"),
+    }
+}
+
+/// The prompt of the one Generate effect.
+fn sent_prompt(effects: &[Effect]) -> String {
+    match effects {
+        [Effect::Generate(request)] => request.prompt.render(0),
+        other => panic!("expected one generation, got {other:?}"),
+    }
+}
+
+#[test]
+fn attached_lore_note_and_pins_reach_the_prompt_and_ratings_keep_the_exact_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let lore = dir.path().join("lore");
+    vale(&lore);
+    let mut app = chat_app(dir.path());
+    app.chat.as_mut().unwrap().story.lore_dir = lore.clone();
+
+    command(&mut app, "/lore attach nowhere");
+    assert!(notice(&app).contains("nowhere"), "{}", notice(&app));
+    command(&mut app, "/lore attach vale");
+    assert!(notice(&app).contains("attached"), "{}", notice(&app));
+
+    // The key in the user's line activates the entry: it is in what the
+    // engine gets, in the background.
+    let effects = command(&mut app, "Where is the sword?");
+    let first_prompt = sent_prompt(&effects);
+    assert!(first_prompt.contains("===Background===\n"));
+    assert!(
+        first_prompt.contains("The sword is cursed."),
+        "{first_prompt}"
+    );
+    assert!(!first_prompt.contains("floods"));
+    reply(
+        &mut app,
+        &["Plan.</system_thinking>Elizabeth Bennet: Near the river."],
+    );
+
+    // /lore explains the next reply: the river (in the reply) is at depth 0.
+    command(&mut app, "/lore");
+    let why = overlay_text(&app);
+    assert!(why.contains("vale#2"), "{why}");
+    assert!(why.contains("+ vale#2"), "{why}");
+    assert!(why.contains("key 'river'"), "{why}");
+    app.overlay = None;
+
+    // The author's note and a pin change the next prompt (not the old one).
+    command(&mut app, "/note depth=0 role=user Keep it short.");
+    assert!(notice(&app).contains("depth 0"), "{}", notice(&app));
+    command(&mut app, "/memory pin The sword was forged in fire.");
+    let next = app.chat.as_ref().unwrap().next_prompt().render_with_skip(0);
+    assert!(
+        next.contains("<|im_start|>user\nKeep it short.<|im_end|>"),
+        "{next}"
+    );
+    assert!(next.contains("To remember:\n- The sword was forged in fire."));
+    assert!(next.contains("<|im_start|>system\nThe river floods in spring.<|im_end|>"));
+    // `/prompt`'s explanation lists them too.
+    command(&mut app, "/memory");
+    assert!(overlay_text(&app).contains("The sword was forged in fire."));
+    app.overlay = None;
+
+    // Rating the reply records the prompt it answered: with the lore it
+    // had, without the note and pin that came later.
+    update(&mut app, Action::FocusTranscript);
+    update(&mut app, Action::RateStars(4));
+    let path = app.chat.as_ref().unwrap().path.clone();
+    let (session, issues) = load_session(&path).unwrap();
+    assert!(issues.is_empty(), "{issues:?}");
+    let rating = session
+        .other_events()
+        .iter()
+        .map(|e| &e.value)
+        .find(|v| v["type"] == "rating")
+        .unwrap();
+    assert_eq!(rating["prompt"].as_str().unwrap(), first_prompt);
+
+    // The export rebuilds the same context from the log.
+    let chat = app.chat.as_ref().unwrap();
+    let players = SessionPlayers {
+        cast: &chat.cast,
+        variant: chat.variant,
+        user_name: &chat.user_name,
+        annotator: "me",
+    };
+    let collected = collect_session(&session, &players);
+    let record = collected
+        .records
+        .iter()
+        .find_map(|r| match r {
+            PreferenceRecord::Rating(r) => Some(r),
+            _ => None,
+        })
+        .expect("a rating record");
+    assert!(record.context[0].content.contains("The sword is cursed."));
+    assert!(
+        !record
+            .context
+            .iter()
+            .any(|m| m.content.contains("Keep it short."))
+    );
+    let exported = record.provenance.as_ref().map(|p| p.prompt.clone());
+    assert_eq!(exported.as_deref(), Some(first_prompt.as_str()));
+}
+
+#[test]
+fn the_pin_key_pins_the_selected_message_and_memory_edit_versions_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = chat_app(dir.path());
+    update(&mut app, Action::FocusTranscript);
+    update(&mut app, Action::PinSelected);
+    assert!(
+        notice(&app).starts_with("pinned: Elizabeth Bennet:"),
+        "{}",
+        notice(&app)
+    );
+    let prompt = app.chat.as_ref().unwrap().next_prompt().render_with_skip(0);
+    assert!(
+        prompt.contains("To remember:\n- Elizabeth Bennet: "),
+        "{prompt}"
+    );
+
+    update(&mut app, Action::FocusInput);
+    command(&mut app, "/memory edit");
+    assert_eq!(app.composer.text, "/memory set");
+    app.composer.set("");
+    command(&mut app, "/memory set They have just met at Meryton.");
+    command(
+        &mut app,
+        "/memory set They met at Meryton; he slighted her.",
+    );
+    let prompt = app.chat.as_ref().unwrap().next_prompt().render_with_skip(0);
+    assert!(prompt.contains("The story so far: They met at Meryton; he slighted her."));
+    command(&mut app, "/memory");
+    let shown = overlay_text(&app);
+    assert!(shown.contains("version 2 of 2"), "{shown}");
+}
+
+#[test]
+fn story_commands_wait_while_a_reply_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = chat_app(dir.path());
+    command(&mut app, "Hello");
+    assert!(app.streaming.is_some());
+    update(&mut app, Action::FocusTranscript);
+    update(&mut app, Action::PinSelected);
+    assert!(
+        notice(&app).contains("wait for the reply"),
+        "{}",
+        notice(&app)
+    );
+    let path = app.chat.as_ref().unwrap().path.clone();
+    let (session, _) = load_session(&path).unwrap();
+    assert!(
+        !session
+            .other_events()
+            .iter()
+            .any(|e| e.value["type"] == "memory_pin")
+    );
+}
+
+fn started(dropped_turns: usize) -> crate::engine::Event {
+    crate::engine::Event::Started(crate::engine::Started {
+        prompt_tokens: 100,
+        reused_tokens: 0,
+        evaluated_tokens: 100,
+        dropped_turns,
+        max_new_tokens: 64,
+    })
+}
+
+/// Dropped turns are summarised, the status bar says so, and a summary that
+/// finishes while a reply is written is logged only after that reply.
+#[test]
+fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
+    use super::update::on_engine;
+    use crate::engine::{Event, FinishReason};
+    let dir = tempfile::tempdir().unwrap();
+    let mut app = chat_app(dir.path());
+    app.chat.as_mut().unwrap().story.memory.keep_recent = 1;
+    app.chat.as_mut().unwrap().story.memory.summary_threshold = 0.0;
+    command(&mut app, "Will you dance?");
+    on_engine(&mut app, started(1));
+    on_engine(&mut app, Event::Text("Elizabeth Bennet: No.".into()));
+    on_engine(
+        &mut app,
+        Event::Finished(super::tests::finished(FinishReason::EndOfGeneration)),
+    );
+    assert!(
+        notice(&app).contains("are being summarised"),
+        "{}",
+        notice(&app)
+    );
+    let job = app.summary.as_mut().expect("a summary job");
+    let request = job.request.take().expect("its request");
+    let asked = request.prompt.render(0);
+    assert!(asked.contains("Will you dance?"), "{asked}");
+    assert!(!asked.contains("No."), "the newest message is kept out");
+
+    // The next reply starts before the summary is done.
+    command(&mut app, "Why not?");
+    assert!(app.streaming.is_some());
+    on_engine_summary(&mut app, "They met at a ball. <think>x</think>");
+    assert!(app.summary.is_some(), "kept back while the reply streams");
+    reply(&mut app, &["Elizabeth Bennet: Because."]);
+    assert!(app.summary.is_none());
+    assert!(notice(&app).contains("summary written"), "{}", notice(&app));
+    let chat = app.chat.as_ref().unwrap();
+    let (log, _) = chat.story_log();
+    assert_eq!(log.summaries.len(), 1);
+    assert_eq!(log.summaries[0].text, "They met at a ball.");
+    // The reply that streamed meanwhile was logged with the memory its
+    // prompt had: none.
+    let last = chat.leaf_key().unwrap();
+    assert!(
+        log.contexts
+            .get(&last)
+            .is_none_or(|c| c.additions.memory.is_empty())
+    );
+    let next = chat.next_prompt().render_with_skip(0);
+    assert!(next.contains("The story so far: They met at a ball."));
+    // What the summary stands for leaves the history; the rest stays.
+    assert!(!next.contains("Will you dance?"), "{next}");
+    assert!(next.contains("Mr. Darcy: Why not?"), "{next}");
+    assert!(
+        !next.contains("come to inspect the company"),
+        "the greeting is summarised too"
+    );
+}
+
+fn on_engine_summary(app: &mut App, text: &str) {
+    use crate::engine::{Event, FinishReason};
+    super::summary::on_event(app, Event::Text(text.into()));
+    super::summary::on_event(
+        app,
+        Event::Finished(super::tests::finished(FinishReason::EndOfGeneration)),
+    );
+}
