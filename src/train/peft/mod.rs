@@ -9,7 +9,7 @@ pub mod base_name;
 pub mod import;
 pub mod rows;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
@@ -203,9 +203,9 @@ pub fn write(
         named.insert(peft_key(t.layer, &t.module, "B"), &t.b);
     }
     let weights = dir.join("adapter_model.safetensors");
-    let info: HashMap<String, String> = metadata.clone().into_iter().collect();
-    let bytes = safetensors::tensor::serialize(named, Some(info))
-        .map_err(|e| fail(&weights, e.to_string()))?;
+    let bytes =
+        safetensors::tensor::serialize(named, None).map_err(|e| fail(&weights, e.to_string()))?;
+    let bytes = with_metadata(&bytes, metadata).map_err(|e| fail(&weights, e))?;
     crate::fsutil::write_atomic(&weights, &bytes, true)
         .map_err(|e| fail(&weights, e.to_string()))?;
     let json = serde_json::to_vec_pretty(config).map_err(|e| fail(dir, e.to_string()))?;
@@ -213,11 +213,67 @@ pub fn write(
     crate::fsutil::write_atomic(&path, &json, true).map_err(|e| fail(&path, e.to_string()))
 }
 
+/// Puts `metadata` into a serialized safetensors file as its
+/// `__metadata__`, keys in order: the crate writes a HashMap, whose order
+/// changes from run to run, and the same adapter must give the same bytes.
+fn with_metadata(bytes: &[u8], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>, String> {
+    let malformed = || "the serialized safetensors header is malformed".to_string();
+    let len_bytes: [u8; 8] = bytes
+        .get(..8)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(malformed)?;
+    let len = usize::try_from(u64::from_le_bytes(len_bytes)).map_err(|_| malformed())?;
+    let header = bytes.get(8..8 + len).ok_or_else(malformed)?;
+    let header = std::str::from_utf8(header)
+        .map_err(|_| malformed())?
+        .trim_end();
+    let entries = header.strip_prefix('{').ok_or_else(malformed)?;
+    let meta = serde_json::to_string(metadata).map_err(|e| e.to_string())?;
+    let separator = if entries.trim_start().starts_with('}') {
+        ""
+    } else {
+        ","
+    };
+    let mut joined = format!("{{\"__metadata__\":{meta}{separator}{entries}").into_bytes();
+    // The data must start at a multiple of 8 bytes, as the crate pads it.
+    joined.resize(joined.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + joined.len() + bytes.len() - 8 - len);
+    out.extend_from_slice(&(joined.len() as u64).to_le_bytes());
+    out.extend_from_slice(&joined);
+    out.extend_from_slice(&bytes[8 + len..]);
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn metadata_is_written_in_key_order_and_the_file_still_reads() {
+        let a = Tensor::ones((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
+        let named = BTreeMap::from([("w".to_string(), &a)]);
+        let plain = safetensors::tensor::serialize(named, None).unwrap();
+        let metadata: BTreeMap<String, String> = (0..20)
+            .map(|i| (format!("k{i:02}"), format!("v{i}")))
+            .collect();
+        let bytes = with_metadata(&plain, &metadata).unwrap();
+        let (_, read) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let got = read.metadata().clone().unwrap();
+        assert_eq!(got.len(), 20);
+        assert_eq!(got["k07"], "v7");
+        let text = String::from_utf8_lossy(&bytes[8..200]).into_owned();
+        assert!(
+            text.starts_with("{\"__metadata__\":{\"k00\":\"v0\",\"k01\""),
+            "{text}"
+        );
+        let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let w = file.tensor("w").unwrap();
+        assert_eq!(w.shape(), &[2, 3]);
+        assert_eq!(w.data(), plain[plain.len() - 24..].to_vec().as_slice());
+        assert_eq!((bytes.len() - 8 - 24) % 8, 0);
+    }
 
     #[test]
     fn keys_and_config_follow_peft() {
