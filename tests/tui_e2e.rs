@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::tmux::{Tmux, her_cli, her_command, her_pid, idle, session_file, studio};
 

@@ -61,6 +61,8 @@ pub enum Kind {
     /// A PEFT adapter's config or weights (`her import adapter`); its
     /// limits are the importer's.
     Adapter,
+    /// A World Info / lorebook file (`her import`, `characters/lore/`).
+    Book,
 }
 
 impl Kind {
@@ -75,6 +77,7 @@ impl Kind {
             Kind::Dataset => DATASET_LIMIT.load(Ordering::Relaxed),
             Kind::RunRecord => 256 * MIB,
             Kind::Adapter => 16 * 1024 * MIB,
+            Kind::Book => 64 * MIB,
         }
     }
 
@@ -90,6 +93,7 @@ impl Kind {
             Kind::RunRecord => "a run or evaluation record",
             Kind::Text => "an edited message",
             Kind::Adapter => "a PEFT adapter file",
+            Kind::Book => "a lorebook",
         }
     }
 

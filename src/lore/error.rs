@@ -7,13 +7,8 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum LoreError {
-    #[error("cannot read '{path}': {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error(transparent)]
-    Read(#[from] crate::character::card::CardError),
+    Read(#[from] crate::fsutil::read::ReadError),
     #[error("'{path}' is not valid JSON: line '{line}', column '{column}': {message}")]
     Json {
         path: PathBuf,
@@ -49,10 +44,10 @@ pub enum LoreError {
     },
     #[error("'{path}' already exists; use --force to overwrite it")]
     Exists { path: PathBuf },
-    #[error("cannot write '{path}': {source}")]
+    #[error("cannot write '{path}': {cause}")]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error("no lorebook named '{name}' in '{dir}'")]
     NotFound { name: String, dir: PathBuf },

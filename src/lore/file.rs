@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use super::error::LoreError;
 use super::model::Book;
 use super::validate::{TOML_NAMES, check_book};
-use crate::character::card::read_capped;
 use crate::character::line_col;
 use crate::character::store::slug;
 
@@ -38,7 +37,8 @@ pub fn parse_book(text: &str, path: &Path) -> Result<Book, LoreError> {
 }
 
 pub fn load_book(path: &Path) -> Result<Book, LoreError> {
-    let bytes = read_capped(path, MAX_BOOK_FILE)?;
+    let bytes =
+        crate::fsutil::read::bytes_within(path, crate::fsutil::read::Kind::Book, MAX_BOOK_FILE)?;
     let text = String::from_utf8(bytes).map_err(|e| LoreError::Toml {
         path: path.to_path_buf(),
         location: String::new(),
@@ -72,14 +72,14 @@ pub fn save_book(dir: &Path, book: &Book, overwrite: bool) -> Result<PathBuf, Lo
             message: "would not read back as the same book; nothing was written".into(),
         });
     }
-    std::fs::create_dir_all(dir).map_err(|source| LoreError::Write {
+    std::fs::create_dir_all(dir).map_err(|cause| LoreError::Write {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     match crate::fsutil::write_atomic(&path, text.as_bytes(), overwrite) {
         Ok(()) => Ok(path),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(LoreError::Exists { path }),
-        Err(source) => Err(LoreError::Write { path, source }),
+        Err(cause) => Err(LoreError::Write { path, cause }),
     }
 }
 

@@ -8,7 +8,6 @@ use super::error::LoreError;
 use super::file::MAX_BOOK_FILE;
 use super::model::Book;
 use super::{st_json, v3};
-use crate::character::card::read_capped;
 
 /// Which kind of file a book came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +60,8 @@ pub fn parse_book_json(text: &str, path: &Path) -> Result<Option<ImportedBook>, 
 
 /// Reads a book file (bounded); `Ok(None)` when it is not a book.
 pub fn read_book_file(path: &Path) -> Result<Option<ImportedBook>, LoreError> {
-    let bytes = read_capped(path, MAX_BOOK_FILE)?;
+    let bytes =
+        crate::fsutil::read::bytes_within(path, crate::fsutil::read::Kind::Book, MAX_BOOK_FILE)?;
     match std::str::from_utf8(&bytes) {
         Ok(text) => parse_book_json(text, path),
         Err(_) => Ok(None),
@@ -75,8 +75,8 @@ pub fn export_book(book: &Book, out: &Path) -> Result<(), LoreError> {
         field: "(book)".into(),
         problem: format!("could not be written as JSON: {e}"),
     })?;
-    crate::fsutil::write_atomic(out, text.as_bytes(), true).map_err(|source| LoreError::Write {
+    crate::fsutil::write_atomic(out, text.as_bytes(), true).map_err(|cause| LoreError::Write {
         path: out.to_path_buf(),
-        source,
+        cause,
     })
 }

@@ -31,6 +31,7 @@ pub mod view;
 mod tests;
 #[cfg(test)]
 mod tests_sessions;
+#[cfg(test)]
 mod tests_story;
 
 use std::path::PathBuf;
