@@ -219,11 +219,9 @@ impl<'m> Session<'m> {
             Some(gbnf) => Some(sampler::grammar(self.model, gbnf)?),
             None => None,
         };
-        let mut chain = sampler::build_chain_with(sampling, self.model.n_vocab(), grammar);
-        if sampler::uses_penalties(sampling) {
-            let window = (sampling.repeat_last_n as usize).min(prompt.len());
-            chain.accept_many(&prompt[prompt.len() - window..]);
-        }
+        let mut chain = sampler::build_chain_with(sampling, self.model, grammar)?;
+        let window = sampler::prompt_history(sampling).min(prompt.len());
+        chain.accept_many(&prompt[prompt.len() - window..]);
         let mut utf8 = Utf8Stream::new();
         let mut outbox = Outbox::new(events);
         let mut stops = StopMatcher::new(&sampling.stop);
