@@ -348,3 +348,73 @@ fn bad_sampler_settings_are_clear_errors() {
     ));
     assert!(again.collect_blocking().is_ok());
 }
+
+fn reply(engine: &LocalEngine, s: SamplingConfig) -> (String, her_studio::engine::Finished) {
+    engine
+        .generate(GenerateRequest::new(CHATML_PROMPT.to_string(), s))
+        .collect_blocking()
+        .unwrap()
+}
+
+fn contains_ignoring_ascii_case(text: &str, phrase: &str) -> bool {
+    text.to_ascii_lowercase()
+        .contains(&phrase.to_ascii_lowercase())
+}
+
+#[test]
+fn a_banned_phrase_never_appears_in_200_seeded_replies_that_would_write_it() {
+    let t = tiny();
+    let engine = start(&t.model);
+    let base = |seed: u32| {
+        let mut s = sampling(seed, 24);
+        s.temperature = 1.0;
+        s
+    };
+    // A phrase the model writes: three characters from the middle of seed 0's reply.
+    let (first, _) = reply(&engine, base(0));
+    let chars: Vec<char> = first.chars().collect();
+    assert!(chars.len() >= 8, "{first:?}");
+    let phrase: String = chars[4..7].iter().collect();
+    let mut written = 0;
+    for seed in 0..200 {
+        if contains_ignoring_ascii_case(&reply(&engine, base(seed)).0, &phrase) {
+            written += 1;
+        }
+    }
+    assert!(written >= 1);
+
+    let banned = |seed: u32, retries: u32| {
+        let mut s = base(seed);
+        s.banned_phrases = vec![phrase.clone()];
+        s.banned_phrase_retries = retries;
+        s
+    };
+    for seed in 0..200 {
+        let (text, finished) = reply(&engine, banned(seed, 1000));
+        assert!(
+            !contains_ignoring_ascii_case(&text, &phrase),
+            "seed {seed}: {text:?} contains {phrase:?}"
+        );
+        // The token ids are those of the text shown.
+        let bytes: Vec<u8> = finished
+            .tokens
+            .iter()
+            .flat_map(|&id| piece(&engine, id))
+            .collect();
+        assert_eq!(String::from_utf8_lossy(&bytes), text, "seed {seed}");
+    }
+    // Deterministic for a seed, and with no retries allowed the text is
+    // exactly the unbanned reply (holding text back changes nothing else).
+    assert_eq!(
+        reply(&engine, banned(0, 1000)).0,
+        reply(&engine, banned(0, 1000)).0
+    );
+    assert_eq!(reply(&engine, banned(0, 0)).0, first);
+}
+
+fn piece(_engine: &LocalEngine, id: i32) -> Vec<u8> {
+    thread_local! {
+        static MODEL: LlamaModel = model();
+    }
+    MODEL.with(|m| m.vocab().token_to_piece(LlamaToken(id), true, None))
+}
