@@ -171,7 +171,7 @@ pub fn run_bare_loop(args: &BareLoopArgs) -> anyhow::Result<()> {
         batch.add(t, i as i32, &[0], i + 1 == prompt.len())?;
     }
     ctx.decode(&mut batch)?;
-    let mut chain = sampler::build_chain(&sampling, model.n_vocab());
+    let mut chain = sampler::build_chain(&sampling, &model)?;
     let max = sampling.max_new_tokens as usize;
     let mut pos = prompt.len() as i32;
     let mut generated = 0usize;

@@ -24,6 +24,13 @@ pub(crate) enum Kind {
     },
     /// An array of non-empty strings.
     StrList,
+    /// An array of names from a fixed list (repeats allowed).
+    NameList {
+        values: &'static [&'static str],
+    },
+    /// An array of `{ token = ID, bias = B }` / `{ text = "…", bias = B }`
+    /// tables; B in -100..=100 or -inf.
+    LogitBias,
     /// A string from a fixed list; `note` is appended to the error hint.
     Enum {
         values: &'static [&'static str],
@@ -50,6 +57,10 @@ impl Kind {
             Kind::Str { non_empty: true } => "a non-empty string".to_owned(),
             Kind::Str { non_empty: false } => "a string".to_owned(),
             Kind::StrList => "an array of non-empty strings".to_owned(),
+            Kind::NameList { values } => format!("an array of names from: {}", values.join(", ")),
+            Kind::LogitBias => "an array of tables { token = ID, bias = B } or { text = \"…\", \
+                                bias = B }, B in -100..=100 or -inf"
+                .to_owned(),
             Kind::Enum { values, note } => {
                 let quoted: Vec<String> = values.iter().map(|v| format!("'{v}'")).collect();
                 let list = match quoted.as_slice() {
@@ -199,6 +210,26 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("sampling", "max_new_tokens", int(1, 131_072)),
     spec("sampling", "seed", int(0, u32::MAX as i64)),
     spec("sampling", "stop", Kind::StrList),
+    spec("sampling", "dry_multiplier", float(0.0, 100.0)),
+    spec("sampling", "dry_base", float(1.0, 10.0)),
+    spec("sampling", "dry_allowed_length", int(0, 1000)),
+    spec("sampling", "dry_penalty_last_n", int(0, 1_048_576)),
+    // NUL is refused for every string key; llama.cpp's DRY would abort on one.
+    spec("sampling", "dry_sequence_breakers", Kind::StrList),
+    spec("sampling", "xtc_probability", float(0.0, 1.0)),
+    spec("sampling", "xtc_threshold", float(0.0, 1.0)),
+    spec("sampling", "top_n_sigma", float(0.0, 100.0)),
+    spec("sampling", "typical_p", float_open(0.0, 1.0)),
+    spec("sampling", "logit_bias", Kind::LogitBias),
+    spec(
+        "sampling",
+        "order",
+        Kind::NameList {
+            values: crate::config::SAMPLER_NAMES,
+        },
+    ),
+    spec("sampling", "banned_phrases", Kind::StrList),
+    spec("sampling", "banned_phrase_retries", int(0, 10_000)),
     spec("chat", "character", NON_EMPTY),
     spec("chat", "user_name", NON_EMPTY),
     spec("chat", "theme", NON_EMPTY),

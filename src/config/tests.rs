@@ -263,7 +263,9 @@ fn error_names_the_layer_that_introduced_the_value() {
         format!(
             "config error in '{}': unknown key 'sampling.temprature'; expected one of: \
              temperature, top_p, top_k, min_p, repeat_penalty, repeat_last_n, \
-             max_new_tokens, seed, stop",
+             max_new_tokens, seed, stop, dry_multiplier, dry_base, dry_allowed_length, \
+             dry_penalty_last_n, dry_sequence_breakers, xtc_probability, xtc_threshold, \
+             top_n_sigma, typical_p, logit_bias, order, banned_phrases, banned_phrase_retries",
             bad.display()
         )
     );
@@ -498,4 +500,72 @@ fn user_dirs_are_her_studio_ones() {
         Some(PathBuf::from("/srv/studio/config.toml"))
     );
     assert!(sources.env.iter().all(|(k, _)| k.starts_with("HER_")));
+}
+
+// ---- samplers ----
+
+#[test]
+fn sampler_settings_from_env_and_flags() {
+    let env = env_only(&[
+        ("HER_SAMPLING_ORDER", "xtc, temperature"),
+        (
+            "HER_SAMPLING_LOGIT_BIAS",
+            "[{ token = 3, bias = -inf }, { text = \"hi\", bias = 2 }]",
+        ),
+    ]);
+    let c = load(
+        &env,
+        &pairs(&[("sampling.dry_sequence_breakers", "[\"\\n\", \"*\"]")]),
+    )
+    .unwrap()
+    .config
+    .sampling;
+    assert_eq!(c.order, vec![s("xtc"), s("temperature")]);
+    assert_eq!(c.logit_bias.len(), 2);
+    assert_eq!(c.logit_bias[0].token, Some(3));
+    assert_eq!(c.logit_bias[0].bias, f32::NEG_INFINITY);
+    assert_eq!(c.logit_bias[1].text.as_deref(), Some("hi"));
+    assert_eq!(c.logit_bias[1].bias, 2.0);
+    assert_eq!(c.dry_sequence_breakers, vec![s("\n"), s("*")]);
+}
+
+#[test]
+fn a_bad_sampler_name_is_one_error_naming_key_and_value() {
+    let msg = err_text(&env_only(&[("HER_SAMPLING_ORDER", "top_k, tfs")]), &[]);
+    assert!(
+        msg.contains("'sampling.order' must be one of penalties,"),
+        "{msg}"
+    );
+    assert!(msg.ends_with("found 'tfs'"), "{msg}");
+    let msg = err_text(&env_only(&[("HER_SAMPLING_LOGIT_BIAS", "5")]), &[]);
+    assert!(
+        msg.contains("'sampling.logit_bias' must be an array of tables"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn sampling_with_a_ban_survives_a_json_round_trip() {
+    // Session logs record the sampling settings as JSON, which has no -inf.
+    let sampling = SamplingConfig {
+        logit_bias: vec![crate::config::LogitBias {
+            token: Some(9),
+            text: None,
+            bias: f32::NEG_INFINITY,
+        }],
+        ..SamplingConfig::default()
+    };
+    let json = serde_json::to_string(&sampling).unwrap();
+    assert!(json.contains("\"-inf\""), "{json}");
+    let back: SamplingConfig = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, sampling);
+}
+
+#[test]
+fn sampling_logged_before_the_new_keys_still_reads() {
+    let old = r#"{"temperature":0.7,"top_p":0.9,"top_k":40,"min_p":0.0,"repeat_penalty":1.0,
+        "repeat_last_n":64,"max_new_tokens":1024,"seed":42,"stop":[]}"#;
+    let s: SamplingConfig = serde_json::from_str(old).unwrap();
+    assert_eq!(s.order, SamplingConfig::default().order);
+    assert_eq!(s.dry_multiplier, 0.0);
 }

@@ -62,7 +62,10 @@ pub(crate) fn value_from_text(
         // Leading/trailing spaces may be meaningful in a name or path.
         Kind::Str { .. } => Some(Value::String(text.to_owned())),
         Kind::Enum { .. } => Some(Value::String(trimmed.to_owned())),
-        Kind::StrList => parse_list(trimmed),
+        Kind::StrList | Kind::NameList { .. } => parse_list(trimmed),
+        // Only the TOML array form: a comma list cannot hold tables.
+        Kind::LogitBias if trimmed.starts_with('[') || trimmed.is_empty() => parse_list(trimmed),
+        Kind::LogitBias => None,
     };
     let Some(value) = parsed else {
         return Err(ConfigError::WrongType {
@@ -179,7 +182,89 @@ pub(crate) fn check_value(
             }
             Ok(value.clone())
         }
+        Kind::NameList { values } => {
+            let Value::Array(items) = value else {
+                return Err(wrong_type(describe(value)));
+            };
+            for item in items {
+                match item {
+                    Value::String(s) if values.contains(&s.as_str()) => {}
+                    // Name the one bad entry, not the whole list.
+                    Value::String(s) => {
+                        return Err(ConfigError::OutOfRange {
+                            layer: layer.clone(),
+                            key: spec.dotted(),
+                            value: s.clone(),
+                            expected: format!("one of {}", values.join(", ")),
+                        });
+                    }
+                    other => {
+                        return Err(wrong_type(format!(
+                            "an array containing {}",
+                            describe(other)
+                        )));
+                    }
+                }
+            }
+            Ok(value.clone())
+        }
+        Kind::LogitBias => {
+            let Value::Array(items) = value else {
+                return Err(wrong_type(describe(value)));
+            };
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                out.push(
+                    check_bias_entry(item).map_err(|expected| ConfigError::OutOfRange {
+                        layer: layer.clone(),
+                        key: spec.dotted(),
+                        value: show(item),
+                        expected,
+                    })?,
+                );
+            }
+            Ok(Value::Array(out))
+        }
     }
+}
+
+/// One logit-bias table, normalised (an integer bias becomes a float), or
+/// what it should have been.
+fn check_bias_entry(item: &Value) -> Result<Value, String> {
+    let Value::Table(table) = item else {
+        return Err("a table { token = ID, bias = B } or { text = \"…\", bias = B }".into());
+    };
+    if let Some(extra) = table
+        .keys()
+        .find(|k| !["token", "text", "bias"].contains(&k.as_str()))
+    {
+        return Err(format!(
+            "a table with 'token' or 'text' and 'bias' (no '{extra}')"
+        ));
+    }
+    let mut out = toml::Table::new();
+    match (table.get("token"), table.get("text")) {
+        (Some(Value::Integer(id)), None) if (0..=i64::from(i32::MAX)).contains(id) => {
+            out.insert("token".into(), Value::Integer(*id));
+        }
+        (None, Some(Value::String(text))) if !text.is_empty() => {
+            out.insert("text".into(), Value::String(text.clone()));
+        }
+        (Some(_), Some(_)) => return Err("either 'token' or 'text', not both".into()),
+        (Some(_), None) => return Err("'token' as a token id, 0 or more".into()),
+        (None, Some(_)) => return Err("'text' as a non-empty string".into()),
+        (None, None) => return Err("a 'token' id or a 'text'".into()),
+    }
+    let bias = match table.get("bias") {
+        Some(Value::Float(b)) => *b,
+        Some(Value::Integer(b)) => *b as f64,
+        _ => return Err("a numeric 'bias' (-100..=100, or -inf to ban)".into()),
+    };
+    if !(bias == f64::NEG_INFINITY || (-100.0..=100.0).contains(&bias)) {
+        return Err("a 'bias' in -100..=100, or -inf to ban".into());
+    }
+    out.insert("bias".into(), Value::Float(bias));
+    Ok(Value::Table(out))
 }
 
 fn holds_nul(value: &Value) -> bool {

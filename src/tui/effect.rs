@@ -20,6 +20,8 @@ pub enum Opening {
 }
 
 #[derive(Debug)]
+// One effect at a time goes through the runtime; boxing the request buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Effect {
     Generate(GenerateRequest),
     /// Ask the model who speaks next in a scene, then start that reply after `parent`.

@@ -172,7 +172,7 @@ impl<'m> Session<'m> {
             self.share_prompt(seq as i32)?;
         }
 
-        let mut members = self.members(request, &prompt);
+        let mut members = self.members(request, &prompt)?;
         if let Err(err) = self.decode_group(&mut members, prompt.len(), budget, &cancelled) {
             // The cache is in an unknown state after a failed decode.
             self.reset();
@@ -199,7 +199,11 @@ impl<'m> Session<'m> {
 
     /// A sampler chain per seed; with penalties, each sees the prompt's tail
     /// as `generate`'s does.
-    fn members(&self, request: &GroupRequest, prompt: &[LlamaToken]) -> Vec<Member> {
+    fn members(
+        &self,
+        request: &GroupRequest,
+        prompt: &[LlamaToken],
+    ) -> Result<Vec<Member>, EngineError> {
         let sampling = &request.sampling;
         request
             .seeds
@@ -208,12 +212,10 @@ impl<'m> Session<'m> {
             .map(|(seq, &seed)| {
                 let mut s = sampling.clone();
                 s.seed = seed;
-                let mut chain = sampler::build_chain_with(&s, self.model.n_vocab(), None);
-                if sampler::uses_penalties(&s) {
-                    let window = (s.repeat_last_n as usize).min(prompt.len());
-                    chain.accept_many(&prompt[prompt.len() - window..]);
-                }
-                Member::new(seed, seq as i32, chain, &sampling.stop)
+                let mut chain = sampler::build_chain(&s, self.model)?;
+                let window = sampler::prompt_history(&s).min(prompt.len());
+                chain.accept_many(&prompt[prompt.len() - window..]);
+                Ok(Member::new(seed, seq as i32, chain, &sampling.stop))
             })
             .collect()
     }

@@ -1,5 +1,6 @@
 //! The llama.cpp backend: a handle that sends commands to one engine thread.
 
+mod banned;
 mod group;
 mod llama;
 mod load;

@@ -12,6 +12,11 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
+use std::collections::HashMap;
+
+use llama_cpp_2::sampling::LlamaSampler;
+
+use super::banned::{self, PhraseGuard};
 use super::sampler;
 use super::worker::Shared;
 use crate::engine::detok::Utf8Stream;
@@ -72,6 +77,53 @@ impl<'a> Outbox<'a> {
             self.last_stats = Instant::now();
         }
     }
+}
+
+/// A drawn token not shown yet (banned phrases hold text back).
+struct Held {
+    token: LlamaToken,
+    piece: Vec<u8>,
+    /// The chain's state before this token was drawn, to draw again from.
+    before: LlamaSampler,
+}
+
+/// Token bytes → UTF-8 text → stop strings → coalesced events.
+struct Output<'a> {
+    utf8: Utf8Stream,
+    stops: StopMatcher,
+    outbox: Outbox<'a>,
+}
+
+impl Output<'_> {
+    /// Shows one token's bytes; `Some(stop string)` when one completed.
+    fn emit(&mut self, piece: &[u8]) -> Option<String> {
+        let scan = self.stops.push(&self.utf8.push(piece));
+        self.outbox.push(&scan.emit);
+        scan.stopped_on
+    }
+}
+
+/// Draws with `banned` set to −∞ first; same steps as `LlamaSampler::sample`.
+fn sample_without(
+    chain: &mut LlamaSampler,
+    ctx: &LlamaContext,
+    banned: &[LlamaToken],
+) -> Result<LlamaToken, EngineError> {
+    let mut cur = ctx.token_data_array();
+    for token in banned {
+        if let Some(d) = usize::try_from(token.0)
+            .ok()
+            .and_then(|i| cur.data.get_mut(i))
+        {
+            d.set_logit(f32::NEG_INFINITY);
+        }
+    }
+    chain.apply(&mut cur);
+    let token = cur
+        .selected_token()
+        .ok_or_else(|| EngineError::Decode("the sampler chain selected no token".into()))?;
+    chain.accept(token);
+    Ok(token)
 }
 
 pub struct Session<'m> {
@@ -148,6 +200,32 @@ impl<'m> Session<'m> {
         Ok(reused)
     }
 
+    /// Drops the KV cache from position `keep` on and decodes `last` there
+    /// again, so its logits are the next draw's (a banned-phrase rewind).
+    fn rewind_to(&mut self, keep: usize, last: LlamaToken) -> Result<(), EngineError> {
+        let removed = self
+            .ctx
+            .clear_kv_cache_seq(Some(0), Some(keep as u32), None)
+            .unwrap_or(false);
+        if !removed {
+            self.reset();
+            return Err(EngineError::Decode(
+                "this model's cache cannot be rewound for a banned phrase".into(),
+            ));
+        }
+        self.cached.truncate(keep);
+        let mut batch = LlamaBatch::new(1, 1);
+        batch
+            .add(last, keep as i32, &[0], true)
+            .map_err(|e| EngineError::Decode(e.to_string()))?;
+        if let Err(e) = self.ctx.decode(&mut batch) {
+            self.reset();
+            return Err(EngineError::Decode(e.to_string()));
+        }
+        self.cached.push(last);
+        Ok(())
+    }
+
     /// Runs one generation, sending events until `Finished` or `Failed`.
     pub fn generate(
         &mut self,
@@ -219,41 +297,104 @@ impl<'m> Session<'m> {
             Some(gbnf) => Some(sampler::grammar(self.model, gbnf)?),
             None => None,
         };
-        let mut chain = sampler::build_chain_with(sampling, self.model.n_vocab(), grammar);
-        if sampler::uses_penalties(sampling) {
-            let window = (sampling.repeat_last_n as usize).min(prompt.len());
-            chain.accept_many(&prompt[prompt.len() - window..]);
-        }
-        let mut utf8 = Utf8Stream::new();
-        let mut outbox = Outbox::new(events);
-        let mut stops = StopMatcher::new(&sampling.stop);
+        let mut chain = sampler::build_chain_with(sampling, self.model, grammar)?;
+        let window = sampler::prompt_history(sampling).min(prompt.len());
+        chain.accept_many(&prompt[prompt.len() - window..]);
+        let mut out = Output {
+            utf8: Utf8Stream::new(),
+            stops: StopMatcher::new(&sampling.stop),
+            outbox: Outbox::new(events),
+        };
         let vocab = self.model.vocab();
         let mut batch = LlamaBatch::new(1, 1);
-        let mut generated = 0usize;
         let mut sampled: Vec<i32> = Vec::new();
         let mut first_token_at: Option<Instant> = None;
         let mut stop_string = None;
+        // Banned phrases: tokens not shown yet, each with the chain as it was
+        // before it was drawn, and the tokens banned at each reply position.
+        let guard = PhraseGuard::new(&sampling.banned_phrases);
+        let mut held: Vec<Held> = Vec::new();
+        let mut bans: HashMap<usize, Vec<LlamaToken>> = HashMap::new();
+        let mut rewinds = 0u32;
         // The token to sample after is always the last output of the last batch.
         const LAST_OUTPUT: i32 = -1;
         let reason = loop {
             if cancelled() {
                 break FinishReason::Cancelled;
             }
-            let token = chain.sample(&self.ctx, LAST_OUTPUT);
+            let position = sampled.len();
+            let before = guard.as_ref().map(|_| chain.clone());
+            let token = match bans.get(&position) {
+                Some(banned) => sample_without(&mut chain, &self.ctx, banned)?,
+                None => chain.sample(&self.ctx, LAST_OUTPUT),
+            };
             first_token_at.get_or_insert_with(Instant::now);
             if vocab.is_eog(token) {
                 break FinishReason::EndOfGeneration;
             }
-            generated += 1;
             sampled.push(token.0);
             let piece = vocab.token_to_piece(token, true, None);
-            let scan = stops.push(&utf8.push(&piece));
-            outbox.push(&scan.emit);
-            if scan.stopped_on.is_some() {
-                stop_string = scan.stopped_on;
+            if let (Some(guard), Some(before)) = (&guard, before) {
+                held.push(Held {
+                    token,
+                    piece,
+                    before,
+                });
+                let pieces: Vec<&[u8]> = held.iter().map(|h| h.piece.as_slice()).collect();
+                let text = pieces.concat();
+                if let Some(start) = guard.find(&text) {
+                    if rewinds < sampling.banned_phrase_retries {
+                        // Back to the token where the phrase began; draw again without it.
+                        let k = banned::piece_at(&pieces, start);
+                        let at = position + 1 - held.len() + k;
+                        held.truncate(k + 1);
+                        if let Some(first) = held.pop() {
+                            chain = first.before;
+                            bans.entry(at).or_default().push(first.token);
+                        }
+                        sampled.truncate(at);
+                        rewinds += 1;
+                        let previous = match at.checked_sub(1) {
+                            Some(i) => LlamaToken(sampled[i]),
+                            None => prompt[prompt.len() - 1],
+                        };
+                        self.rewind_to(prompt.len() + at - 1, previous)?;
+                        continue;
+                    }
+                    if rewinds == sampling.banned_phrase_retries {
+                        rewinds += 1;
+                        tracing::warn!(
+                            "banned phrases: {} rewinds spent; further matches in this reply are let through",
+                            sampling.banned_phrase_retries
+                        );
+                    }
+                }
+                // Show what no phrase can involve any more.
+                let mut after = text.len();
+                let mut shown = 0;
+                while let Some(h) = held.get(shown) {
+                    after -= h.piece.len();
+                    if after < guard.hold_bytes() {
+                        break;
+                    }
+                    shown += 1;
+                    if let Some(stop) = out.emit(&h.piece) {
+                        stop_string = Some(stop);
+                        break;
+                    }
+                }
+                held.drain(..shown);
+                if stop_string.is_some() {
+                    // Tokens drawn after the stop string are not part of the reply.
+                    sampled.truncate(sampled.len() - held.len());
+                    held.clear();
+                    break FinishReason::StopString;
+                }
+            } else if let Some(stop) = out.emit(&piece) {
+                stop_string = Some(stop);
                 break FinishReason::StopString;
             }
-            if generated >= fit.max_new_tokens {
+            if sampled.len() >= fit.max_new_tokens {
                 break FinishReason::MaxTokens;
             }
             if self.cached.len() + 1 > self.n_ctx {
@@ -269,23 +410,36 @@ impl<'m> Session<'m> {
             }
             self.cached.push(token);
             let context_used = self.cached.len();
-            outbox.stats(|| LiveStats {
+            let generated = sampled.len();
+            out.outbox.stats(|| LiveStats {
                 generated_tokens: generated,
                 tokens_per_second: crate::engine::tokens_per_second(generated, first_token_at),
                 context_used,
                 n_ctx: self.n_ctx,
             });
         };
+        let mut reason = reason;
 
-        // 4. Release text held back for an unfinished character or stop string.
+        // 4. Release text held back for banned phrases, an unfinished
+        // character or a stop string.
+        for (i, h) in held.iter().enumerate() {
+            if let Some(stop) = out.emit(&h.piece) {
+                stop_string = Some(stop);
+                reason = FinishReason::StopString;
+                sampled.truncate(sampled.len() - (held.len() - i - 1));
+                break;
+            }
+        }
         if reason != FinishReason::StopString {
-            let tail = stops.push(&utf8.finish());
+            let tail = out.stops.push(&out.utf8.finish());
             let mut rest = tail.emit;
             if tail.stopped_on.is_none() {
-                rest.push_str(&stops.finish());
+                rest.push_str(&out.stops.finish());
             }
-            outbox.push(&rest);
+            out.outbox.push(&rest);
         }
+        let generated = sampled.len();
+        let mut outbox = out.outbox;
         outbox.flush();
         let generation_ms = first_token_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
         let ttft = first_token_at.map_or(0.0, |t| (t - received).as_secs_f64() * 1e3);

@@ -137,6 +137,13 @@ pub fn body(
         "repeat_last_n": sampling.repeat_last_n,
         "repetition_penalty": sampling.repeat_penalty,
     });
+    let dropped = super::samplers::add_fields(&mut body, ctx.server.flavour, sampling);
+    if !dropped.is_empty() {
+        tracing::warn!(
+            "this server cannot apply {}; the reply is sampled without them",
+            dropped.join(", ")
+        );
+    }
     if ctx.server.flavour == Flavour::LlamaServer {
         body["cache_prompt"] = json!(true);
         // `verbose` adds the ids of sampled tokens and which stop string ended the reply.
