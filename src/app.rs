@@ -114,17 +114,7 @@ impl AppContext {
         let mut players: Vec<Character> = crate::character::list_characters(&dir)
             .map(|list| list.into_iter().filter_map(|(_, c)| c.ok()).collect())
             .unwrap_or_default();
-        let scenes = std::fs::read_dir(self.scenes_dir())
-            .map(|entries| {
-                let mut paths: Vec<PathBuf> = entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                    .collect();
-                paths.sort();
-                paths
-            })
-            .unwrap_or_default();
+        let scenes = crate::fsutil::toml_files(&self.scenes_dir()).unwrap_or_default();
         for scene in scenes.iter().filter_map(|p| load_scene(p).ok()) {
             let Ok(mut cast) = scene.cast(&dir) else {
                 continue;

@@ -41,15 +41,19 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(
 ) -> Result<T, CharacterError> {
     toml::from_str(text).map_err(|e| CharacterError::Invalid {
         path: path.to_path_buf(),
-        location: e
-            .span()
-            .map(|span| {
-                let (line, col) = line_col(text, span.start);
-                format!(" line {line}, column {col}")
-            })
-            .unwrap_or_default(),
+        location: toml_error_location(text, &e),
         message: e.message().trim_end().to_string(),
     })
+}
+
+/// " line L, column C" of a TOML error in `text`, or nothing without a span.
+pub(crate) fn toml_error_location(text: &str, e: &toml::de::Error) -> String {
+    e.span()
+        .map(|span| {
+            let (line, col) = line_col(text, span.start);
+            format!(" line {line}, column {col}")
+        })
+        .unwrap_or_default()
 }
 
 pub fn parse_character(text: &str, path: &Path) -> Result<Character, CharacterError> {
@@ -87,16 +91,10 @@ pub type ListedCharacter = (PathBuf, Result<Character, CharacterError>);
 /// Every `*.toml` character in `dir`, sorted by file name, each with its
 /// result: one broken file must not hide the others.
 pub fn list_characters(dir: &Path) -> Result<Vec<ListedCharacter>, CharacterError> {
-    let entries = std::fs::read_dir(dir).map_err(|cause| CharacterError::Io {
+    let paths = crate::fsutil::toml_files(dir).map_err(|cause| CharacterError::Io {
         path: dir.to_path_buf(),
         cause,
     })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
     Ok(paths
         .into_iter()
         .map(|p| {

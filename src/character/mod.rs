@@ -7,7 +7,7 @@ mod scene;
 pub mod store;
 pub mod transfer;
 
-pub(crate) use file::line_col;
+pub(crate) use file::toml_error_location;
 pub use file::{
     CharacterError, ListedCharacter, list_characters, load_character, load_character_by_name,
     parse_character,
@@ -257,15 +257,9 @@ pub fn print_list(dir: &std::path::Path) -> Result<(), CharacterError> {
             Err(err) => println!("{:<24} ERROR: {err}", stem(&path)),
         }
     }
-    let Ok(entries) = std::fs::read_dir(dir.join("scenes")) else {
+    let Ok(paths) = crate::fsutil::toml_files(&dir.join("scenes")) else {
         return Ok(());
     };
-    let mut paths: Vec<_> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
     println!("\nscenes (her chat --scene NAME):");
     for path in paths {
         match load_scene(&path) {

@@ -30,16 +30,7 @@ pub fn load_scenes(
 ) -> Result<Vec<EvalScene>, EvalError> {
     let mut out: Vec<EvalScene> = Vec::new();
     let paths: Vec<PathBuf> = if specs.is_empty() {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(scenes_dir)
-            .map(|entries| {
-                entries
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-                    .collect()
-            })
-            .unwrap_or_default();
-        paths.sort();
+        let paths = crate::fsutil::toml_files(scenes_dir).unwrap_or_default();
         if paths.is_empty() {
             return Err(EvalError::NoScenes {
                 dir: scenes_dir.to_path_buf(),

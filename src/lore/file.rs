@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use super::error::LoreError;
 use super::model::Book;
 use super::validate::{TOML_NAMES, check_book};
-use crate::character::line_col;
 use crate::character::store::slug;
+use crate::character::toml_error_location;
 
 /// The folder of books inside the characters folder.
 pub const LORE_DIR: &str = "lore";
@@ -23,13 +23,7 @@ pub fn lore_dir(characters_dir: &Path) -> PathBuf {
 pub fn parse_book(text: &str, path: &Path) -> Result<Book, LoreError> {
     let book: Book = toml::from_str(text).map_err(|e| LoreError::Toml {
         path: path.to_path_buf(),
-        location: e
-            .span()
-            .map(|span| {
-                let (line, col) = line_col(text, span.start);
-                format!(" line {line}, column {col}")
-            })
-            .unwrap_or_default(),
+        location: toml_error_location(text, &e),
         message: e.message().trim_end().to_string(),
     })?;
     check_book(&book, path, &TOML_NAMES)?;
@@ -108,16 +102,7 @@ pub fn find_book(dir: &Path, name: &str) -> Result<PathBuf, LoreError> {
 
 /// The `.toml` files of `dir`, sorted.
 pub fn book_files(dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    paths
+    crate::fsutil::toml_files(dir).unwrap_or_default()
 }
 
 #[cfg(test)]

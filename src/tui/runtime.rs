@@ -360,15 +360,9 @@ fn character_item(path: &Path, c: &Character) -> PickerItem {
 
 /// Scenes in `characters/scenes/`, listed after the characters.
 fn scene_items(cx: &AppContext, problems: &mut Vec<String>) -> Vec<PickerItem> {
-    let Ok(entries) = std::fs::read_dir(cx.scenes_dir()) else {
+    let Ok(paths) = crate::fsutil::toml_files(&cx.scenes_dir()) else {
         return Vec::new();
     };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
     paths
         .into_iter()
         .filter_map(|path| {

@@ -22,7 +22,7 @@
 //! text = "…"
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -189,13 +189,7 @@ pub fn from_dir(dir: &Path) -> Result<CalibrationSet, EvalError> {
             cause,
         }
     };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io("read the calibration folder", dir))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
+    let paths = crate::fsutil::toml_files(dir).map_err(io("read the calibration folder", dir))?;
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(&path).map_err(io("read", &path))?;
