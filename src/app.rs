@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 use crate::character::{Character, CharacterError, Scene, load_character_by_name, load_scene};
 use crate::config::{self, ConfigError, ConfigSources, LoadedConfig};
 use crate::config::{BackendKind, JudgeKind};
-use crate::engine::{
-    Backend, EngineError, LocalEngine, LocalEngineOptions, RemoteEngine, RemoteOptions,
-};
+use crate::engine::{Backend, EngineError, LocalEngine, LocalEngineOptions, RemoteEngine};
 use crate::studio::{Studio, StudioOrigin};
 
 pub struct AppContext {
@@ -44,7 +42,7 @@ impl AppContext {
     }
 
     pub fn engine_options(&self) -> LocalEngineOptions {
-        LocalEngineOptions::from_config(&self.config().model, self.model_path())
+        self.config().model.engine_options(self.model_path())
     }
 
     /// Loads the model (blocking).
@@ -57,9 +55,9 @@ impl AppContext {
     pub fn start_backend(&self) -> Result<Box<dyn Backend>, EngineError> {
         match self.config().backend.kind {
             BackendKind::Local => Ok(Box::new(self.start_engine()?)),
-            BackendKind::Openai => Ok(Box::new(RemoteEngine::start(RemoteOptions::from_config(
-                &self.config().backend,
-            ))?)),
+            BackendKind::Openai => Ok(Box::new(RemoteEngine::start(
+                self.config().backend.remote_options(),
+            )?)),
         }
     }
 
@@ -84,11 +82,11 @@ impl AppContext {
                     config.resolve_path(&self.studio.root, &judge.model_path)
                 };
                 Ok(Box::new(LocalEngine::start(
-                    LocalEngineOptions::from_config(&config.model, path),
+                    config.model.engine_options(path),
                 )?))
             }
             JudgeKind::Openai => {
-                let mut options = RemoteOptions::from_config(&config.backend);
+                let mut options = config.backend.remote_options();
                 if !judge.base_url.is_empty() {
                     options.base_url = judge.base_url.clone();
                 }

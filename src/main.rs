@@ -8,15 +8,13 @@ use clap::Parser;
 use her_studio::app::AppContext;
 use her_studio::character::card::Format;
 use her_studio::character::transfer;
-use her_studio::chat::{
-    Conversation, HeadlessOptions, Recorder, Saving, SceneConversation, new_header, run_headless,
-    run_headless_scene, transcript_of,
-};
+use her_studio::chat::{Conversation, Recorder, SceneConversation, new_header, transcript_of};
 use her_studio::cli::{
     BenchCommand, ChatArgs, Cli, Command, EvalCommand, ExportCommand, ImportArgs, ImportCommand,
     PrefsCommand, TrainCommand,
 };
 use her_studio::commands;
+use her_studio::commands::chat::{HeadlessOptions, Saving, run_headless, run_headless_scene};
 use her_studio::engine::Backend;
 use her_studio::{bench, doctor, logging};
 
@@ -188,7 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Doctor(_)) => Ok(doctor::run(&app)),
         Some(Command::Prompt(args)) => {
-            her_studio::chat::prompt_view::run(&app, &args)?;
+            her_studio::commands::prompt::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench(BenchCommand::Engine(args))) => {

@@ -4,7 +4,8 @@
 
 mod common;
 
-use her_studio::judge::{JudgeCase, judge_pair, judge_sampling};
+use her_studio::chat::judge::judge_pair;
+use her_studio::judge::{JudgeCase, judge_sampling};
 use her_studio::prefs::{ContextMessage, Role};
 
 fn context(line: &str) -> Vec<ContextMessage> {

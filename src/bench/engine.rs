@@ -52,7 +52,7 @@ pub fn run(app: &AppContext, args: &BenchEngineArgs) -> anyhow::Result<()> {
         Some(path) => PathBuf::from(path),
         None => app.model_path(),
     };
-    let mut options = LocalEngineOptions::from_config(&app.config().model, model_path.clone());
+    let mut options = app.config().model.engine_options(model_path.clone());
     options.threads = args.threads;
     options.n_ctx = options.n_ctx.max(4096);
     println!(

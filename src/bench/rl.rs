@@ -41,7 +41,7 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
     rl.reward_judge = if args.judge { 1.0 } else { 0.0 };
     rl.reward_format = 0.5;
     rl.reward_layout = 0.1;
-    let engine = crate::engine::LocalEngineOptions::from_config(&config.model, model.clone());
+    let engine = config.model.engine_options(model.clone());
     // A scratch run folder, removed at the end.
     let dir = std::env::temp_dir().join(format!("her-bench-rl-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

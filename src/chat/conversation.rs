@@ -1,9 +1,9 @@
 //! One character, one transcript, one engine: the turn loop shared by front ends.
 
 use crate::character::Character;
-use crate::config::SamplingConfig;
 use crate::engine::{Backend, EngineError, Event, Finished, GenerateRequest, Started};
 use crate::format::PREFILL;
+use crate::generation::SamplingConfig;
 use crate::prompt::{HerPrompt, Line, PromptOptions, PromptVariant};
 
 /// A running conversation with a character.

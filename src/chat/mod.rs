@@ -1,16 +1,17 @@
-//! Chat front ends. The headless one reads stdin and writes stdout; the TUI
-//! builds on the same conversation logic.
+//! The dialogue layer: a turn generated, streamed and recorded, for one
+//! character or a scene, and the judge run on a backend. The TUI, headless
+//! chat, eval and RL rollouts all build on it.
 
 mod conversation;
-mod headless;
-pub mod prompt_view;
+pub mod judge;
 mod record;
 mod scene;
-pub mod story;
 
 pub use conversation::{Conversation, TurnOutcome, character_sampling, stream_reply};
-pub use headless::{HeadlessError, HeadlessOptions, Saving, run_headless, run_headless_scene};
 pub use record::{
     Recorder, new_header, reply_message, role_of_speaker, start_session, transcript_of,
 };
 pub use scene::SceneConversation;
+
+// Transitional: the story moved to the core (`crate::story`).
+pub use crate::story;

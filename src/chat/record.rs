@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use crate::character::Character;
-use crate::config::SamplingConfig;
 use crate::engine::{FinishReason, Finished, ModelInfo};
+use crate::generation::SamplingConfig;
 use crate::prompt::Line;
 use crate::session::{
     LoadIssue, Message, MessageMeta, NodeId, Role, Session, SessionError, SessionFile,

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use super::conversation::{TurnOutcome, apply_overrides, stream_reply};
 use crate::character::{Character, ENVIRONMENT, NextSpeaker, Scene};
-use crate::config::SamplingConfig;
 use crate::engine::{Backend, EngineError, GenerateRequest};
+use crate::generation::SamplingConfig;
 use crate::prompt::next_speaker::{
     next_speaker_prompt, parse_next_speaker, round_robin, speaker_grammar,
 };

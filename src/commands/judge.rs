@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use anyhow::Context;
 
 use crate::app::AppContext;
+use crate::chat::judge::{PairVerdict, judge_pair};
 use crate::cli::{JudgeArgs, PrefsFilterArgs};
-use crate::judge::{HumanAgreement, JudgeCase, PairVerdict, agreement_with_humans, judge_pair};
+use crate::judge::{HumanAgreement, JudgeCase, agreement_with_humans};
 use crate::prefs::queue::read_queue;
 use crate::prefs::store::judge_log;
 use crate::prefs::{

@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use super::train::{kept_in_studio, overwrite_line, run_folder, watch_ctrl_c};
 use crate::app::AppContext;
 use crate::cli::RlArgs;
-use crate::engine::LocalEngineOptions;
 use crate::train::rl::prompts::{RlPrompt, read_prompts_jsonl};
 use crate::train::rl::{RlJob, StepMetrics, run};
 use crate::train::sft::DataSource;
@@ -28,7 +27,7 @@ pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
             Some(path) => {
                 crate::engine::local::check_model_file(path)?;
                 Box::new(crate::engine::LocalEngine::start(
-                    LocalEngineOptions::from_config(&config.model, path.clone()),
+                    config.model.engine_options(path.clone()),
                 )?)
             }
             None => app.start_judge()?,

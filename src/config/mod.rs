@@ -5,6 +5,7 @@
 //! `HER_<SECTION>_<KEY>` environment variables < command-line overrides.
 //! See [`load`] and `config.toml` for every key, its range and its default.
 
+mod engine_options;
 mod env;
 mod error;
 mod layers;
@@ -23,6 +24,9 @@ pub use env::{ENV_IGNORED, ENV_PREFIX, env_var_for};
 pub use error::{ConfigError, Source};
 pub use layers::{ConfigSources, LoadedConfig, load};
 pub use schema::KEY_ACTIONS;
+// The request vocabulary lives with the core; `[sampling]` is its serialized form.
+pub use crate::generation::{LogitBias, PromptVariant, SAMPLER_NAMES, SamplingConfig};
+pub use crate::story::{LoreConfig, MemoryConfig};
 
 /// The documented defaults, also usable as a template for a new config file.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config.toml");
@@ -130,155 +134,6 @@ impl Default for ModelConfig {
     }
 }
 
-/// f32 because llama.cpp's samplers take f32. Missing fields take their
-/// defaults so session logs written before a field existed still read.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SamplingConfig {
-    /// 0.0..=5.0, 0 = greedy.
-    pub temperature: f32,
-    /// (0, 1].
-    pub top_p: f32,
-    /// 0 = off, else 1..=100_000.
-    pub top_k: u32,
-    /// 0..=1.
-    pub min_p: f32,
-    /// 1.0 = off; 0.5..=3.0.
-    pub repeat_penalty: f32,
-    /// 0..=65_536 tokens.
-    pub repeat_last_n: u32,
-    /// 1..=131_072.
-    pub max_new_tokens: u32,
-    pub seed: u32,
-    /// Extra stop strings, each non-empty.
-    pub stop: Vec<String>,
-    /// DRY ("don't repeat yourself") strength; 0 = off, else up to 100.
-    pub dry_multiplier: f32,
-    /// How fast the DRY penalty grows with the repeat's length: 1.0..=10.
-    pub dry_base: f32,
-    /// Repeats up to this many tokens go unpenalised: 0..=1000.
-    pub dry_allowed_length: u32,
-    /// How many recent tokens DRY searches; 0 = DRY off.
-    pub dry_penalty_last_n: u32,
-    /// Strings a repeat may not extend across, each non-empty and without NUL
-    /// (llama.cpp aborts on a NUL).
-    pub dry_sequence_breakers: Vec<String>,
-    /// XTC ("exclude top choices") chance per token: 0..=1, 0 = off.
-    pub xtc_probability: f32,
-    /// XTC drops every choice above this probability but the least likely one; > 0.5 = off.
-    pub xtc_threshold: f32,
-    /// Keep tokens within n standard deviations of the top logit; 0 = off.
-    pub top_n_sigma: f32,
-    /// Locally typical sampling: (0, 1], 1 = off.
-    pub typical_p: f32,
-    /// Added to chosen tokens' logits before every other sampler.
-    pub logit_bias: Vec<LogitBias>,
-    /// The samplers in the order they run (names from [`SAMPLER_NAMES`]);
-    /// a sampler left out does not run. The draw always comes last.
-    pub order: Vec<String>,
-    /// Strings the reply must never contain (ASCII letters match either case):
-    /// on a match the engine rewinds to where the phrase began and resamples.
-    pub banned_phrases: Vec<String>,
-    /// Rewinds one reply may spend on banned phrases; after that, matches are let through (and logged).
-    pub banned_phrase_retries: u32,
-}
-
-/// Sampler names `sampling.order` accepts, in the default order (llama.cpp's).
-pub const SAMPLER_NAMES: &[&str] = &[
-    "penalties",
-    "dry",
-    "top_n_sigma",
-    "top_k",
-    "typical_p",
-    "top_p",
-    "min_p",
-    "xtc",
-    "temperature",
-];
-
-/// One `sampling.logit_bias` entry: a token id or a text (every token of its
-/// tokenization gets the bias), and the bias; `-inf` bans.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogitBias {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    #[serde(with = "bias_value")]
-    pub bias: f32,
-}
-
-impl std::fmt::Display for LogitBias {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (&self.token, &self.text) {
-            (Some(id), _) => write!(f, "token {id} → {}", self.bias),
-            (None, Some(text)) => write!(f, "text {text:?} → {}", self.bias),
-            (None, None) => write!(f, "(nothing) → {}", self.bias),
-        }
-    }
-}
-
-/// JSON has no infinities: a ban (`-inf`) is written as the string "-inf" so
-/// session logs that record the sampling settings read back.
-mod bias_value {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bias: &f32, s: S) -> Result<S::Ok, S::Error> {
-        if bias.is_finite() {
-            s.serialize_f32(*bias)
-        } else {
-            s.serialize_str(if *bias < 0.0 { "-inf" } else { "inf" })
-        }
-    }
-
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Written {
-        Number(f64),
-        Text(String),
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
-        match Written::deserialize(d)? {
-            Written::Number(x) => Ok(x as f32),
-            Written::Text(t) if t == "-inf" => Ok(f32::NEG_INFINITY),
-            Written::Text(t) => Err(serde::de::Error::custom(format!(
-                "a bias must be a number or \"-inf\", found {t:?}"
-            ))),
-        }
-    }
-}
-
-impl Default for SamplingConfig {
-    fn default() -> Self {
-        Self {
-            temperature: 0.7,
-            top_p: 0.9,
-            top_k: 40,
-            min_p: 0.0,
-            repeat_penalty: 1.0,
-            repeat_last_n: 64,
-            max_new_tokens: 1024,
-            seed: 42,
-            stop: vec!["<|im_end|>".to_owned(), "<|im_start|>".to_owned()],
-            dry_multiplier: 0.0,
-            dry_base: 1.75,
-            dry_allowed_length: 2,
-            dry_penalty_last_n: 64,
-            dry_sequence_breakers: ["\n", ":", "\"", "*"].map(str::to_owned).to_vec(),
-            xtc_probability: 0.0,
-            xtc_threshold: 0.1,
-            top_n_sigma: 0.0,
-            typical_p: 1.0,
-            logit_bias: Vec::new(),
-            order: SAMPLER_NAMES.iter().map(|n| (*n).to_owned()).collect(),
-            banned_phrases: Vec::new(),
-            banned_phrase_retries: 32,
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatConfig {
@@ -298,24 +153,6 @@ impl Default for ChatConfig {
             user_name: "User".to_owned(),
             prompt_variant: PromptVariant::Training,
             theme: "dark".to_owned(),
-        }
-    }
-}
-
-/// Which system-prompt layout to build (HER's training or evaluation format).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PromptVariant {
-    #[default]
-    Training,
-    Evaluation,
-}
-
-impl PromptVariant {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PromptVariant::Training => "training",
-            PromptVariant::Evaluation => "evaluation",
         }
     }
 }
@@ -536,70 +373,6 @@ impl Default for EvalConfig {
             calibration_anthropomorphism: 0.75,
             calibration_character_fidelity: 0.75,
             calibration_storyline_quality: 0.75,
-        }
-    }
-}
-
-/// Lorebooks (World Info): the books every session uses and the scan
-/// settings (SillyTavern's global World Info settings).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LoreConfig {
-    /// Books of `characters/lore/` attached to every session, by name.
-    pub books: Vec<String>,
-    /// Messages searched for keys.
-    pub scan_depth: u32,
-    /// 1..=100: percent of the context; above 100: tokens.
-    pub budget: u32,
-    /// Most tokens whatever the percentage (0 = no cap).
-    pub budget_cap: u32,
-    pub recursive: bool,
-    /// Scan passes at most (0 = unlimited).
-    pub max_recursion_steps: u32,
-    pub case_sensitive: bool,
-    pub match_whole_words: bool,
-    /// Messages are scanned as "Name: text".
-    pub include_names: bool,
-}
-
-impl Default for LoreConfig {
-    fn default() -> Self {
-        Self {
-            books: Vec::new(),
-            scan_depth: 2,
-            budget: 25,
-            budget_cap: 0,
-            recursive: true,
-            max_recursion_steps: 0,
-            case_sensitive: false,
-            match_whole_words: true,
-            include_names: true,
-        }
-    }
-}
-
-/// Long-term memory: pinned memories and the rolling summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MemoryConfig {
-    /// Tokens the memory paragraph may take in the prompt.
-    pub budget_tokens: u32,
-    /// Write a summary when a prompt fills this share of the context
-    /// (0 = only when turns are dropped).
-    pub summary_threshold: f64,
-    /// Newest messages never summarised (they are in the prompt anyway).
-    pub keep_recent: u32,
-    /// Longest summary the model may write, in tokens.
-    pub summary_max_tokens: u32,
-}
-
-impl Default for MemoryConfig {
-    fn default() -> Self {
-        Self {
-            budget_tokens: 512,
-            summary_threshold: 0.75,
-            keep_recent: 4,
-            summary_max_tokens: 256,
         }
     }
 }
@@ -840,6 +613,18 @@ impl Config {
 
     pub fn characters_dir(&self, studio_dir: &Path) -> PathBuf {
         self.resolve_path(studio_dir, &self.paths.characters)
+    }
+
+    /// What a session's story (lore, memory, note) needs from the config.
+    pub fn story_config(&self, studio_dir: &Path) -> crate::story::StoryConfig {
+        crate::story::StoryConfig {
+            lore_dir: crate::lore::lore_dir(&self.characters_dir(studio_dir)),
+            lore: self.lore.clone(),
+            memory: self.memory.clone(),
+            max_context: (self.model.n_ctx as usize)
+                .saturating_sub(self.sampling.max_new_tokens as usize)
+                .max(1),
+        }
     }
 
     pub fn sessions_dir(&self, studio_dir: &Path) -> PathBuf {

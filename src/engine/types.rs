@@ -6,28 +6,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::SamplingConfig;
-
-/// A prompt that can be shortened by dropping its oldest history turns.
-///
-/// The prompt builder knows how to re-render a conversation without its first
-/// turns (for example moving the conversation header to the new first turn);
-/// the engine only decides how many to drop, by counting real tokens.
-pub trait PromptSource: Send + Sync {
-    /// The full prompt text with the `skip` oldest droppable turns left out.
-    fn render(&self, skip: usize) -> String;
-    /// How many turns may be dropped at most (never the system prompt or the newest turn).
-    fn droppable_turns(&self) -> usize;
-}
-
-impl PromptSource for String {
-    fn render(&self, _skip: usize) -> String {
-        self.clone()
-    }
-    fn droppable_turns(&self) -> usize {
-        0
-    }
-}
+pub use crate::generation::{AdapterInfo, PromptSource, Provenance, SamplingConfig};
 
 /// One generation.
 #[derive(Clone)]
@@ -154,28 +133,6 @@ pub struct GenerationStats {
     pub context_used: usize,
 }
 
-/// What produced a reply: enough to reproduce it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Provenance {
-    pub model: String,
-    pub model_fingerprint: String,
-    pub adapter: Option<AdapterInfo>,
-    pub seed: u32,
-    /// sha256 of the exact prompt text evaluated (after any dropped turns).
-    #[serde(default)]
-    pub prompt_sha256: String,
-    /// sha256 of the prompt's token ids (see `local::tokens_sha256`).
-    #[serde(default)]
-    pub prompt_tokens_sha256: String,
-    /// Oldest turns left out to fit the context window.
-    #[serde(default)]
-    pub dropped_turns: usize,
-    /// The sampler settings of this generation (`None` in logs written
-    /// before they were recorded).
-    #[serde(default)]
-    pub sampling: Option<crate::config::SamplingConfig>,
-}
-
 /// Several replies to one prompt, decoded together as parallel sequences
 /// (see `LocalEngine::generate_group`): one reply per seed.
 #[derive(Debug, Clone)]
@@ -201,15 +158,6 @@ pub struct TokenLogprob {
     pub token: i32,
     pub piece: String,
     pub logprob: f64,
-}
-
-/// The active LoRA adapter.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AdapterInfo {
-    pub path: PathBuf,
-    pub scale: f32,
-    /// sha256 of the adapter file.
-    pub sha256: String,
 }
 
 /// A compute device llama.cpp can use.

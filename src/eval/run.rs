@@ -17,8 +17,8 @@ use super::scenes::EvalScene;
 use super::score::SceneScores;
 use super::simulate::{SimOptions, SimTranscript, simulate};
 use super::transcript::{TranscriptInfo, save_transcript};
-use crate::config::SamplingConfig;
 use crate::engine::{Backend, GenerateRequest};
+use crate::generation::SamplingConfig;
 
 /// The base model (no adapter) or one adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -379,10 +379,10 @@ mod tests {
                 rounds: 4,
                 next_speaker: NextSpeakerMode::Random,
                 environment: true,
-                sampling: crate::config::Config::default().sampling,
+                sampling: crate::generation::SamplingConfig::default(),
                 variant: crate::prompt::PromptVariant::Evaluation,
             },
-            judge_sampling: judge_sampling(&crate::config::Config::default().sampling, true),
+            judge_sampling: judge_sampling(&crate::generation::SamplingConfig::default(), true),
             judge_grammar: true,
             resamples: 200,
             bootstrap_seed: 1,

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::scenes::EvalScene;
 use crate::character::{ENVIRONMENT, NextSpeaker};
 use crate::chat::SceneConversation;
-use crate::config::SamplingConfig;
 use crate::engine::{Backend, EngineError, FinishReason, Provenance};
+use crate::generation::SamplingConfig;
 use crate::prefs::stats::Rng;
 use crate::prefs::stats::SplitMix64;
 use crate::prompt::PromptVariant;
@@ -161,7 +161,7 @@ mod tests {
             rounds,
             next_speaker: mode,
             environment: true,
-            sampling: crate::config::Config::default().sampling,
+            sampling: crate::generation::SamplingConfig::default(),
             variant: PromptVariant::Evaluation,
         }
     }

@@ -237,7 +237,7 @@ mod tests {
         // Agreement sees all three annotators on the merged set.
         let players = crate::prefs::sessions::SessionPlayers {
             cast: &[],
-            variant: crate::config::PromptVariant::Training,
+            variant: crate::generation::PromptVariant::Training,
             user_name: "User",
             annotator: "ann",
         };

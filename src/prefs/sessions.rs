@@ -13,10 +13,10 @@ use super::record::{
     Role, Verdict, prompt_sha256,
 };
 use crate::character::Character;
-use crate::chat::story::StoryLog;
-use crate::engine::Provenance as EngineProvenance;
+use crate::generation::Provenance as EngineProvenance;
 use crate::prompt::{Additions, HerPrompt, Line, PromptOptions, PromptVariant};
 use crate::session::{Node, NodeId, Role as SpeakerRole, Session};
+use crate::story::StoryLog;
 
 /// `type` of the rating events in a session log.
 pub const RATING_EVENT: &str = "rating";
@@ -500,7 +500,7 @@ pub fn provenance(prompt: String, engine: &EngineProvenance) -> Provenance {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::engine::{AdapterInfo, Provenance as EngineProv};
+    use crate::generation::{AdapterInfo, Provenance as EngineProv};
     use crate::session::{Message, MessageMeta, SessionEvent, SessionHeader};
 
     fn character() -> Character {
@@ -531,7 +531,7 @@ mod tests {
             prompt_sha256: prompt_sha256(&rebuilt.prompt),
             prompt_tokens_sha256: "t".repeat(64),
             dropped_turns: 0,
-            sampling: Some(crate::config::SamplingConfig::default()),
+            sampling: Some(crate::generation::SamplingConfig::default()),
         }
     }
 

@@ -1,11 +1,11 @@
 //! Turning a transcript into HER's ChatML conversation.
 
 use crate::character::Character;
-use crate::engine::PromptSource;
 use crate::format::{
     Ending, PREFILL, SegmentKind, parse_reply, strip_role_thinking, strip_speaker_prefix,
     strip_system_thinking,
 };
+use crate::generation::PromptSource;
 
 use super::PromptOptions;
 use super::additions::{Additions, Insert, role_name};

@@ -1,7 +1,7 @@
 //! Building the exact prompt HER models were trained on.
 //!
 //! Pure functions: a character and a transcript in, ChatML text out. The
-//! engine sees the result as a [`crate::engine::PromptSource`] so it can drop
+//! engine sees the result as a [`crate::generation::PromptSource`] so it can drop
 //! the oldest turns when the context window is full.
 
 mod additions;
@@ -35,4 +35,4 @@ impl PromptOptions {
 }
 
 /// Which of HER's two system-prompt layouts to use (training data or CoSER evaluation).
-pub use crate::config::PromptVariant;
+pub use crate::generation::PromptVariant;

@@ -544,7 +544,7 @@ pub fn open_session(app: &mut App, cx: &Context<'_>, opening: Opening) {
     match result {
         Ok((mut chat, notes)) => {
             chat.annotator = config.prefs.annotator_id();
-            chat.story = crate::chat::story::StoryConfig::from_config(config, &cx.app.studio.root);
+            chat.story = config.story_config(&cx.app.studio.root);
             let (_, story_notes) = chat.story_log();
             let mut notes = notes;
             notes.extend(story_notes);

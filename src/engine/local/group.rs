@@ -318,7 +318,7 @@ fn finish(
     facts: &PromptFacts,
     provenance: &Provenance,
     received: Instant,
-    sampling: &crate::config::SamplingConfig,
+    sampling: &crate::generation::SamplingConfig,
 ) -> GroupReply {
     let generated = m.tokens.len();
     let generation_s = match (m.first_token_at, m.finished_at) {

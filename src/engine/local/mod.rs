@@ -26,7 +26,7 @@ use super::{
     AdapterInfo, Backend, EngineError, EventStream, GenerateRequest, GroupReply, GroupRequest,
     ModelInfo, Pending, TokenLogprob,
 };
-use crate::config::SamplingConfig;
+use crate::generation::SamplingConfig;
 
 /// llama.cpp's limit on sequences per context (`LLAMA_MAX_SEQ`).
 pub const MAX_PARALLEL_SEQUENCES: u32 = 256;
@@ -57,19 +57,6 @@ impl LocalEngineOptions {
             n_batch: 512,
             threads: 0,
             use_mmap: true,
-            parallel_sequences: 1,
-        }
-    }
-
-    /// The settings of a loaded config, with the model path already resolved.
-    pub fn from_config(model: &crate::config::ModelConfig, model_path: PathBuf) -> Self {
-        Self {
-            model_path,
-            n_gpu_layers: model.n_gpu_layers,
-            n_ctx: model.n_ctx,
-            n_batch: model.n_batch,
-            threads: model.threads,
-            use_mmap: model.use_mmap,
             parallel_sequences: 1,
         }
     }

@@ -5,8 +5,8 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 
-use crate::config::{LogitBias, SAMPLER_NAMES, SamplingConfig};
 use crate::engine::EngineError;
+use crate::generation::{LogitBias, SAMPLER_NAMES, SamplingConfig};
 
 /// Checks values the llama.cpp samplers would misbehave on. The config loader
 /// validates files and flags; this guards requests built at run time (`/sampling`).

@@ -15,7 +15,6 @@ use super::error::RemoteError;
 use super::probe::Flavour;
 use super::sse::SseParser;
 use super::{Ctx, tokenize};
-use crate::config::SamplingConfig;
 use crate::engine::fit::fit_prompt;
 use crate::engine::local::{sampler, tokens_sha256};
 use crate::engine::stop::StopMatcher;
@@ -23,6 +22,7 @@ use crate::engine::{
     EngineError, Event, FinishReason, Finished, GenerateRequest, GenerationStats, LiveStats,
     Provenance, Started,
 };
+use crate::generation::SamplingConfig;
 
 const STATS_INTERVAL: Duration = Duration::from_millis(250);
 

@@ -36,8 +36,8 @@ use super::{
     AdapterInfo, Backend, EngineError, EventStream, GenerateRequest, ModelInfo, Pending,
     Provenance, TokenLogprob,
 };
-use crate::config::SamplingConfig;
 use crate::engine::command::{Command, Reply};
+use crate::generation::SamplingConfig;
 
 /// Where the server is and how to talk to it.
 #[derive(Debug, Clone)]
@@ -63,19 +63,6 @@ impl RemoteOptions {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(300),
             retries: 3,
-        }
-    }
-
-    /// The `[backend]` settings, with the key read from the variable it names.
-    pub fn from_config(backend: &crate::config::BackendConfig) -> Self {
-        Self {
-            base_url: backend.base_url.clone(),
-            model: backend.model.clone(),
-            api_key: key_from_env(&backend.api_key_env),
-            api_key_env: backend.api_key_env.clone(),
-            connect_timeout: Duration::from_secs(u64::from(backend.connect_timeout_secs)),
-            read_timeout: Duration::from_secs(u64::from(backend.read_timeout_secs)),
-            retries: backend.retries,
         }
     }
 }

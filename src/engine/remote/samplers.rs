@@ -6,8 +6,8 @@
 use serde_json::{Value, json};
 
 use super::probe::Flavour;
-use crate::config::{SAMPLER_NAMES, SamplingConfig};
 use crate::engine::local::sampler;
+use crate::generation::{SAMPLER_NAMES, SamplingConfig};
 
 /// llama-server's name for each `sampling.order` name (`samplers` field).
 fn llama_server_name(name: &str) -> &str {
@@ -107,7 +107,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::config::LogitBias;
+    use crate::generation::LogitBias;
 
     fn tuned() -> SamplingConfig {
         SamplingConfig {

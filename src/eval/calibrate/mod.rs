@@ -25,8 +25,8 @@ use super::judge::{JudgeAnswer, JudgeCase, answer_grammar, judge_prompt};
 use super::results::FileId;
 use super::run::judge_case;
 use super::score::{Dimension, unclamped_score};
-use crate::config::SamplingConfig;
 use crate::engine::Backend;
+use crate::generation::SamplingConfig;
 
 /// `evals/calibration/`.
 pub const CALIBRATION_DIR: &str = "calibration";

@@ -10,7 +10,7 @@ use crate::eval::testing::{JudgeFn, ScriptedBackend, no_flaws_judge};
 use crate::format::strip_speaker_prefix;
 
 fn identity(sha: &str) -> JudgeIdentity {
-    let sampling = crate::eval::judge_sampling(&crate::config::Config::default().sampling, true);
+    let sampling = crate::eval::judge_sampling(&crate::generation::SamplingConfig::default(), true);
     JudgeIdentity::new(
         FileId {
             path: "judges/j.gguf".into(),
@@ -27,7 +27,7 @@ fn run(judge: JudgeFn) -> Calibration {
         ..ScriptedBackend::default()
     };
     let set = set::built_in().unwrap();
-    let sampling = crate::eval::judge_sampling(&crate::config::Config::default().sampling, true);
+    let sampling = crate::eval::judge_sampling(&crate::generation::SamplingConfig::default(), true);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();

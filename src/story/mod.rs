@@ -5,14 +5,14 @@
 
 pub mod events;
 pub mod memory;
+mod settings;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::character::{AuthorNote, Character};
-use crate::config::{Config, LoreConfig, MemoryConfig};
 use crate::lore::{
     Book, Library, ScanInput, ScanOutcome, ScanSettings, Scope, TimedEvent, TimedState, find_book,
-    load_book, lore_dir,
+    load_book,
 };
 use crate::prompt::lore::{
     budget_from, card_book, estimate_tokens, lay_out, scan_context, scan_messages, settings_for,
@@ -20,6 +20,7 @@ use crate::prompt::lore::{
 use crate::prompt::{Additions, Line, NoteInsert, expand_macros};
 
 pub use events::{StoryLog, SummarySource};
+pub use settings::{LoreConfig, MemoryConfig};
 
 /// The settings a session's story needs, from the config.
 #[derive(Debug, Clone)]
@@ -33,17 +34,6 @@ pub struct StoryConfig {
 }
 
 impl StoryConfig {
-    pub fn from_config(config: &Config, studio_root: &Path) -> StoryConfig {
-        StoryConfig {
-            lore_dir: lore_dir(&config.characters_dir(studio_root)),
-            lore: config.lore.clone(),
-            memory: config.memory.clone(),
-            max_context: (config.model.n_ctx as usize)
-                .saturating_sub(config.sampling.max_new_tokens as usize)
-                .max(1),
-        }
-    }
-
     /// The engine's settings from `[lore]`.
     pub fn scan_settings(&self) -> ScanSettings {
         let l = &self.lore;

@@ -14,9 +14,10 @@ use std::path::PathBuf;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use super::record::{Recorder, reply_message, role_of_speaker, start_session};
-use super::{Conversation, SceneConversation};
 use crate::character::Character;
+use crate::chat::{
+    Conversation, Recorder, SceneConversation, reply_message, role_of_speaker, start_session,
+};
 use crate::engine::{Backend, EngineError};
 use crate::session::{Message, Role, SessionError, SessionHeader};
 
@@ -205,14 +206,14 @@ fn print_piece(piece: &str) {
 }
 
 /// Ends a reply's line and, when asked, reports its statistics on stderr.
-fn end_turn(backend: &dyn Backend, outcome: &super::TurnOutcome, options: HeadlessOptions) {
+fn end_turn(backend: &dyn Backend, outcome: &crate::chat::TurnOutcome, options: HeadlessOptions) {
     println!();
     if options.stats {
         print_stats(backend, outcome);
     }
 }
 
-fn print_stats(backend: &dyn Backend, outcome: &super::TurnOutcome) {
+fn print_stats(backend: &dyn Backend, outcome: &crate::chat::TurnOutcome) {
     let s = &outcome.finished.stats;
     let dropped = outcome.started.map_or(0, |st| st.dropped_turns);
     eprintln!(

@@ -1,8 +1,8 @@
 //! Long-term memory in the prompt, and the request that asks the model for
 //! the rolling summary.
 
-use crate::engine::PromptSource;
 use crate::format::strip_system_thinking;
+use crate::generation::PromptSource;
 use crate::prompt::{Line, estimate_tokens};
 
 /// The memory paragraph for the end of `===Background===`: pinned memories

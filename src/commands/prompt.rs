@@ -6,12 +6,12 @@ use std::io::Write;
 use anyhow::{Context, anyhow};
 
 use crate::app::AppContext;
-use crate::chat::story::{StoryConfig, StoryInput, StoryLog, explain, prepare, session_seed};
 use crate::cli::PromptArgs;
 use crate::config::PromptVariant;
 use crate::engine::local::Vocab;
 use crate::prompt::{HerPrompt, Line, PromptOptions};
 use crate::session::load_session;
+use crate::story::{StoryInput, StoryLog, explain, prepare, session_seed};
 
 pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
     let saved = match &args.session {
@@ -77,7 +77,7 @@ pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
         eprintln!("warning: session {w}");
     }
     log.attached.extend(args.lore.iter().cloned());
-    let story = StoryConfig::from_config(config, &app.studio.root);
+    let story = config.story_config(&app.studio.root);
     let seed = saved.as_ref().map_or(0, |s| session_seed(s.id()));
     let prepared = prepare(
         &story,
