@@ -6,7 +6,6 @@
 pub mod annotate;
 pub mod app;
 pub mod bench;
-pub mod character;
 pub mod chat;
 pub mod cli;
 pub mod commands;
@@ -14,18 +13,13 @@ pub mod config;
 pub mod doctor;
 pub mod engine;
 pub mod eval;
-pub mod format;
-pub mod fsutil;
-pub mod generation;
 pub mod gguf;
-pub mod hashing;
-pub mod judge;
 pub mod logging;
-pub mod lore;
-pub mod prefs;
-pub mod prompt;
-pub mod session;
-pub mod story;
 pub mod studio;
 pub mod train;
 pub mod tui;
+
+// The core's modules under their old paths while the layers move into crates.
+pub use her_core::{
+    character, format, fsutil, generation, hashing, judge, lore, prefs, prompt, session, story,
+};

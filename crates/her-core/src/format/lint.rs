@@ -255,7 +255,7 @@ pub fn names_match(written: &str, character: &str) -> bool {
 
 /// `Name: ` at the start of a later line, for a name other than `me`:
 /// (byte offset of the line, name).
-pub(crate) fn lines_for_others(text: &str, me: &str) -> Vec<(usize, String)> {
+pub fn lines_for_others(text: &str, me: &str) -> Vec<(usize, String)> {
     let mut found = Vec::new();
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
@@ -274,7 +274,7 @@ pub(crate) fn lines_for_others(text: &str, me: &str) -> Vec<(usize, String)> {
     found
 }
 
-pub(crate) fn looks_like_name(s: &str) -> bool {
+pub fn looks_like_name(s: &str) -> bool {
     let s = s.trim();
     !s.is_empty()
         && s.len() <= 48

@@ -12,7 +12,7 @@ mod strip;
 mod tests;
 
 pub use lint::{Finding, FindingKind, LintContext, Severity, health, lint, names_match};
-pub(crate) use lint::{lines_for_others, looks_like_name};
+pub use lint::{lines_for_others, looks_like_name};
 pub use parse::{Ending, ReplyParser, as_untagged, is_untagged_reply, parse_reply, parse_with};
 pub use segment::{Layer, Segment, SegmentKind, TagFamily, push_merged};
 pub use strip::{strip_role_thinking, strip_speaker_prefix, strip_system_thinking};
