@@ -13,7 +13,6 @@ pub mod config;
 pub mod doctor;
 pub mod engine;
 pub mod eval;
-pub mod gguf;
 pub mod logging;
 pub mod studio;
 pub mod train;
@@ -23,3 +22,4 @@ pub mod tui;
 pub use her_core::{
     character, format, fsutil, generation, hashing, judge, lore, prefs, prompt, session, story,
 };
+pub use her_gguf as gguf;

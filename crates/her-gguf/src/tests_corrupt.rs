@@ -5,7 +5,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::gguf::{GgmlType, GgufError, inspect, write_tiny_qwen3};
+use crate::{GgmlType, GgufError, inspect, write_tiny_qwen3};
 
 fn tmp() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -107,7 +107,7 @@ fn kv_prefix(key: &str, ty: u32) -> Vec<u8> {
     v
 }
 
-fn inspect_bytes(bytes: &[u8]) -> Result<crate::gguf::GgufFile, GgufError> {
+fn inspect_bytes(bytes: &[u8]) -> Result<crate::GgufFile, GgufError> {
     let dir = tmp();
     let path = dir.path().join("h.gguf");
     fs::write(&path, bytes).unwrap();

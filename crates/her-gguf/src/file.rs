@@ -1,10 +1,10 @@
-//! The result of [`crate::gguf::inspect`]: header data and accessors.
+//! The result of [`crate::inspect`]: header data and accessors.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::gguf::types::{GgmlType, llama_ftype_name};
-use crate::gguf::value::{GgufArray, GgufValue};
+use crate::types::{GgmlType, llama_ftype_name};
+use crate::value::{GgufArray, GgufValue};
 
 /// One tensor described in the header.
 #[derive(Debug, Clone, PartialEq)]

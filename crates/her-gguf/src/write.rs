@@ -6,9 +6,9 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::gguf::types::GgmlType;
-use crate::gguf::value::{GgufArray, GgufValue};
-use crate::gguf::{DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufError, align_up};
+use crate::types::GgmlType;
+use crate::value::{GgufArray, GgufValue};
+use crate::{DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufError, align_up};
 
 const VERSION: u32 = 3;
 const ALIGNMENT_KEY: &str = "general.alignment";

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::gguf::bpe_corpus::CORPUS;
+use crate::bpe_corpus::CORPUS;
 
 /// llama.cpp token types (`tokenizer.ggml.token_type`).
 pub const TOKEN_TYPE_NORMAL: i32 = 1;

@@ -5,8 +5,8 @@
 use std::fs;
 use std::path::Path;
 
-use crate::gguf::tokenizer_bpe::HER_TAGS;
-use crate::gguf::{
+use crate::tokenizer_bpe::HER_TAGS;
+use crate::{
     GgmlType, GgufArray, GgufError, GgufValue, GgufWriter, TinyModelSpec, inspect, write_tiny_lora,
     write_tiny_qwen3,
 };
@@ -282,7 +282,7 @@ fn value_display_summarises_arrays() {
 
 #[test]
 fn her_tags_are_user_defined_tokens() {
-    let v = crate::gguf::tiny_bpe_vocab();
+    let v = crate::tiny_bpe_vocab();
     for tag in HER_TAGS {
         let id = v.token_id(tag).unwrap() as usize;
         assert_eq!(v.token_types[id], 4, "{tag}");

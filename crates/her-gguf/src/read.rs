@@ -6,10 +6,10 @@ use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
 
-use crate::gguf::file::{GgufFile, TensorInfo};
-use crate::gguf::types::GgmlType;
-use crate::gguf::value::{GgufArray, GgufValue, type_id};
-use crate::gguf::{DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufError, align_up};
+use crate::file::{GgufFile, TensorInfo};
+use crate::types::GgmlType;
+use crate::value::{GgufArray, GgufValue, type_id};
+use crate::{DEFAULT_ALIGNMENT, GGUF_MAGIC, GgufError, align_up};
 
 /// Caps so a corrupt header cannot make us allocate gigabytes.
 const MAX_STRING_LEN: u64 = 64 << 20;
@@ -37,7 +37,7 @@ pub fn inspect(path: &Path) -> Result<GgufFile, GgufError> {
     };
     // A FIFO or device would block or never end: only regular files.
     let (file, len) =
-        crate::fsutil::read::open_regular(path).map_err(|e| io_err("open", e.into()))?;
+        her_core::fsutil::read::open_regular(path).map_err(|e| io_err("open", e.into()))?;
     let mut r = HeaderReader {
         inner: BufReader::with_capacity(1 << 16, file),
         pos: 0,

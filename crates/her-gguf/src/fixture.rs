@@ -3,10 +3,10 @@
 
 use std::path::Path;
 
-use crate::gguf::GgufError;
-use crate::gguf::rng::SplitMix64;
-use crate::gguf::tokenizer_bpe::{SpecialTokenIds, tiny_bpe_vocab};
-use crate::gguf::write::GgufWriter;
+use crate::GgufError;
+use crate::rng::SplitMix64;
+use crate::tokenizer_bpe::{SpecialTokenIds, tiny_bpe_vocab};
+use crate::write::GgufWriter;
 
 /// Hyper-parameters and token ids of the tiny model.
 #[derive(Debug, Clone, PartialEq)]
