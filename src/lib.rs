@@ -6,12 +6,10 @@
 pub mod annotate;
 pub mod app;
 pub mod bench;
-pub mod chat;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod doctor;
-pub mod engine;
 pub mod eval;
 pub mod logging;
 pub mod studio;
@@ -22,4 +20,6 @@ pub mod tui;
 pub use her_core::{
     character, format, fsutil, generation, hashing, judge, lore, prefs, prompt, session, story,
 };
+pub use her_engine as engine;
+pub use her_engine::dialogue as chat;
 pub use her_gguf as gguf;

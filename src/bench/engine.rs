@@ -2,22 +2,16 @@
 //! llama-cpp-2 decode loop with the same sampler; (b) KV-cache reuse and
 //! time-to-first-token over a scripted multi-turn chat.
 
-use std::num::NonZeroU32;
 use std::path::PathBuf;
-use std::time::Instant;
 
 use anyhow::{Context, anyhow};
-use llama_cpp_2::context::params::LlamaContextParams;
-use llama_cpp_2::llama_batch::LlamaBatch;
-use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::model::params::LlamaModelParams;
 
 use super::median;
 use crate::app::AppContext;
 use crate::chat::Conversation;
 use crate::cli::{BareLoopArgs, BenchEngineArgs};
 use crate::config::SamplingConfig;
-use crate::engine::local::{backend, sampler};
+use crate::engine::local::bare::{BareOptions, bare_loop};
 use crate::engine::{Backend, GenerateRequest, LocalEngine, LocalEngineOptions};
 use crate::gguf::fixture::write_tiny_qwen3;
 
@@ -148,59 +142,18 @@ fn bare_loop_in_child(
     Ok((tokens.parse()?, tps.parse()?))
 }
 
-/// The baseline: llama-cpp-2 used directly, same context settings, same
-/// sampler chain, same per-token work (sample, detokenize, check the stop
-/// strings, decode). Prints "TOKENS TOKENS_PER_SECOND".
+/// `her bench bare-loop`: the baseline in this process (run as a child so
+/// the engine's model is not loaded twice). Prints "TOKENS TOKENS_PER_SECOND".
 pub fn run_bare_loop(args: &BareLoopArgs) -> anyhow::Result<()> {
-    let sampling: SamplingConfig = serde_json::from_str(&args.sampling)?;
-    let backend = backend()?;
-    let model = LlamaModel::load_from_file(backend, &args.model, &LlamaModelParams::default())?;
-    let n_batch = args.n_batch.min(args.n_ctx);
-    let threads = args.threads as i32;
-    let ctx_params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(args.n_ctx))
-        .with_n_batch(n_batch)
-        .with_n_ubatch(n_batch)
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads);
-    let mut ctx = model.new_context(backend, ctx_params)?;
-    let vocab = model.vocab();
-    let prompt = vocab.tokenize(THROUGHPUT_PROMPT.as_bytes(), true, true);
-    let mut batch = LlamaBatch::new(n_batch as usize, 1);
-    for (i, &t) in prompt.iter().enumerate() {
-        batch.add(t, i as i32, &[0], i + 1 == prompt.len())?;
-    }
-    ctx.decode(&mut batch)?;
-    let mut chain = sampler::build_chain(&sampling, &model)?;
-    let max = sampling.max_new_tokens as usize;
-    let mut pos = prompt.len() as i32;
-    let mut generated = 0usize;
-    let mut start: Option<Instant> = None;
-    let mut text = Vec::new();
-    while generated < max {
-        let token = chain.sample(&ctx, -1);
-        start.get_or_insert_with(Instant::now);
-        if vocab.is_eog(token) {
-            break;
-        }
-        generated += 1;
-        text.extend(vocab.token_to_piece(token, true, None));
-        let so_far = String::from_utf8_lossy(&text);
-        if generated >= max || sampling.stop.iter().any(|s| so_far.contains(s.as_str())) {
-            break;
-        }
-        batch.clear();
-        batch.add(token, pos, &[0], true)?;
-        ctx.decode(&mut batch)?;
-        pos += 1;
-    }
-    let secs = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-    let tps = if secs > 0.0 {
-        generated as f64 / secs
-    } else {
-        0.0
+    let options = BareOptions {
+        model: args.model.clone(),
+        n_ctx: args.n_ctx,
+        n_batch: args.n_batch,
+        threads: args.threads,
+        sampling: serde_json::from_str(&args.sampling)?,
     };
-    println!("{generated} {tps}");
+    let result = bare_loop(&options, THROUGHPUT_PROMPT)?;
+    println!("{} {}", result.tokens, result.tokens_per_second);
     Ok(())
 }
 

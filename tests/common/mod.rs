@@ -4,53 +4,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 pub mod tmux;
-
-use her_studio::config::SamplingConfig;
-use her_studio::engine::{LocalEngine, LocalEngineOptions};
-use her_studio::gguf::{TinyModelSpec, write_tiny_lora, write_tiny_qwen3};
-
-pub const TINY_SEED: u64 = 1234;
-
-pub struct Tiny {
-    pub model: PathBuf,
-    pub lora: PathBuf,
-    pub spec: TinyModelSpec,
-}
-
-pub fn fixture_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("her-fixtures");
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// The tiny random-weight Qwen3 and its LoRA, generated on first use.
-pub fn tiny() -> &'static Tiny {
-    static TINY: OnceLock<Tiny> = OnceLock::new();
-    TINY.get_or_init(|| {
-        let dir = fixture_dir();
-        // Per-binary file names: test binaries run concurrently.
-        let tag = std::process::id();
-        let model = dir.join(format!("tiny-qwen3-{tag}.gguf"));
-        let lora = dir.join(format!("tiny-qwen3-lora-{tag}.gguf"));
-        let spec = write_tiny_qwen3(&model, TINY_SEED).unwrap();
-        write_tiny_lora(&lora, &spec, 4, 8.0, TINY_SEED + 1).unwrap();
-        Tiny { model, lora, spec }
-    })
-}
-
-/// The real SmolLM2-135M-Instruct Q4_1 model, fetched by `scripts/test`.
-pub fn smollm2() -> PathBuf {
-    let path = repo_root().join("assets/models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "'{}' is missing: run the README test command (scripts/test), which fetches it",
-        path.display()
-    );
-    path
-}
 
 /// The `her` binary under test: this build's, or `TEST_HER_BIN` (to run
 /// the end-to-end checks against another build, e.g. the code before a fix).
@@ -60,33 +15,11 @@ pub fn her_bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_her")))
 }
 
-pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+pub use her_testkit::*;
 
-/// Engine options for tests: small context, two threads.
-pub fn options(model: &Path) -> LocalEngineOptions {
-    let mut o = LocalEngineOptions::new(model);
-    o.n_ctx = 4096;
-    o.n_batch = 256;
-    o.threads = 2;
-    o
+pub fn tiny() -> &'static Tiny {
+    tiny_in(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
-
-pub fn start(model: &Path) -> LocalEngine {
-    LocalEngine::start(options(model)).unwrap()
-}
-
-/// Default sampling with a given seed and length, no stop strings.
-pub fn sampling(seed: u32, max_new_tokens: u32) -> SamplingConfig {
-    let mut s = her_studio::config::Config::default().sampling;
-    s.seed = seed;
-    s.max_new_tokens = max_new_tokens;
-    s.stop = Vec::new();
-    s
-}
-
-pub const CHATML_PROMPT: &str = "<|im_start|>system\nYou are Elizabeth.<|im_end|>\n<|im_start|>user\nHello there.<|im_end|>\n<|im_start|>assistant\n<system_thinking>";
 
 /// The tiny byte-level BPE vocabulary as a GGUF tokenizer (gpt2 model,
 /// ChatML specials), for fixtures llama.cpp can load.
@@ -221,7 +154,8 @@ pub fn poisoned_tiny(clean: &[&str]) -> PathBuf {
         "output.weight".into(),
         QTensor::quantize(&clean_embd, GgmlDType::F32).unwrap(),
     ));
-    let path = fixture_dir().join(format!("tiny-qwen3-poisoned-{}.gguf", std::process::id()));
+    let path = fixture_dir(Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .join(format!("tiny-qwen3-poisoned-{}.gguf", std::process::id()));
     let mut out = std::fs::File::create(&path).unwrap();
     let metadata: Vec<(&str, &gguf_file::Value)> = content
         .metadata
