@@ -10,7 +10,6 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod doctor;
-pub mod eval;
 pub mod logging;
 pub mod studio;
 pub mod train;
@@ -22,4 +21,5 @@ pub use her_core::{
 };
 pub use her_engine as engine;
 pub use her_engine::dialogue as chat;
+pub use her_eval as eval;
 pub use her_gguf as gguf;

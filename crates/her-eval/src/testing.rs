@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use super::scenes::EvalScene;
-use crate::character::{Scene, SceneMember};
-use crate::engine::{
+use her_core::character::{Scene, SceneMember};
+use her_engine::{
     AdapterInfo, Backend, ChatTemplateFamily, Event, EventStream, FinishReason, Finished,
     GenerateRequest, GenerationStats, ModelInfo, Pending, Provenance, TokenLogprob,
 };

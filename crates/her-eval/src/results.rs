@@ -344,7 +344,7 @@ pub(crate) fn write_in_new_folder(path: &Path, bytes: &[u8]) -> Result<(), EvalE
 }
 
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    crate::fsutil::write_atomic(path, bytes, true).map_err(|cause| EvalError::Io {
+    her_core::fsutil::write_atomic(path, bytes, true).map_err(|cause| EvalError::Io {
         action: "write",
         path: path.to_path_buf(),
         cause,
@@ -358,7 +358,7 @@ pub fn read_results(path: &Path) -> Result<EvalResults, EvalError> {
     } else {
         path.to_path_buf()
     };
-    let text = crate::fsutil::read::text(&file, crate::fsutil::read::Kind::RunRecord)?;
+    let text = her_core::fsutil::read::text(&file, her_core::fsutil::read::Kind::RunRecord)?;
     serde_json::from_str(&text).map_err(|e| EvalError::BadFile {
         path: file,
         message: e.to_string(),
@@ -385,13 +385,14 @@ pub fn list_results(dir: &Path) -> Vec<EvalResults> {
     out
 }
 
-#[cfg(test)]
+/// Result fixtures, also for the app's TUI tests (feature `test-support`).
+#[cfg(any(test, feature = "test-support"))]
 #[allow(clippy::unwrap_used)]
-pub(crate) mod tests {
+pub mod tests {
     use super::*;
-    use crate::eval::judge::Flaw;
+    use crate::judge::Flaw;
 
-    pub(crate) fn answer(severities: [u8; 4]) -> JudgeAnswer {
+    pub fn answer(severities: [u8; 4]) -> JudgeAnswer {
         let flaws = |s: u8| {
             if s == 0 {
                 Vec::new()
@@ -410,7 +411,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn system(label: &str, severities: &[[u8; 4]]) -> SystemResult {
+    pub fn system(label: &str, severities: &[[u8; 4]]) -> SystemResult {
         let units = severities
             .iter()
             .enumerate()
@@ -428,7 +429,7 @@ pub(crate) mod tests {
         SystemResult::new(label.into(), None, units, 500, 11).unwrap()
     }
 
-    pub(crate) fn results(systems: Vec<SystemResult>) -> EvalResults {
+    pub fn results(systems: Vec<SystemResult>) -> EvalResults {
         let file = |p: &str| FileId {
             path: p.into(),
             sha256: "00".repeat(32),

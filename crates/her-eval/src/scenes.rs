@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::EvalError;
-use crate::character::coser::import_coser;
-use crate::character::{Character, Scene, load_scene};
+use her_core::character::coser::import_coser;
+use her_core::character::{Character, Scene, load_scene};
 
 /// One scene ready to play.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +30,7 @@ pub fn load_scenes(
 ) -> Result<Vec<EvalScene>, EvalError> {
     let mut out: Vec<EvalScene> = Vec::new();
     let paths: Vec<PathBuf> = if specs.is_empty() {
-        let paths = crate::fsutil::toml_files(scenes_dir).unwrap_or_default();
+        let paths = her_core::fsutil::toml_files(scenes_dir).unwrap_or_default();
         if paths.is_empty() {
             return Err(EvalError::NoScenes {
                 dir: scenes_dir.to_path_buf(),

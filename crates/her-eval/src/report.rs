@@ -134,7 +134,7 @@ fn clip(text: &str, max: usize) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::eval::results::tests::{results, system};
+    use crate::results::tests::{results, system};
 
     #[test]
     fn every_dimension_and_system_is_a_row_or_column() {
@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn the_judges_calibration_is_shown() {
         let mut r = results(vec![system("base", &[[1, 1, 1, 1]])]);
-        r.judge_calibration = Some(crate::eval::CalibrationStatus::of(
+        r.judge_calibration = Some(crate::CalibrationStatus::of(
             &"c".repeat(64),
             None,
             [0.75; 4],

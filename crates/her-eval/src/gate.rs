@@ -227,7 +227,7 @@ pub fn render_decision(d: &GateDecision) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::eval::results::tests::system;
+    use crate::results::tests::system;
 
     fn decide(
         baseline: &SystemResult,
@@ -335,8 +335,8 @@ mod tests {
 #[allow(clippy::unwrap_used)]
 mod trust_tests {
     use super::*;
-    use crate::eval::results::tests::system;
-    use crate::eval::rules::{Rule, RuleFlaw};
+    use crate::results::tests::system;
+    use crate::rules::{Rule, RuleFlaw};
 
     pub(super) fn status(state: CalibrationState) -> CalibrationStatus {
         CalibrationStatus {

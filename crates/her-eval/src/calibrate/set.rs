@@ -26,9 +26,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::character::ENVIRONMENT;
-use crate::eval::EvalError;
-use crate::eval::score::Dimension;
+use crate::EvalError;
+use crate::score::Dimension;
+use her_core::character::ENVIRONMENT;
 
 /// The planted flaws, each in the dimension a judge should see it in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -133,35 +133,35 @@ impl CalibrationSet {
 const BUILT_IN: &[(&str, &str)] = &[
     (
         "01-pride-and-prejudice.toml",
-        include_str!("../../../assets/eval/calibration/01-pride-and-prejudice.toml"),
+        include_str!("../../../../assets/eval/calibration/01-pride-and-prejudice.toml"),
     ),
     (
         "02-great-gatsby.toml",
-        include_str!("../../../assets/eval/calibration/02-great-gatsby.toml"),
+        include_str!("../../../../assets/eval/calibration/02-great-gatsby.toml"),
     ),
     (
         "03-sherlock-holmes.toml",
-        include_str!("../../../assets/eval/calibration/03-sherlock-holmes.toml"),
+        include_str!("../../../../assets/eval/calibration/03-sherlock-holmes.toml"),
     ),
     (
         "04-frankenstein.toml",
-        include_str!("../../../assets/eval/calibration/04-frankenstein.toml"),
+        include_str!("../../../../assets/eval/calibration/04-frankenstein.toml"),
     ),
     (
         "05-jane-eyre.toml",
-        include_str!("../../../assets/eval/calibration/05-jane-eyre.toml"),
+        include_str!("../../../../assets/eval/calibration/05-jane-eyre.toml"),
     ),
     (
         "06-moby-dick.toml",
-        include_str!("../../../assets/eval/calibration/06-moby-dick.toml"),
+        include_str!("../../../../assets/eval/calibration/06-moby-dick.toml"),
     ),
     (
         "07-alice.toml",
-        include_str!("../../../assets/eval/calibration/07-alice.toml"),
+        include_str!("../../../../assets/eval/calibration/07-alice.toml"),
     ),
     (
         "08-dracula.toml",
-        include_str!("../../../assets/eval/calibration/08-dracula.toml"),
+        include_str!("../../../../assets/eval/calibration/08-dracula.toml"),
     ),
 ];
 
@@ -189,7 +189,8 @@ pub fn from_dir(dir: &Path) -> Result<CalibrationSet, EvalError> {
             cause,
         }
     };
-    let paths = crate::fsutil::toml_files(dir).map_err(io("read the calibration folder", dir))?;
+    let paths =
+        her_core::fsutil::toml_files(dir).map_err(io("read the calibration folder", dir))?;
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(&path).map_err(io("read", &path))?;
@@ -208,7 +209,7 @@ pub fn from_dir(dir: &Path) -> Result<CalibrationSet, EvalError> {
                 ),
             });
         }
-        let text = crate::fsutil::read::text(&path, crate::fsutil::read::Kind::Character)?;
+        let text = her_core::fsutil::read::text(&path, her_core::fsutil::read::Kind::Character)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -237,7 +238,7 @@ fn parse_set(
     }
     Ok(CalibrationSet {
         source: source.to_string(),
-        sha256: crate::hashing::sha256_hex(hashed.as_bytes()),
+        sha256: her_core::hashing::sha256_hex(hashed.as_bytes()),
         scenes,
     })
 }
@@ -429,7 +430,9 @@ text = "<system_thinking>p</system_thinking>Ann: Tea status: available."
     /// enough pairs per dimension for its accuracy to mean something.
     #[test]
     fn the_shipped_set_is_complete() {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(SET_DIR);
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(SET_DIR);
         let from_folder = from_dir(&dir).unwrap();
         let compiled = built_in().unwrap();
         assert_eq!(from_folder.sha256, compiled.sha256);

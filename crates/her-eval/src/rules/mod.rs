@@ -26,8 +26,8 @@ pub mod speaker;
 use serde::{Deserialize, Serialize};
 
 use super::score::{Dimension, SceneScores};
-use crate::engine::FinishReason;
-use crate::format::{Ending, Layer, SegmentKind, parse_reply};
+use her_core::format::{Ending, Layer, SegmentKind, parse_reply};
+use her_engine::FinishReason;
 
 /// Which rule found a flaw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -4,10 +4,10 @@
 //! the rest of the reply is missing).
 
 use super::{Rule, RuleTurn, TurnContent};
-use crate::engine::FinishReason;
-use crate::format::{
+use her_core::format::{
     Ending, FindingKind, LintContext, SegmentKind, TagFamily, is_untagged_reply, lint, parse_reply,
 };
+use her_engine::FinishReason;
 
 /// Flaws of one turn: (rule, description, severity).
 pub fn check(turn: &RuleTurn, content: &TurnContent) -> Vec<(Rule, String, u8)> {
@@ -80,7 +80,7 @@ pub fn check(turn: &RuleTurn, content: &TurnContent) -> Vec<(Rule, String, u8)> 
 }
 
 /// The block still open where the text ends, if any.
-fn open_at_end(segments: &[crate::format::Segment]) -> Option<TagFamily> {
+fn open_at_end(segments: &[her_core::format::Segment]) -> Option<TagFamily> {
     let mut open = None;
     for segment in segments {
         if let SegmentKind::Tag { family, closing } = segment.kind {
@@ -109,7 +109,7 @@ fn limit_name(finish: FinishReason) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::rules::turn_content;
+    use crate::rules::turn_content;
 
     fn found(text: &str, finish: FinishReason) -> Vec<(Rule, u8)> {
         let turn = RuleTurn {

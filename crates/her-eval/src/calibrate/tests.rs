@@ -5,12 +5,12 @@
 use std::path::Path;
 
 use super::*;
-use crate::eval::judge::transcript_text;
-use crate::eval::testing::{JudgeFn, ScriptedBackend, no_flaws_judge};
-use crate::format::strip_speaker_prefix;
+use crate::testing::{JudgeFn, ScriptedBackend, no_flaws_judge};
+use her_core::format::strip_speaker_prefix;
+use crate::judge::transcript_text;
 
 fn identity(sha: &str) -> JudgeIdentity {
-    let sampling = crate::eval::judge_sampling(&crate::generation::SamplingConfig::default(), true);
+    let sampling = crate::judge_sampling(&her_core::generation::SamplingConfig::default(), true);
     JudgeIdentity::new(
         FileId {
             path: "judges/j.gguf".into(),
@@ -27,7 +27,7 @@ fn run(judge: JudgeFn) -> Calibration {
         ..ScriptedBackend::default()
     };
     let set = set::built_in().unwrap();
-    let sampling = crate::eval::judge_sampling(&crate::generation::SamplingConfig::default(), true);
+    let sampling = crate::judge_sampling(&her_core::generation::SamplingConfig::default(), true);
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -149,7 +149,7 @@ fn a_tie_is_not_a_flaw_found() {
     let i = variant.kind.dimension().index();
     let answer = |severity: u8| {
         let mut a = JudgeAnswer::default();
-        let flaw = crate::eval::judge::Flaw {
+        let flaw = crate::judge::Flaw {
             flaw: "x".into(),
             severity,
         };

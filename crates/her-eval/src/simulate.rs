@@ -8,13 +8,13 @@
 use serde::{Deserialize, Serialize};
 
 use super::scenes::EvalScene;
-use crate::character::{ENVIRONMENT, NextSpeaker};
-use crate::chat::SceneConversation;
-use crate::engine::{Backend, EngineError, FinishReason, Provenance};
-use crate::generation::SamplingConfig;
-use crate::prefs::stats::Rng;
-use crate::prefs::stats::SplitMix64;
-use crate::prompt::PromptVariant;
+use her_core::character::{ENVIRONMENT, NextSpeaker};
+use her_core::generation::SamplingConfig;
+use her_core::prefs::stats::Rng;
+use her_core::prefs::stats::SplitMix64;
+use her_core::prompt::PromptVariant;
+use her_engine::dialogue::SceneConversation;
+use her_engine::{Backend, EngineError, FinishReason, Provenance};
 
 /// How the next speaker is chosen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,15 +153,15 @@ pub async fn simulate(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::eval::testing::{ScriptedBackend, tea_scene};
-    use crate::prompt::next_speaker::parse_next_speaker;
+    use crate::testing::{ScriptedBackend, tea_scene};
+    use her_core::prompt::next_speaker::parse_next_speaker;
 
     fn options(mode: NextSpeakerMode, rounds: usize) -> SimOptions {
         SimOptions {
             rounds,
             next_speaker: mode,
             environment: true,
-            sampling: crate::generation::SamplingConfig::default(),
+            sampling: her_core::generation::SamplingConfig::default(),
             variant: PromptVariant::Evaluation,
         }
     }

@@ -32,8 +32,8 @@ pub mod simulate;
 pub mod svg;
 pub mod transcript;
 
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 use std::path::PathBuf;
 
@@ -55,14 +55,14 @@ pub const GATE_FILE: &str = "gate.json";
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
     #[error("the model failed: {0}")]
-    Engine(crate::engine::EngineError),
+    Engine(her_engine::EngineError),
     #[error(
         "adapter '{}' could not be loaded: {cause}; check the path (a run's adapter is runs/NAME/adapter.gguf)",
         path.display()
     )]
     Adapter {
         path: PathBuf,
-        cause: crate::engine::EngineError,
+        cause: her_engine::EngineError,
     },
     #[error(
         "the judge's answer on scene '{scene}' could not be read (it ended by {finish}): {cause}; \
@@ -86,13 +86,13 @@ pub enum EvalError {
     #[error("scene '{id}' is named twice (again by '{}'); name each scene once", path.display())]
     DuplicateScene { id: String, path: PathBuf },
     #[error(transparent)]
-    Character(#[from] crate::character::CharacterError),
+    Character(#[from] her_core::character::CharacterError),
     #[error(transparent)]
-    Coser(#[from] crate::character::card::CardError),
+    Coser(#[from] her_core::character::card::CardError),
     #[error(transparent)]
-    Session(#[from] crate::session::SessionError),
+    Session(#[from] her_core::session::SessionError),
     #[error(transparent)]
-    Read(#[from] crate::fsutil::read::ReadError),
+    Read(#[from] her_core::fsutil::read::ReadError),
     #[error("cannot {action} '{}': {cause}", path.display())]
     Io {
         action: &'static str,
@@ -104,7 +104,7 @@ pub enum EvalError {
     #[error("cannot encode as JSON: {0}")]
     Json(serde_json::Error),
     #[error("bootstrap: {0}")]
-    Stats(crate::prefs::stats::StatsError),
+    Stats(her_core::prefs::stats::StatsError),
     #[error(
         "'{baseline}' and '{candidate}' share no scene and seed: compare results of the same scenes and seeds"
     )]
@@ -118,8 +118,8 @@ pub enum EvalError {
 
 // By hand, not `#[from]`: the message already shows the cause, so it must
 // not also be the `source()` (an error chain would print it twice).
-impl From<crate::engine::EngineError> for EvalError {
-    fn from(cause: crate::engine::EngineError) -> Self {
+impl From<her_engine::EngineError> for EvalError {
+    fn from(cause: her_engine::EngineError) -> Self {
         Self::Engine(cause)
     }
 }
@@ -130,8 +130,8 @@ impl From<serde_json::Error> for EvalError {
     }
 }
 
-impl From<crate::prefs::stats::StatsError> for EvalError {
-    fn from(cause: crate::prefs::stats::StatsError) -> Self {
+impl From<her_core::prefs::stats::StatsError> for EvalError {
+    fn from(cause: her_core::prefs::stats::StatsError) -> Self {
         Self::Stats(cause)
     }
 }

@@ -4,8 +4,8 @@
 //! base and adapter played the same scenes with the same seeds, so the
 //! difference per unit carries the signal and the scene-to-scene spread cancels.
 
-pub use crate::prefs::stats::Interval;
-use crate::prefs::stats::{StatsError, bootstrap_statistic};
+pub use her_core::prefs::stats::Interval;
+use her_core::prefs::stats::{StatsError, bootstrap_statistic};
 
 use super::score::mean;
 

@@ -10,7 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::score::Dimension;
-use crate::format::{strip_speaker_prefix, strip_system_thinking};
+use her_core::format::{strip_speaker_prefix, strip_system_thinking};
 
 /// Flaws listed per dimension at most.
 pub const MAX_FLAWS: usize = 5;

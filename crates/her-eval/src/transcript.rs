@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 
 use super::simulate::SimTranscript;
-use crate::character::ENVIRONMENT;
-use crate::session::{
+use her_core::character::ENVIRONMENT;
+use her_core::session::{
     Message, MessageMeta, NodeId, Role, SessionError, SessionFile, SessionHeader,
 };
 
@@ -84,14 +84,14 @@ pub fn save_transcript(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::engine::FinishReason;
-    use crate::eval::simulate::SimTurn;
-    use crate::session::{list_sessions, load_session};
+    use crate::simulate::SimTurn;
+    use her_core::session::{list_sessions, load_session};
+    use her_engine::FinishReason;
 
     #[test]
     fn a_transcript_reads_back_as_a_scene_session() {
         let dir = tempfile::tempdir().unwrap();
-        let provenance = crate::engine::Provenance {
+        let provenance = her_engine::Provenance {
             model: "m".into(),
             model_fingerprint: "f".into(),
             adapter: None,

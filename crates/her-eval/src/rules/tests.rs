@@ -172,11 +172,11 @@ proptest! {
 /// flaws, and every planted repetition is caught by the repetition rule.
 #[test]
 fn the_calibration_set_through_the_rules() {
-    use crate::eval::calibrate::{FlawKind, set};
+    use crate::calibrate::{FlawKind, set};
     let set = set::built_in().unwrap();
-    let check = |scene: &crate::eval::calibrate::CalibrationScene, lines: &set::Lines| {
+    let check = |scene: &crate::calibrate::CalibrationScene, lines: &set::Lines| {
         let mut cast: Vec<String> = scene.characters.iter().map(|c| c.0.clone()).collect();
-        cast.push(crate::character::ENVIRONMENT.to_string());
+        cast.push(her_core::character::ENVIRONMENT.to_string());
         let turns = ended(lines.iter().map(|(s, t)| (s.as_str(), t.as_str())));
         check_transcript(&turns, &cast, &RuleOptions::default())
     };

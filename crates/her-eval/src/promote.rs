@@ -46,7 +46,8 @@ pub fn gate_log(studio: &Path) -> PathBuf {
 
 /// The promotions in `path`; none when the file does not exist.
 pub fn read_promotions(path: &Path) -> Result<Promotions, EvalError> {
-    let Some(text) = crate::fsutil::read::optional_text(path, crate::fsutil::read::Kind::Config)?
+    let Some(text) =
+        her_core::fsutil::read::optional_text(path, her_core::fsutil::read::Kind::Config)?
     else {
         return Ok(Promotions::default());
     };

@@ -25,8 +25,8 @@ use super::judge::{JudgeAnswer, JudgeCase, answer_grammar, judge_prompt};
 use super::results::FileId;
 use super::run::judge_case;
 use super::score::{Dimension, unclamped_score};
-use crate::engine::Backend;
-use crate::generation::SamplingConfig;
+use her_core::generation::SamplingConfig;
+use her_engine::Backend;
 
 /// `evals/calibration/`.
 pub const CALIBRATION_DIR: &str = "calibration";
@@ -67,7 +67,7 @@ impl JudgeIdentity {
     }
 
     pub fn fingerprint(&self) -> String {
-        crate::hashing::sha256_hex(
+        her_core::hashing::sha256_hex(
             format!(
                 "her-studio scene judge\n{}\n{}\n{}\n{}\n{}\n{}",
                 self.model.sha256,
@@ -93,7 +93,9 @@ pub fn judge_prompt_sha256() -> String {
         characters: &characters,
         transcript: &transcript,
     };
-    crate::hashing::sha256_hex(format!("{}\n{}", judge_prompt(&probe), answer_grammar()).as_bytes())
+    her_core::hashing::sha256_hex(
+        format!("{}\n{}", judge_prompt(&probe), answer_grammar()).as_bytes(),
+    )
 }
 
 /// One (clean, flawed) pair as the judge scored it.
@@ -250,7 +252,7 @@ pub async fn calibrate(
         format: CALIBRATION_FORMAT,
         fingerprint: identity.fingerprint(),
         judge: identity,
-        created_at: crate::session::now_rfc3339(),
+        created_at: her_core::session::now_rfc3339(),
         set_source: set.source.clone(),
         set_sha256: set.sha256.clone(),
         dimensions: accuracies(&pairs),
@@ -301,7 +303,7 @@ pub fn read_calibration(
 ) -> Result<Option<Calibration>, EvalError> {
     let path = calibration_file(evals_dir, fingerprint);
     let Some(text) =
-        crate::fsutil::read::optional_text(&path, crate::fsutil::read::Kind::RunRecord)?
+        her_core::fsutil::read::optional_text(&path, her_core::fsutil::read::Kind::RunRecord)?
     else {
         return Ok(None);
     };

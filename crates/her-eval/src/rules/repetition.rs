@@ -121,7 +121,7 @@ pub fn check(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::engine::FinishReason;
+    use her_engine::FinishReason;
     use proptest::prelude::*;
 
     fn w(text: &str) -> Vec<String> {

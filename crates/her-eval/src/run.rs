@@ -17,8 +17,8 @@ use super::scenes::EvalScene;
 use super::score::SceneScores;
 use super::simulate::{SimOptions, SimTranscript, simulate};
 use super::transcript::{TranscriptInfo, save_transcript};
-use crate::engine::{Backend, GenerateRequest};
-use crate::generation::SamplingConfig;
+use her_core::generation::SamplingConfig;
+use her_engine::{Backend, GenerateRequest};
 
 /// The base model (no adapter) or one adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,7 +153,7 @@ pub async fn judge_case(
     if grammar {
         request.grammar = Some(answer_grammar());
     }
-    let outcome = crate::chat::stream_reply(judge, request, |_| {}).await?;
+    let outcome = her_engine::dialogue::stream_reply(judge, request, |_| {}).await?;
     parse_answer(&outcome.reply).map_err(|cause| EvalError::Unreadable {
         scene: scene.to_string(),
         finish: outcome.finished.reason.to_string(),
@@ -168,7 +168,7 @@ pub fn rule_flaws(
     options: &RuleOptions,
 ) -> Vec<RuleFlaw> {
     let mut cast: Vec<String> = scene.cast.iter().map(|c| c.name.clone()).collect();
-    cast.push(crate::character::ENVIRONMENT.to_string());
+    cast.push(her_core::character::ENVIRONMENT.to_string());
     let turns: Vec<RuleTurn> = transcript
         .turns
         .iter()
@@ -328,7 +328,7 @@ pub async fn run_eval(
     let results = EvalResults {
         format: RESULTS_FORMAT,
         name: plan.name.clone(),
-        created_at: crate::session::now_rfc3339(),
+        created_at: her_core::session::now_rfc3339(),
         model: plan.model.clone(),
         judge: plan.judge.clone(),
         judge_calibration: plan.judge_calibration.clone(),
@@ -357,8 +357,8 @@ pub async fn run_eval(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::eval::simulate::NextSpeakerMode;
-    use crate::eval::testing::{ScriptedBackend, tea_scene};
+    use crate::simulate::NextSpeakerMode;
+    use crate::testing::{ScriptedBackend, tea_scene};
 
     fn plan(dir: &Path) -> EvalPlan {
         let file = |p: &str| FileId {
@@ -379,10 +379,10 @@ mod tests {
                 rounds: 4,
                 next_speaker: NextSpeakerMode::Random,
                 environment: true,
-                sampling: crate::generation::SamplingConfig::default(),
-                variant: crate::prompt::PromptVariant::Evaluation,
+                sampling: her_core::generation::SamplingConfig::default(),
+                variant: her_core::prompt::PromptVariant::Evaluation,
             },
-            judge_sampling: judge_sampling(&crate::generation::SamplingConfig::default(), true),
+            judge_sampling: judge_sampling(&her_core::generation::SamplingConfig::default(), true),
             judge_grammar: true,
             resamples: 200,
             bootstrap_seed: 1,
@@ -415,7 +415,7 @@ mod tests {
             for unit in &system.units {
                 // Severity 2 on three dimensions, none on the fourth.
                 assert_eq!(unit.severity, [2, 2, 2, 0]);
-                let want = crate::eval::score::dimension_score(2, unit.actor_turns);
+                let want = crate::score::dimension_score(2, unit.actor_turns);
                 assert!((unit.scores.dimensions[0] - want).abs() < 1e-9);
                 assert!(unit.session.as_ref().unwrap().is_file());
             }
@@ -436,12 +436,9 @@ mod tests {
         ] {
             assert!(plan.dir.join(f).is_file(), "{f}");
         }
+        assert_eq!(crate::results::read_results(&plan.dir).unwrap(), results);
         assert_eq!(
-            crate::eval::results::read_results(&plan.dir).unwrap(),
-            results
-        );
-        assert_eq!(
-            crate::session::list_sessions(&dir.path().join("sessions"))
+            her_core::session::list_sessions(&dir.path().join("sessions"))
                 .unwrap()
                 .len(),
             4
@@ -454,12 +451,12 @@ mod tests {
     /// over — the judge failed calibration, and the rules' scores fell.
     #[test]
     fn a_degenerate_adapter_under_a_judge_that_finds_nothing_is_refused() {
-        use crate::eval::calibrate::{
+        use crate::calibrate::{
             CalibrationState, CalibrationStatus, JudgeIdentity, calibrate, set,
         };
-        use crate::eval::rules::Rule;
-        use crate::eval::score::Dimension;
-        use crate::eval::testing::no_flaws_judge;
+        use crate::rules::Rule;
+        use crate::score::Dimension;
+        use crate::testing::no_flaws_judge;
 
         let dir = tempfile::tempdir().unwrap();
         let backend = ScriptedBackend {
@@ -516,7 +513,7 @@ mod tests {
         assert_eq!(fidelity(base), 100.0);
         assert!(fidelity(ada) < 50.0, "{}", fidelity(ada));
 
-        let d = crate::eval::decide(base, ada, results.judge_calibration.as_ref(), 500, 1).unwrap();
+        let d = crate::decide(base, ada, results.judge_calibration.as_ref(), 500, 1).unwrap();
         assert!(!d.promote);
         assert!(d.checks.iter().all(|c| !c.regressed), "{d:?}");
         assert_eq!(d.refusals.len(), 2, "{:?}", d.refusals);
@@ -538,7 +535,7 @@ mod tests {
             state: CalibrationState::Passed,
             ..status
         };
-        let d = crate::eval::decide(base, ada, Some(&trusted), 500, 1).unwrap();
+        let d = crate::decide(base, ada, Some(&trusted), 500, 1).unwrap();
         assert!(!d.promote && d.refusals.len() == 1, "{:?}", d.refusals);
     }
 }

@@ -4,7 +4,7 @@
 //! member's name contradicts who they are.
 
 use super::Rule;
-use crate::format::{lines_for_others, looks_like_name, names_match};
+use her_core::format::{lines_for_others, looks_like_name, names_match};
 
 /// Flaws of one turn: (rule, description, severity). `plain` is the turn
 /// without plan or tags (see [`super::turn_content`]).

@@ -155,7 +155,7 @@ pub fn chart_svg(results: &EvalResults) -> String {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::eval::results::tests::{results, system};
+    use crate::results::tests::{results, system};
 
     #[test]
     fn bars_whiskers_and_escaped_labels() {
