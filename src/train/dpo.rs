@@ -15,11 +15,11 @@ use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
 use super::data::{Message, Sample, Tokenized, batch, split_by_hash, step_micro_batches, tokenize};
+use super::error::JobError;
 use super::optim::Accumulator;
 use super::run::{RunDir, memory_mib};
-use super::sft::SftError;
 use super::stable::log_sigmoid;
-use super::trainer::{Trainer, settings_sha256, total_steps};
+use super::train_loop::trainer::{Trainer, settings_sha256, total_steps};
 use crate::config::TrainConfig;
 use crate::hashing::sha256_hex;
 
@@ -84,7 +84,7 @@ struct TokenizedPair {
     rejected: Tokenized,
 }
 
-fn tokenize_pair(tokenizer: &Tokenizer, pair: &PairSample) -> Result<TokenizedPair, SftError> {
+fn tokenize_pair(tokenizer: &Tokenizer, pair: &PairSample) -> Result<TokenizedPair, JobError> {
     Ok(TokenizedPair {
         chosen: tokenize(tokenizer, &pair.with_reply(&pair.chosen))?,
         rejected: tokenize(tokenizer, &pair.with_reply(&pair.rejected))?,
@@ -163,7 +163,7 @@ fn logps(
     trainer: &Trainer,
     pairs: &[&TokenizedPair],
     grad: bool,
-) -> Result<(Tensor, Tensor), SftError> {
+) -> Result<(Tensor, Tensor), JobError> {
     let b = pair_batch(pairs);
     let (ids, labels) = trainer.tensors(&b)?;
     let all = match grad {
@@ -179,13 +179,13 @@ fn dpo_loss(
     beta: f64,
     (pc, pr): (&Tensor, &Tensor),
     (rc, rr): (&Tensor, &Tensor),
-) -> Result<(Tensor, PairMetrics), SftError> {
+) -> Result<(Tensor, PairMetrics), JobError> {
     let chosen = ((pc - rc)? * beta)?;
     let rejected = ((pr - rr)? * beta)?;
     let logits = (&chosen - &rejected)?;
     // −log σ(x) = softplus(−x), finite in value and gradient for any margin.
     let loss = log_sigmoid(&logits)?.neg()?.mean_all()?;
-    let values = |t: &Tensor| -> Result<Vec<f32>, SftError> { Ok(t.to_vec1::<f32>()?) };
+    let values = |t: &Tensor| -> Result<Vec<f32>, JobError> { Ok(t.to_vec1::<f32>()?) };
     let (c, r, l) = (values(&chosen)?, values(&rejected)?, values(&logits)?);
     let n = l.len().max(1) as f64;
     let mean = |v: &[f32]| v.iter().map(|x| f64::from(*x)).sum::<f64>() / n;
@@ -204,7 +204,7 @@ fn reference(
     trainer: &Trainer,
     pairs: &[TokenizedPair],
     chunk: usize,
-) -> Result<Vec<(f32, f32)>, SftError> {
+) -> Result<Vec<(f32, f32)>, JobError> {
     let mut out = Vec::with_capacity(pairs.len());
     for group in pairs.chunks(chunk.max(1)) {
         let refs: Vec<&TokenizedPair> = group.iter().collect();
@@ -218,7 +218,7 @@ fn reference(
 fn ref_tensors(
     refs: &[(f32, f32)],
     device: &candle_core::Device,
-) -> Result<(Tensor, Tensor), SftError> {
+) -> Result<(Tensor, Tensor), JobError> {
     let c: Vec<f32> = refs.iter().map(|(c, _)| *c).collect();
     let r: Vec<f32> = refs.iter().map(|(_, r)| *r).collect();
     Ok((
@@ -233,7 +233,7 @@ fn evaluate(
     pairs: &[TokenizedPair],
     refs: &[(f32, f32)],
     chunk: usize,
-) -> Result<Option<PairMetrics>, SftError> {
+) -> Result<Option<PairMetrics>, JobError> {
     if pairs.is_empty() {
         return Ok(None);
     }
@@ -258,7 +258,7 @@ fn step_gradients(
     pairs: &[TokenizedPair],
     refs: &[(f32, f32)],
     micro: &[Vec<usize>],
-) -> Result<(Accumulator, PairMetrics), SftError> {
+) -> Result<(Accumulator, PairMetrics), JobError> {
     let total = micro.iter().map(Vec::len).sum::<usize>().max(1);
     let mut acc = Accumulator::new(trainer.params.len());
     let mut parts = Vec::with_capacity(micro.len());
@@ -287,14 +287,14 @@ pub fn run(
     pairs: Vec<PairSample>,
     stop: &AtomicBool,
     on_step: &mut dyn FnMut(u64, u64, &PairMetrics),
-) -> Result<DpoReport, SftError> {
+) -> Result<DpoReport, JobError> {
     let s = &job.settings;
     let tokenizer = super::tokenizer::from_gguf(&job.model)?;
     // 1. Held-out split by content, tokenization, long pairs left out.
     let (train, eval) = split_by_hash(pairs, s.eval_fraction, PairSample::sha256);
     let max = s.max_seq_len as usize;
     let mut too_long = 0;
-    let mut encode = |pairs: &[PairSample]| -> Result<Vec<TokenizedPair>, SftError> {
+    let mut encode = |pairs: &[PairSample]| -> Result<Vec<TokenizedPair>, JobError> {
         let mut out = Vec::new();
         for p in pairs {
             let t = tokenize_pair(&tokenizer, p)?;
@@ -309,7 +309,7 @@ pub fn run(
     let train_t = encode(&train)?;
     let eval_t = encode(&eval)?;
     if train_t.is_empty() {
-        return Err(SftError::Setup("no preference pairs to train on".into()));
+        return Err(JobError::Setup("no preference pairs to train on".into()));
     }
     let batch_size = s.batch_size.max(1) as usize;
     let accum = u64::from(s.grad_accum.max(1));

@@ -20,11 +20,11 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::data::{Message, Sample, Tokenized, batch, split_by_hash, step_micro_batches, tokenize};
+use super::error::JobError;
 use super::optim::Accumulator;
 use super::run::RunDir;
-use super::sft::SftError;
 use super::stable::sigmoid;
-use super::trainer::{Trainer, settings_sha256, total_steps};
+use super::train_loop::trainer::{Trainer, settings_sha256, total_steps};
 use crate::config::{KtoConfig, TrainConfig};
 use crate::hashing::sha256_hex;
 
@@ -146,7 +146,7 @@ fn kto_loss(
     labels: &[bool],
     z0: f64,
     denominator: usize,
-) -> Result<(Tensor, Vec<Scored>), SftError> {
+) -> Result<(Tensor, Vec<Scored>), JobError> {
     let values = r.to_vec1::<f32>()?;
     let signs: Vec<f32> = labels.iter().map(|l| if *l { 1.0 } else { -1.0 }).collect();
     let weights: Vec<f32> = labels
@@ -221,14 +221,14 @@ fn mismatched(rows: &[&Tokenized], max_len: usize) -> Vec<Tokenized> {
         .collect()
 }
 
-fn logps(trainer: &Trainer, rows: &[&Tokenized]) -> Result<Tensor, SftError> {
+fn logps(trainer: &Trainer, rows: &[&Tokenized]) -> Result<Tensor, JobError> {
     let b = batch(rows, 0);
     let (ids, labels) = trainer.tensors(&b)?;
     Ok(trainer.model.sequence_logprobs(&ids, &labels)?)
 }
 
 /// Summed log-probs of `rows` in chunks, kept as values (no graph).
-fn logp_values(trainer: &Trainer, rows: &[Tokenized], chunk: usize) -> Result<Vec<f32>, SftError> {
+fn logp_values(trainer: &Trainer, rows: &[Tokenized], chunk: usize) -> Result<Vec<f32>, JobError> {
     let mut out = Vec::with_capacity(rows.len());
     for group in rows.chunks(chunk.max(1)) {
         let refs: Vec<&Tokenized> = group.iter().collect();
@@ -245,7 +245,7 @@ fn mismatched_z0(
     kl_rows: &[Tokenized],
     kl_refs: Option<&[f32]>,
     chunk: usize,
-) -> Result<f64, SftError> {
+) -> Result<f64, JobError> {
     let policy = logp_values(trainer, kl_rows, chunk)?;
     let refs = match kl_refs {
         Some(r) => r.to_vec(),
@@ -281,7 +281,7 @@ fn step_gradients(
     o: &Objective,
     set: &TrainSet<'_>,
     micro: &[Vec<usize>],
-) -> Result<(Accumulator, KtoMetrics), SftError> {
+) -> Result<(Accumulator, KtoMetrics), JobError> {
     let all: Vec<usize> = micro.concat();
     let chunk = micro.iter().map(Vec::len).max().unwrap_or(1);
     let step_z0 = if o.mismatched {
@@ -345,7 +345,7 @@ fn evaluate(
     o: &Objective,
     set: &EvalSet,
     chunk: usize,
-) -> Result<Option<KtoMetrics>, SftError> {
+) -> Result<Option<KtoMetrics>, JobError> {
     if set.rows.is_empty() {
         return Ok(None);
     }
@@ -375,20 +375,20 @@ pub fn run(
     samples: Vec<KtoSample>,
     stop: &AtomicBool,
     on_step: &mut dyn FnMut(u64, u64, &KtoMetrics),
-) -> Result<KtoReport, SftError> {
+) -> Result<KtoReport, JobError> {
     let s = &job.settings;
     if let Some((i, problem)) = samples
         .iter()
         .enumerate()
         .find_map(|(i, k)| k.problem().map(|p| (i, p)))
     {
-        return Err(SftError::Setup(format!("KTO sample {}: {problem}", i + 1)));
+        return Err(JobError::Setup(format!("KTO sample {}: {problem}", i + 1)));
     }
     let objective = Objective::new(job.beta, &job.kto);
     let tokenizer = super::tokenizer::from_gguf(&job.model)?;
     let (train, eval) = split_by_hash(samples, s.eval_fraction, KtoSample::sha256);
     let max_len = s.max_seq_len as usize;
-    let encode = |items: &[KtoSample]| -> Result<(Vec<Tokenized>, Vec<bool>), SftError> {
+    let encode = |items: &[KtoSample]| -> Result<(Vec<Tokenized>, Vec<bool>), JobError> {
         let mut rows = Vec::new();
         let mut labels = Vec::new();
         for k in items {
@@ -403,7 +403,7 @@ pub fn run(
     let (train_rows, train_labels) = encode(&train)?;
     let (eval_rows, eval_labels) = encode(&eval)?;
     if train_rows.is_empty() {
-        return Err(SftError::Setup("no labelled replies to train on".into()));
+        return Err(JobError::Setup("no labelled replies to train on".into()));
     }
     // KTO needs two replies per batch at least: with one, the mismatched
     // pair is the reply itself and z₀ its own reward.

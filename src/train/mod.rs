@@ -23,4 +23,4 @@ pub mod stable;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tokenizer;
-pub mod trainer;
+pub mod train_loop;

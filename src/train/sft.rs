@@ -9,42 +9,17 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor};
 use serde::Serialize;
 
 use super::best::BestTracker;
 use super::data::{Batch, Batching, LossOn, Sample, Tokenized, split_held_out, tokenize_turns};
-use super::error::TrainError;
-use super::lora::{LoraParam, LoraSpec, Target};
+use super::error::JobError;
 use super::model::{Segments, TrainModel};
 use super::optim::Accumulator;
 use super::run::{RunDir, memory_mib};
-use super::trainer::{Trainer, settings_sha256, total_steps};
+use super::train_loop::trainer::{Trainer, device, lora_spec, settings_sha256, total_steps};
 use crate::config::TrainConfig;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SftError {
-    #[error(transparent)]
-    Model(#[from] TrainError),
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-    #[error(transparent)]
-    Data(#[from] super::data::DataError),
-    #[error(transparent)]
-    Tokenizer(#[from] super::tokenizer::TokenizerError),
-    #[error(transparent)]
-    Checkpoint(#[from] super::checkpoint::CheckpointError),
-    #[error(transparent)]
-    Run(#[from] super::run::RunError),
-    #[error(transparent)]
-    Peft(#[from] super::peft::PeftError),
-    #[error(transparent)]
-    Diverged(#[from] super::guard::Diverged),
-    #[error(transparent)]
-    NonFiniteWrite(#[from] super::guard::NonFiniteWrite),
-    #[error("{0}")]
-    Setup(String),
-}
 
 /// Where the data came from, for the run's record.
 #[derive(Debug, Clone, Serialize)]
@@ -133,49 +108,6 @@ struct Manifest<'a> {
     total_steps: u64,
 }
 
-pub fn lora_spec(settings: &TrainConfig) -> Result<LoraSpec, SftError> {
-    let targets = settings
-        .targets
-        .iter()
-        .map(|t| t.parse::<Target>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let spec = LoraSpec {
-        rank: settings.rank as usize,
-        alpha: settings.alpha,
-        dropout: settings.dropout,
-        targets,
-    };
-    spec.validate()?;
-    Ok(spec)
-}
-
-pub fn device(settings: &TrainConfig) -> Result<Device, SftError> {
-    match settings.device.as_str() {
-        "cpu" => Ok(Device::Cpu),
-        #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::new_cuda(0)?),
-        other => Err(SftError::Setup(format!(
-            "train.device '{other}' is not available in this build (cpu{})",
-            if cfg!(feature = "cuda") {
-                ", cuda"
-            } else {
-                "; build with --features cuda for cuda"
-            }
-        ))),
-    }
-}
-
-/// Names of the trainable tensors, as in the adapter GGUF.
-pub fn named_params(params: &[LoraParam]) -> Vec<(String, Var)> {
-    let mut out = Vec::with_capacity(params.len() * 2);
-    for p in params {
-        let base = format!("blk.{}.{}.weight", p.layer, p.target.gguf_name());
-        out.push((format!("{base}.lora_a"), p.a.clone()));
-        out.push((format!("{base}.lora_b"), p.b.clone()));
-    }
-    out
-}
-
 struct Prepared {
     train: Vec<Tokenized>,
     eval: Vec<Tokenized>,
@@ -184,13 +116,13 @@ struct Prepared {
     too_long: usize,
 }
 
-fn prepare(job: &SftJob, samples: Vec<Sample>) -> Result<Prepared, SftError> {
+fn prepare(job: &SftJob, samples: Vec<Sample>) -> Result<Prepared, JobError> {
     let tokenizer = super::tokenizer::from_gguf(&job.model)?;
-    let loss_on: LossOn = job.settings.loss_on.parse().map_err(SftError::Setup)?;
+    let loss_on: LossOn = job.settings.loss_on.parse().map_err(JobError::Setup)?;
     let (train, eval) = split_held_out(samples, job.settings.eval_fraction);
     let max = job.settings.max_seq_len as usize;
     let mut too_long = 0;
-    let mut encode = |samples: Vec<Sample>| -> Result<(Vec<Tokenized>, Vec<String>), SftError> {
+    let mut encode = |samples: Vec<Sample>| -> Result<(Vec<Tokenized>, Vec<String>), JobError> {
         let mut kept = Vec::new();
         let mut hashes = Vec::new();
         for s in samples {
@@ -207,7 +139,7 @@ fn prepare(job: &SftJob, samples: Vec<Sample>) -> Result<Prepared, SftError> {
     let (train, train_hashes) = encode(train)?;
     let (eval, eval_hashes) = encode(eval)?;
     if train.is_empty() {
-        return Err(SftError::Setup(format!(
+        return Err(JobError::Setup(format!(
             "no training samples left ({too_long} longer than train.max_seq_len = {max} tokens)"
         )));
     }
@@ -220,7 +152,7 @@ fn prepare(job: &SftJob, samples: Vec<Sample>) -> Result<Prepared, SftError> {
     })
 }
 
-fn tensors(batch: &Batch, device: &Device) -> Result<(Tensor, Tensor), SftError> {
+fn tensors(batch: &Batch, device: &Device) -> Result<(Tensor, Tensor), JobError> {
     let ids = Tensor::from_slice(&batch.ids, (batch.rows, batch.cols), device)?;
     let labels = Tensor::from_slice(&batch.labels, (batch.rows, batch.cols), device)?;
     Ok((ids, labels))
@@ -228,7 +160,7 @@ fn tensors(batch: &Batch, device: &Device) -> Result<(Tensor, Tensor), SftError>
 
 /// Where the samples of a packed batch's rows start (`None` when every row
 /// holds one sample).
-pub fn segments(batch: &Batch) -> Result<Option<Segments>, SftError> {
+pub fn segments(batch: &Batch) -> Result<Option<Segments>, JobError> {
     if !batch.is_packed() {
         return Ok(None);
     }
@@ -261,7 +193,7 @@ pub fn evaluate(
     model: &TrainModel,
     batches: &[Batch],
     device: &Device,
-) -> Result<(f64, usize), SftError> {
+) -> Result<(f64, usize), JobError> {
     let mut sum = 0.0;
     let mut count = 0;
     for batch in batches {
@@ -294,7 +226,7 @@ impl HeldOut {
         step: u64,
         trainer: &Trainer,
         on_progress: &mut dyn FnMut(Progress<'_>),
-    ) -> Result<bool, SftError> {
+    ) -> Result<bool, JobError> {
         if self.batches.is_empty() {
             return Ok(false);
         }
@@ -321,10 +253,10 @@ impl HeldOut {
 }
 
 /// Settings a run cannot work with, found before any work.
-fn check_settings(s: &TrainConfig) -> Result<(), SftError> {
-    s.loss_on.parse::<LossOn>().map_err(SftError::Setup)?;
+fn check_settings(s: &TrainConfig) -> Result<(), JobError> {
+    s.loss_on.parse::<LossOn>().map_err(JobError::Setup)?;
     if s.early_stopping_patience > 0 && (s.eval_every == 0 || s.eval_fraction <= 0.0) {
-        return Err(SftError::Setup(format!(
+        return Err(JobError::Setup(format!(
             "train.early_stopping_patience = {} needs held-out evaluations during the run: \
              set train.eval_every and train.eval_fraction above 0 (or the patience to 0)",
             s.early_stopping_patience
@@ -338,7 +270,7 @@ pub fn run(
     samples: Vec<Sample>,
     stop: &AtomicBool,
     on_progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<SftReport, SftError> {
+) -> Result<SftReport, JobError> {
     let s = &job.settings;
     // Bad settings or an unavailable device fail before any work.
     lora_spec(s)?;

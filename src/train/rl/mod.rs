@@ -23,10 +23,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::error::JobError;
 use super::error::TrainError;
 use super::run::{RunDir, RunError, append_jsonl, truncate_jsonl};
-use super::sft::{DataSource, SftError};
-use super::trainer::Trainer;
+use super::sft::DataSource;
+use super::train_loop::trainer::Trainer;
 use crate::config::{RlConfig, SamplingConfig, TrainConfig};
 use crate::engine::{Backend, EngineError, LocalEngineOptions};
 use crate::fsutil::read::{self, Kind};
@@ -40,7 +41,7 @@ pub use step::{StepMetrics, rollout_sampling};
 #[derive(Debug, thiserror::Error)]
 pub enum RlError {
     #[error(transparent)]
-    Train(#[from] SftError),
+    Train(#[from] JobError),
     #[error("the rollout engine failed: {0}")]
     Engine(EngineError),
     #[error(transparent)]
@@ -206,7 +207,7 @@ pub fn run(
     let updates_per_step = u64::from(rl.updates_per_batch.max(1));
     let total = u64::from(rl.steps);
     let prompt_hashes: Vec<&str> = prompts.iter().map(|p| p.id.as_str()).collect();
-    let settings_sha256 = super::trainer::settings_sha256(&(
+    let settings_sha256 = super::train_loop::trainer::settings_sha256(&(
         s,
         rl,
         &job.model_fingerprint,

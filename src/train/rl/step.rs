@@ -21,7 +21,7 @@ use crate::judge::{JudgeCase, judge_pair, judge_sampling};
 use crate::prefs::Role;
 use crate::train::data::{Tokenized, step_indices};
 use crate::train::run::memory_mib;
-use crate::train::trainer::Trainer;
+use crate::train::train_loop::trainer::Trainer;
 
 /// What every step shares.
 pub(super) struct StepContext<'a> {

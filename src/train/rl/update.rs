@@ -8,7 +8,7 @@ use super::step::StepContext;
 use crate::config::RlConfig;
 use crate::train::data::{Batch, Tokenized, batch};
 use crate::train::optim::Accumulator;
-use crate::train::trainer::Trainer;
+use crate::train::train_loop::trainer::Trainer;
 
 pub(super) struct UpdateStats {
     /// The first pass's objective (NaN when it was not finite).
