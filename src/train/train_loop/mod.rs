@@ -154,26 +154,12 @@ impl<'a> TrainLoop<'a> {
                     break;
                 }
                 let pass = pass as u32;
-                objective.begin_pass(pass);
-                let mut grads = Accumulator::new(trainer.params.len());
-                let mut complete = true;
-                for (index, batch) in batches.iter().enumerate() {
-                    let at = Micro { step, pass, index };
-                    let micro = objective.loss(&trainer, batch, at)?;
-                    tokens_seen += micro.positions;
-                    let value = micro.loss.to_scalar::<f32>().map_err(JobError::from)?;
-                    if !value.is_finite() {
-                        // The step will be skipped: the rest would be wasted.
-                        complete = false;
-                        break;
-                    }
-                    // Through the model: with activation checkpointing the
-                    // LoRA gradients come back through its side channel.
-                    let g = trainer.model.backward(&micro.loss).map_err(JobError::from)?;
-                    grads
-                        .add(&trainer.params, &g, 1.0)
-                        .map_err(JobError::from)?;
-                }
+                let Pass {
+                    mut grads,
+                    complete,
+                    positions,
+                } = accumulate(objective, &trainer, &batches, step, pass)?;
+                tokens_seen += positions;
                 let loss = objective.pass_loss(complete);
                 let lr_step = step * passes + u64::from(pass);
                 let applied = trainer.update(&mut grads, lr_step, step + 1, loss)?;
@@ -288,6 +274,53 @@ impl<'a> TrainLoop<'a> {
         report.peft_dir = Some(peft);
         Ok(report)
     }
+}
+
+/// One pass over a step's micro-batches: their gradients summed.
+pub struct Pass {
+    pub grads: Accumulator,
+    /// False: a micro-batch's loss was NaN or infinite (the rest were not run).
+    pub complete: bool,
+    /// Positions run.
+    pub positions: usize,
+}
+
+/// Runs pass `pass` of optimizer step `step` over `batches`: each
+/// micro-batch's weighted loss through the model's backward, the gradients
+/// summed. A non-finite loss ends the pass (the step will be skipped: the
+/// rest would be wasted work).
+pub fn accumulate<O: Objective>(
+    objective: &mut O,
+    trainer: &Trainer,
+    batches: &[O::Batch],
+    step: u64,
+    pass: u32,
+) -> Result<Pass, O::Error> {
+    objective.begin_pass(pass);
+    let mut out = Pass {
+        grads: Accumulator::new(trainer.params.len()),
+        complete: true,
+        positions: 0,
+    };
+    for (index, batch) in batches.iter().enumerate() {
+        let micro = objective.loss(trainer, batch, Micro { step, pass, index })?;
+        out.positions += micro.positions;
+        let value = micro.loss.to_scalar::<f32>().map_err(JobError::from)?;
+        if !value.is_finite() {
+            out.complete = false;
+            break;
+        }
+        // Through the model: with activation checkpointing the LoRA
+        // gradients come back through its side channel.
+        let grads = trainer
+            .model
+            .backward(&micro.loss)
+            .map_err(JobError::from)?;
+        out.grads
+            .add(&trainer.params, &grads, 1.0)
+            .map_err(JobError::from)?;
+    }
+    Ok(out)
 }
 
 /// Early stopping counts held-out evaluations made during the run.
