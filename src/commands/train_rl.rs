@@ -73,11 +73,11 @@ pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
     }
     let mut stderr = std::io::stderr();
     let report = run(&job, prompts, &stop, &mut |m| {
-        if m.layout_warning {
+        if m.metrics.layout_warning {
             eprintln!(
                 "\r\x1b[Kwarning: layout '{}' is {:.0}% of the recent replies (RL collapse?)",
-                m.dominant_layout,
-                m.dominant_share * 100.0
+                m.metrics.dominant_layout,
+                m.metrics.dominant_share * 100.0
             );
         }
         overwrite_line(&mut stderr, &progress(m));
@@ -128,13 +128,13 @@ fn progress(m: &StepMetrics) -> String {
         "step {}/{} · reward {:+.3} ± {:.3} · kl {:.4} · clip {:.0}% · layouts {:.2} bits · format errors {:.0}% · {:.0} tok/s",
         m.step,
         m.total_steps,
-        m.reward_mean,
-        m.reward_std,
-        m.kl,
-        m.clip_fraction * 100.0,
-        m.layout_entropy,
-        m.format_error_rate * 100.0,
-        m.rollout_tokens_per_s
+        m.metrics.reward_mean,
+        m.metrics.reward_std,
+        m.metrics.kl,
+        m.metrics.clip_fraction * 100.0,
+        m.metrics.layout_entropy,
+        m.metrics.format_error_rate * 100.0,
+        m.metrics.rollout_tokens_per_s
     )
 }
 
