@@ -5,6 +5,7 @@
 pub mod best;
 pub mod checkpoint;
 pub mod data;
+pub mod dataset;
 pub mod dpo;
 pub mod error;
 pub mod export;

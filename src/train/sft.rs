@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokenizers::Tokenizer;
 
 use super::data::{Batch, Batching, LossOn, Sample, Tokenized, tokenize_turns};
+use super::dataset::DataSource;
 use super::error::JobError;
 use super::model::{Segments, TrainModel};
 use super::train_loop::trainer::{Trainer, settings_sha256, total_steps};
@@ -20,13 +21,6 @@ use super::train_loop::{
     DataSummary, Micro, MicroLoss, Objective, RunSpec, StepData, StepOutcome, TrainLoop,
 };
 use crate::config::TrainConfig;
-
-/// Where the data came from, for the run's record.
-#[derive(Debug, Clone, Serialize)]
-pub struct DataSource {
-    pub name: String,
-    pub sha256: String,
-}
 
 pub struct SftJob {
     pub model: PathBuf,

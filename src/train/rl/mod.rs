@@ -24,9 +24,9 @@ use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
+use super::dataset::DataSource;
 use super::error::{JobError, TrainError};
 use super::run::RunError;
-use super::sft::DataSource;
 use super::train_loop::{Progress, RunSpec, TrainLoop};
 use crate::config::{RlConfig, SamplingConfig, TrainConfig};
 use crate::engine::{EngineError, LocalEngineOptions};
