@@ -10,9 +10,16 @@ use crate::config::TrainConfig;
 use crate::train::best::BestTracker;
 use crate::train::error::JobError;
 
+/// (step, held-out loss) of each evaluation.
+type Evals = Vec<(u64, f64)>;
+/// The step and loss of the best evaluation.
+type Best = Option<(u64, f64)>;
+/// A held-out loss and the method's metrics, when there is held-out data.
+type Evaluated<E> = Option<(f64, E)>;
+
 pub(super) struct HeldOut {
-    /// (step, held-out loss) of every evaluation so far.
-    evals: Vec<(u64, f64)>,
+    /// Every evaluation so far.
+    evals: Evals,
     best: BestTracker,
 }
 
@@ -36,14 +43,13 @@ impl HeldOut {
 
     /// Evaluates at `step` and logs it; returns whether the loss is the
     /// best so far, and the evaluation (`None` without held-out data).
-    #[allow(clippy::type_complexity)]
     pub(super) fn evaluate<O: Objective>(
         &mut self,
         objective: &mut O,
         trainer: &Trainer,
         step: u64,
         on_progress: &mut super::OnProgress<'_, O>,
-    ) -> Result<(bool, Option<(f64, O::EvalMetrics)>), O::Error> {
+    ) -> Result<(bool, Evaluated<O::EvalMetrics>), O::Error> {
         let Some((loss, metrics)) = objective.evaluate(trainer)? else {
             return Ok((false, None));
         };
@@ -84,12 +90,12 @@ impl HeldOut {
         self.best.should_stop()
     }
 
-    pub(super) fn best(&self) -> Option<(u64, f64)> {
+    pub(super) fn best(&self) -> Best {
         self.best.best()
     }
 
     /// Every evaluation, and the best.
-    pub(super) fn into_parts(self) -> (Vec<(u64, f64)>, Option<(u64, f64)>) {
+    pub(super) fn into_parts(self) -> (Evals, Best) {
         let best = self.best.best();
         (self.evals, best)
     }
