@@ -239,12 +239,49 @@ pub enum TrainCommand {
     /// Supervised fine-tuning on HER samples: loss on the final assistant turn only.
     Sft(SftArgs),
     /// Direct preference optimisation on chosen / rejected pairs.
-    Dpo(DpoArgs),
+    Dpo(PrefTrainArgs),
     /// KTO on unpaired thumbs: replies labelled good or bad.
-    Kto(DpoArgs),
+    Kto(PrefTrainArgs),
     /// Online RL (GRPO family): sample replies, score them (judge, format, layout
     /// diversity, a text rule, your own stars), update the adapter, swap it in, repeat.
     Rl(RlArgs),
+}
+
+/// What every training method shares: the run folder, resuming, the gate
+/// and the model.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Run folder name under paths.runs (default: date and data name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Continue the run in this folder from its newest checkpoint (same settings and data).
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "name")]
+    pub resume: Option<PathBuf>,
+    /// After training, evaluate the adapter against the one promoted for chat.character (or
+    /// the base model) and promote it only when no dimension regresses (see `her eval --gate`).
+    #[arg(long)]
+    pub gate: bool,
+    #[command(flatten)]
+    pub model: ModelArgs,
+}
+
+/// Methods that can start from an adapter.
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// Start from this adapter (e.g. an SFT run's adapter.gguf); it is also the reference.
+    #[arg(long, value_name = "ADAPTER.gguf")]
+    pub init_adapter: Option<PathBuf>,
+}
+
+impl TrainCommand {
+    /// The arguments every method shares.
+    pub fn run_args(&self) -> &RunArgs {
+        match self {
+            Self::Sft(a) => &a.run,
+            Self::Dpo(a) | Self::Kto(a) => &a.run,
+            Self::Rl(a) => &a.run,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -265,25 +302,15 @@ pub struct RlArgs {
     /// Judge GGUF for the pairwise reward (default: the [judge] section).
     #[arg(long, value_name = "PATH")]
     pub judge_model: Option<PathBuf>,
-    /// Start from this adapter (e.g. an SFT run's adapter.gguf); it is also the reference.
-    #[arg(long, value_name = "ADAPTER.gguf")]
-    pub init_adapter: Option<PathBuf>,
-    /// Run folder name under paths.runs.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Continue the run in this folder from its newest checkpoint (same prompts).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with = "name")]
-    pub resume: Option<PathBuf>,
-    /// After training, evaluate the adapter against the one promoted for chat.character (or
-    /// the base model) and promote it only when no dimension regresses (see `her eval --gate`).
-    #[arg(long)]
-    pub gate: bool,
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub init: InitArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
+/// `her train dpo` and `her train kto`.
 #[derive(Debug, Clone, Args)]
-pub struct DpoArgs {
+pub struct PrefTrainArgs {
     /// TRL JSONL: DPO pairs (prompt / chosen / rejected) or, for kto, prompt / completion /
     /// label (`her export prefs --format dpo|kto`).
     #[arg(
@@ -300,21 +327,10 @@ pub struct DpoArgs {
     /// β: how far the policy may move from the reference.
     #[arg(long, default_value_t = 0.1)]
     pub beta: f64,
-    /// Start from this adapter (e.g. an SFT run's adapter.gguf); it is also the reference.
-    #[arg(long, value_name = "ADAPTER.gguf")]
-    pub init_adapter: Option<PathBuf>,
-    /// Run folder name under paths.runs.
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Continue the run in this folder from its newest checkpoint.
-    #[arg(long, value_name = "RUN_DIR", conflicts_with = "name")]
-    pub resume: Option<PathBuf>,
-    /// After training, evaluate the adapter against the one promoted for chat.character (or
-    /// the base model) and promote it only when no dimension regresses (see `her eval --gate`).
-    #[arg(long)]
-    pub gate: bool,
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub init: InitArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -331,18 +347,8 @@ pub struct SftArgs {
     /// With --from-sessions: only this character.
     #[arg(long, requires = "from_sessions")]
     pub character: Option<String>,
-    /// Run folder name under paths.runs (default: date and data name).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Continue the run in this folder from its newest checkpoint (same settings and data).
-    #[arg(long, value_name = "RUN_DIR", conflicts_with = "name")]
-    pub resume: Option<PathBuf>,
-    /// After training, evaluate the adapter against the one promoted for chat.character (or
-    /// the base model) and promote it only when no dimension regresses (see `her eval --gate`).
-    #[arg(long)]
-    pub gate: bool,
     #[command(flatten)]
-    pub model: ModelArgs,
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Default, Args)]

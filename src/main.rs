@@ -11,7 +11,7 @@ use her_studio::character::transfer;
 use her_studio::chat::{Conversation, Recorder, SceneConversation, new_header, transcript_of};
 use her_studio::cli::{
     BenchCommand, ChatArgs, Cli, Command, EvalCommand, ExportCommand, ImportArgs, ImportCommand,
-    PrefsCommand, TrainCommand,
+    PrefsCommand,
 };
 use her_studio::commands;
 use her_studio::commands::chat::{HeadlessOptions, Saving, run_headless, run_headless_scene};
@@ -48,11 +48,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 overrides.extend(calibrate.model.overrides());
             }
         }
-        Some(Command::Train(TrainCommand::Sft(args))) => overrides.extend(args.model.overrides()),
-        Some(Command::Train(TrainCommand::Dpo(args) | TrainCommand::Kto(args))) => {
-            overrides.extend(args.model.overrides())
-        }
-        Some(Command::Train(TrainCommand::Rl(args))) => overrides.extend(args.model.overrides()),
+        Some(Command::Train(train)) => overrides.extend(train.run_args().model.overrides()),
         _ => {}
     }
     let app = match AppContext::load(cli.studio.as_deref(), &overrides) {
@@ -156,10 +152,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Eval(args)) => commands::eval::run(&app, &args),
-        Some(Command::Train(TrainCommand::Sft(args))) => commands::train::sft(&app, &args),
-        Some(Command::Train(TrainCommand::Dpo(args))) => commands::train::dpo(&app, &args),
-        Some(Command::Train(TrainCommand::Kto(args))) => commands::train::kto(&app, &args),
-        Some(Command::Train(TrainCommand::Rl(args))) => commands::train_rl::rl(&app, &args),
+        Some(Command::Train(train)) => commands::train::run(&app, &train),
         Some(Command::Export(ExportCommand::Card(args))) => {
             let character = app.character(Some(&args.name))?;
             let format = if args.json { Format::Json } else { Format::Png };

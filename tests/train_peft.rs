@@ -21,7 +21,7 @@ use her_studio::train::lora::read_lora_gguf;
 use her_studio::train::lora::rng::SplitMix64;
 use her_studio::train::peft::import::import_peft;
 use her_studio::train::run::RunDir;
-use her_studio::train::trainer::Trainer;
+use her_studio::train::train_loop::trainer::Trainer;
 
 const E: usize = 64;
 const N_HEAD: usize = 4;

@@ -129,20 +129,20 @@ fn a_verifiable_reward_rises_while_the_kl_stays_bounded() {
     let (report, steps) = &runs[0];
     assert!(!report.interrupted);
     assert_eq!(report.reward_curve.len(), 16);
-    let kls: Vec<f64> = steps.iter().map(|m| m.kl).collect();
+    let kls: Vec<f64> = steps.iter().map(|m| m.metrics.kl).collect();
     // The policy starts as the reference (B = 0): the first KL is 0.
     assert_eq!(kls[0], 0.0);
     assert!(kls.iter().all(|k| k.is_finite() && *k >= 0.0), "{kls:?}");
     assert!(
         steps
             .iter()
-            .all(|m| m.parts.contains.is_some() && m.parts.judge.is_none())
+            .all(|m| m.metrics.parts.contains.is_some() && m.metrics.parts.judge.is_none())
     );
 
     // Without the penalty the same run drifts further from the reference.
     let free = job_without_penalty(dir.path());
     let (_, free_steps) = train(&free, None);
-    let free_kls: Vec<f64> = free_steps.iter().map(|m| m.kl).collect();
+    let free_kls: Vec<f64> = free_steps.iter().map(|m| m.metrics.kl).collect();
     assert!(
         mean(&free_kls[12..]) > mean(&kls[12..]),
         "kl with the penalty {kls:?}\nwithout {free_kls:?}"
@@ -301,7 +301,7 @@ fn the_judge_reward_compares_every_rollout_with_the_reference_reply() {
     assert!(
         steps
             .iter()
-            .all(|m| m.scoring_s > 0.0 && m.parts.judge.is_some())
+            .all(|m| m.metrics.scoring_s > 0.0 && m.metrics.parts.judge.is_some())
     );
 }
 

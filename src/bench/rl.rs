@@ -73,13 +73,13 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
     let never = AtomicBool::new(false);
     let mut per_step = Vec::new();
     let report = run_rl(&job, prompts.clone(), &never, &mut |m| {
-        per_step.push(m.rollout_tokens as f64 / m.rollout_s.max(1e-9));
+        per_step.push(m.metrics.rollout_tokens as f64 / m.metrics.rollout_s.max(1e-9));
         eprintln!(
             "  step {}: rollouts {} tokens in {:.2} s ({:.1} tok/s)",
             m.step,
-            m.rollout_tokens,
-            m.rollout_s,
-            m.rollout_tokens as f64 / m.rollout_s.max(1e-9)
+            m.metrics.rollout_tokens,
+            m.metrics.rollout_s,
+            m.metrics.rollout_tokens as f64 / m.metrics.rollout_s.max(1e-9)
         );
     })
     .with_context(|| format!("the RL run in '{}'", dir.display()))?;

@@ -24,8 +24,8 @@ use crate::train::lora::{LoraSpec, Target};
 use crate::train::model::{BaseMode, Segments, TrainModel};
 use crate::train::optim::{Accumulator, AdamW, AdamWConfig};
 use crate::train::run::memory_mib;
-use crate::train::sft::named_params;
 use crate::train::tokenizer;
+use crate::train::train_loop::trainer::named_params;
 
 /// The PyTorch side, embedded so it always matches this binary.
 const TORCH_SCRIPT: &str = include_str!("../../scripts/bench_train_torch.py");

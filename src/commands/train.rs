@@ -1,8 +1,11 @@
-//! `her train sft`: gather samples, run the loop with a progress line, and
-//! say where the adapter is and how to load it in the chat.
+//! `her train sft|dpo|kto|rl`: gather the data (`train::dataset`), then one
+//! driver for every method: check the model, pick the run folder, watch
+//! ctrl+c, run the method on the training loop with a progress line, and
+//! say where the adapter is (gating it when asked). Each method keeps only
+//! its data, its job and its summary lines.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,46 +13,122 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::{Context, bail};
 
 use crate::app::AppContext;
-use crate::cli::{DpoArgs, SftArgs};
-use crate::prefs::RatingScore;
+use crate::cli::{PrefTrainArgs, RunArgs, SftArgs, TrainCommand};
 use crate::prefs::sessions::{SessionPlayers, kept_replies};
 use crate::session::{list_sessions, load_session};
-use crate::train::data::{Message, Sample, read_jsonl_hashed};
+use crate::train::dataset::{self, KeptFilter};
 use crate::train::run::progress_line;
-use crate::train::sft::{DataSource, Progress, SftJob, run};
+use crate::train::sft::{Progress, SftJob};
+
+pub fn run(app: &AppContext, command: &TrainCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        TrainCommand::Sft(args) => sft(app, args),
+        TrainCommand::Dpo(args) => dpo(app, args),
+        TrainCommand::Kto(args) => kto(app, args),
+        TrainCommand::Rl(args) => super::train_rl::rl(app, args),
+    }
+}
+
+/// What every method's run is set up with.
+pub(super) struct Driver<'a> {
+    app: &'a AppContext,
+    args: &'a RunArgs,
+    kind: &'static str,
+    pub model: PathBuf,
+    pub fingerprint: String,
+    pub run_dir: PathBuf,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl<'a> Driver<'a> {
+    /// Checks the model file, takes its fingerprint, picks the run folder
+    /// (named after `first_input` by default) and sets ctrl+c to stop the
+    /// run after a checkpoint.
+    pub(super) fn start(
+        app: &'a AppContext,
+        args: &'a RunArgs,
+        kind: &'static str,
+        first_input: Option<&PathBuf>,
+    ) -> anyhow::Result<Self> {
+        let model = app.model_path();
+        crate::engine::local::check_model_file(&model)?;
+        let fingerprint = crate::engine::local::fingerprint(&model)
+            .with_context(|| format!("reading '{}'", model.display()))?;
+        let runs = app.config().runs_dir(&app.studio.root);
+        let run_dir = run_folder(
+            &runs,
+            args.resume.as_deref(),
+            args.name.as_deref(),
+            first_input,
+            kind,
+        )?;
+        let stop = Arc::new(AtomicBool::new(false));
+        watch_ctrl_c(stop.clone());
+        Ok(Self {
+            app,
+            args,
+            kind,
+            model,
+            fingerprint,
+            run_dir,
+            stop,
+        })
+    }
+
+    pub(super) fn resume(&self) -> bool {
+        self.args.resume.is_some()
+    }
+
+    /// After the run: how to continue a stopped one (exit 130), or where
+    /// the adapter is, and the gate when asked.
+    pub(super) fn finish(
+        &self,
+        interrupted: bool,
+        same_input: &str,
+        adapter: Option<&Path>,
+        peft: Option<&Path>,
+    ) -> anyhow::Result<ExitCode> {
+        if interrupted {
+            println!(
+                "stopped; continue with: her train {} --resume {}{same_input}",
+                self.kind,
+                self.run_dir.display()
+            );
+            return Ok(ExitCode::from(130));
+        }
+        if let Some(adapter) = adapter {
+            println!("adapter: {}", adapter.display());
+            println!("  in the chat: /adapter {}", adapter.display());
+        }
+        if let Some(peft) = peft {
+            println!("PEFT files: {}", peft.display());
+        }
+        if let (true, Some(adapter)) = (self.args.gate, adapter) {
+            super::eval::gate_after_training(self.app, adapter)?;
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+}
 
 pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
     let config = app.config();
-    let model = app.model_path();
-    crate::engine::local::check_model_file(&model)?;
-    let fingerprint = crate::engine::local::fingerprint(&model)
-        .with_context(|| format!("reading '{}'", model.display()))?;
     let (samples, sources) = gather(app, args)?;
-    let runs = config.runs_dir(&app.studio.root);
-    let run_dir = run_folder(
-        &runs,
-        args.resume.as_deref(),
-        args.name.as_deref(),
-        args.data.first(),
-        "sft",
-    )?;
+    let driver = Driver::start(app, &args.run, "sft", args.data.first())?;
     let job = SftJob {
-        model,
-        model_fingerprint: fingerprint,
+        model: driver.model.clone(),
+        model_fingerprint: driver.fingerprint.clone(),
         settings: config.train.clone(),
-        run: run_dir.clone(),
-        resume: args.resume.is_some(),
+        run: driver.run_dir.clone(),
+        resume: driver.resume(),
         sources,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(stop.clone());
     eprintln!(
         "training {} samples into {} (ctrl+c saves a checkpoint and stops)",
         samples.len(),
-        run_dir.display()
+        driver.run_dir.display()
     );
     let mut stderr = std::io::stderr();
-    let report = run(&job, samples, &stop, &mut |p| match p {
+    let report = crate::train::sft::run(&job, samples, &driver.stop, &mut |p| match p {
         Progress::Step(s) => {
             let line = progress_line(
                 s.step,
@@ -102,24 +181,12 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
             println!("best held-out loss {best_loss:.4} at step {best_step}");
         }
     }
-    if report.interrupted {
-        println!(
-            "stopped; continue with: her train sft --resume {}",
-            run_dir.display()
-        );
-        return Ok(ExitCode::from(130));
-    }
-    if let Some(adapter) = &report.adapter_gguf {
-        println!("adapter: {}", adapter.display());
-        println!("  in the chat: /adapter {}", adapter.display());
-    }
-    if let Some(peft) = &report.peft_dir {
-        println!("PEFT files: {}", peft.display());
-    }
-    if let (true, Some(adapter)) = (args.gate, &report.adapter_gguf) {
-        super::eval::gate_after_training(app, adapter)?;
-    }
-    Ok(ExitCode::SUCCESS)
+    driver.finish(
+        report.interrupted,
+        "",
+        report.adapter_gguf.as_deref(),
+        report.peft_dir.as_deref(),
+    )
 }
 
 /// Sets `stop` on ctrl+c, so the loop saves a checkpoint and returns.
@@ -183,23 +250,22 @@ fn default_name(first_input: Option<&std::path::Path>, kind: &str) -> String {
     format!("{date}-{stem}-{kind}-{time}")
 }
 
-fn gather(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Sample>, Vec<DataSource>)> {
-    let mut samples = Vec::new();
-    let mut sources = Vec::new();
-    for path in &args.data {
-        let (read, sha256) = read_jsonl_hashed(path)?;
-        samples.extend(read);
-        sources.push(DataSource {
-            name: path.display().to_string(),
-            sha256,
-        });
-    }
+fn gather(
+    app: &AppContext,
+    args: &SftArgs,
+) -> anyhow::Result<(Vec<crate::train::data::Sample>, Vec<dataset::DataSource>)> {
+    let (mut samples, mut sources) = dataset::sft_from_files(&args.data)?;
     if args.from_sessions {
-        let (from_sessions, source) = session_samples(app, args)?;
+        let (kept, dir) = kept_in_studio(app)?;
+        let filter = KeptFilter {
+            character: args.character.as_deref(),
+            min_stars: args.min_stars,
+        };
+        let (from_sessions, source) = dataset::sft_from_kept(kept, filter, &dir);
         samples.extend(from_sessions);
         sources.push(source);
     }
-    if samples.is_empty() && args.resume.is_some() {
+    if samples.is_empty() && args.run.resume.is_some() {
         bail!("--resume needs the same --data (or --from-sessions) as the run it continues");
     }
     if samples.is_empty() {
@@ -237,97 +303,39 @@ pub(super) fn kept_in_studio(
     Ok((kept, dir))
 }
 
-/// Samples from the replies kept in the studio's sessions.
-fn session_samples(app: &AppContext, args: &SftArgs) -> anyhow::Result<(Vec<Sample>, DataSource)> {
-    let (kept, dir) = kept_in_studio(app)?;
-    let mut samples = Vec::new();
-    for kept in kept {
-        if args
-            .character
-            .as_deref()
-            .is_some_and(|c| !c.eq_ignore_ascii_case(&kept.character))
-        {
-            continue;
-        }
-        if let Some(min) = args.min_stars
-            && !passes(kept.rating, min)
-        {
-            continue;
-        }
-        let mut messages: Vec<Message> = kept
-            .context
-            .iter()
-            .map(|m| Message {
-                role: m.role.as_str().to_string(),
-                content: m.content.clone(),
-            })
-            .collect();
-        messages.push(Message {
-            role: "assistant".into(),
-            content: kept.reply,
-        });
-        samples.push(Sample { messages });
-    }
-    let digest: String = samples.iter().map(Sample::sha256).collect();
-    let source = DataSource {
-        name: format!("sessions in {}", dir.display()),
-        sha256: crate::hashing::sha256_hex(digest.as_bytes()),
-    };
-    Ok((samples, source))
-}
-
-fn passes(rating: Option<RatingScore>, min_stars: u8) -> bool {
-    match rating {
-        Some(RatingScore::Stars(n)) => n >= min_stars,
-        Some(RatingScore::ThumbsUp) => true,
-        Some(RatingScore::ThumbsDown) | None => false,
-    }
-}
-
 /// `her train dpo`: pairs from TRL files or the studio, the DPO loop, a report.
-pub fn dpo(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
-    use crate::train::dpo::{DpoJob, read_dpo_jsonl, run as run_dpo};
+pub fn dpo(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
+    use crate::train::dpo::{DpoJob, PairMetrics};
     let config = app.config();
-    let model = app.model_path();
-    crate::engine::local::check_model_file(&model)?;
-    let mut pairs = Vec::new();
-    for path in &args.data {
-        pairs.extend(read_dpo_jsonl(path)?);
-    }
+    let mut pairs = dataset::pairs_from_files(&args.data)?;
     if args.from_prefs {
-        pairs.extend(studio_pairs(app, args)?);
+        pairs.extend(dataset::pairs_from_records(super::prefs::filtered(
+            app,
+            &args.filter,
+        )?));
     }
     if pairs.is_empty() {
         bail!(
             "no preference pairs with a winner: collect some in the arena or with `her annotate`"
         );
     }
-    let runs = config.runs_dir(&app.studio.root);
-    let run_dir = run_folder(
-        &runs,
-        args.resume.as_deref(),
-        args.name.as_deref(),
-        args.data.first(),
-        "dpo",
-    )?;
+    let driver = Driver::start(app, &args.run, "dpo", args.data.first())?;
     let job = DpoJob {
-        model_fingerprint: crate::engine::local::fingerprint(&model)?,
-        model,
+        model_fingerprint: driver.fingerprint.clone(),
+        model: driver.model.clone(),
         settings: config.train.clone(),
         beta: args.beta,
-        run: run_dir.clone(),
-        resume: args.resume.is_some(),
-        init_adapter: args.init_adapter.clone(),
+        run: driver.run_dir.clone(),
+        resume: driver.resume(),
+        init_adapter: args.init.init_adapter.clone(),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(stop.clone());
     eprintln!(
         "DPO on {} pairs into {} (ctrl+c saves and stops)",
         pairs.len(),
-        run_dir.display()
+        driver.run_dir.display()
     );
     let mut stderr = std::io::stderr();
-    let report = run_dpo(&job, pairs, &stop, &mut |step, total, m| {
+    let report = crate::train::dpo::run(&job, pairs, &driver.stop, &mut |step, total, m| {
         let line = format!(
             "step {step}/{total} · loss {:.4} · margin {:+.3} · accuracy {:.0}%",
             m.loss,
@@ -337,7 +345,7 @@ pub fn dpo(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
         overwrite_line(&mut stderr, &line);
     })?;
     eprintln!();
-    let show = |m: &Option<crate::train::dpo::PairMetrics>| {
+    let show = |m: &Option<PairMetrics>| {
         m.as_ref()
             .map_or("n/a (no held-out pairs)".to_string(), |m| {
                 format!(
@@ -353,84 +361,26 @@ pub fn dpo(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
         report.steps, report.train_pairs, report.eval_pairs
     );
     println!("held-out before: {}", show(&report.eval_before));
-    if report.interrupted {
-        println!(
-            "stopped; continue with: her train dpo --resume {} (same data)",
-            run_dir.display()
-        );
-        return Ok(ExitCode::from(130));
+    if !report.interrupted {
+        println!("held-out after:  {}", show(&report.eval_after));
     }
-    println!("held-out after:  {}", show(&report.eval_after));
-    if let Some(adapter) = &report.adapter_gguf {
-        println!(
-            "adapter: {}\n  in the chat: /adapter {}",
-            adapter.display(),
-            adapter.display()
-        );
-        if args.gate {
-            super::eval::gate_after_training(app, adapter)?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The studio's pairs with a winner, as DPO samples.
-fn studio_pairs(
-    app: &AppContext,
-    args: &DpoArgs,
-) -> anyhow::Result<Vec<crate::train::dpo::PairSample>> {
-    use crate::prefs::PreferenceRecord;
-    let records = super::prefs::filtered(app, &args.filter)?;
-    Ok(records
-        .into_iter()
-        .filter_map(|r| match r {
-            PreferenceRecord::Pair(p) => {
-                let (chosen, rejected) = p.winner_loser()?;
-                Some(crate::train::dpo::PairSample {
-                    prompt: p
-                        .context
-                        .iter()
-                        .map(|m| Message {
-                            role: m.role.as_str().to_string(),
-                            content: if m.role == crate::prefs::Role::Assistant {
-                                crate::format::strip_system_thinking(&m.content)
-                            } else {
-                                m.content.clone()
-                            },
-                        })
-                        .collect(),
-                    chosen: chosen.to_string(),
-                    rejected: rejected.to_string(),
-                })
-            }
-            PreferenceRecord::Rating(_) => None,
-        })
-        .collect())
+    driver.finish(
+        report.interrupted,
+        " (same data)",
+        report.adapter_gguf.as_deref(),
+        None,
+    )
 }
 
 /// `her train kto`: unpaired good/bad replies from TRL files or the studio.
-pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
-    use crate::train::kto::{KtoJob, KtoSample, read_kto_jsonl, run as run_kto};
+pub fn kto(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
+    use crate::train::kto::{KtoJob, KtoMetrics};
     let config = app.config();
-    let model = app.model_path();
-    crate::engine::local::check_model_file(&model)?;
-    let mut samples = Vec::new();
-    for path in &args.data {
-        samples.extend(read_kto_jsonl(path)?);
-    }
+    let mut samples = dataset::kto_from_files(&args.data)?;
     if args.from_prefs {
-        // The KTO export decides labels (3 stars and praise of one layer are left out).
         let records = super::prefs::filtered(app, &args.filter)?;
-        let (text, _) = crate::prefs::render(&records, crate::prefs::Format::Kto)?;
-        let mut empty = 0;
-        for line in text.lines() {
-            let sample = serde_json::from_str::<KtoSample>(line)?;
-            // A rating of an empty reply teaches nothing: left out, and said so.
-            match sample.problem() {
-                None => samples.push(sample),
-                Some(_) => empty += 1,
-            }
-        }
+        let (from_prefs, empty) = dataset::kto_from_records(&records)?;
+        samples.extend(from_prefs);
         if empty > 0 {
             eprintln!("left out {empty} rated replies with an empty completion");
         }
@@ -438,28 +388,19 @@ pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
     if samples.is_empty() {
         bail!("no labelled replies: rate replies in the chat (thumbs or stars) first");
     }
-    let runs = config.runs_dir(&app.studio.root);
-    let run_dir = run_folder(
-        &runs,
-        args.resume.as_deref(),
-        args.name.as_deref(),
-        args.data.first(),
-        "kto",
-    )?;
+    let driver = Driver::start(app, &args.run, "kto", args.data.first())?;
     let job = KtoJob {
-        model_fingerprint: crate::engine::local::fingerprint(&model)?,
-        model,
+        model_fingerprint: driver.fingerprint.clone(),
+        model: driver.model.clone(),
         settings: config.train.clone(),
         beta: args.beta,
         kto: config.kto.clone(),
-        run: run_dir.clone(),
-        resume: args.resume.is_some(),
-        init_adapter: args.init_adapter.clone(),
+        run: driver.run_dir.clone(),
+        resume: driver.resume(),
+        init_adapter: args.init.init_adapter.clone(),
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(stop.clone());
     let mut stderr = std::io::stderr();
-    let report = run_kto(&job, samples, &stop, &mut |step, total, m| {
+    let report = crate::train::kto::run(&job, samples, &driver.stop, &mut |step, total, m| {
         let line = format!(
             "step {step}/{total} · loss {:.4} · reward gap {:+.3} · accuracy {:.0}%",
             m.loss,
@@ -469,7 +410,7 @@ pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
         overwrite_line(&mut stderr, &line);
     })?;
     eprintln!();
-    let show = |m: &Option<crate::train::kto::KtoMetrics>| {
+    let show = |m: &Option<KtoMetrics>| {
         m.as_ref()
             .map_or("n/a (no held-out replies)".to_string(), |m| {
                 format!(
@@ -485,23 +426,13 @@ pub fn kto(app: &AppContext, args: &DpoArgs) -> anyhow::Result<ExitCode> {
         report.steps,
         show(&report.eval_before)
     );
-    if report.interrupted {
-        println!(
-            "stopped; continue with: her train kto --resume {} (same data)",
-            run_dir.display()
-        );
-        return Ok(ExitCode::from(130));
+    if !report.interrupted {
+        println!("held-out after: {}", show(&report.eval_after));
     }
-    println!("held-out after: {}", show(&report.eval_after));
-    if let Some(adapter) = &report.adapter_gguf {
-        println!(
-            "adapter: {}\n  in the chat: /adapter {}",
-            adapter.display(),
-            adapter.display()
-        );
-        if args.gate {
-            super::eval::gate_after_training(app, adapter)?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    driver.finish(
+        report.interrupted,
+        " (same data)",
+        report.adapter_gguf.as_deref(),
+        None,
+    )
 }

@@ -1,24 +1,19 @@
-//! `her train rl`: gather prompts, start the engines, run the RL loop with a
-//! progress line, and say where the adapter and the rollouts are.
+//! `her train rl`: gather prompts, start the judge, run RL on the training
+//! loop with a progress line, and say where the adapter and the rollouts are.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 
-use super::train::{kept_in_studio, overwrite_line, run_folder, watch_ctrl_c};
+use super::train::{Driver, kept_in_studio, overwrite_line};
 use crate::app::AppContext;
 use crate::cli::RlArgs;
-use crate::train::rl::prompts::{RlPrompt, read_prompts_jsonl};
+use crate::train::dataset::{self, DataSource, KeptFilter};
+use crate::train::rl::prompts::RlPrompt;
 use crate::train::rl::{RlJob, StepMetrics, run};
-use crate::train::sft::DataSource;
 
 pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
     let config = app.config();
-    let model = app.model_path();
-    crate::engine::local::check_model_file(&model)?;
     let (prompts, sources) = gather(app, args)?;
     // The judge runs in its own engine ([judge], or --judge-model): the
     // rollout engine's adapter changes every step.
@@ -35,35 +30,26 @@ pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let runs = config.runs_dir(&app.studio.root);
-    let run_dir = run_folder(
-        &runs,
-        args.resume.as_deref(),
-        args.name.as_deref(),
-        args.prompts.first().or(args.queue.first()),
-        "rl",
-    )?;
+    let first_input = args.prompts.first().or(args.queue.first());
+    let driver = Driver::start(app, &args.run, "rl", first_input)?;
     let job = RlJob {
-        model_fingerprint: crate::engine::local::fingerprint(&model)
-            .with_context(|| format!("reading '{}'", model.display()))?,
+        model_fingerprint: driver.fingerprint.clone(),
         engine: app.engine_options(),
-        model,
+        model: driver.model.clone(),
         judge,
         settings: config.train.clone(),
         rl: config.rl.clone(),
         sampling: config.sampling.clone(),
-        run: run_dir.clone(),
-        resume: args.resume.is_some(),
-        init_adapter: args.init_adapter.clone(),
+        run: driver.run_dir.clone(),
+        resume: driver.resume(),
+        init_adapter: args.init.init_adapter.clone(),
         sources,
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    watch_ctrl_c(stop.clone());
     eprintln!(
         "RL on {} prompts, {} replies each per step, into {} (ctrl+c saves and stops)",
         prompts.len(),
         config.rl.group_size,
-        run_dir.display()
+        driver.run_dir.display()
     );
     if config.rl.reward_human > 0.0 {
         eprintln!(
@@ -71,12 +57,12 @@ pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut stderr = std::io::stderr();
-    let report = run(&job, prompts, &stop, &mut |m| {
-        if m.layout_warning {
+    let report = run(&job, prompts, &driver.stop, &mut |m| {
+        if m.metrics.layout_warning {
             eprintln!(
                 "\r\x1b[Kwarning: layout '{}' is {:.0}% of the recent replies (RL collapse?)",
-                m.dominant_layout,
-                m.dominant_share * 100.0
+                m.metrics.dominant_layout,
+                m.metrics.dominant_share * 100.0
             );
         }
         overwrite_line(&mut stderr, &progress(m));
@@ -103,23 +89,14 @@ pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
     }
     println!(
         "rollouts and reward parts: {}",
-        run_dir.join("rollouts.jsonl").display()
+        driver.run_dir.join("rollouts.jsonl").display()
     );
-    if report.interrupted {
-        println!(
-            "stopped; continue with: her train rl --resume {} (same prompts)",
-            run_dir.display()
-        );
-        return Ok(ExitCode::from(130));
-    }
-    if let Some(adapter) = &report.adapter_gguf {
-        println!("adapter: {}", adapter.display());
-        println!("  in the chat: /adapter {}", adapter.display());
-        if args.gate {
-            super::eval::gate_after_training(app, adapter)?;
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    driver.finish(
+        report.interrupted,
+        " (same prompts)",
+        report.adapter_gguf.as_deref(),
+        None,
+    )
 }
 
 fn progress(m: &StepMetrics) -> String {
@@ -127,56 +104,27 @@ fn progress(m: &StepMetrics) -> String {
         "step {}/{} · reward {:+.3} ± {:.3} · kl {:.4} · clip {:.0}% · layouts {:.2} bits · format errors {:.0}% · {:.0} tok/s",
         m.step,
         m.total_steps,
-        m.reward_mean,
-        m.reward_std,
-        m.kl,
-        m.clip_fraction * 100.0,
-        m.layout_entropy,
-        m.format_error_rate * 100.0,
-        m.rollout_tokens_per_s
+        m.metrics.reward_mean,
+        m.metrics.reward_std,
+        m.metrics.kl,
+        m.metrics.clip_fraction * 100.0,
+        m.metrics.layout_entropy,
+        m.metrics.format_error_rate * 100.0,
+        m.metrics.rollout_tokens_per_s
     )
 }
 
 fn gather(app: &AppContext, args: &RlArgs) -> anyhow::Result<(Vec<RlPrompt>, Vec<DataSource>)> {
-    let mut prompts = Vec::new();
-    let mut sources = Vec::new();
-    let source = |name: &PathBuf| -> anyhow::Result<DataSource> {
-        let bytes = crate::fsutil::read::bytes(name, crate::fsutil::read::Kind::Dataset)?;
-        Ok(DataSource {
-            name: name.display().to_string(),
-            sha256: crate::hashing::sha256_hex(&bytes),
-        })
-    };
-    for path in &args.prompts {
-        prompts.extend(read_prompts_jsonl(path)?);
-        sources.push(source(path)?);
-    }
-    for path in &args.queue {
-        let items = crate::prefs::queue::read_queue(path)?;
-        prompts.extend(
-            items
-                .into_iter()
-                .map(|item| RlPrompt::new(item.character, item.context)),
-        );
-        sources.push(source(path)?);
-    }
+    let (mut prompts, mut sources) = dataset::rl_prompts_from_files(&args.prompts, &args.queue)?;
     if args.from_sessions {
         let (kept, dir) = kept_in_studio(app)?;
-        let before = prompts.len();
-        prompts.extend(
-            kept.into_iter()
-                .filter(|k| {
-                    args.character
-                        .as_deref()
-                        .is_none_or(|c| c.eq_ignore_ascii_case(&k.character))
-                })
-                .map(|k| RlPrompt::new(k.character, k.context)),
-        );
-        let digest: String = prompts[before..].iter().map(|p| p.id.as_str()).collect();
-        sources.push(DataSource {
-            name: format!("sessions in {}", dir.display()),
-            sha256: crate::hashing::sha256_hex(digest.as_bytes()),
-        });
+        let filter = KeptFilter {
+            character: args.character.as_deref(),
+            min_stars: None,
+        };
+        let (from_sessions, source) = dataset::rl_prompts_from_kept(kept, filter, &dir);
+        prompts.extend(from_sessions);
+        sources.push(source);
     }
     if prompts.is_empty() {
         bail!("no prompts: the files are empty, or no session has a kept reply to learn from");

@@ -7,19 +7,19 @@
 //! one optimizer step, weighted so it equals one batch of all of them.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::atomic::AtomicBool;
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::data::{Message, Sample, Tokenized, batch, split_by_hash, step_micro_batches, tokenize};
-use super::optim::Accumulator;
-use super::run::{RunDir, memory_mib};
-use super::sft::SftError;
+use super::data::{Message, Sample, Tokenized, batch, step_micro_batches, tokenize};
+use super::error::JobError;
 use super::stable::log_sigmoid;
-use super::trainer::{Trainer, settings_sha256, total_steps};
+use super::train_loop::trainer::{Trainer, settings_sha256, total_steps};
+use super::train_loop::{
+    DataSummary, Micro, MicroLoss, Objective, Progress, RunSpec, StepData, StepOutcome, TrainLoop,
+};
 use crate::config::TrainConfig;
 use crate::hashing::sha256_hex;
 
@@ -84,7 +84,7 @@ struct TokenizedPair {
     rejected: Tokenized,
 }
 
-fn tokenize_pair(tokenizer: &Tokenizer, pair: &PairSample) -> Result<TokenizedPair, SftError> {
+fn tokenize_pair(tokenizer: &Tokenizer, pair: &PairSample) -> Result<TokenizedPair, JobError> {
     Ok(TokenizedPair {
         chosen: tokenize(tokenizer, &pair.with_reply(&pair.chosen))?,
         rejected: tokenize(tokenizer, &pair.with_reply(&pair.rejected))?,
@@ -131,6 +131,129 @@ impl PairMetrics {
     }
 }
 
+/// Per-pair (chosen, rejected) summed log-probs, chosen rows first; with
+/// `grad` false the pass keeps no graph (reference and held-out passes).
+fn logps(
+    trainer: &Trainer,
+    pairs: &[&TokenizedPair],
+    grad: bool,
+) -> Result<(Tensor, Tensor), JobError> {
+    let b = pair_batch(pairs);
+    let (ids, labels) = trainer.tensors(&b)?;
+    let all = match grad {
+        true => trainer.model.sequence_logprobs(&ids, &labels)?,
+        false => trainer.model.sequence_logprobs_detached(&ids, &labels)?,
+    };
+    let n = pairs.len();
+    Ok((all.narrow(0, 0, n)?, all.narrow(0, n, n)?))
+}
+
+/// The DPO loss and its metrics for policy and reference log-probs.
+fn dpo_loss(
+    beta: f64,
+    (pc, pr): (&Tensor, &Tensor),
+    (rc, rr): (&Tensor, &Tensor),
+) -> Result<(Tensor, PairMetrics), JobError> {
+    let chosen = ((pc - rc)? * beta)?;
+    let rejected = ((pr - rr)? * beta)?;
+    let logits = (&chosen - &rejected)?;
+    // −log σ(x) = softplus(−x), finite in value and gradient for any margin.
+    let loss = log_sigmoid(&logits)?.neg()?.mean_all()?;
+    let values = |t: &Tensor| -> Result<Vec<f32>, JobError> { Ok(t.to_vec1::<f32>()?) };
+    let (c, r, l) = (values(&chosen)?, values(&rejected)?, values(&logits)?);
+    let n = l.len().max(1) as f64;
+    let mean = |v: &[f32]| v.iter().map(|x| f64::from(*x)).sum::<f64>() / n;
+    let metrics = PairMetrics {
+        loss: f64::from(loss.to_scalar::<f32>()?),
+        reward_chosen: mean(&c),
+        reward_rejected: mean(&r),
+        margin: mean(&c) - mean(&r),
+        accuracy: l.iter().filter(|x| **x > 0.0).count() as f64 / n,
+    };
+    Ok((loss, metrics))
+}
+
+/// Reference log-probs of every pair, in chunks, without a graph.
+fn reference(
+    trainer: &Trainer,
+    pairs: &[TokenizedPair],
+    chunk: usize,
+) -> Result<Vec<(f32, f32)>, JobError> {
+    let mut out = Vec::with_capacity(pairs.len());
+    for group in pairs.chunks(chunk.max(1)) {
+        let refs: Vec<&TokenizedPair> = group.iter().collect();
+        let (c, r) = logps(trainer, &refs, false)?;
+        let (c, r) = (c.to_vec1::<f32>()?, r.to_vec1::<f32>()?);
+        out.extend(c.into_iter().zip(r));
+    }
+    Ok(out)
+}
+
+fn ref_tensors(
+    refs: &[(f32, f32)],
+    device: &candle_core::Device,
+) -> Result<(Tensor, Tensor), JobError> {
+    let c: Vec<f32> = refs.iter().map(|(c, _)| *c).collect();
+    let r: Vec<f32> = refs.iter().map(|(_, r)| *r).collect();
+    Ok((
+        Tensor::from_slice(&c, c.len(), device)?,
+        Tensor::from_slice(&r, r.len(), device)?,
+    ))
+}
+
+fn evaluate(
+    trainer: &Trainer,
+    beta: f64,
+    pairs: &[TokenizedPair],
+    refs: &[(f32, f32)],
+    chunk: usize,
+) -> Result<Option<PairMetrics>, JobError> {
+    if pairs.is_empty() {
+        return Ok(None);
+    }
+    let mut policy = Vec::new();
+    for group in pairs.chunks(chunk.max(1)) {
+        let g: Vec<&TokenizedPair> = group.iter().collect();
+        let (c, r) = logps(trainer, &g, false)?;
+        policy.extend(c.to_vec1::<f32>()?.into_iter().zip(r.to_vec1::<f32>()?));
+    }
+    let (pc, pr) = ref_tensors(&policy, &trainer.device)?;
+    let (rc, rr) = ref_tensors(refs, &trainer.device)?;
+    Ok(Some(dpo_loss(beta, (&pc, &pr), (&rc, &rr))?.1))
+}
+
+/// DPO's own fields of a step or eval line (the loss is the line's).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PairScores {
+    pub reward_chosen: f64,
+    pub reward_rejected: f64,
+    pub margin: f64,
+    pub accuracy: f64,
+}
+
+impl PairMetrics {
+    fn scores(&self) -> PairScores {
+        PairScores {
+            reward_chosen: self.reward_chosen,
+            reward_rejected: self.reward_rejected,
+            margin: self.margin,
+            accuracy: self.accuracy,
+        }
+    }
+}
+
+impl PairScores {
+    fn with_loss(self, loss: f64) -> PairMetrics {
+        PairMetrics {
+            loss,
+            reward_chosen: self.reward_chosen,
+            reward_rejected: self.reward_rejected,
+            margin: self.margin,
+            accuracy: self.accuracy,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DpoReport {
     pub interrupted: bool,
@@ -157,372 +280,247 @@ pub struct DpoJob {
     pub init_adapter: Option<PathBuf>,
 }
 
-/// Per-pair (chosen, rejected) summed log-probs, chosen rows first; with
-/// `grad` false the pass keeps no graph (reference and held-out passes).
-fn logps(
-    trainer: &Trainer,
-    pairs: &[&TokenizedPair],
-    grad: bool,
-) -> Result<(Tensor, Tensor), SftError> {
-    let b = pair_batch(pairs);
-    let (ids, labels) = trainer.tensors(&b)?;
-    let all = match grad {
-        true => trainer.model.sequence_logprobs(&ids, &labels)?,
-        false => trainer.model.sequence_logprobs_detached(&ids, &labels)?,
-    };
-    let n = pairs.len();
-    Ok((all.narrow(0, 0, n)?, all.narrow(0, n, n)?))
-}
-
-/// The DPO loss and its metrics for policy and reference log-probs.
-fn dpo_loss(
+/// DPO against the starting point's log-probs, computed once before the
+/// first step (and before a resume's restore).
+#[derive(Default)]
+pub struct DpoObjective {
     beta: f64,
-    (pc, pr): (&Tensor, &Tensor),
-    (rc, rr): (&Tensor, &Tensor),
-) -> Result<(Tensor, PairMetrics), SftError> {
-    let chosen = ((pc - rc)? * beta)?;
-    let rejected = ((pr - rr)? * beta)?;
-    let logits = (&chosen - &rejected)?;
-    // −log σ(x) = softplus(−x), finite in value and gradient for any margin.
-    let loss = log_sigmoid(&logits)?.neg()?.mean_all()?;
-    let values = |t: &Tensor| -> Result<Vec<f32>, SftError> { Ok(t.to_vec1::<f32>()?) };
-    let (c, r, l) = (values(&chosen)?, values(&rejected)?, values(&logits)?);
-    let n = l.len().max(1) as f64;
-    let mean = |v: &[f32]| v.iter().map(|x| f64::from(*x)).sum::<f64>() / n;
-    let metrics = PairMetrics {
-        loss: f64::from(loss.to_scalar::<f32>()?),
-        reward_chosen: mean(&c),
-        reward_rejected: mean(&r),
-        margin: mean(&c) - mean(&r),
-        accuracy: l.iter().filter(|x| **x > 0.0).count() as f64 / n,
-    };
-    Ok((loss, metrics))
+    batch_size: usize,
+    accum: u64,
+    seed: u64,
+    train: Vec<TokenizedPair>,
+    held_out: Vec<TokenizedPair>,
+    /// Every pair's hash, held-out ones and long ones included.
+    pair_sha256: Vec<String>,
+    train_refs: Vec<(f32, f32)>,
+    held_out_refs: Vec<(f32, f32)>,
+    /// Pairs in the current step, and each micro-batch's (pairs, metrics).
+    step_pairs: usize,
+    parts: Vec<(usize, PairMetrics)>,
 }
 
-/// Reference log-probs of every pair, in chunks, without a graph.
-fn reference(
-    trainer: &Trainer,
-    pairs: &[TokenizedPair],
-    chunk: usize,
-) -> Result<Vec<(f32, f32)>, SftError> {
-    let mut out = Vec::with_capacity(pairs.len());
-    for group in pairs.chunks(chunk.max(1)) {
-        let refs: Vec<&TokenizedPair> = group.iter().collect();
-        let (c, r) = logps(trainer, &refs, false)?;
-        let (c, r) = (c.to_vec1::<f32>()?, r.to_vec1::<f32>()?);
-        out.extend(c.into_iter().zip(r));
+impl DpoObjective {
+    pub fn new(beta: f64) -> Self {
+        Self {
+            beta,
+            ..Self::default()
+        }
     }
-    Ok(out)
-}
 
-fn ref_tensors(
-    refs: &[(f32, f32)],
-    device: &candle_core::Device,
-) -> Result<(Tensor, Tensor), SftError> {
-    let c: Vec<f32> = refs.iter().map(|(c, _)| *c).collect();
-    let r: Vec<f32> = refs.iter().map(|(_, r)| *r).collect();
-    Ok((
-        Tensor::from_slice(&c, c.len(), device)?,
-        Tensor::from_slice(&r, r.len(), device)?,
-    ))
-}
-
-fn evaluate(
-    trainer: &Trainer,
-    beta: f64,
-    pairs: &[TokenizedPair],
-    refs: &[(f32, f32)],
-    chunk: usize,
-) -> Result<Option<PairMetrics>, SftError> {
-    if pairs.is_empty() {
-        return Ok(None);
+    /// The step of these micro-batches (pair indices), each weighted by its
+    /// share of the step's pairs, as one batch of all of them would be.
+    fn plan_step(&mut self, micro: Vec<Vec<usize>>) -> StepData<Vec<usize>> {
+        self.step_pairs = micro.iter().map(Vec::len).sum::<usize>().max(1);
+        let batches: Vec<Vec<usize>> = micro.into_iter().filter(|ids| !ids.is_empty()).collect();
+        let tokens = batches
+            .iter()
+            .flatten()
+            .map(|&i| {
+                self.train[i].chosen.completion_len() + self.train[i].rejected.completion_len()
+            })
+            .sum();
+        StepData::Ready { batches, tokens }
     }
-    let mut policy = Vec::new();
-    for group in pairs.chunks(chunk.max(1)) {
-        let g: Vec<&TokenizedPair> = group.iter().collect();
-        let (c, r) = logps(trainer, &g, false)?;
-        policy.extend(c.to_vec1::<f32>()?.into_iter().zip(r.to_vec1::<f32>()?));
-    }
-    let (pc, pr) = ref_tensors(&policy, &trainer.device)?;
-    let (rc, rr) = ref_tensors(refs, &trainer.device)?;
-    Ok(Some(dpo_loss(beta, (&pc, &pr), (&rc, &rr))?.1))
 }
 
-/// One optimizer step's gradients summed over its micro-batches (indices
-/// into `pairs`), each weighted by its share of the step's pairs — the same
-/// as one batch of all of them — and the step's metrics. A micro-batch
-/// whose loss is not finite ends the work (the step will be skipped).
-fn step_gradients(
-    trainer: &Trainer,
-    beta: f64,
-    pairs: &[TokenizedPair],
-    refs: &[(f32, f32)],
-    micro: &[Vec<usize>],
-) -> Result<(Accumulator, PairMetrics), SftError> {
-    let total = micro.iter().map(Vec::len).sum::<usize>().max(1);
-    let mut acc = Accumulator::new(trainer.params.len());
-    let mut parts = Vec::with_capacity(micro.len());
-    for ids in micro.iter().filter(|ids| !ids.is_empty()) {
-        let group: Vec<&TokenizedPair> = ids.iter().map(|&i| &pairs[i]).collect();
-        let own: Vec<(f32, f32)> = ids.iter().map(|&i| refs[i]).collect();
+impl Objective for DpoObjective {
+    type Item = PairSample;
+    type Batch = Vec<usize>;
+    type Metrics = PairScores;
+    type EvalMetrics = PairScores;
+    type Error = JobError;
+
+    fn kind(&self) -> &'static str {
+        "dpo"
+    }
+
+    fn item_sha256(item: &PairSample) -> String {
+        item.sha256()
+    }
+
+    fn prepare(
+        &mut self,
+        tokenizer: &Tokenizer,
+        train: Vec<PairSample>,
+        held_out: Vec<PairSample>,
+        s: &TrainConfig,
+    ) -> Result<DataSummary, JobError> {
+        let max = s.max_seq_len as usize;
+        let mut too_long = 0;
+        let mut encode = |pairs: &[PairSample]| -> Result<Vec<TokenizedPair>, JobError> {
+            let mut out = Vec::new();
+            for p in pairs {
+                let t = tokenize_pair(tokenizer, p)?;
+                if t.chosen.ids.len() > max || t.rejected.ids.len() > max {
+                    too_long += 1;
+                } else {
+                    out.push(t);
+                }
+            }
+            Ok(out)
+        };
+        self.train = encode(&train)?;
+        self.held_out = encode(&held_out)?;
+        if self.train.is_empty() {
+            return Err(JobError::Setup("no preference pairs to train on".into()));
+        }
+        self.pair_sha256 = train
+            .iter()
+            .chain(&held_out)
+            .map(PairSample::sha256)
+            .collect();
+        self.batch_size = s.batch_size.max(1) as usize;
+        self.accum = u64::from(s.grad_accum.max(1));
+        self.seed = u64::from(s.seed);
+        Ok(DataSummary {
+            train: self.train.len(),
+            held_out: self.held_out.len(),
+            too_long,
+        })
+    }
+
+    fn total_steps(&self, s: &TrainConfig) -> u64 {
+        let n_batches = self.train.len().div_ceil(self.batch_size) as u64;
+        total_steps(s, n_batches.div_ceil(self.accum))
+    }
+
+    fn settings_sha256(&self, spec: &RunSpec) -> String {
+        settings_sha256(&(
+            &spec.settings,
+            self.beta,
+            &spec.model_fingerprint,
+            &self.pair_sha256,
+            &spec.init_adapter,
+        ))
+    }
+
+    fn manifest(&self, _: &RunSpec) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("beta".into(), self.beta.into());
+        m.insert("pair_sha256".into(), self.pair_sha256.clone().into());
+        m.insert("train_pairs".into(), self.train.len().into());
+        m.insert("eval_pairs".into(), self.held_out.len().into());
+        m
+    }
+
+    fn eval_before_on_resume(&self) -> bool {
+        true
+    }
+
+    /// The reference: the starting point's log-probs, once.
+    fn start(&mut self, trainer: &mut Trainer) -> Result<(), JobError> {
+        self.train_refs = reference(trainer, &self.train, self.batch_size)?;
+        self.held_out_refs = reference(trainer, &self.held_out, self.batch_size)?;
+        Ok(())
+    }
+
+    fn step_batches(
+        &mut self,
+        _: &Trainer,
+        step: u64,
+        _: &AtomicBool,
+    ) -> Result<StepData<Vec<usize>>, JobError> {
+        let micro = step_micro_batches(
+            self.train.len(),
+            self.batch_size,
+            self.seed,
+            step,
+            self.accum,
+        );
+        Ok(self.plan_step(micro))
+    }
+
+    fn begin_pass(&mut self, _: u32) {
+        self.parts.clear();
+    }
+
+    fn loss(
+        &mut self,
+        trainer: &Trainer,
+        ids: &Vec<usize>,
+        _: Micro,
+    ) -> Result<MicroLoss, JobError> {
+        let group: Vec<&TokenizedPair> = ids.iter().map(|&i| &self.train[i]).collect();
+        let own: Vec<(f32, f32)> = ids.iter().map(|&i| self.train_refs[i]).collect();
         let (pc, pr) = logps(trainer, &group, true)?;
         let (rc, rr) = ref_tensors(&own, &trainer.device)?;
-        let (loss, metrics) = dpo_loss(beta, (&pc, &pr), (&rc, &rr))?;
-        parts.push((ids.len(), metrics));
-        if !metrics.loss.is_finite() {
-            break;
-        }
-        // Through the model: with activation checkpointing the LoRA
-        // gradients come back through its side channel.
-        let grads = trainer
-            .model
-            .backward(&(loss * (ids.len() as f64 / total as f64))?)?;
-        acc.add(&trainer.params, &grads, 1.0)?;
+        let (loss, metrics) = dpo_loss(self.beta, (&pc, &pr), (&rc, &rr))?;
+        self.parts.push((ids.len(), metrics));
+        let positions = group
+            .iter()
+            .map(|p| p.chosen.ids.len() + p.rejected.ids.len())
+            .sum();
+        Ok(MicroLoss {
+            loss: (loss * (ids.len() as f64 / self.step_pairs as f64))?,
+            positions,
+        })
     }
-    Ok((acc, PairMetrics::merge(&parts)))
+
+    fn pass_loss(&mut self, _complete: bool) -> f64 {
+        PairMetrics::merge(&self.parts).loss
+    }
+
+    fn summarize(&mut self) -> StepOutcome<PairScores> {
+        let m = PairMetrics::merge(&self.parts);
+        StepOutcome {
+            loss: m.loss,
+            curve: m.loss,
+            metrics: m.scores(),
+        }
+    }
+
+    fn evaluate(&mut self, trainer: &Trainer) -> Result<Option<(f64, PairScores)>, JobError> {
+        let m = evaluate(
+            trainer,
+            self.beta,
+            &self.held_out,
+            &self.held_out_refs,
+            self.batch_size,
+        )?;
+        Ok(m.map(|m| (m.loss, m.scores())))
+    }
 }
 
+/// Runs DPO on `pairs` as `job` says; `on_step` sees (step, total, metrics).
 pub fn run(
     job: &DpoJob,
     pairs: Vec<PairSample>,
     stop: &AtomicBool,
     on_step: &mut dyn FnMut(u64, u64, &PairMetrics),
-) -> Result<DpoReport, SftError> {
-    let s = &job.settings;
-    let tokenizer = super::tokenizer::from_gguf(&job.model)?;
-    // 1. Held-out split by content, tokenization, long pairs left out.
-    let (train, eval) = split_by_hash(pairs, s.eval_fraction, PairSample::sha256);
-    let max = s.max_seq_len as usize;
-    let mut too_long = 0;
-    let mut encode = |pairs: &[PairSample]| -> Result<Vec<TokenizedPair>, SftError> {
-        let mut out = Vec::new();
-        for p in pairs {
-            let t = tokenize_pair(&tokenizer, p)?;
-            if t.chosen.ids.len() > max || t.rejected.ids.len() > max {
-                too_long += 1;
-            } else {
-                out.push(t);
-            }
-        }
-        Ok(out)
+) -> Result<DpoReport, JobError> {
+    let spec = RunSpec {
+        model: job.model.clone(),
+        model_fingerprint: job.model_fingerprint.clone(),
+        settings: job.settings.clone(),
+        run: job.run.clone(),
+        resume: job.resume,
+        init_adapter: job.init_adapter.clone(),
     };
-    let train_t = encode(&train)?;
-    let eval_t = encode(&eval)?;
-    if train_t.is_empty() {
-        return Err(SftError::Setup("no preference pairs to train on".into()));
-    }
-    let batch_size = s.batch_size.max(1) as usize;
-    let accum = u64::from(s.grad_accum.max(1));
-    let n_batches = train_t.len().div_ceil(batch_size) as u64;
-    let total = total_steps(s, n_batches.div_ceil(accum));
-    let hashes: Vec<String> = train.iter().chain(&eval).map(PairSample::sha256).collect();
-    let settings_sha256 = settings_sha256(&(
-        s,
-        job.beta,
-        &job.model_fingerprint,
-        &hashes,
-        &job.init_adapter,
-    ));
-    let run = RunDir::create(&job.run)?;
-    run.write_manifest(&serde_json::json!({
-        "kind": "dpo",
-        "model": job.model,
-        "model_fingerprint": job.model_fingerprint,
-        "init_adapter": job.init_adapter,
-        "beta": job.beta,
-        "settings": s,
-        "pair_sha256": hashes,
-        "train_pairs": train_t.len(),
-        "eval_pairs": eval_t.len(),
-        "total_steps": total,
-    }))?;
-    let mut trainer = Trainer::new(
-        &job.model,
-        s,
-        job.init_adapter.as_deref(),
-        run,
-        total,
-        settings_sha256,
-    )?;
-
-    // 2. The reference: the starting point's log-probs, once. (A resumed
-    // run recomputes them from the base or init adapter first.)
-    let train_refs = reference(&trainer, &train_t, batch_size)?;
-    let eval_refs = reference(&trainer, &eval_t, batch_size)?;
-    let eval_before = evaluate(&trainer, job.beta, &eval_t, &eval_refs, batch_size)?;
-    let (mut step, mut losses) = (0, Vec::new());
-    if job.resume
-        && let Some((at, curve)) = trainer.restore()?
-    {
-        (step, losses) = (at, curve);
-    }
-
-    // 3. Steps over seeded epoch orders.
-    let began = Instant::now();
-    let mut last = None;
-    let mut interrupted = false;
-    while step < total {
-        let micro = step_micro_batches(train_t.len(), batch_size, u64::from(s.seed), step, accum);
-        let (mut acc, metrics) = step_gradients(&trainer, job.beta, &train_t, &train_refs, &micro)?;
-        let update = trainer.update(&mut acc, step, step + 1, metrics.loss)?;
-        let (grad_norm, lr) = (update.grad_norm, update.lr);
-        step += 1;
-        losses.push(metrics.loss);
-        let (rss, peak) = memory_mib();
-        trainer.run.log(&serde_json::json!({
-            "kind": "step", "step": step, "total_steps": total, "loss": metrics.loss,
-            "reward_chosen": metrics.reward_chosen, "reward_rejected": metrics.reward_rejected,
-            "margin": metrics.margin, "accuracy": metrics.accuracy, "lr": lr,
-            "grad_norm": grad_norm, "elapsed_s": began.elapsed().as_secs_f64(),
-            "rss_mib": rss, "peak_mib": peak,
-        }))?;
-        on_step(step, total, &metrics);
-        last = Some(metrics);
-        if stop.load(Ordering::SeqCst) {
-            trainer.save_checkpoint(step, &losses)?;
-            interrupted = true;
-            break;
+    let mut objective = DpoObjective::new(job.beta);
+    let r = TrainLoop::new(&spec, stop).run(&mut objective, pairs, &mut |p| {
+        if let Progress::Step(line) = p {
+            on_step(
+                line.step,
+                line.total_steps,
+                &line.metrics.with_loss(line.loss),
+            );
         }
-        if s.checkpoint_every > 0 && step % u64::from(s.checkpoint_every) == 0 && step < total {
-            trainer.save_checkpoint(step, &losses)?;
-        }
-    }
-
-    // 4. Held-out margin and accuracy after training; the adapter.
-    let mut report = DpoReport {
-        interrupted,
-        steps: step,
-        train_pairs: train_t.len(),
-        eval_pairs: eval_t.len(),
-        too_long,
-        eval_before,
-        eval_after: None,
-        last_train: last,
-        adapter_gguf: None,
-        peft_dir: None,
-    };
-    if interrupted {
-        return Ok(report);
-    }
-    trainer.save_checkpoint(step, &losses)?;
-    report.eval_after = evaluate(&trainer, job.beta, &eval_t, &eval_refs, batch_size)?;
-    if let Some(m) = &report.eval_after {
-        trainer.run.log(&serde_json::json!({
-            "kind": "eval", "step": step, "eval_loss": m.loss, "margin": m.margin,
-            "accuracy": m.accuracy,
-        }))?;
-    }
-    let (gguf, peft) = trainer.export(&job.model)?;
-    report.adapter_gguf = Some(gguf);
-    report.peft_dir = Some(peft);
-    Ok(report)
+    })?;
+    let with_loss = |e: Option<(f64, PairScores)>| e.map(|(loss, m)| m.with_loss(loss));
+    Ok(DpoReport {
+        interrupted: r.interrupted,
+        steps: r.steps,
+        train_pairs: r.data.train,
+        eval_pairs: r.data.held_out,
+        too_long: r.data.too_long,
+        eval_before: with_loss(r.before),
+        eval_after: with_loss(r.after),
+        last_train: r.last.map(|o| o.metrics.with_loss(o.loss)),
+        adapter_gguf: r.adapter_gguf,
+        peft_dir: r.peft_dir,
+    })
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use candle_core::Device;
-
-    #[test]
-    fn the_loss_is_log_two_at_the_reference_and_falls_as_the_margin_grows() {
-        let t = |v: &[f32]| Tensor::from_slice(v, v.len(), &Device::Cpu).unwrap();
-        let (rc, rr) = (t(&[-10.0, -12.0]), t(&[-11.0, -9.0]));
-        let (_, at_ref) = dpo_loss(0.1, (&rc, &rr), (&rc, &rr)).unwrap();
-        assert!((at_ref.loss - std::f64::consts::LN_2).abs() < 1e-6);
-        assert_eq!((at_ref.margin, at_ref.accuracy), (0.0, 0.0));
-        // Chosen up by 2 nats, rejected down by 3: β·5 = 0.5 per pair.
-        let (pc, pr) = (t(&[-8.0, -10.0]), t(&[-14.0, -12.0]));
-        let (_, better) = dpo_loss(0.1, (&pc, &pr), (&rc, &rr)).unwrap();
-        assert!((better.margin - 0.5).abs() < 1e-5);
-        assert_eq!(better.accuracy, 1.0);
-        let expected = (1.0 + (-0.5f64).exp()).ln();
-        assert!((better.loss - expected).abs() < 1e-6, "{}", better.loss);
-    }
-
-    /// β·margin far past where e^x overflows f32 (~88): the loss is
-    /// −log σ(x)'s limit (0, or −x) and the gradient −β·σ(−x)/n's (0, or −β/n).
-    #[test]
-    fn extreme_margins_give_the_analytic_limits_in_value_and_gradient() {
-        let dev = Device::Cpu;
-        let beta = 0.1;
-        // Pair 0: β·margin = +1000; pair 1: −1000.
-        let pc = candle_core::Var::from_slice(&[5000.0f32, -5000.0], 2, &dev).unwrap();
-        let pr = candle_core::Var::from_slice(&[-5000.0f32, 5000.0], 2, &dev).unwrap();
-        let zeros = Tensor::zeros(2, candle_core::DType::F32, &dev).unwrap();
-        let (loss, m) = dpo_loss(beta, (pc.as_tensor(), pr.as_tensor()), (&zeros, &zeros)).unwrap();
-        assert_eq!(m.loss, 500.0, "{m:?}");
-        assert_eq!(m.accuracy, 0.5);
-        let grads = loss.backward().unwrap();
-        let g = |v: &candle_core::Var| grads.get(v.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
-        let (gc, gr) = (g(&pc), g(&pr));
-        let want = (beta / 2.0) as f32;
-        assert!(gc[0].abs() < 1e-12 && gr[0].abs() < 1e-12, "{gc:?} {gr:?}");
-        assert!(
-            (gc[1] + want).abs() < 1e-7 && (gr[1] - want).abs() < 1e-7,
-            "{gc:?} {gr:?}"
-        );
-    }
-
-    fn pairs() -> Vec<PairSample> {
-        [
-            "Darcy: Do you dance?",
-            "Jane: Well?",
-            "Lydia: Look!",
-            "Kitty: Where?",
-        ]
-        .iter()
-        .map(|line| {
-            let prompt = crate::train::testing::chat(line, "").messages[..2].to_vec();
-            PairSample {
-                prompt,
-                chosen: "<role_action>smiles</role_action>Indeed.".into(),
-                rejected: "Indeed, indeed.".into(),
-            }
-        })
-        .collect()
-    }
-
-    /// Two micro-batches of two pairs, weighted by their share, give the
-    /// loss and gradients of one batch of four.
-    #[test]
-    fn accumulated_micro_batches_equal_one_batch_of_all_pairs() {
-        use crate::train::testing::{assert_same_gradients, perturb, settings, tiny_trainer};
-        let t = tiny_trainer(&settings());
-        let tokenizer = crate::train::tokenizer::from_gguf(&t.model).unwrap();
-        let pairs: Vec<TokenizedPair> = pairs()
-            .iter()
-            .map(|p| tokenize_pair(&tokenizer, p).unwrap())
-            .collect();
-        let refs = reference(&t.trainer, &pairs, 4).unwrap();
-        perturb(&t.trainer, 9);
-        let (one, m1) =
-            step_gradients(&t.trainer, 0.5, &pairs, &refs, &[vec![0, 1, 2, 3]]).unwrap();
-        let (two, m2) =
-            step_gradients(&t.trainer, 0.5, &pairs, &refs, &[vec![0, 1], vec![2, 3]]).unwrap();
-        assert!((m1.loss - m2.loss).abs() < 1e-5, "{m1:?} vs {m2:?}");
-        assert!((m1.margin - m2.margin).abs() < 1e-5, "{m1:?} vs {m2:?}");
-        assert!(
-            (m1.loss - std::f64::consts::LN_2).abs() > 1e-3,
-            "the policy moved: {m1:?}"
-        );
-        assert_same_gradients(&one, &two);
-    }
-
-    #[test]
-    fn trl_lines_parse_and_bad_ones_name_the_line() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("dpo.jsonl");
-        let good = r#"{"prompt":[{"role":"user","content":"Hi"}],"chosen":[{"role":"assistant","content":"A"}],"rejected":[{"role":"assistant","content":"B"}]}"#;
-        let bad = r#"{"prompt":[],"chosen":[{"role":"user","content":"A"}],"rejected":[]}"#;
-        std::fs::write(&path, format!("{good}\n")).unwrap();
-        let pairs = read_dpo_jsonl(&path).unwrap();
-        assert_eq!(
-            (pairs[0].chosen.as_str(), pairs[0].rejected.as_str()),
-            ("A", "B")
-        );
-        std::fs::write(&path, format!("{good}\n{bad}\n")).unwrap();
-        let err = read_dpo_jsonl(&path).unwrap_err().to_string();
-        assert!(err.contains("line 2") && err.contains("'chosen'"), "{err}");
-    }
-}
+#[path = "dpo_tests.rs"]
+mod tests;

@@ -96,3 +96,29 @@ impl From<candle_core::Error> for TrainError {
         Self::Candle(cause)
     }
 }
+
+/// Why a training run (SFT, DPO, KTO, or RL's update side) failed: the one
+/// error type of the training loop.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Model(#[from] TrainError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Data(#[from] crate::train::data::DataError),
+    #[error(transparent)]
+    Tokenizer(#[from] crate::train::tokenizer::TokenizerError),
+    #[error(transparent)]
+    Checkpoint(#[from] crate::train::checkpoint::CheckpointError),
+    #[error(transparent)]
+    Run(#[from] crate::train::run::RunError),
+    #[error(transparent)]
+    Peft(#[from] crate::train::peft::PeftError),
+    #[error(transparent)]
+    Diverged(#[from] crate::train::guard::Diverged),
+    #[error(transparent)]
+    NonFiniteWrite(#[from] crate::train::guard::NonFiniteWrite),
+    #[error("{0}")]
+    Setup(String),
+}

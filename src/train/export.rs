@@ -79,7 +79,8 @@ pub fn checkpoint_to_gguf(checkpoint: &Path, run: &Path) -> Result<PathBuf, Expo
         .architecture()
         .map(str::to_string)
         .ok_or_else(|| bad(&model, "has no general.architecture"))?;
-    let spec = super::sft::lora_spec(&settings).map_err(|e| bad(&manifest_path, e))?;
+    let spec =
+        super::train_loop::trainer::lora_spec(&settings).map_err(|e| bad(&manifest_path, e))?;
     let weights = checkpoint.join("lora.safetensors");
     let tensors =
         candle_core::safetensors::load(&weights, &Device::Cpu).map_err(|e| bad(&weights, e))?;

@@ -14,17 +14,20 @@
 //! whole optimizer step, so accumulation equals one larger batch.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::data::{Message, Sample, Tokenized, batch, split_by_hash, step_micro_batches, tokenize};
-use super::optim::Accumulator;
-use super::run::RunDir;
-use super::sft::SftError;
+use tokenizers::Tokenizer;
+
+use super::data::{Message, Sample, Tokenized, batch, step_micro_batches, tokenize};
+use super::error::JobError;
 use super::stable::sigmoid;
-use super::trainer::{Trainer, settings_sha256, total_steps};
+use super::train_loop::trainer::{Trainer, settings_sha256, total_steps};
+use super::train_loop::{
+    DataSummary, Micro, MicroLoss, Objective, Progress, RunSpec, StepData, StepOutcome, TrainLoop,
+};
 use crate::config::{KtoConfig, TrainConfig};
 use crate::hashing::sha256_hex;
 
@@ -104,15 +107,15 @@ pub struct KtoMetrics {
 }
 
 /// What KTO's loss needs besides the log-probs.
-#[derive(Debug, Clone, Copy)]
-struct Objective {
+#[derive(Debug, Clone, Copy, Default)]
+struct KtoLoss {
     beta: f64,
     desirable_weight: f64,
     undesirable_weight: f64,
     mismatched: bool,
 }
 
-impl Objective {
+impl KtoLoss {
     fn new(beta: f64, kto: &KtoConfig) -> Self {
         Self {
             beta,
@@ -141,12 +144,12 @@ fn clamp_at_zero(x: f64) -> f64 {
 /// Σ over the rows of w·(1 − σ(s·β(r − z₀))) / `denominator` (s = +1 for
 /// desirable, −1 for undesirable; z₀ a constant), and each row's scores.
 fn kto_loss(
-    o: &Objective,
+    o: &KtoLoss,
     r: &Tensor,
     labels: &[bool],
     z0: f64,
     denominator: usize,
-) -> Result<(Tensor, Vec<Scored>), SftError> {
+) -> Result<(Tensor, Vec<Scored>), JobError> {
     let values = r.to_vec1::<f32>()?;
     let signs: Vec<f32> = labels.iter().map(|l| if *l { 1.0 } else { -1.0 }).collect();
     let weights: Vec<f32> = labels
@@ -221,14 +224,14 @@ fn mismatched(rows: &[&Tokenized], max_len: usize) -> Vec<Tokenized> {
         .collect()
 }
 
-fn logps(trainer: &Trainer, rows: &[&Tokenized]) -> Result<Tensor, SftError> {
+fn logps(trainer: &Trainer, rows: &[&Tokenized]) -> Result<Tensor, JobError> {
     let b = batch(rows, 0);
     let (ids, labels) = trainer.tensors(&b)?;
     Ok(trainer.model.sequence_logprobs(&ids, &labels)?)
 }
 
 /// Summed log-probs of `rows` in chunks, kept as values (no graph).
-fn logp_values(trainer: &Trainer, rows: &[Tokenized], chunk: usize) -> Result<Vec<f32>, SftError> {
+fn logp_values(trainer: &Trainer, rows: &[Tokenized], chunk: usize) -> Result<Vec<f32>, JobError> {
     let mut out = Vec::with_capacity(rows.len());
     for group in rows.chunks(chunk.max(1)) {
         let refs: Vec<&Tokenized> = group.iter().collect();
@@ -245,7 +248,7 @@ fn mismatched_z0(
     kl_rows: &[Tokenized],
     kl_refs: Option<&[f32]>,
     chunk: usize,
-) -> Result<f64, SftError> {
+) -> Result<f64, JobError> {
     let policy = logp_values(trainer, kl_rows, chunk)?;
     let refs = match kl_refs {
         Some(r) => r.to_vec(),
@@ -261,76 +264,8 @@ fn mismatched_z0(
     Ok(clamp_at_zero(mean))
 }
 
-/// The training rows and what the steps need of them.
-struct TrainSet<'a> {
-    rows: &'a [Tokenized],
-    labels: &'a [bool],
-    /// log π_ref of each row.
-    refs: &'a [f32],
-    /// The starting LoRA values (π_ref) for the mismatched pairs' pass.
-    reference: &'a [Tensor],
-    max_len: usize,
-}
-
-/// One optimizer step's gradients over its micro-batches (row indices),
-/// each micro-batch's loss divided by the step's rows — the same as one
-/// batch of all of them — and the step's metrics. A micro-batch whose loss
-/// is not finite ends the work (the step will be skipped).
-fn step_gradients(
-    trainer: &Trainer,
-    o: &Objective,
-    set: &TrainSet<'_>,
-    micro: &[Vec<usize>],
-) -> Result<(Accumulator, KtoMetrics), SftError> {
-    let all: Vec<usize> = micro.concat();
-    let chunk = micro.iter().map(Vec::len).max().unwrap_or(1);
-    let step_z0 = if o.mismatched {
-        let rows: Vec<&Tokenized> = all.iter().map(|&i| &set.rows[i]).collect();
-        let kl_rows = mismatched(&rows, set.max_len);
-        Some(mismatched_z0(
-            trainer,
-            set.reference,
-            &kl_rows,
-            None,
-            chunk,
-        )?)
-    } else {
-        None
-    };
-    let mut acc = Accumulator::new(trainer.params.len());
-    let mut scored = Vec::with_capacity(all.len());
-    for ids in micro.iter().filter(|ids| !ids.is_empty()) {
-        let rows: Vec<&Tokenized> = ids.iter().map(|&i| &set.rows[i]).collect();
-        let labels: Vec<bool> = ids.iter().map(|&i| set.labels[i]).collect();
-        let refs: Vec<f32> = ids.iter().map(|&i| set.refs[i]).collect();
-        let refs = Tensor::from_slice(&refs, refs.len(), &trainer.device)?;
-        let r = (logps(trainer, &rows)? - refs)?;
-        let z0 = match step_z0 {
-            Some(z0) => z0,
-            None => {
-                let v = r.to_vec1::<f32>()?;
-                clamp_at_zero(v.iter().map(|x| f64::from(*x)).sum::<f64>() / v.len() as f64)
-            }
-        };
-        let (loss, part) = kto_loss(o, &r, &labels, z0, all.len())?;
-        scored.extend(part);
-        let value = f64::from(loss.to_scalar::<f32>()?);
-        if !value.is_finite() {
-            break;
-        }
-        // Through the model: with activation checkpointing the LoRA
-        // gradients come back through its side channel.
-        let grads = trainer.model.backward(&loss)?;
-        acc.add(&trainer.params, &grads, 1.0)?;
-    }
-    let mut metrics = KtoMetrics::of(&scored);
-    if scored.len() < all.len() {
-        metrics.loss = f64::NAN;
-    }
-    Ok((acc, metrics))
-}
-
 /// The held-out rows, their reference log-probs and their KL pairs'.
+#[derive(Default)]
 struct EvalSet {
     rows: Vec<Tokenized>,
     labels: Vec<bool>,
@@ -342,10 +277,10 @@ struct EvalSet {
 /// Metrics over all held-out rows at once (z₀ from all of them).
 fn evaluate(
     trainer: &Trainer,
-    o: &Objective,
+    o: &KtoLoss,
     set: &EvalSet,
     chunk: usize,
-) -> Result<Option<KtoMetrics>, SftError> {
+) -> Result<Option<KtoMetrics>, JobError> {
     if set.rows.is_empty() {
         return Ok(None);
     }
@@ -361,6 +296,35 @@ fn evaluate(
     Ok(Some(KtoMetrics::of(&scored)))
 }
 
+/// KTO's own fields of a step or eval line (the loss is the line's).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct KtoScores {
+    pub reward_gap: f64,
+    pub accuracy: f64,
+    pub kl: f64,
+}
+
+impl KtoMetrics {
+    fn scores(&self) -> KtoScores {
+        KtoScores {
+            reward_gap: self.reward_gap,
+            accuracy: self.accuracy,
+            kl: self.kl,
+        }
+    }
+}
+
+impl KtoScores {
+    fn with_loss(self, loss: f64) -> KtoMetrics {
+        KtoMetrics {
+            loss,
+            reward_gap: self.reward_gap,
+            accuracy: self.accuracy,
+            kl: self.kl,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct KtoReport {
     pub interrupted: bool,
@@ -370,136 +334,298 @@ pub struct KtoReport {
     pub adapter_gguf: Option<PathBuf>,
 }
 
+/// KTO against the starting point: its log-probs once, and its LoRA
+/// values kept for each step's mismatched pairs.
+#[derive(Default)]
+pub struct KtoObjective {
+    loss: KtoLoss,
+    /// `[kto]` as given (hashed and recorded with the run).
+    kto: KtoConfig,
+    batch_size: usize,
+    accum: u64,
+    seed: u64,
+    max_len: usize,
+    rows: Vec<Tokenized>,
+    labels: Vec<bool>,
+    /// log π_ref of each training row.
+    refs: Vec<f32>,
+    /// The starting LoRA values (π_ref) for the mismatched pairs' pass.
+    reference: Vec<Tensor>,
+    held_out: EvalSet,
+    sample_sha256: Vec<String>,
+    /// Rows of the current step, its z₀ when taken over the whole step,
+    /// and the rows scored so far.
+    step_rows: usize,
+    step_z0: Option<f64>,
+    scored: Vec<Scored>,
+}
+
+impl KtoObjective {
+    pub fn new(beta: f64, kto: &KtoConfig) -> Self {
+        Self {
+            loss: KtoLoss::new(beta, kto),
+            kto: kto.clone(),
+            ..Self::default()
+        }
+    }
+
+    /// The step of these micro-batches (row indices): z₀ from the whole
+    /// step's mismatched pairs, each micro-batch's loss divided by the
+    /// step's rows, as one batch of all of them would be.
+    fn plan_step(
+        &mut self,
+        trainer: &Trainer,
+        micro: Vec<Vec<usize>>,
+    ) -> Result<StepData<Vec<usize>>, JobError> {
+        let all: Vec<usize> = micro.concat();
+        let chunk = micro.iter().map(Vec::len).max().unwrap_or(1);
+        self.step_z0 = if self.loss.mismatched {
+            let rows: Vec<&Tokenized> = all.iter().map(|&i| &self.rows[i]).collect();
+            let kl_rows = mismatched(&rows, self.max_len);
+            Some(mismatched_z0(
+                trainer,
+                &self.reference,
+                &kl_rows,
+                None,
+                chunk,
+            )?)
+        } else {
+            None
+        };
+        self.step_rows = all.len();
+        let tokens = all.iter().map(|&i| self.rows[i].completion_len()).sum();
+        let batches = micro.into_iter().filter(|ids| !ids.is_empty()).collect();
+        Ok(StepData::Ready { batches, tokens })
+    }
+
+    /// The step's metrics; the loss is NaN when a micro-batch's was not
+    /// finite and the rest were not run.
+    fn step_metrics(&self) -> KtoMetrics {
+        let mut metrics = KtoMetrics::of(&self.scored);
+        if self.scored.len() < self.step_rows {
+            metrics.loss = f64::NAN;
+        }
+        metrics
+    }
+}
+
+impl Objective for KtoObjective {
+    type Item = KtoSample;
+    type Batch = Vec<usize>;
+    type Metrics = KtoScores;
+    type EvalMetrics = KtoScores;
+    type Error = JobError;
+
+    fn kind(&self) -> &'static str {
+        "kto"
+    }
+
+    fn check(&self, _: &TrainConfig, samples: &[KtoSample]) -> Result<(), JobError> {
+        match samples
+            .iter()
+            .enumerate()
+            .find_map(|(i, k)| k.problem().map(|p| (i, p)))
+        {
+            Some((i, problem)) => Err(JobError::Setup(format!("KTO sample {}: {problem}", i + 1))),
+            None => Ok(()),
+        }
+    }
+
+    fn item_sha256(item: &KtoSample) -> String {
+        item.sha256()
+    }
+
+    fn prepare(
+        &mut self,
+        tokenizer: &Tokenizer,
+        train: Vec<KtoSample>,
+        held_out: Vec<KtoSample>,
+        s: &TrainConfig,
+    ) -> Result<DataSummary, JobError> {
+        let max_len = s.max_seq_len as usize;
+        let mut too_long = 0;
+        let mut encode = |items: &[KtoSample]| -> Result<(Vec<Tokenized>, Vec<bool>), JobError> {
+            let mut rows = Vec::new();
+            let mut labels = Vec::new();
+            for k in items {
+                let t = tokenize(tokenizer, &k.as_sample())?;
+                if t.ids.len() <= max_len {
+                    rows.push(t);
+                    labels.push(k.label);
+                } else {
+                    too_long += 1;
+                }
+            }
+            Ok((rows, labels))
+        };
+        (self.rows, self.labels) = encode(&train)?;
+        let (eval_rows, eval_labels) = encode(&held_out)?;
+        if self.rows.is_empty() {
+            return Err(JobError::Setup("no labelled replies to train on".into()));
+        }
+        self.sample_sha256 = train
+            .iter()
+            .chain(&held_out)
+            .map(KtoSample::sha256)
+            .collect();
+        // KTO needs two replies per batch at least: with one, the mismatched
+        // pair is the reply itself and z₀ its own reward.
+        self.batch_size = s.batch_size.max(2) as usize;
+        self.accum = u64::from(s.grad_accum.max(1));
+        self.seed = u64::from(s.seed);
+        self.max_len = max_len;
+        self.held_out = EvalSet {
+            kl_rows: mismatched(&eval_rows.iter().collect::<Vec<_>>(), max_len),
+            rows: eval_rows,
+            labels: eval_labels,
+            ..EvalSet::default()
+        };
+        Ok(DataSummary {
+            train: self.rows.len(),
+            held_out: self.held_out.rows.len(),
+            too_long,
+        })
+    }
+
+    fn total_steps(&self, s: &TrainConfig) -> u64 {
+        let n_batches = self.rows.len().div_ceil(self.batch_size) as u64;
+        total_steps(s, n_batches.div_ceil(self.accum))
+    }
+
+    fn settings_sha256(&self, spec: &RunSpec) -> String {
+        settings_sha256(&(
+            &spec.settings,
+            self.loss.beta,
+            &self.kto,
+            &spec.model_fingerprint,
+            &self.sample_sha256,
+            &spec.init_adapter,
+        ))
+    }
+
+    fn manifest(&self, _: &RunSpec) -> serde_json::Map<String, serde_json::Value> {
+        let mut m = serde_json::Map::new();
+        m.insert("beta".into(), self.loss.beta.into());
+        m.insert("kto".into(), serde_json::json!(self.kto));
+        m.insert("sample_sha256".into(), self.sample_sha256.clone().into());
+        m
+    }
+
+    fn eval_before_on_resume(&self) -> bool {
+        true
+    }
+
+    /// The reference: the starting point, its log-probs once, and its LoRA
+    /// values kept for the mismatched pairs of each step.
+    fn start(&mut self, trainer: &mut Trainer) -> Result<(), JobError> {
+        let chunk = self.batch_size;
+        self.reference = trainer.snapshot()?;
+        self.refs = logp_values(trainer, &self.rows, chunk)?;
+        self.held_out.refs = logp_values(trainer, &self.held_out.rows, chunk)?;
+        if self.loss.mismatched {
+            self.held_out.kl_refs = logp_values(trainer, &self.held_out.kl_rows, chunk)?;
+        }
+        Ok(())
+    }
+
+    fn step_batches(
+        &mut self,
+        trainer: &Trainer,
+        step: u64,
+        _: &AtomicBool,
+    ) -> Result<StepData<Vec<usize>>, JobError> {
+        let micro = step_micro_batches(
+            self.rows.len(),
+            self.batch_size,
+            self.seed,
+            step,
+            self.accum,
+        );
+        self.plan_step(trainer, micro)
+    }
+
+    fn begin_pass(&mut self, _: u32) {
+        self.scored.clear();
+    }
+
+    fn loss(
+        &mut self,
+        trainer: &Trainer,
+        ids: &Vec<usize>,
+        _: Micro,
+    ) -> Result<MicroLoss, JobError> {
+        let rows: Vec<&Tokenized> = ids.iter().map(|&i| &self.rows[i]).collect();
+        let labels: Vec<bool> = ids.iter().map(|&i| self.labels[i]).collect();
+        let refs: Vec<f32> = ids.iter().map(|&i| self.refs[i]).collect();
+        let refs = Tensor::from_slice(&refs, refs.len(), &trainer.device)?;
+        let r = (logps(trainer, &rows)? - refs)?;
+        let z0 = match self.step_z0 {
+            Some(z0) => z0,
+            None => {
+                let v = r.to_vec1::<f32>()?;
+                clamp_at_zero(v.iter().map(|x| f64::from(*x)).sum::<f64>() / v.len() as f64)
+            }
+        };
+        let (loss, part) = kto_loss(&self.loss, &r, &labels, z0, self.step_rows)?;
+        self.scored.extend(part);
+        Ok(MicroLoss {
+            loss,
+            positions: rows.iter().map(|t| t.ids.len()).sum(),
+        })
+    }
+
+    fn pass_loss(&mut self, _complete: bool) -> f64 {
+        self.step_metrics().loss
+    }
+
+    fn summarize(&mut self) -> StepOutcome<KtoScores> {
+        let m = self.step_metrics();
+        StepOutcome {
+            loss: m.loss,
+            curve: m.loss,
+            metrics: m.scores(),
+        }
+    }
+
+    fn evaluate(&mut self, trainer: &Trainer) -> Result<Option<(f64, KtoScores)>, JobError> {
+        let m = evaluate(trainer, &self.loss, &self.held_out, self.batch_size)?;
+        Ok(m.map(|m| (m.loss, m.scores())))
+    }
+}
+
+/// Runs KTO on `samples` as `job` says; `on_step` sees (step, total, metrics).
 pub fn run(
     job: &KtoJob,
     samples: Vec<KtoSample>,
     stop: &AtomicBool,
     on_step: &mut dyn FnMut(u64, u64, &KtoMetrics),
-) -> Result<KtoReport, SftError> {
-    let s = &job.settings;
-    if let Some((i, problem)) = samples
-        .iter()
-        .enumerate()
-        .find_map(|(i, k)| k.problem().map(|p| (i, p)))
-    {
-        return Err(SftError::Setup(format!("KTO sample {}: {problem}", i + 1)));
-    }
-    let objective = Objective::new(job.beta, &job.kto);
-    let tokenizer = super::tokenizer::from_gguf(&job.model)?;
-    let (train, eval) = split_by_hash(samples, s.eval_fraction, KtoSample::sha256);
-    let max_len = s.max_seq_len as usize;
-    let encode = |items: &[KtoSample]| -> Result<(Vec<Tokenized>, Vec<bool>), SftError> {
-        let mut rows = Vec::new();
-        let mut labels = Vec::new();
-        for k in items {
-            let t = tokenize(&tokenizer, &k.as_sample())?;
-            if t.ids.len() <= max_len {
-                rows.push(t);
-                labels.push(k.label);
-            }
+) -> Result<KtoReport, JobError> {
+    let spec = RunSpec {
+        model: job.model.clone(),
+        model_fingerprint: job.model_fingerprint.clone(),
+        settings: job.settings.clone(),
+        run: job.run.clone(),
+        resume: job.resume,
+        init_adapter: job.init_adapter.clone(),
+    };
+    let mut objective = KtoObjective::new(job.beta, &job.kto);
+    let r = TrainLoop::new(&spec, stop).run(&mut objective, samples, &mut |p| {
+        if let Progress::Step(line) = p {
+            on_step(
+                line.step,
+                line.total_steps,
+                &line.metrics.with_loss(line.loss),
+            );
         }
-        Ok((rows, labels))
-    };
-    let (train_rows, train_labels) = encode(&train)?;
-    let (eval_rows, eval_labels) = encode(&eval)?;
-    if train_rows.is_empty() {
-        return Err(SftError::Setup("no labelled replies to train on".into()));
-    }
-    // KTO needs two replies per batch at least: with one, the mismatched
-    // pair is the reply itself and z₀ its own reward.
-    let batch_size = s.batch_size.max(2) as usize;
-    let accum = u64::from(s.grad_accum.max(1));
-    let n_batches = train_rows.len().div_ceil(batch_size) as u64;
-    let total = total_steps(s, n_batches.div_ceil(accum));
-    let hashes: Vec<String> = train.iter().chain(&eval).map(KtoSample::sha256).collect();
-    let settings_sha256 = settings_sha256(&(
-        s,
-        job.beta,
-        &job.kto,
-        &job.model_fingerprint,
-        &hashes,
-        &job.init_adapter,
-    ));
-    let run = RunDir::create(&job.run)?;
-    run.write_manifest(&serde_json::json!({
-        "kind": "kto", "model": job.model, "model_fingerprint": job.model_fingerprint,
-        "init_adapter": job.init_adapter, "beta": job.beta, "kto": job.kto, "settings": s,
-        "sample_sha256": hashes, "total_steps": total,
-    }))?;
-    let mut trainer = Trainer::new(
-        &job.model,
-        s,
-        job.init_adapter.as_deref(),
-        run,
-        total,
-        settings_sha256,
-    )?;
-    // The reference: the starting point, its log-probs once, and its LoRA
-    // values kept for the mismatched pairs of each step.
-    let reference = trainer.snapshot()?;
-    let train_refs = logp_values(&trainer, &train_rows, batch_size)?;
-    let eval_kl_rows = mismatched(&eval_rows.iter().collect::<Vec<_>>(), max_len);
-    let eval = EvalSet {
-        refs: logp_values(&trainer, &eval_rows, batch_size)?,
-        kl_refs: match objective.mismatched {
-            true => logp_values(&trainer, &eval_kl_rows, batch_size)?,
-            false => Vec::new(),
-        },
-        kl_rows: eval_kl_rows,
-        rows: eval_rows,
-        labels: eval_labels,
-    };
-    let eval_before = evaluate(&trainer, &objective, &eval, batch_size)?;
-
-    let (mut step, mut losses) = (0, Vec::new());
-    if job.resume
-        && let Some((at, curve)) = trainer.restore()?
-    {
-        (step, losses) = (at, curve);
-    }
-    let set = TrainSet {
-        rows: &train_rows,
-        labels: &train_labels,
-        refs: &train_refs,
-        reference: &reference,
-        max_len,
-    };
-    let mut interrupted = false;
-    while step < total {
-        let micro =
-            step_micro_batches(train_rows.len(), batch_size, u64::from(s.seed), step, accum);
-        let (mut acc, metrics) = step_gradients(&trainer, &objective, &set, &micro)?;
-        let update = trainer.update(&mut acc, step, step + 1, metrics.loss)?;
-        step += 1;
-        losses.push(metrics.loss);
-        trainer.run.log(&serde_json::json!({
-            "kind": "step", "step": step, "total_steps": total, "loss": metrics.loss,
-            "reward_gap": metrics.reward_gap, "accuracy": metrics.accuracy, "kl": metrics.kl,
-            "lr": update.lr, "grad_norm": update.grad_norm,
-        }))?;
-        on_step(step, total, &metrics);
-        if stop.load(Ordering::SeqCst) {
-            trainer.save_checkpoint(step, &losses)?;
-            interrupted = true;
-            break;
-        }
-        if s.checkpoint_every > 0 && step % u64::from(s.checkpoint_every) == 0 && step < total {
-            trainer.save_checkpoint(step, &losses)?;
-        }
-    }
-    let mut report = KtoReport {
-        interrupted,
-        steps: step,
-        eval_before,
-        eval_after: None,
-        adapter_gguf: None,
-    };
-    if !interrupted {
-        trainer.save_checkpoint(step, &losses)?;
-        report.eval_after = evaluate(&trainer, &objective, &eval, batch_size)?;
-        report.adapter_gguf = Some(trainer.export(&job.model)?.0);
-    }
-    Ok(report)
+    })?;
+    let with_loss = |e: Option<(f64, KtoScores)>| e.map(|(loss, m)| m.with_loss(loss));
+    Ok(KtoReport {
+        interrupted: r.interrupted,
+        steps: r.steps,
+        eval_before: with_loss(r.before),
+        eval_after: with_loss(r.after),
+        adapter_gguf: r.adapter_gguf,
+    })
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 use super::*;
 use candle_core::{Device, Var};
 
-fn objective(mismatched: bool) -> Objective {
-    Objective {
+fn objective(mismatched: bool) -> KtoLoss {
+    KtoLoss {
         beta: 0.1,
         desirable_weight: 1.0,
         undesirable_weight: 1.0,
@@ -20,7 +20,7 @@ fn the_loss_is_half_at_the_reference_and_rewards_sort_by_label() {
     let (_, at_ref) = kto_loss(&objective(true), &r, &[true, false], 0.0, 2).unwrap();
     assert!((KtoMetrics::of(&at_ref).loss - 0.5).abs() < 1e-6);
     let r = Tensor::from_slice(&[3.0f32, -3.0], 2, &Device::Cpu).unwrap();
-    let o = Objective {
+    let o = KtoLoss {
         beta: 1.0,
         ..objective(true)
     };
@@ -47,7 +47,7 @@ fn the_loss_is_half_at_the_reference_and_rewards_sort_by_label() {
 /// (−0.081486, +0.029649, −0.083281).
 #[test]
 fn a_hand_computed_case_with_the_mismatched_reference_point() {
-    let o = Objective {
+    let o = KtoLoss {
         beta: 0.5,
         desirable_weight: 2.0,
         undesirable_weight: 1.0,
@@ -96,7 +96,7 @@ fn kl_rows_pair_each_prompt_with_the_previous_completion() {
 /// limit (0 or the weight) and every gradient finite and at its limit, 0.
 #[test]
 fn extreme_rewards_give_the_analytic_limits_in_value_and_gradient() {
-    let o = Objective {
+    let o = KtoLoss {
         desirable_weight: 2.0,
         ..objective(true)
     };
@@ -146,6 +146,7 @@ fn accumulated_micro_batches_equal_one_batch_of_all_replies() {
     use crate::train::testing::{
         assert_same_gradients, grad_diff, perturb, settings, tiny_trainer,
     };
+    use crate::train::train_loop::accumulate;
     let t = tiny_trainer(&settings());
     let tokenizer = crate::train::tokenizer::from_gguf(&t.model).unwrap();
     let samples = samples();
@@ -156,33 +157,41 @@ fn accumulated_micro_batches_equal_one_batch_of_all_replies() {
     let labels: Vec<bool> = samples.iter().map(|k| k.label).collect();
     let reference = t.trainer.snapshot().unwrap();
     let refs = logp_values(&t.trainer, &rows, 4).unwrap();
-    let set = TrainSet {
-        rows: &rows,
-        labels: &labels,
-        refs: &refs,
-        reference: &reference,
+    let mut o = KtoObjective {
+        loss: KtoLoss {
+            beta: 0.5,
+            desirable_weight: 1.5,
+            ..objective(true)
+        },
+        rows,
+        labels,
+        refs,
+        reference,
         max_len: 1024,
+        ..KtoObjective::default()
     };
-    let o = Objective {
-        beta: 0.5,
-        desirable_weight: 1.5,
-        ..objective(true)
+    let mut step = |micro: Vec<Vec<usize>>| {
+        let StepData::Ready { batches, .. } = o.plan_step(&t.trainer, micro).unwrap() else {
+            panic!("a planned step is ready");
+        };
+        let pass = accumulate(&mut o, &t.trainer, &batches, 0, 0).unwrap();
+        assert!(pass.complete);
+        (pass.grads, o.step_metrics())
     };
     // A drift whose mismatched KL estimate is positive, so z₀ is not
     // clamped to 0 (some random drifts estimate it below 0).
     let drifted = (1..32).find(|seed| {
         perturb(&t.trainer, *seed);
-        let (_, m) = step_gradients(&t.trainer, &o, &set, &[vec![0, 1, 2, 3]]).unwrap();
-        m.kl > 0.01
+        step(vec![vec![0, 1, 2, 3]]).1.kl > 0.01
     });
     assert!(drifted.is_some(), "no drift with a positive KL estimate");
-    let (one, m1) = step_gradients(&t.trainer, &o, &set, &[vec![0, 1, 2, 3]]).unwrap();
-    let (two, m2) = step_gradients(&t.trainer, &o, &set, &[vec![0, 1], vec![2, 3]]).unwrap();
+    let (one, m1) = step(vec![vec![0, 1, 2, 3]]);
+    let (two, m2) = step(vec![vec![0, 1], vec![2, 3]]);
     assert!((m1.loss - m2.loss).abs() < 1e-5, "{m1:?} vs {m2:?}");
     assert!((m1.kl - m2.kl).abs() < 1e-6, "{m1:?} vs {m2:?}");
     assert_same_gradients(&one, &two);
     // The reference pass put the policy's values back.
-    let (again, _) = step_gradients(&t.trainer, &o, &set, &[vec![0, 1, 2, 3]]).unwrap();
+    let (again, _) = step(vec![vec![0, 1, 2, 3]]);
     assert_eq!(grad_diff(&one, &again).0, 0.0);
 }
 

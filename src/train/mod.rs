@@ -5,6 +5,7 @@
 pub mod best;
 pub mod checkpoint;
 pub mod data;
+pub mod dataset;
 pub mod dpo;
 pub mod error;
 pub mod export;
@@ -23,4 +24,4 @@ pub mod stable;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tokenizer;
-pub mod trainer;
+pub mod train_loop;

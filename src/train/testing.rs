@@ -10,7 +10,7 @@ use super::data::{Message, Sample};
 use super::lora::rng::SplitMix64;
 use super::optim::Accumulator;
 use super::run::RunDir;
-use super::trainer::Trainer;
+use super::train_loop::trainer::Trainer;
 use crate::config::TrainConfig;
 
 pub struct TinyTrainer {

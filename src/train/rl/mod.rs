@@ -10,6 +10,7 @@
 
 pub mod human;
 pub mod layout;
+pub mod loss;
 pub mod objective;
 pub mod prompts;
 pub mod rewards;
@@ -19,28 +20,27 @@ mod update;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
-use super::error::TrainError;
-use super::run::{RunDir, RunError, append_jsonl, truncate_jsonl};
-use super::sft::{DataSource, SftError};
-use super::trainer::Trainer;
+use super::dataset::DataSource;
+use super::error::{JobError, TrainError};
+use super::run::RunError;
+use super::train_loop::{Progress, RunSpec, TrainLoop};
 use crate::chat::judge::JudgeError;
 use crate::config::{RlConfig, SamplingConfig, TrainConfig};
-use crate::engine::{Backend, EngineError, LocalEngineOptions};
+use crate::engine::{EngineError, LocalEngineOptions};
 use crate::fsutil::read::{self, Kind};
-use layout::LayoutMonitor;
+use objective::RlObjective;
 use prompts::RlPrompt;
-use rewards::{RewardParts, RewardWeights};
-use rollout::RolloutEngine;
-pub use step::{StepMetrics, rollout_sampling};
+use rewards::RewardParts;
+pub use step::{RlMetrics, StepMetrics, rollout_sampling};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RlError {
     #[error(transparent)]
-    Train(#[from] SftError),
+    Train(#[from] JobError),
     #[error("the rollout engine failed: {0}")]
     Engine(EngineError),
     #[error(transparent)]
@@ -151,12 +151,12 @@ impl RlReport {
     }
 }
 
-fn rollouts_path(run: &RunDir) -> PathBuf {
-    run.root.join("rollouts.jsonl")
+fn rollouts_path(run: &Path) -> PathBuf {
+    run.join("rollouts.jsonl")
 }
 
-fn baselines_path(run: &RunDir) -> PathBuf {
-    run.root.join("baselines.jsonl")
+fn baselines_path(run: &Path) -> PathBuf {
+    run.join("baselines.jsonl")
 }
 
 #[derive(Serialize, Deserialize)]
@@ -165,250 +165,45 @@ struct Baseline {
     reply: String,
 }
 
+/// Runs RL on `prompts` as `job` says; `on_step` sees each step's line.
 pub fn run(
     job: &RlJob,
     prompts: Vec<RlPrompt>,
     stop: &AtomicBool,
     on_step: &mut dyn FnMut(&StepMetrics),
 ) -> Result<RlReport, RlError> {
-    let (s, rl) = (&job.settings, &job.rl);
-    let weights = RewardWeights::from_config(rl);
-    if !weights.any() {
-        return Err(RlError::Setup(
-            "every reward weight in [rl] is 0: switch on at least one (reward_judge, reward_format, …)".into(),
-        ));
-    }
-    if weights.judge > 0.0 && job.judge.is_none() {
-        return Err(RlError::Setup(
-            "rl.reward_judge is on but no judge model was given".into(),
-        ));
-    }
-    let prompts = prompts::dedup(prompts);
-    if prompts.is_empty() {
-        return Err(RlError::Setup("no prompts to train on".into()));
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| RlError::Setup(format!("cannot start the async runtime: {e}")))?;
-    let tokenizer = super::tokenizer::from_gguf(&job.model)?;
-    let prompt_ids = prompts
-        .iter()
-        .map(|p| super::tokenizer::encode(&tokenizer, &p.render()))
-        .collect::<Result<Vec<_>, _>>()?;
-    // The end-of-turn token the engine leaves out of a reply's ids.
-    let eos = super::tokenizer::encode(&tokenizer, "<|im_end|>")
-        .ok()
-        .filter(|ids| ids.len() == 1)
-        .map(|ids| ids[0]);
-
-    // 1. The run folder: settings, prompts, and what a resume must match.
-    let updates_per_step = u64::from(rl.updates_per_batch.max(1));
-    let total = u64::from(rl.steps);
-    let prompt_hashes: Vec<&str> = prompts.iter().map(|p| p.id.as_str()).collect();
-    let settings_sha256 = super::trainer::settings_sha256(&(
-        s,
-        rl,
-        &job.model_fingerprint,
-        &prompt_hashes,
-        &job.init_adapter,
-    ));
-    let run = RunDir::create(&job.run)?;
-    run.write_manifest(&serde_json::json!({
-        "kind": "rl",
-        "model": job.model,
-        "model_fingerprint": job.model_fingerprint,
-        "init_adapter": job.init_adapter,
-        "judge": job.judge.as_ref().map(|j| {
-            let info = j.model_info();
-            serde_json::json!({"model": info.path, "name": info.name, "fingerprint": info.fingerprint})
-        }),
-        "settings": s,
-        "rl": rl,
-        "sources": job.sources,
-        "prompt_ids": prompt_hashes,
-        "total_steps": total,
-    }))?;
-    let prompts_file: String = prompts
-        .iter()
-        .filter_map(|p| serde_json::to_string(p).ok())
-        .map(|l| l + "\n")
-        .collect();
-    crate::fsutil::write_atomic(
-        &run.root.join("prompts.jsonl"),
-        prompts_file.as_bytes(),
-        true,
-    )
-    .map_err(|cause| RunError::Io {
-        action: "write",
-        path: run.root.join("prompts.jsonl"),
-        cause,
-    })?;
-    let mut trainer = Trainer::new(
-        &job.model,
-        s,
-        job.init_adapter.as_deref(),
-        run,
-        total * updates_per_step,
-        settings_sha256,
-    )?;
-    // Log-probs of the distribution the engine samples: softmax(logits / T).
-    trainer.model.set_logit_temperature(rl.temperature)?;
-    // The reference: the LoRA as it starts (zero B = the base itself).
-    let reference = trainer.snapshot()?;
-    let (mut step, mut curve) = (0u64, Vec::new());
-    if job.resume
-        && let Some((at, saved)) = trainer.restore()?
-    {
-        (step, curve) = (at, saved);
-    }
-    truncate_jsonl(&rollouts_path(&trainer.run), step)?;
-
-    // 2. Engines, and the reference's reply to every prompt the run will use.
-    let mut engine = RolloutEngine::start(
-        &job.engine,
-        rl.group_size,
-        rl.max_new_tokens,
-        rl.reload_every,
-    )?;
-    let judge = job.judge.as_deref().filter(|_| weights.judge > 0.0);
-    let sampling = step::rollout_sampling(&job.sampling, rl);
-    let mut baselines = read_baselines(&baselines_path(&trainer.run));
-    if judge.is_some() {
-        let used = (step..total)
-            .flat_map(|t| step::step_prompts(prompts.len(), s, rl, t))
-            .collect::<std::collections::BTreeSet<_>>();
-        let missing: Vec<usize> = used
-            .into_iter()
-            .filter(|&i| !baselines.contains_key(&prompts[i].id))
-            .collect();
-        if !missing.is_empty() {
-            runtime.block_on(async {
-                if let Some(path) = &job.init_adapter {
-                    engine.engine()?.load_adapter(path.clone(), 1.0).await?;
-                }
-                for i in missing {
-                    let (mut replies, _) = rollout::sample(
-                        engine.engine()?,
-                        &prompts[i].render(),
-                        &sampling,
-                        &[s.seed],
-                    )
-                    .await?;
-                    let reply = format!("{}{}", crate::format::PREFILL, replies.remove(0).reply);
-                    let line = Baseline {
-                        prompt_id: prompts[i].id.clone(),
-                        reply: reply.clone(),
-                    };
-                    append_jsonl(&baselines_path(&trainer.run), &line)?;
-                    baselines.insert(prompts[i].id.clone(), reply);
-                }
-                Ok::<(), RlError>(())
-            })?;
-        }
-    }
-    let mut monitor = LayoutMonitor::new(rl.layout_window as usize);
-    for record in read_rollouts(&rollouts_path(&trainer.run)) {
-        monitor.push(record.layout);
-    }
-
-    // 3. The steps.
-    let mut report = RlReport {
-        interrupted: false,
-        steps: step,
-        prompts: prompts.len(),
-        reward_curve: curve.clone(),
-        last: None,
-        swap_s: 0.0,
-        rollout_s: 0.0,
-        scoring_s: 0.0,
-        update_s: 0.0,
-        rollout_tokens: 0,
-        engine_reloads: 0,
-        adapter_gguf: None,
-        peft_dir: None,
+    let spec = RunSpec {
+        model: job.model.clone(),
+        model_fingerprint: job.model_fingerprint.clone(),
+        settings: job.settings.clone(),
+        run: job.run.clone(),
+        resume: job.resume,
+        init_adapter: job.init_adapter.clone(),
     };
-    let context = step::StepContext {
-        job,
-        prompts: &prompts,
-        prompt_ids: &prompt_ids,
-        eos,
-        weights,
-        sampling: &sampling,
-        baselines: &baselines,
-        judge,
-        reference: &reference,
-    };
-    let rollout_dir = trainer.run.root.join("rollout");
-    std::fs::create_dir_all(&rollout_dir).map_err(|cause| RunError::Io {
-        action: "create",
-        path: rollout_dir.clone(),
-        cause,
+    let mut objective = RlObjective::new(job)?;
+    let mut last = None;
+    let r = TrainLoop::new(&spec, stop).run(&mut objective, prompts, &mut |p| {
+        if let Progress::Step(line) = p {
+            on_step(line);
+            last = Some(line.clone());
+        }
     })?;
-    while step < total {
-        // The adapter as it is now, into the engine (a new file each step:
-        // the engine keys loaded adapters by path).
-        let swap_began = std::time::Instant::now();
-        let adapter = rollout_dir.join(format!("adapter-{step:06}.gguf"));
-        super::lora::write_lora_gguf(
-            &adapter,
-            trainer.model.shape.arch.as_str(),
-            &trainer.spec,
-            &trainer.lora,
-        )?;
-        runtime.block_on(engine.swap_to(&adapter))?;
-        let swap_s = swap_began.elapsed().as_secs_f64();
-        let Some(outcome) = runtime.block_on(step::run_step(
-            &context,
-            &mut trainer,
-            &engine,
-            &mut monitor,
-            step,
-            stop,
-        ))?
-        else {
-            // Stopped while waiting for the user's ratings: nothing of this step is kept.
-            report.interrupted = true;
-            trainer.save_checkpoint(step, &curve)?;
-            break;
-        };
-        step += 1;
-        for record in &outcome.records {
-            append_jsonl(&rollouts_path(&trainer.run), record)?;
-        }
-        let mut metrics = outcome.metrics;
-        metrics.swap_s = swap_s;
-        trainer.run.log(&metrics)?;
-        curve.push(metrics.reward_mean);
-        report.swap_s += metrics.swap_s;
-        report.rollout_s += metrics.rollout_s;
-        report.scoring_s += metrics.scoring_s;
-        report.update_s += metrics.update_s;
-        report.rollout_tokens += metrics.rollout_tokens;
-        on_step(&metrics);
-        report.last = Some(metrics);
-        if stop.load(Ordering::SeqCst) {
-            trainer.save_checkpoint(step, &curve)?;
-            report.interrupted = true;
-            break;
-        }
-        if s.checkpoint_every > 0 && step % u64::from(s.checkpoint_every) == 0 && step < total {
-            trainer.save_checkpoint(step, &curve)?;
-        }
-    }
-    report.steps = step;
-    report.reward_curve = curve.clone();
-    report.engine_reloads = engine.reloads;
-    drop(engine);
-    let _ = std::fs::remove_dir_all(&rollout_dir);
-    if report.interrupted {
-        return Ok(report);
-    }
-    trainer.save_checkpoint(step, &curve)?;
-    let (gguf, peft) = trainer.export(&job.model)?;
-    report.adapter_gguf = Some(gguf);
-    report.peft_dir = Some(peft);
-    Ok(report)
+    let totals = objective.totals();
+    Ok(RlReport {
+        interrupted: r.interrupted,
+        steps: r.steps,
+        prompts: r.data.train,
+        reward_curve: r.curve,
+        last,
+        swap_s: totals.swap_s,
+        rollout_s: totals.rollout_s,
+        scoring_s: totals.scoring_s,
+        update_s: totals.update_s,
+        rollout_tokens: totals.rollout_tokens,
+        engine_reloads: totals.engine_reloads,
+        adapter_gguf: r.adapter_gguf,
+        peft_dir: r.peft_dir,
+    })
 }
 
 fn read_baselines(path: &Path) -> HashMap<String, String> {

@@ -1,222 +1,446 @@
-//! The GRPO-family objective: advantages normalised within a group of
-//! replies to one prompt, a PPO-clipped policy-gradient term per token and
-//! a per-token KL penalty to the reference, averaged over every completion
-//! token of the step (DAPO's token-level mean, so long replies are not
-//! down-weighted).
+//! RL as an objective of the one training loop: each step's micro-batches
+//! are the replies the engine just sampled with the adapter being trained,
+//! scored and given group advantages; the loss is the clipped
+//! policy-gradient objective with its KL penalty; there is no held-out set.
 
-use candle_core::{Result, Tensor};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
 
-use crate::train::model::IGNORE_LABEL;
+use candle_core::Tensor;
+use tokenizers::Tokenizer;
 
-/// Rewards of one group → advantages: minus the group mean, divided by the
-/// group's (sample) standard deviation when `scale` (GRPO); a group whose
-/// rewards are all equal teaches nothing and gets zeros.
-pub fn group_advantages(rewards: &[f64], scale: bool) -> Vec<f64> {
-    let n = rewards.len();
-    if n < 2 {
-        return vec![0.0; n];
-    }
-    let mean = rewards.iter().sum::<f64>() / n as f64;
-    let var = rewards.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
-    let std = var.sqrt();
-    if std < 1e-12 {
-        return vec![0.0; n];
-    }
-    rewards
-        .iter()
-        .map(|r| {
-            if scale {
-                (r - mean) / (std + 1e-4)
-            } else {
-                r - mean
-            }
+use super::layout::LayoutMonitor;
+use super::prompts::{self, RlPrompt};
+use super::rewards::RewardWeights;
+use super::rollout::{self, RolloutEngine};
+use super::step::{self, Collected, RlMetrics, StepContext, Timings};
+use super::update::{RlRows, RlUpdate};
+use super::{
+    Baseline, RlError, RlJob, RolloutRecord, baselines_path, read_baselines, read_rollouts,
+};
+use super::{rollout_sampling, rollouts_path};
+use crate::config::{SamplingConfig, TrainConfig};
+use crate::engine::Backend;
+use crate::train::run::{RunError, append_jsonl, truncate_jsonl};
+use crate::train::train_loop::trainer::{Trainer, settings_sha256};
+use crate::train::train_loop::{
+    DataSummary, Micro, MicroLoss, Objective, RunSpec, StepData, StepOutcome,
+};
+
+/// Seconds spent per phase and rollout tokens, over the steps this process ran.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PhaseTotals {
+    pub swap_s: f64,
+    pub rollout_s: f64,
+    pub scoring_s: f64,
+    pub update_s: f64,
+    pub rollout_tokens: usize,
+    pub engine_reloads: u32,
+}
+
+/// The step between its batches and its record.
+struct Pending {
+    /// 0-based.
+    step: u64,
+    collected: Collected,
+    kept: HashSet<usize>,
+    swap_s: f64,
+    update: RlUpdate,
+}
+
+pub struct RlObjective<'j> {
+    job: &'j RlJob,
+    weights: RewardWeights,
+    runtime: tokio::runtime::Runtime,
+    sampling: SamplingConfig,
+    prompts: Vec<RlPrompt>,
+    prompt_ids: Vec<Vec<u32>>,
+    /// The end-of-turn token the engine leaves out of a reply's ids.
+    eos: Option<u32>,
+    /// The LoRA tensors of the reference policy, in `trainer.params` order.
+    reference: Vec<Tensor>,
+    engine: Option<RolloutEngine>,
+    baselines: HashMap<String, String>,
+    monitor: LayoutMonitor,
+    rollout_dir: PathBuf,
+    pending: Option<Pending>,
+    records: Vec<RolloutRecord>,
+    totals: PhaseTotals,
+}
+
+impl<'j> RlObjective<'j> {
+    pub fn new(job: &'j RlJob) -> Result<Self, RlError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| RlError::Setup(format!("cannot start the async runtime: {e}")))?;
+        Ok(Self {
+            job,
+            weights: RewardWeights::from_config(&job.rl),
+            runtime,
+            sampling: rollout_sampling(&job.sampling, &job.rl),
+            prompts: Vec::new(),
+            prompt_ids: Vec::new(),
+            eos: None,
+            reference: Vec::new(),
+            engine: None,
+            baselines: HashMap::new(),
+            monitor: LayoutMonitor::new(job.rl.layout_window as usize),
+            rollout_dir: job.run.join("rollout"),
+            pending: None,
+            records: Vec::new(),
+            totals: PhaseTotals::default(),
         })
-        .collect()
-}
-
-/// Sums over one micro-batch, added up over the step by the caller.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ObjectiveSums {
-    /// Σ over tokens of min(r·A, clip(r)·A).
-    pub surrogate: f64,
-    /// Σ over tokens of the k3 KL estimate.
-    pub kl: f64,
-    /// Tokens whose ratio was clipped (no gradient through them).
-    pub clipped: usize,
-    pub tokens: usize,
-    /// The largest |ratio − 1| of any token: exactly 0 on the first pass,
-    /// where the policy is the one that sampled.
-    pub max_ratio_deviation: f64,
-}
-
-impl ObjectiveSums {
-    pub fn add(&mut self, o: &ObjectiveSums) {
-        self.surrogate += o.surrogate;
-        self.kl += o.kl;
-        self.clipped += o.clipped;
-        self.tokens += o.tokens;
-        self.max_ratio_deviation = self.max_ratio_deviation.max(o.max_ratio_deviation);
     }
-}
 
-/// What the policy term needs besides the current log-probs; all flat
-/// (rows × cols) like the batch, except `advantages` (one per row).
-pub struct ObjectiveInputs<'a> {
-    pub labels: &'a [i64],
-    /// Log-probs of the policy that sampled (before this step's updates).
-    pub old: &'a [f32],
-    /// Log-probs of the reference (the starting adapter, or the base).
-    pub reference: &'a [f32],
-    pub advantages: &'a [f64],
-    pub clip_epsilon: f64,
-    pub kl_beta: f64,
-    /// Completion tokens of the whole step: every micro-batch divides by it.
-    pub step_tokens: usize,
-}
-
-/// The loss of one micro-batch (to back-propagate) and its sums.
-/// `logp` is (rows, cols) from [`crate::train::model::TrainModel::token_logprobs`].
-///
-/// The clipped surrogate's gradient is A·∇r where the min picks r·A and zero
-/// where it picks the clipped constant, so the loss is written as
-/// −Σ r·A·flow with a 0/1 `flow` mask computed from the values: the same
-/// gradient without an op (min, clamp) whose backward candle might lack.
-pub fn micro_batch_loss(logp: &Tensor, x: &ObjectiveInputs<'_>) -> Result<(Tensor, ObjectiveSums)> {
-    let (rows, cols) = logp.dims2()?;
-    let n = rows * cols;
-    if x.labels.len() != n
-        || x.old.len() != n
-        || x.reference.len() != n
-        || x.advantages.len() != rows
-    {
-        candle_core::bail!("objective inputs do not match the ({rows}, {cols}) log-probs");
+    /// The phase timings and engine reloads of the steps run so far.
+    pub fn totals(&self) -> PhaseTotals {
+        self.totals
     }
-    let values = logp.detach().flatten_all()?.to_vec1::<f32>()?;
-    let (lo, hi) = (1.0 - x.clip_epsilon, 1.0 + x.clip_epsilon);
-    let mut coef = vec![0f32; n];
-    let mut mask = vec![0f32; n];
-    let mut sums = ObjectiveSums::default();
-    for i in 0..n {
-        if x.labels[i] == IGNORE_LABEL {
-            continue;
+
+    fn judge(&self) -> Option<&dyn Backend> {
+        self.job
+            .judge
+            .as_deref()
+            .filter(|_| self.weights.judge > 0.0)
+    }
+
+    fn engine(&self) -> Result<&RolloutEngine, RlError> {
+        self.engine
+            .as_ref()
+            .ok_or_else(|| RlError::Setup("the rollout engine is not running".into()))
+    }
+
+    /// The reference's reply to every prompt steps `from..` use that has
+    /// none yet (the judge's baseline), appended to baselines.jsonl.
+    fn fill_baselines(&mut self, from: u64, run_root: &std::path::Path) -> Result<(), RlError> {
+        let (s, rl) = (&self.job.settings, &self.job.rl);
+        let used = (from..u64::from(rl.steps))
+            .flat_map(|t| step::step_prompts(self.prompts.len(), s, rl, t))
+            .collect::<std::collections::BTreeSet<_>>();
+        let missing: Vec<usize> = used
+            .into_iter()
+            .filter(|&i| !self.baselines.contains_key(&self.prompts[i].id))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
         }
-        let a = x.advantages[i / cols];
-        let r = f64::from(values[i] - x.old[i]).exp();
-        sums.max_ratio_deviation = sums.max_ratio_deviation.max((r - 1.0).abs());
-        let clipped = if a >= 0.0 { r > hi } else { r < lo };
-        sums.surrogate += (r * a).min(r.clamp(lo, hi) * a);
-        let d = f64::from(x.reference[i] - values[i]);
-        sums.kl += d.exp() - d - 1.0;
-        sums.tokens += 1;
-        mask[i] = 1.0;
-        if clipped && a != 0.0 {
-            sums.clipped += 1;
-        } else {
-            coef[i] = a as f32;
-        }
-    }
-    let device = logp.device();
-    let shape = (rows, cols);
-    let old = Tensor::from_slice(x.old, shape, device)?;
-    let reference = Tensor::from_slice(x.reference, shape, device)?;
-    let coef = Tensor::from_vec(coef, shape, device)?;
-    let mask = Tensor::from_vec(mask, shape, device)?;
-    let norm = 1.0 / x.step_tokens.max(1) as f64;
-    let ratio = (logp - &old)?.exp()?;
-    let policy = ((ratio * coef)?.sum_all()? * (-norm))?;
-    // k3 = e^d − d − 1 with d = ref − logp: unbiased, never negative.
-    let d = (&reference - logp)?;
-    let k3 = ((d.exp()? - &d)? - 1.0)?;
-    let kl = ((k3 * mask)?.sum_all()? * (x.kl_beta * norm))?;
-    Ok(((policy + kl)?, sums))
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use candle_core::{Device, Var};
-
-    #[test]
-    fn advantages_are_centred_and_scaled_within_the_group() {
-        let a = group_advantages(&[1.0, 0.0, 0.0, 1.0], true);
-        let std = (1.0f64 / 3.0).sqrt();
-        for (got, want) in a.iter().zip([0.5, -0.5, -0.5, 0.5]) {
-            assert!((got - want / (std + 1e-4)).abs() < 1e-12, "{a:?}");
-        }
-        assert_eq!(group_advantages(&[1.0, 0.0], false), vec![0.5, -0.5]);
-        assert_eq!(group_advantages(&[0.3, 0.3, 0.3], true), vec![0.0; 3]);
-        assert_eq!(group_advantages(&[0.3], true), vec![0.0]);
-    }
-
-    /// The hand-written loss has the gradient of the textbook objective
-    /// −mean(min(r·A, clip(r)·A)) + β·mean(k3), checked against finite
-    /// differences of that objective computed in f64.
-    #[test]
-    fn the_loss_gradient_matches_finite_differences_of_the_clipped_objective() {
-        let labels = [5i64, 7, IGNORE_LABEL, 2, 3, 9];
-        // Row 0 ratio e^{0.3} > 1.2 (clipped for A>0), row 1 mixed.
-        let old = [-1.3f32, -0.7, 0.0, -2.0, -1.0, -0.5];
-        let reference = [-1.1f32, -0.9, 0.0, -1.8, -1.2, -0.4];
-        let start = [-1.0f32, -0.75, 0.0, -2.3, -0.95, -0.45];
-        let advantages = [1.0f64, -0.8];
-        let (eps, beta) = (0.2, 0.5);
-        let inputs = ObjectiveInputs {
-            labels: &labels,
-            old: &old,
-            reference: &reference,
-            advantages: &advantages,
-            clip_epsilon: eps,
-            kl_beta: beta,
-            step_tokens: 5,
-        };
-        let var = Var::from_slice(&start, (2, 3), &Device::Cpu).unwrap();
-        let (loss, sums) = micro_batch_loss(var.as_tensor(), &inputs).unwrap();
-        assert_eq!((sums.tokens, sums.clipped), (5, 2));
-        let grads = loss.backward().unwrap();
-        let g = grads
-            .get(var.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
-
-        // (Σ surrogate, Σ k3) of the textbook objective.
-        let parts = |lp: &[f64]| -> (f64, f64) {
-            let (mut surrogate, mut kl) = (0.0, 0.0);
-            for i in 0..6 {
-                if labels[i] == IGNORE_LABEL {
-                    continue;
-                }
-                let a = advantages[i / 3];
-                let r = (lp[i] - f64::from(old[i])).exp();
-                surrogate += (r * a).min(r.clamp(1.0 - eps, 1.0 + eps) * a);
-                let d = f64::from(reference[i]) - lp[i];
-                kl += d.exp() - d - 1.0;
+        let engine = self.engine()?;
+        let (prompts, sampling, job) = (&self.prompts, &self.sampling, self.job);
+        let path = baselines_path(run_root);
+        let fresh = self.runtime.block_on(async {
+            if let Some(adapter) = &job.init_adapter {
+                engine.engine()?.load_adapter(adapter.clone(), 1.0).await?;
             }
-            (surrogate, kl)
-        };
-        let objective = |lp: &[f64]| -> f64 {
-            let (surrogate, kl) = parts(lp);
-            (-surrogate + beta * kl) / 5.0
-        };
-        let base: Vec<f64> = start.iter().map(|v| f64::from(*v)).collect();
-        let (surrogate, kl) = parts(&base);
-        assert!((sums.surrogate - surrogate).abs() < 1e-5 && (sums.kl - kl).abs() < 1e-5);
-        let h = 1e-6;
-        for i in 0..6 {
-            let (mut up, mut down) = (base.clone(), base.clone());
-            up[i] += h;
-            down[i] -= h;
-            let fd = (objective(&up) - objective(&down)) / (2.0 * h);
-            assert!(
-                (fd - f64::from(g[i])).abs() < 1e-4,
-                "position {i}: fd {fd} vs {}",
-                g[i]
-            );
+            let mut fresh = Vec::new();
+            for i in missing {
+                let (mut replies, _) =
+                    rollout::sample(engine.engine()?, &prompts[i].render(), sampling, &[s.seed])
+                        .await?;
+                let reply = format!("{}{}", crate::format::PREFILL, replies.remove(0).reply);
+                let line = Baseline {
+                    prompt_id: prompts[i].id.clone(),
+                    reply: reply.clone(),
+                };
+                append_jsonl(&path, &line)?;
+                fresh.push((prompts[i].id.clone(), reply));
+            }
+            Ok::<_, RlError>(fresh)
+        })?;
+        self.baselines.extend(fresh);
+        Ok(())
+    }
+}
+
+impl Objective for RlObjective<'_> {
+    type Item = RlPrompt;
+    type Batch = RlRows;
+    type Metrics = RlMetrics;
+    type EvalMetrics = ();
+    type Error = RlError;
+
+    fn kind(&self) -> &'static str {
+        "rl"
+    }
+
+    fn check(&self, _: &TrainConfig, _: &[RlPrompt]) -> Result<(), RlError> {
+        if !self.weights.any() {
+            return Err(RlError::Setup(
+                "every reward weight in [rl] is 0: switch on at least one (reward_judge, reward_format, …)".into(),
+            ));
         }
-        // At the reference and the sampling policy the KL and its gradient vanish.
-        assert!(sums.kl > 0.0);
+        if self.weights.judge > 0.0 && self.job.judge.is_none() {
+            return Err(RlError::Setup(
+                "rl.reward_judge is on but no judge model was given".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn item_sha256(item: &RlPrompt) -> String {
+        item.id.clone()
+    }
+
+    /// RL learns from its own rollouts: nothing is held out.
+    fn held_out_fraction(&self, _: &TrainConfig) -> f64 {
+        0.0
+    }
+
+    fn prepare(
+        &mut self,
+        tokenizer: &Tokenizer,
+        train: Vec<RlPrompt>,
+        _: Vec<RlPrompt>,
+        _: &TrainConfig,
+    ) -> Result<DataSummary, RlError> {
+        self.prompts = prompts::dedup(train);
+        if self.prompts.is_empty() {
+            return Err(RlError::Setup("no prompts to train on".into()));
+        }
+        self.prompt_ids = self
+            .prompts
+            .iter()
+            .map(|p| crate::train::tokenizer::encode(tokenizer, &p.render()))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.eos = crate::train::tokenizer::encode(tokenizer, "<|im_end|>")
+            .ok()
+            .filter(|ids| ids.len() == 1)
+            .map(|ids| ids[0]);
+        Ok(DataSummary {
+            train: self.prompts.len(),
+            ..DataSummary::default()
+        })
+    }
+
+    fn total_steps(&self, _: &TrainConfig) -> u64 {
+        u64::from(self.job.rl.steps)
+    }
+
+    fn passes(&self) -> u32 {
+        self.job.rl.updates_per_batch.max(1)
+    }
+
+    fn settings_sha256(&self, spec: &RunSpec) -> String {
+        let prompt_ids: Vec<&str> = self.prompts.iter().map(|p| p.id.as_str()).collect();
+        settings_sha256(&(
+            &spec.settings,
+            &self.job.rl,
+            &spec.model_fingerprint,
+            &prompt_ids,
+            &spec.init_adapter,
+        ))
+    }
+
+    fn manifest(&self, _: &RunSpec) -> serde_json::Map<String, serde_json::Value> {
+        let judge = self.job.judge.as_ref().map(|j| {
+            let info = j.model_info();
+            serde_json::json!({"model": info.path, "name": info.name, "fingerprint": info.fingerprint})
+        });
+        let prompt_ids: Vec<&str> = self.prompts.iter().map(|p| p.id.as_str()).collect();
+        let mut m = serde_json::Map::new();
+        m.insert("judge".into(), serde_json::json!(judge));
+        m.insert("rl".into(), serde_json::json!(self.job.rl));
+        m.insert("sources".into(), serde_json::json!(self.job.sources));
+        m.insert("prompt_ids".into(), serde_json::json!(prompt_ids));
+        m
+    }
+
+    /// The prompts into the run folder, log-probs at the sampling
+    /// temperature, and the reference: the LoRA as it starts (zero B = the
+    /// base itself).
+    fn start(&mut self, trainer: &mut Trainer) -> Result<(), RlError> {
+        let path = trainer.run.root.join("prompts.jsonl");
+        let lines: String = self
+            .prompts
+            .iter()
+            .filter_map(|p| serde_json::to_string(p).ok())
+            .map(|l| l + "\n")
+            .collect();
+        crate::fsutil::write_atomic(&path, lines.as_bytes(), true).map_err(|cause| {
+            RunError::Io {
+                action: "write",
+                path: path.clone(),
+                cause,
+            }
+        })?;
+        // Log-probs of the distribution the engine samples: softmax(logits / T).
+        trainer
+            .model
+            .set_logit_temperature(self.job.rl.temperature)?;
+        self.reference = trainer.snapshot()?;
+        Ok(())
+    }
+
+    /// The rollout log cut to `step`, the engines, the reference's replies
+    /// the judge compares with, and the layout monitor replayed.
+    fn resume(&mut self, trainer: &Trainer, step: u64) -> Result<(), RlError> {
+        let root = trainer.run.root.clone();
+        truncate_jsonl(&rollouts_path(&root), step)?;
+        let rl = &self.job.rl;
+        self.engine = Some(RolloutEngine::start(
+            &self.job.engine,
+            rl.group_size,
+            rl.max_new_tokens,
+            rl.reload_every,
+        )?);
+        self.baselines = read_baselines(&baselines_path(&root));
+        if self.judge().is_some() {
+            self.fill_baselines(step, &root)?;
+        }
+        for record in read_rollouts(&rollouts_path(&root)) {
+            self.monitor.push(record.layout);
+        }
+        std::fs::create_dir_all(&self.rollout_dir).map_err(|cause| RunError::Io {
+            action: "create",
+            path: self.rollout_dir.clone(),
+            cause,
+        })?;
+        Ok(())
+    }
+
+    /// The adapter as it is now into the engine, the group's replies,
+    /// their rewards and advantages, and the rows the update learns from.
+    fn step_batches(
+        &mut self,
+        trainer: &Trainer,
+        step: u64,
+        stop: &AtomicBool,
+    ) -> Result<StepData<RlRows>, RlError> {
+        // A new file each step: the engine keys loaded adapters by path.
+        let swap_began = Instant::now();
+        let adapter = self.rollout_dir.join(format!("adapter-{step:06}.gguf"));
+        crate::train::lora::write_lora_gguf(
+            &adapter,
+            trainer.model.shape.arch.as_str(),
+            &trainer.spec,
+            &trainer.lora,
+        )
+        .map_err(crate::train::error::JobError::from)?;
+        let Some(engine) = self.engine.as_mut() else {
+            return Err(RlError::Setup("the rollout engine is not running".into()));
+        };
+        self.runtime.block_on(engine.swap_to(&adapter))?;
+        let swap_s = swap_began.elapsed().as_secs_f64();
+        let engine = self.engine()?;
+        let cx = StepContext {
+            job: self.job,
+            prompts: &self.prompts,
+            prompt_ids: &self.prompt_ids,
+            eos: self.eos,
+            weights: self.weights,
+            sampling: &self.sampling,
+            baselines: &self.baselines,
+            judge: self.judge(),
+        };
+        let collecting = step::collect(&cx, engine, &self.monitor, step, stop);
+        let Some(collected) = self.runtime.block_on(collecting)? else {
+            return Ok(StepData::Stopped);
+        };
+        let began = Instant::now();
+        let rows = step::update_rows(&cx, &collected);
+        let kept = rows.iter().map(|(_, _, i)| *i).collect();
+        let batch_size = self.job.settings.batch_size as usize;
+        let (update, batches) = RlUpdate::new(trainer, &self.reference, &rows, batch_size, began)?;
+        let tokens = rows.iter().map(|(t, _, _)| t.completion_len()).sum();
+        self.pending = Some(Pending {
+            step,
+            collected,
+            kept,
+            swap_s,
+            update,
+        });
+        Ok(StepData::Ready { batches, tokens })
+    }
+
+    fn begin_pass(&mut self, pass: u32) {
+        if let Some(p) = &mut self.pending {
+            p.update.begin_pass(pass);
+        }
+    }
+
+    fn loss(&mut self, trainer: &Trainer, rows: &RlRows, at: Micro) -> Result<MicroLoss, RlError> {
+        let rl = &self.job.rl;
+        match &mut self.pending {
+            Some(p) => p.update.loss(trainer, rl, rows, at.index),
+            None => Err(RlError::Setup("an RL step has no rollouts".into())),
+        }
+    }
+
+    fn pass_loss(&mut self, complete: bool) -> f64 {
+        let rl = &self.job.rl;
+        self.pending
+            .as_mut()
+            .map_or(f64::NAN, |p| p.update.pass_loss(rl, complete))
+    }
+
+    fn summarize(&mut self) -> StepOutcome<RlMetrics> {
+        let Some(p) = self.pending.take() else {
+            // Unreachable: the loop summarizes only steps it got batches for.
+            return StepOutcome {
+                loss: f64::NAN,
+                curve: f64::NAN,
+                metrics: RlMetrics::default(),
+            };
+        };
+        let timings = Timings {
+            swap_s: p.swap_s,
+            update_s: p.update.began.elapsed().as_secs_f64(),
+        };
+        let cx = StepContext {
+            job: self.job,
+            prompts: &self.prompts,
+            prompt_ids: &self.prompt_ids,
+            eos: self.eos,
+            weights: self.weights,
+            sampling: &self.sampling,
+            baselines: &self.baselines,
+            judge: None,
+        };
+        let stats = p.update.stats();
+        let (records, metrics, loss) = step::record(
+            &cx,
+            &mut self.monitor,
+            p.collected,
+            &p.kept,
+            stats,
+            timings,
+            p.step,
+        );
+        let t = &mut self.totals;
+        t.swap_s += metrics.swap_s;
+        t.rollout_s += metrics.rollout_s;
+        t.scoring_s += metrics.scoring_s;
+        t.update_s += metrics.update_s;
+        t.rollout_tokens += metrics.rollout_tokens;
+        self.records = records;
+        StepOutcome {
+            loss,
+            curve: metrics.reward_mean,
+            metrics,
+        }
+    }
+
+    /// The step's rollouts into rollouts.jsonl (ahead of its metrics line).
+    fn after_step(&mut self, trainer: &Trainer, _: u64) -> Result<(), RlError> {
+        let path = rollouts_path(&trainer.run.root);
+        for record in self.records.drain(..) {
+            append_jsonl(&path, &record)?;
+        }
+        Ok(())
+    }
+
+    fn evaluate(&mut self, _: &Trainer) -> Result<Option<(f64, ())>, RlError> {
+        Ok(None)
+    }
+
+    /// The engine stopped and the scratch adapters removed.
+    fn finish(&mut self, _: &Trainer) -> Result<(), RlError> {
+        if let Some(engine) = self.engine.take() {
+            self.totals.engine_reloads = engine.reloads;
+        }
+        let _ = std::fs::remove_dir_all(&self.rollout_dir);
+        Ok(())
     }
 }

@@ -1,18 +1,18 @@
-//! One RL step: sample a group of replies per prompt, score them, turn the
-//! rewards into group advantages and update the LoRA.
+//! One RL step's rollout side: sample a group of replies per prompt, score
+//! them, turn the rewards into group advantages and the kept replies into
+//! rows for the update; then the step's record.
 
 use std::time::Instant;
 
-use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::human::{self, Answer, Ask, AskGroup};
 use super::layout::{LayoutMonitor, layout_of};
-use super::objective::group_advantages;
+use super::loss::group_advantages;
 use super::prompts::RlPrompt;
 use super::rewards::{self, RewardParts, RewardWeights};
 use super::rollout::{self, RolloutEngine, Sampled, rollout_seed};
-use super::update::update;
+use super::update::UpdateStats;
 use super::{RlError, RlJob, RolloutRecord};
 use crate::chat::judge::judge_pair;
 use crate::config::{RlConfig, SamplingConfig, TrainConfig};
@@ -21,8 +21,7 @@ use crate::format::{Ending, PREFILL};
 use crate::judge::{JudgeCase, judge_sampling};
 use crate::prefs::Role;
 use crate::train::data::{Tokenized, step_indices};
-use crate::train::run::memory_mib;
-use crate::train::trainer::Trainer;
+use crate::train::train_loop::StepLine;
 
 /// What every step shares.
 pub(super) struct StepContext<'a> {
@@ -34,18 +33,16 @@ pub(super) struct StepContext<'a> {
     pub sampling: &'a SamplingConfig,
     pub baselines: &'a std::collections::HashMap<String, String>,
     pub judge: Option<&'a dyn Backend>,
-    /// The LoRA tensors of the reference policy, in `trainer.params` order.
-    pub reference: &'a [Tensor],
 }
 
-/// One line of `metrics.jsonl`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StepMetrics {
-    pub kind: String,
-    pub step: u64,
-    pub total_steps: u64,
-    /// The objective (−surrogate + β·KL, per token) before the update.
-    pub loss: f64,
+/// One line of `metrics.jsonl` of an RL run: the common fields (its loss
+/// is the objective, −surrogate + β·KL per token, before the update), then
+/// RL's own.
+pub type StepMetrics = StepLine<RlMetrics>;
+
+/// RL's own fields of a step line.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RlMetrics {
     pub reward_mean: f64,
     pub reward_std: f64,
     /// Mean of each reward part that is on.
@@ -74,15 +71,6 @@ pub struct StepMetrics {
     pub update_s: f64,
     pub rollout_tokens: usize,
     pub rollout_tokens_per_s: f64,
-    pub lr: f64,
-    pub grad_norm: f64,
-    pub rss_mib: f64,
-    pub peak_mib: f64,
-}
-
-pub(super) struct StepOutcome {
-    pub records: Vec<RolloutRecord>,
-    pub metrics: StepMetrics,
 }
 
 /// The chat's sampling with RL's temperature and length, and without
@@ -145,18 +133,26 @@ pub(super) fn step_prompts(
         .collect()
 }
 
-/// Runs step `step`; `None` when stopped while waiting for the user's ratings.
-pub(super) async fn run_step(
+/// A step's replies, scored, with their group advantages.
+pub(super) struct Collected {
+    scored: Vec<Scored>,
+    flat_groups: usize,
+    rollout_s: f64,
+    rollout_tokens: usize,
+    scoring_s: f64,
+}
+
+/// Samples and scores the replies of step `step` with the engine's current
+/// adapter; `None` when stopped while waiting for the user's ratings.
+pub(super) async fn collect(
     cx: &StepContext<'_>,
-    trainer: &mut Trainer,
     engine: &RolloutEngine,
-    monitor: &mut LayoutMonitor,
+    monitor: &LayoutMonitor,
     step: u64,
     stop: &std::sync::atomic::AtomicBool,
-) -> Result<Option<StepOutcome>, RlError> {
+) -> Result<Option<Collected>, RlError> {
     let (s, rl) = (&cx.job.settings, &cx.job.rl);
     let chosen = step_prompts(cx.prompts.len(), s, rl, step);
-
     // 1. Rollouts on the engine, with the current adapter.
     let began = Instant::now();
     let mut scored = Vec::new();
@@ -257,9 +253,20 @@ pub(super) async fn run_step(
     }
     let scoring_s = began.elapsed().as_secs_f64();
 
-    // 3. The update.
-    let began = Instant::now();
-    let items: Vec<(Tokenized, f64, usize)> = scored
+    Ok(Some(Collected {
+        scored,
+        flat_groups,
+        rollout_s,
+        rollout_tokens,
+        scoring_s,
+    }))
+}
+
+/// The kept replies as rows for the update: (tokens, advantage, index);
+/// a reply longer than `train.max_seq_len` is left out.
+pub(super) fn update_rows(cx: &StepContext<'_>, c: &Collected) -> Vec<(Tokenized, f64, usize)> {
+    let s = &cx.job.settings;
+    c.scored
         .iter()
         .enumerate()
         .filter_map(|(i, r)| {
@@ -274,13 +281,35 @@ pub(super) async fn run_step(
             let fits = ids.len() <= s.max_seq_len as usize && ids.len() > completion_start;
             fits.then_some((Tokenized::new(ids, completion_start), r.advantage, i))
         })
-        .collect();
-    let kept: std::collections::HashSet<usize> = items.iter().map(|(_, _, i)| *i).collect();
-    let too_long = scored.len() - items.len();
-    let update = update(cx, trainer, &items, step)?;
-    let update_s = began.elapsed().as_secs_f64();
+        .collect()
+}
 
-    // 4. The record.
+/// Timings of a step's phases, in seconds.
+pub(super) struct Timings {
+    pub swap_s: f64,
+    pub update_s: f64,
+}
+
+/// The step's record: its rollouts for rollouts.jsonl and its metrics; the
+/// layout monitor takes the step's replies.
+pub(super) fn record(
+    cx: &StepContext<'_>,
+    monitor: &mut LayoutMonitor,
+    c: Collected,
+    kept: &std::collections::HashSet<usize>,
+    update: UpdateStats,
+    timings: Timings,
+    step: u64,
+) -> (Vec<RolloutRecord>, RlMetrics, f64) {
+    let rl = &cx.job.rl;
+    let Collected {
+        scored,
+        flat_groups,
+        rollout_s,
+        rollout_tokens,
+        scoring_s,
+    } = c;
+    let too_long = scored.len() - kept.len();
     for r in &scored {
         monitor.push(r.layout.clone());
     }
@@ -291,13 +320,8 @@ pub(super) async fn run_step(
         let v: Vec<f64> = scored.iter().filter_map(|r| f(&r.parts)).collect();
         (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
     };
-    let (rss, peak) = memory_mib();
     let n = scored.len().max(1) as f64;
-    let metrics = StepMetrics {
-        kind: "step".into(),
-        step: step + 1,
-        total_steps: u64::from(rl.steps),
-        loss: update.loss,
+    let metrics = RlMetrics {
         reward_mean: mean,
         reward_std: std,
         parts: RewardParts {
@@ -317,16 +341,12 @@ pub(super) async fn run_step(
         format_error_rate: scored.iter().filter(|r| r.format_errors > 0).count() as f64 / n,
         flat_groups,
         too_long,
-        swap_s: 0.0,
+        swap_s: timings.swap_s,
         rollout_s,
         scoring_s,
-        update_s,
+        update_s: timings.update_s,
         rollout_tokens,
         rollout_tokens_per_s: rollout_tokens as f64 / rollout_s.max(1e-9),
-        lr: update.lr,
-        grad_norm: update.grad_norm,
-        rss_mib: rss,
-        peak_mib: peak,
     };
     if metrics.layout_warning {
         tracing::warn!(
@@ -354,7 +374,7 @@ pub(super) async fn run_step(
             too_long: !kept.contains(&i),
         })
         .collect();
-    Ok(Some(StepOutcome { records, metrics }))
+    (records, metrics, update.loss)
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {

@@ -1,29 +1,24 @@
-//! The update of one RL step: the clipped policy-gradient objective with
-//! its KL penalty over the step's rollouts, cut into micro-batches, for
-//! `rl.updates_per_batch` passes, each one AdamW step (or a skipped one).
+//! The update side of one RL step: the clipped policy-gradient objective
+//! with its KL penalty over the step's rollouts, cut into micro-batches, for
+//! `rl.updates_per_batch` passes (the loop runs the passes and the AdamW
+//! steps; this keeps the log-probs and sums between them).
+
+use std::time::Instant;
+
+use candle_core::Tensor;
 
 use super::RlError;
-use super::objective::{ObjectiveInputs, ObjectiveSums, micro_batch_loss};
-use super::step::StepContext;
+use super::loss::{ObjectiveInputs, ObjectiveSums, micro_batch_loss};
 use crate::config::RlConfig;
 use crate::train::data::{Batch, Tokenized, batch};
-use crate::train::optim::Accumulator;
-use crate::train::trainer::Trainer;
+use crate::train::train_loop::MicroLoss;
+use crate::train::train_loop::trainer::Trainer;
 
-pub(super) struct UpdateStats {
-    /// The first pass's objective (NaN when it was not finite).
-    pub loss: f64,
-    pub kl: f64,
-    pub clip_fraction: f64,
-    pub grad_norm: f64,
-    pub lr: f64,
-}
+/// A micro-batch of rollouts: the rows and each row's advantage.
+pub type RlRows = (Batch, Vec<f64>);
 
 /// Per-token log-prob values of every micro-batch (no graph kept).
-fn logprob_values(
-    trainer: &Trainer,
-    batches: &[(Batch, Vec<f64>)],
-) -> Result<Vec<Vec<f32>>, RlError> {
+fn logprob_values(trainer: &Trainer, batches: &[RlRows]) -> Result<Vec<Vec<f32>>, RlError> {
     batches
         .iter()
         .map(|(b, _)| -> Result<Vec<f32>, RlError> {
@@ -34,67 +29,9 @@ fn logprob_values(
         .collect()
 }
 
-/// One gradient pass over a step's micro-batches.
-pub(super) struct Pass {
-    /// The objective's gradients, summed over the micro-batches.
-    pub grads: Accumulator,
-    pub sums: ObjectiveSums,
-    /// The policy's per-token log-probs of each micro-batch in this pass.
-    pub logp: Vec<Vec<f32>>,
-    /// False: a micro-batch's loss was NaN or infinite (the rest were not run).
-    pub finite: bool,
-}
-
-/// The objective over `batches` (micro-batches of `train.batch_size` rows
-/// with their advantages) under the current policy. Every micro-batch
-/// divides by the step's completion tokens, so how the rows are cut into
-/// micro-batches does not change the loss or the gradients. `old` are the
-/// sampling policy's log-probs; on the first pass (`None`) the current
-/// policy is the one that sampled, and its own values are used: the ratio
-/// is exactly 1, and they become `old` for the passes after.
-pub(super) fn policy_pass(
-    trainer: &Trainer,
-    rl: &RlConfig,
-    batches: &[(Batch, Vec<f64>)],
-    old: Option<&[Vec<f32>]>,
-    reference: &[Vec<f32>],
-    step_tokens: usize,
-) -> Result<Pass, RlError> {
-    let mut pass = Pass {
-        grads: Accumulator::new(trainer.params.len()),
-        sums: ObjectiveSums::default(),
-        logp: Vec::with_capacity(batches.len()),
-        finite: true,
-    };
-    for (i, (b, advantages)) in batches.iter().enumerate() {
-        let (ids, labels) = trainer.tensors(b)?;
-        let logp = trainer.model.token_logprobs(&ids, &labels)?;
-        let values = logp.detach().flatten_all()?.to_vec1::<f32>()?;
-        let inputs = ObjectiveInputs {
-            labels: &b.labels,
-            old: old.map_or(&values, |old| &old[i]),
-            reference: &reference[i],
-            advantages,
-            clip_epsilon: rl.clip_epsilon,
-            kl_beta: rl.kl_beta,
-            step_tokens,
-        };
-        let (loss, part) = micro_batch_loss(&logp, &inputs)?;
-        pass.sums.add(&part);
-        pass.logp.push(values);
-        if !loss.to_scalar::<f32>()?.is_finite() {
-            pass.finite = false;
-            break;
-        }
-        let grads = trainer.model.backward(&loss)?;
-        pass.grads.add(&trainer.params, &grads, 1.0)?;
-    }
-    Ok(pass)
-}
-
 /// The step's rollouts as micro-batches of `train.batch_size` rows, each
 /// with its rows' advantages.
-fn micro_batches(items: &[(Tokenized, f64, usize)], batch_size: usize) -> Vec<(Batch, Vec<f64>)> {
+fn micro_batches(items: &[(Tokenized, f64, usize)], batch_size: usize) -> Vec<RlRows> {
     items
         .chunks(batch_size.max(1))
         .map(|chunk| {
@@ -104,71 +41,134 @@ fn micro_batches(items: &[(Tokenized, f64, usize)], batch_size: usize) -> Vec<(B
         .collect()
 }
 
-/// The update of step `step` on its kept rollouts (tokens, advantage, index).
-pub(super) fn update(
-    cx: &StepContext<'_>,
-    trainer: &mut Trainer,
-    items: &[(Tokenized, f64, usize)],
-    step: u64,
-) -> Result<UpdateStats, RlError> {
-    let (s, rl) = (&cx.job.settings, &cx.job.rl);
-    let passes = u64::from(rl.updates_per_batch.max(1));
-    if items.is_empty() {
-        return Ok(UpdateStats {
-            loss: 0.0,
-            kl: 0.0,
-            clip_fraction: 0.0,
-            grad_norm: 0.0,
-            lr: trainer.schedule.lr(step * passes),
-        });
+/// What the passes of one step need and add up.
+pub(super) struct RlUpdate {
+    /// The reference policy's per-token log-probs of each micro-batch.
+    reference: Vec<Vec<f32>>,
+    /// The sampling policy's: the first pass's own values, for the passes after.
+    old: Option<Vec<Vec<f32>>>,
+    /// This pass's values so far.
+    current: Vec<Vec<f32>>,
+    /// Completion tokens of the step: every micro-batch divides by them, so
+    /// how the rows are cut does not change the loss or the gradients.
+    step_tokens: usize,
+    pass: u32,
+    sums: ObjectiveSums,
+    first: ObjectiveSums,
+    all: ObjectiveSums,
+    /// The first pass's objective (NaN when it was not finite; 0 without rows).
+    first_loss: f64,
+    /// When the update phase began (tokenizing the rollouts).
+    pub began: Instant,
+}
+
+/// The update's numbers for the step's line.
+pub(super) struct UpdateStats {
+    pub loss: f64,
+    pub kl: f64,
+    pub clip_fraction: f64,
+}
+
+impl RlUpdate {
+    /// The micro-batches of the step's kept rollouts (tokens, advantage,
+    /// index), and the reference's log-probs of them.
+    pub(super) fn new(
+        trainer: &Trainer,
+        reference: &[Tensor],
+        items: &[(Tokenized, f64, usize)],
+        batch_size: usize,
+        began: Instant,
+    ) -> Result<(Self, Vec<RlRows>), RlError> {
+        let batches = micro_batches(items, batch_size);
+        let reference = match batches.is_empty() {
+            true => Vec::new(),
+            false => trainer.with_lora(reference, |t| logprob_values(t, &batches))?,
+        };
+        let update = Self {
+            reference,
+            old: None,
+            current: Vec::new(),
+            step_tokens: items.iter().map(|(t, _, _)| t.completion_len()).sum(),
+            pass: 0,
+            sums: ObjectiveSums::default(),
+            first: ObjectiveSums::default(),
+            all: ObjectiveSums::default(),
+            first_loss: 0.0,
+            began,
+        };
+        Ok((update, batches))
     }
-    let step_tokens: usize = items.iter().map(|(t, _, _)| t.completion_len()).sum();
-    let batches = micro_batches(items, s.batch_size as usize);
-    let reference = trainer.with_lora(cx.reference, |t| logprob_values(t, &batches))?;
-    let mut old: Option<Vec<Vec<f32>>> = None;
-    let mut first = ObjectiveSums::default();
-    let mut all = ObjectiveSums::default();
-    let (mut grad_norm, mut lr, mut loss) = (0.0, 0.0, f64::NAN);
-    for pass in 0..passes {
-        let mut p = policy_pass(
-            trainer,
-            rl,
-            &batches,
-            old.as_deref(),
-            &reference,
-            step_tokens,
-        )?;
-        let tokens = p.sums.tokens.max(1) as f64;
-        let pass_loss = match p.finite {
-            true => (-p.sums.surrogate + rl.kl_beta * p.sums.kl) / tokens,
+
+    pub(super) fn begin_pass(&mut self, pass: u32) {
+        if pass == 1 {
+            self.old = Some(std::mem::take(&mut self.current));
+        }
+        self.current.clear();
+        self.pass = pass;
+        self.sums = ObjectiveSums::default();
+    }
+
+    /// The objective of micro-batch `index` under the current policy. On the
+    /// first pass the current policy is the one that sampled, and its own
+    /// values are `old`: the ratio is exactly 1.
+    pub(super) fn loss(
+        &mut self,
+        trainer: &Trainer,
+        rl: &RlConfig,
+        (b, advantages): &RlRows,
+        index: usize,
+    ) -> Result<MicroLoss, RlError> {
+        let (ids, labels) = trainer.tensors(b)?;
+        let logp = trainer.model.token_logprobs(&ids, &labels)?;
+        let values = logp.detach().flatten_all()?.to_vec1::<f32>()?;
+        let inputs = ObjectiveInputs {
+            labels: &b.labels,
+            old: self.old.as_ref().map_or(&values, |old| &old[index]),
+            reference: &self.reference[index],
+            advantages,
+            clip_epsilon: rl.clip_epsilon,
+            kl_beta: rl.kl_beta,
+            step_tokens: self.step_tokens,
+        };
+        let (loss, part) = micro_batch_loss(&logp, &inputs)?;
+        self.sums.add(&part);
+        self.current.push(values);
+        Ok(MicroLoss {
+            loss,
+            positions: b.positions,
+        })
+    }
+
+    /// The pass's objective per token (NaN when a micro-batch's was not finite).
+    pub(super) fn pass_loss(&mut self, rl: &RlConfig, complete: bool) -> f64 {
+        let tokens = self.sums.tokens.max(1) as f64;
+        let loss = match complete {
+            true => (-self.sums.surrogate + rl.kl_beta * self.sums.kl) / tokens,
             false => f64::NAN,
         };
-        let update = trainer.update(&mut p.grads, step * passes + pass, step + 1, pass_loss)?;
-        (grad_norm, lr) = (update.grad_norm, update.lr);
-        all.add(&p.sums);
-        if pass == 0 {
-            (first, loss) = (p.sums, pass_loss);
-            old = Some(p.logp);
+        self.all.add(&self.sums);
+        if self.pass == 0 {
+            (self.first, self.first_loss) = (self.sums, loss);
         }
-        if !update.applied {
-            // The rest of this batch's passes would start from the same place.
-            break;
+        loss
+    }
+
+    /// The first pass's loss and KL, the clipped share over every pass.
+    pub(super) fn stats(&self) -> UpdateStats {
+        let tokens = self.first.tokens.max(1) as f64;
+        UpdateStats {
+            loss: self.first_loss,
+            kl: self.first.kl / tokens,
+            clip_fraction: self.all.clipped as f64 / self.all.tokens.max(1) as f64,
         }
     }
-    let tokens = first.tokens.max(1) as f64;
-    Ok(UpdateStats {
-        loss,
-        kl: first.kl / tokens,
-        clip_fraction: all.clipped as f64 / all.tokens.max(1) as f64,
-        grad_norm,
-        lr,
-    })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::train::optim::Accumulator;
     use crate::train::testing::{assert_same_gradients, perturb, settings, tiny_trainer};
 
     /// Rollout-like rows: a prompt and a completion of the tiny vocabulary,
@@ -194,8 +194,24 @@ mod tests {
             .collect()
     }
 
-    fn tokens(items: &[(Tokenized, f64, usize)]) -> usize {
-        items.iter().map(|(t, _, _)| t.completion_len()).sum()
+    /// Pass `pass` of `update` over `batches` as the loop runs it: each
+    /// micro-batch's loss through the backward pass, the gradients summed.
+    fn run_pass(
+        update: &mut RlUpdate,
+        trainer: &Trainer,
+        rl: &RlConfig,
+        batches: &[RlRows],
+        pass: u32,
+    ) -> Accumulator {
+        update.begin_pass(pass);
+        let mut grads = Accumulator::new(trainer.params.len());
+        for (i, rows) in batches.iter().enumerate() {
+            let micro = update.loss(trainer, rl, rows, i).unwrap();
+            let g = trainer.model.backward(&micro.loss).unwrap();
+            grads.add(&trainer.params, &g, 1.0).unwrap();
+        }
+        update.pass_loss(rl, true);
+        grads
     }
 
     /// At a sampling temperature T ≠ 1 the trainer's log-probs are those of
@@ -210,20 +226,18 @@ mod tests {
         t.trainer.model.set_logit_temperature(temperature).unwrap();
         let tokenizer = crate::train::tokenizer::from_gguf(&t.model).unwrap();
         let items = items(&tokenizer);
-        let batches = micro_batches(&items, 2);
         let rl = RlConfig {
             kl_beta: 0.1,
             ..RlConfig::default()
         };
-        // The reference: the policy before the perturbation's effect is
-        // irrelevant here; any fixed values do.
-        let reference = logprob_values(&t.trainer, &batches).unwrap();
-        let first =
-            policy_pass(&t.trainer, &rl, &batches, None, &reference, tokens(&items)).unwrap();
-        assert!(first.finite);
-        assert_eq!(first.sums.max_ratio_deviation, 0.0);
+        // The reference: any fixed values do; the current policy's here.
+        let reference = t.trainer.snapshot().unwrap();
+        let (mut update, batches) =
+            RlUpdate::new(&t.trainer, &reference, &items, 2, Instant::now()).unwrap();
+        let mut grads = run_pass(&mut update, &t.trainer, &rl, &batches, 0);
+        assert_eq!(update.sums.max_ratio_deviation, 0.0);
         // The values are log-softmax(logits / T) at each labelled position.
-        for ((b, _), values) in batches.iter().zip(&first.logp) {
+        for ((b, _), values) in batches.iter().zip(&update.current) {
             let (ids, _) = t.trainer.tensors(b).unwrap();
             let logits = t.trainer.model.logits(&ids).unwrap();
             let logits = logits.flatten_to(1).unwrap().to_vec2::<f32>().unwrap();
@@ -250,18 +264,9 @@ mod tests {
             assert!(checked > 0 && differs, "T = 1 log-probs would pass too");
         }
         // One update later the policy has moved: the ratio is no longer 1.
-        let mut grads = first.grads;
         t.trainer.update(&mut grads, 0, 1, 0.0).unwrap();
-        let second = policy_pass(
-            &t.trainer,
-            &rl,
-            &batches,
-            Some(&first.logp),
-            &reference,
-            tokens(&items),
-        )
-        .unwrap();
-        assert!(second.sums.max_ratio_deviation > 1e-4, "{:?}", second.sums);
+        run_pass(&mut update, &t.trainer, &rl, &batches, 1);
+        assert!(update.sums.max_ratio_deviation > 1e-4, "{:?}", update.sums);
     }
 
     /// Micro-batches of two rows give the loss and gradients of one batch
@@ -271,23 +276,18 @@ mod tests {
         let t = tiny_trainer(&settings());
         let tokenizer = crate::train::tokenizer::from_gguf(&t.model).unwrap();
         let items = items(&tokenizer);
-        let reference_values = t.trainer.snapshot().unwrap();
+        let reference = t.trainer.snapshot().unwrap();
         perturb(&t.trainer, 4);
         let rl = RlConfig {
             kl_beta: 0.2,
             ..RlConfig::default()
         };
         let run = |batch_size: usize| {
-            let batches = micro_batches(&items, batch_size);
-            let reference = t
-                .trainer
-                .with_lora(&reference_values, |tr| logprob_values(tr, &batches))
-                .unwrap();
-            let first =
-                policy_pass(&t.trainer, &rl, &batches, None, &reference, tokens(&items)).unwrap();
-            let loss =
-                (-first.sums.surrogate + rl.kl_beta * first.sums.kl) / first.sums.tokens as f64;
-            (first.grads, loss, first.sums.kl)
+            let (mut update, batches) =
+                RlUpdate::new(&t.trainer, &reference, &items, batch_size, Instant::now()).unwrap();
+            let grads = run_pass(&mut update, &t.trainer, &rl, &batches, 0);
+            let stats = update.stats();
+            (grads, stats.loss, stats.kl)
         };
         let (one, loss1, kl1) = run(4);
         let (two, loss2, kl2) = run(2);

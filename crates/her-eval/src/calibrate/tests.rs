@@ -5,9 +5,9 @@
 use std::path::Path;
 
 use super::*;
+use crate::judge::transcript_text;
 use crate::testing::{JudgeFn, ScriptedBackend, no_flaws_judge};
 use her_core::format::strip_speaker_prefix;
-use crate::judge::transcript_text;
 
 fn identity(sha: &str) -> JudgeIdentity {
     let sampling = crate::judge_sampling(&her_core::generation::SamplingConfig::default(), true);

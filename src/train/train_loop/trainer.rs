@@ -7,15 +7,15 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor, Var};
 
-use super::checkpoint::{self, LoopState};
-use super::data::Batch;
-use super::guard::{Diverged, NonFiniteGuard, StepUpdate};
-use super::lora::{LoraParam, LoraSpec, write_lora_gguf};
-use super::model::{BaseMode, TrainModel};
-use super::optim::{AdamW, AdamWConfig, Schedule};
-use super::run::RunDir;
-use super::sft::SftError;
 use crate::config::TrainConfig;
+use crate::train::checkpoint::{self, LoopState};
+use crate::train::data::Batch;
+use crate::train::error::JobError;
+use crate::train::guard::{Diverged, NonFiniteGuard, StepUpdate};
+use crate::train::lora::{LoraParam, LoraSpec, Target, write_lora_gguf};
+use crate::train::model::{BaseMode, TrainModel};
+use crate::train::optim::{AdamW, AdamWConfig, Schedule};
+use crate::train::run::RunDir;
 
 /// Optimizer steps of a run: `train.max_steps` when set, else the epochs
 /// over `steps_per_epoch`.
@@ -36,6 +36,49 @@ pub fn settings_sha256(shaped_by: &impl serde::Serialize) -> String {
             .unwrap_or_default()
             .as_bytes(),
     )
+}
+
+pub fn lora_spec(settings: &TrainConfig) -> Result<LoraSpec, JobError> {
+    let targets = settings
+        .targets
+        .iter()
+        .map(|t| t.parse::<Target>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = LoraSpec {
+        rank: settings.rank as usize,
+        alpha: settings.alpha,
+        dropout: settings.dropout,
+        targets,
+    };
+    spec.validate()?;
+    Ok(spec)
+}
+
+pub fn device(settings: &TrainConfig) -> Result<Device, JobError> {
+    match settings.device.as_str() {
+        "cpu" => Ok(Device::Cpu),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::new_cuda(0)?),
+        other => Err(JobError::Setup(format!(
+            "train.device '{other}' is not available in this build (cpu{})",
+            if cfg!(feature = "cuda") {
+                ", cuda"
+            } else {
+                "; build with --features cuda for cuda"
+            }
+        ))),
+    }
+}
+
+/// Names of the trainable tensors, as in the adapter GGUF.
+pub fn named_params(params: &[LoraParam]) -> Vec<(String, Var)> {
+    let mut out = Vec::with_capacity(params.len() * 2);
+    for p in params {
+        let base = format!("blk.{}.{}.weight", p.layer, p.target.gguf_name());
+        out.push((format!("{base}.lora_a"), p.a.clone()));
+        out.push((format!("{base}.lora_b"), p.b.clone()));
+    }
+    out
 }
 
 pub struct Trainer {
@@ -65,14 +108,14 @@ impl Trainer {
         run: RunDir,
         total_steps: u64,
         settings_sha256: String,
-    ) -> Result<Self, SftError> {
-        let device = super::sft::device(settings)?;
+    ) -> Result<Self, JobError> {
+        let device = device(settings)?;
         let mode = if settings.base == "dequantized" {
             BaseMode::Dequantized
         } else {
             BaseMode::Quantized
         };
-        super::memory::use_one_malloc_arena();
+        crate::train::memory::use_one_malloc_arena();
         let mut model = TrainModel::load(model_path, mode, &device)?;
         let spec = match init_adapter {
             Some(path) => {
@@ -81,14 +124,14 @@ impl Trainer {
                 spec
             }
             None => {
-                let spec = super::sft::lora_spec(settings)?;
+                let spec = lora_spec(settings)?;
                 model.attach_lora(&spec, u64::from(settings.seed))?;
                 spec
             }
         };
         model.set_activation_checkpointing(settings.activation_checkpointing);
         let lora = model.lora_params();
-        let params = super::sft::named_params(&lora);
+        let params = named_params(&lora);
         let optimizer = AdamW::new(
             params.clone(),
             AdamWConfig {
@@ -121,13 +164,13 @@ impl Trainer {
 
     /// Restores the newest checkpoint: returns the step and loss curve to
     /// continue from, or `None` when there is none.
-    pub fn restore(&mut self) -> Result<Option<(u64, Vec<f64>)>, SftError> {
+    pub fn restore(&mut self) -> Result<Option<(u64, Vec<f64>)>, JobError> {
         let Some(dir) = checkpoint::latest(&self.run.checkpoints()) else {
             return Ok(None);
         };
         let loaded = checkpoint::load(&dir, &self.device)?;
         if loaded.state.settings_sha256 != self.settings_sha256 {
-            return Err(SftError::Setup(format!(
+            return Err(JobError::Setup(format!(
                 "'{}' was made with other settings, model or data; start a new run (or restore them)",
                 dir.display()
             )));
@@ -142,16 +185,16 @@ impl Trainer {
 
     /// Puts the LoRA weights of the checkpoint at `step` of this run into
     /// the model (not the optimizer): to export an earlier, better state.
-    pub fn load_weights(&self, step: u64) -> Result<(), SftError> {
+    pub fn load_weights(&self, step: u64) -> Result<(), JobError> {
         let dir = checkpoint::dir(&self.run.checkpoints(), step);
         let loaded = checkpoint::load(&dir, &self.device)?;
         self.set_weights(&loaded.lora, &dir)
     }
 
-    fn set_weights(&self, lora: &HashMap<String, Tensor>, dir: &Path) -> Result<(), SftError> {
+    fn set_weights(&self, lora: &HashMap<String, Tensor>, dir: &Path) -> Result<(), JobError> {
         for (name, var) in &self.params {
             let t = lora.get(name).ok_or_else(|| {
-                SftError::Setup(format!("'{}' has no tensor '{name}'", dir.display()))
+                JobError::Setup(format!("'{}' has no tensor '{name}'", dir.display()))
             })?;
             var.set(t)?;
         }
@@ -166,11 +209,11 @@ impl Trainer {
     /// steps in a row end the run with [`Diverged`].
     pub fn update(
         &mut self,
-        grads: &mut super::optim::Accumulator,
+        grads: &mut crate::train::optim::Accumulator,
         lr_step: u64,
         step: u64,
         loss: f64,
-    ) -> Result<StepUpdate, SftError> {
+    ) -> Result<StepUpdate, JobError> {
         let grad_norm = grads.norm()?;
         let lr = self.schedule.lr(lr_step);
         if loss.is_finite() && grad_norm.is_finite() {
@@ -218,7 +261,7 @@ impl Trainer {
 
     /// Copies of the LoRA values as they are now, in `params` order (a
     /// reference policy to come back to with [`Trainer::with_lora`]).
-    pub fn snapshot(&self) -> Result<Vec<Tensor>, SftError> {
+    pub fn snapshot(&self) -> Result<Vec<Tensor>, JobError> {
         Ok(self
             .params
             .iter()
@@ -228,13 +271,13 @@ impl Trainer {
 
     /// Runs `f` with the LoRA set to `values` (from [`Trainer::snapshot`]);
     /// the current values are put back afterwards, also when `f` fails.
-    pub fn with_lora<T, E: From<SftError>>(
+    pub fn with_lora<T, E: From<JobError>>(
         &self,
         values: &[Tensor],
         f: impl FnOnce(&Self) -> Result<T, E>,
     ) -> Result<T, E> {
         let saved = self.snapshot()?;
-        let set = |values: &[Tensor]| -> Result<(), SftError> {
+        let set = |values: &[Tensor]| -> Result<(), JobError> {
             for ((_, var), t) in self.params.iter().zip(values) {
                 var.set(t)?;
             }
@@ -246,7 +289,7 @@ impl Trainer {
         result
     }
 
-    pub fn save_checkpoint(&self, step: u64, losses: &[f64]) -> Result<PathBuf, SftError> {
+    pub fn save_checkpoint(&self, step: u64, losses: &[f64]) -> Result<PathBuf, JobError> {
         let weights: HashMap<String, Tensor> = self
             .params
             .iter()
@@ -267,14 +310,14 @@ impl Trainer {
     }
 
     /// Writes `adapter.gguf` (GGUF rows) and `peft/` (Hugging Face rows,
-    /// see [`super::peft::rows`]); returns their paths. Nothing is written
+    /// see [`crate::train::peft::rows`]); returns their paths. Nothing is written
     /// from non-finite weights.
-    pub fn export(&self, base_model: &Path) -> Result<(PathBuf, PathBuf), SftError> {
+    pub fn export(&self, base_model: &Path) -> Result<(PathBuf, PathBuf), JobError> {
         let named = self.params.iter().map(|(n, v)| (n.as_str(), v.as_tensor()));
-        super::guard::ensure_finite(&self.run.adapter_gguf(), named)?;
+        crate::train::guard::ensure_finite(&self.run.adapter_gguf(), named)?;
         let arch = self.model.shape.arch.as_str();
         write_lora_gguf(&self.run.adapter_gguf(), arch, &self.spec, &self.lora)?;
-        super::peft::export(
+        crate::train::peft::export(
             &self.run.peft_dir(),
             base_model,
             &self.hf_base_model,
@@ -286,7 +329,7 @@ impl Trainer {
     }
 
     /// A batch as (ids, labels) tensors on the trainer's device.
-    pub fn tensors(&self, batch: &Batch) -> Result<(Tensor, Tensor), SftError> {
+    pub fn tensors(&self, batch: &Batch) -> Result<(Tensor, Tensor), JobError> {
         let ids = Tensor::from_slice(&batch.ids, (batch.rows, batch.cols), &self.device)?;
         let labels = Tensor::from_slice(&batch.labels, (batch.rows, batch.cols), &self.device)?;
         Ok((ids, labels))
