@@ -20,6 +20,8 @@ pub enum Screen {
     /// Choosing a session of the chosen character (or a new one).
     Sessions,
     Chat,
+    /// Answering an annotation queue (`her annotate`).
+    Annotate,
 }
 
 /// Something drawn over the screen.
@@ -172,6 +174,8 @@ pub struct App {
     pub failure: Option<String>,
     /// The rolling summary being written in the background.
     pub summary: Option<super::summary::SummaryJob>,
+    /// The annotation queue, on the annotate screen.
+    pub annotate: Option<Box<super::annotate::AnnotateScreen>>,
 }
 
 /// A row of the branch tree overlay.
@@ -219,6 +223,7 @@ impl App {
             evals_dir: std::path::PathBuf::from("evals"),
             failure: None,
             summary: None,
+            annotate: None,
         }
     }
 
@@ -243,6 +248,7 @@ impl App {
             (Some(_), _) => Layer::Overlay,
             (None, Screen::Characters | Screen::Sessions) => Layer::List,
             (None, Screen::Chat) => self.layer_focus,
+            (None, Screen::Annotate) => Layer::Annotate,
         }
     }
 

@@ -4,7 +4,9 @@
 
 use std::path::PathBuf;
 
+use crate::config::SamplingConfig;
 use crate::engine::GenerateRequest;
+use crate::prefs::PreferenceRecord;
 use crate::prompt::PromptPart;
 use crate::session::{ExportFormat, Session};
 use crate::train::rl::human::Answer;
@@ -110,10 +112,46 @@ pub enum Effect {
     CheckModel(PathBuf),
     /// Replace the engine's model (→ `Msg::ModelLoaded` or `Msg::ModelLoadFailed`).
     SwitchModel(PathBuf),
+    /// Two candidates with different seeds for an annotation item that has
+    /// none; the engine starts now if it has not (→ `Msg::CandidatesWritten`).
+    WriteCandidates {
+        item: String,
+        prompt: String,
+        sampling: SamplingConfig,
+    },
+    /// Append an answer to the annotator's log (→ `Msg::RecordAppendFailed`
+    /// if it could not be).
+    AppendRecord {
+        log: PathBuf,
+        record: Box<PreferenceRecord>,
+    },
+    /// Remove a record from the log, for undo (→ `Msg::RecordRetractFailed`
+    /// if it could not be).
+    RetractRecord {
+        log: PathBuf,
+        id: String,
+    },
     /// Write the active branch to a file (→ `Msg::Exported`).
     Export {
         session: Box<Session>,
         format: ExportFormat,
         to: PathBuf,
     },
+}
+
+impl Effect {
+    /// Whether the effect talks to the engine (which `her annotate` starts
+    /// only when it is first needed).
+    pub fn needs_engine(&self) -> bool {
+        matches!(
+            self,
+            Effect::Generate(_)
+                | Effect::Summarize(_)
+                | Effect::AskSpeaker { .. }
+                | Effect::LoadAdapter { .. }
+                | Effect::ClearAdapter { .. }
+                | Effect::CountTokens { .. }
+                | Effect::WriteCandidates { .. }
+        )
+    }
 }

@@ -10,6 +10,7 @@ use super::effect::{AdapterFor, Opening};
 use super::picker::Picker;
 use crate::engine::{AdapterInfo, Event, ModelInfo};
 use crate::eval::EvalResults;
+use crate::prefs::queue::QueueCandidate;
 use crate::prompt::PromptPart;
 use crate::train::rl::human::Ask;
 use crate::train::runs::RunSummary;
@@ -108,6 +109,15 @@ pub enum Msg {
         result: Result<(), String>,
     },
     Exported(Result<PathBuf, String>),
+    /// Two candidates for an annotation item (or why there are none).
+    CandidatesWritten {
+        item: String,
+        result: Result<(QueueCandidate, QueueCandidate), String>,
+    },
+    /// An annotation answer could not be appended to the log.
+    RecordAppendFailed(String),
+    /// An undone answer could not be removed from the log.
+    RecordRetractFailed(String),
 }
 
 impl From<Action> for Msg {

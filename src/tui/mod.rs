@@ -8,6 +8,7 @@
 //! the state.
 
 pub mod action;
+pub mod annotate;
 pub mod app;
 pub mod arena;
 mod arena_flow;
@@ -105,16 +106,45 @@ pub fn run(
     app.backend_local = config.backend.kind == BackendKind::Local;
     app.runs_dir = config.runs_dir(&cx.studio.root);
     app.evals_dir = config.evals_dir(&cx.studio.root);
+    let mut first = vec![effect::Effect::ListCharacters];
+    first.extend(start_effects(cx, start));
+    let result = in_terminal(&mut app, cx, runtime::EngineSlot::Ready(engine), first);
+    save_modes(app.modes);
+    result.map(|()| app.exit_failure())
+}
+
+/// Runs the annotate screen over `screen` until the annotator quits;
+/// returns (answered, total). The engine starts only if an item needs two
+/// candidates written; a start that fails is the error.
+pub fn annotate(
+    cx: &AppContext,
+    screen: annotate::AnnotateScreen,
+    keymap: Keymap,
+    theme: Theme,
+    start_engine: runtime::Starter<'_>,
+) -> std::io::Result<(usize, usize)> {
+    let mut app = App::new(keymap, theme, PaneModes::default());
+    app.screen = app::Screen::Annotate;
+    app.annotate = Some(Box::new(screen));
+    let engine = runtime::EngineSlot::Lazy(start_engine);
+    in_terminal(&mut app, cx, engine, Vec::new())?;
+    Ok(app.annotate.map_or((0, 0), |s| s.run.progress()))
+}
+
+/// The loop in the terminal, which is restored however it ends.
+fn in_terminal(
+    app: &mut App,
+    cx: &AppContext,
+    engine: runtime::EngineSlot<'_>,
+    first: Vec<effect::Effect>,
+) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut guard = terminal::TerminalGuard::enter()?;
-    let mut first = vec![effect::Effect::ListCharacters];
-    first.extend(start_effects(cx, start));
-    let result = rt.block_on(runtime::run(&mut app, &mut guard, cx, engine, first));
-    save_modes(app.modes);
+    let result = rt.block_on(runtime::run(app, &mut guard, cx, engine, first));
     drop(guard);
-    result.map(|()| app.exit_failure())
+    result
 }
 
 /// What the start asks for: a character's sessions, then a session.

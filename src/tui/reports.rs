@@ -159,6 +159,22 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
             }
             Vec::new()
         }
+        Msg::CandidatesWritten { item, result } => match app.annotate.as_deref_mut() {
+            Some(screen) => super::annotate::candidates_written(screen, &item, result),
+            None => Vec::new(),
+        },
+        Msg::RecordAppendFailed(error) => {
+            if let Some(screen) = app.annotate.as_deref_mut() {
+                super::annotate::record_not_saved(screen, error);
+            }
+            Vec::new()
+        }
+        Msg::RecordRetractFailed(error) => {
+            if let Some(screen) = app.annotate.as_deref_mut() {
+                screen.notice = Some((error, true));
+            }
+            Vec::new()
+        }
         Msg::Exported(result) => {
             match result {
                 Ok(path) => app.notify(format!("exported to {}", path.display()), false),
@@ -171,7 +187,11 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
 
 /// While the runs overlay is open, a run training in another process is
 /// followed: its list is read again.
-fn tick(app: &App) -> Vec<Effect> {
+/// The annotate screen asks for candidates its current item lacks.
+fn tick(app: &mut App) -> Vec<Effect> {
+    if let Some(screen) = app.annotate.as_deref_mut() {
+        return super::annotate::candidates_needed(screen);
+    }
     match app.overlay {
         Some(Overlay::Runs { .. }) => vec![Effect::ListRuns(app.runs_dir.clone())],
         _ => Vec::new(),

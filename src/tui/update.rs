@@ -62,6 +62,7 @@ pub fn open_session(app: &App, opening: Opening) -> Vec<Effect> {
 fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
     app.status.notice = None;
     match app.layer() {
+        Layer::Annotate => return super::annotate::on_action(app, &action),
         Layer::List => return list_action(app, action),
         Layer::Overlay => return overlay_action(app, action),
         Layer::Dialog => return dialog_action(app, action),
@@ -433,7 +434,13 @@ fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
         | Action::ListChoose
         | Action::Confirm
         | Action::Cancel
-        | Action::NextField => {}
+        | Action::NextField
+        | Action::PickLeft
+        | Action::PickRight
+        | Action::Tie
+        | Action::BothBad
+        | Action::Skip
+        | Action::Undo => {}
     }
     Vec::new()
 }

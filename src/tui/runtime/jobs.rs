@@ -12,22 +12,41 @@ use futures::stream::FuturesUnordered;
 use super::editor::edit_externally;
 use super::open;
 use crate::app::AppContext;
-use crate::engine::{Backend, EngineError, Event, EventStream, LocalEngine, ModelInfo};
+use crate::engine::{
+    Backend, EngineError, Event, EventStream, Finished, GenerateRequest, LocalEngine, ModelInfo,
+};
+use crate::format::PREFILL;
+use crate::prefs::queue::{QueueCandidate, remove_record};
+use crate::prefs::sessions::provenance;
 use crate::session::{ExportOptions, export};
+use crate::tui::annotate::candidate_samplings;
 use crate::tui::effect::{AdapterFor, Effect};
-use crate::tui::message::Msg;
+use crate::tui::message::{Msg, OpenFailure};
 use crate::tui::terminal::TerminalGuard;
 
 /// An engine that took the place of the old one (and, when the new model
 /// failed, why the old one is back), or why neither loads.
 type Loaded = Result<(Box<dyn Backend>, Option<String>), String>;
 
+/// Starts the engine when it is first needed.
+pub type Starter<'a> = Box<dyn FnOnce() -> Result<Box<dyn Backend>, String> + 'a>;
+
+/// The engine the TUI starts with: loaded, or started on first need
+/// (`her annotate` needs one only for items without candidates).
+pub enum EngineSlot<'a> {
+    Ready(Box<dyn Backend>),
+    Lazy(Starter<'a>),
+}
+
 pub struct Runtime<'a> {
     cx: &'a AppContext,
-    /// None while `/model` loads another model.
+    /// None while `/model` loads another model, or before a lazy start.
     engine: Option<Box<dyn Backend>>,
+    starter: Option<Starter<'a>>,
+    /// Effects that wait for the lazy start.
+    waiting: Vec<Effect>,
     /// What the engine runs (the last one, while another loads).
-    pub model: ModelInfo,
+    pub model: Option<ModelInfo>,
     /// The reply (or arena candidate) being generated.
     pub generation: Option<EventStream>,
     /// The rolling summary being generated.
@@ -48,26 +67,54 @@ pub async fn wait_loading(loading: &mut Option<LocalBoxFuture<'static, Loaded>>)
     loaded
 }
 
-/// The text of a whole generation (`None`: it failed).
-async fn collect_text(mut stream: EventStream) -> Option<String> {
+/// The text of a whole generation and how it ended.
+async fn collect(mut stream: EventStream) -> Result<(String, Finished), EngineError> {
     let mut text = String::new();
     while let Some(event) = stream.next().await {
         match event {
             Event::Text(piece) => text.push_str(&piece),
-            Event::Finished(_) => return Some(text),
-            Event::Failed(_) => return None,
+            Event::Finished(finished) => return Ok((text, finished)),
+            Event::Failed(err) => return Err(err),
             Event::Started(_) | Event::Stats(_) => {}
         }
     }
-    None
+    Err(EngineError::EngineStopped)
+}
+
+/// Two generations for an annotation item, as queue candidates.
+async fn write_candidates(
+    prompt: String,
+    streams: Vec<EventStream>,
+) -> Result<(QueueCandidate, QueueCandidate), String> {
+    let mut written = Vec::new();
+    for stream in streams {
+        let (text, finished) = collect(stream).await.map_err(|e| e.to_string())?;
+        written.push(QueueCandidate {
+            text: format!("{PREFILL}{text}"),
+            label: Some(format!("seed {}", finished.provenance.seed)),
+            provenance: Some(provenance(prompt.clone(), &finished.provenance)),
+        });
+    }
+    let second = written.pop();
+    let first = written.pop();
+    match (first, second) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err("the model wrote no candidates".into()),
+    }
 }
 
 impl<'a> Runtime<'a> {
-    pub fn new(cx: &'a AppContext, engine: Box<dyn Backend>) -> Self {
+    pub fn new(cx: &'a AppContext, engine: EngineSlot<'a>) -> Self {
+        let (engine, starter) = match engine {
+            EngineSlot::Ready(engine) => (Some(engine), None),
+            EngineSlot::Lazy(start) => (None, Some(start)),
+        };
         Self {
             cx,
-            model: engine.model_info(),
-            engine: Some(engine),
+            model: engine.as_ref().map(|e| e.model_info()),
+            engine,
+            starter,
+            waiting: Vec::new(),
             generation: None,
             summary: None,
             jobs: FuturesUnordered::new(),
@@ -101,7 +148,28 @@ impl<'a> Runtime<'a> {
         self.job(async move { handle.await.unwrap_or_else(|e| failed(e.to_string())) });
     }
 
+    /// Starts the engine that effects wait for (after a draw, so the screen
+    /// says what is being done). A start that fails ends the TUI.
+    pub fn start_lazy_engine(&mut self, guard: &mut TerminalGuard) -> std::io::Result<()> {
+        if self.waiting.is_empty() {
+            return Ok(());
+        }
+        let Some(start) = self.starter.take() else {
+            return Ok(());
+        };
+        let engine = start().map_err(std::io::Error::other)?;
+        self.model = Some(engine.model_info());
+        self.engine = Some(engine);
+        let waiting = std::mem::take(&mut self.waiting);
+        self.start_all(guard, waiting);
+        Ok(())
+    }
+
     fn start(&mut self, guard: &mut TerminalGuard, effect: Effect) {
+        if effect.needs_engine() && self.engine.is_none() && self.starter.is_some() {
+            self.waiting.push(effect);
+            return;
+        }
         let cx = self.cx;
         let answer = match effect {
             Effect::Generate(request) => {
@@ -124,7 +192,7 @@ impl<'a> Runtime<'a> {
                 let stream = self.engine.as_ref().map(|e| e.generate(request));
                 self.job(async move {
                     let answer = match stream {
-                        Some(stream) => collect_text(stream).await,
+                        Some(stream) => collect(stream).await.ok().map(|(text, _)| text),
                         None => None,
                     };
                     Msg::SpeakerAnswer {
@@ -206,7 +274,12 @@ impl<'a> Runtime<'a> {
                 cast,
                 open_now,
             } => Some(Msg::SessionOpened {
-                result: open::open_session(cx, &self.model, &opening, &cast, open_now.as_deref()),
+                result: match &self.model {
+                    Some(model) => {
+                        open::open_session(cx, model, &opening, &cast, open_now.as_deref())
+                    }
+                    None => Err(OpenFailure::Failed("no model is loaded".into())),
+                },
                 opening,
             }),
             Effect::TrashSession { path, reopen } => Some(Msg::SessionTrashed {
@@ -233,6 +306,34 @@ impl<'a> Runtime<'a> {
                 self.switch_model(path);
                 None
             }
+            Effect::WriteCandidates {
+                item,
+                prompt,
+                sampling,
+            } => {
+                let streams: Option<Vec<EventStream>> = self.engine.as_ref().map(|e| {
+                    candidate_samplings(&sampling)
+                        .into_iter()
+                        .map(|s| e.generate(GenerateRequest::new(prompt.clone(), s)))
+                        .collect()
+                });
+                self.job(async move {
+                    let result = match streams {
+                        Some(streams) => write_candidates(prompt, streams).await,
+                        None => Err(EngineError::EngineStopped.to_string()),
+                    };
+                    Msg::CandidatesWritten { item, result }
+                });
+                None
+            }
+            Effect::AppendRecord { log, record } => {
+                crate::prefs::append_to_log(&log, std::slice::from_ref(&*record))
+                    .err()
+                    .map(|e| Msg::RecordAppendFailed(e.to_string()))
+            }
+            Effect::RetractRecord { log, id } => remove_record(&log, &id)
+                .err()
+                .map(|e| Msg::RecordRetractFailed(e.to_string())),
             Effect::Export {
                 session,
                 format,
@@ -256,7 +357,11 @@ impl<'a> Runtime<'a> {
             engine.cancel();
         }
         let mut options = self.cx.engine_options();
-        let previous = self.model.path.clone();
+        let previous = self
+            .model
+            .as_ref()
+            .map(|m| m.path.clone())
+            .unwrap_or_default();
         let handle = tokio::task::spawn_blocking(move || {
             drop(old);
             options.model_path = path;
@@ -278,7 +383,7 @@ impl<'a> Runtime<'a> {
     pub fn engine_back(&mut self, loaded: Loaded) -> std::io::Result<()> {
         let (engine, error) = loaded.map_err(std::io::Error::other)?;
         let info = engine.model_info();
-        self.model = info.clone();
+        self.model = Some(info.clone());
         self.engine = Some(engine);
         self.inbox.push_back(match error {
             None => Msg::ModelLoaded {

@@ -24,9 +24,9 @@ use super::terminal::TerminalGuard;
 use super::update::update;
 use super::view;
 use crate::app::AppContext;
-use crate::engine::{Backend, EngineError, Event, EventStream as EngineStream};
+use crate::engine::{EngineError, Event, EventStream as EngineStream};
 
-pub use jobs::Runtime;
+pub use jobs::{EngineSlot, Runtime, Starter};
 
 /// Waits for the next engine event, or forever when nothing is generating.
 /// A stream that ends without its last event reports a stopped engine.
@@ -48,16 +48,18 @@ pub async fn run(
     app: &mut App,
     guard: &mut TerminalGuard,
     cx: &AppContext,
-    engine: Box<dyn Backend>,
+    engine: EngineSlot<'_>,
     first: Vec<Effect>,
 ) -> std::io::Result<()> {
     let mut rt = Runtime::new(cx, engine);
     let mut input = EventStream::new();
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    rt.inbox.push_back(Msg::ModelLoaded {
-        info: rt.model.clone(),
-        switched: false,
-    });
+    if let Some(info) = rt.model.clone() {
+        rt.inbox.push_back(Msg::ModelLoaded {
+            info,
+            switched: false,
+        });
+    }
     rt.start_all(guard, first);
     let mut dirty = true;
     loop {
@@ -86,6 +88,7 @@ pub async fn run(
             guard.terminal.draw(|frame| view::draw(frame, app))?;
             dirty = false;
         }
+        rt.start_lazy_engine(guard)?;
         tokio::select! {
             event = input.next() => {
                 let Some(event) = event else { return Ok(()) };

@@ -39,6 +39,11 @@ pub fn draw(frame: &mut Frame, app: &App) {
             app,
         ),
         Screen::Chat => draw_chat(frame, area, app),
+        Screen::Annotate => {
+            if let Some(screen) = &app.annotate {
+                crate::tui::annotate::view::draw(frame, screen, &app.theme);
+            }
+        }
     }
     if let Some(overlay) = &app.overlay {
         overlays::draw(frame, area, app, overlay);
