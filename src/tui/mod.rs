@@ -16,6 +16,7 @@ pub mod chat;
 mod chat_story;
 pub mod commands;
 pub mod composer;
+mod dialogs;
 pub mod effect;
 pub mod highlight;
 pub mod keymap;
@@ -36,6 +37,8 @@ pub mod view;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_messages;
 #[cfg(test)]
 mod tests_sessions;
 #[cfg(test)]

@@ -3,14 +3,13 @@
 //! terminal or the engine.
 
 use super::action::Action;
-use super::app::{App, ConfirmAction, LOCKED_CHOICES, Overlay, ReplyTarget, Screen};
+use super::app::{App, ConfirmAction, Overlay, ReplyTarget, Screen};
 use super::effect::{Cast, Effect, Opening};
 use super::keymap::Layer;
 use super::message::Msg;
 use super::model::Speaker;
-use super::rating::{FormOutcome, RatingInput};
+use super::rating::RatingInput;
 use super::reply::{answer, pick_speaker, start_reply};
-use super::rl_rating::RlRateOutcome;
 use crate::prefs::RatedLayer;
 use crate::prefs::sessions::ChatScore;
 
@@ -65,7 +64,7 @@ fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
         Layer::Annotate => return super::annotate::on_action(app, &action),
         Layer::List => return list_action(app, action),
         Layer::Overlay => return overlay_action(app, action),
-        Layer::Dialog => return dialog_action(app, action),
+        Layer::Dialog => return super::dialogs::on_action(app, action),
         _ => {}
     }
     chat_action(app, action)
@@ -91,82 +90,6 @@ fn overlay_action(app: &mut App, action: Action) -> Vec<Effect> {
         _ => {}
     }
     Vec::new()
-}
-
-/// Keys for the rating dialog and the arena.
-fn dialog_action(app: &mut App, action: Action) -> Vec<Effect> {
-    if action == Action::Quit {
-        app.quit = true;
-        return Vec::new();
-    }
-    match &mut app.overlay {
-        Some(Overlay::Rate(form)) => {
-            let (key, speaker) = (form.key.clone(), form.speaker.clone());
-            match form.handle(action) {
-                FormOutcome::Editing => {}
-                FormOutcome::Cancelled => app.overlay = None,
-                FormOutcome::Incomplete(why) => app.notify(why, true),
-                FormOutcome::Save(input) => {
-                    app.overlay = None;
-                    save_rating(app, &key, &speaker, &input);
-                }
-            }
-            Vec::new()
-        }
-        Some(Overlay::Arena) => super::arena_flow::key(app, &action),
-        Some(Overlay::Locked { path, cursor, .. }) => {
-            let last = LOCKED_CHOICES.len() - 1;
-            let chosen = match action {
-                Action::ListUp => {
-                    *cursor = cursor.saturating_sub(1);
-                    None
-                }
-                Action::ListDown => {
-                    *cursor = (*cursor + 1).min(last);
-                    None
-                }
-                Action::Submit => Some(*cursor),
-                Action::Insert(c) => LOCKED_CHOICES.iter().position(|(key, _)| *key == c),
-                Action::CloseOverlay => Some(last),
-                _ => None,
-            };
-            let path = path.clone();
-            match chosen {
-                Some(0) => {
-                    app.overlay = None;
-                    open_session(app, Opening::ReadOnly(path))
-                }
-                Some(1) => {
-                    app.overlay = None;
-                    open_session(app, Opening::Fork(path))
-                }
-                Some(_) => {
-                    app.overlay = None;
-                    Vec::new()
-                }
-                None => Vec::new(),
-            }
-        }
-        Some(Overlay::RlRate(form)) => {
-            let annotator = app
-                .chat
-                .as_ref()
-                .map(|c| c.annotator.clone())
-                .unwrap_or_default();
-            match form.handle(action, &annotator) {
-                RlRateOutcome::Editing => {}
-                RlRateOutcome::Cancelled => app.overlay = Some(Overlay::Runs { cursor: 0 }),
-                RlRateOutcome::Incomplete(why) => app.notify(why, true),
-                RlRateOutcome::Send(answer) => {
-                    let run = form.run.clone();
-                    app.overlay = Some(Overlay::Runs { cursor: 0 });
-                    return vec![Effect::SendRlAnswer { run, answer }];
-                }
-            }
-            Vec::new()
-        }
-        _ => Vec::new(),
-    }
 }
 
 fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
@@ -477,7 +400,7 @@ fn rate(app: &mut App, score: ChatScore) {
 }
 
 /// Writes a rating to the session log (where the preference export finds it).
-fn save_rating(app: &mut App, key: &str, speaker: &str, input: &RatingInput) {
+pub(super) fn save_rating(app: &mut App, key: &str, speaker: &str, input: &RatingInput) {
     let Some(chat) = &mut app.chat else {
         return;
     };

@@ -2,7 +2,7 @@
 //! keymap's annotate layer, each answer appended to the annotator's log by
 //! the runtime, and two candidates written for items that have none.
 
-mod state;
+pub(crate) mod state;
 pub mod view;
 
 pub use state::{AnnotateScreen, Step};

@@ -199,12 +199,12 @@ fn is_answer(action: &Action) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::prefs::queue::QueueCandidate;
     use crate::prefs::{ContextMessage, Role};
 
-    fn item(id: &str, texts: &[&str]) -> QueueItem {
+    pub(crate) fn item(id: &str, texts: &[&str]) -> QueueItem {
         QueueItem {
             id: id.into(),
             character: "Elizabeth".into(),
