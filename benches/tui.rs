@@ -52,7 +52,7 @@ fn frame_time(app: &mut App, terminal: &mut Terminal<TestBackend>, frames: usize
     let mut times: Vec<Duration> = (0..frames)
         .map(|_| {
             let t = Instant::now();
-            terminal.draw(|f| view::draw(f, black_box(&mut *app))).ok();
+            terminal.draw(|f| view::draw(f, black_box(&*app))).ok();
             t.elapsed()
         })
         .collect();
@@ -100,7 +100,7 @@ fn main() {
         );
         let t = Instant::now();
         let _ = update(&mut app, Action::Insert('x'));
-        terminal.draw(|f| view::draw(f, &mut app)).ok();
+        terminal.draw(|f| view::draw(f, &app)).ok();
         times.push(t.elapsed());
     }
     times.sort();

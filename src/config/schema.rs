@@ -145,6 +145,12 @@ pub const KEY_ACTIONS: &[&str] = &[
     "toggle_raw",
     "toggle_tree",
     "close",
+    "pick_left",
+    "pick_right",
+    "tie",
+    "both_bad",
+    "skip",
+    "undo",
 ];
 
 pub(crate) const PROMPT_VARIANTS: &[&str] = &["training", "evaluation"];
@@ -434,6 +440,12 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("keys", "toggle_raw", Kind::Str { non_empty: false }),
     spec("keys", "toggle_tree", Kind::Str { non_empty: false }),
     spec("keys", "close", Kind::Str { non_empty: false }),
+    spec("keys", "pick_left", Kind::Str { non_empty: false }),
+    spec("keys", "pick_right", Kind::Str { non_empty: false }),
+    spec("keys", "tie", Kind::Str { non_empty: false }),
+    spec("keys", "both_bad", Kind::Str { non_empty: false }),
+    spec("keys", "skip", Kind::Str { non_empty: false }),
+    spec("keys", "undo", Kind::Str { non_empty: false }),
 ];
 
 pub(crate) fn find(section: &str, key: &str) -> Option<(usize, &'static KeySpec)> {

@@ -60,6 +60,17 @@ pub enum Action {
     Cancel,
     /// Dialogs: move to the next field.
     NextField,
+    // The annotation screen.
+    /// The left candidate is better.
+    PickLeft,
+    /// The right candidate is better.
+    PickRight,
+    Tie,
+    BothBad,
+    /// Leave the item for the end of the queue.
+    Skip,
+    /// Take back the last answer (or skip) of this sitting.
+    Undo,
 }
 
 impl Action {
@@ -185,6 +196,24 @@ impl Action {
         ),
         ("toggle_tree", Action::ToggleTree, "branch tree"),
         ("close", Action::CloseOverlay, "close the overlay"),
+        (
+            "pick_left",
+            Action::PickLeft,
+            "annotate: the left reply is better",
+        ),
+        (
+            "pick_right",
+            Action::PickRight,
+            "annotate: the right reply is better",
+        ),
+        ("tie", Action::Tie, "annotate: both replies are as good"),
+        (
+            "both_bad",
+            Action::BothBad,
+            "annotate: both replies are bad",
+        ),
+        ("skip", Action::Skip, "annotate: leave the item for the end"),
+        ("undo", Action::Undo, "annotate: take back the last answer"),
     ];
 
     pub fn from_name(name: &str) -> Option<Action> {

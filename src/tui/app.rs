@@ -1,4 +1,5 @@
-//! The whole TUI state. `update` mutates it; views only borrow it.
+//! The whole TUI state. `update` mutates it; views and the runtime only
+//! borrow it.
 
 use std::time::Instant;
 
@@ -19,6 +20,8 @@ pub enum Screen {
     /// Choosing a session of the chosen character (or a new one).
     Sessions,
     Chat,
+    /// Answering an annotation queue (`her annotate`).
+    Annotate,
 }
 
 /// Something drawn over the screen.
@@ -140,8 +143,12 @@ pub struct App {
     pub character_name: String,
     /// The scene chosen in the picker (file stem), instead of a character.
     pub scene_stem: Option<String>,
-    /// A model to load instead of the current one (`/model PATH`).
-    pub switch_model: Option<std::path::PathBuf>,
+    /// `/model` is loading another model: nothing can be generated.
+    pub engine_loading: bool,
+    /// The model is picking who speaks next in a scene.
+    pub choosing_speaker: bool,
+    /// The engine runs here (llama.cpp), so `/model` can switch it.
+    pub backend_local: bool,
     pub quit: bool,
     /// Height of the transcript at the last draw, for page scrolling.
     pub page: usize,
@@ -167,6 +174,8 @@ pub struct App {
     pub failure: Option<String>,
     /// The rolling summary being written in the background.
     pub summary: Option<super::summary::SummaryJob>,
+    /// The annotation queue, on the annotate screen.
+    pub annotate: Option<Box<super::annotate::AnnotateScreen>>,
 }
 
 /// A row of the branch tree overlay.
@@ -199,7 +208,9 @@ impl App {
             sessions: Picker::default(),
             character_name: String::new(),
             scene_stem: None,
-            switch_model: None,
+            engine_loading: false,
+            choosing_speaker: false,
+            backend_local: true,
             quit: false,
             page: 20,
             tree_rows: Vec::new(),
@@ -212,6 +223,7 @@ impl App {
             evals_dir: std::path::PathBuf::from("evals"),
             failure: None,
             summary: None,
+            annotate: None,
         }
     }
 
@@ -236,6 +248,7 @@ impl App {
             (Some(_), _) => Layer::Overlay,
             (None, Screen::Characters | Screen::Sessions) => Layer::List,
             (None, Screen::Chat) => self.layer_focus,
+            (None, Screen::Annotate) => Layer::Annotate,
         }
     }
 

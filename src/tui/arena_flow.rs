@@ -3,7 +3,7 @@
 
 use super::app::{App, Overlay, ReplyTarget};
 use super::arena::{AdapterUse, ArenaKey, ArenaMode, ArenaRound, Output, Phase};
-use super::effect::Effect;
+use super::effect::{AdapterFor, Effect};
 use super::model::Speaker;
 use super::update::refresh;
 use crate::engine::{Event, GenerateRequest};
@@ -14,8 +14,12 @@ use crate::prefs::sessions::{ARENA_EVENT, ArenaCandidate, ArenaEvent};
 /// `/arena [mode]` or the arena key: two candidates for the newest reply
 /// (or for the reply to the newest user line).
 pub fn start(app: &mut App, args: &[&str]) -> Vec<Effect> {
-    if app.streaming.is_some() || app.arena.is_some() {
+    if app.streaming.is_some() || app.arena.is_some() || app.choosing_speaker {
         app.notify("wait for the reply being written (or ctrl+c)", true);
+        return Vec::new();
+    }
+    if app.engine_loading {
+        app.notify("a model is loading: wait for it before generating", true);
         return Vec::new();
     }
     let mode = match ArenaMode::parse(args, app.adapter.is_some()) {
@@ -64,34 +68,66 @@ fn entropy() -> u64 {
     (id as u64) ^ ((id >> 64) as u64)
 }
 
-/// Effects that write candidate `i`: its adapter, then the generation.
+/// Effects that write candidate `i`: its adapter first, if it needs
+/// another one (the candidate is written once that is in place).
 fn generate(app: &mut App, i: usize) -> Vec<Effect> {
+    let Some(round) = &app.arena else {
+        return Vec::new();
+    };
+    let for_ = AdapterFor::ArenaCandidate(i);
+    match &round.contenders[i].adapter {
+        AdapterUse::Current => write_candidate(app, i),
+        AdapterUse::Off => vec![Effect::ClearAdapter { for_ }],
+        AdapterUse::Load { path, scale } => vec![Effect::LoadAdapter {
+            path: path.clone(),
+            scale: *scale,
+            for_,
+        }],
+    }
+}
+
+/// The generation of candidate `i`, with the adapter in place.
+fn write_candidate(app: &mut App, i: usize) -> Vec<Effect> {
     let (Some(round), Some(chat)) = (&app.arena, &app.chat) else {
         return Vec::new();
     };
-    let contender = &round.contenders[i];
-    let mut effects = Vec::new();
-    match &contender.adapter {
-        AdapterUse::Current => {}
-        AdapterUse::Off => effects.push(Effect::ArenaAdapter(None)),
-        AdapterUse::Load { path, scale } => {
-            effects.push(Effect::ArenaAdapter(Some((path.clone(), *scale))));
-        }
-    }
     match chat.prompt_for(&round.target, &round.speaker) {
-        Ok((prompt, _)) => {
-            effects.push(Effect::Generate(GenerateRequest {
-                prompt,
-                sampling: contender.sampling.clone(),
-                min_skip: chat.dropped_turns,
-                grammar: None,
-            }));
-            effects
-        }
+        Ok((prompt, _)) => vec![Effect::Generate(GenerateRequest {
+            prompt,
+            sampling: round.contenders[i].sampling.clone(),
+            min_skip: chat.dropped_turns,
+            grammar: None,
+        })],
         Err(err) => {
             let message = err.to_string();
             abort(app, &message)
         }
+    }
+}
+
+/// The adapter a candidate asked for is in place: write it (unless the
+/// round was closed meanwhile).
+pub fn adapter_ready(app: &mut App, for_: AdapterFor) -> Vec<Effect> {
+    match (for_, app.arena.as_ref().map(|r| &r.phase)) {
+        (AdapterFor::ArenaCandidate(i), Some(Phase::Writing(w))) if *w == i => {
+            write_candidate(app, i)
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Generating with the wrong adapter would mislabel the candidates: the
+/// round stops.
+pub fn adapter_failed(app: &mut App, error: &str) -> Vec<Effect> {
+    abort(app, &format!("arena: {error}"))
+}
+
+/// Puts back the adapter the chat had before the round.
+fn restore(restore: Option<(std::path::PathBuf, f32)>) -> Effect {
+    let for_ = AdapterFor::ArenaRestore;
+    match restore {
+        Some((path, scale)) => Effect::LoadAdapter { path, scale, for_ },
+        None => Effect::ClearAdapter { for_ },
     }
 }
 
@@ -112,7 +148,7 @@ fn close(app: &mut App) -> Vec<Effect> {
     // candidate has already put it back.
     let changed = round.contenders[1].adapter != AdapterUse::Current;
     if changed && round.phase == Phase::Writing(1) {
-        vec![Effect::ArenaAdapter(round.restore)]
+        vec![restore(round.restore)]
     } else {
         Vec::new()
     }
@@ -140,7 +176,7 @@ pub fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
             round.phase = Phase::Choosing;
             // The base model state comes back now; the round only needs the texts.
             if round.contenders[1].adapter != AdapterUse::Current {
-                return vec![Effect::ArenaAdapter(round.restore.clone())];
+                return vec![restore(round.restore.clone())];
             }
         }
         Event::Failed(err) => {

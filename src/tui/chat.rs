@@ -17,8 +17,8 @@ use crate::format::PREFILL;
 use crate::prefs::sessions::{ArenaEvent, RATING_EVENT, RatingEvent};
 use crate::prompt::{HerPrompt, Line, PromptVariant};
 use crate::session::{
-    ExportFormat, ExportOptions, Holder, Message, NodeId, Role, Session, SessionError,
-    SessionEvent, SessionFile, SessionHeader, TreeError, export, fork_session, load_session,
+    ExportFormat, Holder, Message, NodeId, Role, Session, SessionError, SessionEvent, SessionFile,
+    SessionHeader, TreeError, fork_session, load_session,
 };
 
 pub struct ChatSession {
@@ -538,8 +538,13 @@ impl ChatSession {
             .collect()
     }
 
-    /// Writes the active branch as txt, md or st (SillyTavern JSONL).
-    pub fn export(&self, format: &str, path: Option<PathBuf>) -> Result<PathBuf, String> {
+    /// Where and how `/export FORMAT [PATH]` writes the active branch: txt,
+    /// md or st (SillyTavern JSONL), beside the session file by default.
+    pub fn export_target(
+        &self,
+        format: &str,
+        path: Option<PathBuf>,
+    ) -> Result<(ExportFormat, PathBuf), String> {
         let stem = self.path.with_extension("");
         let (ext, out) = match format {
             "txt" | "text" => ("txt", ExportFormat::PlainText),
@@ -552,7 +557,6 @@ impl ChatSession {
             }
         };
         let path = path.unwrap_or_else(|| PathBuf::from(format!("{}.{ext}", stem.display())));
-        export(&self.session, out, ExportOptions::default(), &path).map_err(|e| e.to_string())?;
-        Ok(path)
+        Ok((out, path))
     }
 }

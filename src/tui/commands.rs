@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use super::app::{App, Overlay, Screen};
-use super::effect::{Effect, Opening};
+use super::effect::{AdapterFor, Effect, Opening};
+use super::update::{cast_name, open_session};
 
 pub const HELP: &str = "/help · /prompt · /clear (new session) · /fork (continue in a copy of this session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH] · /lore · /note · /memory";
 
@@ -13,15 +14,20 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     let args: Vec<&str> = words.collect();
     match name {
         "help" => app.overlay = Some(Overlay::Help { scroll: 0 }),
-        "prompt" => return vec![Effect::ShowPrompt],
-        "clear" => return vec![Effect::OpenSession(Opening::New)],
+        "prompt" => return count_prompt(app),
+        "clear" => return open_session(app, Opening::New),
         "fork" => match &app.chat {
-            Some(chat) => return vec![Effect::OpenSession(Opening::Fork(chat.path.clone()))],
+            Some(chat) => {
+                let path = chat.path.clone();
+                return open_session(app, Opening::Fork(path));
+            }
             None => app.notify("/fork copies the open session: open one first", true),
         },
         "history" => {
-            let name = app.character_name.clone();
-            return vec![Effect::OpenCharacter(name)];
+            return vec![Effect::OpenCharacter {
+                name: cast_name(app),
+                then: None,
+            }];
         }
         "character" | "characters" => app.screen = Screen::Characters,
         "model" => match args.as_slice() {
@@ -33,12 +39,14 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
                 );
                 app.notify(text, false);
             }
+            // A server's model is chosen where it runs (or by `/adapter` for a vLLM LoRA).
+            [_] if !app.backend_local => app.notify(
+                "/model loads a local GGUF; with backend.kind = \"openai\" the server chooses the model",
+                true,
+            ),
+            [_] if app.engine_loading => app.notify("a model is loading already", true),
             [path] if app.streaming.is_none() => {
-                let path = PathBuf::from(path);
-                match crate::engine::local::check_model_file(&path) {
-                    Ok(_) => app.switch_model = Some(path),
-                    Err(err) => app.notify(err.to_string(), true),
-                }
+                return vec![Effect::CheckModel(PathBuf::from(path))];
             }
             [_] => app.notify(
                 "wait for the reply to finish (or ctrl+c) before switching models",
@@ -60,22 +68,24 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
             }
         }
         "adapter" => match args.as_slice() {
-            ["off" | "none" | "clear"] => return vec![Effect::ClearAdapter],
-            // A training run or checkpoint folder: its adapter (exported if needed).
-            [path] if std::path::Path::new(path).is_dir() => {
-                return vec![Effect::LoadRun(PathBuf::from(path))];
-            }
-            [path] => {
-                return vec![Effect::LoadAdapter {
-                    path: PathBuf::from(path),
-                    scale: 1.0,
+            ["off" | "none" | "clear"] => {
+                return vec![Effect::ClearAdapter {
+                    for_: AdapterFor::Chat,
                 }];
+            }
+            // A LoRA GGUF, or a training run or checkpoint folder: its
+            // adapter (exported if needed).
+            [path] => {
+                app.notify(format!("loading the adapter {path} …"), false);
+                return vec![Effect::FindRunAdapter(PathBuf::from(path))];
             }
             [path, scale] => match scale.parse::<f32>() {
                 Ok(scale) if scale.is_finite() => {
+                    app.notify(format!("loading the adapter {path} …"), false);
                     return vec![Effect::LoadAdapter {
                         path: PathBuf::from(path),
                         scale,
+                        for_: AdapterFor::Chat,
                     }];
                 }
                 _ => app.notify(format!("/adapter: scale '{scale}' is not a number"), true),
@@ -88,14 +98,14 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
         "sampling" => sampling(app, &args),
         "arena" => return super::arena_flow::start(app, &args),
         "evals" | "eval" if args.is_empty() => {
-            app.evals = crate::eval::list_results(&app.evals_dir);
             app.overlay = Some(Overlay::Evals { cursor: 0 });
+            return vec![Effect::ListEvals(app.evals_dir.clone())];
         }
         "runs" | "train" if args.is_empty() => {
-            app.runs = crate::train::runs::list_runs(&app.runs_dir);
             app.overlay = Some(Overlay::Runs { cursor: 0 });
+            return vec![Effect::ListRuns(app.runs_dir.clone())];
         }
-        "export" => export(app, &args),
+        "export" => return export(app, &args),
         "lore" | "note" | "memory" => {
             let rest = command.trim_start().get(name.len()..).unwrap_or_default();
             return super::story_commands::run(app, name, rest);
@@ -152,14 +162,62 @@ fn sampling(app: &mut App, args: &[&str]) {
     app.notify("sampling updated for this session", false);
 }
 
-fn export(app: &mut App, args: &[&str]) {
+fn export(app: &mut App, args: &[&str]) -> Vec<Effect> {
     let Some(chat) = &app.chat else {
-        return;
+        return Vec::new();
     };
     let format = args.first().copied().unwrap_or("md");
     let path = args.get(1).map(PathBuf::from);
-    match chat.export(format, path) {
-        Ok(path) => app.notify(format!("exported to {}", path.display()), false),
-        Err(err) => app.notify(err, true),
+    match chat.export_target(format, path) {
+        Ok((format, to)) => vec![Effect::Export {
+            session: Box::new(chat.session.clone()),
+            format,
+            to,
+        }],
+        Err(err) => {
+            app.notify(err, true);
+            Vec::new()
+        }
     }
+}
+
+/// `/prompt`: the next prompt by section; the engine counts the tokens.
+fn count_prompt(app: &App) -> Vec<Effect> {
+    let Some(chat) = &app.chat else {
+        return Vec::new();
+    };
+    let speaker = chat.character.name.clone();
+    let (prompt, prepared) = chat.build_upto(chat.leaf_key().as_deref(), &speaker);
+    let preface = format!(
+        "lore, memory and note (/lore explains):\n{}\n\ntokens  section\n",
+        crate::chat::story::explain(&prepared)
+    );
+    vec![Effect::CountTokens {
+        preface,
+        parts: prompt.parts(chat.dropped_turns),
+    }]
+}
+
+/// The prompt view once its tokens are counted.
+pub fn prompt_counted(
+    app: &mut App,
+    preface: String,
+    parts: &[crate::prompt::PromptPart],
+    counts: &[usize],
+) {
+    let mut table = preface;
+    for (part, n) in parts.iter().zip(counts) {
+        table.push_str(&format!("{n:>6}  {}\n", part.label));
+    }
+    let total: usize = counts.iter().sum();
+    table.push_str(&format!(
+        "{total:>6}  total (n_ctx {})\n\n",
+        app.status.n_ctx
+    ));
+    let text: String = parts.iter().map(|p| p.text.as_str()).collect();
+    app.overlay = Some(Overlay::Prompt {
+        title: "the next prompt, with tokens per section".into(),
+        text: format!("{table}{text}"),
+        scroll: 0,
+    });
 }

@@ -22,6 +22,8 @@ pub enum Layer {
     Overlay,
     /// A dialog that takes typed text and single-key choices (rating, arena).
     Dialog,
+    /// The annotation screen (`her annotate`): none of the chat's global keys.
+    Annotate,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -172,6 +174,16 @@ impl Default for Keymap {
             ("alt+left", SwipePrev),
             ("alt+right", SwipeNext),
         ];
+        // Rating keys: in the transcript and on the annotate screen.
+        let rating: &[(&str, Action)] = &[
+            ("+", RateUp),
+            ("-", RateDown),
+            ("1", RateStars(1)),
+            ("2", RateStars(2)),
+            ("3", RateStars(3)),
+            ("4", RateStars(4)),
+            ("5", RateStars(5)),
+        ];
         let per_layer: &[(Layer, &[(&str, Action)])] = &[
             (
                 Input,
@@ -208,13 +220,6 @@ impl Default for Keymap {
                     ("e", EditSelected),
                     ("d", DeleteSelected),
                     ("P", PinSelected),
-                    ("+", RateUp),
-                    ("-", RateDown),
-                    ("1", RateStars(1)),
-                    ("2", RateStars(2)),
-                    ("3", RateStars(3)),
-                    ("4", RateStars(4)),
-                    ("5", RateStars(5)),
                     ("R", Rate),
                     ("A", Arena),
                     ("p", TogglePlan),
@@ -269,17 +274,53 @@ impl Default for Keymap {
                 ],
             ),
         ];
+        let annotate: &[(&str, Action)] = &[
+            ("a", PickLeft),
+            ("left", PickLeft),
+            ("b", PickRight),
+            ("right", PickRight),
+            ("t", Tie),
+            ("x", BothBad),
+            ("s", Skip),
+            ("u", Undo),
+            ("j", ScrollDown),
+            ("down", ScrollDown),
+            ("k", ScrollUp),
+            ("up", ScrollUp),
+            ("q", Quit),
+            ("esc", Quit),
+            ("ctrl+c", Quit),
+        ];
         let mut bindings = HashMap::new();
         for (layer, list) in per_layer {
             for (key, action) in global.iter().chain(list.iter()) {
                 bindings.insert((*layer, chord(key)), action.clone());
             }
         }
+        for layer in [Transcript, Annotate] {
+            for (key, action) in rating {
+                bindings.insert((layer, chord(key)), action.clone());
+            }
+        }
+        for (key, action) in annotate {
+            bindings.insert((Annotate, chord(key)), action.clone());
+        }
         Self { bindings }
     }
 }
 
 impl Keymap {
+    /// The built-in keys with config `[keys]` applied (an empty chord keeps
+    /// the built-in ones).
+    pub fn from_config(keys: &BTreeMap<String, String>) -> Result<Self, String> {
+        let set: BTreeMap<String, String> = keys
+            .iter()
+            .filter(|(_, chord)| !chord.is_empty())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Self::default().with_overrides(&set)
+    }
+
     /// Applies user bindings (action name → chord). Each named action loses
     /// its default chords in every layer that had it and gets the new one there.
     pub fn with_overrides(mut self, overrides: &BTreeMap<String, String>) -> Result<Self, String> {
@@ -406,6 +447,39 @@ mod tests {
                 .with_overrides(&keys)
                 .unwrap_err()
                 .contains("not an action")
+        );
+    }
+
+    #[test]
+    fn annotate_keys_are_their_own_and_follow_overrides() {
+        let map = Keymap::default();
+        let key = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE);
+        let ctrl = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL);
+        let left = KeyEvent::new(KeyCode::Left, KeyModifiers::NONE);
+        assert_eq!(map.action(Layer::Annotate, &left), Some(Action::PickLeft));
+        assert_eq!(map.action(Layer::Annotate, &key('u')), Some(Action::Undo));
+        assert_eq!(map.action(Layer::Annotate, &ctrl('c')), Some(Action::Quit));
+        // The chat's global chords stay out, and nothing types itself.
+        assert_eq!(
+            map.action(
+                Layer::Annotate,
+                &KeyEvent::new(KeyCode::F(2), KeyModifiers::NONE)
+            ),
+            None
+        );
+        assert_eq!(map.action(Layer::Annotate, &key('z')), None);
+        let mut keys = BTreeMap::new();
+        keys.insert("pick_left".to_string(), "1".to_string());
+        keys.insert("rate_1".to_string(), "".to_string());
+        let map = Keymap::from_config(&keys).unwrap();
+        assert_eq!(
+            map.action(Layer::Annotate, &key('1')),
+            Some(Action::PickLeft)
+        );
+        assert_eq!(map.action(Layer::Annotate, &key('a')), None);
+        assert_eq!(
+            map.action(Layer::Transcript, &key('1')),
+            Some(Action::RateStars(1))
         );
     }
 

@@ -1,10 +1,14 @@
 //! The studio TUI: pickers, the chat with panes for both thinking layers,
 //! swipes and branches, all on top of crash-safe session logs.
 //!
-//! State lives in [`app::App`]; [`update::update`] is the only mutation;
-//! views borrow the state; [`runtime`] runs the loop and the side effects.
+//! State lives in [`app::App`]. Keys, engine events and the answers of the
+//! runtime's jobs arrive as [`message::Msg`]; [`update::update`] is the only
+//! code that changes the state, and returns [`effect::Effect`]s that the
+//! [`runtime`] carries out and answers with further messages. Views borrow
+//! the state.
 
 pub mod action;
+pub mod annotate;
 pub mod app;
 pub mod arena;
 mod arena_flow;
@@ -12,12 +16,16 @@ pub mod chat;
 mod chat_story;
 pub mod commands;
 pub mod composer;
+mod dialogs;
 pub mod effect;
 pub mod highlight;
 pub mod keymap;
+pub mod message;
 pub mod model;
 pub mod picker;
 pub mod rating;
+mod reply;
+mod reports;
 pub mod rl_rating;
 pub mod runtime;
 pub mod story_commands;
@@ -29,6 +37,8 @@ pub mod view;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_messages;
 #[cfg(test)]
 mod tests_sessions;
 #[cfg(test)]
@@ -43,7 +53,7 @@ use theme::Theme;
 
 use crate::app::AppContext;
 use crate::config::BackendKind;
-use crate::engine::{Backend, LocalEngine};
+use crate::engine::Backend;
 
 /// Where the TUI opens.
 #[derive(Debug, Clone)]
@@ -84,9 +94,9 @@ fn save_modes(modes: PaneModes) {
 }
 
 /// Runs the TUI until the user quits. The engine is already loaded; `/model`
-/// swaps it for another model between runs of the event loop, keeping the session.
-/// Returns, once the terminal is restored, the error that kept the user from
-/// any session (a start that could not proceed), for a non-zero exit.
+/// swaps it for another model, keeping the session. Returns, once the
+/// terminal is restored, the error that kept the user from any session (a
+/// start that could not proceed), for a non-zero exit.
 pub fn run(
     cx: &AppContext,
     engine: Box<dyn Backend>,
@@ -95,105 +105,77 @@ pub fn run(
     theme: Theme,
 ) -> std::io::Result<Option<String>> {
     let mut app = App::new(keymap, theme, load_modes());
-    show_model(&mut app, engine.as_ref());
-    app.characters = runtime::character_picker(&mut app, cx);
+    let config = cx.config();
+    app.backend_local = config.backend.kind == BackendKind::Local;
+    app.runs_dir = config.runs_dir(&cx.studio.root);
+    app.evals_dir = config.evals_dir(&cx.studio.root);
+    let mut first = vec![effect::Effect::ListCharacters];
+    first.extend(start_effects(cx, start));
+    let result = in_terminal(&mut app, cx, runtime::EngineSlot::Ready(engine), first);
+    save_modes(app.modes);
+    result.map(|()| app.exit_failure())
+}
+
+/// Runs the annotate screen over `screen` until the annotator quits;
+/// returns (answered, total). The engine starts only if an item needs two
+/// candidates written; a start that fails is the error.
+pub fn annotate(
+    cx: &AppContext,
+    screen: annotate::AnnotateScreen,
+    keymap: Keymap,
+    theme: Theme,
+    start_engine: runtime::Starter<'_>,
+) -> std::io::Result<(usize, usize)> {
+    let mut app = App::new(keymap, theme, PaneModes::default());
+    app.screen = app::Screen::Annotate;
+    app.annotate = Some(Box::new(screen));
+    let engine = runtime::EngineSlot::Lazy(start_engine);
+    in_terminal(&mut app, cx, engine, Vec::new())?;
+    Ok(app.annotate.map_or((0, 0), |s| s.run.progress()))
+}
+
+/// The loop in the terminal, which is restored however it ends.
+fn in_terminal(
+    app: &mut App,
+    cx: &AppContext,
+    engine: runtime::EngineSlot<'_>,
+    first: Vec<effect::Effect>,
+) -> std::io::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     let mut guard = terminal::TerminalGuard::enter()?;
-    let mut engine = engine;
-    {
-        let context = runtime::Context {
-            app: cx,
-            engine: engine.as_ref(),
-        };
-        match start {
-            Start::Picker => {}
-            Start::Character(name) => {
-                runtime::open_character(&mut app, &context, &name);
-                if app.failure.is_none() {
-                    runtime::open_session(&mut app, &context, effect::Opening::New);
-                }
-            }
-            Start::Session {
-                character,
-                path,
-                fork,
-            } => {
-                // A scene's session reopens with the whole cast.
-                let scene = crate::session::load_session(&path)
-                    .ok()
-                    .and_then(|(s, _)| s.header().scene.clone())
-                    .and_then(|title| cx.scene_titled(&title));
-                let pick = scene.map_or(character, |stem| format!("scene:{stem}"));
-                runtime::open_character(&mut app, &context, &pick);
-                if app.failure.is_none() {
-                    let opening = if fork {
-                        effect::Opening::Fork(path)
-                    } else {
-                        effect::Opening::Resume(path)
-                    };
-                    runtime::open_session(&mut app, &context, opening);
-                }
-            }
-        }
-    }
-    loop {
-        let context = runtime::Context {
-            app: cx,
-            engine: engine.as_ref(),
-        };
-        let result = rt.block_on(runtime::run(&mut app, &mut guard, &context));
-        let Some(path) = app
-            .switch_model
-            .take()
-            .filter(|_| result.is_ok() && !app.quit)
-        else {
-            save_modes(app.modes);
-            drop(guard);
-            return result.map(|()| app.exit_failure());
-        };
-        if cx.config().backend.kind != BackendKind::Local {
-            // A server's model is chosen where it runs (or by `/adapter` for a vLLM LoRA).
-            app.notify(
-                "/model loads a local GGUF; with backend.kind = \"openai\" the server chooses the model",
-                true,
-            );
-            continue;
-        }
-        app.notify(format!("loading {} …", path.display()), false);
-        guard.terminal.draw(|frame| view::draw(frame, &mut app))?;
-        let previous = engine.model_info().path;
-        // One model in memory at a time: the old one goes first.
-        drop(engine);
-        let mut options = cx.engine_options();
-        options.model_path = path;
-        engine = match LocalEngine::start(options.clone()) {
-            Ok(new) => {
-                app.notify(format!("model loaded: {}", new.model_info().name), false);
-                Box::new(new)
-            }
-            Err(err) => {
-                options.model_path = previous;
-                let old = LocalEngine::start(options)
-                    .map_err(|e| std::io::Error::other(e.to_string()))?;
-                app.notify(format!("{err}; kept the previous model"), true);
-                Box::new(old)
-            }
-        };
-        show_model(&mut app, engine.as_ref());
-        if let Some(chat) = &mut app.chat {
-            // The cache of the old model means nothing to the new one.
-            chat.dropped_turns = 0;
-        }
-        // A summary the old model was writing is gone with it.
-        app.summary = None;
-    }
+    let result = rt.block_on(runtime::run(app, &mut guard, cx, engine, first));
+    drop(guard);
+    result
 }
 
-fn show_model(app: &mut App, engine: &dyn Backend) {
-    let info = engine.model_info();
-    app.status.model = info.name.clone();
-    app.status.n_ctx = info.n_ctx as usize;
-    app.status.adapter = None;
+/// What the start asks for: a character's sessions, then a session.
+fn start_effects(cx: &AppContext, start: Start) -> Vec<effect::Effect> {
+    let (name, opening) = match start {
+        Start::Picker => return Vec::new(),
+        Start::Character(name) => (name, effect::Opening::New),
+        Start::Session {
+            character,
+            path,
+            fork,
+        } => {
+            // A scene's session reopens with the whole cast.
+            let scene = crate::session::load_session(&path)
+                .ok()
+                .and_then(|(s, _)| s.header().scene.clone())
+                .and_then(|title| cx.scene_titled(&title));
+            let pick = scene.map_or(character, |stem| format!("scene:{stem}"));
+            let opening = if fork {
+                effect::Opening::Fork(path)
+            } else {
+                effect::Opening::Resume(path)
+            };
+            (pick, opening)
+        }
+    };
+    vec![effect::Effect::OpenCharacter {
+        name,
+        then: Some(opening),
+    }]
 }

@@ -10,8 +10,6 @@ use crate::engine::{Event, FinishReason, GenerateRequest};
 
 /// A summary being written.
 pub struct SummaryJob {
-    /// The request, until the runtime starts it.
-    pub request: Option<GenerateRequest>,
     /// The newest message it covers.
     pub upto: String,
     /// Messages it covers (the branch up to `upto`).
@@ -29,7 +27,7 @@ pub fn request(app: &mut App, forced: bool) -> Vec<Effect> {
     let Some(chat) = &app.chat else {
         return Vec::new();
     };
-    if busy {
+    if busy || app.engine_loading {
         if forced {
             app.notify("a summary is already being written", false);
         }
@@ -61,7 +59,6 @@ pub fn request(app: &mut App, forced: bool) -> Vec<Effect> {
     let request = GenerateRequest::new(prompt, sampling);
     let new = covered - from;
     app.summary = Some(SummaryJob {
-        request: Some(request),
         upto: keys[covered - 1].clone(),
         messages: covered,
         text: String::new(),
@@ -71,7 +68,7 @@ pub fn request(app: &mut App, forced: bool) -> Vec<Effect> {
         format!("summarising {new} message(s) into the long-term memory…"),
         false,
     );
-    Vec::new()
+    vec![Effect::Summarize(request)]
 }
 
 /// After a reply: summarise when the context is filling up or turns were

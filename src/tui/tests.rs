@@ -14,8 +14,9 @@ use super::effect::Effect;
 use super::keymap::{Keymap, Layer};
 use super::model::{PaneMode, PaneModes};
 use super::picker::{Picker, PickerItem};
+use super::reply::on_engine;
 use super::theme::Theme;
-use super::update::{on_engine, refresh, update};
+use super::update::{refresh, update};
 use crate::character::load_character;
 use crate::config::{Config, PromptVariant};
 use crate::engine::{Event, FinishReason, Finished, GenerationStats, Provenance, Started};
@@ -359,7 +360,7 @@ fn snapshot_pickers_tree_and_help() {
 
 #[test]
 fn at_name_picks_the_scene_speaker() {
-    use super::update::pick_speaker_for_test as pick;
+    use super::reply::pick_speaker as pick;
     let names: Vec<String> = ["Elizabeth Bennet", "Mr. Darcy", "Environment"]
         .map(String::from)
         .to_vec();
@@ -420,7 +421,11 @@ fn the_evals_overlay_charts_every_dimension_with_intervals() {
     )
     .unwrap();
     let effects = super::commands::run(&mut app, "evals");
-    assert!(effects.is_empty());
+    let [Effect::ListEvals(evals_dir)] = effects.as_slice() else {
+        panic!("expected the evaluations to be listed: {effects:?}");
+    };
+    let listed = crate::eval::list_results(evals_dir);
+    update(&mut app, super::message::Msg::EvalsListed(listed));
     assert_eq!(app.evals.len(), 1);
     let screen = render(&mut app, 160, 40);
     for title in crate::eval::score::column_titles() {

@@ -54,13 +54,13 @@ fn the_second_opener_chooses_read_only_or_fork() {
     assert!(flat.contains("another her window (pid 1)"), "{shown}");
     assert!(matches!(
         update(&mut app, Action::Insert('r')).as_slice(),
-        [Effect::OpenSession(Opening::ReadOnly(p))] if *p == path
+        [Effect::OpenSession { opening: Opening::ReadOnly(p), .. }] if *p == path
     ));
     app.overlay = Some(locked.clone());
     update(&mut app, Action::ListDown);
     assert!(matches!(
         update(&mut app, Action::Submit).as_slice(),
-        [Effect::OpenSession(Opening::Fork(p))] if *p == path
+        [Effect::OpenSession { opening: Opening::Fork(p), .. }] if *p == path
     ));
     app.overlay = Some(locked);
     assert!(update(&mut app, Action::CloseOverlay).is_empty());
@@ -121,15 +121,22 @@ fn a_session_another_window_writes_is_not_trashed() {
     let dir = tempfile::tempdir().unwrap();
     let mut holder = chat_app(dir.path());
     let path = holder.chat.as_ref().unwrap().path.clone();
-    let mut other = with_chat(ChatSession::fork(&path, dir.path(), players()).unwrap().0);
-    let err = super::runtime::delete_session(&mut other, &path).unwrap_err();
+    let err = super::runtime::open::trash(&path).unwrap_err();
     assert!(
         err.contains("already open for writing") && err.contains("close it there"),
         "{err}"
     );
     assert!(path.is_file());
-    // The window that has it open closes it and trashes it.
-    let to = super::runtime::delete_session(&mut holder, &path).unwrap();
+    // The window that has it open closes it, then asks for the trash.
+    holder.overlay = Some(Overlay::Confirm {
+        question: "trash?".into(),
+        on_yes: super::app::ConfirmAction::DeleteSession(path.clone()),
+    });
+    let effects = update(&mut holder, Action::Confirm);
     assert!(holder.chat.is_none());
+    let [Effect::TrashSession { path: asked, .. }] = effects.as_slice() else {
+        panic!("expected the trash effect: {effects:?}");
+    };
+    let to = super::runtime::open::trash(asked).unwrap();
     assert!(to.is_file() && !path.exists());
 }

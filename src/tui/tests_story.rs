@@ -226,7 +226,7 @@ fn started(dropped_turns: usize) -> crate::engine::Event {
 /// finishes while a reply is written is logged only after that reply.
 #[test]
 fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
-    use super::update::on_engine;
+    use super::reply::on_engine;
     use crate::engine::{Event, FinishReason};
     let dir = tempfile::tempdir().unwrap();
     let mut app = chat_app(dir.path());
@@ -235,7 +235,7 @@ fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
     command(&mut app, "Will you dance?");
     on_engine(&mut app, started(1));
     on_engine(&mut app, Event::Text("Elizabeth Bennet: No.".into()));
-    on_engine(
+    let effects = on_engine(
         &mut app,
         Event::Finished(super::tests::finished(FinishReason::EndOfGeneration)),
     );
@@ -244,8 +244,10 @@ fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
         "{}",
         notice(&app)
     );
-    let job = app.summary.as_mut().expect("a summary job");
-    let request = job.request.take().expect("its request");
+    assert!(app.summary.is_some(), "a summary job");
+    let [Effect::Summarize(request)] = effects.as_slice() else {
+        panic!("expected the summary to be asked for: {effects:?}");
+    };
     let asked = request.prompt.render(0);
     assert!(asked.contains("Will you dance?"), "{asked}");
     assert!(!asked.contains("No."), "the newest message is kept out");

@@ -1,24 +1,70 @@
-//! `update`: the only place the app state changes. Returns effects for the
-//! runtime; never blocks and never touches the terminal or the engine.
+//! `update`: the only place the app state changes. Takes one message,
+//! returns effects for the runtime; never blocks and never touches the
+//! terminal or the engine.
 
 use super::action::Action;
-use super::app::{App, ConfirmAction, LOCKED_CHOICES, Overlay, ReplyTarget, Screen, Streaming};
-use super::effect::{Effect, Opening};
+use super::app::{App, ConfirmAction, Overlay, ReplyTarget, Screen};
+use super::effect::{Cast, Effect, Opening};
 use super::keymap::Layer;
+use super::message::Msg;
 use super::model::Speaker;
-use super::rating::{FormOutcome, RatingInput};
-use super::rl_rating::RlRateOutcome;
-use crate::engine::{Event, FinishReason, GenerateRequest};
-use crate::format::{Ending, LintContext, StreamedReply, lint, parse_reply};
+use super::rating::RatingInput;
+use super::reply::{answer, pick_speaker, start_reply};
 use crate::prefs::RatedLayer;
 use crate::prefs::sessions::ChatScore;
 
-pub fn update(app: &mut App, action: Action) -> Vec<Effect> {
+/// The part of `update` that takes the generation's events, for callers
+/// that play the engine themselves (the remote backend's tests).
+pub use super::reply::on_engine;
+
+/// Applies one message; an `Action` converts into one.
+pub fn update(app: &mut App, msg: impl Into<Msg>) -> Vec<Effect> {
+    let effects = match msg.into() {
+        Msg::Action(action) => on_action(app, action),
+        Msg::Typed(c) => {
+            picker_type(app, c);
+            Vec::new()
+        }
+        Msg::Layout { transcript_rows } => {
+            app.page = transcript_rows;
+            Vec::new()
+        }
+        Msg::Engine(event) => super::reply::on_engine(app, event),
+        report => super::reports::on_report(app, report),
+    };
+    // A summary that finished while a reply was written is logged once the
+    // reply is saved.
+    super::summary::commit_ready(app);
+    effects
+}
+
+/// Whose sessions the pickers show: `scene:STEM` or the character's name.
+pub fn cast_name(app: &App) -> String {
+    match &app.scene_stem {
+        Some(stem) => format!("scene:{stem}"),
+        None => app.character_name.clone(),
+    }
+}
+
+/// Opens a session for the chosen character or scene.
+pub fn open_session(app: &App, opening: Opening) -> Vec<Effect> {
+    vec![Effect::OpenSession {
+        opening,
+        cast: Cast {
+            character: app.character_name.clone(),
+            scene_stem: app.scene_stem.clone(),
+        },
+        open_now: app.chat.as_ref().map(|c| c.path.clone()),
+    }]
+}
+
+fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
     app.status.notice = None;
     match app.layer() {
+        Layer::Annotate => return super::annotate::on_action(app, &action),
         Layer::List => return list_action(app, action),
         Layer::Overlay => return overlay_action(app, action),
-        Layer::Dialog => return dialog_action(app, action),
+        Layer::Dialog => return super::dialogs::on_action(app, action),
         _ => {}
     }
     chat_action(app, action)
@@ -46,88 +92,6 @@ fn overlay_action(app: &mut App, action: Action) -> Vec<Effect> {
     Vec::new()
 }
 
-/// Keys for the rating dialog and the arena.
-fn dialog_action(app: &mut App, action: Action) -> Vec<Effect> {
-    if action == Action::Quit {
-        app.quit = true;
-        return Vec::new();
-    }
-    match &mut app.overlay {
-        Some(Overlay::Rate(form)) => {
-            let (key, speaker) = (form.key.clone(), form.speaker.clone());
-            match form.handle(action) {
-                FormOutcome::Editing => {}
-                FormOutcome::Cancelled => app.overlay = None,
-                FormOutcome::Incomplete(why) => app.notify(why, true),
-                FormOutcome::Save(input) => {
-                    app.overlay = None;
-                    save_rating(app, &key, &speaker, &input);
-                }
-            }
-            Vec::new()
-        }
-        Some(Overlay::Arena) => super::arena_flow::key(app, &action),
-        Some(Overlay::Locked { path, cursor, .. }) => {
-            let last = LOCKED_CHOICES.len() - 1;
-            let chosen = match action {
-                Action::ListUp => {
-                    *cursor = cursor.saturating_sub(1);
-                    None
-                }
-                Action::ListDown => {
-                    *cursor = (*cursor + 1).min(last);
-                    None
-                }
-                Action::Submit => Some(*cursor),
-                Action::Insert(c) => LOCKED_CHOICES.iter().position(|(key, _)| *key == c),
-                Action::CloseOverlay => Some(last),
-                _ => None,
-            };
-            let path = path.clone();
-            match chosen {
-                Some(0) => {
-                    app.overlay = None;
-                    vec![Effect::OpenSession(Opening::ReadOnly(path))]
-                }
-                Some(1) => {
-                    app.overlay = None;
-                    vec![Effect::OpenSession(Opening::Fork(path))]
-                }
-                Some(_) => {
-                    app.overlay = None;
-                    Vec::new()
-                }
-                None => Vec::new(),
-            }
-        }
-        Some(Overlay::RlRate(form)) => {
-            let annotator = app
-                .chat
-                .as_ref()
-                .map(|c| c.annotator.clone())
-                .unwrap_or_default();
-            match form.handle(action, &annotator) {
-                RlRateOutcome::Editing => {}
-                RlRateOutcome::Cancelled => app.overlay = Some(Overlay::Runs { cursor: 0 }),
-                RlRateOutcome::Incomplete(why) => app.notify(why, true),
-                RlRateOutcome::Send(answer) => {
-                    let run = form.run.clone();
-                    app.overlay = Some(Overlay::Runs { cursor: 0 });
-                    match crate::train::rl::human::respond(&run, &answer) {
-                        Ok(()) => app.notify(
-                            format!("ratings for step {} sent to the trainer", answer.step),
-                            false,
-                        ),
-                        Err(err) => app.notify(err.to_string(), true),
-                    }
-                }
-            }
-            Vec::new()
-        }
-        _ => Vec::new(),
-    }
-}
-
 fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
     if let Some(Overlay::Confirm { on_yes, .. }) = &app.overlay {
         let on_yes = on_yes.clone();
@@ -143,7 +107,15 @@ fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
                         }
                         refresh(app);
                     }
-                    ConfirmAction::DeleteSession(path) => return vec![Effect::DeleteSession(path)],
+                    ConfirmAction::DeleteSession(path) => {
+                        // Closed first: this window's lock would keep it in place.
+                        if app.chat.as_ref().is_some_and(|c| c.path == path) {
+                            app.chat = None;
+                            app.messages.clear();
+                        }
+                        let reopen = cast_name(app);
+                        return vec![Effect::TrashSession { path, reopen }];
+                    }
                 }
             }
             Action::Cancel | Action::CloseOverlay => app.overlay = None,
@@ -160,21 +132,15 @@ fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
                 let run = app.runs.get(*cursor).cloned();
                 app.overlay = None;
                 return match run {
-                    Some(run) => vec![Effect::LoadRun(run.path)],
+                    Some(run) => vec![Effect::FindRunAdapter(run.path)],
                     None => Vec::new(),
                 };
             }
             Action::Rate => {
-                let Some(run) = app.runs.get(*cursor) else {
-                    return Vec::new();
+                return match app.runs.get(*cursor) {
+                    Some(run) => vec![Effect::FindRlAsk(run.path.clone())],
+                    None => Vec::new(),
                 };
-                match crate::train::rl::human::pending(&run.path) {
-                    Some(ask) => {
-                        let form = super::rl_rating::RlRateForm::new(run.path.clone(), ask);
-                        app.overlay = Some(Overlay::RlRate(form));
-                    }
-                    None => app.notify("this run is not waiting for ratings", true),
-                }
             }
             Action::CloseOverlay => app.overlay = None,
             Action::Quit => app.quit = true,
@@ -226,9 +192,12 @@ fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
                 return Vec::new();
             };
             return match app.screen {
-                Screen::Characters => vec![Effect::OpenCharacter(item.value)],
-                _ if item.value.is_empty() => vec![Effect::OpenSession(Opening::New)],
-                _ => vec![Effect::OpenSession(Opening::Resume(item.value.into()))],
+                Screen::Characters => vec![Effect::OpenCharacter {
+                    name: item.value,
+                    then: None,
+                }],
+                _ if item.value.is_empty() => open_session(app, Opening::New),
+                _ => open_session(app, Opening::Resume(item.value.into())),
             };
         }
         Action::DeleteSelected if app.screen == Screen::Sessions => {
@@ -288,7 +257,7 @@ fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
                 c.history_next();
             }
         }
-        Action::OpenEditor => return vec![Effect::OpenEditor],
+        Action::OpenEditor => return vec![Effect::OpenEditor(c.text.clone())],
         Action::Submit => return submit(app),
         Action::FocusInput => {
             app.layer_focus = Layer::Input;
@@ -388,7 +357,13 @@ fn chat_action(app: &mut App, action: Action) -> Vec<Effect> {
         | Action::ListChoose
         | Action::Confirm
         | Action::Cancel
-        | Action::NextField => {}
+        | Action::NextField
+        | Action::PickLeft
+        | Action::PickRight
+        | Action::Tie
+        | Action::BothBad
+        | Action::Skip
+        | Action::Undo => {}
     }
     Vec::new()
 }
@@ -425,7 +400,7 @@ fn rate(app: &mut App, score: ChatScore) {
 }
 
 /// Writes a rating to the session log (where the preference export finds it).
-fn save_rating(app: &mut App, key: &str, speaker: &str, input: &RatingInput) {
+pub(super) fn save_rating(app: &mut App, key: &str, speaker: &str, input: &RatingInput) {
     let Some(chat) = &mut app.chat else {
         return;
     };
@@ -443,7 +418,7 @@ fn submit(app: &mut App) -> Vec<Effect> {
     if app.composer.text.trim().is_empty() {
         return Vec::new();
     }
-    if app.streaming.is_some() {
+    if app.streaming.is_some() || app.choosing_speaker {
         app.notify(
             "a reply is being written: wait or press ctrl+c to stop it",
             true,
@@ -554,187 +529,6 @@ fn edit_selected(app: &mut App) {
         app.editing = Some(msg.key);
         app.layer_focus = Layer::Input;
     }
-}
-
-/// `@Name rest` → (the speaker whose name starts with `Name`, rest).
-#[cfg(test)]
-pub(crate) fn pick_speaker_for_test(speakers: &[String], text: &str) -> (Option<String>, String) {
-    pick_speaker(speakers, text)
-}
-
-fn pick_speaker(speakers: &[String], text: &str) -> (Option<String>, String) {
-    let Some(rest) = text.trim_start().strip_prefix('@') else {
-        return (None, text.to_string());
-    };
-    let lower = rest.to_lowercase();
-    // The longest name that the text starts with wins ("Mr. Darcy" over "Mr.").
-    let found = speakers
-        .iter()
-        .filter(|s| lower.starts_with(&s.to_lowercase()))
-        .max_by_key(|s| s.len())
-        .or_else(|| {
-            let word = lower.split_whitespace().next().unwrap_or_default();
-            // Or any word of a name: "@darcy" finds "Mr. Darcy".
-            speakers.iter().find(|s| {
-                !word.is_empty()
-                    && s.to_lowercase()
-                        .split_whitespace()
-                        .any(|w| w.trim_matches('.').starts_with(word))
-            })
-        });
-    match found {
-        Some(name) => {
-            let skip = if lower.starts_with(&name.to_lowercase()) {
-                name.len()
-            } else {
-                lower.split_whitespace().next().map_or(0, str::len)
-            };
-            (
-                Some(name.clone()),
-                rest[skip.min(rest.len())..].trim_start().to_string(),
-            )
-        }
-        None => (None, text.to_string()),
-    }
-}
-
-/// Someone answers after `parent`: the character, or in a scene whoever the
-/// scene's policy picks (the model-picked case needs the engine: an effect).
-pub fn answer(app: &mut App, parent: Option<String>) -> Vec<Effect> {
-    let Some(chat) = &app.chat else {
-        return Vec::new();
-    };
-    let Some(scene) = &chat.scene else {
-        let name = chat.character.name.clone();
-        return start_reply(app, ReplyTarget::After(parent), &name);
-    };
-    if scene.next_speaker == crate::character::NextSpeaker::Model {
-        return vec![Effect::ChooseSpeaker { parent }];
-    }
-    let last = app.messages.last().map(|m| m.name.clone());
-    let next = crate::prompt::next_speaker::round_robin(&chat.speakers(), last.as_deref());
-    match next {
-        Some(name) => start_reply(app, ReplyTarget::After(parent), &name),
-        None => Vec::new(),
-    }
-}
-
-/// Builds the prompt for `target` and asks the runtime to generate.
-pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Effect> {
-    let Some(chat) = &app.chat else {
-        return Vec::new();
-    };
-    // A reply that could not be saved would be lost: refuse before generating.
-    if let Some(reason) = &chat.read_only {
-        let text = read_only_notice(reason);
-        app.notify(text, true);
-        return Vec::new();
-    }
-    let (prompt, prefix) = match chat.prompt_for(&target, speaker) {
-        Ok(p) => p,
-        Err(err) => {
-            app.notify(err.to_string(), true);
-            return Vec::new();
-        }
-    };
-    let sampling = crate::chat::character_sampling(chat.sampling.clone(), chat.member(speaker));
-    let request = GenerateRequest {
-        prompt,
-        sampling,
-        min_skip: chat.dropped_turns,
-        grammar: None,
-    };
-    let mut reply = StreamedReply::default();
-    reply.push(&prefix);
-    app.streaming = Some(Streaming {
-        target,
-        speaker: speaker.to_string(),
-        reply,
-        started: std::time::Instant::now(),
-    });
-    app.selected = None;
-    app.scroll = 0;
-    vec![Effect::Generate(request)]
-}
-
-/// Applies one engine event to the reply being generated (or to the arena
-/// candidate being written); returns what to do next.
-pub fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
-    if app.streaming.is_none() && app.arena.is_some() {
-        return super::arena_flow::on_engine(app, event);
-    }
-    match event {
-        Event::Started(s) => {
-            app.status.context_used = s.prompt_tokens;
-            if let Some(chat) = &mut app.chat {
-                chat.dropped_turns = s.dropped_turns;
-            }
-            if s.dropped_turns > 0 {
-                app.notify(
-                    format!(
-                        "the context is full: the oldest {} turns are left out of the prompt",
-                        s.dropped_turns
-                    ),
-                    false,
-                );
-            }
-        }
-        Event::Text(piece) => {
-            if let Some(s) = &mut app.streaming {
-                s.reply.push(&piece);
-            }
-        }
-        Event::Stats(stats) => app.update_stats(&stats),
-        Event::Finished(done) => {
-            app.status.context_used = done.stats.context_used;
-            app.status.tokens_per_second = done.stats.tokens_per_second;
-            finish_reply(app, Some(done));
-            return super::summary::after_reply(app);
-        }
-        Event::Failed(err) => {
-            app.notify(err.to_string(), true);
-            finish_reply(app, None);
-        }
-    }
-    Vec::new()
-}
-
-fn finish_reply(app: &mut App, done: Option<crate::engine::Finished>) {
-    let Some(streaming) = app.streaming.take() else {
-        return;
-    };
-    let raw = streaming.reply.raw();
-    let natural = done.as_ref().is_some_and(|d| {
-        matches!(
-            d.reason,
-            FinishReason::EndOfGeneration | FinishReason::StopString
-        )
-    });
-    let ending = if natural {
-        Ending::Natural
-    } else {
-        Ending::CutOff
-    };
-    let segments = parse_reply(&raw, ending);
-    app.status.findings = lint(
-        &segments,
-        &LintContext {
-            character: streaming.speaker.clone(),
-            expect_system_thinking: false,
-            in_history: false,
-        },
-    );
-    // Nothing but the prefill: a failure before any text; keep nothing.
-    if done.is_none() && raw == crate::format::PREFILL {
-        return;
-    }
-    if let Some(chat) = &mut app.chat
-        && let Err(err) =
-            chat.save_reply(&streaming.target, &streaming.speaker, &raw, done.as_ref())
-    {
-        app.notify(format!("the reply could not be saved: {err}"), true);
-    }
-    refresh(app);
 }
 
 /// What a refused change says in a read-only session.

@@ -9,4 +9,4 @@ mod screens;
 pub mod transcript;
 pub mod wrap;
 
-pub use screens::draw;
+pub use screens::{draw, transcript_rows};

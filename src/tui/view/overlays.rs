@@ -37,6 +37,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                             Layer::List => "lists, pickers, tree",
                             Layer::Overlay => "overlays",
                             Layer::Dialog => "dialogs (rating, arena)",
+                            Layer::Annotate => "her annotate",
                         },
                         Style::default()
                             .add_modifier(Modifier::BOLD)

@@ -18,7 +18,7 @@ use crate::tui::picker::Picker;
 /// Panes go beside the transcript from this width, below it under it.
 const SIDE_PANES_FROM: u16 = 100;
 
-pub fn draw(frame: &mut Frame, app: &mut App) {
+pub fn draw(frame: &mut Frame, app: &App) {
     let area = frame.area();
     match app.screen {
         Screen::Characters => draw_picker(
@@ -39,6 +39,11 @@ pub fn draw(frame: &mut Frame, app: &mut App) {
             app,
         ),
         Screen::Chat => draw_chat(frame, area, app),
+        Screen::Annotate => {
+            if let Some(screen) = &app.annotate {
+                crate::tui::annotate::view::draw(frame, screen, &app.theme);
+            }
+        }
     }
     if let Some(overlay) = &app.overlay {
         overlays::draw(frame, area, app, overlay);
@@ -138,7 +143,16 @@ fn draw_picker(frame: &mut Frame, area: Rect, picker: &Picker, title: &str, app:
     );
 }
 
-fn draw_chat(frame: &mut Frame, area: Rect, app: &mut App) {
+/// Where the chat's parts go on a screen of `area`.
+struct ChatLayout {
+    transcript: Rect,
+    /// The thinking panes and how they stack.
+    panes: Option<(Rect, Direction)>,
+    composer: Rect,
+    status: Rect,
+}
+
+fn chat_layout(area: Rect, app: &App) -> ChatLayout {
     let composer_height = (app.composer.text.lines().count().max(1) as u16 + 2)
         .min(area.height / 3)
         .max(3);
@@ -148,7 +162,50 @@ fn draw_chat(frame: &mut Frame, area: Rect, app: &mut App) {
         Constraint::Length(1),
     ])
     .areas(area);
+    let any_pane = app.modes.plan == PaneMode::Pane || app.modes.thoughts == PaneMode::Pane;
+    let (transcript, panes) = if !any_pane {
+        (body, None)
+    } else if area.width >= SIDE_PANES_FROM {
+        let [t, p] = Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)])
+            .areas(body);
+        (t, Some((p, Direction::Vertical)))
+    } else {
+        let [t, p] =
+            Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(body);
+        (t, Some((p, Direction::Horizontal)))
+    };
+    ChatLayout {
+        transcript,
+        panes,
+        composer,
+        status,
+    }
+}
 
+/// The transcript block: a rule with the title on top.
+fn transcript_block(app: &App) -> Block<'static> {
+    let title = if app.layer() == KeyLayer::Transcript {
+        "transcript (↑↓ select · ←→ alternatives · r regenerate · e edit · i type)"
+    } else {
+        "transcript"
+    };
+    Block::default().borders(Borders::TOP).title(title)
+}
+
+/// Rows of text the transcript shows on a screen of `area` (a page, for
+/// page up and down): the runtime tells `update` before each draw.
+pub fn transcript_rows(area: Rect, app: &App) -> usize {
+    let layout = chat_layout(area, app);
+    transcript_block(app).inner(layout.transcript).height as usize
+}
+
+fn draw_chat(frame: &mut Frame, area: Rect, app: &App) {
+    let ChatLayout {
+        transcript: transcript_area,
+        panes: pane_area,
+        composer,
+        status,
+    } = chat_layout(area, app);
     let focused = app.focused_reply();
     let mut panes: Vec<(&str, String, Style)> = Vec::new();
     if app.modes.plan == PaneMode::Pane {
@@ -165,26 +222,9 @@ fn draw_chat(frame: &mut Frame, area: Rect, app: &mut App) {
             .unwrap_or_default();
         panes.push(("character thinking", text, app.theme.thought()));
     }
-    let (transcript_area, pane_area) = if panes.is_empty() {
-        (body, None)
-    } else if area.width >= SIDE_PANES_FROM {
-        let [t, p] = Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)])
-            .areas(body);
-        (t, Some((p, Direction::Vertical)))
-    } else {
-        let [t, p] =
-            Layout::vertical([Constraint::Percentage(65), Constraint::Percentage(35)]).areas(body);
-        (t, Some((p, Direction::Horizontal)))
-    };
-    let title = if app.layer() == KeyLayer::Transcript {
-        "transcript (↑↓ select · ←→ alternatives · r regenerate · e edit · i type)"
-    } else {
-        "transcript"
-    };
-    let block = Block::default().borders(Borders::TOP).title(title);
+    let block = transcript_block(app);
     let inner = block.inner(transcript_area);
     frame.render_widget(block, transcript_area);
-    app.page = inner.height as usize;
     let (saved, tail) = app.view();
     frame.render_widget(
         Transcript {

@@ -1,8 +1,13 @@
-//! What the annotation screen knows and how a key changes it. Pure: the
-//! runtime writes the records and generates candidates this asks for.
+//! What the annotation screen knows and how an action changes it. Pure: the
+//! runtime writes the records and generates the candidates it asks for.
 
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+use crate::config::SamplingConfig;
 use crate::prefs::queue::{AnnotationRun, Answer, QueueItem, UndoAction, blind_order};
 use crate::prefs::{PreferenceRecord, RatingScore, Verdict};
+use crate::tui::action::Action;
 
 /// What a key asks the runtime to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,22 +20,39 @@ pub enum Step {
     Quit,
 }
 
-pub struct AnnotateState {
+pub struct AnnotateScreen {
     pub run: AnnotationRun,
     pub queue_name: String,
+    /// The annotator's log, where every answer is appended.
+    pub log: PathBuf,
+    /// Sampling for candidates the queue lacks.
+    pub sampling: SamplingConfig,
     /// A line for the annotator: what was saved, what went wrong.
     pub notice: Option<(String, bool)>,
     /// Lines scrolled in the candidate panes.
     pub scroll: u16,
+    /// The item whose two candidates are being written.
+    pub writing: Option<String>,
+    /// Items whose candidates could not be written: not tried again.
+    pub failed: HashSet<String>,
 }
 
-impl AnnotateState {
-    pub fn new(run: AnnotationRun, queue_name: String) -> Self {
+impl AnnotateScreen {
+    pub fn new(
+        run: AnnotationRun,
+        queue_name: String,
+        log: PathBuf,
+        sampling: SamplingConfig,
+    ) -> Self {
         Self {
             run,
             queue_name,
+            log,
+            sampling,
             notice: None,
             scroll: 0,
+            writing: None,
+            failed: HashSet::new(),
         }
     }
 
@@ -51,24 +73,30 @@ impl AnnotateState {
             .is_some_and(|i| blind_order(&i.id, self.run.annotator()))
     }
 
-    pub fn key(&mut self, key: char) -> Step {
+    pub fn on_action(&mut self, action: &Action) -> Step {
         self.notice = None;
-        match key {
-            'q' | '\u{1b}' => return Step::Quit,
-            'u' => return self.undo(),
-            's' => {
+        match action {
+            Action::Quit => return Step::Quit,
+            Action::Undo => return self.undo(),
+            Action::Skip => {
                 if self.run.skip() {
                     self.scroll = 0;
                     self.notice = Some(("skipped: it comes back at the end".into(), false));
                 }
                 return Step::Nothing;
             }
-            'j' => self.scroll = self.scroll.saturating_add(1),
-            'k' => self.scroll = self.scroll.saturating_sub(1),
+            Action::ScrollDown => {
+                self.scroll = self.scroll.saturating_add(1);
+                return Step::Nothing;
+            }
+            Action::ScrollUp => {
+                self.scroll = self.scroll.saturating_sub(1);
+                return Step::Nothing;
+            }
             _ => {}
         }
-        let Some(answer) = self.answer_for(key) else {
-            if "abtx+-12345".contains(key) {
+        let Some(answer) = self.answer_for(action) else {
+            if is_answer(action) {
                 self.notice = Some((self.hint(), true));
             }
             return Step::Nothing;
@@ -87,8 +115,8 @@ impl AnnotateState {
         }
     }
 
-    /// The key as an answer for the current item, in queue order.
-    fn answer_for(&self, key: char) -> Option<Answer> {
+    /// The action as an answer for the current item, in queue order.
+    fn answer_for(&self, action: &Action) -> Option<Answer> {
         let item = self.ready_item()?;
         let pick = |left_wins: bool| {
             // The left pane shows candidate 2 when the order is swapped.
@@ -99,14 +127,14 @@ impl AnnotateState {
             };
             Answer::Pick(if left_wins { left } else { left.swapped() })
         };
-        match (item.candidates.len(), key) {
-            (2, 'a') => Some(pick(true)),
-            (2, 'b') => Some(pick(false)),
-            (2, 't') => Some(Answer::Pick(Verdict::Tie)),
-            (2, 'x') => Some(Answer::Pick(Verdict::BothBad)),
-            (1, '+') => Some(Answer::Rate(RatingScore::ThumbsUp)),
-            (1, '-') => Some(Answer::Rate(RatingScore::ThumbsDown)),
-            (1, c @ '1'..='5') => Some(Answer::Rate(RatingScore::Stars(c as u8 - b'0'))),
+        match (item.candidates.len(), action) {
+            (2, Action::PickLeft) => Some(pick(true)),
+            (2, Action::PickRight) => Some(pick(false)),
+            (2, Action::Tie) => Some(Answer::Pick(Verdict::Tie)),
+            (2, Action::BothBad) => Some(Answer::Pick(Verdict::BothBad)),
+            (1, Action::RateUp) => Some(Answer::Rate(RatingScore::ThumbsUp)),
+            (1, Action::RateDown) => Some(Answer::Rate(RatingScore::ThumbsDown)),
+            (1, Action::RateStars(n @ 1..=5)) => Some(Answer::Rate(RatingScore::Stars(*n))),
             _ => None,
         }
     }
@@ -156,13 +184,27 @@ impl AnnotateState {
     }
 }
 
+/// Whether the action answers an item (on the wrong kind of item it gets a hint).
+fn is_answer(action: &Action) -> bool {
+    matches!(
+        action,
+        Action::PickLeft
+            | Action::PickRight
+            | Action::Tie
+            | Action::BothBad
+            | Action::RateUp
+            | Action::RateDown
+            | Action::RateStars(_)
+    )
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::prefs::queue::QueueCandidate;
     use crate::prefs::{ContextMessage, Role};
 
-    fn item(id: &str, texts: &[&str]) -> QueueItem {
+    pub(crate) fn item(id: &str, texts: &[&str]) -> QueueItem {
         QueueItem {
             id: id.into(),
             character: "Elizabeth".into(),
@@ -179,15 +221,20 @@ mod tests {
         }
     }
 
-    fn state(items: Vec<QueueItem>) -> AnnotateState {
-        AnnotateState::new(AnnotationRun::new(items, "ann", &[]), "q".into())
+    fn state(items: Vec<QueueItem>) -> AnnotateScreen {
+        AnnotateScreen::new(
+            AnnotationRun::new(items, "ann", &[]),
+            "q".into(),
+            PathBuf::from("log.jsonl"),
+            SamplingConfig::default(),
+        )
     }
 
     #[test]
     fn a_pick_on_the_left_maps_to_the_queue_order() {
         let mut s = state(vec![item("1", &["first", "second"])]);
         let swapped = s.swapped();
-        let Step::Save(saved) = s.key('a') else {
+        let Step::Save(saved) = s.on_action(&Action::PickLeft) else {
             panic!("expected a saved pair");
         };
         let PreferenceRecord::Pair(pair) = *saved else {
@@ -205,20 +252,25 @@ mod tests {
     #[test]
     fn skip_undo_and_wrong_keys() {
         let mut s = state(vec![item("1", &["only"]), item("2", &["x", "y"])]);
-        assert_eq!(s.key('a'), Step::Nothing); // a pick on a single reply
+        assert_eq!(s.on_action(&Action::PickLeft), Step::Nothing); // a pick on a single reply
         assert!(s.notice.as_ref().is_some_and(|(_, error)| *error));
-        assert_eq!(s.key('s'), Step::Nothing);
+        assert_eq!(s.on_action(&Action::Skip), Step::Nothing);
         assert_eq!(s.ready_item().map(|i| i.id.as_str()), Some("2"));
-        let Step::Save(saved) = s.key('t') else {
+        let Step::Save(saved) = s.on_action(&Action::Tie) else {
             panic!("expected a tie to be saved");
         };
-        assert_eq!(s.key('u'), Step::Retract(saved.id().to_string()));
+        assert_eq!(
+            s.on_action(&Action::Undo),
+            Step::Retract(saved.id().to_string())
+        );
         assert_eq!(s.ready_item().map(|i| i.id.as_str()), Some("2"));
         assert_eq!(s.run.progress(), (0, 2));
-        assert!(matches!(s.key('4'), Step::Nothing)); // item 2 needs a pick
-        assert!(matches!(s.key('x'), Step::Save(_)));
-        assert!(matches!(s.key('5'), Step::Save(r) if matches!(*r, PreferenceRecord::Rating(_))));
+        assert!(matches!(s.on_action(&Action::RateStars(4)), Step::Nothing)); // item 2 needs a pick
+        assert!(matches!(s.on_action(&Action::BothBad), Step::Save(_)));
+        assert!(
+            matches!(s.on_action(&Action::RateStars(5)), Step::Save(r) if matches!(*r, PreferenceRecord::Rating(_)))
+        );
         assert!(s.run.is_finished());
-        assert_eq!(s.key('q'), Step::Quit);
+        assert_eq!(s.on_action(&Action::Quit), Step::Quit);
     }
 }

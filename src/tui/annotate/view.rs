@@ -6,7 +6,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Wrap};
 
-use super::state::AnnotateState;
+use super::state::AnnotateScreen;
 use crate::prefs::Role;
 use crate::prefs::queue::QueueItem;
 use crate::tui::model::{PaneMode, PaneModes, ShownMessage, Speaker};
@@ -16,8 +16,19 @@ use crate::tui::view::transcript::message_lines;
 /// Context messages shown above the candidates (the newest ones).
 const CONTEXT_SHOWN: usize = 6;
 
-pub fn draw(frame: &mut Frame, state: &AnnotateState, theme: &Theme, status: Option<&str>) {
+/// What the body says while the current item has no candidates.
+fn waiting_text(state: &AnnotateScreen) -> Option<&'static str> {
+    let item = state.run.current().filter(|i| i.candidates.is_empty())?;
+    Some(if state.failed.contains(&item.id) {
+        "No candidates could be written for the items left (see below). s: skip · q: quit"
+    } else {
+        "writing two candidates for this context …"
+    })
+}
+
+pub fn draw(frame: &mut Frame, state: &AnnotateScreen, theme: &Theme) {
     let area = frame.area();
+    let status = waiting_text(state);
     let [top, context, body, footer] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Percentage(30),
@@ -111,7 +122,7 @@ fn draw_context(frame: &mut Frame, area: Rect, item: &QueueItem, theme: &Theme) 
 fn draw_candidates(
     frame: &mut Frame,
     area: Rect,
-    state: &AnnotateState,
+    state: &AnnotateScreen,
     item: &QueueItem,
     theme: &Theme,
 ) {
@@ -159,7 +170,7 @@ fn draw_candidates(
     }
 }
 
-fn draw_footer(frame: &mut Frame, area: Rect, state: &AnnotateState, theme: &Theme) {
+fn draw_footer(frame: &mut Frame, area: Rect, state: &AnnotateScreen, theme: &Theme) {
     let keys = match state.ready_item().map(|i| i.candidates.len()) {
         Some(2) => "a: A better · b: B better · t: tie · x: both bad",
         Some(_) => "+ / -: thumbs · 1–5: stars",
