@@ -12,7 +12,6 @@ pub mod config;
 pub mod doctor;
 pub mod logging;
 pub mod studio;
-pub mod train;
 pub mod tui;
 
 // The core's modules under their old paths while the layers move into crates.
@@ -23,3 +22,4 @@ pub use her_engine as engine;
 pub use her_engine::dialogue as chat;
 pub use her_eval as eval;
 pub use her_gguf as gguf;
+pub use her_train as train;
