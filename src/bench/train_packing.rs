@@ -11,9 +11,10 @@ use std::path::Path;
 
 use anyhow::bail;
 
-use super::train::{Plan, PlanBatch, SideResult, base_plan, mode_name, ours_in_child};
+use super::train::{base_plan, mode_name, ours_in_child};
 use crate::app::AppContext;
 use crate::cli::BenchTrainArgs;
+use crate::train::bench::{Plan, PlanBatch, SideResult};
 use crate::train::data::{Batch, Batching, LossOn, read_jsonl, tokenize_turns};
 use crate::train::model::BaseMode;
 use crate::train::tokenizer;

@@ -2,6 +2,7 @@
 //! base): the model, tokenizer, data, optimisation, the SFT loop,
 //! checkpoints, run folders and adapter export (llama.cpp GGUF and PEFT).
 
+pub mod bench;
 pub mod best;
 pub mod checkpoint;
 pub mod data;
