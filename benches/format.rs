@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use her_studio::format::{Ending, StreamedReply, parse_reply, parse_with};
+use her_core::format::{Ending, StreamedReply, parse_reply, parse_with};
 
 /// Replies shaped like HER's: a plan of 500–1500 characters, then a short
 /// mix of thoughts, actions and speech.

@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use her_studio::lore::{
+use her_core::lore::{
     Book, Budget, Entry, Library, Logic, ScanInput, ScanMessage, ScanSettings, Scope, TimedState,
 };
 

@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use her_studio::format::{PREFILL, StreamedReply};
+use her_core::format::{PREFILL, StreamedReply};
 use her_studio::tui::action::Action;
 use her_studio::tui::app::{App, ReplyTarget, Screen, Streaming};
 use her_studio::tui::keymap::Keymap;
@@ -94,10 +94,7 @@ fn main() {
     });
     let mut times = Vec::new();
     for i in 0..300 {
-        on_engine(
-            &mut app,
-            her_studio::engine::Event::Text(format!("word{i} ")),
-        );
+        on_engine(&mut app, her_engine::Event::Text(format!("word{i} ")));
         let t = Instant::now();
         let _ = update(&mut app, Action::Insert('x'));
         terminal.draw(|f| view::draw(f, &app)).ok();

@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::character::{Character, CharacterError, Scene, load_character_by_name, load_scene};
 use crate::config::{self, ConfigError, ConfigSources, LoadedConfig};
 use crate::config::{BackendKind, JudgeKind};
-use crate::engine::{Backend, EngineError, LocalEngine, LocalEngineOptions, RemoteEngine};
 use crate::studio::{Studio, StudioOrigin};
+use her_core::character::{Character, CharacterError, Scene, load_character_by_name, load_scene};
+use her_engine::{Backend, EngineError, LocalEngine, LocalEngineOptions, RemoteEngine};
 
 pub struct AppContext {
     pub studio: Studio,
@@ -25,7 +25,7 @@ impl AppContext {
         let sources = ConfigSources::from_process(&studio.root);
         let loaded = config::load(&sources, overrides)?;
         let limits = &loaded.config.limits;
-        crate::fsutil::read::set_limits(limits.session_mb, limits.dataset_mb);
+        her_core::fsutil::read::set_limits(limits.session_mb, limits.dataset_mb);
         Ok(Self {
             studio,
             origin,
@@ -65,7 +65,7 @@ impl AppContext {
     pub fn backend_label(&self) -> String {
         match self.config().backend.kind {
             BackendKind::Local => self.model_path().display().to_string(),
-            BackendKind::Openai => crate::engine::remote::redact(&self.config().backend.base_url),
+            BackendKind::Openai => her_engine::remote::redact(&self.config().backend.base_url),
         }
     }
 
@@ -92,7 +92,7 @@ impl AppContext {
                 }
                 options.model = judge.model.clone();
                 options.api_key_env = judge.api_key_env.clone();
-                options.api_key = crate::engine::remote::key_from_env(&judge.api_key_env);
+                options.api_key = her_engine::remote::key_from_env(&judge.api_key_env);
                 Ok(Box::new(RemoteEngine::start(options)?))
             }
         }
@@ -109,10 +109,10 @@ impl AppContext {
     /// Unreadable files are skipped (`her characters` reports them).
     pub fn all_players(&self) -> Vec<Character> {
         let dir = self.config().characters_dir(&self.studio.root);
-        let mut players: Vec<Character> = crate::character::list_characters(&dir)
+        let mut players: Vec<Character> = her_core::character::list_characters(&dir)
             .map(|list| list.into_iter().filter_map(|(_, c)| c.ok()).collect())
             .unwrap_or_default();
-        let scenes = crate::fsutil::toml_files(&self.scenes_dir()).unwrap_or_default();
+        let scenes = her_core::fsutil::toml_files(&self.scenes_dir()).unwrap_or_default();
         for scene in scenes.iter().filter_map(|p| load_scene(p).ok()) {
             let Ok(mut cast) = scene.cast(&dir) else {
                 continue;
@@ -137,7 +137,7 @@ impl AppContext {
             .ok()?
             .filter_map(Result::ok)
             .map(|e| e.path())
-            .find(|p| crate::character::load_scene(p).is_ok_and(|s| s.title == title))
+            .find(|p| her_core::character::load_scene(p).is_ok_and(|s| s.title == title))
             .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
     }
 

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use crate::app::AppContext;
 use crate::config::{BackendKind, JudgeKind};
-use crate::engine::local::{check_model_file, devices, supports_gpu_offload};
 use crate::studio::StudioOrigin;
+use her_engine::local::{check_model_file, devices, supports_gpu_offload};
 
 /// Prints the report; fails (exit 1) when something would stop a chat.
 pub fn run(app: &AppContext) -> ExitCode {
@@ -124,7 +124,7 @@ fn display_value(value: &toml::Value) -> String {
     match value {
         toml::Value::Float(f) => format!("{}", *f as f32),
         toml::Value::String(s) if s.contains("://") => {
-            toml::Value::String(crate::engine::remote::redact(s)).to_string()
+            toml::Value::String(her_engine::remote::redact(s)).to_string()
         }
         other => other.to_string(),
     }
@@ -170,9 +170,7 @@ fn probe_write(dir: &Path) -> bool {
 }
 
 /// Connects to a server backend and says what it serves; 1 on failure.
-fn server_check(
-    backend: Result<Box<dyn crate::engine::Backend>, crate::engine::EngineError>,
-) -> usize {
+fn server_check(backend: Result<Box<dyn her_engine::Backend>, her_engine::EngineError>) -> usize {
     match backend {
         Ok(backend) => {
             let info = backend.model_info();

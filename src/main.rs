@@ -5,17 +5,17 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+use her_core::character::card::Format;
+use her_core::character::transfer;
+use her_engine::Backend;
+use her_engine::dialogue::{Conversation, Recorder, SceneConversation, new_header, transcript_of};
 use her_studio::app::AppContext;
-use her_studio::character::card::Format;
-use her_studio::character::transfer;
-use her_studio::chat::{Conversation, Recorder, SceneConversation, new_header, transcript_of};
 use her_studio::cli::{
     BenchCommand, ChatArgs, Cli, Command, EvalCommand, ExportCommand, ImportArgs, ImportCommand,
     PrefsCommand,
 };
 use her_studio::commands;
 use her_studio::commands::chat::{HeadlessOptions, Saving, run_headless, run_headless_scene};
-use her_studio::engine::Backend;
 use her_studio::{bench, doctor, logging};
 
 fn main() -> ExitCode {
@@ -71,7 +71,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         None if stdout_is_terminal() => tui(&app, &ChatArgs::interactive_default()),
         None => chat(&app, &ChatArgs::interactive_default()),
         Some(Command::Characters) => {
-            her_studio::character::print_list(&app.config().characters_dir(&app.studio.root))?;
+            her_core::character::print_list(&app.config().characters_dir(&app.studio.root))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Import(ImportArgs {
@@ -101,7 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             anyhow::bail!("her import needs a card or scene file, or `adapter PEFT_DIR`")
         }
         Some(Command::Export(ExportCommand::Session(args))) => {
-            use her_studio::session::{ExportFormat, ExportOptions, export, load_session};
+            use her_core::session::{ExportFormat, ExportOptions, export, load_session};
             let (format, ext) = match args.format.as_str() {
                 "txt" | "text" => (ExportFormat::PlainText, "txt"),
                 "md" | "markdown" => (ExportFormat::Markdown, "md"),
@@ -165,13 +165,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Export(ExportCommand::Lore(args))) => {
-            use her_studio::lore;
+            use her_core::lore;
             let dir = lore::lore_dir(&app.config().characters_dir(&app.studio.root));
             let path = lore::find_book(&dir, &args.name)?;
             let book = lore::load_book(&path)?;
             let out = match &args.out {
                 Some(out) => out.clone(),
-                None => format!("{}.json", her_studio::character::store::slug(&book.name)?).into(),
+                None => format!("{}.json", her_core::character::store::slug(&book.name)?).into(),
             };
             lore::export_book(&book, &out)?;
             println!("wrote {}", out.display());
@@ -236,7 +236,7 @@ fn tui(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
     }
     let start = match (&args.session, &args.character) {
         (Some(path), _) => {
-            let (session, _) = her_studio::session::load_session(path)?;
+            let (session, _) = her_core::session::load_session(path)?;
             let character = session.header().character.clone().ok_or_else(|| {
                 anyhow::anyhow!("session '{}' names no character", path.display())
             })?;
@@ -306,7 +306,7 @@ fn chat_scene(
 /// A session the line chat continues: where its turns go, and its story so far.
 struct LineSession {
     saving: Saving,
-    lines: Vec<her_studio::prompt::Line>,
+    lines: Vec<her_core::prompt::Line>,
 }
 
 /// Where a line chat's turns go: on into the resumed session (its story
@@ -316,9 +316,9 @@ fn line_saving(
     app: &AppContext,
     args: &ChatArgs,
     resumed: Option<LineSession>,
-    transcript: &mut Vec<her_studio::prompt::Line>,
-    header: her_studio::session::SessionHeader,
-    greeter: Option<her_studio::character::Character>,
+    transcript: &mut Vec<her_core::prompt::Line>,
+    header: her_core::session::SessionHeader,
+    greeter: Option<her_core::character::Character>,
 ) -> Saving {
     match resumed {
         Some(LineSession { saving, lines }) => {
@@ -340,8 +340,8 @@ fn open_line_session(
     app: &AppContext,
     path: &std::path::Path,
     args: &ChatArgs,
-) -> anyhow::Result<(LineSession, her_studio::session::SessionHeader)> {
-    use her_studio::session::{SessionError, fork_session, load_session};
+) -> anyhow::Result<(LineSession, her_core::session::SessionHeader)> {
+    use her_core::session::{SessionError, fork_session, load_session};
     let (saving, session, issues) = if args.no_save {
         let (session, issues) = load_session(path)?;
         (Saving::Off, session, issues)
@@ -350,7 +350,7 @@ fn open_line_session(
             let dir = app.config().sessions_dir(&app.studio.root);
             fork_session(path, &dir)
         } else {
-            her_studio::session::SessionFile::open(path)
+            her_core::session::SessionFile::open(path)
         };
         let (file, session, issues) = match opened {
             Ok(opened) => opened,
@@ -371,7 +371,7 @@ fn open_line_session(
         if let Some(dead) = file.taken_over() {
             eprintln!(
                 "note: the session was left open by {}, which has ended; it is yours now",
-                her_studio::session::Holder::describe(Some(dead))
+                her_core::session::Holder::describe(Some(dead))
             );
         }
         let recorder = Recorder::new(file, session.clone());

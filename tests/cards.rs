@@ -7,9 +7,9 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use her_studio::character::load_character;
+use her_core::character::load_character;
+use her_core::prompt::{HerPrompt, Line, PromptOptions};
 use her_studio::config::PromptVariant;
-use her_studio::prompt::{HerPrompt, Line, PromptOptions};
 
 fn her(studio: &Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_her"));

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use her_studio::gguf::GgufWriter;
+use her_gguf::GgufWriter;
 
 /// `her` with an isolated home (no user config), the repo as studio, and
 /// the log in a temp folder.
@@ -292,8 +292,8 @@ fn session_named(stderr: &str) -> std::path::PathBuf {
 }
 
 /// (role, text) along a session's active branch.
-fn turns(path: &Path) -> Vec<(her_studio::session::Role, String)> {
-    let (session, issues) = her_studio::session::load_session(path).unwrap();
+fn turns(path: &Path) -> Vec<(her_core::session::Role, String)> {
+    let (session, issues) = her_core::session::load_session(path).unwrap();
     assert!(issues.is_empty(), "{issues:?}");
     let tree = session.tree();
     tree.active_path()
@@ -305,7 +305,7 @@ fn turns(path: &Path) -> Vec<(her_studio::session::Role, String)> {
 
 #[test]
 fn a_headless_chat_is_saved_and_resumed_with_its_history() {
-    use her_studio::session::Role;
+    use her_core::session::Role;
     let dir = own_studio();
     let out = line_chat(dir.path(), &[], "Good evening.\nDo you dance?\n");
     let err = stderr(&out);
@@ -322,7 +322,7 @@ fn a_headless_chat_is_saved_and_resumed_with_its_history() {
     assert_eq!(roles, [C, U, C, U, C], "greeting, then two turns");
     assert_eq!(saved[1].1, "Good evening.");
     assert_eq!(saved[3].1, "Do you dance?");
-    let (session, _) = her_studio::session::load_session(&path).unwrap();
+    let (session, _) = her_core::session::load_session(&path).unwrap();
     assert_eq!(
         session.header().character.as_deref(),
         Some("Elizabeth Bennet")
@@ -485,7 +485,7 @@ fn train_sft_stops_on_ctrl_c_and_resumes() {
     assert_eq!(status.code(), Some(130), "{out}");
     assert!(out.contains("her train sft --resume"), "{out}");
     let run = studio.path().join("runs/stop-me");
-    let checkpoint = her_studio::train::checkpoint::latest(&run.join("checkpoints")).unwrap();
+    let checkpoint = her_train::checkpoint::latest(&run.join("checkpoints")).unwrap();
     let done: u64 = checkpoint
         .to_string_lossy()
         .rsplit('-')
@@ -564,7 +564,7 @@ fn import_adapter_writes_a_lora_gguf_and_refuses_dora_in_one_line() {
         stdout.contains("/adapter") && stdout.contains("r 2"),
         "{stdout}"
     );
-    let file = her_studio::train::lora::read_lora_gguf(&out_file).unwrap();
+    let file = her_train::lora::read_lora_gguf(&out_file).unwrap();
     assert_eq!(
         (file.arch.as_str(), file.rank, file.tensors.len()),
         ("qwen3", 2, 1)

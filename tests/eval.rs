@@ -13,19 +13,19 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use her_studio::engine::{FinishReason, Provenance};
-use her_studio::eval::calibrate::CALIBRATION_DIR;
-use her_studio::eval::judge::{Flaw, JudgeAnswer};
-use her_studio::eval::promote::{Promotion, promote, promoted_adapter, promoted_file};
-use her_studio::eval::results::{SystemResult, UnitResult};
-use her_studio::eval::rules::{Rule, RuleOptions};
-use her_studio::eval::run::{judge_transcript, rule_flaws};
-use her_studio::eval::simulate::{SimTranscript, SimTurn};
-use her_studio::eval::{
+use her_core::session::{list_sessions, load_session};
+use her_engine::{FinishReason, Provenance};
+use her_eval::calibrate::CALIBRATION_DIR;
+use her_eval::judge::{Flaw, JudgeAnswer};
+use her_eval::promote::{Promotion, promote, promoted_adapter, promoted_file};
+use her_eval::results::{SystemResult, UnitResult};
+use her_eval::rules::{Rule, RuleOptions};
+use her_eval::run::{judge_transcript, rule_flaws};
+use her_eval::simulate::{SimTranscript, SimTurn};
+use her_eval::{
     CalibrationState, CalibrationStatus, Dimension, decide, judge_sampling, load_scenes,
     read_results,
 };
-use her_studio::session::{list_sessions, load_session};
 
 const TEA: &str = "title = \"Tea at the Vicarage\"\nbook = \"A Small Book\"\n\
 scenario = \"Ann pours tea; Bob has bad news.\"\nenvironment = true\n\

@@ -6,9 +6,9 @@
 //! (`scripts/reliability` does). Each prints `… tried N, survived N, lost 0`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use her_studio::character::card::{Format, card_bytes, fuzz_card_bytes};
-use her_studio::character::load_character;
-use her_studio::format::{Ending, LintContext, StreamedReply, lint, parse_reply};
+use her_core::character::card::{Format, card_bytes, fuzz_card_bytes};
+use her_core::character::load_character;
+use her_core::format::{Ending, LintContext, StreamedReply, lint, parse_reply};
 
 mod common;
 
@@ -148,9 +148,9 @@ fn fuzz_card_reader() {
 
 /// A session log exercising every event type, as bytes.
 fn session_bytes(dir: &std::path::Path) -> Vec<u8> {
-    use her_studio::session::{Message, NodeId, Role, SessionEvent, SessionFile, SessionHeader};
+    use her_core::session::{Message, NodeId, Role, SessionEvent, SessionFile, SessionHeader};
     let (mut file, mut s) = SessionFile::create(dir, SessionHeader::new("fuzz")).unwrap();
-    let mut commit = |s: &mut her_studio::session::Session, e: SessionEvent| {
+    let mut commit = |s: &mut her_core::session::Session, e: SessionEvent| {
         file.commit(s, e).unwrap();
     };
     let greet = s
@@ -211,7 +211,7 @@ fn fuzz_session_log_loader() {
             }
         }
         std::fs::write(&path, &data).unwrap();
-        let loaded = std::panic::catch_unwind(|| her_studio::session::load_session(&path));
+        let loaded = std::panic::catch_unwind(|| her_core::session::load_session(&path));
         // The header is intact: the session must load, whatever the rest holds.
         if !matches!(loaded, Ok(Ok(_))) {
             lost += 1;
@@ -228,7 +228,7 @@ fn fuzz_session_log_loader() {
 #[ignore = "long fuzz run; see the module docs"]
 fn fuzz_secret_masking() {
     use base64::Engine as _;
-    use her_studio::engine::remote::{ApiKey, Redactor};
+    use her_engine::remote::{ApiKey, Redactor};
     let key = "sk-fuzz-0123456789abcdef";
     let password = "pa%24s:w0rd";
     let redactor = Redactor::new(

@@ -15,13 +15,11 @@ use std::process::{Command, Output, Stdio};
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use her_studio::prefs::{
+use her_core::prefs::{
     ContextMessage, PreferenceRecord, RatedLayer, Rating, RatingScore, Role as PrefRole,
     append_to_log,
 };
-use her_studio::session::{
-    Message, Role, SessionFile, SessionHeader, UNREADABLE_TEXT, load_session,
-};
+use her_core::session::{Message, Role, SessionFile, SessionHeader, UNREADABLE_TEXT, load_session};
 
 /// `her` in `studio` with an isolated home and the log in `home`.
 fn her(studio: &Path, home: &Path) -> Command {
@@ -393,8 +391,8 @@ fn one_bad_prefs_line_stops_no_report_merge_or_export() {
 #[test]
 fn resuming_a_finished_run_twice_leaves_its_metrics_unchanged() {
     use her_studio::config::TrainConfig;
-    use her_studio::train::data::{Message as Turn, Sample};
-    use her_studio::train::sft::{SftJob, run};
+    use her_train::data::{Message as Turn, Sample};
+    use her_train::sft::{SftJob, run};
     let dir = tempfile::tempdir().unwrap();
     let turn = |role: &str, content: String| Turn {
         role: role.into(),
@@ -413,7 +411,7 @@ fn resuming_a_finished_run_twice_leaves_its_metrics_unchanged() {
         .collect();
     let model = common::tiny().model.clone();
     let job = |resume| SftJob {
-        model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
+        model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
         model: model.clone(),
         settings: TrainConfig {
             rank: 4,

@@ -10,8 +10,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-use her_studio::character::card::{Format, read_card_bytes};
-use her_studio::lore::{
+use her_core::character::card::{Format, read_card_bytes};
+use her_core::lore::{
     self, Book, BookFormat, Library, Placement, Position, Reason, RecursionDelay, Role, ScanInput,
     ScanMessage, ScanSettings, Scope, TimedState, Why,
 };

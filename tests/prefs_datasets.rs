@@ -7,7 +7,7 @@ use std::error::Error;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use her_studio::prefs::{
+use her_core::prefs::{
     Alternative, ContextMessage, Filter, MinHealth, PairMeta, PreferenceRecord, Provenance,
     RatedLayer, Rating, RatingScore, Role, dedup, export_all, implicit_pair_from_edit,
     implicit_pairs_from_swipes, pairs_from_ratings, prompt_sha256,

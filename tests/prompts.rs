@@ -4,12 +4,12 @@
 
 mod common;
 
-use her_studio::character::{list_characters, load_scene};
+use her_core::character::{list_characters, load_scene};
+use her_core::format::PREFILL;
+use her_core::prompt::{HerPrompt, Line, PromptOptions};
 use her_studio::config::PromptVariant;
-use her_studio::format::PREFILL;
-use her_studio::prompt::{HerPrompt, Line, PromptOptions};
 
-fn characters() -> Vec<her_studio::character::Character> {
+fn characters() -> Vec<her_core::character::Character> {
     list_characters(&common::repo_root().join("characters"))
         .unwrap()
         .into_iter()

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::tmux::{Tmux, her_command, idle, new_her_pid, session_file, studio};
-use her_studio::train::lora::rng::SplitMix64;
+use her_train::lora::rng::SplitMix64;
 
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var)
@@ -102,7 +102,7 @@ fn killed_chats_lose_no_completed_turn() {
         kill(pid);
         tally.tried += 1;
         tmux.wait_for(&window, "the killed process", |s| s.contains("EXITED:137"));
-        let (session, issues) = match her_studio::session::load_session(&file) {
+        let (session, issues) = match her_core::session::load_session(&file) {
             Ok(loaded) => loaded,
             Err(err) => {
                 problems.push(format!("kill {k}: the session does not load: {err}"));
@@ -203,8 +203,8 @@ fn run_files_load(run: &Path) -> Result<(), String> {
                 .map_err(|e| format!("metrics.jsonl line {}: {e}", i + 1))?;
         }
     }
-    if let Some(latest) = her_studio::train::checkpoint::latest(&run.join("checkpoints")) {
-        her_studio::train::checkpoint::load(&latest, &candle_core::Device::Cpu)
+    if let Some(latest) = her_train::checkpoint::latest(&run.join("checkpoints")) {
+        her_train::checkpoint::load(&latest, &candle_core::Device::Cpu)
             .map_err(|e| e.to_string())?;
     }
     Ok(())

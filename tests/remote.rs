@@ -14,12 +14,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{CHATML_PROMPT, sampling, tiny};
-use her_studio::config::SamplingConfig;
-use her_studio::engine::remote::ApiKey;
-use her_studio::engine::{
+use her_engine::remote::ApiKey;
+use her_engine::{
     Backend, EngineError, Event, EventStream, FinishReason, Finished, GenerateRequest, LocalEngine,
     RemoteEngine, RemoteError, RemoteOptions,
 };
+use her_studio::config::SamplingConfig;
 
 /// The llama-server binary; scripts/test builds it before the tests run.
 fn llama_server_bin() -> PathBuf {
@@ -182,7 +182,7 @@ fn streams_started_text_finished_with_token_ids_and_provenance() {
     assert_eq!(done.provenance.model, info.name);
     assert_eq!(
         done.provenance.prompt_tokens_sha256,
-        her_studio::engine::local::tokens_sha256(ids.iter().copied())
+        her_engine::local::tokens_sha256(ids.iter().copied())
     );
 }
 
@@ -259,10 +259,7 @@ fn cancel_and_drop_stop_a_reply_and_the_next_one_runs() {
 
 const COMPLETION: &str = "She smiled at him. Elizabeth Bennet: (curtsies) Good evening, sir.";
 
-fn assert_close(
-    remote: &[her_studio::engine::TokenLogprob],
-    local: &[her_studio::engine::TokenLogprob],
-) -> f64 {
+fn assert_close(remote: &[her_engine::TokenLogprob], local: &[her_engine::TokenLogprob]) -> f64 {
     assert_eq!(remote.len(), local.len());
     let mut max = 0.0f64;
     for (r, l) in remote.iter().zip(local) {
@@ -329,7 +326,7 @@ fn scores_match_the_local_engine_with_and_without_the_adapter() {
 
 #[test]
 fn a_server_killed_mid_reply_keeps_the_partial_text_marked_incomplete() {
-    use her_studio::session::load_session;
+    use her_core::session::load_session;
     use her_studio::tui::action::Action;
     use her_studio::tui::effect::Effect;
     use her_studio::tui::update::{on_engine, update};
@@ -390,14 +387,14 @@ fn a_server_killed_mid_reply_keeps_the_partial_text_marked_incomplete() {
     assert!(message.meta.incomplete);
     assert_eq!(
         message.text,
-        format!("{}{partial}", her_studio::format::PREFILL)
+        format!("{}{partial}", her_core::format::PREFILL)
     );
 }
 
 fn chat_app(dir: &Path) -> her_studio::tui::app::App {
-    use her_studio::character::load_character;
+    use her_core::character::load_character;
+    use her_core::session::SessionHeader;
     use her_studio::config::{Config, PromptVariant};
-    use her_studio::session::SessionHeader;
     use her_studio::tui::chat::{ChatSession, Players};
     use her_studio::tui::keymap::Keymap;
     use her_studio::tui::model::PaneModes;

@@ -17,11 +17,11 @@ use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use her_studio::config::TrainConfig;
-use her_studio::train::lora::rng::SplitMix64;
-use her_studio::train::lora::{LoraSpec, Target};
-use her_studio::train::model::{BaseMode, TrainModel};
-use her_studio::train::optim::{Accumulator, AdamW, AdamWConfig};
-use her_studio::train::sft::{SftJob, run};
+use her_train::lora::rng::SplitMix64;
+use her_train::lora::{LoraSpec, Target};
+use her_train::model::{BaseMode, TrainModel};
+use her_train::optim::{Accumulator, AdamW, AdamWConfig};
+use her_train::sft::{SftJob, run};
 
 fn randn(shape: &[usize], std: f64, seed: u64) -> Tensor {
     let mut rng = SplitMix64::new(seed);
@@ -199,7 +199,7 @@ fn partial_adapters_and_targets_get_the_same_gradients() {
         .into_iter()
         .filter(|p| p.layer == 1)
         .collect();
-    her_studio::train::lora::write_lora_gguf(&path, m.shape.arch.as_str(), &spec, &params).unwrap();
+    her_train::lora::write_lora_gguf(&path, m.shape.arch.as_str(), &spec, &params).unwrap();
     m.load_lora_gguf(&path).unwrap();
     assert!(m.lora_params().iter().all(|p| p.layer == 1));
     compare_on_off("tiny layer 1 only", &mut m, &ids, &labels, 5);
@@ -268,7 +268,7 @@ fn sft_with_activation_checkpointing_follows_the_same_loss_curve() {
         let dir = tempfile::tempdir().unwrap();
         let model = common::tiny().model.clone();
         let job = SftJob {
-            model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
+            model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
             model,
             settings: TrainConfig {
                 rank: 8,
@@ -335,7 +335,7 @@ fn probe_one_training_step() {
     )
     .unwrap();
     m.set_activation_checkpointing(on);
-    let loaded_mib = her_studio::train::run::memory_mib().1;
+    let loaded_mib = her_train::run::memory_mib().1;
     let params: Vec<_> = m
         .lora_params()
         .iter()
@@ -366,7 +366,7 @@ fn probe_one_training_step() {
         losses.push(scalar(&loss));
         faults.push(minor_faults() - faults_before);
     }
-    let peak_mib = her_studio::train::run::memory_mib().1;
+    let peak_mib = her_train::run::memory_mib().1;
     println!(
         "PROBE {which} loaded_mib={loaded_mib:.0} peak_mib={peak_mib:.0} step1_s={:.2} step2_s={:.2} tok_s={:.1} loss={:?} page_faults={faults:?}",
         times[0],

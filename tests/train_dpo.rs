@@ -8,8 +8,8 @@ mod common;
 use std::sync::atomic::AtomicBool;
 
 use her_studio::config::TrainConfig;
-use her_studio::train::data::Message;
-use her_studio::train::dpo::{DpoJob, PairSample, run};
+use her_train::data::Message;
+use her_train::dpo::{DpoJob, PairSample, run};
 
 fn pairs() -> Vec<PairSample> {
     let lines = [
@@ -106,7 +106,7 @@ fn job(
     resume: bool,
 ) -> DpoJob {
     DpoJob {
-        model_fingerprint: her_studio::engine::local::fingerprint(model).unwrap(),
+        model_fingerprint: her_engine::local::fingerprint(model).unwrap(),
         model: model.to_path_buf(),
         settings,
         beta: 0.1,

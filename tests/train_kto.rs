@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
 use her_studio::config::{KtoConfig, TrainConfig};
-use her_studio::train::data::Message;
-use her_studio::train::kto::{KtoJob, KtoSample, run};
+use her_train::data::Message;
+use her_train::kto::{KtoJob, KtoSample, run};
 
 fn samples() -> Vec<KtoSample> {
     let lines = [
@@ -64,7 +64,7 @@ fn settings(max_steps: u32) -> TrainConfig {
 
 fn job(model: &Path, run: PathBuf, settings: TrainConfig, resume: bool) -> KtoJob {
     KtoJob {
-        model_fingerprint: her_studio::engine::local::fingerprint(model).unwrap(),
+        model_fingerprint: her_engine::local::fingerprint(model).unwrap(),
         model: model.to_path_buf(),
         settings,
         beta: 0.1,

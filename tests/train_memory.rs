@@ -17,10 +17,10 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use her_studio::config::TrainConfig;
-use her_studio::train::lora::rng::SplitMix64;
-use her_studio::train::lora::{LoraSpec, Target};
-use her_studio::train::model::{BaseMode, TrainModel};
-use her_studio::train::run::memory_mib;
+use her_train::lora::rng::SplitMix64;
+use her_train::lora::{LoraSpec, Target};
+use her_train::model::{BaseMode, TrainModel};
+use her_train::run::memory_mib;
 
 const PROBE_ENV: &str = "HER_NOGRAD_PROBE";
 
@@ -57,7 +57,7 @@ fn probe_dpo_passes() {
         "step-detached" => (true, true),
         other => panic!("{PROBE_ENV}={other}?"),
     };
-    her_studio::train::memory::use_one_malloc_arena();
+    her_train::memory::use_one_malloc_arena();
     let defaults = TrainConfig::default();
     let mut m = TrainModel::load(&common::smollm2(), BaseMode::Quantized, &Device::Cpu).unwrap();
     let spec = LoraSpec {

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{D, DType, Device, Tensor, Var};
-use her_studio::train::error::TrainError;
-use her_studio::train::lora::rng::SplitMix64;
-use her_studio::train::lora::{LoraSpec, Target, write_lora_gguf};
-use her_studio::train::model::{Arch, BaseMode, FrozenLinear, FrozenWeight, RopeStyle, TrainModel};
+use her_train::error::TrainError;
+use her_train::lora::rng::SplitMix64;
+use her_train::lora::{LoraSpec, Target, write_lora_gguf};
+use her_train::model::{Arch, BaseMode, FrozenLinear, FrozenWeight, RopeStyle, TrainModel};
 
 fn randn(shape: &[usize], std: f64, seed: u64) -> Tensor {
     let mut rng = SplitMix64::new(seed);
@@ -99,7 +99,7 @@ fn tiny_qwen3_shape_comes_from_the_gguf() {
 fn unsupported_arch_and_missing_files_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("gpt2.gguf");
-    let mut w = her_studio::gguf::GgufWriter::new();
+    let mut w = her_gguf::GgufWriter::new();
     w.add_string("general.architecture", "gpt2").add_tensor_f32(
         "token_embd.weight",
         &[4, 8],

@@ -8,12 +8,12 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use her_studio::train::data::{Tokenized, batch, packed_batch};
-use her_studio::train::lora::rng::SplitMix64;
-use her_studio::train::lora::{LoraSpec, Target};
-use her_studio::train::model::{BaseMode, Segments, TrainModel};
+use her_train::data::{Tokenized, batch, packed_batch};
+use her_train::lora::rng::SplitMix64;
+use her_train::lora::{LoraSpec, Target};
+use her_train::model::{BaseMode, Segments, TrainModel};
 
-fn tensors(b: &her_studio::train::data::Batch) -> (Tensor, Tensor) {
+fn tensors(b: &her_train::data::Batch) -> (Tensor, Tensor) {
     let dev = Device::Cpu;
     (
         Tensor::from_slice(&b.ids, (b.rows, b.cols), &dev).unwrap(),
@@ -62,7 +62,7 @@ fn samples(vocab: usize, lengths: &[usize]) -> Vec<Tokenized> {
 }
 
 /// The summed token loss and its LoRA gradients for one batch, by name.
-fn summed(m: &TrainModel, b: &her_studio::train::data::Batch) -> (f64, usize, Vec<Vec<f32>>) {
+fn summed(m: &TrainModel, b: &her_train::data::Batch) -> (f64, usize, Vec<Vec<f32>>) {
     let (ids, labels) = tensors(b);
     let segments = b
         .is_packed()

@@ -12,9 +12,9 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use candle_core::{Device, Tensor};
-use her_studio::train::lora::rng::SplitMix64;
-use her_studio::train::lora::{LoraSpec, Target, write_lora_gguf};
-use her_studio::train::model::{BaseMode, TrainModel};
+use her_train::lora::rng::SplitMix64;
+use her_train::lora::{LoraSpec, Target, write_lora_gguf};
+use her_train::model::{BaseMode, TrainModel};
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
@@ -57,7 +57,7 @@ fn llama_logits(
     max_tokens: usize,
     settings: Settings,
 ) -> (Vec<i32>, Vec<Vec<f32>>) {
-    let backend = her_studio::engine::local::backend().unwrap();
+    let backend = her_engine::local::backend().unwrap();
     let mut model =
         LlamaModel::load_from_file(backend, model_path, &LlamaModelParams::default()).unwrap();
     let mut tokens = model.vocab().tokenize(text.as_bytes(), false, true);

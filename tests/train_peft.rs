@@ -15,13 +15,13 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use her_gguf::{GgufWriter, tiny_bpe_vocab};
 use her_studio::config::TrainConfig;
-use her_studio::gguf::{GgufWriter, tiny_bpe_vocab};
-use her_studio::train::lora::read_lora_gguf;
-use her_studio::train::lora::rng::SplitMix64;
-use her_studio::train::peft::import::import_peft;
-use her_studio::train::run::RunDir;
-use her_studio::train::train_loop::trainer::Trainer;
+use her_train::lora::read_lora_gguf;
+use her_train::lora::rng::SplitMix64;
+use her_train::peft::import::import_peft;
+use her_train::run::RunDir;
+use her_train::train_loop::trainer::Trainer;
 
 const E: usize = 64;
 const N_HEAD: usize = 4;
@@ -360,7 +360,7 @@ fn importing_our_own_export_gives_the_gguf_back_bit_exactly_and_llama_cpp_loads_
     );
 
     // llama.cpp checks an adapter's tensors against the model when it loads it.
-    let backend = her_studio::engine::local::backend().unwrap();
+    let backend = her_engine::local::backend().unwrap();
     let mut llama = llama_cpp_2::model::LlamaModel::load_from_file(
         backend,
         &model,
@@ -462,9 +462,9 @@ fn a_peft_folder_from_elsewhere_imports_with_q_k_permuted_into_gguf_rows() {
         assert_eq!(values(&t.b), values(&want), "layer {} {module}", t.layer);
     }
     // The trainer reads it too (e.g. as DPO's --init-adapter).
-    let mut m = her_studio::train::model::TrainModel::load(
+    let mut m = her_train::model::TrainModel::load(
         &model,
-        her_studio::train::model::BaseMode::Dequantized,
+        her_train::model::BaseMode::Dequantized,
         &Device::Cpu,
     )
     .unwrap();

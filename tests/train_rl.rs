@@ -9,10 +9,10 @@ mod common;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use her_core::prefs::{ContextMessage, Role};
 use her_studio::config::{RlConfig, TrainConfig};
-use her_studio::prefs::{ContextMessage, Role};
-use her_studio::train::rl::prompts::RlPrompt;
-use her_studio::train::rl::{RlJob, RlReport, StepMetrics, human, read_rollouts, run};
+use her_train::rl::prompts::RlPrompt;
+use her_train::rl::{RlJob, RlReport, StepMetrics, human, read_rollouts, run};
 
 fn prompts() -> Vec<RlPrompt> {
     [
@@ -57,9 +57,9 @@ fn contains_only(steps: u32, kl_beta: f64) -> RlConfig {
 fn job(run_dir: &Path, rl: RlConfig, resume: bool) -> RlJob {
     let model = common::tiny().model.clone();
     let judge = (rl.reward_judge > 0.0)
-        .then(|| Box::new(common::start(&model)) as Box<dyn her_studio::engine::Backend>);
+        .then(|| Box::new(common::start(&model)) as Box<dyn her_engine::Backend>);
     RlJob {
-        model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
+        model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
         engine: common::options(&model),
         judge,
         model,
@@ -168,7 +168,7 @@ fn a_verifiable_reward_rises_while_the_kl_stays_bounded() {
     }
     // The adapter loads in llama.cpp.
     let engine = common::start(&common::tiny().model);
-    use her_studio::engine::Backend;
+    use her_engine::Backend;
     engine
         .load_adapter(report.adapter_gguf.clone().unwrap(), 1.0)
         .wait()
@@ -287,7 +287,7 @@ fn the_judge_reward_compares_every_rollout_with_the_reference_reply() {
         let judge = r.parts.judge.unwrap();
         assert!([-1.0, 0.0, 1.0].contains(&judge), "{judge}");
         // The reward follows from the two orders: agreeing on the rollout wins.
-        use her_studio::prefs::Verdict::{Cand1, Cand2};
+        use her_core::prefs::Verdict::{Cand1, Cand2};
         let expected = match r.judge_orders.unwrap() {
             [Cand1, Cand2] => 1.0,
             [Cand2, Cand1] => -1.0,
@@ -320,7 +320,7 @@ fn nan_job(run_dir: &Path, max_nonfinite_steps: u32) -> (RlJob, Vec<RlPrompt>) {
     let clean: Vec<String> = prompts[..3].iter().map(RlPrompt::render).collect();
     let model = common::poisoned_tiny(&clean.iter().map(String::as_str).collect::<Vec<_>>());
     let mut job = job(run_dir, contains_only(4, 0.1), false);
-    job.model_fingerprint = her_studio::engine::local::fingerprint(&model).unwrap();
+    job.model_fingerprint = her_engine::local::fingerprint(&model).unwrap();
     job.model = model;
     job.settings.checkpoint_every = 1;
     job.settings.max_nonfinite_steps = max_nonfinite_steps;
@@ -349,7 +349,7 @@ fn a_nan_update_is_skipped_and_changes_nothing() {
     assert_eq!(common::skipped_steps(&job.run), with_poison);
     assert!(common::assert_skipped_steps_changed_nothing(&job.run) >= 1);
     let engine = common::start(&common::tiny().model);
-    use her_studio::engine::Backend;
+    use her_engine::Backend;
     engine
         .load_adapter(report.adapter_gguf.unwrap(), 1.0)
         .wait()

@@ -9,10 +9,10 @@ mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use her_engine::{Backend, GenerateRequest};
 use her_studio::config::TrainConfig;
-use her_studio::engine::{Backend, GenerateRequest};
-use her_studio::train::data::{LossOn, Sample, Tokenized, batch, chatml_parts, tokenize_turns};
-use her_studio::train::sft::{Progress, SftJob, SftReport, run};
+use her_train::data::{LossOn, Sample, Tokenized, batch, chatml_parts, tokenize_turns};
+use her_train::sft::{Progress, SftJob, SftReport, run};
 
 use common::{message, sample};
 
@@ -58,7 +58,7 @@ fn settings(max_steps: u32) -> TrainConfig {
 fn job(dir: &std::path::Path, settings: TrainConfig, resume: bool) -> SftJob {
     let model = common::tiny().model.clone();
     SftJob {
-        model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
+        model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
         model,
         settings,
         run: dir.join("run"),
@@ -141,7 +141,7 @@ fn a_stopped_run_resumes_to_the_same_loss_curve() {
     assert_eq!(halted.steps, 3);
     // A stopped run can still be tried in the chat: its newest checkpoint
     // becomes a LoRA GGUF that llama.cpp loads.
-    let adapter = her_studio::train::export::adapter_of_run(&parts.path().join("run")).unwrap();
+    let adapter = her_train::export::adapter_of_run(&parts.path().join("run")).unwrap();
     assert!(adapter.ends_with("checkpoints/step-000003/adapter.gguf"));
     let engine = common::start(&common::tiny().model);
     engine.load_adapter(adapter, 1.0).wait().unwrap();
@@ -162,13 +162,13 @@ fn a_stopped_run_resumes_to_the_same_loss_curve() {
 #[test]
 fn a_short_run_on_smollm2_lowers_the_held_out_loss() {
     let dir = tempfile::tempdir().unwrap();
-    let data = her_studio::train::data::read_jsonl(
+    let data = her_train::data::read_jsonl(
         &common::repo_root().join("assets/datasets/elizabeth-sft.jsonl"),
     )
     .unwrap();
     let model = common::smollm2();
     let job = SftJob {
-        model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
+        model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
         model,
         settings: TrainConfig {
             max_steps: 6,
@@ -208,7 +208,7 @@ fn four_and_a_nan(dir: &std::path::Path, settings: TrainConfig) -> (SftJob, Vec<
         ),
     ));
     let job = SftJob {
-        model_fingerprint: her_studio::engine::local::fingerprint(&model).unwrap(),
+        model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
         model,
         settings,
         run: dir.join("run"),
@@ -303,7 +303,7 @@ fn labelled_runs(tokenizer: &tokenizers::Tokenizer, t: &Tokenized) -> Vec<String
     let mut runs: Vec<Vec<u32>> = Vec::new();
     let mut previous = false;
     for &label in &b.labels {
-        let learned = label != her_studio::train::data::IGNORE;
+        let learned = label != her_train::data::IGNORE;
         if learned {
             if !previous {
                 runs.push(Vec::new());
@@ -319,7 +319,7 @@ fn labelled_runs(tokenizer: &tokenizers::Tokenizer, t: &Tokenized) -> Vec<String
 
 #[test]
 fn loss_on_all_labels_exactly_the_assistant_turns_of_a_three_turn_sample() {
-    let tokenizer = her_studio::train::tokenizer::from_gguf(&common::smollm2()).unwrap();
+    let tokenizer = her_train::tokenizer::from_gguf(&common::smollm2()).unwrap();
     let sample = three_turns();
     let all = tokenize_turns(&tokenizer, &sample, LossOn::All).unwrap();
     let last = tokenize_turns(&tokenizer, &sample, LossOn::Last).unwrap();
@@ -393,7 +393,7 @@ fn stopping_settings(patience: u32, load_best: bool) -> TrainConfig {
 fn adapter_tensors(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
     let flat = |t: &candle_core::Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let mut out: Vec<(String, Vec<f32>)> = if path.extension().is_some_and(|e| e == "gguf") {
-        her_studio::train::lora::read_lora_gguf(path)
+        her_train::lora::read_lora_gguf(path)
             .unwrap()
             .tensors
             .iter()

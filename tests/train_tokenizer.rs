@@ -5,8 +5,8 @@
 
 mod common;
 
-use her_studio::engine::local::Vocab;
-use her_studio::train::tokenizer::{encode, from_gguf};
+use her_engine::local::Vocab;
+use her_train::tokenizer::{encode, from_gguf};
 
 const CORPUS: &[&str] = &[
     "<|im_start|>system\nYou are Elizabeth Bennet.<|im_end|>\n<|im_start|>user\nMr. Darcy: Do you dance?<|im_end|>\n<|im_start|>assistant\n",

@@ -113,7 +113,7 @@ fn sigkill_while_a_reply_streams_loses_only_that_reply() {
     tmux.wait_for("her", "the killed process", |s| s.contains("EXITED:137"));
 
     let file = session_file(dir.path());
-    let (session, issues) = her_studio::session::load_session(&file).unwrap();
+    let (session, issues) = her_core::session::load_session(&file).unwrap();
     assert!(issues.is_empty(), "{issues:?}");
     let texts: Vec<String> = session
         .tree()

@@ -12,8 +12,8 @@ use std::process::Command;
 use common::tmux::{
     Tmux, her_cli, her_command, her_command_as, idle, new_her_pid, studio, without_root_override,
 };
-use her_studio::character::load_character;
-use her_studio::session::{SessionHeader, holder_file, load_session};
+use her_core::character::load_character;
+use her_core::session::{SessionHeader, holder_file, load_session};
 
 /// A session with Elizabeth's greeting, written as the TUI writes a new one.
 fn saved_session(studio: &Path) -> PathBuf {
@@ -21,7 +21,8 @@ fn saved_session(studio: &Path) -> PathBuf {
     let mut header = SessionHeader::new("At Netherfield");
     header.character = Some(lizzy.name.clone());
     let (file, _) =
-        her_studio::chat::start_session(&studio.join("sessions"), header, Some(&lizzy)).unwrap();
+        her_engine::dialogue::start_session(&studio.join("sessions"), header, Some(&lizzy))
+            .unwrap();
     file.path().to_path_buf()
 }
 
@@ -37,7 +38,7 @@ fn user_lines(path: &Path) -> Vec<String> {
     tree.active_path()
         .into_iter()
         .filter_map(|id| tree.node(id))
-        .filter(|n| n.message.role == her_studio::session::Role::User)
+        .filter(|n| n.message.role == her_core::session::Role::User)
         .map(|n| n.message.text.clone())
         .collect()
 }

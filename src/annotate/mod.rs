@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::prefs::queue::{AnnotationRun, read_queue};
-use crate::prefs::read_log;
+use her_core::prefs::queue::{AnnotationRun, read_queue};
+use her_core::prefs::read_log;
 
 /// How the sitting ended, for the line printed afterwards.
 pub struct Sitting {

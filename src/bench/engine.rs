@@ -8,12 +8,12 @@ use anyhow::{Context, anyhow};
 
 use super::median;
 use crate::app::AppContext;
-use crate::chat::Conversation;
 use crate::cli::{BareLoopArgs, BenchEngineArgs};
 use crate::config::SamplingConfig;
-use crate::engine::local::bare::{BareOptions, bare_loop};
-use crate::engine::{Backend, GenerateRequest, LocalEngine, LocalEngineOptions};
-use crate::gguf::fixture::write_tiny_qwen3;
+use her_engine::dialogue::Conversation;
+use her_engine::local::bare::{BareOptions, bare_loop};
+use her_engine::{Backend, GenerateRequest, LocalEngine, LocalEngineOptions};
+use her_gguf::fixture::write_tiny_qwen3;
 
 const THROUGHPUT_PROMPT: &str = "<|im_start|>system\nYou are a storyteller.<|im_end|>\n<|im_start|>user\nTell me a long story about a ship in a storm.<|im_end|>\n<|im_start|>assistant\n";
 

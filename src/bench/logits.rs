@@ -7,13 +7,9 @@ use crate::cli::BenchLogitsArgs;
 
 pub fn run(app: &AppContext, args: &BenchLogitsArgs) -> anyhow::Result<()> {
     let model_path = args.model.clone().unwrap_or_else(|| app.model_path());
-    let samples = crate::train::bench::dump_logits(
-        &model_path,
-        args.adapter.as_deref(),
-        &args.data,
-        &args.out,
-    )
-    .map_err(|e| anyhow::anyhow!(e))?;
+    let samples =
+        her_train::bench::dump_logits(&model_path, args.adapter.as_deref(), &args.data, &args.out)
+            .map_err(|e| anyhow::anyhow!(e))?;
     println!("wrote {} ({samples} samples)", args.out.display());
     Ok(())
 }

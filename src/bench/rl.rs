@@ -15,16 +15,16 @@ use anyhow::{Context, bail};
 
 use crate::app::AppContext;
 use crate::cli::BenchRlArgs;
-use crate::engine::LocalEngine;
-use crate::train::data::step_indices;
-use crate::train::rl::prompts::read_prompts_jsonl;
-use crate::train::rl::rollout::{rollout_seed, sample, sample_serial};
-use crate::train::rl::{RlJob, rollout_sampling, run as run_rl};
+use her_engine::LocalEngine;
+use her_train::data::step_indices;
+use her_train::rl::prompts::read_prompts_jsonl;
+use her_train::rl::rollout::{rollout_seed, sample, sample_serial};
+use her_train::rl::{RlJob, rollout_sampling, run as run_rl};
 
 pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
     let config = app.config();
     let model = args.model.clone().unwrap_or_else(|| app.model_path());
-    crate::engine::local::check_model_file(&model)?;
+    her_engine::local::check_model_file(&model)?;
     let prompts_path = args
         .prompts
         .clone()
@@ -46,7 +46,7 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("her-bench-rl-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let job = RlJob {
-        model_fingerprint: crate::engine::local::fingerprint(&model)?,
+        model_fingerprint: her_engine::local::fingerprint(&model)?,
         judge: if args.judge {
             Some(Box::new(LocalEngine::start(engine.clone())?))
         } else {
@@ -88,7 +88,7 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
     // adapter, then with the run's final adapter (what LoRA itself costs in
     // llama.cpp, apart from anything the RL loop adds), one reply after the
     // other and batched.
-    let prompts = crate::train::rl::prompts::dedup(prompts);
+    let prompts = her_train::rl::prompts::dedup(prompts);
     let sampling = rollout_sampling(&config.sampling, &rl);
     let plan = Plan {
         prompts: &prompts,
@@ -191,7 +191,7 @@ impl Measured {
 
 /// Generation of the replies an RL run samples, outside RL.
 struct Plan<'a> {
-    prompts: &'a [crate::train::rl::prompts::RlPrompt],
+    prompts: &'a [her_train::rl::prompts::RlPrompt],
     sampling: &'a crate::config::SamplingConfig,
     rl: &'a crate::config::RlConfig,
     seed: u32,
@@ -201,11 +201,11 @@ impl Plan<'_> {
     /// Every step's groups in a fresh engine, with `adapter` loaded when given.
     fn generate(
         &self,
-        options: &crate::engine::LocalEngineOptions,
+        options: &her_engine::LocalEngineOptions,
         adapter: Option<&std::path::Path>,
         decoding: Decoding,
     ) -> anyhow::Result<Measured> {
-        use crate::engine::Backend;
+        use her_engine::Backend;
         let options = match decoding {
             Decoding::Serial => options.clone(),
             Decoding::Batched => options.for_groups(self.rl.group_size, self.rl.max_new_tokens),

@@ -15,15 +15,15 @@ use anyhow::{Context, anyhow, bail};
 
 use crate::app::AppContext;
 use crate::cli::{BenchTrainArgs, TrainLoopArgs};
-use crate::train::bench::{
+use her_train::bench::{
     Plan, PlanBatch, PlanLora, PlanOptimizer, SideResult, TokenizerCheck, train_side,
 };
-use crate::train::data::{IGNORE, Tokenized, chatml_parts, read_jsonl, tokenize};
-use crate::train::lora::Target;
-use crate::train::lora::rng::SplitMix64;
-use crate::train::model::BaseMode;
-use crate::train::optim::AdamWConfig;
-use crate::train::tokenizer;
+use her_train::data::{IGNORE, Tokenized, chatml_parts, read_jsonl, tokenize};
+use her_train::lora::Target;
+use her_train::lora::rng::SplitMix64;
+use her_train::model::BaseMode;
+use her_train::optim::AdamWConfig;
+use her_train::tokenizer;
 
 /// The PyTorch side, embedded so it always matches this binary.
 const TORCH_SCRIPT: &str = include_str!("../../scripts/bench_train_torch.py");
@@ -45,7 +45,7 @@ pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
         Some(p) => std::path::absolute(p)?,
         None => app.model_path(),
     };
-    crate::engine::local::check_model_file(&model)?;
+    her_engine::local::check_model_file(&model)?;
     let threads = match args.threads {
         0 => std::thread::available_parallelism().map_or(1, usize::from),
         n => n as usize,
@@ -404,9 +404,9 @@ fn find_venv(app: &AppContext) -> Option<PathBuf> {
 /// Our side in this process (run as a child of `her bench train`): the
 /// trainer's steps on the plan's batches. Prints one JSON line.
 pub fn run_train_loop(args: &TrainLoopArgs) -> anyhow::Result<()> {
-    let plan: Plan = serde_json::from_slice(&crate::fsutil::read::bytes(
+    let plan: Plan = serde_json::from_slice(&her_core::fsutil::read::bytes(
         &args.plan,
-        crate::fsutil::read::Kind::Config,
+        her_core::fsutil::read::Kind::Config,
     )?)?;
     let mode = match args.base.as_str() {
         "quantized" => BaseMode::Quantized,
@@ -564,7 +564,7 @@ fn report(ours: &[(BaseMode, SideResult)], torch: Option<&SideResult>, checkpoin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::bench::StepTiming;
+    use her_train::bench::StepTiming;
 
     fn args(steps: usize, batch: usize, seq: usize) -> BenchTrainArgs {
         BenchTrainArgs {

@@ -14,10 +14,10 @@ use anyhow::bail;
 use super::train::{base_plan, mode_name, ours_in_child};
 use crate::app::AppContext;
 use crate::cli::BenchTrainArgs;
-use crate::train::bench::{Plan, PlanBatch, SideResult};
-use crate::train::data::{Batch, Batching, LossOn, read_jsonl, tokenize_turns};
-use crate::train::model::BaseMode;
-use crate::train::tokenizer;
+use her_train::bench::{Plan, PlanBatch, SideResult};
+use her_train::data::{Batch, Batching, LossOn, read_jsonl, tokenize_turns};
+use her_train::model::BaseMode;
+use her_train::tokenizer;
 
 /// Runs both sides in child processes and prints the section.
 pub fn run(

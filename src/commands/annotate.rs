@@ -5,10 +5,10 @@ use anyhow::Context;
 use crate::annotate::{Sitting, open_sitting};
 use crate::app::AppContext;
 use crate::cli::AnnotateArgs;
-use crate::prefs::store::annotation_log;
 use crate::tui::annotate::AnnotateScreen;
 use crate::tui::keymap::Keymap;
 use crate::tui::theme::Theme;
+use her_core::prefs::store::annotation_log;
 
 pub fn run(app: &AppContext, args: &AnnotateArgs) -> anyhow::Result<()> {
     let config = app.config();

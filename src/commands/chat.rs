@@ -14,12 +14,12 @@ use std::path::PathBuf;
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::character::Character;
-use crate::chat::{
+use her_core::character::Character;
+use her_core::session::{Message, Role, SessionError, SessionHeader};
+use her_engine::dialogue::{
     Conversation, Recorder, SceneConversation, reply_message, role_of_speaker, start_session,
 };
-use crate::engine::{Backend, EngineError};
-use crate::session::{Message, Role, SessionError, SessionHeader};
+use her_engine::{Backend, EngineError};
 
 /// What stops a line chat.
 #[derive(Debug, thiserror::Error)]
@@ -206,14 +206,18 @@ fn print_piece(piece: &str) {
 }
 
 /// Ends a reply's line and, when asked, reports its statistics on stderr.
-fn end_turn(backend: &dyn Backend, outcome: &crate::chat::TurnOutcome, options: HeadlessOptions) {
+fn end_turn(
+    backend: &dyn Backend,
+    outcome: &her_engine::dialogue::TurnOutcome,
+    options: HeadlessOptions,
+) {
     println!();
     if options.stats {
         print_stats(backend, outcome);
     }
 }
 
-fn print_stats(backend: &dyn Backend, outcome: &crate::chat::TurnOutcome) {
+fn print_stats(backend: &dyn Backend, outcome: &her_engine::dialogue::TurnOutcome) {
     let s = &outcome.finished.stats;
     let dropped = outcome.started.map_or(0, |st| st.dropped_turns);
     eprintln!(

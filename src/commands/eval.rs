@@ -11,24 +11,24 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 
 use crate::app::AppContext;
-use crate::character::Character;
 use crate::cli::{CalibrateArgs, ChatArgs, EvalArgs, EvalCommand};
 use crate::config::JudgeKind;
-use crate::engine::local::sha256_file;
-use crate::engine::{Backend, LocalEngine};
-use crate::eval::calibrate::{
+use her_core::character::Character;
+use her_core::prompt::PromptVariant;
+use her_engine::local::sha256_file;
+use her_engine::{Backend, LocalEngine};
+use her_eval::calibrate::{
     ADVICE, CalibrationStatus, JudgeIdentity, calibrate, render_calibration, set, write_calibration,
 };
-use crate::eval::promote::{
+use her_eval::promote::{
     GateLogEntry, Promotion, append_gate_log, gate_log, promote, promoted_adapter, promoted_file,
 };
-use crate::eval::report::report_table;
-use crate::eval::rules::RuleOptions;
-use crate::eval::{
+use her_eval::report::report_table;
+use her_eval::rules::RuleOptions;
+use her_eval::{
     EvalPlan, EvalResults, FileId, GATE_FILE, NextSpeakerMode, Progress, SimOptions, SystemSpec,
     decide, judge_sampling, load_scenes, render_decision, run_eval,
 };
-use crate::prompt::PromptVariant;
 
 /// Settings of one evaluation, from flags over `[eval]`.
 struct Options {
@@ -208,7 +208,7 @@ fn evaluate(
     app: &AppContext,
     options: &Options,
     mut systems: Vec<SystemSpec>,
-    scenes: Vec<crate::eval::EvalScene>,
+    scenes: Vec<her_eval::EvalScene>,
     gating: bool,
 ) -> anyhow::Result<(EvalResults, PathBuf)> {
     let config = app.config();
@@ -225,14 +225,14 @@ fn evaluate(
     }
     let name = options.name.clone().unwrap_or_else(default_name);
     let dir = config.evals_dir(&app.studio.root).join(&name);
-    if dir.join(crate::eval::results::RESULTS_FILE).exists() {
+    if dir.join(her_eval::results::RESULTS_FILE).exists() {
         bail!(
             "'{}' already holds an evaluation; choose another --name",
             dir.display()
         );
     }
     let model_path = app.model_path();
-    crate::engine::local::check_model_file(&model_path)?;
+    her_engine::local::check_model_file(&model_path)?;
     let model = file_id(&model_path)?;
     let sessions_dir = options
         .sessions
@@ -308,9 +308,9 @@ fn evaluate(
     println!("{}", report_table(&results));
     println!(
         "results: {}",
-        dir.join(crate::eval::results::RESULTS_FILE).display()
+        dir.join(her_eval::results::RESULTS_FILE).display()
     );
-    println!("chart:   {}", dir.join(crate::eval::CHART_FILE).display());
+    println!("chart:   {}", dir.join(her_eval::CHART_FILE).display());
     if let Some(dir) = &plan.sessions_dir {
         println!(
             "transcripts: sessions in {} (titles start with 'eval {name}')",
@@ -353,7 +353,7 @@ fn start_judge(
         Ok((Some(engine), id))
     } else if separate_judge {
         let judge_path = judge_model.unwrap_or(model_path).to_path_buf();
-        crate::engine::local::check_model_file(&judge_path)?;
+        her_engine::local::check_model_file(&judge_path)?;
         eprintln!("loading the judge {} …", judge_path.display());
         let mut o = app.engine_options();
         o.model_path = judge_path.clone();
@@ -393,7 +393,7 @@ fn run_calibration(app: &AppContext, args: &CalibrateArgs) -> anyhow::Result<Exi
         args.judge_n_ctx,
         &model_path,
         || {
-            crate::engine::local::check_model_file(&model_path)?;
+            her_engine::local::check_model_file(&model_path)?;
             file_id(&model_path)
         },
     )?;
@@ -482,13 +482,13 @@ fn print_progress(p: Progress<'_>) {
 
 /// A CoSER scene's transcripts open in the TUI through a scene file of the
 /// same title: write one (as `her import` would) unless it exists.
-fn keep_coser_scenes(app: &AppContext, scenes: &[crate::eval::EvalScene]) {
+fn keep_coser_scenes(app: &AppContext, scenes: &[her_eval::EvalScene]) {
     let dir = app.scenes_dir();
     let known: Vec<String> = std::fs::read_dir(&dir)
         .map(|entries| {
             entries
                 .filter_map(Result::ok)
-                .filter_map(|e| crate::character::load_scene(&e.path()).ok())
+                .filter_map(|e| her_core::character::load_scene(&e.path()).ok())
                 .map(|s| s.title)
                 .collect()
         })
@@ -500,7 +500,7 @@ fn keep_coser_scenes(app: &AppContext, scenes: &[crate::eval::EvalScene]) {
         if std::fs::create_dir_all(&dir).is_err() {
             return;
         }
-        match crate::character::store::save_scene(&dir, &scene.scene, false) {
+        match her_core::character::store::save_scene(&dir, &scene.scene, false) {
             Ok(path) => eprintln!(
                 "note: saved CoSER scene '{}' as {} so its transcripts open in the TUI",
                 scene.scene.title,
@@ -515,7 +515,7 @@ fn keep_coser_scenes(app: &AppContext, scenes: &[crate::eval::EvalScene]) {
 }
 
 fn default_name() -> String {
-    let now = crate::session::now_rfc3339();
+    let now = her_core::session::now_rfc3339();
     // 2026-01-02T03:04:05.678Z → 20260102-030405
     let digits: String = now.chars().filter(char::is_ascii_digit).collect();
     match (digits.get(..8), digits.get(8..14)) {
@@ -545,13 +545,13 @@ fn gate(
     )?;
     println!("\n{}", render_decision(&decision));
     let json = serde_json::to_string_pretty(&decision)?;
-    crate::fsutil::write_atomic(&dir.join(GATE_FILE), format!("{json}\n").as_bytes(), true)
+    her_core::fsutil::write_atomic(&dir.join(GATE_FILE), format!("{json}\n").as_bytes(), true)
         .with_context(|| format!("writing '{}'", dir.join(GATE_FILE).display()))?;
     let log = gate_log(&app.studio.root);
     append_gate_log(
         &log,
         &GateLogEntry {
-            decided_at: crate::session::now_rfc3339(),
+            decided_at: her_core::session::now_rfc3339(),
             character: character.name.clone(),
             evaluation: dir.to_path_buf(),
             baseline_adapter: baseline.adapter.as_ref().map(|a| a.path.clone()),
@@ -589,7 +589,7 @@ fn gate(
         Promotion {
             adapter: adapter.path.clone(),
             sha256: adapter.sha256.clone(),
-            promoted_at: crate::session::now_rfc3339(),
+            promoted_at: her_core::session::now_rfc3339(),
             evaluation: dir.to_path_buf(),
             replaced: baseline
                 .adapter

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use crate::app::AppContext;
 use crate::cli::ImportAdapterArgs;
-use crate::eval::promote::ADAPTERS_DIR;
-use crate::train::peft::import::import_peft;
+use her_eval::promote::ADAPTERS_DIR;
+use her_train::peft::import::import_peft;
 
 pub fn run(app: &AppContext, args: &ImportAdapterArgs) -> anyhow::Result<()> {
     let model = args.model.clone().unwrap_or_else(|| app.model_path());

@@ -7,15 +7,15 @@ use std::collections::HashMap;
 use anyhow::Context;
 
 use crate::app::AppContext;
-use crate::chat::judge::{PairVerdict, judge_pair};
 use crate::cli::{JudgeArgs, PrefsFilterArgs};
-use crate::judge::{HumanAgreement, JudgeCase, agreement_with_humans};
-use crate::prefs::queue::read_queue;
-use crate::prefs::store::judge_log;
-use crate::prefs::{
+use her_core::judge::{HumanAgreement, JudgeCase, agreement_with_humans};
+use her_core::prefs::queue::read_queue;
+use her_core::prefs::store::judge_log;
+use her_core::prefs::{
     ContextMessage, PreferencePair, PreferenceRecord, Verdict, append_to_log, context_sha256,
     derive_id, now_rfc3339, write_atomic,
 };
+use her_engine::dialogue::judge::{PairVerdict, judge_pair};
 
 /// One pair to judge.
 struct Item {
@@ -68,7 +68,7 @@ pub fn run(app: &AppContext, args: &JudgeArgs) -> anyhow::Result<()> {
     if let Some(dir) = log.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let sampling = crate::judge::judge_sampling(&app.config().sampling, true);
+    let sampling = her_core::judge::judge_sampling(&app.config().sampling, true);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;

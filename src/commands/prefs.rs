@@ -10,11 +10,11 @@ use crate::app::AppContext;
 use crate::cli::{
     AgreementArgs, ExportPrefsArgs, LeaderboardArgs, PrefsFilterArgs, PrefsMergeArgs,
 };
-use crate::prefs::agreement_report::{AgreementOptions, agreement_report};
-use crate::prefs::leaderboard::LeaderboardOptions;
-use crate::prefs::sessions::SessionPlayers;
-use crate::prefs::store::{Gathered, Sources, gather};
-use crate::prefs::{Filter, Format, MinHealth, PreferenceRecord, export, export_all};
+use her_core::prefs::agreement_report::{AgreementOptions, agreement_report};
+use her_core::prefs::leaderboard::LeaderboardOptions;
+use her_core::prefs::sessions::SessionPlayers;
+use her_core::prefs::store::{Gathered, Sources, gather};
+use her_core::prefs::{Filter, Format, MinHealth, PreferenceRecord, export, export_all};
 
 impl PrefsFilterArgs {
     pub fn to_filter(&self) -> anyhow::Result<Filter> {
@@ -157,7 +157,7 @@ pub fn leaderboard(app: &AppContext, args: &LeaderboardArgs) -> anyhow::Result<(
         resamples: args.resamples.max(1),
         ..LeaderboardOptions::default()
     };
-    let board = crate::prefs::leaderboard::leaderboard(&records, &options)?;
+    let board = her_core::prefs::leaderboard::leaderboard(&records, &options)?;
     print!("{}", board.render_text());
     Ok(())
 }
@@ -197,7 +197,7 @@ pub fn agreement(app: &AppContext, args: &AgreementArgs) -> anyhow::Result<()> {
 /// `her prefs merge SOURCE…`: new records from other machines, appended.
 pub fn merge(app: &AppContext, args: &PrefsMergeArgs) -> anyhow::Result<()> {
     let prefs_dir = app.config().prefs_dir(&app.studio.root);
-    let report = crate::prefs::merge::merge(&prefs_dir, &args.sources, args.dry_run)?;
+    let report = her_core::prefs::merge::merge(&prefs_dir, &args.sources, args.dry_run)?;
     for note in &report.notes {
         eprintln!("note: {note}");
     }

@@ -8,10 +8,10 @@ use anyhow::{Context, anyhow};
 use crate::app::AppContext;
 use crate::cli::PromptArgs;
 use crate::config::PromptVariant;
-use crate::engine::local::Vocab;
-use crate::prompt::{HerPrompt, Line, PromptOptions};
-use crate::session::load_session;
-use crate::story::{StoryInput, StoryLog, explain, prepare, session_seed};
+use her_core::prompt::{HerPrompt, Line, PromptOptions};
+use her_core::session::load_session;
+use her_core::story::{StoryInput, StoryLog, explain, prepare, session_seed};
+use her_engine::local::Vocab;
 
 pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
     let saved = match &args.session {

@@ -14,11 +14,11 @@ use anyhow::{Context, bail};
 
 use crate::app::AppContext;
 use crate::cli::{PrefTrainArgs, RunArgs, SftArgs, TrainCommand};
-use crate::prefs::sessions::{SessionPlayers, kept_replies};
-use crate::session::{list_sessions, load_session};
-use crate::train::dataset::{self, KeptFilter};
-use crate::train::run::progress_line;
-use crate::train::sft::{Progress, SftJob};
+use her_core::prefs::sessions::{SessionPlayers, kept_replies};
+use her_core::session::{list_sessions, load_session};
+use her_train::dataset::{self, KeptFilter};
+use her_train::run::progress_line;
+use her_train::sft::{Progress, SftJob};
 
 pub fn run(app: &AppContext, command: &TrainCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -51,8 +51,8 @@ impl<'a> Driver<'a> {
         first_input: Option<&PathBuf>,
     ) -> anyhow::Result<Self> {
         let model = app.model_path();
-        crate::engine::local::check_model_file(&model)?;
-        let fingerprint = crate::engine::local::fingerprint(&model)
+        her_engine::local::check_model_file(&model)?;
+        let fingerprint = her_engine::local::fingerprint(&model)
             .with_context(|| format!("reading '{}'", model.display()))?;
         let runs = app.config().runs_dir(&app.studio.root);
         let run_dir = run_folder(
@@ -128,7 +128,7 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
         driver.run_dir.display()
     );
     let mut stderr = std::io::stderr();
-    let report = crate::train::sft::run(&job, samples, &driver.stop, &mut |p| match p {
+    let report = her_train::sft::run(&job, samples, &driver.stop, &mut |p| match p {
         Progress::Step(s) => {
             let line = progress_line(
                 s.step,
@@ -241,7 +241,7 @@ pub(super) fn overwrite_line(out: &mut std::io::Stderr, text: &str) {
 /// `DATE-STEM-KIND-TIME`: sortable, and a second run the same day gets its
 /// own folder instead of refusing to start.
 fn default_name(first_input: Option<&std::path::Path>, kind: &str) -> String {
-    let now = crate::session::now_rfc3339();
+    let now = her_core::session::now_rfc3339();
     let date = now.get(..10).unwrap_or("run");
     let time = now.get(11..19).unwrap_or("").replace(':', "");
     let stem = first_input
@@ -253,7 +253,7 @@ fn default_name(first_input: Option<&std::path::Path>, kind: &str) -> String {
 fn gather(
     app: &AppContext,
     args: &SftArgs,
-) -> anyhow::Result<(Vec<crate::train::data::Sample>, Vec<dataset::DataSource>)> {
+) -> anyhow::Result<(Vec<her_train::data::Sample>, Vec<dataset::DataSource>)> {
     let (mut samples, mut sources) = dataset::sft_from_files(&args.data)?;
     if args.from_sessions {
         let (kept, dir) = kept_in_studio(app)?;
@@ -278,7 +278,7 @@ fn gather(
 /// unreadable session is reported and skipped), and the sessions folder.
 pub(super) fn kept_in_studio(
     app: &AppContext,
-) -> anyhow::Result<(Vec<crate::prefs::sessions::KeptReply>, PathBuf)> {
+) -> anyhow::Result<(Vec<her_core::prefs::sessions::KeptReply>, PathBuf)> {
     let config = app.config();
     let cast = app.all_players();
     let annotator = config.prefs.annotator_id();
@@ -305,7 +305,7 @@ pub(super) fn kept_in_studio(
 
 /// `her train dpo`: pairs from TRL files or the studio, the DPO loop, a report.
 pub fn dpo(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
-    use crate::train::dpo::{DpoJob, PairMetrics};
+    use her_train::dpo::{DpoJob, PairMetrics};
     let config = app.config();
     let mut pairs = dataset::pairs_from_files(&args.data)?;
     if args.from_prefs {
@@ -335,7 +335,7 @@ pub fn dpo(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
         driver.run_dir.display()
     );
     let mut stderr = std::io::stderr();
-    let report = crate::train::dpo::run(&job, pairs, &driver.stop, &mut |step, total, m| {
+    let report = her_train::dpo::run(&job, pairs, &driver.stop, &mut |step, total, m| {
         let line = format!(
             "step {step}/{total} · loss {:.4} · margin {:+.3} · accuracy {:.0}%",
             m.loss,
@@ -374,7 +374,7 @@ pub fn dpo(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
 
 /// `her train kto`: unpaired good/bad replies from TRL files or the studio.
 pub fn kto(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
-    use crate::train::kto::{KtoJob, KtoMetrics};
+    use her_train::kto::{KtoJob, KtoMetrics};
     let config = app.config();
     let mut samples = dataset::kto_from_files(&args.data)?;
     if args.from_prefs {
@@ -400,7 +400,7 @@ pub fn kto(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
         init_adapter: args.init.init_adapter.clone(),
     };
     let mut stderr = std::io::stderr();
-    let report = crate::train::kto::run(&job, samples, &driver.stop, &mut |step, total, m| {
+    let report = her_train::kto::run(&job, samples, &driver.stop, &mut |step, total, m| {
         let line = format!(
             "step {step}/{total} · loss {:.4} · reward gap {:+.3} · accuracy {:.0}%",
             m.loss,

@@ -8,20 +8,20 @@ use anyhow::bail;
 use super::train::{Driver, kept_in_studio, overwrite_line};
 use crate::app::AppContext;
 use crate::cli::RlArgs;
-use crate::train::dataset::{self, DataSource, KeptFilter};
-use crate::train::rl::prompts::RlPrompt;
-use crate::train::rl::{RlJob, StepMetrics, run};
+use her_train::dataset::{self, DataSource, KeptFilter};
+use her_train::rl::prompts::RlPrompt;
+use her_train::rl::{RlJob, StepMetrics, run};
 
 pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
     let config = app.config();
     let (prompts, sources) = gather(app, args)?;
     // The judge runs in its own engine ([judge], or --judge-model): the
     // rollout engine's adapter changes every step.
-    let judge: Option<Box<dyn crate::engine::Backend>> = if config.rl.reward_judge > 0.0 {
+    let judge: Option<Box<dyn her_engine::Backend>> = if config.rl.reward_judge > 0.0 {
         Some(match &args.judge_model {
             Some(path) => {
-                crate::engine::local::check_model_file(path)?;
-                Box::new(crate::engine::LocalEngine::start(
+                her_engine::local::check_model_file(path)?;
+                Box::new(her_engine::LocalEngine::start(
                     config.model.engine_options(path.clone()),
                 )?)
             }

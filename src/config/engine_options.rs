@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{BackendConfig, ModelConfig};
-use crate::engine::remote::key_from_env;
-use crate::engine::{LocalEngineOptions, RemoteOptions};
+use her_engine::remote::key_from_env;
+use her_engine::{LocalEngineOptions, RemoteOptions};
 
 impl ModelConfig {
     /// The local engine's settings, with the model path already resolved.

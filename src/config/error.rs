@@ -62,7 +62,7 @@ pub enum ConfigError {
     /// The file exists but cannot be read (a folder, a FIFO, too large, not UTF-8…).
     #[error("config error: {cause}")]
     Read {
-        cause: crate::fsutil::read::ReadError,
+        cause: her_core::fsutil::read::ReadError,
     },
 
     #[error("config error in '{}': invalid TOML{}: {message}", .path.display(), position_text(.position))]

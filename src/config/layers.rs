@@ -12,7 +12,7 @@ use crate::config::error::{ConfigError, Source};
 use crate::config::schema::KEYS;
 use crate::config::validate::{self, Entry};
 use crate::config::{Config, DEFAULT_CONFIG_TOML, STUDIO_CONFIG_FILE, user_config_path};
-use crate::fsutil::read::{self, Kind};
+use her_core::fsutil::read::{self, Kind};
 
 /// Where the layers between the defaults and the command line come from.
 /// Every part is injectable so tests need no real home directory or environment.

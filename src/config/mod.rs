@@ -25,9 +25,9 @@ pub use error::{ConfigError, Source};
 pub use layers::{ConfigSources, LoadedConfig, load};
 pub use schema::KEY_ACTIONS;
 // The request vocabulary lives with the core; `[sampling]` is its serialized form.
-pub use crate::generation::{LogitBias, PromptVariant, SAMPLER_NAMES, SamplingConfig};
-pub use crate::story::{LoreConfig, MemoryConfig};
-pub use crate::train::settings::{KtoConfig, RlConfig, TrainConfig};
+pub use her_core::generation::{LogitBias, PromptVariant, SAMPLER_NAMES, SamplingConfig};
+pub use her_core::story::{LoreConfig, MemoryConfig};
+pub use her_train::settings::{KtoConfig, RlConfig, TrainConfig};
 
 /// The documented defaults, also usable as a template for a new config file.
 pub const DEFAULT_CONFIG_TOML: &str = include_str!("../../config.toml");
@@ -424,9 +424,9 @@ impl Config {
     }
 
     /// What a session's story (lore, memory, note) needs from the config.
-    pub fn story_config(&self, studio_dir: &Path) -> crate::story::StoryConfig {
-        crate::story::StoryConfig {
-            lore_dir: crate::lore::lore_dir(&self.characters_dir(studio_dir)),
+    pub fn story_config(&self, studio_dir: &Path) -> her_core::story::StoryConfig {
+        her_core::story::StoryConfig {
+            lore_dir: her_core::lore::lore_dir(&self.characters_dir(studio_dir)),
             lore: self.lore.clone(),
             memory: self.memory.clone(),
             max_context: (self.model.n_ctx as usize)

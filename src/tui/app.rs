@@ -9,8 +9,8 @@ use super::keymap::{Keymap, Layer};
 use super::model::{PaneModes, ShownMessage};
 use super::picker::Picker;
 use super::theme::Theme;
-use crate::engine::LiveStats;
-use crate::format::{Finding, StreamedReply};
+use her_core::format::{Finding, StreamedReply};
+use her_engine::LiveStats;
 
 /// Which full screen is showing.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,11 +161,11 @@ pub struct App {
     /// The LoRA adapter the engine has loaded (path, scale).
     pub adapter: Option<(std::path::PathBuf, f32)>,
     /// Training runs, re-read while the runs overlay is open.
-    pub runs: Vec<crate::train::runs::RunSummary>,
+    pub runs: Vec<her_train::runs::RunSummary>,
     /// Where training runs live (paths.runs).
     pub runs_dir: std::path::PathBuf,
     /// Evaluations, read when the evaluations overlay opens.
-    pub evals: Vec<crate::eval::EvalResults>,
+    pub evals: Vec<her_eval::EvalResults>,
     /// Where evaluations live (paths.evals).
     pub evals_dir: std::path::PathBuf,
     /// The error that keeps the user from a session (a start or an open that

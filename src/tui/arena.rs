@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use super::action::Action;
 use super::app::ReplyTarget;
 use crate::config::SamplingConfig;
-use crate::engine::Finished;
-use crate::prefs::Verdict;
+use her_core::prefs::Verdict;
+use her_engine::Finished;
 
 /// Which adapter a candidate is written with.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,10 +6,10 @@ use super::arena::{AdapterUse, ArenaKey, ArenaMode, ArenaRound, Output, Phase};
 use super::effect::{AdapterFor, Effect};
 use super::model::Speaker;
 use super::update::refresh;
-use crate::engine::{Event, GenerateRequest};
-use crate::format::PREFILL;
-use crate::prefs::Verdict;
-use crate::prefs::sessions::{ARENA_EVENT, ArenaCandidate, ArenaEvent};
+use her_core::format::PREFILL;
+use her_core::prefs::Verdict;
+use her_core::prefs::sessions::{ARENA_EVENT, ArenaCandidate, ArenaEvent};
+use her_engine::{Event, GenerateRequest};
 
 /// `/arena [mode]` or the arena key: two candidates for the newest reply
 /// (or for the reply to the newest user line).
@@ -46,7 +46,8 @@ pub fn start(app: &mut App, args: &[&str]) -> Vec<Effect> {
             chat.character.name.clone(),
         ),
     };
-    let sampling = crate::chat::character_sampling(chat.sampling.clone(), chat.member(&speaker));
+    let sampling =
+        her_engine::dialogue::character_sampling(chat.sampling.clone(), chat.member(&speaker));
     let entropy = entropy();
     app.arena = Some(ArenaRound {
         target,
@@ -234,7 +235,7 @@ fn decide(app: &mut App, verdict: Verdict) {
         };
         let event = ArenaEvent {
             kind: ARENA_EVENT.into(),
-            id: crate::session::new_key(),
+            id: her_core::session::new_key(),
             parent,
             speaker: round.speaker.clone(),
             annotator: chat.annotator.clone(),
@@ -246,7 +247,7 @@ fn decide(app: &mut App, verdict: Verdict) {
             verdict,
             prompt: prompt.render(first.finished.provenance.dropped_turns),
             additions: prepared.additions,
-            created_at: crate::session::now_rfc3339(),
+            created_at: her_core::session::now_rfc3339(),
         };
         chat.log_arena(&event)?;
         if let Some(kept) = round.kept(verdict) {
@@ -258,7 +259,7 @@ fn decide(app: &mut App, verdict: Verdict) {
                 Some(&output.finished),
             )?;
         }
-        Ok::<(), crate::session::SessionError>(())
+        Ok::<(), her_core::session::SessionError>(())
     })();
     round.phase = Phase::Revealed(verdict);
     match result {

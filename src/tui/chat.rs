@@ -9,17 +9,17 @@ use std::sync::Arc;
 use super::app::{ReplyTarget, TreeRowView};
 use super::model::{ShownMessage, Speaker};
 use super::rating::{RatingInput, layer_label, score_label};
-use crate::character::{Character, Scene};
-use crate::chat::{reply_message, role_of_speaker, start_session};
 use crate::config::SamplingConfig;
-use crate::engine::{Finished, PromptSource};
-use crate::format::PREFILL;
-use crate::prefs::sessions::{ArenaEvent, RATING_EVENT, RatingEvent};
-use crate::prompt::{HerPrompt, Line, PromptVariant};
-use crate::session::{
+use her_core::character::{Character, Scene};
+use her_core::format::PREFILL;
+use her_core::prefs::sessions::{ArenaEvent, RATING_EVENT, RatingEvent};
+use her_core::prompt::{HerPrompt, Line, PromptVariant};
+use her_core::session::{
     ExportFormat, Holder, Message, NodeId, Role, Session, SessionError, SessionEvent, SessionFile,
     SessionHeader, TreeError, fork_session, load_session,
 };
+use her_engine::dialogue::{reply_message, role_of_speaker, start_session};
+use her_engine::{Finished, PromptSource};
 
 pub struct ChatSession {
     pub path: PathBuf,
@@ -41,7 +41,7 @@ pub struct ChatSession {
     /// Who is rating (config prefs.annotator).
     pub annotator: String,
     /// Lore, memory and note settings (config `[lore]`, `[memory]`).
-    pub story: crate::chat::story::StoryConfig,
+    pub story: her_core::story::StoryConfig,
 }
 
 /// Who plays and how: everything a session needs besides its file.
@@ -97,7 +97,7 @@ impl ChatSession {
             sampling: players.sampling,
             dropped_turns: 0,
             annotator: "me".into(),
-            story: crate::chat::story::StoryConfig::default(),
+            story: her_core::story::StoryConfig::default(),
         }
     }
 
@@ -421,16 +421,16 @@ impl ChatSession {
         let prompt = self.recorded_prompt(key, speaker)?.render_with_skip(skip);
         let event = RatingEvent {
             kind: RATING_EVENT.into(),
-            id: crate::session::new_key(),
+            id: her_core::session::new_key(),
             key: key.to_string(),
             annotator: self.annotator.clone(),
             score: input.score,
             layer: input.layer,
             tags: input.tags.clone(),
             rationale: input.rationale.clone(),
-            prompt_sha256: crate::hashing::sha256_hex(prompt.as_bytes()),
+            prompt_sha256: her_core::hashing::sha256_hex(prompt.as_bytes()),
             prompt: Some(prompt),
-            created_at: crate::session::now_rfc3339(),
+            created_at: her_core::session::now_rfc3339(),
         };
         self.log_other(&event)
     }
@@ -466,7 +466,7 @@ impl ChatSession {
                 continue;
             }
             let mut label = score_label(event.score);
-            if event.layer != crate::prefs::RatedLayer::Whole {
+            if event.layer != her_core::prefs::RatedLayer::Whole {
                 label.push_str(&format!(" ({})", layer_label(event.layer)));
             }
             out.insert(event.key, label);

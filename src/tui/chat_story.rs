@@ -2,14 +2,14 @@
 //! them, and the session-log events that change them.
 
 use super::chat::ChatSession;
-use crate::character::AuthorNote;
-use crate::chat::story::events::{
+use her_core::character::AuthorNote;
+use her_core::prompt::{HerPrompt, Line, PromptOptions};
+use her_core::session::{SessionError, new_key, now_rfc3339};
+use her_core::story::events::{
     BookEvent, LORE_ATTACH, LORE_DETACH, MEMORY_PIN, MEMORY_UNPIN, NOTE, NoteEvent, PinEvent,
     REPLY_CONTEXT, ReplyContextEvent, SUMMARY, SummaryEvent, UnpinEvent,
 };
-use crate::chat::story::{Prepared, StoryInput, StoryLog, SummarySource, prepare, session_seed};
-use crate::prompt::{HerPrompt, Line, PromptOptions};
-use crate::session::{SessionError, new_key, now_rfc3339};
+use her_core::story::{Prepared, StoryInput, StoryLog, SummarySource, prepare, session_seed};
 
 impl ChatSession {
     /// The story events of this session (and the lines that could not be read).

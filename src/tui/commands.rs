@@ -154,7 +154,7 @@ fn sampling(app: &mut App, args: &[&str]) {
             return;
         }
     }
-    if let Err(err) = crate::engine::local::sampler::validate(&next) {
+    if let Err(err) = her_engine::local::sampler::validate(&next) {
         app.notify(err.to_string(), true);
         return;
     }
@@ -190,7 +190,7 @@ fn count_prompt(app: &App) -> Vec<Effect> {
     let (prompt, prepared) = chat.build_upto(chat.leaf_key().as_deref(), &speaker);
     let preface = format!(
         "lore, memory and note (/lore explains):\n{}\n\ntokens  section\n",
-        crate::chat::story::explain(&prepared)
+        her_core::story::explain(&prepared)
     );
     vec![Effect::CountTokens {
         preface,
@@ -202,7 +202,7 @@ fn count_prompt(app: &App) -> Vec<Effect> {
 pub fn prompt_counted(
     app: &mut App,
     preface: String,
-    parts: &[crate::prompt::PromptPart],
+    parts: &[her_core::prompt::PromptPart],
     counts: &[usize],
 ) {
     let mut table = preface;

@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 
 use crate::config::SamplingConfig;
-use crate::engine::GenerateRequest;
-use crate::prefs::PreferenceRecord;
-use crate::prompt::PromptPart;
-use crate::session::{ExportFormat, Session};
-use crate::train::rl::human::Answer;
+use her_core::prefs::PreferenceRecord;
+use her_core::prompt::PromptPart;
+use her_core::session::{ExportFormat, Session};
+use her_engine::GenerateRequest;
+use her_train::rl::human::Answer;
 
 /// How a session is opened.
 #[derive(Debug, Clone, PartialEq)]

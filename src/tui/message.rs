@@ -8,12 +8,12 @@ use super::action::Action;
 use super::chat::ChatSession;
 use super::effect::{AdapterFor, Opening};
 use super::picker::Picker;
-use crate::engine::{AdapterInfo, Event, ModelInfo};
-use crate::eval::EvalResults;
-use crate::prefs::queue::QueueCandidate;
-use crate::prompt::PromptPart;
-use crate::train::rl::human::Ask;
-use crate::train::runs::RunSummary;
+use her_core::prefs::queue::QueueCandidate;
+use her_core::prompt::PromptPart;
+use her_engine::{AdapterInfo, Event, ModelInfo};
+use her_eval::EvalResults;
+use her_train::rl::human::Ask;
+use her_train::runs::RunSummary;
 
 #[derive(Debug)]
 // Messages are handled one at a time; boxing the big ones buys nothing.

@@ -53,7 +53,7 @@ use theme::Theme;
 
 use crate::app::AppContext;
 use crate::config::BackendKind;
-use crate::engine::Backend;
+use her_engine::Backend;
 
 /// Where the TUI opens.
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ fn modes_file() -> Option<PathBuf> {
 
 pub fn load_modes() -> PaneModes {
     modes_file()
-        .and_then(|p| crate::fsutil::read::text(&p, crate::fsutil::read::Kind::Config).ok())
+        .and_then(|p| her_core::fsutil::read::text(&p, her_core::fsutil::read::Kind::Config).ok())
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default()
 }
@@ -161,7 +161,7 @@ fn start_effects(cx: &AppContext, start: Start) -> Vec<effect::Effect> {
             fork,
         } => {
             // A scene's session reopens with the whole cast.
-            let scene = crate::session::load_session(&path)
+            let scene = her_core::session::load_session(&path)
                 .ok()
                 .and_then(|(s, _)| s.header().scene.clone())
                 .and_then(|title| cx.scene_titled(&title));

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::format::{Ending, Layer, Segment, SegmentKind, StreamedReply, parse_reply};
+use her_core::format::{Ending, Layer, Segment, SegmentKind, StreamedReply, parse_reply};
 
 /// Where a thinking layer is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

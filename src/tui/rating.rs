@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use super::action::Action;
-use crate::prefs::sessions::ChatScore;
-use crate::prefs::{PRINCIPLE_DIMENSIONS, RatedLayer};
+use her_core::prefs::sessions::ChatScore;
+use her_core::prefs::{PRINCIPLE_DIMENSIONS, RatedLayer};
 
 /// Which part of the dialog takes typed characters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

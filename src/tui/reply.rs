@@ -4,11 +4,11 @@
 use super::app::{App, ReplyTarget, Streaming};
 use super::effect::Effect;
 use super::update::refresh;
-use crate::engine::{Event, FinishReason, GenerateRequest};
-use crate::format::{Ending, LintContext, StreamedReply, lint, parse_reply};
-use crate::prompt::next_speaker::{
+use her_core::format::{Ending, LintContext, StreamedReply, lint, parse_reply};
+use her_core::prompt::next_speaker::{
     next_speaker_prompt, parse_next_speaker, round_robin, speaker_grammar,
 };
+use her_engine::{Event, FinishReason, GenerateRequest};
 
 /// `@Name rest` → (the speaker whose name starts with `Name`, rest).
 pub(super) fn pick_speaker(speakers: &[String], text: &str) -> (Option<String>, String) {
@@ -57,7 +57,7 @@ pub fn answer(app: &mut App, parent: Option<String>) -> Vec<Effect> {
         let name = chat.character.name.clone();
         return start_reply(app, ReplyTarget::After(parent), &name);
     };
-    if scene.next_speaker == crate::character::NextSpeaker::Model {
+    if scene.next_speaker == her_core::character::NextSpeaker::Model {
         return ask_speaker(app, parent);
     }
     let last = app.messages.last().map(|m| m.name.clone());
@@ -155,7 +155,8 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
             return Vec::new();
         }
     };
-    let sampling = crate::chat::character_sampling(chat.sampling.clone(), chat.member(speaker));
+    let sampling =
+        her_engine::dialogue::character_sampling(chat.sampling.clone(), chat.member(speaker));
     let request = GenerateRequest {
         prompt,
         sampling,
@@ -217,7 +218,7 @@ pub fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
     Vec::new()
 }
 
-fn finish_reply(app: &mut App, done: Option<crate::engine::Finished>) {
+fn finish_reply(app: &mut App, done: Option<her_engine::Finished>) {
     let Some(streaming) = app.streaming.take() else {
         return;
     };
@@ -243,7 +244,7 @@ fn finish_reply(app: &mut App, done: Option<crate::engine::Finished>) {
         },
     );
     // Nothing but the prefill: a failure before any text; keep nothing.
-    if done.is_none() && raw == crate::format::PREFILL {
+    if done.is_none() && raw == her_core::format::PREFILL {
         return;
     }
     if let Some(chat) = &mut app.chat

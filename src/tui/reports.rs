@@ -8,7 +8,7 @@ use super::effect::{AdapterFor, Effect, Opening};
 use super::keymap::Layer;
 use super::message::{Msg, OpenFailure, OpenedCharacter, OpenedSession};
 use super::update::{open_session, refresh};
-use crate::engine::{AdapterInfo, ModelInfo};
+use her_engine::{AdapterInfo, ModelInfo};
 
 /// Applies a message that is not a key or an engine event.
 pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {

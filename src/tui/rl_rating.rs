@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::action::Action;
-use crate::train::rl::human::{Answer, Ask};
+use her_train::rl::human::{Answer, Ask};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RlRateForm {
@@ -99,7 +99,7 @@ impl RlRateForm {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::train::rl::human::AskGroup;
+    use her_train::rl::human::AskGroup;
 
     fn ask() -> Ask {
         let group = |n: usize| AskGroup {
@@ -138,7 +138,7 @@ mod tests {
             RlRateOutcome::Send(answer) => {
                 assert_eq!(answer.stars, vec![vec![1, 2], vec![4]]);
                 assert_eq!((answer.step, answer.annotator.as_str()), (4, "me"));
-                crate::train::rl::human::check(&ask(), &answer).unwrap();
+                her_train::rl::human::check(&ask(), &answer).unwrap();
             }
             other => panic!("{other:?}"),
         }

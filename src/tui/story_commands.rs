@@ -3,10 +3,10 @@
 
 use super::app::{App, Overlay};
 use super::effect::Effect;
-use crate::character::AuthorNote;
-use crate::chat::story::{SummarySource, explain};
-use crate::lore::file::book_files;
-use crate::lore::{Role, find_book};
+use her_core::character::AuthorNote;
+use her_core::lore::file::book_files;
+use her_core::lore::{Role, find_book};
+use her_core::story::{SummarySource, explain};
 
 pub const HELP: &str = "/lore [attach|detach NAME | books] · /note [TEXT | depth=N every=M role=system|user | off] · /memory [pin TEXT | unpin N | edit | set TEXT | summarize]";
 
@@ -50,7 +50,7 @@ fn show(app: &mut App, title: &str, text: String) {
     });
 }
 
-fn report(app: &mut App, result: Result<(), crate::session::SessionError>, done: String) {
+fn report(app: &mut App, result: Result<(), her_core::session::SessionError>, done: String) {
     match result {
         Ok(()) => app.notify(done, false),
         Err(err) => app.notify(err.to_string(), true),
@@ -137,7 +137,7 @@ fn note(app: &mut App, rest: &str) {
         let setting = word.split_once('=').filter(|_| words.is_empty());
         match setting {
             Some(("depth", v)) => match v.parse() {
-                Ok(d) if d <= crate::lore::model::MAX_INSERT_DEPTH => next.depth = d,
+                Ok(d) if d <= her_core::lore::model::MAX_INSERT_DEPTH => next.depth = d,
                 _ => return app.notify(format!("/note: depth '{v}' is not 0..=9999"), true),
             },
             Some(("every", v)) => match v.parse() {
@@ -264,7 +264,7 @@ pub fn pin_selected(app: &mut App, message: Option<super::model::ShownMessage>) 
     let (Some(chat), Some(msg)) = (&mut app.chat, message) else {
         return;
     };
-    let text = crate::chat::story::memory::pin_text(&msg.name, &msg.raw);
+    let text = her_core::story::memory::pin_text(&msg.name, &msg.raw);
     let result = chat.pin(&text, Some(&msg.key)).map(|_| ());
     report(app, result, format!("pinned: {}", clip(&text, 60)));
 }

@@ -4,9 +4,9 @@
 
 use super::app::App;
 use super::effect::Effect;
-use crate::chat::story::SummarySource;
-use crate::chat::story::memory::{SummaryPrompt, clean_summary};
-use crate::engine::{Event, FinishReason, GenerateRequest};
+use her_core::story::SummarySource;
+use her_core::story::memory::{SummaryPrompt, clean_summary};
+use her_engine::{Event, FinishReason, GenerateRequest};
 
 /// A summary being written.
 pub struct SummaryJob {

@@ -17,10 +17,10 @@ use super::picker::{Picker, PickerItem};
 use super::reply::on_engine;
 use super::theme::Theme;
 use super::update::{refresh, update};
-use crate::character::load_character;
 use crate::config::{Config, PromptVariant};
-use crate::engine::{Event, FinishReason, Finished, GenerationStats, Provenance, Started};
-use crate::session::{SessionHeader, load_session};
+use her_core::character::load_character;
+use her_core::session::{SessionHeader, load_session};
+use her_engine::{Event, FinishReason, Finished, GenerationStats, Provenance, Started};
 
 fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -126,7 +126,7 @@ fn sending_a_message_streams_and_saves_the_reply() {
     let plan = app
         .focused_reply()
         .unwrap()
-        .layer_text(crate::format::Layer::SystemThinking);
+        .layer_text(her_core::format::Layer::SystemThinking);
     assert!(plan.contains("amused"));
     reply(&mut app, &HER_REPLY[1..]);
     assert!(app.streaming.is_none());
@@ -407,11 +407,11 @@ fn ratings_go_into_the_log_with_the_prompt_hash() {
 
 #[test]
 fn the_evals_overlay_charts_every_dimension_with_intervals() {
-    use crate::eval::results::tests::{results, system};
+    use her_eval::results::tests::{results, system};
     let dir = tempfile::tempdir().unwrap();
     let mut app = chat_app(dir.path());
     app.evals_dir = dir.path().join("evals");
-    crate::eval::results::write_results(
+    her_eval::results::write_results(
         &app.evals_dir.join("e1"),
         &results(vec![
             system("base", &[[3, 2, 1, 0], [2, 2, 2, 2]]),
@@ -424,11 +424,11 @@ fn the_evals_overlay_charts_every_dimension_with_intervals() {
     let [Effect::ListEvals(evals_dir)] = effects.as_slice() else {
         panic!("expected the evaluations to be listed: {effects:?}");
     };
-    let listed = crate::eval::list_results(evals_dir);
+    let listed = her_eval::list_results(evals_dir);
     update(&mut app, super::message::Msg::EvalsListed(listed));
     assert_eq!(app.evals.len(), 1);
     let screen = render(&mut app, 160, 40);
-    for title in crate::eval::score::column_titles() {
+    for title in her_eval::score::column_titles() {
         assert!(screen.contains(title), "{title}\n{screen}");
     }
     assert!(screen.contains("lizzy") && screen.contains("base"));

@@ -18,8 +18,8 @@ use super::picker::{Picker, PickerItem};
 use super::theme::Theme;
 use super::update::update;
 use crate::config::SamplingConfig;
-use crate::engine::{ChatTemplateFamily, ModelInfo};
-use crate::prefs::queue::{AnnotationRun, QueueCandidate, QueueItem};
+use her_core::prefs::queue::{AnnotationRun, QueueCandidate, QueueItem};
+use her_engine::{ChatTemplateFamily, ModelInfo};
 
 fn app() -> App {
     App::new(Keymap::default(), Theme::dark(), PaneModes::default())
@@ -241,7 +241,7 @@ fn annotate_answers_are_appended_by_the_runtime_and_a_failed_append_is_taken_bac
         panic!("expected the rating saved and candidates asked for: {effects:?}");
     };
     assert_eq!(item, "generate");
-    assert!(prompt.ends_with(crate::format::PREFILL) && prompt.contains("Do you dance?"));
+    assert!(prompt.ends_with(her_core::format::PREFILL) && prompt.contains("Do you dance?"));
     assert!(update(&mut app, Msg::Tick).is_empty(), "asked once");
     let screen = |app: &App| app.annotate.as_deref().unwrap().notice.clone();
     update(

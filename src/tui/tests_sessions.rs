@@ -9,7 +9,7 @@ use super::chat::ChatSession;
 use super::effect::{Effect, Opening};
 use super::tests::{chat_app, players, render, reply, type_text, with_chat};
 use super::update::update;
-use crate::session::{SessionError, load_session};
+use her_core::session::{SessionError, load_session};
 
 #[test]
 fn a_notice_shows_on_pickers_chat_and_overlays_alike() {

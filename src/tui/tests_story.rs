@@ -9,10 +9,10 @@ use super::app::{App, Overlay};
 use super::effect::Effect;
 use super::tests::{chat_app, reply, type_text};
 use super::update::update;
-use crate::lore::{Book, Entry, Position, Role, save_book};
-use crate::prefs::PreferenceRecord;
-use crate::prefs::sessions::{SessionPlayers, collect_session};
-use crate::session::load_session;
+use her_core::lore::{Book, Entry, Position, Role, save_book};
+use her_core::prefs::PreferenceRecord;
+use her_core::prefs::sessions::{SessionPlayers, collect_session};
+use her_core::session::load_session;
 
 fn vale(dir: &Path) {
     let mut sword = Entry::new(1);
@@ -212,8 +212,8 @@ fn story_commands_wait_while_a_reply_is_written() {
     );
 }
 
-fn started(dropped_turns: usize) -> crate::engine::Event {
-    crate::engine::Event::Started(crate::engine::Started {
+fn started(dropped_turns: usize) -> her_engine::Event {
+    her_engine::Event::Started(her_engine::Started {
         prompt_tokens: 100,
         reused_tokens: 0,
         evaluated_tokens: 100,
@@ -227,7 +227,7 @@ fn started(dropped_turns: usize) -> crate::engine::Event {
 #[test]
 fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
     use super::reply::on_engine;
-    use crate::engine::{Event, FinishReason};
+    use her_engine::{Event, FinishReason};
     let dir = tempfile::tempdir().unwrap();
     let mut app = chat_app(dir.path());
     app.chat.as_mut().unwrap().story.memory.keep_recent = 1;
@@ -284,7 +284,7 @@ fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
 }
 
 fn on_engine_summary(app: &mut App, text: &str) {
-    use crate::engine::{Event, FinishReason};
+    use her_engine::{Event, FinishReason};
     super::summary::on_event(app, Event::Text(text.into()));
     super::summary::on_event(
         app,

@@ -62,8 +62,9 @@ impl Theme {
             "light" => Ok(Self::light()),
             other => {
                 let path = studio.join("assets/themes").join(format!("{other}.toml"));
-                let text = crate::fsutil::read::text(&path, crate::fsutil::read::Kind::Config)
-                    .map_err(|e| format!("theme: {e}"))?;
+                let text =
+                    her_core::fsutil::read::text(&path, her_core::fsutil::read::Kind::Config)
+                        .map_err(|e| format!("theme: {e}"))?;
                 toml::from_str(&text)
                     .map_err(|e| format!("theme '{}': {}", path.display(), e.message()))
             }

@@ -10,8 +10,8 @@ use super::message::Msg;
 use super::model::Speaker;
 use super::rating::RatingInput;
 use super::reply::{answer, pick_speaker, start_reply};
-use crate::prefs::RatedLayer;
-use crate::prefs::sessions::ChatScore;
+use her_core::prefs::RatedLayer;
+use her_core::prefs::sessions::ChatScore;
 
 /// The part of `update` that takes the generation's events, for callers
 /// that play the engine themselves (the remote backend's tests).

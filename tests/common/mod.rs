@@ -23,8 +23,8 @@ pub fn tiny() -> &'static Tiny {
 
 /// The tiny byte-level BPE vocabulary as a GGUF tokenizer (gpt2 model,
 /// ChatML specials), for fixtures llama.cpp can load.
-pub fn add_tiny_tokenizer(w: &mut her_studio::gguf::GgufWriter) {
-    let vocab = her_studio::gguf::tiny_bpe_vocab();
+pub fn add_tiny_tokenizer(w: &mut her_gguf::GgufWriter) {
+    let vocab = her_gguf::tiny_bpe_vocab();
     w.add_string("tokenizer.ggml.model", "gpt2")
         .add_string("tokenizer.ggml.pre", "qwen2")
         .add_string_array("tokenizer.ggml.tokens", vocab.tokens)
@@ -39,16 +39,16 @@ pub fn add_tiny_tokenizer(w: &mut her_studio::gguf::GgufWriter) {
 /// n_embd / n_head as llama.cpp's qwen2 requires) over the tiny BPE vocab,
 /// as an unwritten GgufWriter so a test can add to it. Scales as the
 /// Qwen3 fixture's.
-pub fn tiny_qwen2_writer(seed: u64) -> her_studio::gguf::GgufWriter {
-    use her_studio::train::lora::rng::SplitMix64;
-    let vocab = her_studio::gguf::tiny_bpe_vocab();
+pub fn tiny_qwen2_writer(seed: u64) -> her_gguf::GgufWriter {
+    use her_train::lora::rng::SplitMix64;
+    let vocab = her_gguf::tiny_bpe_vocab();
     let n_vocab = vocab.tokens.len() as u64;
     let (e, nh, nkv, hd, ff) = (64u64, 4u64, 2u64, 16u64, 128u64);
     let mut rng = SplitMix64::new(seed);
     let mut normal = |n: u64, mean: f32, std: f32| -> Vec<f32> {
         (0..n).map(|_| mean + std * rng.normal() as f32).collect()
     };
-    let mut w = her_studio::gguf::GgufWriter::new();
+    let mut w = her_gguf::GgufWriter::new();
     w.add_string("general.architecture", "qwen2")
         .add_string("general.name", "her-studio tiny qwen2 (random weights)")
         .add_u32("general.file_type", 0)
@@ -118,8 +118,8 @@ pub fn poisoned_tiny(clean: &[&str]) -> PathBuf {
     use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
     use candle_core::{Device, Tensor};
     let tiny = tiny();
-    let tokenizer = her_studio::train::tokenizer::from_gguf(&tiny.model).unwrap();
-    let encode = |t: &str| her_studio::train::tokenizer::encode(&tokenizer, t).unwrap();
+    let tokenizer = her_train::tokenizer::from_gguf(&tiny.model).unwrap();
+    let encode = |t: &str| her_train::tokenizer::encode(&tokenizer, t).unwrap();
     let used: std::collections::HashSet<u32> = clean.iter().flat_map(|t| encode(t)).collect();
     let poisoned: Vec<u32> = encode(POISON)
         .into_iter()
@@ -284,16 +284,16 @@ pub fn report_probes(probe: &str, env: &str, variants: &[&str]) {
 }
 
 /// One chat message.
-pub fn message(role: &str, content: &str) -> her_studio::train::data::Message {
-    her_studio::train::data::Message {
+pub fn message(role: &str, content: &str) -> her_train::data::Message {
+    her_train::data::Message {
         role: role.into(),
         content: content.into(),
     }
 }
 
 /// A system / user / assistant SFT sample for Elizabeth Bennet.
-pub fn sample(user: &str, reply: &str) -> her_studio::train::data::Sample {
-    her_studio::train::data::Sample {
+pub fn sample(user: &str, reply: &str) -> her_train::data::Sample {
+    her_train::data::Sample {
         messages: vec![
             message("system", "You are Elizabeth Bennet."),
             message("user", user),

@@ -11,9 +11,9 @@ use super::action::Action;
 use super::app::App;
 use super::effect::Effect;
 use crate::config::SamplingConfig;
-use crate::format::PREFILL;
-use crate::prefs::ContextMessage;
-use crate::prefs::queue::QueueCandidate;
+use her_core::format::PREFILL;
+use her_core::prefs::ContextMessage;
+use her_core::prefs::queue::QueueCandidate;
 
 /// An action on the annotation screen.
 pub fn on_action(app: &mut App, action: &Action) -> Vec<Effect> {

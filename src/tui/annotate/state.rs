@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use crate::config::SamplingConfig;
-use crate::prefs::queue::{AnnotationRun, Answer, QueueItem, UndoAction, blind_order};
-use crate::prefs::{PreferenceRecord, RatingScore, Verdict};
 use crate::tui::action::Action;
+use her_core::prefs::queue::{AnnotationRun, Answer, QueueItem, UndoAction, blind_order};
+use her_core::prefs::{PreferenceRecord, RatingScore, Verdict};
 
 /// What a key asks the runtime to do.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,8 +201,8 @@ fn is_answer(action: &Action) -> bool {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::prefs::queue::QueueCandidate;
-    use crate::prefs::{ContextMessage, Role};
+    use her_core::prefs::queue::QueueCandidate;
+    use her_core::prefs::{ContextMessage, Role};
 
     pub(crate) fn item(id: &str, texts: &[&str]) -> QueueItem {
         QueueItem {

@@ -7,11 +7,11 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Wrap};
 
 use super::state::AnnotateScreen;
-use crate::prefs::Role;
-use crate::prefs::queue::QueueItem;
 use crate::tui::model::{PaneMode, PaneModes, ShownMessage, Speaker};
 use crate::tui::theme::Theme;
 use crate::tui::view::transcript::message_lines;
+use her_core::prefs::Role;
+use her_core::prefs::queue::QueueItem;
 
 /// Context messages shown above the candidates (the newest ones).
 const CONTEXT_SHOWN: usize = 6;
@@ -96,7 +96,7 @@ fn draw_context(frame: &mut Frame, area: Rect, item: &QueueItem, theme: &Theme) 
             who.to_string(),
             Style::default().add_modifier(Modifier::BOLD),
         ));
-        let text = crate::format::strip_system_thinking(&m.content);
+        let text = her_core::format::strip_system_thinking(&m.content);
         lines.extend(
             text.lines()
                 .map(|l| Line::styled(l.to_string(), theme.dim())),

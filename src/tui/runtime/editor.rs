@@ -22,7 +22,7 @@ pub fn edit_externally(guard: &mut TerminalGuard, text: &str) -> std::io::Result
     guard.terminal.clear()?;
     back?;
     let status = status?;
-    let edited = crate::fsutil::read::text(&path, crate::fsutil::read::Kind::Text)
+    let edited = her_core::fsutil::read::text(&path, her_core::fsutil::read::Kind::Text)
         .map_err(|e| std::io::Error::other(e.to_string()));
     let _ = std::fs::remove_file(&path);
     let edited = edited?;

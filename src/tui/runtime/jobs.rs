@@ -12,17 +12,17 @@ use futures::stream::FuturesUnordered;
 use super::editor::edit_externally;
 use super::open;
 use crate::app::AppContext;
-use crate::engine::{
-    Backend, EngineError, Event, EventStream, Finished, GenerateRequest, LocalEngine, ModelInfo,
-};
-use crate::format::PREFILL;
-use crate::prefs::queue::{QueueCandidate, remove_record};
-use crate::prefs::sessions::provenance;
-use crate::session::{ExportOptions, export};
 use crate::tui::annotate::candidate_samplings;
 use crate::tui::effect::{AdapterFor, Effect};
 use crate::tui::message::{Msg, OpenFailure};
 use crate::tui::terminal::TerminalGuard;
+use her_core::format::PREFILL;
+use her_core::prefs::queue::{QueueCandidate, remove_record};
+use her_core::prefs::sessions::provenance;
+use her_core::session::{ExportOptions, export};
+use her_engine::{
+    Backend, EngineError, Event, EventStream, Finished, GenerateRequest, LocalEngine, ModelInfo,
+};
 
 /// An engine that took the place of the old one (and, when the new model
 /// failed, why the old one is back), or why neither loads.
@@ -286,18 +286,18 @@ impl<'a> Runtime<'a> {
                 result: open::trash(&path),
                 reopen,
             }),
-            Effect::ListRuns(dir) => Some(Msg::RunsListed(crate::train::runs::list_runs(&dir))),
-            Effect::ListEvals(dir) => Some(Msg::EvalsListed(crate::eval::list_results(&dir))),
+            Effect::ListRuns(dir) => Some(Msg::RunsListed(her_train::runs::list_runs(&dir))),
+            Effect::ListEvals(dir) => Some(Msg::EvalsListed(her_eval::list_results(&dir))),
             Effect::FindRlAsk(run) => Some(Msg::RlAsk {
-                ask: crate::train::rl::human::pending(&run),
+                ask: her_train::rl::human::pending(&run),
                 run,
             }),
             Effect::SendRlAnswer { run, answer } => Some(Msg::RlAnswerSent {
                 step: answer.step,
-                result: crate::train::rl::human::respond(&run, &answer).map_err(|e| e.to_string()),
+                result: her_train::rl::human::respond(&run, &answer).map_err(|e| e.to_string()),
             }),
             Effect::CheckModel(path) => Some(Msg::ModelChecked {
-                result: crate::engine::local::check_model_file(&path)
+                result: her_engine::local::check_model_file(&path)
                     .map(|_| ())
                     .map_err(|e| e.to_string()),
                 path,
@@ -327,7 +327,7 @@ impl<'a> Runtime<'a> {
                 None
             }
             Effect::AppendRecord { log, record } => {
-                crate::prefs::append_to_log(&log, std::slice::from_ref(&*record))
+                her_core::prefs::append_to_log(&log, std::slice::from_ref(&*record))
                     .err()
                     .map(|e| Msg::RecordAppendFailed(e.to_string()))
             }
@@ -406,7 +406,7 @@ fn adapter_failed(for_: AdapterFor, err: &EngineError) -> Msg {
 /// A LoRA GGUF as it is; a training run or checkpoint folder: its adapter.
 fn run_adapter(path: PathBuf) -> Result<PathBuf, String> {
     if path.is_dir() {
-        crate::train::export::adapter_of_run(&path).map_err(|e| e.to_string())
+        her_train::export::adapter_of_run(&path).map_err(|e| e.to_string())
     } else {
         Ok(path)
     }

@@ -24,7 +24,7 @@ use super::terminal::TerminalGuard;
 use super::update::update;
 use super::view;
 use crate::app::AppContext;
-use crate::engine::{EngineError, Event, EventStream as EngineStream};
+use her_engine::{EngineError, Event, EventStream as EngineStream};
 
 pub use jobs::{EngineSlot, Runtime, Starter};
 

@@ -4,16 +4,16 @@
 use std::path::{Path, PathBuf};
 
 use crate::app::AppContext;
-use crate::character::{Character, Scene, list_characters};
-use crate::chat::new_header;
-use crate::engine::ModelInfo;
-use crate::session::{
-    Holder, SessionError, SessionLock, SessionSummary, list_sessions, trash_session,
-};
 use crate::tui::chat::{ChatSession, Players};
 use crate::tui::effect::{Cast, Opening};
 use crate::tui::message::{Msg, OpenFailure, OpenedCharacter, OpenedSession};
 use crate::tui::picker::{Picker, PickerItem};
+use her_core::character::{Character, Scene, list_characters};
+use her_core::session::{
+    Holder, SessionError, SessionLock, SessionSummary, list_sessions, trash_session,
+};
+use her_engine::ModelInfo;
+use her_engine::dialogue::new_header;
 
 /// The character picker: every character file and scene in the studio.
 /// Files that cannot be read are left out and said in a notice.
@@ -59,13 +59,13 @@ fn character_item(path: &Path, c: &Character) -> PickerItem {
 
 /// Scenes in `characters/scenes/`, listed after the characters.
 fn scene_items(cx: &AppContext, problems: &mut Vec<String>) -> Vec<PickerItem> {
-    let Ok(paths) = crate::fsutil::toml_files(&cx.scenes_dir()) else {
+    let Ok(paths) = her_core::fsutil::toml_files(&cx.scenes_dir()) else {
         return Vec::new();
     };
     paths
         .into_iter()
         .filter_map(|path| {
-            let scene = crate::character::load_scene(&path)
+            let scene = her_core::character::load_scene(&path)
                 .map_err(|e| problems.push(e.to_string()))
                 .ok()?;
             let stem = path.file_stem()?.to_string_lossy().into_owned();

@@ -7,11 +7,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use super::transcript::message_lines;
-use crate::prefs::{PRINCIPLE_DIMENSIONS, Verdict};
 use crate::tui::app::App;
 use crate::tui::arena::{ArenaRound, Phase};
 use crate::tui::model::{PaneMode, PaneModes, ShownMessage, Speaker};
 use crate::tui::rating::{LAYERS, RateFocus, RateForm, layer_label, score_label};
+use her_core::prefs::{PRINCIPLE_DIMENSIONS, Verdict};
 
 pub fn rate_form(frame: &mut Frame, rect: Rect, app: &App, form: &RateForm) {
     let bold = Style::default().add_modifier(Modifier::BOLD);

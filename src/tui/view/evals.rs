@@ -8,9 +8,9 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Bar, BarChart, BarGroup, Block, Borders, Paragraph};
 
-use crate::eval::EvalResults;
-use crate::eval::score::column_titles;
 use crate::tui::app::App;
+use her_eval::EvalResults;
+use her_eval::score::column_titles;
 
 const COLOURS: [Color; 6] = [
     Color::Cyan,

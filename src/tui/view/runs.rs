@@ -8,8 +8,8 @@ use ratatui::symbols::Marker;
 use ratatui::text::Line;
 use ratatui::widgets::{Axis, Block, Borders, Chart, Dataset, GraphType, Paragraph};
 
-use crate::train::runs::RunSummary;
 use crate::tui::app::App;
+use her_train::runs::RunSummary;
 
 pub fn draw(frame: &mut Frame, rect: Rect, app: &App, cursor: usize) {
     let [list, detail] =

@@ -9,11 +9,11 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use super::overlays;
 use super::transcript::Transcript;
 use super::wrap::{sanitize, wrap};
-use crate::format::{Layer, health};
 use crate::tui::app::{App, Screen};
 use crate::tui::keymap::Layer as KeyLayer;
 use crate::tui::model::PaneMode;
 use crate::tui::picker::Picker;
+use her_core::format::{Layer, health};
 
 /// Panes go beside the transcript from this width, below it under it.
 const SIDE_PANES_FROM: u16 = 100;

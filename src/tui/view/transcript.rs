@@ -8,9 +8,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
 use super::wrap::wrap;
-use crate::format::{Layer, SegmentKind};
 use crate::tui::model::{PaneMode, PaneModes, ShownMessage, Speaker};
 use crate::tui::theme::Theme;
+use her_core::format::{Layer, SegmentKind};
 
 pub struct Transcript<'a> {
     /// Saved messages, oldest first.

@@ -12,6 +12,3 @@ pub use record::{
     Recorder, new_header, reply_message, role_of_speaker, start_session, transcript_of,
 };
 pub use scene::SceneConversation;
-
-// Transitional: the story moved to the core (`her_core::story`).
-pub use her_core::story;
