@@ -1,5 +1,6 @@
 //! The `her` binary: parse flags, load the studio, run one command.
 
+use her_core::fsutil::IoError;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -357,7 +358,7 @@ fn open_line_session(
             Err(err @ SessionError::Locked { .. }) => anyhow::bail!(
                 "{err}: close it there, add --fork to continue in a copy, or --no-save to chat without saving"
             ),
-            Err(SessionError::Io { cause, .. })
+            Err(SessionError::Io(IoError { cause, .. }))
                 if cause.kind() == std::io::ErrorKind::PermissionDenied =>
             {
                 anyhow::bail!(

@@ -2,6 +2,7 @@
 //! branch, prompts for replies, and every change written to the session log
 //! before it is applied in memory.
 
+use her_core::fsutil::IoError;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -67,7 +68,7 @@ impl PromptSource for ContinuePrompt {
     fn render(&self, skip: usize) -> String {
         let mut parts = self.base.parts(skip);
         if let Some(last) = parts.last_mut() {
-            last.text = format!("<|im_start|>assistant\n{}", self.partial);
+            last.text = format!("{}{}", her_core::chatml::open("assistant"), self.partial);
         }
         parts.into_iter().map(|p| p.text).collect()
     }
@@ -140,7 +141,7 @@ impl ChatSession {
                     notes,
                 ))
             }
-            Err(SessionError::Io { cause, .. })
+            Err(SessionError::Io(IoError { cause, .. }))
                 if matches!(
                     cause.kind(),
                     ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem

@@ -1,7 +1,10 @@
 //! Crash-safe file writes shared by every module that saves user data, and
 //! the bounded reader every module reads user files with ([`read`]).
 
+mod io_error;
 pub mod read;
+
+pub use io_error::IoError;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::chatml;
+
 /// f32 because llama.cpp's samplers take f32. Missing fields take their
 /// defaults so session logs written before a field existed still read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -137,7 +139,7 @@ impl Default for SamplingConfig {
             repeat_last_n: 64,
             max_new_tokens: 1024,
             seed: 42,
-            stop: vec!["<|im_end|>".to_owned(), "<|im_start|>".to_owned()],
+            stop: vec![chatml::IM_END.to_owned(), chatml::IM_START.to_owned()],
             dry_multiplier: 0.0,
             dry_base: 1.75,
             dry_allowed_length: 2,

@@ -7,6 +7,7 @@
 //! plain data and pure functions plus bounded, atomic file I/O.
 
 pub mod character;
+pub mod chatml;
 pub mod format;
 pub mod fsutil;
 pub mod generation;

@@ -123,8 +123,8 @@ pub fn judge_prompt(case: &JudgeCase) -> String {
     if lines.is_empty() {
         lines.push_str("(nobody spoke)\n\n");
     }
-    format!(
-        "<|im_start|>system\nYou are a strict critic of role-play. An AI played every character of \
+    let system = format!(
+        "You are a strict critic of role-play. An AI played every character of \
 a scene from {book}. List the flaws of its performance in four dimensions:\n\
 - storyline_consistency: contradicts the scenario, earlier lines or established facts.\n\
 - anthropomorphism: unlike a real person: robotic, repetitive, over-explaining, flat emotion, \
@@ -137,12 +137,15 @@ Give each flaw one sentence (at most {FLAW_MAX_CHARS} characters; no double quot
 backslashes or <) and a severity from 1 (minor) to 5 (severe); at most {MAX_FLAWS} flaws per \
 dimension, [] when there are none. Answer only with JSON:\n\
 {{\"storyline_consistency\": [{{\"flaw\": \"...\", \"severity\": 1}}], \"anthropomorphism\": [], \
-\"character_fidelity\": [], \"storyline_quality\": []}}<|im_end|>\n\
-<|im_start|>user\n## Scenario\n\n{scenario}\n\n## Characters\n\n{characters}\n\
-## Simulated scene\n\n{lines}<|im_end|>\n<|im_start|>assistant\n",
+\"character_fidelity\": [], \"storyline_quality\": []}}",
         book = case.book.trim(),
+    );
+    let user = format!(
+        "## Scenario\n\n{scenario}\n\n## Characters\n\n{characters}\n\
+## Simulated scene\n\n{lines}",
         scenario = case.scenario.trim(),
-    )
+    );
+    her_core::chatml::exchange(&system, &user)
 }
 
 /// What the judge sees of one line: the plan removed, inner thoughts kept

@@ -35,6 +35,7 @@ pub mod transcript;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 
+use her_core::fsutil::IoError;
 use std::path::PathBuf;
 
 pub use calibrate::{CalibrationState, CalibrationStatus};
@@ -93,12 +94,8 @@ pub enum EvalError {
     Session(#[from] her_core::session::SessionError),
     #[error(transparent)]
     Read(#[from] her_core::fsutil::read::ReadError),
-    #[error("cannot {action} '{}': {cause}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("'{}' cannot be read: {message}", path.display())]
     BadFile { path: PathBuf, message: String },
     #[error("cannot encode as JSON: {0}")]

@@ -3,6 +3,7 @@
 //! `her chat --character NAME` loads that adapter unless `--adapter` says
 //! otherwise. Every gate decision is appended to `adapters/gate-log.jsonl`.
 
+use her_core::fsutil::IoError;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -91,11 +92,7 @@ pub struct GateLogEntry {
 /// Appends `entry` to the gate log (fsynced).
 pub fn append_gate_log(path: &Path, entry: &GateLogEntry) -> Result<(), EvalError> {
     let io = |action: &'static str| {
-        move |cause| EvalError::Io {
-            action,
-            path: path.to_path_buf(),
-            cause,
-        }
+        move |cause| EvalError::Io(IoError::new(action, path.to_path_buf(), cause))
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io("create the folder of"))?;

@@ -3,6 +3,7 @@
 //! the judge and of the rules, and the summaries with their intervals) and
 //! one JSONL file per scene with the judge's and the rules' flaws.
 
+use her_core::fsutil::IoError;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -299,11 +300,7 @@ pub fn write_results(
     records: &[SceneRecord],
 ) -> Result<PathBuf, EvalError> {
     let scenes = dir.join(SCENES_DIR);
-    std::fs::create_dir_all(&scenes).map_err(|cause| EvalError::Io {
-        action: "create folder",
-        path: scenes.clone(),
-        cause,
-    })?;
+    std::fs::create_dir_all(&scenes).map_err(IoError::at("create folder", &scenes))?;
     for scene in &results.scenes {
         let mut text = String::new();
         for record in records.iter().filter(|r| r.unit.scene == scene.id) {
@@ -334,21 +331,14 @@ pub fn file_stem_of(id: &str) -> String {
 /// Writes `bytes` atomically, creating the parent folder first.
 pub(crate) fn write_in_new_folder(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|cause| EvalError::Io {
-            action: "create folder",
-            path: dir.to_path_buf(),
-            cause,
-        })?;
+        std::fs::create_dir_all(dir).map_err(IoError::at("create folder", dir))?;
     }
     write(path, bytes)
 }
 
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), EvalError> {
-    her_core::fsutil::write_atomic(path, bytes, true).map_err(|cause| EvalError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        cause,
-    })
+    her_core::fsutil::write_atomic(path, bytes, true)
+        .map_err(|cause| EvalError::Io(IoError::new("write", path.to_path_buf(), cause)))
 }
 
 /// Reads `results.json` from an evaluation folder (or the file itself).

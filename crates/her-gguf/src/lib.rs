@@ -18,7 +18,7 @@ mod tests;
 #[cfg(test)]
 mod tests_corrupt;
 
-use std::io;
+use her_core::fsutil::IoError;
 use std::path::PathBuf;
 
 pub use file::{GgufFile, TensorInfo};
@@ -37,12 +37,8 @@ pub const DEFAULT_ALIGNMENT: u64 = 32;
 /// Errors from reading or writing GGUF files; every variant names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
-    #[error("cannot {action} '{}': {cause}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        cause: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("'{}' is not a GGUF file ({found}); download a .gguf model or check the path", path.display())]
     NotGguf { path: PathBuf, found: String },
     #[error("'{}' is GGUF version '{version}', which is not supported (only versions 2 and 3 are){}",
@@ -71,8 +67,8 @@ impl GgufError {
     /// The file the error is about.
     pub fn path(&self) -> &std::path::Path {
         match self {
-            GgufError::Io { path, .. }
-            | GgufError::NotGguf { path, .. }
+            GgufError::Io(err) => &err.path,
+            GgufError::NotGguf { path, .. }
             | GgufError::UnsupportedVersion { path, .. }
             | GgufError::Truncated { path, .. }
             | GgufError::Malformed { path, .. }

@@ -1,6 +1,7 @@
 //! GGUF header reader. Reads metadata and tensor infos only; tensor data is
 //! never read (models are GBs), its extent is checked against the file size.
 
+use her_core::fsutil::IoError;
 use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
@@ -30,10 +31,8 @@ const PREALLOC_MAX: u64 = 1 << 16;
 /// Read the header of the GGUF file at `path` and check that the file is long
 /// enough to hold all tensor data.
 pub fn inspect(path: &Path) -> Result<GgufFile, GgufError> {
-    let io_err = |action: &'static str, cause: io::Error| GgufError::Io {
-        action,
-        path: path.to_path_buf(),
-        cause,
+    let io_err = |action: &'static str, cause: io::Error| {
+        GgufError::Io(IoError::new(action, path.to_path_buf(), cause))
     };
     // A FIFO or device would block or never end: only regular files.
     let (file, len) =
@@ -89,11 +88,11 @@ impl HeaderReader<'_> {
             }
             // The file shrank while we read it.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Err(self.truncated(what)),
-            Err(cause) => Err(GgufError::Io {
-                action: "read",
-                path: self.path.to_path_buf(),
+            Err(cause) => Err(GgufError::Io(IoError::new(
+                "read",
+                self.path.to_path_buf(),
                 cause,
-            }),
+            ))),
         }
     }
 

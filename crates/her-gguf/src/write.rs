@@ -1,5 +1,6 @@
 //! Minimal GGUF v3 writer: typed metadata plus F32 tensors, written atomically.
 
+use her_core::fsutil::IoError;
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -125,11 +126,7 @@ impl GgufWriter {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let io_err = |action: &'static str| {
-            move |cause: io::Error| GgufError::Io {
-                action,
-                path: path.to_path_buf(),
-                cause,
-            }
+            move |cause: io::Error| GgufError::Io(IoError::new(action, path.to_path_buf(), cause))
         };
 
         let file = OpenOptions::new()

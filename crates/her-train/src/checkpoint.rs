@@ -2,6 +2,7 @@
 //! position, written as one folder that appears whole or not at all
 //! (written under a temporary name, synced, then renamed).
 
+use her_core::fsutil::IoError;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -10,12 +11,8 @@ use serde::{Deserialize, Serialize};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("cannot {action} '{}': {cause}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("'{}': {reason}", path.display())]
     Bad { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -61,15 +58,6 @@ const WEIGHTS: &str = "lora.safetensors";
 const OPTIMIZER: &str = "optimizer.safetensors";
 const STATE: &str = "state.json";
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError {
-    let path = path.to_path_buf();
-    move |cause| CheckpointError::Io {
-        action,
-        path,
-        cause,
-    }
-}
-
 fn bad(path: &Path, reason: impl std::fmt::Display) -> CheckpointError {
     CheckpointError::Bad {
         path: path.to_path_buf(),
@@ -98,23 +86,23 @@ pub fn save(
     let mut named: Vec<(&String, &Tensor)> = lora.iter().chain(optimizer).collect();
     named.sort_by(|a, b| a.0.cmp(b.0));
     super::guard::ensure_finite(&done, named.into_iter().map(|(n, t)| (n.as_str(), t)))?;
-    std::fs::create_dir_all(checkpoints).map_err(io("create", checkpoints))?;
+    std::fs::create_dir_all(checkpoints).map_err(IoError::at("create", checkpoints))?;
     let tmp = checkpoints.join(format!(".{name}.partial"));
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(io("remove", &tmp))?;
+        std::fs::remove_dir_all(&tmp).map_err(IoError::at("remove", &tmp))?;
     }
-    std::fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+    std::fs::create_dir_all(&tmp).map_err(IoError::at("create", &tmp))?;
     candle_core::safetensors::save(lora, tmp.join(WEIGHTS)).map_err(|e| bad(&tmp, e))?;
     candle_core::safetensors::save(optimizer, tmp.join(OPTIMIZER)).map_err(|e| bad(&tmp, e))?;
     let json = serde_json::to_vec_pretty(state).map_err(|e| bad(&tmp, e))?;
-    std::fs::write(tmp.join(STATE), json).map_err(io("write", &tmp))?;
+    std::fs::write(tmp.join(STATE), json).map_err(IoError::at("write", &tmp))?;
     for file in [WEIGHTS, OPTIMIZER, STATE] {
         sync(&tmp.join(file))?;
     }
     if done.exists() {
-        std::fs::remove_dir_all(&done).map_err(io("replace", &done))?;
+        std::fs::remove_dir_all(&done).map_err(IoError::at("replace", &done))?;
     }
-    std::fs::rename(&tmp, &done).map_err(io("rename", &tmp))?;
+    std::fs::rename(&tmp, &done).map_err(IoError::at("rename", &tmp))?;
     sync(checkpoints)?;
     Ok(done)
 }
@@ -122,7 +110,8 @@ pub fn save(
 fn sync(path: &Path) -> Result<(), CheckpointError> {
     std::fs::File::open(path)
         .and_then(|f| f.sync_all())
-        .map_err(io("sync", path))
+        .map_err(IoError::at("sync", path))?;
+    Ok(())
 }
 
 /// The newest complete checkpoint under `checkpoints`, if any (partial

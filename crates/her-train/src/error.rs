@@ -1,17 +1,14 @@
 //! Training errors: each names the file, tensor or value at fault.
 
+use her_core::fsutil::IoError;
 use std::path::PathBuf;
 
 use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum TrainError {
-    #[error("cannot {action} '{}': {cause}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 
     #[error("'{}' is not a readable GGUF file: {detail}", path.display())]
     Gguf { path: PathBuf, detail: String },

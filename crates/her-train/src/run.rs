@@ -11,6 +11,7 @@
 //!   peft/               adapter_model.safetensors + adapter_config.json
 //! ```
 
+use her_core::fsutil::IoError;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,12 +21,8 @@ use her_core::fsutil::read::{self, Kind, ReadError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("cannot {action} '{}': {cause}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error("cannot encode: {0}")]
@@ -46,11 +43,7 @@ pub struct RunDir {
 
 impl RunDir {
     pub fn create(root: &Path) -> Result<Self, RunError> {
-        std::fs::create_dir_all(root).map_err(|cause| RunError::Io {
-            action: "create",
-            path: root.to_path_buf(),
-            cause,
-        })?;
+        std::fs::create_dir_all(root).map_err(IoError::at("create", root))?;
         Ok(Self {
             root: root.to_path_buf(),
         })
@@ -76,11 +69,8 @@ impl RunDir {
     pub fn write_manifest(&self, manifest: &impl Serialize) -> Result<(), RunError> {
         let path = self.root.join("run.json");
         let json = serde_json::to_vec_pretty(manifest)?;
-        her_core::fsutil::write_atomic(&path, &json, true).map_err(|cause| RunError::Io {
-            action: "write",
-            path,
-            cause,
-        })
+        her_core::fsutil::write_atomic(&path, &json, true)
+            .map_err(|cause| RunError::Io(IoError::new("write", path, cause)))
     }
 
     /// Appends one line to `metrics.jsonl` and syncs it.
@@ -111,11 +101,7 @@ impl RunDir {
 pub fn append_jsonl(path: &Path, line: &impl Serialize) -> Result<(), RunError> {
     let mut text = serde_json::to_string(line)?;
     text.push('\n');
-    let io = |cause| RunError::Io {
-        action: "append to",
-        path: path.to_path_buf(),
-        cause,
-    };
+    let io = |cause| RunError::Io(IoError::new("append to", path.to_path_buf(), cause));
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -148,11 +134,8 @@ fn retain_jsonl(path: &Path, keep: impl Fn(&serde_json::Value) -> bool) -> Resul
         .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| keep(&v)))
         .map(|l| format!("{l}\n"))
         .collect();
-    her_core::fsutil::write_atomic(path, kept.as_bytes(), true).map_err(|cause| RunError::Io {
-        action: "rewrite",
-        path: path.to_path_buf(),
-        cause,
-    })
+    her_core::fsutil::write_atomic(path, kept.as_bytes(), true)
+        .map_err(|cause| RunError::Io(IoError::new("rewrite", path.to_path_buf(), cause)))
 }
 
 /// Resident and peak memory of this process in MiB (Linux; 0 elsewhere).

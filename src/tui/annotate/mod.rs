@@ -11,8 +11,7 @@ use super::action::Action;
 use super::app::App;
 use super::effect::Effect;
 use crate::config::SamplingConfig;
-use her_core::format::PREFILL;
-use her_core::prefs::ContextMessage;
+use her_core::chatml::context_prompt;
 use her_core::prefs::queue::QueueCandidate;
 
 /// An action on the annotation screen.
@@ -49,7 +48,7 @@ pub fn candidates_needed(screen: &mut AnnotateScreen) -> Vec<Effect> {
         return Vec::new();
     }
     let id = item.id.clone();
-    let prompt = chatml_prompt(&item.context);
+    let prompt = context_prompt(&item.context);
     screen.writing = Some(id.clone());
     vec![Effect::WriteCandidates {
         item: id,
@@ -105,19 +104,4 @@ pub fn candidate_samplings(sampling: &SamplingConfig) -> [SamplingConfig; 2] {
         },
         ..sampling.clone()
     })
-}
-
-/// The context as a ChatML prompt with HER's assistant prefill.
-pub fn chatml_prompt(context: &[ContextMessage]) -> String {
-    let mut out = String::new();
-    for m in context {
-        out.push_str(&format!(
-            "<|im_start|>{}\n{}<|im_end|>\n",
-            m.role.as_str(),
-            m.content
-        ));
-    }
-    out.push_str("<|im_start|>assistant\n");
-    out.push_str(PREFILL);
-    out
 }

@@ -1,6 +1,7 @@
 //! Reading characters, scenes and sessions for the pickers, and opening
 //! (or creating, or forking) a session file. Each answers with a message.
 
+use her_core::fsutil::IoError;
 use std::path::{Path, PathBuf};
 
 use crate::app::AppContext;
@@ -270,7 +271,7 @@ pub fn open_session(
 /// What to do about a file-system refusal.
 fn fix_hint(err: &SessionError, dir: &Path) -> String {
     match err {
-        SessionError::Io { cause, .. }
+        SessionError::Io(IoError { cause, .. })
             if matches!(
                 cause.kind(),
                 std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem

@@ -1,5 +1,6 @@
 //! Reading character files with errors that name the file, line and field.
 
+use crate::fsutil::IoError;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -10,11 +11,8 @@ use super::Character;
 
 #[derive(Debug, Error)]
 pub enum CharacterError {
-    #[error("cannot read the characters folder '{path}': {cause}")]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error("character file '{path}'{location}: {message}")]
@@ -91,10 +89,8 @@ pub type ListedCharacter = (PathBuf, Result<Character, CharacterError>);
 /// Every `*.toml` character in `dir`, sorted by file name, each with its
 /// result: one broken file must not hide the others.
 pub fn list_characters(dir: &Path) -> Result<Vec<ListedCharacter>, CharacterError> {
-    let paths = crate::fsutil::toml_files(dir).map_err(|cause| CharacterError::Io {
-        path: dir.to_path_buf(),
-        cause,
-    })?;
+    let paths =
+        crate::fsutil::toml_files(dir).map_err(IoError::at("read the characters folder", dir))?;
     Ok(paths
         .into_iter()
         .map(|p| {

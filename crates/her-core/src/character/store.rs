@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::fsutil::IoError;
+
 use thiserror::Error;
 
 use super::{Character, Scene, parse_character, parse_scene};
@@ -15,11 +17,8 @@ pub enum StoreError {
     BadName { name: String, reason: String },
     #[error("'{path}' already exists; use --force to overwrite it")]
     Exists { path: PathBuf },
-    #[error("cannot write '{path}': {cause}")]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("cannot save '{path}': {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -151,10 +150,11 @@ fn save(path: &Path, text: &str, overwrite: bool) -> Result<PathBuf, StoreError>
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(StoreError::Exists {
             path: path.to_path_buf(),
         }),
-        Err(cause) => Err(StoreError::Io {
-            path: path.to_path_buf(),
+        Err(cause) => Err(StoreError::Io(IoError::new(
+            "write",
+            path.to_path_buf(),
             cause,
-        }),
+        ))),
     }
 }
 

@@ -2,6 +2,7 @@
 //! lorebooks in from Character Cards, CoSER JSON and SillyTavern World Info /
 //! lorebook V3 files, and taking characters out as cards.
 
+use crate::fsutil::IoError;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -23,11 +24,8 @@ pub enum TransferError {
     Character(#[from] CharacterError),
     #[error(transparent)]
     Lore(#[from] crate::lore::LoreError),
-    #[error("cannot create '{path}': {cause}")]
-    Io {
-        path: PathBuf,
-        cause: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error(transparent)]
     Read(#[from] ReadError),
     #[error(
@@ -65,10 +63,7 @@ pub fn import(
     }
     if is_coser(path)? {
         let scenes = import_coser(path)?;
-        std::fs::create_dir_all(scenes_dir).map_err(|cause| TransferError::Io {
-            path: scenes_dir.to_path_buf(),
-            cause,
-        })?;
+        std::fs::create_dir_all(scenes_dir).map_err(IoError::at("create", scenes_dir))?;
         for s in scenes {
             report
                 .written

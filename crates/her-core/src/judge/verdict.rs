@@ -169,8 +169,8 @@ pub fn judge_prompt(case: &JudgeCase) -> String {
     // The judge compares what the character shows, not how it was planned.
     let cand_1 = strip_system_thinking(case.cand_1);
     let cand_2 = strip_system_thinking(case.cand_2);
-    format!(
-        "<|im_start|>system\nYou judge role-play: which candidate reply better plays {who}, \
+    let system = format!(
+        "You judge role-play: which candidate reply better plays {who}, \
 continuing the dialogue?\n\
 1. Write 3-5 principles for this case, each tagged with one dimension: {dimensions}. \
 Negative principles first: a candidate violating one loses.\n\
@@ -179,12 +179,15 @@ Negative principles first: a candidate violating one loses.\n\
 Answer only with JSON, each principle one sentence (at most {PRINCIPLE_MAX_CHARS} \
 characters; no double quotes, backslashes or <):\n\
 {{\"principles\": [{{\"dimension\": \"...\", \"principle\": \"...\", \"favours\": \"...\"}}], \
-\"better_response\": \"cand_1|cand_2|tie\"}}<|im_end|>\n\
-<|im_start|>user\n## Dialogue context\n\n{context}\n\n## Response Candidate 1\n\n{}\n\n\
-## Response Candidate 2\n\n{}<|im_end|>\n<|im_start|>assistant\n",
+\"better_response\": \"cand_1|cand_2|tie\"}}"
+    );
+    let user = format!(
+        "## Dialogue context\n\n{context}\n\n## Response Candidate 1\n\n{}\n\n\
+## Response Candidate 2\n\n{}",
         cand_1.trim_end(),
         cand_2.trim_end(),
-    )
+    );
+    crate::chatml::exchange(&system, &user)
 }
 
 /// Reads a judge's answer: the grammar's JSON object, or failing that (a

@@ -403,6 +403,7 @@ fn her_rm(out: &mut Out, p: &PreferencePair) -> Result<(), PrefsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsutil::IoError;
     use crate::prefs::record::RatingScore;
     use crate::prefs::test_support::{pair, rating};
 
@@ -624,11 +625,7 @@ mod tests {
 
     #[test]
     fn export_all_writes_four_files_atomically() -> Result<(), PrefsError> {
-        let dir = tempfile::tempdir().map_err(|e| PrefsError::Io {
-            action: "create",
-            path: "tempdir".into(),
-            cause: e,
-        })?;
+        let dir = tempfile::tempdir().map_err(IoError::at("create", "a temp folder"))?;
         let records = [
             small_pair("p1", Verdict::Cand1),
             small_rating("r1", A, RatingScore::ThumbsUp),

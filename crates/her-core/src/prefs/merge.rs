@@ -9,6 +9,7 @@
 //! appended (fsynced) to `prefs/merged/<annotator>.jsonl`; nothing existing
 //! is rewritten, so merging again, or merging a partial copy, is harmless.
 
+use crate::fsutil::IoError;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -104,11 +105,7 @@ pub fn merge(
             .join("merged")
             .join(format!("{}.jsonl", file_safe(&annotator)));
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|cause| PrefsError::Io {
-                action: "create",
-                path: dir.to_path_buf(),
-                cause,
-            })?;
+            std::fs::create_dir_all(dir).map_err(IoError::at("create", dir))?;
         }
         append_to_log(&path, &records)?;
         report.written.push(path);

@@ -14,6 +14,7 @@ pub mod sessions;
 pub mod stats;
 pub mod store;
 
+use crate::fsutil::IoError;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -62,12 +63,8 @@ pub enum ValidationError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PrefsError {
-    #[error("cannot {action} {}: {cause}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        cause: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("refusing to write an invalid record to {}: {cause}", path.display())]
     Invalid {
         path: PathBuf,
@@ -86,17 +83,6 @@ pub enum PrefsError {
     BadDate { field: &'static str, value: String },
     #[error(transparent)]
     Read(#[from] ReadError),
-}
-
-impl PrefsError {
-    fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self {
-        let path = path.to_path_buf();
-        move |cause| Self::Io {
-            action,
-            path,
-            cause,
-        }
-    }
 }
 
 /// A preference log as read from disk.
@@ -185,14 +171,15 @@ pub fn append_to_log(path: &Path, records: &[PreferenceRecord]) -> Result<(), Pr
         .append(true)
         .create(true)
         .open(path)
-        .map_err(PrefsError::io("open", path))?;
+        .map_err(IoError::at("open", path))?;
     // After a torn append, start on a fresh line so the new records parse.
-    if needs_newline(&mut file).map_err(PrefsError::io("read", path))? {
+    if needs_newline(&mut file).map_err(IoError::at("read", path))? {
         buf.insert(0, '\n');
     }
     file.write_all(buf.as_bytes())
         .and_then(|()| file.sync_data())
-        .map_err(PrefsError::io("append to", path))
+        .map_err(IoError::at("append to", path))?;
+    Ok(())
 }
 
 fn needs_newline(file: &mut File) -> io::Result<bool> {
@@ -217,7 +204,8 @@ pub(crate) fn to_line(record: &PreferenceRecord) -> Result<String, PrefsError> {
 /// file in the same folder (rename is atomic only within a filesystem),
 /// fsync, rename, then fsync the folder so the rename itself survives a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PrefsError> {
-    crate::fsutil::write_atomic(path, bytes, true).map_err(PrefsError::io("write", path))
+    crate::fsutil::write_atomic(path, bytes, true).map_err(IoError::at("write", path))?;
+    Ok(())
 }
 
 /// Small fixtures shared by the prefs tests.
@@ -308,7 +296,7 @@ mod tests {
     use super::*;
 
     fn tmp() -> Result<tempfile::TempDir, PrefsError> {
-        tempfile::tempdir().map_err(PrefsError::io("create", Path::new("a temp dir")))
+        Ok(tempfile::tempdir().map_err(IoError::at("create", "a temp folder"))?)
     }
 
     #[test]
@@ -347,7 +335,7 @@ mod tests {
         let a = PreferenceRecord::Rating(rating("r1", "Hi.", RatingScore::ThumbsUp));
         append_to_log(&path, std::slice::from_ref(&a))?;
         let torn = format!("{}\n{{\"kind\":\"rat", to_line(&a)?);
-        fs::write(&path, torn).map_err(PrefsError::io("write", &path))?;
+        fs::write(&path, torn).map_err(IoError::at("write", &path))?;
         let log = read_log(&path)?;
         assert_eq!((log.records.len(), log.torn_tail), (1, Some(2)));
 

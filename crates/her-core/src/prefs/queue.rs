@@ -553,13 +553,14 @@ mod tests {
     use std::fs;
 
     use super::*;
+    use crate::fsutil::IoError;
     use crate::prefs::test_support::{context, provenance};
     use crate::prefs::{append_to_log, read_log};
 
     const AT: &str = "2025-03-01T10:00:00Z";
 
     fn tmp() -> Result<tempfile::TempDir, PrefsError> {
-        tempfile::tempdir().map_err(PrefsError::io("create", Path::new("a temp dir")))
+        Ok(tempfile::tempdir().map_err(IoError::at("create", "a temp folder"))?)
     }
 
     fn cand(text: &str) -> QueueCandidate {
@@ -588,7 +589,7 @@ mod tests {
     fn read_lines(lines: &[String]) -> Result<Result<Vec<QueueItem>, String>, PrefsError> {
         let dir = tmp()?;
         let path = dir.path().join("queue.jsonl");
-        fs::write(&path, lines.join("\n")).map_err(PrefsError::io("write", &path))?;
+        fs::write(&path, lines.join("\n")).map_err(IoError::at("write", &path))?;
         let shown = path.display().to_string();
         Ok(read_queue(&path).map_err(|e| e.to_string().replace(&shown, "Q")))
     }
@@ -923,21 +924,21 @@ mod tests {
         let records: Vec<PreferenceRecord> = [first, rated, redo].into_iter().flatten().collect();
         append_to_log(&path, &records)?;
         // Lines a future version might write, and odd spacing, survive as is.
-        let mut text = fs::read_to_string(&path).map_err(PrefsError::io("read", &path))?;
+        let mut text = fs::read_to_string(&path).map_err(IoError::at("read", &path))?;
         text.insert_str(0, "{\"kind\":\"note\",\"text\":\"hello\"}\n\n");
         text.push_str("{ \"kind\": \"future\", \"id\": \"x\" }\r\n");
-        fs::write(&path, &text).map_err(PrefsError::io("write", &path))?;
+        fs::write(&path, &text).map_err(IoError::at("write", &path))?;
 
         let id = answer_id(&items[0], "ann");
         assert!(remove_record(&path, &id)?);
-        let after = fs::read_to_string(&path).map_err(PrefsError::io("read", &path))?;
+        let after = fs::read_to_string(&path).map_err(IoError::at("read", &path))?;
         let removed = format!("{}\n", crate::prefs::to_line(&records[2])?);
         assert_eq!(after, text.replacen(&removed, "", 1));
         // The older answer is still there; removing again takes it.
         assert!(remove_record(&path, &id)?);
         assert!(!remove_record(&path, &id)?);
         assert!(remove_record(&path, "x")?);
-        let after = fs::read_to_string(&path).map_err(PrefsError::io("read", &path))?;
+        let after = fs::read_to_string(&path).map_err(IoError::at("read", &path))?;
         assert_eq!(
             after,
             format!(

@@ -1,6 +1,7 @@
 //! Turning a transcript into HER's ChatML conversation.
 
 use crate::character::Character;
+use crate::chatml;
 use crate::format::{
     Ending, PREFILL, SegmentKind, parse_reply, strip_role_thinking, strip_speaker_prefix,
     strip_system_thinking,
@@ -145,22 +146,28 @@ impl HerPrompt {
         let mut parts = Vec::new();
         let last = self.sections.len().saturating_sub(1);
         for (i, section) in self.sections.iter().enumerate() {
-            let open = if i == 0 { "<|im_start|>system\n" } else { "" };
-            let close = if i == last { "<|im_end|>\n" } else { "\n\n" };
+            // The sections share one system turn.
+            let open = if i == 0 {
+                chatml::open("system")
+            } else {
+                String::new()
+            };
+            let close = if i == last {
+                format!("{}\n", chatml::IM_END)
+            } else {
+                "\n\n".to_string()
+            };
             parts.push(part(
                 format!("system: {}", section.label()),
                 format!("{open}{}{close}", section.render()),
             ));
         }
         for (label, role, content) in self.history(skip) {
-            parts.push(part(
-                label,
-                format!("<|im_start|>{role}\n{content}<|im_end|>\n"),
-            ));
+            parts.push(part(label, chatml::turn(role, &content)));
         }
         parts.push(part(
             "prefill".into(),
-            format!("<|im_start|>assistant\n{PREFILL}"),
+            format!("{}{PREFILL}", chatml::open("assistant")),
         ));
         parts
     }

@@ -32,12 +32,13 @@ pub fn next_speaker_prompt(
         let heard = strip_role_thinking(&line.text);
         lines.push_str(&format!("{}: {}\n\n", line.speaker, heard.trim()));
     }
-    format!(
-        "<|im_start|>system\nYou direct a scene from {book}. Scenario: {scenario}\n\
+    let system = format!(
+        "You direct a scene from {book}. Scenario: {scenario}\n\
 Decide who speaks next so that the scene stays natural and keeps moving. \
-Answer with exactly one name from this list and nothing else: {names}.<|im_end|>\n\
-<|im_start|>user\n{lines}Who speaks next? One of: {names}.<|im_end|>\n<|im_start|>assistant\n"
-    )
+Answer with exactly one name from this list and nothing else: {names}."
+    );
+    let user = format!("{lines}Who speaks next? One of: {names}.");
+    crate::chatml::exchange(&system, &user)
 }
 
 /// GBNF that accepts exactly one of the names.

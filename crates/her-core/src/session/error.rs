@@ -1,5 +1,6 @@
 //! Errors of the session module and the problems a load reports.
 
+use crate::fsutil::IoError;
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -37,12 +38,8 @@ pub enum TreeError {
 /// Errors reading or writing session files and exports.
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
-    #[error("cannot {action} '{}': {cause}", path.display())]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        cause: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     #[error("'{}' line 1: not a session header: {reason}", path.display())]
     BadHeader { path: PathBuf, reason: String },
     #[error("'{}': event not written: {cause}", path.display())]
@@ -72,11 +69,7 @@ pub enum SessionError {
 
 impl SessionError {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, cause: io::Error) -> Self {
-        Self::Io {
-            action,
-            path: path.into(),
-            cause,
-        }
+        Self::Io(IoError::new(action, path.into(), cause))
     }
 }
 

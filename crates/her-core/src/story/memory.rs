@@ -109,10 +109,7 @@ impl SummaryPrompt {
 
 impl PromptSource for SummaryPrompt {
     fn render(&self, skip: usize) -> String {
-        format!(
-            "<|im_start|>system\n{SUMMARY_SYSTEM}<|im_end|>\n<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n",
-            self.body(skip)
-        )
+        crate::chatml::exchange(SUMMARY_SYSTEM, &self.body(skip))
     }
 
     fn droppable_turns(&self) -> usize {

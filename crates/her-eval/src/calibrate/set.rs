@@ -22,6 +22,7 @@
 //! text = "…"
 //! ```
 
+use her_core::fsutil::IoError;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -183,11 +184,7 @@ pub fn built_in() -> Result<CalibrationSet, EvalError> {
 pub fn from_dir(dir: &Path) -> Result<CalibrationSet, EvalError> {
     let io = |action: &'static str, path: &Path| {
         let path = path.to_path_buf();
-        move |cause| EvalError::Io {
-            action,
-            path,
-            cause,
-        }
+        move |cause| EvalError::Io(IoError::new(action, path, cause))
     };
     let paths =
         her_core::fsutil::toml_files(dir).map_err(io("read the calibration folder", dir))?;

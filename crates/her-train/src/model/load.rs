@@ -1,5 +1,6 @@
 //! Reading base weights from a GGUF file, checking every shape.
 
+use her_core::fsutil::IoError;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::BufReader;
@@ -28,11 +29,7 @@ pub(crate) struct GgufTensors {
 pub(crate) fn read_gguf(path: &Path) -> Result<(BufReader<File>, Content), TrainError> {
     let file = her_core::fsutil::read::open_regular(path)
         .map(|(file, _)| file)
-        .map_err(|e| TrainError::Io {
-            action: "open",
-            path: path.to_path_buf(),
-            cause: e.into(),
-        })?;
+        .map_err(|e| TrainError::Io(IoError::new("open", path.to_path_buf(), e.into())))?;
     let mut reader = BufReader::new(file);
     let content = Content::read(&mut reader).map_err(|e| TrainError::Gguf {
         path: path.to_path_buf(),

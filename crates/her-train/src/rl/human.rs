@@ -5,6 +5,7 @@
 //! for each. Both files are written atomically and kept, so the run can be
 //! audited.
 
+use her_core::fsutil::IoError;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -51,11 +52,7 @@ fn answer_path(run: &Path, step: u64) -> PathBuf {
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), RunError> {
-    let io = |cause| RunError::Io {
-        action: "write",
-        path: path.to_path_buf(),
-        cause,
-    };
+    let io = |cause| RunError::Io(IoError::new("write", path.to_path_buf(), cause));
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(io)?;
     }

@@ -3,6 +3,7 @@
 //! scored and given group advantages; the loss is the clipped
 //! policy-gradient objective with its KL penalty; there is no held-out set.
 
+use her_core::fsutil::IoError;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -257,13 +258,8 @@ impl Objective for RlObjective<'_> {
             .filter_map(|p| serde_json::to_string(p).ok())
             .map(|l| l + "\n")
             .collect();
-        her_core::fsutil::write_atomic(&path, lines.as_bytes(), true).map_err(|cause| {
-            RunError::Io {
-                action: "write",
-                path: path.clone(),
-                cause,
-            }
-        })?;
+        her_core::fsutil::write_atomic(&path, lines.as_bytes(), true)
+            .map_err(|cause| RunError::Io(IoError::new("write", path.clone(), cause)))?;
         // Log-probs of the distribution the engine samples: softmax(logits / T).
         trainer
             .model
@@ -291,11 +287,8 @@ impl Objective for RlObjective<'_> {
         for record in read_rollouts(&rollouts_path(&root)) {
             self.monitor.push(record.layout);
         }
-        std::fs::create_dir_all(&self.rollout_dir).map_err(|cause| RunError::Io {
-            action: "create",
-            path: self.rollout_dir.clone(),
-            cause,
-        })?;
+        std::fs::create_dir_all(&self.rollout_dir)
+            .map_err(|cause| RunError::Io(IoError::new("create", &self.rollout_dir, cause)))?;
         Ok(())
     }
 

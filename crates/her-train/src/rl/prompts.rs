@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use her_core::format::PREFILL;
 use her_core::fsutil::read::{self, Kind, ReadError};
 use her_core::hashing::sha256_hex;
 use her_core::prefs::{ContextMessage, Role};
@@ -52,17 +51,7 @@ impl RlPrompt {
     /// The ChatML text the engine continues: the context, the assistant
     /// header and the `<system_thinking>` prefill, as in the chat.
     pub fn render(&self) -> String {
-        let mut text = String::new();
-        for m in &self.context {
-            text.push_str(&format!(
-                "<|im_start|>{}\n{}<|im_end|>\n",
-                m.role.as_str(),
-                m.content
-            ));
-        }
-        text.push_str("<|im_start|>assistant\n");
-        text.push_str(PREFILL);
-        text
+        her_core::chatml::context_prompt(&self.context)
     }
 }
 

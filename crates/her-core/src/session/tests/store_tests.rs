@@ -1,5 +1,6 @@
 //! The event log on disk.
 
+use crate::fsutil::IoError;
 use std::fs;
 use std::time::{Duration, SystemTime};
 
@@ -315,10 +316,10 @@ fn a_failed_write_leaves_memory_and_disk_consistent() {
     assert!(
         matches!(
             err,
-            SessionError::Io {
+            SessionError::Io(IoError {
                 action: "append to",
                 ..
-            }
+            })
         ),
         "{err}"
     );
