@@ -8,6 +8,7 @@
 mod json;
 mod png;
 mod rawjson;
+mod write;
 
 use std::path::{Path, PathBuf};
 
@@ -237,14 +238,14 @@ pub fn card_bytes(
 ) -> Result<Vec<u8>, CardError> {
     match format {
         Format::Json => {
-            let mut text = json::card_json(character, CardSpec::V3, true, path)?;
+            let mut text = write::card_json(character, CardSpec::V3, true, path)?;
             text.push('\n');
             Ok(text.into_bytes())
         }
         Format::Png => {
             let engine = base64::engine::general_purpose::STANDARD;
-            let v2 = engine.encode(json::card_json(character, CardSpec::V2, false, path)?);
-            let v3 = engine.encode(json::card_json(character, CardSpec::V3, false, path)?);
+            let v2 = engine.encode(write::card_json(character, CardSpec::V2, false, path)?);
+            let v3 = engine.encode(write::card_json(character, CardSpec::V3, false, path)?);
             // Refuse what our own reader would refuse.
             if let Some(big) = [&v2, &v3].into_iter().find(|s| s.len() > MAX_TEXT_CHUNK) {
                 return Err(too_large(

@@ -4,8 +4,10 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-use crate::lore::explain::Placement;
-use crate::lore::model::{CharacterFilter, Entry, Position, RecursionDelay, Role, ScanSources};
+use crate::lore::explain::{ContextField, Placement, Reason, Source, Why};
+use crate::lore::model::{
+    CharacterFilter, Entry, Logic, Position, RecursionDelay, Role, ScanSources,
+};
 
 /// One token per character: budgets are easy to reason about.
 fn chars(text: &str) -> usize {

@@ -1,0 +1,242 @@
+use super::*;
+use crate::generation::{AdapterInfo, Provenance as EngineProv};
+use crate::session::{Message, MessageMeta, SessionEvent, SessionHeader};
+
+fn character() -> Character {
+    crate::character::parse_character(
+        "name = \"Elizabeth\"\nbook = \"Pride and Prejudice\"\nprofile = \"Lively.\"\n",
+        std::path::Path::new("elizabeth.toml"),
+    )
+    .unwrap()
+}
+
+/// The prompt text a reply under `parent` gets, as the engine would hash it.
+fn engine_prov(session: &Session, parent: NodeId, seed: u32, adapter: bool) -> EngineProv {
+    let cast = [character()];
+    let players = players_of(&cast);
+    let reader = Reader::new(session, &players);
+    let rebuilt = reader
+        .rebuild(parent, "Elizabeth", 0, &Additions::default())
+        .unwrap();
+    EngineProv {
+        model: "tiny".into(),
+        model_fingerprint: "fp".into(),
+        adapter: adapter.then(|| AdapterInfo {
+            path: "persona.gguf".into(),
+            scale: 1.0,
+            sha256: "ab".repeat(32),
+        }),
+        seed,
+        prompt_sha256: prompt_sha256(&rebuilt.prompt),
+        prompt_tokens_sha256: "t".repeat(64),
+        dropped_turns: 0,
+        sampling: Some(crate::generation::SamplingConfig::default()),
+    }
+}
+
+fn players_of(cast: &[Character]) -> SessionPlayers<'_> {
+    SessionPlayers {
+        cast,
+        variant: PromptVariant::Training,
+        user_name: "Darcy",
+        annotator: "ann",
+    }
+}
+
+fn reply(text: &str, prov: &EngineProv) -> Message {
+    Message::new("Elizabeth", SpeakerRole::Character, text).with_meta(MessageMeta {
+        provenance: serde_json::to_value(prov).ok(),
+        ..MessageMeta::default()
+    })
+}
+
+fn apply(session: &mut Session, event: SessionEvent) -> Option<NodeId> {
+    session.apply(&event).unwrap()
+}
+
+/// Greeting, a user line, two sampled replies (the second kept), then an
+/// edit of the kept one.
+fn session() -> (Session, NodeId, NodeId, NodeId) {
+    let mut s = Session::new(SessionHeader::new("t"));
+    let greeting = Message::new("Elizabeth", SpeakerRole::Character, "Good evening.");
+    let event = s.tree().append_event(greeting);
+    apply(&mut s, event);
+    let user = Message::new("Darcy", SpeakerRole::User, "Do you dance?");
+    let event = s.tree().append_event(user);
+    let user = apply(&mut s, event).unwrap();
+    let first = reply(
+        "<system_thinking>a</system_thinking>Elizabeth: No.",
+        &engine_prov(&s, user, 1, false),
+    );
+    let event = s.tree().append_event(first);
+    let first = apply(&mut s, event).unwrap();
+    let second = reply(
+        "<system_thinking>b</system_thinking>Elizabeth: Perhaps.",
+        &engine_prov(&s, user, 2, true),
+    );
+    let event = s.tree().swipe_event(first, second).unwrap();
+    let second = apply(&mut s, event).unwrap();
+    (s, user, first, second)
+}
+
+fn pairs(records: &[PreferenceRecord]) -> Vec<&PreferencePair> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            PreferenceRecord::Pair(p) => Some(p),
+            PreferenceRecord::Rating(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_kept_swipe_beats_its_sibling_with_exact_provenance() {
+    let (s, _, _, _) = session();
+    let cast = [character()];
+    let out = collect_session(&s, &players_of(&cast));
+    assert!(out.notes.is_empty(), "{:?}", out.notes);
+    let pairs = pairs(&out.records);
+    assert_eq!(pairs.len(), 1);
+    let p = pairs[0];
+    assert!(p.implicit);
+    let (winner, loser) = p.winner_loser().unwrap();
+    assert!(winner.ends_with("Perhaps.") && loser.ends_with("No."));
+    let winner_prov = if p.cand_1 == winner {
+        &p.cand_1_provenance
+    } else {
+        &p.cand_2_provenance
+    };
+    let prov = winner_prov.as_ref().unwrap();
+    assert_eq!(prov.adapter_name.as_deref(), Some("persona.gguf"));
+    assert_eq!(prov.prompt_sha256, prompt_sha256(&prov.prompt));
+    assert!(
+        prov.prompt
+            .ends_with("<|im_start|>assistant\n<system_thinking>")
+    );
+    // The context is the prompt as messages: system first, the user line last.
+    assert_eq!(p.context[0].role, Role::System);
+    assert!(
+        p.context
+            .last()
+            .unwrap()
+            .content
+            .ends_with("Darcy: Do you dance?")
+    );
+}
+
+#[test]
+fn an_edit_beats_the_reply_it_rewrote_and_the_other_siblings() {
+    let (mut s, _, _, second) = session();
+    let event = s
+        .tree()
+        .edit_event(second, "Elizabeth: Perhaps, sir.")
+        .unwrap();
+    apply(&mut s, event);
+    let cast = [character()];
+    let out = collect_session(&s, &players_of(&cast));
+    let pairs = pairs(&out.records);
+    assert_eq!(pairs.len(), 2, "{pairs:?}");
+    let edit = pairs.iter().find(|p| p.id.starts_with("edit-")).unwrap();
+    let (winner, loser) = edit.winner_loser().unwrap();
+    assert_eq!(winner, "Elizabeth: Perhaps, sir.");
+    assert!(loser.ends_with("Perhaps."));
+    let swipe = pairs.iter().find(|p| p.id.starts_with("swipe-")).unwrap();
+    assert!(swipe.winner_loser().unwrap().1.ends_with("No."));
+}
+
+#[test]
+fn kept_replies_follow_the_active_branch_with_their_ratings() {
+    let (mut s, _, _, second) = session();
+    let key = s.tree().node(second).unwrap().key.clone();
+    let rating = serde_json::json!({
+        "type": "rating", "id": "r", "key": key, "annotator": "ann",
+        "score": {"stars": 5}, "created_at": "2026-01-01T00:00:00Z"
+    });
+    apply(&mut s, SessionEvent::Other(rating));
+    let cast = [character()];
+    let kept = kept_replies(&s, &players_of(&cast));
+    // The greeting is the author's, the first reply was swiped away.
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].reply.ends_with("Perhaps."));
+    assert_eq!(kept[0].rating, Some(RatingScore::Stars(5)));
+    assert_eq!(kept[0].context.last().unwrap().role, Role::User);
+}
+
+#[test]
+fn rating_and_arena_events_become_records_and_broken_ones_notes() {
+    let (mut s, user, first, _) = session();
+    let first_key = s.tree().node(first).unwrap().key.clone();
+    let user_key = s.tree().node(user).unwrap().key.clone();
+    let rating = RatingEvent {
+        kind: RATING_EVENT.into(),
+        id: "r1".into(),
+        key: first_key,
+        annotator: "ann".into(),
+        score: ChatScore::Stars { stars: 2 },
+        layer: RatedLayer::Thinking,
+        tags: vec!["Emotional Expression".into()],
+        rationale: Some("flat".into()),
+        prompt: None,
+        prompt_sha256: String::new(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+    };
+    let prov = engine_prov(&s, user, 5, false);
+    let arena = ArenaEvent {
+        kind: ARENA_EVENT.into(),
+        id: "a1".into(),
+        parent: Some(user_key),
+        speaker: "Elizabeth".into(),
+        annotator: "ann".into(),
+        candidates: [
+            ArenaCandidate {
+                text: "Elizabeth: Yes.".into(),
+                label: "seed 5".into(),
+                provenance: Some(prov.clone()),
+            },
+            ArenaCandidate {
+                text: "Elizabeth: Never.".into(),
+                label: "seed 6".into(),
+                provenance: Some(EngineProv { seed: 6, ..prov }),
+            },
+        ],
+        shown_first: 1,
+        verdict: Verdict::Cand2,
+        prompt: "the exact prompt".into(),
+        additions: Additions::default(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+    };
+    for value in [
+        serde_json::to_value(&rating).unwrap(),
+        serde_json::to_value(&arena).unwrap(),
+        serde_json::json!({"type": "rating", "id": "r2", "key": "nowhere"}),
+    ] {
+        apply(&mut s, SessionEvent::Other(value));
+    }
+    let cast = [character()];
+    let out = collect_session(&s, &players_of(&cast));
+    let rating = out
+        .records
+        .iter()
+        .find_map(|r| match r {
+            PreferenceRecord::Rating(r) => Some(r),
+            PreferenceRecord::Pair(_) => None,
+        })
+        .unwrap();
+    assert_eq!(rating.score, RatingScore::Stars(2));
+    assert_eq!(rating.layer, RatedLayer::Thinking);
+    assert_eq!(rating.rationale.as_deref(), Some("flat"));
+    assert!(rating.reply.ends_with("No."));
+    // No prompt was logged and the hash is unknown: no made-up provenance.
+    assert!(rating.provenance.is_none());
+    let round = pairs(&out.records)
+        .into_iter()
+        .find(|p| p.id == "a1")
+        .unwrap();
+    assert_eq!(round.verdict, Verdict::Cand2);
+    assert_eq!(
+        round.cand_2_provenance.as_ref().map(|p| p.seed),
+        Some(Some(6))
+    );
+    assert_eq!(out.notes.len(), 1, "{:?}", out.notes);
+    assert!(out.notes[0].contains("line 0"), "{:?}", out.notes);
+}
