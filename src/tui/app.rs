@@ -1,8 +1,6 @@
 //! The whole TUI state. `update` mutates it; views and the runtime only
 //! borrow it.
 
-use std::time::Instant;
-
 use super::chat::ChatSession;
 use super::composer::Composer;
 use super::keymap::{Keymap, Layer};
@@ -10,6 +8,7 @@ use super::model::{PaneModes, ShownMessage};
 use super::picker::Picker;
 use super::theme::Theme;
 use her_core::format::{Finding, StreamedReply};
+use her_core::prefs::stats::SplitMix64;
 use her_engine::LiveStats;
 
 /// Which full screen is showing.
@@ -105,7 +104,6 @@ pub struct Streaming {
     pub target: ReplyTarget,
     pub speaker: String,
     pub reply: StreamedReply,
-    pub started: Instant,
 }
 
 /// Engine and session facts for the status bar.
@@ -176,6 +174,9 @@ pub struct App {
     pub summary: Option<super::summary::SummaryJob>,
     /// The annotation queue, on the annotate screen.
     pub annotate: Option<Box<super::annotate::AnnotateScreen>>,
+    /// Arena seeds and blind order. Seeded by the runtime (fixed in tests),
+    /// so `update` is a function of the state and the message.
+    pub rng: SplitMix64,
 }
 
 /// A row of the branch tree overlay.
@@ -224,6 +225,7 @@ impl App {
             failure: None,
             summary: None,
             annotate: None,
+            rng: SplitMix64::new(0),
         }
     }
 

@@ -48,7 +48,9 @@ pub fn start(app: &mut App, args: &[&str]) -> Vec<Effect> {
     };
     let sampling =
         her_engine::dialogue::character_sampling(chat.sampling.clone(), chat.member(&speaker));
-    let entropy = entropy();
+    // Seeds and the blind order come from the app's generator, which the
+    // runtime seeds: `update` itself stays a function of its messages.
+    let entropy = app.rng.next_u64();
     app.arena = Some(ArenaRound {
         target,
         speaker,
@@ -61,12 +63,6 @@ pub fn start(app: &mut App, args: &[&str]) -> Vec<Effect> {
     });
     app.overlay = Some(Overlay::Arena);
     generate(app, 0)
-}
-
-/// Fresh randomness for seeds and the blind order, without an RNG crate.
-fn entropy() -> u64 {
-    let id = uuid::Uuid::new_v4().as_u128();
-    (id as u64) ^ ((id >> 64) as u64)
 }
 
 /// Effects that write candidate `i`: its adapter first, if it needs

@@ -109,6 +109,7 @@ pub fn run(
     app.backend_local = config.backend.kind == BackendKind::Local;
     app.runs_dir = config.runs_dir(&cx.studio.root);
     app.evals_dir = config.evals_dir(&cx.studio.root);
+    app.rng = her_core::prefs::stats::SplitMix64::new(fresh_seed());
     let mut first = vec![effect::Effect::ListCharacters];
     first.extend(start_effects(cx, start));
     let result = in_terminal(&mut app, cx, runtime::EngineSlot::Ready(engine), first);
@@ -132,6 +133,13 @@ pub fn annotate(
     let engine = runtime::EngineSlot::Lazy(start_engine);
     in_terminal(&mut app, cx, engine, Vec::new())?;
     Ok(app.annotate.map_or((0, 0), |s| s.run.progress()))
+}
+
+/// Fresh randomness for the arena's seeds and blind order, without an RNG
+/// crate: the runtime's input to `update`, never read inside it.
+fn fresh_seed() -> u64 {
+    let id = uuid::Uuid::new_v4().as_u128();
+    (id as u64) ^ ((id >> 64) as u64)
 }
 
 /// The loop in the terminal, which is restored however it ends.

@@ -169,7 +169,6 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
         target,
         speaker: speaker.to_string(),
         reply,
-        started: std::time::Instant::now(),
     });
     app.selected = None;
     app.scroll = 0;
