@@ -148,6 +148,9 @@ pub struct App {
     /// The engine runs here (llama.cpp), so `/model` can switch it.
     pub backend_local: bool,
     pub quit: bool,
+    /// Quit was asked once while session changes could not be saved: the
+    /// next quit leaves without them (and the exit reports them).
+    pub leave_unsaved: bool,
     /// Height of the transcript at the last draw, for page scrolling.
     pub page: usize,
     /// Rows of the branch tree while the tree overlay is open.
@@ -213,6 +216,7 @@ impl App {
             choosing_speaker: false,
             backend_local: true,
             quit: false,
+            leave_unsaved: false,
             page: 20,
             tree_rows: Vec::new(),
             chat: None,
@@ -312,9 +316,10 @@ impl App {
         self.notify(text, true);
     }
 
-    /// What to report on exit: the failure, unless a session opened after it.
+    /// What to report on exit: session changes that could not be saved,
+    /// or the failure, unless a session opened after it.
     pub fn exit_failure(&self) -> Option<String> {
-        self.failure.clone().filter(|_| self.chat.is_none())
+        super::writes::lost_on_exit(self).or_else(|| self.failure.clone().filter(|_| self.chat.is_none()))
     }
 
     pub fn update_stats(&mut self, stats: &LiveStats) {

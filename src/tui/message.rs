@@ -109,6 +109,17 @@ pub enum Msg {
         result: Result<(), String>,
     },
     Exported(Result<PathBuf, String>),
+    /// The first `count` queued changes of the session at `path` are on disk.
+    Appended {
+        path: PathBuf,
+        count: usize,
+    },
+    /// A session write failed after `written` events; the rest stay queued.
+    WriteFailed {
+        path: PathBuf,
+        written: usize,
+        error: String,
+    },
     /// Two candidates for an annotation item (or why there are none).
     CandidatesWritten {
         item: String,

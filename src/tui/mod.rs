@@ -34,6 +34,7 @@ pub mod terminal;
 pub mod theme;
 pub mod update;
 pub mod view;
+pub mod writes;
 
 #[cfg(test)]
 mod tests;

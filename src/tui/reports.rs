@@ -175,6 +175,18 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
             }
             Vec::new()
         }
+        Msg::Appended { path, count } => {
+            super::writes::appended(app, &path, count);
+            Vec::new()
+        }
+        Msg::WriteFailed {
+            path,
+            written,
+            error,
+        } => {
+            super::writes::write_failed(app, &path, written, error);
+            Vec::new()
+        }
         Msg::Exported(result) => {
             match result {
                 Ok(path) => app.notify(format!("exported to {}", path.display()), false),
@@ -186,9 +198,13 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
 }
 
 /// While the runs overlay is open, a run training in another process is
-/// followed: its list is read again.
-/// The annotate screen asks for candidates its current item lacks.
+/// followed: its list is read again. The annotate screen asks for
+/// candidates its current item lacks; a session write that failed is
+/// tried again every few seconds.
 fn tick(app: &mut App) -> Vec<Effect> {
+    if let Some(chat) = &mut app.chat {
+        chat.writes.tick();
+    }
     if let Some(screen) = app.annotate.as_deref_mut() {
         return super::annotate::candidates_needed(screen);
     }

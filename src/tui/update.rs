@@ -19,7 +19,7 @@ pub use super::reply::on_engine;
 
 /// Applies one message; an `Action` converts into one.
 pub fn update(app: &mut App, msg: impl Into<Msg>) -> Vec<Effect> {
-    let effects = match msg.into() {
+    let mut effects = match msg.into() {
         Msg::Action(action) => on_action(app, action),
         Msg::Typed(c) => {
             picker_type(app, c);
@@ -35,6 +35,9 @@ pub fn update(app: &mut App, msg: impl Into<Msg>) -> Vec<Effect> {
     // A summary that finished while a reply was written is logged once the
     // reply is saved.
     super::summary::commit_ready(app);
+    super::writes::hold_quit(app);
+    // What this message changed in the session goes to the log first.
+    super::writes::flush(app, &mut effects);
     effects
 }
 
@@ -46,8 +49,16 @@ pub fn cast_name(app: &App) -> String {
     }
 }
 
-/// Opens a session for the chosen character or scene.
-pub fn open_session(app: &App, opening: Opening) -> Vec<Effect> {
+/// Opens a session for the chosen character or scene; not while the open
+/// one has changes that could not be saved (they would be lost with it).
+pub fn open_session(app: &mut App, opening: Opening) -> Vec<Effect> {
+    if let Some(error) = app.chat.as_ref().and_then(|c| c.writes.failure()) {
+        let text = format!(
+            "this session has changes that could not be saved ({error}); they are tried again — open another session once they are written"
+        );
+        app.notify(text, true);
+        return Vec::new();
+    }
     vec![Effect::OpenSession {
         opening,
         cast: Cast {
@@ -108,8 +119,16 @@ fn list_action(app: &mut App, action: Action) -> Vec<Effect> {
                         refresh(app);
                     }
                     ConfirmAction::DeleteSession(path) => {
-                        // Closed first: this window's lock would keep it in place.
-                        if app.chat.as_ref().is_some_and(|c| c.path == path) {
+                        // Closed first (the runtime drops its file and lock);
+                        // changes waiting for the disk are said, not dropped.
+                        if let Some(chat) = app.chat.as_ref().filter(|c| c.path == path) {
+                            if chat.writes.unsaved() > 0 {
+                                app.notify(
+                                    "this session has changes not saved yet: wait for them before moving it to the trash",
+                                    true,
+                                );
+                                return Vec::new();
+                            }
                             app.chat = None;
                             app.messages.clear();
                         }
@@ -540,9 +559,10 @@ pub fn read_only_notice(reason: &str) -> String {
 pub fn refresh(app: &mut App) {
     if let Some(chat) = &app.chat {
         app.messages = chat.shown();
-        app.status.session = match chat.read_only {
-            Some(_) => format!("{} (read-only)", chat.title()),
-            None => chat.title(),
+        app.status.session = match (&chat.read_only, chat.writes.failure()) {
+            (Some(_), _) => format!("{} (read-only)", chat.title()),
+            (None, Some(_)) => format!("{} ({} unsaved)", chat.title(), chat.writes.unsaved()),
+            (None, None) => chat.title(),
         };
     }
     if let Some(i) = app.selected {

@@ -3,6 +3,7 @@
 //! out the effects it returns, and the screen is drawn after each batch.
 //! Nothing here writes the app state.
 
+pub mod append;
 mod editor;
 mod jobs;
 pub mod open;
@@ -140,3 +141,6 @@ fn messages_for(app: &App, event: &TermEvent) -> Vec<Msg> {
     };
     actions.into_iter().map(Msg::Action).collect()
 }
+
+#[cfg(test)]
+mod tests;
