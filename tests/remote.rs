@@ -383,7 +383,8 @@ fn a_server_killed_mid_reply_keeps_the_partial_text_marked_incomplete() {
     // The runtime's part: what the chat queued goes to the session file.
     let chat = app.chat.as_ref().unwrap();
     let queued: Vec<_> = chat.writes.queued().cloned().collect();
-    let written = her_studio::tui::runtime::append::append(Some(&mut file), chat.path.clone(), &queued);
+    let written =
+        her_studio::tui::runtime::append::append(Some(&mut file), chat.path.clone(), &queued);
     assert!(matches!(written, Msg::Appended { .. }), "{written:?}");
     let (session, issues) = load_session(&app.chat.as_ref().unwrap().path).unwrap();
     assert!(issues.is_empty(), "{issues:?}");

@@ -319,7 +319,8 @@ impl App {
     /// What to report on exit: session changes that could not be saved,
     /// or the failure, unless a session opened after it.
     pub fn exit_failure(&self) -> Option<String> {
-        super::writes::lost_on_exit(self).or_else(|| self.failure.clone().filter(|_| self.chat.is_none()))
+        super::writes::lost_on_exit(self)
+            .or_else(|| self.failure.clone().filter(|_| self.chat.is_none()))
     }
 
     pub fn update_stats(&mut self, stats: &LiveStats) {

@@ -122,7 +122,11 @@ fn appends(effects: &[Effect]) -> Vec<(PathBuf, Vec<SessionEvent>)> {
 }
 
 fn notice(app: &super::app::App) -> String {
-    app.status.notice.clone().map(|(t, _)| t).unwrap_or_default()
+    app.status
+        .notice
+        .clone()
+        .map(|(t, _)| t)
+        .unwrap_or_default()
 }
 
 #[test]
@@ -133,7 +137,10 @@ fn changes_go_to_the_log_as_effects_in_order_and_a_failed_write_is_kept_and_retr
     // The user's line is applied, queued, and sent before the generation.
     let effects = update(&mut app, Action::Submit);
     assert!(
-        matches!(effects.as_slice(), [Effect::Append { .. }, Effect::Generate(_)]),
+        matches!(
+            effects.as_slice(),
+            [Effect::Append { .. }, Effect::Generate(_)]
+        ),
         "{effects:?}"
     );
     let [(to, first)] = appends(&effects).try_into().unwrap();
@@ -152,7 +159,13 @@ fn changes_go_to_the_log_as_effects_in_order_and_a_failed_write_is_kept_and_retr
     assert!(appends(&effects).is_empty(), "one batch at a time");
     assert_eq!(app.messages.len(), 3, "shown at once");
     // The first batch is on disk; the reply goes next.
-    let effects = update(&mut app, Msg::Appended { path: path.clone(), count: 1 });
+    let effects = update(
+        &mut app,
+        Msg::Appended {
+            path: path.clone(),
+            count: 1,
+        },
+    );
     let [(_, second)] = appends(&effects).try_into().unwrap();
     assert!(matches!(second.first(), Some(SessionEvent::Message { .. })));
     assert_eq!(queued(&app), second, "only the unconfirmed events stay");
@@ -167,8 +180,16 @@ fn changes_go_to_the_log_as_effects_in_order_and_a_failed_write_is_kept_and_retr
         },
     );
     assert!(appends(&effects).is_empty());
-    assert!(notice(&app).contains("could not be saved: No space left"), "{}", notice(&app));
-    assert!(app.status.session.contains("unsaved"), "{}", app.status.session);
+    assert!(
+        notice(&app).contains("could not be saved: No space left"),
+        "{}",
+        notice(&app)
+    );
+    assert!(
+        app.status.session.contains("unsaved"),
+        "{}",
+        app.status.session
+    );
     assert_eq!(queued(&app), second);
     // Quitting asks once more and tries again; other sessions wait.
     let effects = update(&mut app, Action::Quit);
@@ -184,17 +205,31 @@ fn changes_go_to_the_log_as_effects_in_order_and_a_failed_write_is_kept_and_retr
     );
     update(&mut app, Action::CloseOverlay);
     assert!(super::update::open_session(&mut app, Opening::New).is_empty());
-    assert!(notice(&app).contains("could not be saved"), "{}", notice(&app));
+    assert!(
+        notice(&app).contains("could not be saved"),
+        "{}",
+        notice(&app)
+    );
     // A tick after a few seconds sends the same events again, in order.
     let mut retried = Vec::new();
     for _ in 0..40 {
         retried.extend(appends(&update(&mut app, Msg::Tick)));
     }
     assert_eq!(retried, vec![(path.clone(), second.clone())]);
-    update(&mut app, Msg::Appended { path, count: second.len() });
+    update(
+        &mut app,
+        Msg::Appended {
+            path,
+            count: second.len(),
+        },
+    );
     assert!(queued(&app).is_empty());
     assert_eq!(app.exit_failure(), None);
-    assert!(!app.status.session.contains("unsaved"), "{}", app.status.session);
+    assert!(
+        !app.status.session.contains("unsaved"),
+        "{}",
+        app.status.session
+    );
 }
 
 #[test]
@@ -215,7 +250,10 @@ fn a_second_quit_leaves_and_the_exit_reports_what_was_not_saved() {
     update(&mut app, Action::Quit);
     assert!(app.quit);
     let report = app.exit_failure().unwrap();
-    assert!(report.contains("1 change(s)") && report.contains("could not be saved"), "{report}");
+    assert!(
+        report.contains("1 change(s)") && report.contains("could not be saved"),
+        "{report}"
+    );
 }
 
 #[test]

@@ -124,9 +124,7 @@ pub fn write_failed(app: &mut App, path: &std::path::Path, written: usize, error
     let unsaved = chat.writes.unsaved();
     chat.writes.failed(error.clone());
     app.notify(
-        format!(
-            "{unsaved} change(s) could not be saved: {error}; they are kept and tried again"
-        ),
+        format!("{unsaved} change(s) could not be saved: {error}; they are kept and tried again"),
         true,
     );
     super::update::refresh(app);

@@ -241,7 +241,9 @@ pub fn resume(path: &Path, players: Players) -> Result<Opened, SessionError> {
         {
             let reason = format!("you may not write to this file ({cause})");
             let mut opened = read_only(path, players, reason.clone())?;
-            opened.notes.insert(0, format!("opened read-only: {reason}"));
+            opened
+                .notes
+                .insert(0, format!("opened read-only: {reason}"));
             Ok(opened)
         }
         Err(err) => Err(err),
@@ -306,11 +308,9 @@ pub fn open_session(
     let dir = config.sessions_dir(&cx.studio.root);
     let result = match opening {
         Opening::Resume(path) => resume(path, players),
-        Opening::ReadOnly(path) => read_only(
-            path,
-            players,
-            "another her window writes to it".to_string(),
-        ),
+        Opening::ReadOnly(path) => {
+            read_only(path, players, "another her window writes to it".to_string())
+        }
         Opening::Fork(path) => fork(path, &dir, players),
         Opening::New => {
             let header = new_header(

@@ -8,9 +8,7 @@ use crate::tui::action::Action;
 use crate::tui::message::Msg;
 use crate::tui::tests::{players, queued, reply, type_text, with_chat};
 use crate::tui::update::update;
-use her_core::session::{
-    Session, SessionError, SessionFile, SessionHeader, load_session,
-};
+use her_core::session::{Session, SessionError, SessionFile, SessionHeader, load_session};
 
 fn header() -> SessionHeader {
     let mut header = SessionHeader::new("Elizabeth Bennet — runtime test");
@@ -112,7 +110,10 @@ fn read_only_writes_nothing_and_a_fork_continues_in_a_new_file() {
 
     let opened = open::read_only(&path, players(), "another window writes to it".into()).unwrap();
     assert!(opened.file.is_none(), "no file to write to");
-    assert_eq!(opened.chat.read_only.as_deref(), Some("another window writes to it"));
+    assert_eq!(
+        opened.chat.read_only.as_deref(),
+        Some("another window writes to it")
+    );
 
     let mut fork = open::fork(&path, dir.path(), players()).unwrap();
     let fork_path = fork.chat.path.clone();
