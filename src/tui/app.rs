@@ -7,6 +7,8 @@ use super::keymap::{Keymap, Layer};
 use super::model::{PaneModes, ShownMessage};
 use super::picker::Picker;
 use super::theme::Theme;
+use std::time::Instant;
+
 use her_core::format::{Finding, StreamedReply};
 use her_core::prefs::stats::SplitMix64;
 use her_engine::LiveStats;
@@ -104,6 +106,8 @@ pub struct Streaming {
     pub target: ReplyTarget,
     pub speaker: String,
     pub reply: StreamedReply,
+    /// When it started, by the clock of the last tick (see `App::now`).
+    pub started: Instant,
 }
 
 /// Engine and session facts for the status bar.
@@ -180,6 +184,8 @@ pub struct App {
     /// Arena seeds and blind order. Seeded by the runtime (fixed in tests),
     /// so `update` is a function of the state and the message.
     pub rng: SplitMix64,
+    /// The time of the last clock tick (`Msg::Tick`): `update` reads no clock.
+    pub now: Instant,
 }
 
 /// A row of the branch tree overlay.
@@ -230,6 +236,7 @@ impl App {
             summary: None,
             annotate: None,
             rng: SplitMix64::new(0),
+            now: Instant::now(),
         }
     }
 

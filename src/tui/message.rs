@@ -27,8 +27,8 @@ pub enum Msg {
     Layout {
         transcript_rows: usize,
     },
-    /// The 250 ms clock.
-    Tick,
+    /// The 250 ms clock, with the time it ticked.
+    Tick(std::time::Instant),
     /// An event of the reply (or arena candidate) being generated.
     Engine(Event),
     /// An event of the rolling summary being generated.

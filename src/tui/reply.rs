@@ -169,6 +169,7 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
         target,
         speaker: speaker.to_string(),
         reply,
+        started: app.now,
     });
     app.selected = None;
     app.scroll = 0;

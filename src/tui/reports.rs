@@ -15,7 +15,10 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         // Routed by `update` before this.
         Msg::Action(_) | Msg::Typed(_) | Msg::Layout { .. } | Msg::Engine(_) => Vec::new(),
-        Msg::Tick => tick(app),
+        Msg::Tick(now) => {
+            app.now = now;
+            tick(app)
+        }
         Msg::Summary(event) => {
             super::summary::on_event(app, event);
             Vec::new()

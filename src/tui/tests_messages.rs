@@ -138,7 +138,7 @@ fn the_runs_overlay_is_read_when_opened_and_on_every_tick_while_open() {
     let effects = super::commands::run(&mut app, "runs");
     assert!(matches!(effects.as_slice(), [Effect::ListRuns(d)] if d.ends_with("runs")));
     assert!(matches!(
-        update(&mut app, Msg::Tick).as_slice(),
+        update(&mut app, Msg::Tick(std::time::Instant::now())).as_slice(),
         [Effect::ListRuns(_)]
     ));
     update(&mut app, Msg::RunsListed(Vec::new()));
@@ -152,7 +152,10 @@ fn the_runs_overlay_is_read_when_opened_and_on_every_tick_while_open() {
     );
     assert!(notice(&app).contains("not waiting for ratings"));
     update(&mut app, Action::CloseOverlay);
-    assert!(update(&mut app, Msg::Tick).is_empty(), "closed: not read");
+    assert!(
+        update(&mut app, Msg::Tick(std::time::Instant::now())).is_empty(),
+        "closed: not read"
+    );
 }
 
 #[test]
@@ -214,7 +217,7 @@ fn annotate_answers_are_appended_by_the_runtime_and_a_failed_append_is_taken_bac
         queue_item("generate", &[]),
     ]);
     assert!(
-        update(&mut app, Msg::Tick).is_empty(),
+        update(&mut app, Msg::Tick(std::time::Instant::now())).is_empty(),
         "item 1 has candidates"
     );
     let pick = key(&app, KeyCode::Left);
@@ -242,7 +245,10 @@ fn annotate_answers_are_appended_by_the_runtime_and_a_failed_append_is_taken_bac
     };
     assert_eq!(item, "generate");
     assert!(prompt.ends_with(her_core::format::PREFILL) && prompt.contains("Do you dance?"));
-    assert!(update(&mut app, Msg::Tick).is_empty(), "asked once");
+    assert!(
+        update(&mut app, Msg::Tick(std::time::Instant::now())).is_empty(),
+        "asked once"
+    );
     let screen = |app: &App| app.annotate.as_deref().unwrap().notice.clone();
     update(
         &mut app,
@@ -256,7 +262,10 @@ fn annotate_answers_are_appended_by_the_runtime_and_a_failed_append_is_taken_bac
         "{:?}",
         screen(&app)
     );
-    assert!(update(&mut app, Msg::Tick).is_empty(), "not tried again");
+    assert!(
+        update(&mut app, Msg::Tick(std::time::Instant::now())).is_empty(),
+        "not tried again"
+    );
     let undo = key(&app, KeyCode::Char('u'));
     // The failed item was skipped: that is undone first, then the rating.
     assert!(update(&mut app, undo.clone()).is_empty());
@@ -270,7 +279,7 @@ fn annotate_answers_are_appended_by_the_runtime_and_a_failed_append_is_taken_bac
 #[test]
 fn written_candidates_are_shown_for_a_pick() {
     let mut app = annotate_app(vec![queue_item("generate", &[])]);
-    let effects = update(&mut app, Msg::Tick);
+    let effects = update(&mut app, Msg::Tick(std::time::Instant::now()));
     assert!(matches!(
         effects.as_slice(),
         [Effect::WriteCandidates { .. }]

@@ -213,7 +213,10 @@ fn changes_go_to_the_log_as_effects_in_order_and_a_failed_write_is_kept_and_retr
     // A tick after a few seconds sends the same events again, in order.
     let mut retried = Vec::new();
     for _ in 0..40 {
-        retried.extend(appends(&update(&mut app, Msg::Tick)));
+        retried.extend(appends(&update(
+            &mut app,
+            Msg::Tick(std::time::Instant::now()),
+        )));
     }
     assert_eq!(retried, vec![(path.clone(), second.clone())]);
     update(

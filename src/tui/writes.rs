@@ -168,6 +168,7 @@ pub fn lost_on_exit(app: &App) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use her_core::session::Session;

@@ -179,13 +179,13 @@ impl<'a> Runtime<'a> {
                 self.generation = self.engine.as_ref().map(|e| e.generate(request));
                 self.generation
                     .is_none()
-                    .then(|| Msg::Engine(Event::Failed(EngineError::EngineStopped)))
+                    .then_some(Msg::Engine(Event::Failed(EngineError::EngineStopped)))
             }
             Effect::Summarize(request) => {
                 self.summary = self.engine.as_ref().map(|e| e.generate(request));
                 self.summary
                     .is_none()
-                    .then(|| Msg::Summary(Event::Failed(EngineError::EngineStopped)))
+                    .then_some(Msg::Summary(Event::Failed(EngineError::EngineStopped)))
             }
             Effect::AskSpeaker {
                 request,

@@ -66,7 +66,7 @@ pub async fn run(
     loop {
         while let Some(msg) = rt.inbox.pop_front() {
             // The clock alone changes nothing on screen unless text streams in.
-            dirty |= !matches!(msg, Msg::Tick) || app.streaming.is_some() || app.arena.is_some();
+            dirty |= !matches!(msg, Msg::Tick(_)) || app.streaming.is_some() || app.arena.is_some();
             let effects = update(app, msg);
             rt.start_all(guard, effects);
         }
@@ -99,7 +99,7 @@ pub async fn run(
             event = next_engine(&mut rt.summary) => rt.inbox.push_back(Msg::Summary(event)),
             Some(msg) = rt.jobs.next(), if !rt.jobs.is_empty() => rt.inbox.push_back(msg),
             loaded = jobs::wait_loading(&mut rt.loading) => rt.engine_back(loaded)?,
-            _ = tick.tick() => rt.inbox.push_back(Msg::Tick),
+            at = tick.tick() => rt.inbox.push_back(Msg::Tick(at.into_std())),
         }
     }
 }
