@@ -404,9 +404,9 @@ fn chat_app(dir: &Path) -> (her_studio::tui::app::App, her_core::session::Sessio
     use her_core::character::load_character;
     use her_core::session::SessionHeader;
     use her_studio::config::{Config, PromptVariant};
-    use her_studio::tui::chat::{ChatSession, Players};
     use her_studio::tui::keymap::Keymap;
     use her_studio::tui::model::PaneModes;
+    use her_studio::tui::screens::chat::session::{ChatSession, Players};
     use her_studio::tui::theme::Theme;
     let root = common::repo_root();
     let character = load_character(&root.join("characters/elizabeth-bennet.toml")).unwrap();
@@ -428,7 +428,7 @@ fn chat_app(dir: &Path) -> (her_studio::tui::app::App, her_core::session::Sessio
     app.chat = Some(chat);
     app.screen = her_studio::tui::app::Screen::Chat;
     app.character_name = "Elizabeth Bennet".into();
-    her_studio::tui::update::refresh(&mut app);
+    her_studio::tui::screens::chat::update::refresh(&mut app);
     (app, file)
 }
 

@@ -1,12 +1,12 @@
 //! The whole TUI state. `update` mutates it; views and the runtime only
 //! borrow it.
 
-use super::chat::ChatSession;
-use super::composer::Composer;
-use super::keymap::{Keymap, Layer};
-use super::model::{PaneModes, ShownMessage};
-use super::picker::Picker;
-use super::theme::Theme;
+use crate::tui::keymap::{Keymap, Layer};
+use crate::tui::model::{PaneModes, ShownMessage};
+use crate::tui::screens::chat::composer::Composer;
+use crate::tui::screens::chat::session::ChatSession;
+use crate::tui::screens::picker::state::Picker;
+use crate::tui::theme::Theme;
 use std::time::Instant;
 
 use her_core::format::{Finding, StreamedReply};
@@ -47,7 +47,7 @@ pub enum Overlay {
         cursor: usize,
     },
     /// The detailed rating dialog.
-    Rate(super::rating::RateForm),
+    Rate(crate::tui::overlays::rate::state::RateForm),
     /// The blind A/B round in `App::arena`.
     Arena,
     /// Training runs with their loss curves; `cursor` indexes `App::runs`.
@@ -55,7 +55,7 @@ pub enum Overlay {
         cursor: usize,
     },
     /// Stars for the replies an RL run waits on.
-    RlRate(super::rl_rating::RlRateForm),
+    RlRate(crate::tui::overlays::rl_rate::state::RlRateForm),
     /// Evaluations with their scores per dimension; `cursor` indexes `App::evals`.
     Evals {
         cursor: usize,
@@ -162,7 +162,7 @@ pub struct App {
     /// The open session, on the chat screen.
     pub chat: Option<ChatSession>,
     /// The blind A/B round in progress.
-    pub arena: Option<super::arena::ArenaRound>,
+    pub arena: Option<crate::tui::overlays::arena::state::ArenaRound>,
     /// The LoRA adapter the engine has loaded (path, scale).
     pub adapter: Option<(std::path::PathBuf, f32)>,
     /// Training runs, re-read while the runs overlay is open.
@@ -178,9 +178,9 @@ pub struct App {
     /// while it is set exits non-zero with it on stderr.
     pub failure: Option<String>,
     /// The rolling summary being written in the background.
-    pub summary: Option<super::summary::SummaryJob>,
+    pub summary: Option<crate::tui::screens::chat::summary::SummaryJob>,
     /// The annotation queue, on the annotate screen.
-    pub annotate: Option<Box<super::annotate::AnnotateScreen>>,
+    pub annotate: Option<Box<crate::tui::screens::annotate::AnnotateScreen>>,
     /// Arena seeds and blind order. Seeded by the runtime (fixed in tests),
     /// so `update` is a function of the state and the message.
     pub rng: SplitMix64,
@@ -306,7 +306,7 @@ impl App {
         saved
             .iter()
             .rev()
-            .find(|m| m.speaker != super::model::Speaker::User)
+            .find(|m| m.speaker != crate::tui::model::Speaker::User)
             .cloned()
     }
 
@@ -326,7 +326,7 @@ impl App {
     /// What to report on exit: session changes that could not be saved,
     /// or the failure, unless a session opened after it.
     pub fn exit_failure(&self) -> Option<String> {
-        super::writes::lost_on_exit(self)
+        crate::tui::screens::chat::writes::lost_on_exit(self)
             .or_else(|| self.failure.clone().filter(|_| self.chat.is_none()))
     }
 

@@ -1,6 +1,6 @@
 //! Work that `update` asks the runtime to do: anything that touches the
 //! engine, the terminal, the file system or another program. Each answers
-//! with a [`Msg`](super::message::Msg) (named on the variant).
+//! with a [`Msg`](crate::tui::message::Msg) (named on the variant).
 
 use std::path::PathBuf;
 

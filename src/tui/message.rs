@@ -1,13 +1,13 @@
 //! Everything that reaches `update`: the user's intents, the clock, the
 //! generation stream, and the answers of the work the runtime did for an
-//! [`Effect`](super::effect::Effect).
+//! [`Effect`](crate::tui::effect::Effect).
 
 use std::path::PathBuf;
 
-use super::action::Action;
-use super::chat::ChatSession;
-use super::effect::{AdapterFor, Opening};
-use super::picker::Picker;
+use crate::tui::action::Action;
+use crate::tui::effect::{AdapterFor, Opening};
+use crate::tui::screens::chat::session::ChatSession;
+use crate::tui::screens::picker::state::Picker;
 use her_core::prefs::queue::QueueCandidate;
 use her_core::prompt::PromptPart;
 use her_engine::{AdapterInfo, Event, ModelInfo};

@@ -4,37 +4,29 @@
 //! State lives in [`app::App`]. Keys, engine events and the answers of the
 //! runtime's jobs arrive as [`message::Msg`]; [`update::update`] is the only
 //! code that changes the state, and returns [`effect::Effect`]s that the
-//! [`runtime`] carries out and answers with further messages. Views borrow
-//! the state.
+//! [`runtime`] carries out and answers with further messages (session-log
+//! writes included). Views borrow the state.
+//!
+//! Each screen ([`screens`]: pickers, chat, annotate) and overlay
+//! ([`overlays`]: arena, rating, RL stars, runs, evaluations, lists) keeps
+//! its state, its update and its view together; `update` routes a key to
+//! the open overlay, else to the screen.
 
 pub mod action;
-pub mod annotate;
 pub mod app;
-pub mod arena;
-mod arena_flow;
-pub mod chat;
-mod chat_story;
-pub mod commands;
-pub mod composer;
-mod dialogs;
 pub mod effect;
 pub mod highlight;
 pub mod keymap;
 pub mod message;
 pub mod model;
-pub mod picker;
-pub mod rating;
-mod reply;
+pub mod overlays;
 mod reports;
-pub mod rl_rating;
 pub mod runtime;
-pub mod story_commands;
-mod summary;
+pub mod screens;
 pub mod terminal;
 pub mod theme;
 pub mod update;
 pub mod view;
-pub mod writes;
 
 #[cfg(test)]
 mod tests;
@@ -123,7 +115,7 @@ pub fn run(
 /// candidates written; a start that fails is the error.
 pub fn annotate(
     cx: &AppContext,
-    screen: annotate::AnnotateScreen,
+    screen: screens::annotate::AnnotateScreen,
     keymap: Keymap,
     theme: Theme,
     start_engine: runtime::Starter<'_>,

@@ -7,17 +7,18 @@ use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::action::Action;
-use super::app::{App, Overlay, ReplyTarget, Screen};
-use super::chat::{ChatSession, Players};
-use super::effect::Effect;
-use super::keymap::{Keymap, Layer};
-use super::model::{PaneMode, PaneModes};
-use super::picker::{Picker, PickerItem};
-use super::reply::on_engine;
-use super::theme::Theme;
-use super::update::{refresh, update};
 use crate::config::{Config, PromptVariant};
+use crate::tui::action::Action;
+use crate::tui::app::{App, Overlay, ReplyTarget, Screen};
+use crate::tui::effect::Effect;
+use crate::tui::keymap::{Keymap, Layer};
+use crate::tui::model::{PaneMode, PaneModes};
+use crate::tui::screens::chat::reply::on_engine;
+use crate::tui::screens::chat::session::{ChatSession, Players};
+use crate::tui::screens::chat::update::refresh;
+use crate::tui::screens::picker::state::{Picker, PickerItem};
+use crate::tui::theme::Theme;
+use crate::tui::update::update;
 use her_core::character::load_character;
 use her_core::session::{Message, NodeId, Role, Session, SessionEvent, SessionHeader};
 use her_engine::{Event, FinishReason, Finished, GenerationStats, Provenance, Started};
@@ -27,7 +28,7 @@ fn repo() -> &'static Path {
 }
 
 /// Elizabeth Bennet and Mr. Darcy.
-pub(super) fn players() -> Players {
+pub(crate) fn players() -> Players {
     let character = load_character(&repo().join("characters/elizabeth-bennet.toml")).unwrap();
     Players {
         character: character.clone(),
@@ -41,7 +42,7 @@ pub(super) fn players() -> Players {
 
 /// A new session of Elizabeth Bennet as a new file starts it, in memory:
 /// her greetings are the alternatives of the first message.
-pub(super) fn greeted_session() -> Session {
+pub(crate) fn greeted_session() -> Session {
     let lizzy = players().character;
     let mut header = SessionHeader::new("Elizabeth Bennet — test");
     header.character = Some(lizzy.name.clone());
@@ -63,19 +64,19 @@ pub(super) fn greeted_session() -> Session {
 
 /// An app on the chat screen with a fresh session of Elizabeth Bennet; no
 /// file: the changes wait in the session's write queue.
-pub(super) fn chat_app() -> App {
+pub(crate) fn chat_app() -> App {
     let path = PathBuf::from("sessions/elizabeth-test.jsonl");
     with_chat(ChatSession::new(path, greeted_session(), players()))
 }
 
 /// Every change `update` queued for the log so far, oldest first.
-pub(super) fn queued(app: &App) -> Vec<SessionEvent> {
+pub(crate) fn queued(app: &App) -> Vec<SessionEvent> {
     let chat = app.chat.as_ref().unwrap();
     chat.writes.queued().cloned().collect()
 }
 
 /// An app on the chat screen with `chat` open.
-pub(super) fn with_chat(chat: ChatSession) -> App {
+pub(crate) fn with_chat(chat: ChatSession) -> App {
     let mut app = App::new(Keymap::default(), Theme::dark(), PaneModes::default());
     app.chat = Some(chat);
     app.screen = Screen::Chat;
@@ -86,7 +87,7 @@ pub(super) fn with_chat(chat: ChatSession) -> App {
     app
 }
 
-pub(super) fn finished(reason: FinishReason) -> Finished {
+pub(crate) fn finished(reason: FinishReason) -> Finished {
     Finished {
         reason,
         stop_string: None,
@@ -106,7 +107,7 @@ pub(super) fn finished(reason: FinishReason) -> Finished {
 }
 
 /// Plays the engine's part: a reply streamed in pieces, then finished.
-pub(super) fn reply(app: &mut App, pieces: &[&str]) {
+pub(crate) fn reply(app: &mut App, pieces: &[&str]) {
     on_engine(
         app,
         Event::Started(Started {
@@ -126,7 +127,7 @@ pub(super) fn reply(app: &mut App, pieces: &[&str]) {
     );
 }
 
-pub(super) fn type_text(app: &mut App, text: &str) {
+pub(crate) fn type_text(app: &mut App, text: &str) {
     for c in text.chars() {
         update(app, Action::Insert(c));
     }
@@ -320,9 +321,9 @@ fn keys_reach_actions_through_the_layer_keymap() {
 }
 
 /// The screen as text, one line per row.
-pub(super) fn render(app: &mut App, width: u16, height: u16) -> String {
+pub(crate) fn render(app: &mut App, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal.draw(|f| super::view::draw(f, app)).unwrap();
+    terminal.draw(|f| crate::tui::view::draw(f, app)).unwrap();
     let buffer = terminal.backend().buffer().clone();
     let mut out = String::new();
     for y in 0..height {
@@ -390,7 +391,7 @@ fn snapshot_pickers_tree_and_help() {
 
 #[test]
 fn at_name_picks_the_scene_speaker() {
-    use super::reply::pick_speaker as pick;
+    use crate::tui::screens::chat::reply::pick_speaker as pick;
     let names: Vec<String> = ["Elizabeth Bennet", "Mr. Darcy", "Environment"]
         .map(String::from)
         .to_vec();
@@ -438,7 +439,7 @@ fn ratings_go_into_the_log_with_the_prompt_hash() {
 fn the_evals_overlay_charts_every_dimension_with_intervals() {
     use her_eval::results::tests::{results, system};
     let mut app = chat_app();
-    let effects = super::commands::run(&mut app, "evals");
+    let effects = crate::tui::screens::chat::commands::run(&mut app, "evals");
     assert!(
         matches!(effects.as_slice(), [Effect::ListEvals(dir)] if *dir == app.evals_dir),
         "expected the evaluations to be listed: {effects:?}"
@@ -447,7 +448,7 @@ fn the_evals_overlay_charts_every_dimension_with_intervals() {
         system("base", &[[3, 2, 1, 0], [2, 2, 2, 2]]),
         system("lizzy", &[[1, 1, 1, 0], [1, 2, 1, 1]]),
     ])];
-    update(&mut app, super::message::Msg::EvalsListed(listed));
+    update(&mut app, crate::tui::message::Msg::EvalsListed(listed));
     assert_eq!(app.evals.len(), 1);
     let screen = render(&mut app, 160, 40);
     for title in her_eval::score::column_titles() {

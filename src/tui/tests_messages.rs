@@ -6,18 +6,18 @@ use std::path::PathBuf;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::action::Action;
-use super::annotate::AnnotateScreen;
-use super::annotate::state::tests::item as queue_item;
-use super::app::{App, Screen};
-use super::effect::Effect;
-use super::keymap::Keymap;
-use super::message::Msg;
-use super::model::PaneModes;
-use super::picker::{Picker, PickerItem};
-use super::theme::Theme;
-use super::update::update;
 use crate::config::SamplingConfig;
+use crate::tui::action::Action;
+use crate::tui::app::{App, Screen};
+use crate::tui::effect::Effect;
+use crate::tui::keymap::Keymap;
+use crate::tui::message::Msg;
+use crate::tui::model::PaneModes;
+use crate::tui::screens::annotate::AnnotateScreen;
+use crate::tui::screens::annotate::state::tests::item as queue_item;
+use crate::tui::screens::picker::state::{Picker, PickerItem};
+use crate::tui::theme::Theme;
+use crate::tui::update::update;
 use her_core::prefs::queue::{AnnotationRun, QueueCandidate, QueueItem};
 use her_engine::{ChatTemplateFamily, ModelInfo};
 
@@ -76,7 +76,7 @@ fn model_switch_is_checked_then_loaded_off_the_loop() {
         "the first model is not announced"
     );
 
-    let effects = super::commands::run(&mut app, "model other.gguf");
+    let effects = crate::tui::screens::chat::commands::run(&mut app, "model other.gguf");
     let [Effect::CheckModel(path)] = effects.as_slice() else {
         panic!("expected the file to be checked first: {effects:?}");
     };
@@ -91,7 +91,7 @@ fn model_switch_is_checked_then_loaded_off_the_loop() {
     assert!(matches!(effects.as_slice(), [Effect::SwitchModel(p)] if *p == path));
     assert!(app.engine_loading && notice(&app).contains("loading other.gguf"));
     // Nothing else loads meanwhile.
-    assert!(super::commands::run(&mut app, "model third.gguf").is_empty());
+    assert!(crate::tui::screens::chat::commands::run(&mut app, "model third.gguf").is_empty());
     assert!(notice(&app).contains("loading already"));
 
     update(
@@ -118,7 +118,7 @@ fn model_switch_is_checked_then_loaded_off_the_loop() {
 
     // A server chooses its own model: refused before any file is read.
     app.backend_local = false;
-    assert!(super::commands::run(&mut app, "model other.gguf").is_empty());
+    assert!(crate::tui::screens::chat::commands::run(&mut app, "model other.gguf").is_empty());
     assert!(notice(&app).contains("the server chooses the model"));
 
     let effects = update(
@@ -135,7 +135,7 @@ fn model_switch_is_checked_then_loaded_off_the_loop() {
 fn the_runs_overlay_is_read_when_opened_and_on_every_tick_while_open() {
     let mut app = app();
     app.runs_dir = PathBuf::from("studio/runs");
-    let effects = super::commands::run(&mut app, "runs");
+    let effects = crate::tui::screens::chat::commands::run(&mut app, "runs");
     assert!(matches!(effects.as_slice(), [Effect::ListRuns(d)] if d.ends_with("runs")));
     assert!(matches!(
         update(&mut app, Msg::Tick(std::time::Instant::now())).as_slice(),
@@ -299,12 +299,12 @@ fn written_candidates_are_shown_for_a_pick() {
     let screen = app.annotate.as_deref().unwrap();
     assert!(screen.writing.is_none());
     assert_eq!(screen.ready_item().map(|i| i.candidates.len()), Some(2));
-    let shown = super::tests::render(&mut app, 100, 30);
+    let shown = crate::tui::tests::render(&mut app, 100, 30);
     assert!(
         shown.contains("A (a / ←)") && shown.contains("0/1 answered"),
         "{shown}"
     );
     let effects = update(&mut app, Action::Tie);
     assert!(matches!(effects.as_slice(), [Effect::AppendRecord { .. }]));
-    assert!(super::tests::render(&mut app, 100, 30).contains("Every item is answered"));
+    assert!(crate::tui::tests::render(&mut app, 100, 30).contains("Every item is answered"));
 }

@@ -6,13 +6,13 @@
 
 use std::path::PathBuf;
 
-use super::action::Action;
-use super::app::{Overlay, Screen};
-use super::chat::ChatSession;
-use super::effect::{Effect, Opening};
-use super::message::Msg;
-use super::tests::{chat_app, players, queued, render, reply, type_text, with_chat};
-use super::update::update;
+use crate::tui::action::Action;
+use crate::tui::app::{Overlay, Screen};
+use crate::tui::effect::{Effect, Opening};
+use crate::tui::message::Msg;
+use crate::tui::screens::chat::session::ChatSession;
+use crate::tui::tests::{chat_app, players, queued, render, reply, type_text, with_chat};
+use crate::tui::update::update;
 use her_core::session::SessionEvent;
 
 #[test]
@@ -100,7 +100,7 @@ fn closing_the_open_session_for_the_trash_drops_it_here_first() {
     let path = app.chat.as_ref().unwrap().path.clone();
     app.overlay = Some(Overlay::Confirm {
         question: "trash?".into(),
-        on_yes: super::app::ConfirmAction::DeleteSession(path.clone()),
+        on_yes: crate::tui::app::ConfirmAction::DeleteSession(path.clone()),
     });
     let effects = update(&mut app, Action::Confirm);
     assert!(app.chat.is_none());
@@ -121,7 +121,7 @@ fn appends(effects: &[Effect]) -> Vec<(PathBuf, Vec<SessionEvent>)> {
         .collect()
 }
 
-fn notice(app: &super::app::App) -> String {
+fn notice(app: &crate::tui::app::App) -> String {
     app.status
         .notice
         .clone()
@@ -150,7 +150,7 @@ fn changes_go_to_the_log_as_effects_in_order_and_a_failed_write_is_kept_and_retr
     let mut effects = Vec::new();
     for event in [
         her_engine::Event::Text("Elizabeth Bennet: No.".into()),
-        her_engine::Event::Finished(super::tests::finished(
+        her_engine::Event::Finished(crate::tui::tests::finished(
             her_engine::FinishReason::EndOfGeneration,
         )),
     ] {
@@ -204,7 +204,7 @@ fn changes_go_to_the_log_as_effects_in_order_and_a_failed_write_is_kept_and_retr
         },
     );
     update(&mut app, Action::CloseOverlay);
-    assert!(super::update::open_session(&mut app, Opening::New).is_empty());
+    assert!(crate::tui::update::open_session(&mut app, Opening::New).is_empty());
     assert!(
         notice(&app).contains("could not be saved"),
         "{}",

@@ -4,11 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::action::Action;
-use super::app::{App, Overlay};
-use super::effect::Effect;
-use super::tests::{chat_app, queued, reply, type_text};
-use super::update::update;
+use crate::tui::action::Action;
+use crate::tui::app::{App, Overlay};
+use crate::tui::effect::Effect;
+use crate::tui::tests::{chat_app, queued, reply, type_text};
+use crate::tui::update::update;
 use her_core::lore::{Book, Entry, Position, Role, load_book};
 use her_core::prefs::PreferenceRecord;
 use her_core::prefs::sessions::{SessionPlayers, collect_session};
@@ -226,7 +226,7 @@ fn started(dropped_turns: usize) -> her_engine::Event {
 /// finishes while a reply is written is logged only after that reply.
 #[test]
 fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
-    use super::reply::on_engine;
+    use crate::tui::screens::chat::reply::on_engine;
     use her_engine::{Event, FinishReason};
     let mut app = chat_app();
     app.chat.as_mut().unwrap().story.memory.keep_recent = 1;
@@ -236,7 +236,7 @@ fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
     on_engine(&mut app, Event::Text("Elizabeth Bennet: No.".into()));
     let effects = on_engine(
         &mut app,
-        Event::Finished(super::tests::finished(FinishReason::EndOfGeneration)),
+        Event::Finished(crate::tui::tests::finished(FinishReason::EndOfGeneration)),
     );
     assert!(
         notice(&app).contains("are being summarised"),
@@ -284,9 +284,9 @@ fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
 
 fn on_engine_summary(app: &mut App, text: &str) {
     use her_engine::{Event, FinishReason};
-    super::summary::on_event(app, Event::Text(text.into()));
-    super::summary::on_event(
+    crate::tui::screens::chat::summary::on_event(app, Event::Text(text.into()));
+    crate::tui::screens::chat::summary::on_event(
         app,
-        Event::Finished(super::tests::finished(FinishReason::EndOfGeneration)),
+        Event::Finished(crate::tui::tests::finished(FinishReason::EndOfGeneration)),
     );
 }

@@ -9,12 +9,12 @@ use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 use futures::stream::FuturesUnordered;
 
-use super::editor::edit_externally;
-use super::open;
 use crate::app::AppContext;
-use crate::tui::annotate::candidate_samplings;
 use crate::tui::effect::{AdapterFor, Effect};
 use crate::tui::message::{Msg, OpenFailure};
+use crate::tui::runtime::editor::edit_externally;
+use crate::tui::runtime::open;
+use crate::tui::screens::annotate::update::candidate_samplings;
 use crate::tui::terminal::TerminalGuard;
 use her_core::format::PREFILL;
 use her_core::prefs::queue::{QueueCandidate, remove_record};
@@ -304,9 +304,11 @@ impl<'a> Runtime<'a> {
                     reopen,
                 })
             }
-            Effect::Append { path, events } => {
-                Some(super::append::append(self.session.as_mut(), path, &events))
-            }
+            Effect::Append { path, events } => Some(crate::tui::runtime::append::append(
+                self.session.as_mut(),
+                path,
+                &events,
+            )),
             Effect::ListRuns(dir) => Some(Msg::RunsListed(her_train::runs::list_runs(&dir))),
             Effect::ListEvals(dir) => Some(Msg::EvalsListed(her_eval::list_results(&dir))),
             Effect::FindRlAsk(run) => Some(Msg::RlAsk {

@@ -16,15 +16,15 @@ use ratatui::crossterm::event::{
 };
 use ratatui::layout::Rect;
 
-use super::action::Action;
-use super::app::{App, Screen};
-use super::effect::Effect;
-use super::keymap::Layer;
-use super::message::Msg;
-use super::terminal::TerminalGuard;
-use super::update::update;
-use super::view;
 use crate::app::AppContext;
+use crate::tui::action::Action;
+use crate::tui::app::{App, Screen};
+use crate::tui::effect::Effect;
+use crate::tui::keymap::Layer;
+use crate::tui::message::Msg;
+use crate::tui::terminal::TerminalGuard;
+use crate::tui::update::update;
+use crate::tui::view;
 use her_engine::{EngineError, Event, EventStream as EngineStream};
 
 pub use jobs::{EngineSlot, Runtime, Starter};
@@ -79,7 +79,7 @@ pub async fn run(
             // here, told to `update`, never written by the view.
             let size = guard.terminal.size()?;
             let area = Rect::new(0, 0, size.width, size.height);
-            let rows = view::transcript_rows(area, app);
+            let rows = crate::tui::screens::chat::view::transcript_rows(area, app);
             if app.screen == Screen::Chat && rows != app.page {
                 rt.inbox.push_back(Msg::Layout {
                     transcript_rows: rows,

@@ -6,10 +6,10 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::app::AppContext;
-use crate::tui::chat::{ChatSession, Players};
 use crate::tui::effect::{Cast, Opening};
 use crate::tui::message::{Msg, OpenFailure, OpenedCharacter, OpenedSession};
-use crate::tui::picker::{Picker, PickerItem};
+use crate::tui::screens::chat::session::{ChatSession, Players};
+use crate::tui::screens::picker::state::{Picker, PickerItem};
 use her_core::character::{Character, Scene, list_characters};
 use her_core::session::{
     Holder, LoadIssue, SessionError, SessionFile, SessionHeader, SessionLock, SessionSummary,

@@ -2,10 +2,10 @@
 //! appends, and opening, forking and trashing sessions.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::append::append;
-use super::open;
 use crate::tui::action::Action;
 use crate::tui::message::Msg;
+use crate::tui::runtime::append::append;
+use crate::tui::runtime::open;
 use crate::tui::tests::{players, queued, reply, type_text, with_chat};
 use crate::tui::update::update;
 use her_core::session::{Session, SessionError, SessionFile, SessionHeader, load_session};
@@ -26,7 +26,8 @@ fn queued_changes_reach_the_file_as_a_direct_commit_writes_them() {
     let path = file.path().to_path_buf();
 
     // A conversation through `update`: lines, a swipe, a rating, a rename.
-    let chat = crate::tui::chat::ChatSession::new(path.clone(), session, players());
+    let chat =
+        crate::tui::screens::chat::session::ChatSession::new(path.clone(), session, players());
     let mut app = with_chat(chat);
     type_text(&mut app, "Will you dance?");
     update(&mut app, Action::Submit);
@@ -35,7 +36,7 @@ fn queued_changes_reach_the_file_as_a_direct_commit_writes_them() {
     reply(&mut app, &["Perhaps."]);
     update(&mut app, Action::RateUp);
     update(&mut app, Action::SwipePrev);
-    super::super::commands::run(&mut app, "rename At Netherfield");
+    crate::tui::screens::chat::commands::run(&mut app, "rename At Netherfield");
     let events = queued(&app);
     assert!(events.len() >= 6, "{events:?}");
 

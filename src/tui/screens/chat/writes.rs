@@ -1,8 +1,8 @@
 //! Session-log writes as effects. A change is applied to the session in
 //! memory and queued here; after each message `update` sends what is
 //! queued to the runtime as one [`Effect::Append`], and only the answer
-//! ([`Msg::Appended`](super::message::Msg::Appended) or
-//! [`Msg::WriteFailed`](super::message::Msg::WriteFailed)) takes events
+//! ([`Msg::Appended`](crate::tui::message::Msg::Appended) or
+//! [`Msg::WriteFailed`](crate::tui::message::Msg::WriteFailed)) takes events
 //! off the queue. One batch is in flight at a time and a failed batch
 //! blocks the ones after it, so the file receives the events in the order
 //! they happened, and an event that could not be written stays queued (and
@@ -10,8 +10,8 @@
 
 use std::collections::VecDeque;
 
-use super::app::App;
-use super::effect::Effect;
+use crate::tui::app::App;
+use crate::tui::effect::Effect;
 use her_core::session::SessionEvent;
 
 /// Ticks (250 ms each) between two tries of a write that failed.
@@ -109,7 +109,7 @@ pub fn appended(app: &mut App, path: &std::path::Path, count: usize) {
         chat.writes.written(count);
         app.leave_unsaved = false;
         // The title stops saying "unsaved".
-        super::update::refresh(app);
+        crate::tui::screens::chat::update::refresh(app);
     }
 }
 
@@ -127,7 +127,7 @@ pub fn write_failed(app: &mut App, path: &std::path::Path, written: usize, error
         format!("{unsaved} change(s) could not be saved: {error}; they are kept and tried again"),
         true,
     );
-    super::update::refresh(app);
+    crate::tui::screens::chat::update::refresh(app);
 }
 
 /// Quitting with changes that could not be written asks once more (and

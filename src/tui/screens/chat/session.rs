@@ -5,11 +5,11 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::app::{ReplyTarget, TreeRowView};
-use super::model::{ShownMessage, Speaker};
-use super::rating::{RatingInput, layer_label, score_label};
-use super::writes::PendingWrites;
 use crate::config::SamplingConfig;
+use crate::tui::app::{ReplyTarget, TreeRowView};
+use crate::tui::model::{ShownMessage, Speaker};
+use crate::tui::overlays::rate::state::{RatingInput, layer_label, score_label};
+use crate::tui::screens::chat::writes::PendingWrites;
 use her_core::character::{Character, Scene};
 use her_core::format::PREFILL;
 use her_core::prefs::sessions::{ArenaEvent, RATING_EVENT, RatingEvent};
@@ -27,7 +27,7 @@ pub struct ChatSession {
     pub read_only: Option<String>,
     pub session: Session,
     /// Changes applied here and not yet confirmed on disk; the runtime
-    /// writes them (see [`super::writes`]).
+    /// writes them (see [`crate::tui::writes`]).
     pub writes: PendingWrites,
     /// The character being chatted with; in a scene, the first member.
     pub character: Character,
@@ -101,7 +101,7 @@ impl ChatSession {
 
     /// Applies the event in memory and queues it for the log. Read-only,
     /// moving between alternatives and branches still works, in memory only.
-    pub(super) fn commit(&mut self, event: &SessionEvent) -> Result<Option<NodeId>, SessionError> {
+    pub(crate) fn commit(&mut self, event: &SessionEvent) -> Result<Option<NodeId>, SessionError> {
         if let Some(reason) = &self.read_only {
             if !matches!(event, SessionEvent::Select { .. }) {
                 return Err(SessionError::ReadOnly {
@@ -149,7 +149,7 @@ impl ChatSession {
         self.session.title().to_string()
     }
 
-    pub(super) fn id_of(&self, key: &str) -> Result<NodeId, SessionError> {
+    pub(crate) fn id_of(&self, key: &str) -> Result<NodeId, SessionError> {
         self.session
             .tree()
             .find(key)
@@ -204,7 +204,7 @@ impl ChatSession {
     }
 
     /// Transcript lines up to and including `key`, with their keys.
-    pub(super) fn path_upto(&self, key: Option<&str>) -> (Vec<Line>, Vec<String>) {
+    pub(crate) fn path_upto(&self, key: Option<&str>) -> (Vec<Line>, Vec<String>) {
         let Some(key) = key else {
             return (Vec::new(), Vec::new());
         };
@@ -226,7 +226,7 @@ impl ChatSession {
             .unzip()
     }
 
-    pub(super) fn parent_key(&self, key: &str) -> Result<Option<String>, SessionError> {
+    pub(crate) fn parent_key(&self, key: &str) -> Result<Option<String>, SessionError> {
         let id = self.id_of(key)?;
         Ok(self
             .session
@@ -360,7 +360,7 @@ impl ChatSession {
         self.log_other(event)
     }
 
-    pub(super) fn log_other(&mut self, event: &impl serde::Serialize) -> Result<(), SessionError> {
+    pub(crate) fn log_other(&mut self, event: &impl serde::Serialize) -> Result<(), SessionError> {
         let value = serde_json::to_value(event)?;
         self.commit(&SessionEvent::Other(value)).map(|_| ())
     }
