@@ -329,18 +329,19 @@ fn a_server_killed_mid_reply_keeps_the_partial_text_marked_incomplete() {
     use her_core::session::load_session;
     use her_studio::tui::action::Action;
     use her_studio::tui::effect::Effect;
+    use her_studio::tui::message::Msg;
     use her_studio::tui::update::{on_engine, update};
 
     let mut server = Server::start(None);
     let engine = server.connect();
     let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let (mut app, mut file) = chat_app(dir.path());
     for c in "Will you dance?".chars() {
         update(&mut app, Action::Insert(c));
     }
     let effects = update(&mut app, Action::Submit);
-    let [Effect::Generate(request)] = effects.as_slice() else {
-        panic!("expected one generation, got {}", effects.len());
+    let [Effect::Append { .. }, Effect::Generate(request)] = effects.as_slice() else {
+        panic!("expected the line saved and one generation, got {effects:?}");
     };
     let mut request = request.clone();
     request.sampling = sampling(5, 100_000);
@@ -379,6 +380,12 @@ fn a_server_killed_mid_reply_keeps_the_partial_text_marked_incomplete() {
     );
     on_engine(&mut app, failure.1);
     assert!(app.streaming.is_none());
+    // The runtime's part: what the chat queued goes to the session file.
+    let chat = app.chat.as_ref().unwrap();
+    let queued: Vec<_> = chat.writes.queued().cloned().collect();
+    let written =
+        her_studio::tui::runtime::append::append(Some(&mut file), chat.path.clone(), &queued);
+    assert!(matches!(written, Msg::Appended { .. }), "{written:?}");
     let (session, issues) = load_session(&app.chat.as_ref().unwrap().path).unwrap();
     assert!(issues.is_empty(), "{issues:?}");
     let tree = session.tree();
@@ -391,13 +398,15 @@ fn a_server_killed_mid_reply_keeps_the_partial_text_marked_incomplete() {
     );
 }
 
-fn chat_app(dir: &Path) -> her_studio::tui::app::App {
+/// The chat screen on a new session file, and the file (the runtime's
+/// part, which the test plays).
+fn chat_app(dir: &Path) -> (her_studio::tui::app::App, her_core::session::SessionFile) {
     use her_core::character::load_character;
     use her_core::session::SessionHeader;
     use her_studio::config::{Config, PromptVariant};
-    use her_studio::tui::chat::{ChatSession, Players};
     use her_studio::tui::keymap::Keymap;
     use her_studio::tui::model::PaneModes;
+    use her_studio::tui::screens::chat::session::{ChatSession, Players};
     use her_studio::tui::theme::Theme;
     let root = common::repo_root();
     let character = load_character(&root.join("characters/elizabeth-bennet.toml")).unwrap();
@@ -411,14 +420,16 @@ fn chat_app(dir: &Path) -> her_studio::tui::app::App {
         variant: PromptVariant::Training,
         sampling: Config::default().sampling,
     };
-    let chat = ChatSession::create(dir, players, header).unwrap();
+    let (file, session) =
+        her_engine::dialogue::start_session(dir, header, Some(&players.character)).unwrap();
+    let chat = ChatSession::new(file.path().to_path_buf(), session, players);
     let mut app =
         her_studio::tui::app::App::new(Keymap::default(), Theme::dark(), PaneModes::default());
     app.chat = Some(chat);
     app.screen = her_studio::tui::app::Screen::Chat;
     app.character_name = "Elizabeth Bennet".into();
-    her_studio::tui::update::refresh(&mut app);
-    app
+    her_studio::tui::screens::chat::update::refresh(&mut app);
+    (app, file)
 }
 
 #[test]

@@ -5,8 +5,8 @@ use anyhow::Context;
 use crate::annotate::{Sitting, open_sitting};
 use crate::app::AppContext;
 use crate::cli::AnnotateArgs;
-use crate::tui::annotate::AnnotateScreen;
 use crate::tui::keymap::Keymap;
+use crate::tui::screens::annotate::AnnotateScreen;
 use crate::tui::theme::Theme;
 use her_core::prefs::store::annotation_log;
 

@@ -1,15 +1,16 @@
 //! The whole TUI state. `update` mutates it; views and the runtime only
 //! borrow it.
 
+use crate::tui::keymap::{Keymap, Layer};
+use crate::tui::model::{PaneModes, ShownMessage};
+use crate::tui::screens::chat::composer::Composer;
+use crate::tui::screens::chat::session::ChatSession;
+use crate::tui::screens::picker::state::Picker;
+use crate::tui::theme::Theme;
 use std::time::Instant;
 
-use super::chat::ChatSession;
-use super::composer::Composer;
-use super::keymap::{Keymap, Layer};
-use super::model::{PaneModes, ShownMessage};
-use super::picker::Picker;
-use super::theme::Theme;
 use her_core::format::{Finding, StreamedReply};
+use her_core::prefs::stats::SplitMix64;
 use her_engine::LiveStats;
 
 /// Which full screen is showing.
@@ -46,7 +47,7 @@ pub enum Overlay {
         cursor: usize,
     },
     /// The detailed rating dialog.
-    Rate(super::rating::RateForm),
+    Rate(crate::tui::overlays::rate::state::RateForm),
     /// The blind A/B round in `App::arena`.
     Arena,
     /// Training runs with their loss curves; `cursor` indexes `App::runs`.
@@ -54,7 +55,7 @@ pub enum Overlay {
         cursor: usize,
     },
     /// Stars for the replies an RL run waits on.
-    RlRate(super::rl_rating::RlRateForm),
+    RlRate(crate::tui::overlays::rl_rate::state::RlRateForm),
     /// Evaluations with their scores per dimension; `cursor` indexes `App::evals`.
     Evals {
         cursor: usize,
@@ -105,6 +106,7 @@ pub struct Streaming {
     pub target: ReplyTarget,
     pub speaker: String,
     pub reply: StreamedReply,
+    /// When it started, by the clock of the last tick (see `App::now`).
     pub started: Instant,
 }
 
@@ -150,6 +152,9 @@ pub struct App {
     /// The engine runs here (llama.cpp), so `/model` can switch it.
     pub backend_local: bool,
     pub quit: bool,
+    /// Quit was asked once while session changes could not be saved: the
+    /// next quit leaves without them (and the exit reports them).
+    pub leave_unsaved: bool,
     /// Height of the transcript at the last draw, for page scrolling.
     pub page: usize,
     /// Rows of the branch tree while the tree overlay is open.
@@ -157,7 +162,7 @@ pub struct App {
     /// The open session, on the chat screen.
     pub chat: Option<ChatSession>,
     /// The blind A/B round in progress.
-    pub arena: Option<super::arena::ArenaRound>,
+    pub arena: Option<crate::tui::overlays::arena::state::ArenaRound>,
     /// The LoRA adapter the engine has loaded (path, scale).
     pub adapter: Option<(std::path::PathBuf, f32)>,
     /// Training runs, re-read while the runs overlay is open.
@@ -173,9 +178,14 @@ pub struct App {
     /// while it is set exits non-zero with it on stderr.
     pub failure: Option<String>,
     /// The rolling summary being written in the background.
-    pub summary: Option<super::summary::SummaryJob>,
+    pub summary: Option<crate::tui::screens::chat::summary::SummaryJob>,
     /// The annotation queue, on the annotate screen.
-    pub annotate: Option<Box<super::annotate::AnnotateScreen>>,
+    pub annotate: Option<Box<crate::tui::screens::annotate::AnnotateScreen>>,
+    /// Arena seeds and blind order. Seeded by the runtime (fixed in tests),
+    /// so `update` is a function of the state and the message.
+    pub rng: SplitMix64,
+    /// The time of the last clock tick (`Msg::Tick`): `update` reads no clock.
+    pub now: Instant,
 }
 
 /// A row of the branch tree overlay.
@@ -212,6 +222,7 @@ impl App {
             choosing_speaker: false,
             backend_local: true,
             quit: false,
+            leave_unsaved: false,
             page: 20,
             tree_rows: Vec::new(),
             chat: None,
@@ -224,6 +235,8 @@ impl App {
             failure: None,
             summary: None,
             annotate: None,
+            rng: SplitMix64::new(0),
+            now: Instant::now(),
         }
     }
 
@@ -293,7 +306,7 @@ impl App {
         saved
             .iter()
             .rev()
-            .find(|m| m.speaker != super::model::Speaker::User)
+            .find(|m| m.speaker != crate::tui::model::Speaker::User)
             .cloned()
     }
 
@@ -310,9 +323,11 @@ impl App {
         self.notify(text, true);
     }
 
-    /// What to report on exit: the failure, unless a session opened after it.
+    /// What to report on exit: session changes that could not be saved,
+    /// or the failure, unless a session opened after it.
     pub fn exit_failure(&self) -> Option<String> {
-        self.failure.clone().filter(|_| self.chat.is_none())
+        crate::tui::screens::chat::writes::lost_on_exit(self)
+            .or_else(|| self.failure.clone().filter(|_| self.chat.is_none()))
     }
 
     pub fn update_stats(&mut self, stats: &LiveStats) {

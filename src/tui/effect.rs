@@ -1,13 +1,13 @@
 //! Work that `update` asks the runtime to do: anything that touches the
 //! engine, the terminal, the file system or another program. Each answers
-//! with a [`Msg`](super::message::Msg) (named on the variant).
+//! with a [`Msg`](crate::tui::message::Msg) (named on the variant).
 
 use std::path::PathBuf;
 
 use crate::config::SamplingConfig;
 use her_core::prefs::PreferenceRecord;
 use her_core::prompt::PromptPart;
-use her_core::session::{ExportFormat, Session};
+use her_core::session::{ExportFormat, Session, SessionEvent};
 use her_engine::GenerateRequest;
 use her_train::rl::human::Answer;
 
@@ -130,6 +130,12 @@ pub enum Effect {
     RetractRecord {
         log: PathBuf,
         id: String,
+    },
+    /// Append the open session's queued changes to its file, in order
+    /// (→ `Msg::Appended`, or `Msg::WriteFailed` with how many made it).
+    Append {
+        path: PathBuf,
+        events: Vec<SessionEvent>,
     },
     /// Write the active branch to a file (→ `Msg::Exported`).
     Export {

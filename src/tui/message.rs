@@ -1,13 +1,13 @@
 //! Everything that reaches `update`: the user's intents, the clock, the
 //! generation stream, and the answers of the work the runtime did for an
-//! [`Effect`](super::effect::Effect).
+//! [`Effect`](crate::tui::effect::Effect).
 
 use std::path::PathBuf;
 
-use super::action::Action;
-use super::chat::ChatSession;
-use super::effect::{AdapterFor, Opening};
-use super::picker::Picker;
+use crate::tui::action::Action;
+use crate::tui::effect::{AdapterFor, Opening};
+use crate::tui::screens::chat::session::ChatSession;
+use crate::tui::screens::picker::state::Picker;
 use her_core::prefs::queue::QueueCandidate;
 use her_core::prompt::PromptPart;
 use her_engine::{AdapterInfo, Event, ModelInfo};
@@ -27,8 +27,8 @@ pub enum Msg {
     Layout {
         transcript_rows: usize,
     },
-    /// The 250 ms clock.
-    Tick,
+    /// The 250 ms clock, with the time it ticked.
+    Tick(std::time::Instant),
     /// An event of the reply (or arena candidate) being generated.
     Engine(Event),
     /// An event of the rolling summary being generated.
@@ -109,6 +109,17 @@ pub enum Msg {
         result: Result<(), String>,
     },
     Exported(Result<PathBuf, String>),
+    /// The first `count` queued changes of the session at `path` are on disk.
+    Appended {
+        path: PathBuf,
+        count: usize,
+    },
+    /// A session write failed after `written` events; the rest stay queued.
+    WriteFailed {
+        path: PathBuf,
+        written: usize,
+        error: String,
+    },
     /// Two candidates for an annotation item (or why there are none).
     CandidatesWritten {
         item: String,

@@ -4,32 +4,25 @@
 //! State lives in [`app::App`]. Keys, engine events and the answers of the
 //! runtime's jobs arrive as [`message::Msg`]; [`update::update`] is the only
 //! code that changes the state, and returns [`effect::Effect`]s that the
-//! [`runtime`] carries out and answers with further messages. Views borrow
-//! the state.
+//! [`runtime`] carries out and answers with further messages (session-log
+//! writes included). Views borrow the state.
+//!
+//! Each screen ([`screens`]: pickers, chat, annotate) and overlay
+//! ([`overlays`]: arena, rating, RL stars, runs, evaluations, lists) keeps
+//! its state, its update and its view together; `update` routes a key to
+//! the open overlay, else to the screen.
 
 pub mod action;
-pub mod annotate;
 pub mod app;
-pub mod arena;
-mod arena_flow;
-pub mod chat;
-mod chat_story;
-pub mod commands;
-pub mod composer;
-mod dialogs;
 pub mod effect;
 pub mod highlight;
 pub mod keymap;
 pub mod message;
 pub mod model;
-pub mod picker;
-pub mod rating;
-mod reply;
+pub mod overlays;
 mod reports;
-pub mod rl_rating;
 pub mod runtime;
-pub mod story_commands;
-mod summary;
+pub mod screens;
 pub mod terminal;
 pub mod theme;
 pub mod update;
@@ -109,6 +102,7 @@ pub fn run(
     app.backend_local = config.backend.kind == BackendKind::Local;
     app.runs_dir = config.runs_dir(&cx.studio.root);
     app.evals_dir = config.evals_dir(&cx.studio.root);
+    app.rng = her_core::prefs::stats::SplitMix64::new(fresh_seed());
     let mut first = vec![effect::Effect::ListCharacters];
     first.extend(start_effects(cx, start));
     let result = in_terminal(&mut app, cx, runtime::EngineSlot::Ready(engine), first);
@@ -121,7 +115,7 @@ pub fn run(
 /// candidates written; a start that fails is the error.
 pub fn annotate(
     cx: &AppContext,
-    screen: annotate::AnnotateScreen,
+    screen: screens::annotate::AnnotateScreen,
     keymap: Keymap,
     theme: Theme,
     start_engine: runtime::Starter<'_>,
@@ -132,6 +126,13 @@ pub fn annotate(
     let engine = runtime::EngineSlot::Lazy(start_engine);
     in_terminal(&mut app, cx, engine, Vec::new())?;
     Ok(app.annotate.map_or((0, 0), |s| s.run.progress()))
+}
+
+/// Fresh randomness for the arena's seeds and blind order, without an RNG
+/// crate: the runtime's input to `update`, never read inside it.
+fn fresh_seed() -> u64 {
+    let id = uuid::Uuid::new_v4().as_u128();
+    (id as u64) ^ ((id >> 64) as u64)
 }
 
 /// The loop in the terminal, which is restored however it ends.

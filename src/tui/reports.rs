@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
-use super::app::{App, Overlay, Screen};
-use super::effect::{AdapterFor, Effect, Opening};
-use super::keymap::Layer;
-use super::message::{Msg, OpenFailure, OpenedCharacter, OpenedSession};
-use super::update::{open_session, refresh};
+use crate::tui::app::{App, Overlay, Screen};
+use crate::tui::effect::{AdapterFor, Effect, Opening};
+use crate::tui::keymap::Layer;
+use crate::tui::message::{Msg, OpenFailure, OpenedCharacter, OpenedSession};
+use crate::tui::screens::chat::update::refresh;
+use crate::tui::update::open_session;
 use her_engine::{AdapterInfo, ModelInfo};
 
 /// Applies a message that is not a key or an engine event.
@@ -15,9 +16,12 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
     match msg {
         // Routed by `update` before this.
         Msg::Action(_) | Msg::Typed(_) | Msg::Layout { .. } | Msg::Engine(_) => Vec::new(),
-        Msg::Tick => tick(app),
+        Msg::Tick(now) => {
+            app.now = now;
+            tick(app)
+        }
         Msg::Summary(event) => {
-            super::summary::on_event(app, event);
+            crate::tui::screens::chat::summary::on_event(app, event);
             Vec::new()
         }
         Msg::ModelLoaded { info, switched } => {
@@ -76,13 +80,13 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
             parent,
             answer,
             choices,
-        } => super::reply::speaker_chosen(app, parent, answer, &choices),
+        } => crate::tui::screens::chat::reply::speaker_chosen(app, parent, answer, &choices),
         Msg::PromptCounted {
             preface,
             parts,
             counts,
         } => {
-            super::commands::prompt_counted(app, preface, &parts, &counts);
+            crate::tui::screens::chat::commands::prompt_counted(app, preface, &parts, &counts);
             Vec::new()
         }
         Msg::AdapterLoaded { info, scale, for_ } => match for_ {
@@ -90,7 +94,7 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
                 adapter_loaded(app, &info, scale);
                 Vec::new()
             }
-            _ => super::arena_flow::adapter_ready(app, for_),
+            _ => crate::tui::overlays::arena::update::adapter_ready(app, for_),
         },
         Msg::AdapterCleared { for_ } => match for_ {
             AdapterFor::Chat => {
@@ -99,14 +103,14 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
                 app.notify("adapter removed", false);
                 Vec::new()
             }
-            _ => super::arena_flow::adapter_ready(app, for_),
+            _ => crate::tui::overlays::arena::update::adapter_ready(app, for_),
         },
         Msg::AdapterFailed { for_, error } => match for_ {
             AdapterFor::Chat => {
                 app.notify(error, true);
                 Vec::new()
             }
-            _ => super::arena_flow::adapter_failed(app, &error),
+            _ => crate::tui::overlays::arena::update::adapter_failed(app, &error),
         },
         Msg::RunAdapter(found) => match found {
             Ok(path) => vec![Effect::LoadAdapter {
@@ -141,7 +145,7 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
             match ask {
                 // Only over the list it was asked from.
                 Some(ask) if matches!(app.overlay, Some(Overlay::Runs { .. })) => {
-                    let form = super::rl_rating::RlRateForm::new(run, ask);
+                    let form = crate::tui::overlays::rl_rate::state::RlRateForm::new(run, ask);
                     app.overlay = Some(Overlay::RlRate(form));
                 }
                 Some(_) => {}
@@ -160,12 +164,14 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
             Vec::new()
         }
         Msg::CandidatesWritten { item, result } => match app.annotate.as_deref_mut() {
-            Some(screen) => super::annotate::candidates_written(screen, &item, result),
+            Some(screen) => {
+                crate::tui::screens::annotate::update::candidates_written(screen, &item, result)
+            }
             None => Vec::new(),
         },
         Msg::RecordAppendFailed(error) => {
             if let Some(screen) = app.annotate.as_deref_mut() {
-                super::annotate::record_not_saved(screen, error);
+                crate::tui::screens::annotate::update::record_not_saved(screen, error);
             }
             Vec::new()
         }
@@ -173,6 +179,18 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
             if let Some(screen) = app.annotate.as_deref_mut() {
                 screen.notice = Some((error, true));
             }
+            Vec::new()
+        }
+        Msg::Appended { path, count } => {
+            crate::tui::screens::chat::writes::appended(app, &path, count);
+            Vec::new()
+        }
+        Msg::WriteFailed {
+            path,
+            written,
+            error,
+        } => {
+            crate::tui::screens::chat::writes::write_failed(app, &path, written, error);
             Vec::new()
         }
         Msg::Exported(result) => {
@@ -186,11 +204,15 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
 }
 
 /// While the runs overlay is open, a run training in another process is
-/// followed: its list is read again.
-/// The annotate screen asks for candidates its current item lacks.
+/// followed: its list is read again. The annotate screen asks for
+/// candidates its current item lacks; a session write that failed is
+/// tried again every few seconds.
 fn tick(app: &mut App) -> Vec<Effect> {
+    if let Some(chat) = &mut app.chat {
+        chat.writes.tick();
+    }
     if let Some(screen) = app.annotate.as_deref_mut() {
-        return super::annotate::candidates_needed(screen);
+        return crate::tui::screens::annotate::update::candidates_needed(screen);
     }
     match app.overlay {
         Some(Overlay::Runs { .. }) => vec![Effect::ListRuns(app.runs_dir.clone())],

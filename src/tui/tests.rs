@@ -1,25 +1,26 @@
 //! Update logic without a terminal, and screen snapshots with TestBackend.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::action::Action;
-use super::app::{App, Overlay, ReplyTarget, Screen};
-use super::chat::{ChatSession, Players};
-use super::effect::Effect;
-use super::keymap::{Keymap, Layer};
-use super::model::{PaneMode, PaneModes};
-use super::picker::{Picker, PickerItem};
-use super::reply::on_engine;
-use super::theme::Theme;
-use super::update::{refresh, update};
 use crate::config::{Config, PromptVariant};
+use crate::tui::action::Action;
+use crate::tui::app::{App, Overlay, ReplyTarget, Screen};
+use crate::tui::effect::Effect;
+use crate::tui::keymap::{Keymap, Layer};
+use crate::tui::model::{PaneMode, PaneModes};
+use crate::tui::screens::chat::reply::on_engine;
+use crate::tui::screens::chat::session::{ChatSession, Players};
+use crate::tui::screens::chat::update::refresh;
+use crate::tui::screens::picker::state::{Picker, PickerItem};
+use crate::tui::theme::Theme;
+use crate::tui::update::update;
 use her_core::character::load_character;
-use her_core::session::{SessionHeader, load_session};
+use her_core::session::{Message, NodeId, Role, Session, SessionEvent, SessionHeader};
 use her_engine::{Event, FinishReason, Finished, GenerationStats, Provenance, Started};
 
 fn repo() -> &'static Path {
@@ -27,7 +28,7 @@ fn repo() -> &'static Path {
 }
 
 /// Elizabeth Bennet and Mr. Darcy.
-pub(super) fn players() -> Players {
+pub(crate) fn players() -> Players {
     let character = load_character(&repo().join("characters/elizabeth-bennet.toml")).unwrap();
     Players {
         character: character.clone(),
@@ -39,16 +40,43 @@ pub(super) fn players() -> Players {
     }
 }
 
-/// An app on the chat screen with a fresh session of Elizabeth Bennet.
-pub(super) fn chat_app(dir: &Path) -> App {
+/// A new session of Elizabeth Bennet as a new file starts it, in memory:
+/// her greetings are the alternatives of the first message.
+pub(crate) fn greeted_session() -> Session {
+    let lizzy = players().character;
     let mut header = SessionHeader::new("Elizabeth Bennet — test");
-    header.character = Some("Elizabeth Bennet".into());
-    let chat = ChatSession::create(dir, players(), header).unwrap();
-    with_chat(chat)
+    header.character = Some(lizzy.name.clone());
+    let mut session = Session::new(header);
+    for greeting in &lizzy.greetings {
+        let message = Message::new(lizzy.name.clone(), Role::Character, greeting.clone());
+        let event = session
+            .tree()
+            .append_under_event(NodeId::ROOT, message)
+            .unwrap();
+        session.apply(&event).unwrap();
+    }
+    if lizzy.greetings.len() > 1 {
+        let event = session.tree().select_event(NodeId::ROOT, 0).unwrap();
+        session.apply(&event).unwrap();
+    }
+    session
+}
+
+/// An app on the chat screen with a fresh session of Elizabeth Bennet; no
+/// file: the changes wait in the session's write queue.
+pub(crate) fn chat_app() -> App {
+    let path = PathBuf::from("sessions/elizabeth-test.jsonl");
+    with_chat(ChatSession::new(path, greeted_session(), players()))
+}
+
+/// Every change `update` queued for the log so far, oldest first.
+pub(crate) fn queued(app: &App) -> Vec<SessionEvent> {
+    let chat = app.chat.as_ref().unwrap();
+    chat.writes.queued().cloned().collect()
 }
 
 /// An app on the chat screen with `chat` open.
-pub(super) fn with_chat(chat: ChatSession) -> App {
+pub(crate) fn with_chat(chat: ChatSession) -> App {
     let mut app = App::new(Keymap::default(), Theme::dark(), PaneModes::default());
     app.chat = Some(chat);
     app.screen = Screen::Chat;
@@ -59,7 +87,7 @@ pub(super) fn with_chat(chat: ChatSession) -> App {
     app
 }
 
-pub(super) fn finished(reason: FinishReason) -> Finished {
+pub(crate) fn finished(reason: FinishReason) -> Finished {
     Finished {
         reason,
         stop_string: None,
@@ -79,7 +107,7 @@ pub(super) fn finished(reason: FinishReason) -> Finished {
 }
 
 /// Plays the engine's part: a reply streamed in pieces, then finished.
-pub(super) fn reply(app: &mut App, pieces: &[&str]) {
+pub(crate) fn reply(app: &mut App, pieces: &[&str]) {
     on_engine(
         app,
         Event::Started(Started {
@@ -99,7 +127,7 @@ pub(super) fn reply(app: &mut App, pieces: &[&str]) {
     );
 }
 
-pub(super) fn type_text(app: &mut App, text: &str) {
+pub(crate) fn type_text(app: &mut App, text: &str) {
     for c in text.chars() {
         update(app, Action::Insert(c));
     }
@@ -113,12 +141,15 @@ const HER_REPLY: [&str; 3] = [
 
 #[test]
 fn sending_a_message_streams_and_saves_the_reply() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
+    let mut logged = app.chat.as_ref().unwrap().session.clone();
     assert_eq!(app.messages.len(), 1, "the greeting");
     type_text(&mut app, "Will you dance?");
     let effects = update(&mut app, Action::Submit);
-    assert!(matches!(effects.as_slice(), [Effect::Generate(_)]));
+    assert!(matches!(
+        effects.as_slice(),
+        [Effect::Append { .. }, Effect::Generate(_)]
+    ));
     assert!(app.streaming.is_some());
     assert_eq!(app.messages.len(), 2);
     on_engine(&mut app, Event::Text(HER_REPLY[0].into()));
@@ -134,16 +165,17 @@ fn sending_a_message_streams_and_saves_the_reply() {
     let last = app.messages.last().unwrap();
     assert_eq!(last.name, "Elizabeth Bennet");
     assert_eq!(last.thoughts(), ["So proud."]);
-    // Everything is in the log, in order.
-    let (session, issues) = load_session(&app.chat.as_ref().unwrap().path).unwrap();
-    assert!(issues.is_empty());
-    assert_eq!(session.tree().active_path().len(), 3);
+    // Everything is queued for the log, in order: replayed, it is the chat.
+    for event in queued(&app) {
+        logged.apply(&event).unwrap();
+    }
+    assert_eq!(logged.tree().active_path().len(), 3);
+    assert_eq!(logged.tree(), app.chat.as_ref().unwrap().session.tree());
 }
 
 #[test]
 fn swipes_are_alternatives_and_flip_both_ways() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
     type_text(&mut app, "Hello");
     update(&mut app, Action::Submit);
     reply(&mut app, &["First answer."]);
@@ -171,8 +203,7 @@ fn swipes_are_alternatives_and_flip_both_ways() {
 
 #[test]
 fn editing_makes_a_new_version_and_regenerates_from_there() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
     type_text(&mut app, "Hello");
     update(&mut app, Action::Submit);
     reply(&mut app, &["Reply to hello."]);
@@ -212,8 +243,7 @@ fn editing_makes_a_new_version_and_regenerates_from_there() {
 
 #[test]
 fn deleting_asks_first_and_keeps_the_log() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
     type_text(&mut app, "Hello");
     update(&mut app, Action::Submit);
     reply(&mut app, &["Bye."]);
@@ -225,14 +255,18 @@ fn deleting_asks_first_and_keeps_the_log() {
     update(&mut app, Action::DeleteSelected);
     update(&mut app, Action::Confirm);
     assert_eq!(app.messages.len(), 2);
-    let text = std::fs::read_to_string(&app.chat.as_ref().unwrap().path).unwrap();
+    let logged = queued(&app);
+    let text = serde_json::to_string(&logged).unwrap();
     assert!(text.contains("Bye."), "nothing is removed from the log");
+    assert!(
+        matches!(logged.last(), Some(SessionEvent::Delete { .. })),
+        "the deletion is one more line: {logged:?}"
+    );
 }
 
 #[test]
 fn toggles_cycle_and_scrolling_moves() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
     assert_eq!(app.modes.plan, PaneMode::Pane);
     update(&mut app, Action::TogglePlan);
     assert_eq!(app.modes.plan, PaneMode::Inline);
@@ -256,8 +290,7 @@ fn toggles_cycle_and_scrolling_moves() {
 
 #[test]
 fn stopping_keeps_what_was_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
     type_text(&mut app, "Hello");
     update(&mut app, Action::Submit);
     on_engine(&mut app, Event::Text("Half a sen".into()));
@@ -288,9 +321,9 @@ fn keys_reach_actions_through_the_layer_keymap() {
 }
 
 /// The screen as text, one line per row.
-pub(super) fn render(app: &mut App, width: u16, height: u16) -> String {
+pub(crate) fn render(app: &mut App, width: u16, height: u16) -> String {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
-    terminal.draw(|f| super::view::draw(f, app)).unwrap();
+    terminal.draw(|f| crate::tui::view::draw(f, app)).unwrap();
     let buffer = terminal.backend().buffer().clone();
     let mut out = String::new();
     for y in 0..height {
@@ -302,8 +335,8 @@ pub(super) fn render(app: &mut App, width: u16, height: u16) -> String {
     out
 }
 
-fn conversation(dir: &Path) -> App {
-    let mut app = chat_app(dir);
+fn conversation() -> App {
+    let mut app = chat_app();
     type_text(&mut app, "Will you dance, Miss Bennet?");
     update(&mut app, Action::Submit);
     reply(&mut app, &HER_REPLY);
@@ -312,8 +345,7 @@ fn conversation(dir: &Path) -> App {
 
 #[test]
 fn snapshot_chat_with_panes_at_60_and_160_columns() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = conversation(dir.path());
+    let mut app = conversation();
     insta::assert_snapshot!("chat_panes_60", render(&mut app, 60, 30));
     insta::assert_snapshot!("chat_panes_160", render(&mut app, 160, 30));
     app.modes = PaneModes {
@@ -330,8 +362,7 @@ fn snapshot_chat_with_panes_at_60_and_160_columns() {
 
 #[test]
 fn snapshot_pickers_tree_and_help() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = conversation(dir.path());
+    let mut app = conversation();
     update(&mut app, Action::FocusTranscript);
     update(&mut app, Action::Regenerate);
     reply(&mut app, &["Another answer."]);
@@ -360,7 +391,7 @@ fn snapshot_pickers_tree_and_help() {
 
 #[test]
 fn at_name_picks_the_scene_speaker() {
-    use super::reply::pick_speaker as pick;
+    use crate::tui::screens::chat::reply::pick_speaker as pick;
     let names: Vec<String> = ["Elizabeth Bennet", "Mr. Darcy", "Environment"]
         .map(String::from)
         .to_vec();
@@ -382,21 +413,20 @@ fn at_name_picks_the_scene_speaker() {
 
 #[test]
 fn ratings_go_into_the_log_with_the_prompt_hash() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = conversation(dir.path());
+    let mut app = conversation();
     app.chat.as_mut().unwrap().annotator = "ann-7".into();
     update(&mut app, Action::FocusTranscript);
     update(&mut app, Action::RateStars(4));
     assert_eq!(app.messages.last().unwrap().rating.as_deref(), Some("★★★★"));
     update(&mut app, Action::RateUp);
     assert_eq!(app.messages.last().unwrap().rating.as_deref(), Some("👍"));
-    let (session, issues) = load_session(&app.chat.as_ref().unwrap().path).unwrap();
-    assert!(issues.is_empty());
-    let ratings: Vec<&serde_json::Value> = session
-        .other_events()
+    let logged = queued(&app);
+    let ratings: Vec<&serde_json::Value> = logged
         .iter()
-        .map(|e| &e.value)
-        .filter(|v| v["type"] == "rating")
+        .filter_map(|e| match e {
+            SessionEvent::Other(v) if v["type"] == "rating" => Some(v),
+            _ => None,
+        })
         .collect();
     assert_eq!(ratings.len(), 2);
     assert_eq!(ratings[0]["score"]["stars"], 4);
@@ -408,24 +438,17 @@ fn ratings_go_into_the_log_with_the_prompt_hash() {
 #[test]
 fn the_evals_overlay_charts_every_dimension_with_intervals() {
     use her_eval::results::tests::{results, system};
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
-    app.evals_dir = dir.path().join("evals");
-    her_eval::results::write_results(
-        &app.evals_dir.join("e1"),
-        &results(vec![
-            system("base", &[[3, 2, 1, 0], [2, 2, 2, 2]]),
-            system("lizzy", &[[1, 1, 1, 0], [1, 2, 1, 1]]),
-        ]),
-        &[],
-    )
-    .unwrap();
-    let effects = super::commands::run(&mut app, "evals");
-    let [Effect::ListEvals(evals_dir)] = effects.as_slice() else {
-        panic!("expected the evaluations to be listed: {effects:?}");
-    };
-    let listed = her_eval::list_results(evals_dir);
-    update(&mut app, super::message::Msg::EvalsListed(listed));
+    let mut app = chat_app();
+    let effects = crate::tui::screens::chat::commands::run(&mut app, "evals");
+    assert!(
+        matches!(effects.as_slice(), [Effect::ListEvals(dir)] if *dir == app.evals_dir),
+        "expected the evaluations to be listed: {effects:?}"
+    );
+    let listed = vec![results(vec![
+        system("base", &[[3, 2, 1, 0], [2, 2, 2, 2]]),
+        system("lizzy", &[[1, 1, 1, 0], [1, 2, 1, 1]]),
+    ])];
+    update(&mut app, crate::tui::message::Msg::EvalsListed(listed));
     assert_eq!(app.evals.len(), 1);
     let screen = render(&mut app, 160, 40);
     for title in her_eval::score::column_titles() {

@@ -6,18 +6,18 @@ use std::path::PathBuf;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
-use super::action::Action;
-use super::annotate::AnnotateScreen;
-use super::annotate::state::tests::item as queue_item;
-use super::app::{App, Screen};
-use super::effect::Effect;
-use super::keymap::Keymap;
-use super::message::Msg;
-use super::model::PaneModes;
-use super::picker::{Picker, PickerItem};
-use super::theme::Theme;
-use super::update::update;
 use crate::config::SamplingConfig;
+use crate::tui::action::Action;
+use crate::tui::app::{App, Screen};
+use crate::tui::effect::Effect;
+use crate::tui::keymap::Keymap;
+use crate::tui::message::Msg;
+use crate::tui::model::PaneModes;
+use crate::tui::screens::annotate::AnnotateScreen;
+use crate::tui::screens::annotate::state::tests::item as queue_item;
+use crate::tui::screens::picker::state::{Picker, PickerItem};
+use crate::tui::theme::Theme;
+use crate::tui::update::update;
 use her_core::prefs::queue::{AnnotationRun, QueueCandidate, QueueItem};
 use her_engine::{ChatTemplateFamily, ModelInfo};
 
@@ -76,7 +76,7 @@ fn model_switch_is_checked_then_loaded_off_the_loop() {
         "the first model is not announced"
     );
 
-    let effects = super::commands::run(&mut app, "model other.gguf");
+    let effects = crate::tui::screens::chat::commands::run(&mut app, "model other.gguf");
     let [Effect::CheckModel(path)] = effects.as_slice() else {
         panic!("expected the file to be checked first: {effects:?}");
     };
@@ -91,7 +91,7 @@ fn model_switch_is_checked_then_loaded_off_the_loop() {
     assert!(matches!(effects.as_slice(), [Effect::SwitchModel(p)] if *p == path));
     assert!(app.engine_loading && notice(&app).contains("loading other.gguf"));
     // Nothing else loads meanwhile.
-    assert!(super::commands::run(&mut app, "model third.gguf").is_empty());
+    assert!(crate::tui::screens::chat::commands::run(&mut app, "model third.gguf").is_empty());
     assert!(notice(&app).contains("loading already"));
 
     update(
@@ -118,7 +118,7 @@ fn model_switch_is_checked_then_loaded_off_the_loop() {
 
     // A server chooses its own model: refused before any file is read.
     app.backend_local = false;
-    assert!(super::commands::run(&mut app, "model other.gguf").is_empty());
+    assert!(crate::tui::screens::chat::commands::run(&mut app, "model other.gguf").is_empty());
     assert!(notice(&app).contains("the server chooses the model"));
 
     let effects = update(
@@ -135,10 +135,10 @@ fn model_switch_is_checked_then_loaded_off_the_loop() {
 fn the_runs_overlay_is_read_when_opened_and_on_every_tick_while_open() {
     let mut app = app();
     app.runs_dir = PathBuf::from("studio/runs");
-    let effects = super::commands::run(&mut app, "runs");
+    let effects = crate::tui::screens::chat::commands::run(&mut app, "runs");
     assert!(matches!(effects.as_slice(), [Effect::ListRuns(d)] if d.ends_with("runs")));
     assert!(matches!(
-        update(&mut app, Msg::Tick).as_slice(),
+        update(&mut app, Msg::Tick(std::time::Instant::now())).as_slice(),
         [Effect::ListRuns(_)]
     ));
     update(&mut app, Msg::RunsListed(Vec::new()));
@@ -152,7 +152,10 @@ fn the_runs_overlay_is_read_when_opened_and_on_every_tick_while_open() {
     );
     assert!(notice(&app).contains("not waiting for ratings"));
     update(&mut app, Action::CloseOverlay);
-    assert!(update(&mut app, Msg::Tick).is_empty(), "closed: not read");
+    assert!(
+        update(&mut app, Msg::Tick(std::time::Instant::now())).is_empty(),
+        "closed: not read"
+    );
 }
 
 #[test]
@@ -214,7 +217,7 @@ fn annotate_answers_are_appended_by_the_runtime_and_a_failed_append_is_taken_bac
         queue_item("generate", &[]),
     ]);
     assert!(
-        update(&mut app, Msg::Tick).is_empty(),
+        update(&mut app, Msg::Tick(std::time::Instant::now())).is_empty(),
         "item 1 has candidates"
     );
     let pick = key(&app, KeyCode::Left);
@@ -242,7 +245,10 @@ fn annotate_answers_are_appended_by_the_runtime_and_a_failed_append_is_taken_bac
     };
     assert_eq!(item, "generate");
     assert!(prompt.ends_with(her_core::format::PREFILL) && prompt.contains("Do you dance?"));
-    assert!(update(&mut app, Msg::Tick).is_empty(), "asked once");
+    assert!(
+        update(&mut app, Msg::Tick(std::time::Instant::now())).is_empty(),
+        "asked once"
+    );
     let screen = |app: &App| app.annotate.as_deref().unwrap().notice.clone();
     update(
         &mut app,
@@ -256,7 +262,10 @@ fn annotate_answers_are_appended_by_the_runtime_and_a_failed_append_is_taken_bac
         "{:?}",
         screen(&app)
     );
-    assert!(update(&mut app, Msg::Tick).is_empty(), "not tried again");
+    assert!(
+        update(&mut app, Msg::Tick(std::time::Instant::now())).is_empty(),
+        "not tried again"
+    );
     let undo = key(&app, KeyCode::Char('u'));
     // The failed item was skipped: that is undone first, then the rating.
     assert!(update(&mut app, undo.clone()).is_empty());
@@ -270,7 +279,7 @@ fn annotate_answers_are_appended_by_the_runtime_and_a_failed_append_is_taken_bac
 #[test]
 fn written_candidates_are_shown_for_a_pick() {
     let mut app = annotate_app(vec![queue_item("generate", &[])]);
-    let effects = update(&mut app, Msg::Tick);
+    let effects = update(&mut app, Msg::Tick(std::time::Instant::now()));
     assert!(matches!(
         effects.as_slice(),
         [Effect::WriteCandidates { .. }]
@@ -290,12 +299,12 @@ fn written_candidates_are_shown_for_a_pick() {
     let screen = app.annotate.as_deref().unwrap();
     assert!(screen.writing.is_none());
     assert_eq!(screen.ready_item().map(|i| i.candidates.len()), Some(2));
-    let shown = super::tests::render(&mut app, 100, 30);
+    let shown = crate::tui::tests::render(&mut app, 100, 30);
     assert!(
         shown.contains("A (a / ←)") && shown.contains("0/1 answered"),
         "{shown}"
     );
     let effects = update(&mut app, Action::Tie);
     assert!(matches!(effects.as_slice(), [Effect::AppendRecord { .. }]));
-    assert!(super::tests::render(&mut app, 100, 30).contains("Every item is answered"));
+    assert!(crate::tui::tests::render(&mut app, 100, 30).contains("Every item is answered"));
 }

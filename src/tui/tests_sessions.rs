@@ -1,20 +1,23 @@
-//! Errors on every screen, and sessions another window writes to: the
-//! choice between reading only and forking, and a read-only chat that
-//! really writes nothing.
+//! Errors on every screen, sessions another window writes to (the choice
+//! between reading only and forking, a read-only chat that changes
+//! nothing), and session writes as effects: in order, one batch at a time,
+//! and a failed write kept, shown, tried again and never dropped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use super::action::Action;
-use super::app::{Overlay, Screen};
-use super::chat::ChatSession;
-use super::effect::{Effect, Opening};
-use super::tests::{chat_app, players, render, reply, type_text, with_chat};
-use super::update::update;
-use her_core::session::{SessionError, load_session};
+use std::path::PathBuf;
+
+use crate::tui::action::Action;
+use crate::tui::app::{Overlay, Screen};
+use crate::tui::effect::{Effect, Opening};
+use crate::tui::message::Msg;
+use crate::tui::screens::chat::session::ChatSession;
+use crate::tui::tests::{chat_app, players, queued, render, reply, type_text, with_chat};
+use crate::tui::update::update;
+use her_core::session::SessionEvent;
 
 #[test]
 fn a_notice_shows_on_pickers_chat_and_overlays_alike() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
     let long = format!("cannot start a new session: {} the end", "word ".repeat(30));
     for screen in [Screen::Characters, Screen::Sessions, Screen::Chat] {
         for overlay in [None, Some(Overlay::Help { scroll: 0 })] {
@@ -34,15 +37,8 @@ fn a_notice_shows_on_pickers_chat_and_overlays_alike() {
 
 #[test]
 fn the_second_opener_chooses_read_only_or_fork() {
-    let dir = tempfile::tempdir().unwrap();
-    let holder = chat_app(dir.path());
-    let path = holder.chat.as_ref().unwrap().path.clone();
-    let err = ChatSession::open(&path, players()).err().unwrap();
-    assert!(
-        matches!(&err, SessionError::Locked { holder: Some(h), .. } if h.pid == std::process::id()),
-        "{err}"
-    );
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
+    let path = PathBuf::from("sessions/held-elsewhere.jsonl");
     let locked = Overlay::Locked {
         path: path.clone(),
         holder: "pid 1".into(),
@@ -69,19 +65,16 @@ fn the_second_opener_chooses_read_only_or_fork() {
 
 #[test]
 fn a_read_only_chat_refuses_every_change_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut holder = chat_app(dir.path());
+    let mut holder = chat_app();
     type_text(&mut holder, "Will you dance?");
     update(&mut holder, Action::Submit);
     reply(&mut holder, &["First."]);
     update(&mut holder, Action::Regenerate);
     reply(&mut holder, &["Second."]);
-    let path = holder.chat.as_ref().unwrap().path.clone();
-    let before = std::fs::read(&path).unwrap();
+    let session = holder.chat.take().unwrap().session;
 
-    let (chat, _) =
-        ChatSession::open_read_only(&path, players(), "another window writes to it".into())
-            .unwrap();
+    let mut chat = ChatSession::new(PathBuf::from("sessions/s.jsonl"), session, players());
+    chat.read_only = Some("another window writes to it".into());
     let mut app = with_chat(chat);
     assert!(app.status.session.ends_with("(read-only)"));
     type_text(&mut app, "Mine too");
@@ -92,51 +85,192 @@ fn a_read_only_chat_refuses_every_change_and_writes_nothing() {
     app.composer.take();
     update(&mut app, Action::FocusTranscript);
     for action in [Action::RateUp, Action::Regenerate, Action::EditSelected] {
-        update(&mut app, action);
+        assert!(update(&mut app, action).is_empty());
     }
     assert!(update(&mut app, Action::Arena).is_empty());
     // Browsing alternatives still works, in memory.
-    update(&mut app, Action::SwipePrev);
+    assert!(update(&mut app, Action::SwipePrev).is_empty());
     assert!(app.messages.last().unwrap().raw.ends_with("First."));
-    assert_eq!(std::fs::read(&path).unwrap(), before);
-
-    // A fork is writable, holds the story, and leaves the original alone.
-    let (fork, _) = ChatSession::fork(&path, dir.path(), players()).unwrap();
-    let fork_path = fork.path.clone();
-    let mut app = with_chat(fork);
-    type_text(&mut app, "In the fork");
-    assert!(matches!(
-        update(&mut app, Action::Submit).as_slice(),
-        [Effect::Generate(_)]
-    ));
-    reply(&mut app, &["Forked reply."]);
-    let (forked, issues) = load_session(&fork_path).unwrap();
-    assert!(issues.is_empty(), "{issues:?}");
-    assert_eq!(forked.tree().active_path().len(), 5);
-    assert_eq!(std::fs::read(&path).unwrap(), before);
+    assert!(queued(&app).is_empty(), "nothing goes to the log");
 }
 
 #[test]
-fn a_session_another_window_writes_is_not_trashed() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut holder = chat_app(dir.path());
-    let path = holder.chat.as_ref().unwrap().path.clone();
-    let err = super::runtime::open::trash(&path).unwrap_err();
-    assert!(
-        err.contains("already open for writing") && err.contains("close it there"),
-        "{err}"
-    );
-    assert!(path.is_file());
-    // The window that has it open closes it, then asks for the trash.
-    holder.overlay = Some(Overlay::Confirm {
+fn closing_the_open_session_for_the_trash_drops_it_here_first() {
+    let mut app = chat_app();
+    let path = app.chat.as_ref().unwrap().path.clone();
+    app.overlay = Some(Overlay::Confirm {
         question: "trash?".into(),
-        on_yes: super::app::ConfirmAction::DeleteSession(path.clone()),
+        on_yes: crate::tui::app::ConfirmAction::DeleteSession(path.clone()),
     });
-    let effects = update(&mut holder, Action::Confirm);
-    assert!(holder.chat.is_none());
-    let [Effect::TrashSession { path: asked, .. }] = effects.as_slice() else {
-        panic!("expected the trash effect: {effects:?}");
+    let effects = update(&mut app, Action::Confirm);
+    assert!(app.chat.is_none());
+    assert!(
+        matches!(effects.as_slice(), [Effect::TrashSession { path: asked, .. }] if *asked == path),
+        "{effects:?}"
+    );
+}
+
+/// The Append effects of one message, with their events.
+fn appends(effects: &[Effect]) -> Vec<(PathBuf, Vec<SessionEvent>)> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Append { path, events } => Some((path.clone(), events.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn notice(app: &crate::tui::app::App) -> String {
+    app.status
+        .notice
+        .clone()
+        .map(|(t, _)| t)
+        .unwrap_or_default()
+}
+
+#[test]
+fn changes_go_to_the_log_as_effects_in_order_and_a_failed_write_is_kept_and_retried() {
+    let mut app = chat_app();
+    let path = app.chat.as_ref().unwrap().path.clone();
+    type_text(&mut app, "Will you dance?");
+    // The user's line is applied, queued, and sent before the generation.
+    let effects = update(&mut app, Action::Submit);
+    assert!(
+        matches!(
+            effects.as_slice(),
+            [Effect::Append { .. }, Effect::Generate(_)]
+        ),
+        "{effects:?}"
+    );
+    let [(to, first)] = appends(&effects).try_into().unwrap();
+    assert_eq!(to, path);
+    assert!(matches!(first.as_slice(), [SessionEvent::Message { .. }]));
+    // While that batch is in flight the reply is queued behind it.
+    let mut effects = Vec::new();
+    for event in [
+        her_engine::Event::Text("Elizabeth Bennet: No.".into()),
+        her_engine::Event::Finished(crate::tui::tests::finished(
+            her_engine::FinishReason::EndOfGeneration,
+        )),
+    ] {
+        effects.extend(update(&mut app, Msg::Engine(event)));
+    }
+    assert!(appends(&effects).is_empty(), "one batch at a time");
+    assert_eq!(app.messages.len(), 3, "shown at once");
+    // The first batch is on disk; the reply goes next.
+    let effects = update(
+        &mut app,
+        Msg::Appended {
+            path: path.clone(),
+            count: 1,
+        },
+    );
+    let [(_, second)] = appends(&effects).try_into().unwrap();
+    assert!(matches!(second.first(), Some(SessionEvent::Message { .. })));
+    assert_eq!(queued(&app), second, "only the unconfirmed events stay");
+
+    // The disk fills: the reply stays queued, the status bar says so.
+    let effects = update(
+        &mut app,
+        Msg::WriteFailed {
+            path: path.clone(),
+            written: 0,
+            error: "No space left on device".into(),
+        },
+    );
+    assert!(appends(&effects).is_empty());
+    assert!(
+        notice(&app).contains("could not be saved: No space left"),
+        "{}",
+        notice(&app)
+    );
+    assert!(
+        app.status.session.contains("unsaved"),
+        "{}",
+        app.status.session
+    );
+    assert_eq!(queued(&app), second);
+    // Quitting asks once more and tries again; other sessions wait.
+    let effects = update(&mut app, Action::Quit);
+    assert!(!app.quit);
+    assert_eq!(appends(&effects), vec![(path.clone(), second.clone())]);
+    update(
+        &mut app,
+        Msg::WriteFailed {
+            path: path.clone(),
+            written: 0,
+            error: "No space left on device".into(),
+        },
+    );
+    update(&mut app, Action::CloseOverlay);
+    assert!(crate::tui::update::open_session(&mut app, Opening::New).is_empty());
+    assert!(
+        notice(&app).contains("could not be saved"),
+        "{}",
+        notice(&app)
+    );
+    // A tick after a few seconds sends the same events again, in order.
+    let mut retried = Vec::new();
+    for _ in 0..40 {
+        retried.extend(appends(&update(
+            &mut app,
+            Msg::Tick(std::time::Instant::now()),
+        )));
+    }
+    assert_eq!(retried, vec![(path.clone(), second.clone())]);
+    update(
+        &mut app,
+        Msg::Appended {
+            path,
+            count: second.len(),
+        },
+    );
+    assert!(queued(&app).is_empty());
+    assert_eq!(app.exit_failure(), None);
+    assert!(
+        !app.status.session.contains("unsaved"),
+        "{}",
+        app.status.session
+    );
+}
+
+#[test]
+fn a_second_quit_leaves_and_the_exit_reports_what_was_not_saved() {
+    let mut app = chat_app();
+    let path = app.chat.as_ref().unwrap().path.clone();
+    update(&mut app, Action::RateUp);
+    update(
+        &mut app,
+        Msg::WriteFailed {
+            path,
+            written: 0,
+            error: "Read-only file system".into(),
+        },
+    );
+    update(&mut app, Action::Quit);
+    assert!(!app.quit);
+    update(&mut app, Action::Quit);
+    assert!(app.quit);
+    let report = app.exit_failure().unwrap();
+    assert!(
+        report.contains("1 change(s)") && report.contains("could not be saved"),
+        "{report}"
+    );
+}
+
+#[test]
+fn the_arena_seeds_follow_the_app_generator() {
+    let seeds = |seed: u64| {
+        let mut app = chat_app();
+        app.rng = her_core::prefs::stats::SplitMix64::new(seed);
+        update(&mut app, Action::Arena);
+        let round = app.arena.as_ref().unwrap();
+        (
+            round.contenders.clone().map(|c| c.sampling.seed),
+            round.shown_first,
+        )
     };
-    let to = super::runtime::open::trash(asked).unwrap();
-    assert!(to.is_file() && !path.exists());
+    assert_eq!(seeds(7), seeds(7));
+    assert_ne!(seeds(7).0, seeds(8).0);
 }

@@ -2,19 +2,25 @@
 //! sent to the engine, and the exact prompt kept with ratings and exports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::action::Action;
-use super::app::{App, Overlay};
-use super::effect::Effect;
-use super::tests::{chat_app, reply, type_text};
-use super::update::update;
-use her_core::lore::{Book, Entry, Position, Role, save_book};
+use crate::tui::action::Action;
+use crate::tui::app::{App, Overlay};
+use crate::tui::effect::Effect;
+use crate::tui::tests::{chat_app, queued, reply, type_text};
+use crate::tui::update::update;
+use her_core::lore::{Book, Entry, Position, Role, load_book};
 use her_core::prefs::PreferenceRecord;
 use her_core::prefs::sessions::{SessionPlayers, collect_session};
-use her_core::session::load_session;
+use her_core::session::SessionEvent;
 
-fn vale(dir: &Path) {
+/// The lorebook folder of these tests: `vale`, with a sword and a river.
+fn lore_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tui/testdata/lore")
+}
+
+/// What `testdata/lore/vale.toml` holds, built in code.
+fn vale() -> Book {
     let mut sword = Entry::new(1);
     sword.comment = "the cursed sword".into();
     sword.keys = vec!["sword".into()];
@@ -25,12 +31,11 @@ fn vale(dir: &Path) {
     river.position = Position::AtDepth;
     river.depth = 0;
     river.role = Some(Role::System);
-    let book = Book {
+    Book {
         name: "vale".into(),
         entries: vec![sword, river],
         ..Book::default()
-    };
-    save_book(dir, &book, false).unwrap();
+    }
 }
 
 fn command(app: &mut App, text: &str) -> Vec<Effect> {
@@ -63,11 +68,10 @@ fn sent_prompt(effects: &[Effect]) -> String {
 
 #[test]
 fn attached_lore_note_and_pins_reach_the_prompt_and_ratings_keep_the_exact_one() {
-    let dir = tempfile::tempdir().unwrap();
-    let lore = dir.path().join("lore");
-    vale(&lore);
-    let mut app = chat_app(dir.path());
-    app.chat.as_mut().unwrap().story.lore_dir = lore.clone();
+    let lore = lore_dir();
+    assert_eq!(load_book(&lore.join("vale.toml")).unwrap(), vale());
+    let mut app = chat_app();
+    app.chat.as_mut().unwrap().story.lore_dir = lore;
 
     command(&mut app, "/lore attach nowhere");
     assert!(notice(&app).contains("nowhere"), "{}", notice(&app));
@@ -117,15 +121,16 @@ fn attached_lore_note_and_pins_reach_the_prompt_and_ratings_keep_the_exact_one()
     // had, without the note and pin that came later.
     update(&mut app, Action::FocusTranscript);
     update(&mut app, Action::RateStars(4));
-    let path = app.chat.as_ref().unwrap().path.clone();
-    let (session, issues) = load_session(&path).unwrap();
-    assert!(issues.is_empty(), "{issues:?}");
-    let rating = session
-        .other_events()
+    let logged = queued(&app);
+    let rating = logged
         .iter()
-        .map(|e| &e.value)
-        .find(|v| v["type"] == "rating")
+        .find_map(|e| match e {
+            SessionEvent::Other(v) if v["type"] == "rating" => Some(v),
+            _ => None,
+        })
         .unwrap();
+    // The export reads the session as the log replays it.
+    let session = app.chat.as_ref().unwrap().session.clone();
     assert_eq!(rating["prompt"].as_str().unwrap(), first_prompt);
 
     // The export rebuilds the same context from the log.
@@ -158,8 +163,7 @@ fn attached_lore_note_and_pins_reach_the_prompt_and_ratings_keep_the_exact_one()
 
 #[test]
 fn the_pin_key_pins_the_selected_message_and_memory_edit_versions_the_summary() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
     update(&mut app, Action::FocusTranscript);
     update(&mut app, Action::PinSelected);
     assert!(
@@ -191,8 +195,7 @@ fn the_pin_key_pins_the_selected_message_and_memory_edit_versions_the_summary() 
 
 #[test]
 fn story_commands_wait_while_a_reply_is_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
     command(&mut app, "Hello");
     assert!(app.streaming.is_some());
     update(&mut app, Action::FocusTranscript);
@@ -202,13 +205,10 @@ fn story_commands_wait_while_a_reply_is_written() {
         "{}",
         notice(&app)
     );
-    let path = app.chat.as_ref().unwrap().path.clone();
-    let (session, _) = load_session(&path).unwrap();
     assert!(
-        !session
-            .other_events()
+        !queued(&app)
             .iter()
-            .any(|e| e.value["type"] == "memory_pin")
+            .any(|e| matches!(e, SessionEvent::Other(v) if v["type"] == "memory_pin"))
     );
 }
 
@@ -226,10 +226,9 @@ fn started(dropped_turns: usize) -> her_engine::Event {
 /// finishes while a reply is written is logged only after that reply.
 #[test]
 fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
-    use super::reply::on_engine;
+    use crate::tui::screens::chat::reply::on_engine;
     use her_engine::{Event, FinishReason};
-    let dir = tempfile::tempdir().unwrap();
-    let mut app = chat_app(dir.path());
+    let mut app = chat_app();
     app.chat.as_mut().unwrap().story.memory.keep_recent = 1;
     app.chat.as_mut().unwrap().story.memory.summary_threshold = 0.0;
     command(&mut app, "Will you dance?");
@@ -237,7 +236,7 @@ fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
     on_engine(&mut app, Event::Text("Elizabeth Bennet: No.".into()));
     let effects = on_engine(
         &mut app,
-        Event::Finished(super::tests::finished(FinishReason::EndOfGeneration)),
+        Event::Finished(crate::tui::tests::finished(FinishReason::EndOfGeneration)),
     );
     assert!(
         notice(&app).contains("are being summarised"),
@@ -285,9 +284,9 @@ fn dropped_turns_start_a_summary_that_waits_for_the_reply_in_progress() {
 
 fn on_engine_summary(app: &mut App, text: &str) {
     use her_engine::{Event, FinishReason};
-    super::summary::on_event(app, Event::Text(text.into()));
-    super::summary::on_event(
+    crate::tui::screens::chat::summary::on_event(app, Event::Text(text.into()));
+    crate::tui::screens::chat::summary::on_event(
         app,
-        Event::Finished(super::tests::finished(FinishReason::EndOfGeneration)),
+        Event::Finished(crate::tui::tests::finished(FinishReason::EndOfGeneration)),
     );
 }

@@ -9,17 +9,17 @@ use futures::FutureExt;
 use futures::future::LocalBoxFuture;
 use futures::stream::FuturesUnordered;
 
-use super::editor::edit_externally;
-use super::open;
 use crate::app::AppContext;
-use crate::tui::annotate::candidate_samplings;
 use crate::tui::effect::{AdapterFor, Effect};
 use crate::tui::message::{Msg, OpenFailure};
+use crate::tui::runtime::editor::edit_externally;
+use crate::tui::runtime::open;
+use crate::tui::screens::annotate::update::candidate_samplings;
 use crate::tui::terminal::TerminalGuard;
 use her_core::format::PREFILL;
 use her_core::prefs::queue::{QueueCandidate, remove_record};
 use her_core::prefs::sessions::provenance;
-use her_core::session::{ExportOptions, export};
+use her_core::session::{ExportOptions, SessionFile, export};
 use her_engine::{
     Backend, EngineError, Event, EventStream, Finished, GenerateRequest, LocalEngine, ModelInfo,
 };
@@ -55,6 +55,8 @@ pub struct Runtime<'a> {
     pub loading: Option<LocalBoxFuture<'static, Loaded>>,
     /// Messages for `update`, in order.
     pub inbox: VecDeque<Msg>,
+    /// The file of the session open in this window (None: none, or read-only).
+    session: Option<SessionFile>,
 }
 
 /// Waits for the model `/model` loads, or forever when none is loading.
@@ -120,6 +122,7 @@ impl<'a> Runtime<'a> {
             jobs: FuturesUnordered::new(),
             loading: None,
             inbox: VecDeque::new(),
+            session: None,
         }
     }
 
@@ -176,13 +179,13 @@ impl<'a> Runtime<'a> {
                 self.generation = self.engine.as_ref().map(|e| e.generate(request));
                 self.generation
                     .is_none()
-                    .then(|| Msg::Engine(Event::Failed(EngineError::EngineStopped)))
+                    .then_some(Msg::Engine(Event::Failed(EngineError::EngineStopped)))
             }
             Effect::Summarize(request) => {
                 self.summary = self.engine.as_ref().map(|e| e.generate(request));
                 self.summary
                     .is_none()
-                    .then(|| Msg::Summary(Event::Failed(EngineError::EngineStopped)))
+                    .then_some(Msg::Summary(Event::Failed(EngineError::EngineStopped)))
             }
             Effect::AskSpeaker {
                 request,
@@ -273,19 +276,39 @@ impl<'a> Runtime<'a> {
                 opening,
                 cast,
                 open_now,
-            } => Some(Msg::SessionOpened {
-                result: match &self.model {
+            } => {
+                let result = match &self.model {
                     Some(model) => {
                         open::open_session(cx, model, &opening, &cast, open_now.as_deref())
                     }
                     None => Err(OpenFailure::Failed("no model is loaded".into())),
-                },
-                opening,
-            }),
-            Effect::TrashSession { path, reopen } => Some(Msg::SessionTrashed {
-                result: open::trash(&path),
-                reopen,
-            }),
+                };
+                // The new session's file replaces the old one (and its lock).
+                let result = result.map(|(opened, file)| {
+                    self.session = file;
+                    opened
+                });
+                Some(Msg::SessionOpened { result, opening })
+            }
+            Effect::TrashSession { path, reopen } => {
+                // Closed first: this window's lock would keep it in place.
+                if self
+                    .session
+                    .as_ref()
+                    .is_some_and(|f| open::same_file(f.path(), &path))
+                {
+                    self.session = None;
+                }
+                Some(Msg::SessionTrashed {
+                    result: open::trash(&path),
+                    reopen,
+                })
+            }
+            Effect::Append { path, events } => Some(crate::tui::runtime::append::append(
+                self.session.as_mut(),
+                path,
+                &events,
+            )),
             Effect::ListRuns(dir) => Some(Msg::RunsListed(her_train::runs::list_runs(&dir))),
             Effect::ListEvals(dir) => Some(Msg::EvalsListed(her_eval::list_results(&dir))),
             Effect::FindRlAsk(run) => Some(Msg::RlAsk {

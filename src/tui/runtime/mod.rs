@@ -3,6 +3,7 @@
 //! out the effects it returns, and the screen is drawn after each batch.
 //! Nothing here writes the app state.
 
+pub mod append;
 mod editor;
 mod jobs;
 pub mod open;
@@ -15,15 +16,15 @@ use ratatui::crossterm::event::{
 };
 use ratatui::layout::Rect;
 
-use super::action::Action;
-use super::app::{App, Screen};
-use super::effect::Effect;
-use super::keymap::Layer;
-use super::message::Msg;
-use super::terminal::TerminalGuard;
-use super::update::update;
-use super::view;
 use crate::app::AppContext;
+use crate::tui::action::Action;
+use crate::tui::app::{App, Screen};
+use crate::tui::effect::Effect;
+use crate::tui::keymap::Layer;
+use crate::tui::message::Msg;
+use crate::tui::terminal::TerminalGuard;
+use crate::tui::update::update;
+use crate::tui::view;
 use her_engine::{EngineError, Event, EventStream as EngineStream};
 
 pub use jobs::{EngineSlot, Runtime, Starter};
@@ -65,7 +66,7 @@ pub async fn run(
     loop {
         while let Some(msg) = rt.inbox.pop_front() {
             // The clock alone changes nothing on screen unless text streams in.
-            dirty |= !matches!(msg, Msg::Tick) || app.streaming.is_some() || app.arena.is_some();
+            dirty |= !matches!(msg, Msg::Tick(_)) || app.streaming.is_some() || app.arena.is_some();
             let effects = update(app, msg);
             rt.start_all(guard, effects);
         }
@@ -78,7 +79,7 @@ pub async fn run(
             // here, told to `update`, never written by the view.
             let size = guard.terminal.size()?;
             let area = Rect::new(0, 0, size.width, size.height);
-            let rows = view::transcript_rows(area, app);
+            let rows = crate::tui::screens::chat::view::transcript_rows(area, app);
             if app.screen == Screen::Chat && rows != app.page {
                 rt.inbox.push_back(Msg::Layout {
                     transcript_rows: rows,
@@ -98,7 +99,7 @@ pub async fn run(
             event = next_engine(&mut rt.summary) => rt.inbox.push_back(Msg::Summary(event)),
             Some(msg) = rt.jobs.next(), if !rt.jobs.is_empty() => rt.inbox.push_back(msg),
             loaded = jobs::wait_loading(&mut rt.loading) => rt.engine_back(loaded)?,
-            _ = tick.tick() => rt.inbox.push_back(Msg::Tick),
+            at = tick.tick() => rt.inbox.push_back(Msg::Tick(at.into_std())),
         }
     }
 }
@@ -140,3 +141,6 @@ fn messages_for(app: &App, event: &TermEvent) -> Vec<Msg> {
     };
     actions.into_iter().map(Msg::Action).collect()
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,20 +1,23 @@
 //! Reading characters, scenes and sessions for the pickers, and opening
-//! (or creating, or forking) a session file. Each answers with a message.
+//! (or creating, or forking) a session file, which the runtime keeps to
+//! write the session's changes to. Each answers with a message.
 
 use her_core::fsutil::IoError;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
 use crate::app::AppContext;
-use crate::tui::chat::{ChatSession, Players};
 use crate::tui::effect::{Cast, Opening};
 use crate::tui::message::{Msg, OpenFailure, OpenedCharacter, OpenedSession};
-use crate::tui::picker::{Picker, PickerItem};
+use crate::tui::screens::chat::session::{ChatSession, Players};
+use crate::tui::screens::picker::state::{Picker, PickerItem};
 use her_core::character::{Character, Scene, list_characters};
 use her_core::session::{
-    Holder, SessionError, SessionLock, SessionSummary, list_sessions, trash_session,
+    Holder, LoadIssue, SessionError, SessionFile, SessionHeader, SessionLock, SessionSummary,
+    fork_session, list_sessions, load_session, trash_session,
 };
 use her_engine::ModelInfo;
-use her_engine::dialogue::new_header;
+use her_engine::dialogue::{new_header, start_session};
 
 /// The character picker: every character file and scene in the studio.
 /// Files that cannot be read are left out and said in a notice.
@@ -181,15 +184,106 @@ fn cast_for(
     Ok((character.clone(), vec![character], None, user))
 }
 
-/// Opens a session (or starts one) for `cast`. A session another window
-/// writes to asks whether to read it only or fork it.
+/// A session for the chat screen, and the file the runtime writes its
+/// changes to (None: read-only).
+pub struct Opened {
+    pub chat: ChatSession,
+    pub file: Option<SessionFile>,
+    /// Lines of the log that could not be read, and similar notes.
+    pub notes: Vec<String>,
+}
+
+fn notes_of(issues: &[LoadIssue]) -> Vec<String> {
+    issues.iter().map(|i| i.to_string()).collect()
+}
+
+/// A new session file; a character's greetings become the alternatives of
+/// the first message (a scene starts empty).
+pub fn create(dir: &Path, players: Players, header: SessionHeader) -> Result<Opened, SessionError> {
+    let greeter = players.scene.is_none().then_some(&players.character);
+    let (file, session) = start_session(dir, header, greeter)?;
+    let chat = ChatSession::new(file.path().to_path_buf(), session, players);
+    Ok(Opened {
+        chat,
+        file: Some(file),
+        notes: Vec::new(),
+    })
+}
+
+/// Reopens a session file for writing; problems with single lines are
+/// returned as notes. A file this user may not write opens read-only
+/// (said in the first note); one another window writes is
+/// [`SessionError::Locked`], for the caller to offer read-only or a fork.
+pub fn resume(path: &Path, players: Players) -> Result<Opened, SessionError> {
+    match SessionFile::open(path) {
+        Ok((file, session, issues)) => {
+            let mut notes = notes_of(&issues);
+            if let Some(dead) = file.taken_over() {
+                notes.insert(
+                    0,
+                    format!(
+                        "the session was left open by {}, which has ended; it is yours now",
+                        Holder::describe(Some(dead))
+                    ),
+                );
+            }
+            let chat = ChatSession::new(path.to_path_buf(), session, players);
+            Ok(Opened {
+                chat,
+                file: Some(file),
+                notes,
+            })
+        }
+        Err(SessionError::Io(IoError { cause, .. }))
+            if matches!(
+                cause.kind(),
+                ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            let reason = format!("you may not write to this file ({cause})");
+            let mut opened = read_only(path, players, reason.clone())?;
+            opened
+                .notes
+                .insert(0, format!("opened read-only: {reason}"));
+            Ok(opened)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// Opens a session to read only: every change is refused with `reason`.
+pub fn read_only(path: &Path, players: Players, reason: String) -> Result<Opened, SessionError> {
+    let (session, issues) = load_session(path)?;
+    let mut chat = ChatSession::new(path.to_path_buf(), session, players);
+    chat.read_only = Some(reason);
+    Ok(Opened {
+        chat,
+        file: None,
+        notes: notes_of(&issues),
+    })
+}
+
+/// Copies the session at `path` into a new file in `dir` and opens that.
+pub fn fork(path: &Path, dir: &Path, players: Players) -> Result<Opened, SessionError> {
+    let (file, session, issues) = fork_session(path, dir)?;
+    let chat = ChatSession::new(file.path().to_path_buf(), session, players);
+    Ok(Opened {
+        chat,
+        file: Some(file),
+        notes: notes_of(&issues),
+    })
+}
+
+/// Opens a session (or starts one) for `cast`, with the file its changes
+/// go to. A session another window writes to asks whether to read it only
+/// or fork it.
 pub fn open_session(
     cx: &AppContext,
     model: &ModelInfo,
     opening: &Opening,
     cast: &Cast,
     open_now: Option<&Path>,
-) -> Result<OpenedSession, OpenFailure> {
+) -> Result<(OpenedSession, Option<SessionFile>), OpenFailure> {
     if let (Opening::Resume(path), Some(open)) = (opening, open_now)
         && same_file(open, path)
     {
@@ -214,13 +308,11 @@ pub fn open_session(
     };
     let dir = config.sessions_dir(&cx.studio.root);
     let result = match opening {
-        Opening::Resume(path) => ChatSession::open(path, players),
-        Opening::ReadOnly(path) => ChatSession::open_read_only(
-            path,
-            players,
-            "another her window writes to it".to_string(),
-        ),
-        Opening::Fork(path) => ChatSession::fork(path, &dir, players),
+        Opening::Resume(path) => resume(path, players),
+        Opening::ReadOnly(path) => {
+            read_only(path, players, "another her window writes to it".to_string())
+        }
+        Opening::Fork(path) => fork(path, &dir, players),
         Opening::New => {
             let header = new_header(
                 &label,
@@ -229,16 +321,20 @@ pub fn open_session(
                 model,
                 &config.sampling,
             );
-            ChatSession::create(&dir, players, header).map(|c| (c, Vec::new()))
+            create(&dir, players, header)
         }
     };
     match result {
-        Ok((mut chat, mut notes)) => {
+        Ok(Opened {
+            mut chat,
+            file,
+            mut notes,
+        }) => {
             chat.annotator = config.prefs.annotator_id();
             chat.story = config.story_config(&cx.studio.root);
             let (_, story_notes) = chat.story_log();
             notes.extend(story_notes);
-            Ok(OpenedSession { chat, notes })
+            Ok((OpenedSession { chat, notes }, file))
         }
         Err(SessionError::Locked { path, holder }) => {
             let message = format!(
@@ -287,7 +383,7 @@ fn fix_hint(err: &SessionError, dir: &Path) -> String {
 }
 
 /// Two names of one file (a relative and an absolute path, say).
-fn same_file(a: &Path, b: &Path) -> bool {
+pub fn same_file(a: &Path, b: &Path) -> bool {
     a == b
         || matches!(
             (std::fs::canonicalize(a), std::fs::canonicalize(b)),

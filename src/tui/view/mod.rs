@@ -1,12 +1,7 @@
-//! Views: pure functions of borrowed state that draw into a frame.
+//! The frame: the screen, the overlay over it, and the notice over both.
+//! Views are pure functions of borrowed state.
 
-mod dialogs;
-mod evals;
-mod overlays;
-mod rl_rate;
-mod runs;
-mod screens;
-pub mod transcript;
+mod frame;
 pub mod wrap;
 
-pub use screens::{draw, transcript_rows};
+pub use frame::draw;

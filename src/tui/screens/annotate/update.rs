@@ -1,16 +1,12 @@
-//! The annotation screen (`her annotate QUEUE.jsonl`): keys through the
-//! keymap's annotate layer, each answer appended to the annotator's log by
-//! the runtime, and two candidates written for items that have none.
+//! Keys on the annotation screen through the keymap's annotate layer:
+//! each answer appended to the annotator's log by the runtime, and two
+//! candidates written for items that have none.
 
-pub(crate) mod state;
-pub mod view;
-
-pub use state::{AnnotateScreen, Step};
-
-use super::action::Action;
-use super::app::App;
-use super::effect::Effect;
+use super::state::{AnnotateScreen, Step};
 use crate::config::SamplingConfig;
+use crate::tui::action::Action;
+use crate::tui::app::App;
+use crate::tui::effect::Effect;
 use her_core::chatml::context_prompt;
 use her_core::prefs::queue::QueueCandidate;
 

@@ -6,10 +6,10 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Gauge, Paragraph, Wrap};
 
-use super::state::AnnotateScreen;
 use crate::tui::model::{PaneMode, PaneModes, ShownMessage, Speaker};
+use crate::tui::screens::annotate::state::AnnotateScreen;
+use crate::tui::screens::chat::transcript::message_lines;
 use crate::tui::theme::Theme;
-use crate::tui::view::transcript::message_lines;
 use her_core::prefs::Role;
 use her_core::prefs::queue::QueueItem;
 

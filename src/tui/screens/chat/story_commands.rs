@@ -1,8 +1,8 @@
 //! `/lore`, `/note`, `/memory` and the pin key: the session's lorebooks,
 //! author's note and long-term memory from the chat.
 
-use super::app::{App, Overlay};
-use super::effect::Effect;
+use crate::tui::app::{App, Overlay};
+use crate::tui::effect::Effect;
 use her_core::character::AuthorNote;
 use her_core::lore::file::book_files;
 use her_core::lore::{Role, find_book};
@@ -249,14 +249,14 @@ fn memory(app: &mut App, sub: &str, arg: &str) -> Vec<Effect> {
             }
             None => app.notify("/memory set: the session has no messages yet", true),
         },
-        "summarize" | "summarise" => return super::summary::request(app, true),
+        "summarize" | "summarise" => return crate::tui::screens::chat::summary::request(app, true),
         _ => app.notify(format!("/memory: {HELP}"), true),
     }
     Vec::new()
 }
 
 /// The pin key: the selected message becomes a memory.
-pub fn pin_selected(app: &mut App, message: Option<super::model::ShownMessage>) {
+pub fn pin_selected(app: &mut App, message: Option<crate::tui::model::ShownMessage>) {
     if app.streaming.is_some() || app.arena.is_some() {
         app.notify("wait for the reply to finish before pinning", true);
         return;

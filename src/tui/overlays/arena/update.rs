@@ -1,11 +1,13 @@
 //! Driving an arena round through `update`: start it, feed it engine
 //! events, take the annotator's pick, save the kept reply and the round.
 
-use super::app::{App, Overlay, ReplyTarget};
-use super::arena::{AdapterUse, ArenaKey, ArenaMode, ArenaRound, Output, Phase};
-use super::effect::{AdapterFor, Effect};
-use super::model::Speaker;
-use super::update::refresh;
+use crate::tui::app::{App, Overlay, ReplyTarget};
+use crate::tui::effect::{AdapterFor, Effect};
+use crate::tui::model::Speaker;
+use crate::tui::overlays::arena::state::{
+    AdapterUse, ArenaKey, ArenaMode, ArenaRound, Output, Phase,
+};
+use crate::tui::screens::chat::update::refresh;
 use her_core::format::PREFILL;
 use her_core::prefs::Verdict;
 use her_core::prefs::sessions::{ARENA_EVENT, ArenaCandidate, ArenaEvent};
@@ -33,7 +35,7 @@ pub fn start(app: &mut App, args: &[&str]) -> Vec<Effect> {
         return Vec::new();
     };
     if let Some(reason) = &chat.read_only {
-        let text = super::update::read_only_notice(reason);
+        let text = crate::tui::screens::chat::update::read_only_notice(reason);
         app.notify(text, true);
         return Vec::new();
     }
@@ -48,7 +50,9 @@ pub fn start(app: &mut App, args: &[&str]) -> Vec<Effect> {
     };
     let sampling =
         her_engine::dialogue::character_sampling(chat.sampling.clone(), chat.member(&speaker));
-    let entropy = entropy();
+    // Seeds and the blind order come from the app's generator, which the
+    // runtime seeds: `update` itself stays a function of its messages.
+    let entropy = app.rng.next_u64();
     app.arena = Some(ArenaRound {
         target,
         speaker,
@@ -61,12 +65,6 @@ pub fn start(app: &mut App, args: &[&str]) -> Vec<Effect> {
     });
     app.overlay = Some(Overlay::Arena);
     generate(app, 0)
-}
-
-/// Fresh randomness for seeds and the blind order, without an RNG crate.
-fn entropy() -> u64 {
-    let id = uuid::Uuid::new_v4().as_u128();
-    (id as u64) ^ ((id >> 64) as u64)
 }
 
 /// Effects that write candidate `i`: its adapter first, if it needs
@@ -189,7 +187,7 @@ pub fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
 }
 
 /// A key while the arena overlay is open.
-pub fn key(app: &mut App, action: &super::action::Action) -> Vec<Effect> {
+pub fn key(app: &mut App, action: &crate::tui::action::Action) -> Vec<Effect> {
     let Some(round) = &app.arena else {
         app.overlay = None;
         return Vec::new();

@@ -5,9 +5,9 @@
 
 use std::path::PathBuf;
 
-use super::action::Action;
-use super::app::ReplyTarget;
 use crate::config::SamplingConfig;
+use crate::tui::action::Action;
+use crate::tui::app::ReplyTarget;
 use her_core::prefs::Verdict;
 use her_engine::Finished;
 

@@ -1,34 +1,34 @@
 //! The open session seen from the TUI: shown messages from the active
-//! branch, prompts for replies, and every change written to the session log
-//! before it is applied in memory.
+//! branch, prompts for replies, and every change applied in memory and
+//! queued for the session log, which the runtime writes in order.
 
-use her_core::fsutil::IoError;
-use std::io::ErrorKind;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::app::{ReplyTarget, TreeRowView};
-use super::model::{ShownMessage, Speaker};
-use super::rating::{RatingInput, layer_label, score_label};
 use crate::config::SamplingConfig;
+use crate::tui::app::{ReplyTarget, TreeRowView};
+use crate::tui::model::{ShownMessage, Speaker};
+use crate::tui::overlays::rate::state::{RatingInput, layer_label, score_label};
+use crate::tui::screens::chat::writes::PendingWrites;
 use her_core::character::{Character, Scene};
 use her_core::format::PREFILL;
 use her_core::prefs::sessions::{ArenaEvent, RATING_EVENT, RatingEvent};
 use her_core::prompt::{HerPrompt, Line, PromptVariant};
 use her_core::session::{
-    ExportFormat, Holder, Message, NodeId, Role, Session, SessionError, SessionEvent, SessionFile,
-    SessionHeader, TreeError, fork_session, load_session,
+    ExportFormat, Message, NodeId, Role, Session, SessionError, SessionEvent, TreeError,
 };
-use her_engine::dialogue::{reply_message, role_of_speaker, start_session};
+use her_engine::dialogue::{reply_message, role_of_speaker};
 use her_engine::{Finished, PromptSource};
 
 pub struct ChatSession {
     pub path: PathBuf,
-    /// None: open read-only, nothing can be written (see `read_only`).
-    file: Option<SessionFile>,
-    /// Why the session is open read-only, shown when a change is refused.
+    /// Why the session is open read-only (nothing can be written), shown
+    /// when a change is refused.
     pub read_only: Option<String>,
     pub session: Session,
+    /// Changes applied here and not yet confirmed on disk; the runtime
+    /// writes them (see [`crate::tui::writes`]).
+    pub writes: PendingWrites,
     /// The character being chatted with; in a scene, the first member.
     pub character: Character,
     /// Everyone the model plays: the character, or a scene's members and narrator.
@@ -79,17 +79,14 @@ impl PromptSource for ContinuePrompt {
 }
 
 impl ChatSession {
-    fn assemble(
-        path: PathBuf,
-        file: Option<SessionFile>,
-        session: Session,
-        players: Players,
-    ) -> Self {
+    /// The session read from (or written to) `path`, in memory: the
+    /// runtime owns the file and writes what [`ChatSession::writes`] queues.
+    pub fn new(path: PathBuf, session: Session, players: Players) -> Self {
         Self {
             path,
-            file,
             read_only: None,
             session,
+            writes: PendingWrites::default(),
             character: players.character,
             cast: players.cast,
             scene: players.scene,
@@ -102,99 +99,21 @@ impl ChatSession {
         }
     }
 
-    /// A new session; a character's greetings become the alternatives of the
-    /// first message (a scene starts empty).
-    pub fn create(
-        dir: &Path,
-        players: Players,
-        header: SessionHeader,
-    ) -> Result<Self, SessionError> {
-        let greeter = players.scene.is_none().then_some(&players.character);
-        let (file, session) = start_session(dir, header, greeter)?;
-        Ok(Self::assemble(
-            file.path().to_path_buf(),
-            Some(file),
-            session,
-            players,
-        ))
-    }
-
-    /// Reopens a session file for writing; problems with single lines are
-    /// returned as notes. A file this user may not write opens read-only
-    /// (said in the first note); one another window writes is
-    /// [`SessionError::Locked`], for the caller to offer read-only or a fork.
-    pub fn open(path: &Path, players: Players) -> Result<(Self, Vec<String>), SessionError> {
-        match SessionFile::open(path) {
-            Ok((file, session, issues)) => {
-                let mut notes: Vec<String> = issues.iter().map(|i| i.to_string()).collect();
-                if let Some(dead) = file.taken_over() {
-                    notes.insert(
-                        0,
-                        format!(
-                            "the session was left open by {}, which has ended; it is yours now",
-                            Holder::describe(Some(dead))
-                        ),
-                    );
-                }
-                Ok((
-                    Self::assemble(path.to_path_buf(), Some(file), session, players),
-                    notes,
-                ))
-            }
-            Err(SessionError::Io(IoError { cause, .. }))
-                if matches!(
-                    cause.kind(),
-                    ErrorKind::PermissionDenied | ErrorKind::ReadOnlyFilesystem
-                ) =>
-            {
-                let reason = format!("you may not write to this file ({cause})");
-                let (chat, mut notes) = Self::open_read_only(path, players, reason.clone())?;
-                notes.insert(0, format!("opened read-only: {reason}"));
-                Ok((chat, notes))
-            }
-            Err(err) => Err(err),
-        }
-    }
-
-    /// Opens a session to read only: every change is refused with `reason`.
-    pub fn open_read_only(
-        path: &Path,
-        players: Players,
-        reason: String,
-    ) -> Result<(Self, Vec<String>), SessionError> {
-        let (session, issues) = load_session(path)?;
-        let mut chat = Self::assemble(path.to_path_buf(), None, session, players);
-        chat.read_only = Some(reason);
-        Ok((chat, issues.iter().map(|i| i.to_string()).collect()))
-    }
-
-    /// Copies the session at `path` into a new file in `dir` and opens that.
-    pub fn fork(
-        path: &Path,
-        dir: &Path,
-        players: Players,
-    ) -> Result<(Self, Vec<String>), SessionError> {
-        let (file, session, issues) = fork_session(path, dir)?;
-        let notes = issues.iter().map(|i| i.to_string()).collect();
-        Ok((
-            Self::assemble(file.path().to_path_buf(), Some(file), session, players),
-            notes,
-        ))
-    }
-
-    /// Appends the event to the log (fsynced), then applies it. Read-only,
+    /// Applies the event in memory and queues it for the log. Read-only,
     /// moving between alternatives and branches still works, in memory only.
-    pub(super) fn commit(&mut self, event: &SessionEvent) -> Result<Option<NodeId>, SessionError> {
-        if self.file.is_none() && matches!(event, SessionEvent::Select { .. }) {
+    pub(crate) fn commit(&mut self, event: &SessionEvent) -> Result<Option<NodeId>, SessionError> {
+        if let Some(reason) = &self.read_only {
+            if !matches!(event, SessionEvent::Select { .. }) {
+                return Err(SessionError::ReadOnly {
+                    path: self.path.clone(),
+                    reason: reason.clone(),
+                });
+            }
             return self.session.apply(event).map_err(|e| self.tree_error(e));
         }
-        match &mut self.file {
-            Some(file) => file.commit(&mut self.session, event.clone()),
-            None => Err(SessionError::ReadOnly {
-                path: self.path.clone(),
-                reason: self.read_only.clone().unwrap_or_default(),
-            }),
-        }
+        let id = self.session.apply(event).map_err(|e| self.tree_error(e))?;
+        self.writes.push(event.clone());
+        Ok(id)
     }
 
     fn tree_error(&self, cause: TreeError) -> SessionError {
@@ -230,7 +149,7 @@ impl ChatSession {
         self.session.title().to_string()
     }
 
-    pub(super) fn id_of(&self, key: &str) -> Result<NodeId, SessionError> {
+    pub(crate) fn id_of(&self, key: &str) -> Result<NodeId, SessionError> {
         self.session
             .tree()
             .find(key)
@@ -285,7 +204,7 @@ impl ChatSession {
     }
 
     /// Transcript lines up to and including `key`, with their keys.
-    pub(super) fn path_upto(&self, key: Option<&str>) -> (Vec<Line>, Vec<String>) {
+    pub(crate) fn path_upto(&self, key: Option<&str>) -> (Vec<Line>, Vec<String>) {
         let Some(key) = key else {
             return (Vec::new(), Vec::new());
         };
@@ -307,7 +226,7 @@ impl ChatSession {
             .unzip()
     }
 
-    pub(super) fn parent_key(&self, key: &str) -> Result<Option<String>, SessionError> {
+    pub(crate) fn parent_key(&self, key: &str) -> Result<Option<String>, SessionError> {
         let id = self.id_of(key)?;
         Ok(self
             .session
@@ -441,7 +360,7 @@ impl ChatSession {
         self.log_other(event)
     }
 
-    pub(super) fn log_other(&mut self, event: &impl serde::Serialize) -> Result<(), SessionError> {
+    pub(crate) fn log_other(&mut self, event: &impl serde::Serialize) -> Result<(), SessionError> {
         let value = serde_json::to_value(event)?;
         self.commit(&SessionEvent::Other(value)).map(|_| ())
     }

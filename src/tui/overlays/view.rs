@@ -6,10 +6,10 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 
-use super::wrap::sanitize;
 use crate::tui::app::{App, LOCKED_CHOICES, Overlay};
 use crate::tui::highlight::highlight;
 use crate::tui::keymap::Layer;
+use crate::tui::view::wrap::sanitize;
 
 fn centered(area: Rect, percent_x: u16, percent_y: u16) -> Rect {
     let [v] = Layout::vertical([Constraint::Percentage(percent_y)])
@@ -140,15 +140,19 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
                 rect,
             );
         }
-        Overlay::Rate(form) => super::dialogs::rate_form(frame, rect, app, form),
+        Overlay::Rate(form) => crate::tui::overlays::rate::view::rate_form(frame, rect, app, form),
         Overlay::Arena => {
             if let Some(round) = &app.arena {
-                super::dialogs::arena(frame, rect, app, round);
+                crate::tui::overlays::arena::view::arena(frame, rect, app, round);
             }
         }
-        Overlay::Runs { cursor } => super::runs::draw(frame, rect, app, *cursor),
-        Overlay::RlRate(form) => super::rl_rate::draw(frame, rect, app, form),
-        Overlay::Evals { cursor } => super::evals::draw(frame, rect, app, *cursor),
+        Overlay::Runs { cursor } => {
+            crate::tui::overlays::runs::view::draw(frame, rect, app, *cursor)
+        }
+        Overlay::RlRate(form) => crate::tui::overlays::rl_rate::view::draw(frame, rect, app, form),
+        Overlay::Evals { cursor } => {
+            crate::tui::overlays::evals::view::draw(frame, rect, app, *cursor)
+        }
         Overlay::Locked {
             path,
             holder,

@@ -1,9 +1,9 @@
 //! A reply: who answers, the request the engine gets, the stream as it
 //! arrives, and the finished reply saved where its target says.
 
-use super::app::{App, ReplyTarget, Streaming};
-use super::effect::Effect;
-use super::update::refresh;
+use crate::tui::app::{App, ReplyTarget, Streaming};
+use crate::tui::effect::Effect;
+use crate::tui::screens::chat::update::refresh;
 use her_core::format::{Ending, LintContext, StreamedReply, lint, parse_reply};
 use her_core::prompt::next_speaker::{
     next_speaker_prompt, parse_next_speaker, round_robin, speaker_grammar,
@@ -11,7 +11,7 @@ use her_core::prompt::next_speaker::{
 use her_engine::{Event, FinishReason, GenerateRequest};
 
 /// `@Name rest` → (the speaker whose name starts with `Name`, rest).
-pub(super) fn pick_speaker(speakers: &[String], text: &str) -> (Option<String>, String) {
+pub(crate) fn pick_speaker(speakers: &[String], text: &str) -> (Option<String>, String) {
     let Some(rest) = text.trim_start().strip_prefix('@') else {
         return (None, text.to_string());
     };
@@ -144,7 +144,7 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
     }
     // A reply that could not be saved would be lost: refuse before generating.
     if let Some(reason) = &chat.read_only {
-        let text = super::update::read_only_notice(reason);
+        let text = crate::tui::screens::chat::update::read_only_notice(reason);
         app.notify(text, true);
         return Vec::new();
     }
@@ -169,7 +169,7 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
         target,
         speaker: speaker.to_string(),
         reply,
-        started: std::time::Instant::now(),
+        started: app.now,
     });
     app.selected = None;
     app.scroll = 0;
@@ -180,7 +180,7 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
 /// candidate being written); returns what to do next.
 pub fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
     if app.streaming.is_none() && app.arena.is_some() {
-        return super::arena_flow::on_engine(app, event);
+        return crate::tui::overlays::arena::update::on_engine(app, event);
     }
     match event {
         Event::Started(s) => {
@@ -208,7 +208,7 @@ pub fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
             app.status.context_used = done.stats.context_used;
             app.status.tokens_per_second = done.stats.tokens_per_second;
             finish_reply(app, Some(done));
-            return super::summary::after_reply(app);
+            return crate::tui::screens::chat::summary::after_reply(app);
         }
         Event::Failed(err) => {
             app.notify(err.to_string(), true);

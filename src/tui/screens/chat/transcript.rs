@@ -7,9 +7,9 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::Widget;
 
-use super::wrap::wrap;
 use crate::tui::model::{PaneMode, PaneModes, ShownMessage, Speaker};
 use crate::tui::theme::Theme;
+use crate::tui::view::wrap::wrap;
 use her_core::format::{Layer, SegmentKind};
 
 pub struct Transcript<'a> {

@@ -2,8 +2,8 @@
 //! fills the context past `memory.summary_threshold` or turns had to be
 //! dropped, logged as a `summary` event once no reply is being written.
 
-use super::app::App;
-use super::effect::Effect;
+use crate::tui::app::App;
+use crate::tui::effect::Effect;
 use her_core::story::SummarySource;
 use her_core::story::memory::{SummaryPrompt, clean_summary};
 use her_engine::{Event, FinishReason, GenerateRequest};

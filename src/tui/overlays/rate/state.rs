@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use super::action::Action;
+use crate::tui::action::Action;
 use her_core::prefs::sessions::ChatScore;
 use her_core::prefs::{PRINCIPLE_DIMENSIONS, RatedLayer};
 

@@ -1,12 +1,13 @@
 //! Dialogs over the chat: the detailed rating, the arena, the choice for a
 //! session another window writes, and the stars an RL run waits on.
 
-use super::action::Action;
-use super::app::{App, LOCKED_CHOICES, Overlay};
-use super::effect::{Effect, Opening};
-use super::rating::FormOutcome;
-use super::rl_rating::RlRateOutcome;
-use super::update::{open_session, save_rating};
+use crate::tui::action::Action;
+use crate::tui::app::{App, LOCKED_CHOICES, Overlay};
+use crate::tui::effect::{Effect, Opening};
+use crate::tui::overlays::rate::state::FormOutcome;
+use crate::tui::overlays::rl_rate::state::RlRateOutcome;
+use crate::tui::screens::chat::update::save_rating;
+use crate::tui::update::open_session;
 
 /// Keys for the rating dialog, the arena, the locked-session choice and
 /// the RL stars.
@@ -29,7 +30,7 @@ pub fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
             }
             Vec::new()
         }
-        Some(Overlay::Arena) => super::arena_flow::key(app, &action),
+        Some(Overlay::Arena) => crate::tui::overlays::arena::update::key(app, &action),
         Some(Overlay::Locked { path, cursor, .. }) => {
             let last = LOCKED_CHOICES.len() - 1;
             let chosen = match action {

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::action::Action;
+use crate::tui::action::Action;
 use her_train::rl::human::{Answer, Ask};
 
 #[derive(Debug, Clone, PartialEq)]

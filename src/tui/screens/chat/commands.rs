@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use super::app::{App, Overlay, Screen};
-use super::effect::{AdapterFor, Effect, Opening};
-use super::update::{cast_name, open_session};
+use crate::tui::app::{App, Overlay, Screen};
+use crate::tui::effect::{AdapterFor, Effect, Opening};
+use crate::tui::update::{cast_name, open_session};
 
 pub const HELP: &str = "/help · /prompt · /clear (new session) · /fork (continue in a copy of this session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH] · /lore · /note · /memory";
 
@@ -96,7 +96,7 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
             ),
         },
         "sampling" => sampling(app, &args),
-        "arena" => return super::arena_flow::start(app, &args),
+        "arena" => return crate::tui::overlays::arena::update::start(app, &args),
         "evals" | "eval" if args.is_empty() => {
             app.overlay = Some(Overlay::Evals { cursor: 0 });
             return vec![Effect::ListEvals(app.evals_dir.clone())];
@@ -108,7 +108,7 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
         "export" => return export(app, &args),
         "lore" | "note" | "memory" => {
             let rest = command.trim_start().get(name.len()..).unwrap_or_default();
-            return super::story_commands::run(app, name, rest);
+            return crate::tui::screens::chat::story_commands::run(app, name, rest);
         }
         other => app.notify(format!("unknown command '/{other}'; {HELP}"), true),
     }

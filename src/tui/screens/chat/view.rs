@@ -1,148 +1,20 @@
-//! Screen layouts: pickers, and the chat with its panes, composer and status bar.
+//! The chat screen: transcript, panes, composer and status bar.
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Direction, Layout, Rect};
-use ratatui::style::{Modifier, Style};
-use ratatui::text::{Line, Span, Text};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::style::Style;
+use ratatui::text::{Line, Text};
+use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
-use super::overlays;
-use super::transcript::Transcript;
-use super::wrap::{sanitize, wrap};
-use crate::tui::app::{App, Screen};
+use crate::tui::app::App;
 use crate::tui::keymap::Layer as KeyLayer;
 use crate::tui::model::PaneMode;
-use crate::tui::picker::Picker;
+use crate::tui::screens::chat::transcript::Transcript;
+use crate::tui::view::wrap::sanitize;
 use her_core::format::{Layer, health};
 
 /// Panes go beside the transcript from this width, below it under it.
 const SIDE_PANES_FROM: u16 = 100;
-
-pub fn draw(frame: &mut Frame, app: &App) {
-    let area = frame.area();
-    match app.screen {
-        Screen::Characters => draw_picker(
-            frame,
-            area,
-            &app.characters,
-            "Choose a character or scene",
-            app,
-        ),
-        Screen::Sessions => draw_picker(
-            frame,
-            area,
-            &app.sessions,
-            &format!(
-                "{}: resume a session or start a new one",
-                app.character_name
-            ),
-            app,
-        ),
-        Screen::Chat => draw_chat(frame, area, app),
-        Screen::Annotate => {
-            if let Some(screen) = &app.annotate {
-                crate::tui::annotate::view::draw(frame, screen, &app.theme);
-            }
-        }
-    }
-    if let Some(overlay) = &app.overlay {
-        overlays::draw(frame, area, app, overlay);
-    }
-    // Last, so no screen or overlay can hide a message.
-    draw_notice(frame, area, app);
-}
-
-/// Most rows a notice takes; a longer one is cut (it is in the log too).
-const NOTICE_ROWS: usize = 4;
-
-/// The notice (an error or a confirmation) over the bottom rows of any
-/// screen: on the chat it covers the status bar, on a picker the key help.
-fn draw_notice(frame: &mut Frame, area: Rect, app: &App) {
-    let Some((text, error)) = &app.status.notice else {
-        return;
-    };
-    let style = if *error {
-        Style::default().fg(app.theme.error)
-    } else {
-        Style::default().fg(app.theme.accent)
-    };
-    let lines = wrap(&[(text.clone(), style)], usize::from(area.width.max(1)), 0);
-    let rows = lines
-        .len()
-        .clamp(1, NOTICE_ROWS)
-        .min(usize::from(area.height)) as u16;
-    let rect = Rect {
-        y: area.bottom().saturating_sub(rows),
-        height: rows,
-        ..area
-    };
-    frame.render_widget(Clear, rect);
-    frame.render_widget(Paragraph::new(lines), rect);
-}
-
-fn draw_picker(frame: &mut Frame, area: Rect, picker: &Picker, title: &str, app: &App) {
-    let [main, help] = Layout::vertical([Constraint::Min(3), Constraint::Length(1)]).areas(area);
-    let wide = area.width >= 90;
-    let [list_area, preview_area] = if wide {
-        Layout::horizontal([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(main)
-    } else {
-        Layout::vertical([Constraint::Percentage(55), Constraint::Percentage(45)]).areas(main)
-    };
-    let visible = picker.visible();
-    let mut lines = vec![Line::from(vec![
-        Span::styled("filter: ", app.theme.dim()),
-        Span::styled(
-            picker.filter.clone(),
-            Style::default().add_modifier(Modifier::BOLD),
-        ),
-        Span::styled("▏", app.theme.dim()),
-    ])];
-    for (row, &i) in visible.iter().enumerate() {
-        let item = &picker.items[i];
-        let selected = row == picker.cursor;
-        let style = if selected {
-            Style::default()
-                .bg(app.theme.selection)
-                .add_modifier(Modifier::BOLD)
-        } else {
-            Style::default()
-        };
-        lines.push(Line::from(vec![
-            Span::styled(if selected { "▸ " } else { "  " }, style),
-            Span::styled(item.title.clone(), style),
-            Span::styled(format!("  {}", item.subtitle), app.theme.dim()),
-        ]));
-    }
-    if visible.is_empty() {
-        lines.push(Line::styled("  (nothing matches)", app.theme.dim()));
-    }
-    frame.render_widget(
-        Paragraph::new(lines).block(
-            Block::default()
-                .borders(Borders::ALL)
-                .title(title.to_string()),
-        ),
-        list_area,
-    );
-    let preview = picker
-        .current()
-        .map(|i| i.preview.clone())
-        .unwrap_or_default();
-    frame.render_widget(
-        Paragraph::new(preview)
-            .wrap(Wrap { trim: false })
-            .block(Block::default().borders(Borders::ALL).title("preview")),
-        preview_area,
-    );
-    frame.render_widget(
-        Paragraph::new(Line::styled(
-            "type to filter · ↑/↓ move · enter choose · esc back · ctrl+q quit · f1 help",
-            app.theme.dim(),
-        )),
-        help,
-    );
-}
-
 /// Where the chat's parts go on a screen of `area`.
 struct ChatLayout {
     transcript: Rect,
@@ -199,7 +71,8 @@ pub fn transcript_rows(area: Rect, app: &App) -> usize {
     transcript_block(app).inner(layout.transcript).height as usize
 }
 
-fn draw_chat(frame: &mut Frame, area: Rect, app: &App) {
+/// The chat: transcript, panes for both thinking layers, composer and status bar.
+pub fn draw(frame: &mut Frame, area: Rect, app: &App) {
     let ChatLayout {
         transcript: transcript_area,
         panes: pane_area,

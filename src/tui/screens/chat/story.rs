@@ -1,7 +1,7 @@
 //! The open session's lore, memory and author's note: prompts built with
 //! them, and the session-log events that change them.
 
-use super::chat::ChatSession;
+use crate::tui::screens::chat::session::ChatSession;
 use her_core::character::AuthorNote;
 use her_core::prompt::{HerPrompt, Line, PromptOptions};
 use her_core::session::{SessionError, new_key, now_rfc3339};
@@ -72,7 +72,7 @@ impl ChatSession {
 
     /// Records what reply `key`'s prompt added and the timed lore events of
     /// its scan.
-    pub(super) fn log_reply_context(
+    pub(crate) fn log_reply_context(
         &mut self,
         key: &str,
         prepared: &Prepared,

@@ -8,7 +8,7 @@ use ratatui::text::Line;
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
 use crate::tui::app::App;
-use crate::tui::rl_rating::RlRateForm;
+use crate::tui::overlays::rl_rate::state::RlRateForm;
 
 pub fn draw(frame: &mut Frame, rect: Rect, app: &App, form: &RlRateForm) {
     let [list, detail] =

@@ -1,0 +1,5 @@
+//! The blind A/B round.
+
+pub mod state;
+pub(crate) mod update;
+pub(crate) mod view;

@@ -1,0 +1,3 @@
+//! Evaluations with their scores per dimension.
+
+pub(crate) mod view;

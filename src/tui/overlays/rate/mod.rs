@@ -1,0 +1,4 @@
+//! The detailed rating dialog.
+
+pub mod state;
+pub(crate) mod view;

@@ -1,0 +1,4 @@
+//! The stars an RL run waits on.
+
+pub mod state;
+pub(crate) mod view;

@@ -1,0 +1,3 @@
+//! Training runs with their loss curves.
+
+pub(crate) mod view;
