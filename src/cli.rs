@@ -4,6 +4,12 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+mod bench;
+mod eval;
+
+pub use bench::*;
+pub use eval::*;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "her",
@@ -351,88 +357,6 @@ pub struct SftArgs {
     pub run: RunArgs,
 }
 
-#[derive(Debug, Clone, Default, Args)]
-#[command(args_conflicts_with_subcommands = true)]
-pub struct EvalArgs {
-    #[command(subcommand)]
-    pub command: Option<EvalCommand>,
-    /// Scenes: file stems in characters/scenes/, scene .toml files or CoSER .json files
-    /// (default: every scene in characters/scenes/).
-    #[arg(value_name = "SCENE")]
-    pub scenes: Vec<String>,
-    /// An adapter to compare with the base model on the same scenes and seeds (repeatable).
-    #[arg(long = "adapter", value_name = "ADAPTER.gguf")]
-    pub adapters: Vec<PathBuf>,
-    /// Compare BASELINE with CANDIDATE (each `base` or an adapter GGUF) and promote CANDIDATE
-    /// for --character when no dimension regresses beyond its 95% interval.
-    #[arg(long, num_args = 2, value_names = ["BASELINE", "CANDIDATE"], conflicts_with = "adapters")]
-    pub gate: Option<Vec<String>>,
-    /// The character the gate promotes for (name or file stem; default: chat.character).
-    #[arg(long, short)]
-    pub character: Option<String>,
-    /// The judge GGUF (default: eval.judge_model, else the judge [judge] names).
-    #[arg(long, value_name = "PATH")]
-    pub judge_model: Option<PathBuf>,
-    /// The judge's context window (default: model.n_ctx).
-    #[arg(long, value_name = "TOKENS")]
-    pub judge_n_ctx: Option<u32>,
-    /// Turns per scene at most (default: eval.rounds).
-    #[arg(long)]
-    pub rounds: Option<u32>,
-    /// Seeds per scene, from sampling.seed on (default: eval.seeds).
-    #[arg(long)]
-    pub seeds: Option<u32>,
-    /// Longest turn in tokens (default: eval.max_new_tokens).
-    #[arg(long, value_name = "TOKENS")]
-    pub max_new_tokens: Option<u32>,
-    /// Who speaks next: model or random (default: eval.next_speaker).
-    #[arg(long, value_parser = ["model", "random"])]
-    pub next_speaker: Option<String>,
-    /// Leave out the Environment narrator even in scenes that have one.
-    #[arg(long)]
-    pub no_environment: bool,
-    /// Bootstrap resamples (default: eval.resamples).
-    #[arg(long)]
-    pub resamples: Option<u32>,
-    /// Folder name under paths.evals (default: the date and time).
-    #[arg(long)]
-    pub name: Option<String>,
-    /// Do not save the played scenes as sessions.
-    #[arg(long)]
-    pub no_sessions: bool,
-    /// Sampler seed of the first seed, and the bootstrap's (default: sampling.seed).
-    #[arg(long)]
-    pub seed: Option<u32>,
-    /// Sampling temperature of the actors (default: sampling.temperature).
-    #[arg(long)]
-    pub temperature: Option<f32>,
-    #[command(flatten)]
-    pub model: ModelArgs,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum EvalCommand {
-    /// Check the judge on shipped scene pairs (clean and with a planted flaw): how often it
-    /// scores the flawed one lower, per dimension. The gate trusts only a judge that passed.
-    Calibrate(CalibrateArgs),
-}
-
-#[derive(Debug, Clone, Default, Args)]
-pub struct CalibrateArgs {
-    /// The judge GGUF (default: eval.judge_model, else the judge [judge] names).
-    #[arg(long, value_name = "PATH")]
-    pub judge_model: Option<PathBuf>,
-    /// The judge's context window (default: model.n_ctx).
-    #[arg(long, value_name = "TOKENS")]
-    pub judge_n_ctx: Option<u32>,
-    /// A folder of calibration scenes (default: the studio's assets/eval/calibration/, else
-    /// the built-in set).
-    #[arg(long, value_name = "DIR")]
-    pub calibration_set: Option<PathBuf>,
-    #[command(flatten)]
-    pub model: ModelArgs,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum PrefsCommand {
     /// Counts of ratings and pairs by character, annotator and source, and what was skipped.
@@ -555,162 +479,6 @@ pub struct PromptArgs {
     pub lore: Vec<String>,
     #[command(flatten)]
     pub model: ModelArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Engine tokens/s against a bare llama-cpp-2 loop, and KV reuse over a 20-turn chat.
-    Engine(BenchEngineArgs),
-    /// Internal: one bare llama-cpp-2 run in its own process, for `bench engine`.
-    #[command(hide = true)]
-    BareLoop(BareLoopArgs),
-    /// LoRA SFT tokens/s and peak memory on the model's GGUF (quantized and dequantized base),
-    /// side by side with PyTorch + PEFT on the same batches (not run in CI).
-    Train(BenchTrainArgs),
-    /// Internal: our training steps in their own process, for `bench train`.
-    #[command(hide = true)]
-    TrainLoop(TrainLoopArgs),
-    /// Internal: the trainer's logits (candle) over samples, with an adapter, for
-    /// scripts/check-peft.sh to compare with transformers + PEFT.
-    #[command(hide = true)]
-    Logits(BenchLogitsArgs),
-    /// RL rollout tokens/s against plain generation of the same prompts and seeds
-    /// (one by one and batched), and how RL step time splits between adapter swap,
-    /// rollout, scoring and update.
-    Rl(BenchRlArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BenchRlArgs {
-    /// GGUF model (default: model.path).
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
-    /// Prompts JSONL (default: assets/datasets/elizabeth-sft.jsonl in the studio).
-    #[arg(long, value_name = "FILE")]
-    pub prompts: Option<PathBuf>,
-    /// RL steps.
-    #[arg(long, default_value_t = 4)]
-    pub steps: u32,
-    /// Replies per prompt.
-    #[arg(long, default_value_t = 4)]
-    pub group: u32,
-    /// Prompts per step.
-    #[arg(long, default_value_t = 2)]
-    pub prompts_per_step: u32,
-    /// Reply length in tokens.
-    #[arg(long, default_value_t = 64)]
-    pub max_new_tokens: u32,
-    /// Score with the pairwise judge (the model itself) as well as format and layout.
-    #[arg(long)]
-    pub judge: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BenchTrainArgs {
-    /// GGUF model (default: model.path).
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
-    /// Training steps per side; the first is a warm-up and not in tokens/s.
-    #[arg(long, default_value_t = 6)]
-    pub steps: usize,
-    /// Sequences per batch.
-    #[arg(long, default_value_t = 4)]
-    pub batch: usize,
-    /// Tokens per sequence.
-    #[arg(long, default_value_t = 256)]
-    pub seq: usize,
-    /// Text to pack into the batches: HER messages JSONL (default:
-    /// assets/datasets/elizabeth-sft.jsonl in the studio; seeded random ids if absent).
-    #[arg(long, value_name = "FILE")]
-    pub data: Option<PathBuf>,
-    /// Which positions are in the loss: `all` (every next token; the same work on
-    /// both sides) or `completion` (only assistant turns, as `her train sft` does).
-    #[arg(long, default_value = "all", value_parser = ["all", "completion"])]
-    pub labels: String,
-    /// CPU threads for every side (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: u32,
-    /// Learning rate (constant; AdamW on both sides).
-    #[arg(long, default_value_t = 2e-4)]
-    pub lr: f64,
-    /// Only our side (no PyTorch baseline).
-    #[arg(long)]
-    pub skip_torch: bool,
-    /// Activation (gradient) checkpointing on every side: each decoder block
-    /// is recomputed in backward instead of keeping its activations.
-    #[arg(long)]
-    pub checkpointing: bool,
-    /// Only this base mode of ours: quantized or dequantized (default: both).
-    #[arg(long, value_parser = ["quantized", "dequantized"])]
-    pub base: Option<String>,
-    /// Positions per packed row in the packing comparison (0 = train.max_seq_len).
-    #[arg(long, default_value_t = 0)]
-    pub pack_len: usize,
-    /// Leave out the packing comparison (our trainer on the data's SFT
-    /// micro-batches with train.packing off and on: useful tokens/s).
-    #[arg(long)]
-    pub skip_packing: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BenchLogitsArgs {
-    /// GGUF model (default: model.path).
-    #[arg(long, value_name = "PATH")]
-    pub model: Option<PathBuf>,
-    /// LoRA GGUF to apply.
-    #[arg(long, value_name = "ADAPTER.gguf")]
-    pub adapter: Option<PathBuf>,
-    /// Samples as JSONL, one {"messages": [...]} per line (as `her train sft` reads them).
-    #[arg(long, value_name = "FILE")]
-    pub data: PathBuf,
-    /// Output safetensors: per sample N, `ids.N` (u32), `completion_start.N` (u32) and
-    /// `logits.N` (positions × vocab, f32).
-    #[arg(long, value_name = "FILE")]
-    pub out: PathBuf,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct TrainLoopArgs {
-    /// The plan (batches and settings) written by `bench train`.
-    #[arg(long)]
-    pub plan: PathBuf,
-    /// quantized or dequantized.
-    #[arg(long)]
-    pub base: String,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BareLoopArgs {
-    #[arg(long)]
-    pub model: PathBuf,
-    #[arg(long)]
-    pub n_ctx: u32,
-    #[arg(long)]
-    pub n_batch: u32,
-    #[arg(long)]
-    pub threads: u32,
-    /// The sampling settings as JSON.
-    #[arg(long)]
-    pub sampling: String,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BenchEngineArgs {
-    /// GGUF model, or `tiny` for the generated random-weight Qwen3 test model.
-    #[arg(long, value_name = "PATH|tiny")]
-    pub model: Option<String>,
-    /// Tokens generated per throughput run.
-    #[arg(long, default_value_t = 256)]
-    pub tokens: usize,
-    /// Throughput runs per side (the median is reported).
-    #[arg(long, default_value_t = 5)]
-    pub runs: usize,
-    /// Turns in the scripted chat.
-    #[arg(long, default_value_t = 20)]
-    pub turns: usize,
-    /// CPU threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: u32,
 }
 
 impl ModelArgs {

@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 
+mod calibrate;
+mod gate;
+
+pub use gate::load_promoted;
+
 use crate::app::AppContext;
 use crate::cli::{CalibrateArgs, ChatArgs, EvalArgs, EvalCommand};
 use crate::config::JudgeKind;
@@ -85,7 +90,7 @@ fn judge_model_path(app: &AppContext, flag: Option<&Path>) -> Option<PathBuf> {
 
 pub fn run(app: &AppContext, args: &EvalArgs) -> anyhow::Result<ExitCode> {
     if let Some(EvalCommand::Calibrate(calibrate_args)) = &args.command {
-        return run_calibration(app, calibrate_args);
+        return calibrate::run_calibration(app, calibrate_args);
     }
     let options = Options::new(app, args);
     let systems = match &args.gate {
@@ -108,7 +113,7 @@ pub fn run(app: &AppContext, args: &EvalArgs) -> anyhow::Result<ExitCode> {
     };
     let (results, dir) = evaluate(app, &options, systems, scenes, character.is_some())?;
     if let Some(character) = character {
-        let promoted = gate(app, &results, &dir, &character)?;
+        let promoted = gate::gate(app, &results, &dir, &character)?;
         return Ok(if promoted {
             ExitCode::SUCCESS
         } else {
@@ -148,7 +153,7 @@ pub fn gate_after_training(app: &AppContext, adapter: &Path) -> anyhow::Result<b
     let options = Options::new(app, &EvalArgs::default());
     let systems = vec![baseline, adapter_system(adapter)];
     let (results, dir) = evaluate(app, &options, systems, scenes, true)?;
-    gate(app, &results, &dir, &character)
+    gate::gate(app, &results, &dir, &character)
 }
 
 /// A character file (by name or stem), or else a scene member of that name.
@@ -369,92 +374,6 @@ fn start_judge(
     }
 }
 
-/// `her eval calibrate`: judges every pair of the calibration set, stores
-/// the result under the judge's fingerprint and prints it. Exits with 3
-/// when the judge failed.
-fn run_calibration(app: &AppContext, args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
-    let config = app.config();
-    let calibration_set = match &args.calibration_set {
-        Some(dir) => set::from_dir(dir)?,
-        None => {
-            let shipped = app.studio.root.join(set::SET_DIR);
-            if shipped.is_dir() {
-                set::from_dir(&shipped)?
-            } else {
-                set::built_in()?
-            }
-        }
-    };
-    let model_path = app.model_path();
-    let judge_model = judge_model_path(app, args.judge_model.as_deref());
-    let (judge_engine, judge) = start_judge(
-        app,
-        judge_model.as_deref(),
-        args.judge_n_ctx,
-        &model_path,
-        || {
-            her_engine::local::check_model_file(&model_path)?;
-            file_id(&model_path)
-        },
-    )?;
-    let actor_engine;
-    let backend: &dyn Backend = match &judge_engine {
-        Some(engine) => engine.as_ref(),
-        None => {
-            eprintln!("loading {} as the judge …", model_path.display());
-            actor_engine = app.start_engine()?;
-            &actor_engine
-        }
-    };
-    let sampling = judge_sampling(&config.sampling, true);
-    let identity = JudgeIdentity::new(judge, &sampling, true);
-    let pairs: usize = calibration_set.pairs_per_dimension().iter().sum();
-    eprintln!(
-        "calibrating the judge on {pairs} pairs in {} scenes from {} …",
-        calibration_set.scenes.len(),
-        calibration_set.source
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let calibration = runtime.block_on(calibrate(
-        backend,
-        &calibration_set,
-        identity,
-        &sampling,
-        &mut |p| {
-            eprintln!(
-                "  {} {} ({}): clean {} · flawed {} → {}",
-                p.scene,
-                p.kind.key(),
-                p.dimension.key(),
-                p.clean_severity,
-                p.flawed_severity,
-                if p.flawed_lower {
-                    "scored lower"
-                } else {
-                    "missed"
-                }
-            )
-        },
-    ))?;
-    let evals = config.evals_dir(&app.studio.root);
-    let path = write_calibration(&evals, &calibration)?;
-    let status = calibration.status(config.eval.calibration_thresholds(), Some(path.clone()));
-    println!("{}", render_calibration(&calibration, &status));
-    println!("saved: {}", path.display());
-    if status.passed() {
-        println!("the gate now trusts this judge (same model file, prompt and settings)");
-        Ok(ExitCode::SUCCESS)
-    } else {
-        println!(
-            "{}: the gate will refuse on its word; {ADVICE}",
-            status.problem()
-        );
-        Ok(ExitCode::from(3))
-    }
-}
-
 fn print_progress(p: Progress<'_>) {
     match p {
         Progress::System {
@@ -522,138 +441,6 @@ fn default_name() -> String {
         (Some(date), Some(time)) => format!("{date}-{time}"),
         _ => "eval".to_string(),
     }
-}
-
-/// Decides, logs (terminal, `gate.json`, `adapters/gate-log.jsonl`) and
-/// promotes. Returns whether the candidate was promoted.
-fn gate(
-    app: &AppContext,
-    results: &EvalResults,
-    dir: &Path,
-    character: &Character,
-) -> anyhow::Result<bool> {
-    let [baseline, candidate] = results.systems.as_slice() else {
-        bail!("a gate compares exactly two systems, baseline and candidate");
-    };
-    let s = &results.settings;
-    let decision = decide(
-        baseline,
-        candidate,
-        results.judge_calibration.as_ref(),
-        s.resamples,
-        s.bootstrap_seed,
-    )?;
-    println!("\n{}", render_decision(&decision));
-    let json = serde_json::to_string_pretty(&decision)?;
-    her_core::fsutil::write_atomic(&dir.join(GATE_FILE), format!("{json}\n").as_bytes(), true)
-        .with_context(|| format!("writing '{}'", dir.join(GATE_FILE).display()))?;
-    let log = gate_log(&app.studio.root);
-    append_gate_log(
-        &log,
-        &GateLogEntry {
-            decided_at: her_core::session::now_rfc3339(),
-            character: character.name.clone(),
-            evaluation: dir.to_path_buf(),
-            baseline_adapter: baseline.adapter.as_ref().map(|a| a.path.clone()),
-            candidate_adapter: candidate.adapter.as_ref().map(|a| a.path.clone()),
-            decision: decision.clone(),
-        },
-    )?;
-    println!(
-        "logged in {} and {}",
-        dir.join(GATE_FILE).display(),
-        log.display()
-    );
-    if !decision.promote {
-        println!(
-            "not promoted: {} keeps {}",
-            character.name,
-            baseline
-                .adapter
-                .as_ref()
-                .map_or("the base model".to_string(), |a| a
-                    .path
-                    .display()
-                    .to_string())
-        );
-        return Ok(false);
-    }
-    let Some(adapter) = &candidate.adapter else {
-        println!("the candidate is the base model: nothing to promote");
-        return Ok(true);
-    };
-    let file = promoted_file(&app.studio.root);
-    promote(
-        &file,
-        &character.name,
-        Promotion {
-            adapter: adapter.path.clone(),
-            sha256: adapter.sha256.clone(),
-            promoted_at: her_core::session::now_rfc3339(),
-            evaluation: dir.to_path_buf(),
-            replaced: baseline
-                .adapter
-                .as_ref()
-                .map_or("base".to_string(), |a| a.path.display().to_string()),
-        },
-    )?;
-    println!(
-        "promoted {} for {} ({}); `her chat --character '{}'` now loads it",
-        adapter.path.display(),
-        character.name,
-        file.display(),
-        character.name
-    );
-    Ok(true)
-}
-
-/// Loads the adapter promoted for the chat's character, unless `--adapter`
-/// chose one or the chat is a scene or a saved session.
-pub fn load_promoted(
-    app: &AppContext,
-    engine: &dyn Backend,
-    args: &ChatArgs,
-) -> anyhow::Result<()> {
-    if args.adapter.is_some() || args.scene.is_some() || args.session.is_some() || args.from_picker
-    {
-        return Ok(());
-    }
-    let Ok(character) = app.character(args.character.as_deref()) else {
-        return Ok(());
-    };
-    let file = promoted_file(&app.studio.root);
-    let promotion = match promoted_adapter(&file, &character.name) {
-        Ok(Some(p)) => p,
-        Ok(None) => return Ok(()),
-        Err(err) => {
-            eprintln!("warning: {err}; continuing without a promoted adapter");
-            return Ok(());
-        }
-    };
-    if !promotion.adapter.is_file() {
-        eprintln!(
-            "warning: the adapter promoted for {} ('{}', in {}) is gone; continuing without it",
-            character.name,
-            promotion.adapter.display(),
-            file.display()
-        );
-        return Ok(());
-    }
-    engine
-        .load_adapter(promotion.adapter.clone(), args.adapter_scale)
-        .wait()
-        .with_context(|| {
-            format!(
-                "loading the promoted adapter '{}'",
-                promotion.adapter.display()
-            )
-        })?;
-    eprintln!(
-        "using the adapter promoted for {}: {} (--adapter overrides)",
-        character.name,
-        promotion.adapter.display()
-    );
-    Ok(())
 }
 
 #[cfg(test)]
