@@ -7,7 +7,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use her_studio::config::{KtoConfig, TrainConfig};
+use her_train::settings::{KtoConfig, TrainConfig};
 use her_train::data::Message;
 use her_train::kto::{KtoJob, KtoSample, run};
 

@@ -7,7 +7,7 @@ mod common;
 
 use std::sync::atomic::AtomicBool;
 
-use her_studio::config::TrainConfig;
+use her_train::settings::TrainConfig;
 use her_train::data::Message;
 use her_train::dpo::{DpoJob, PairSample, run};
 

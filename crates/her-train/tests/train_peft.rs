@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use her_gguf::{GgufWriter, tiny_bpe_vocab};
-use her_studio::config::TrainConfig;
+use her_train::settings::TrainConfig;
 use her_train::lora::read_lora_gguf;
 use her_train::lora::rng::SplitMix64;
 use her_train::peft::import::import_peft;

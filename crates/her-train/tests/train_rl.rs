@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use her_core::prefs::{ContextMessage, Role};
-use her_studio::config::{RlConfig, TrainConfig};
+use her_train::settings::{RlConfig, TrainConfig};
 use her_train::rl::prompts::RlPrompt;
 use her_train::rl::{RlJob, RlReport, StepMetrics, human, read_rollouts, run};
 

@@ -6,7 +6,7 @@
 //! `peak_memory_and_speed_report` (ignored) measures one SmolLM2 training
 //! step at 4×256 in both base modes with checkpointing off and on, each in
 //! its own child process (VmHWM is per process); it prints, asserts nothing:
-//! `cargo test --release --test train_ckpt -- --ignored --nocapture peak_memory`
+//! `cargo test --release -p her-train --test train_ckpt -- --ignored --nocapture peak_memory`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -16,7 +16,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use her_studio::config::TrainConfig;
+use her_train::settings::TrainConfig;
 use her_train::lora::rng::SplitMix64;
 use her_train::lora::{LoraSpec, Target};
 use her_train::model::{BaseMode, TrainModel};
