@@ -15,12 +15,12 @@ use anyhow::{Context, anyhow, bail};
 
 use crate::app::AppContext;
 use crate::cli::{BenchTrainArgs, TrainLoopArgs};
+use her_core::rng::SplitMix64;
 use her_train::bench::{
     Plan, PlanBatch, PlanLora, PlanOptimizer, SideResult, TokenizerCheck, train_side,
 };
 use her_train::data::{IGNORE, Tokenized, chatml_parts, read_jsonl, tokenize};
 use her_train::lora::Target;
-use her_train::lora::rng::SplitMix64;
 use her_train::model::BaseMode;
 use her_train::optim::AdamWConfig;
 use her_train::tokenizer;

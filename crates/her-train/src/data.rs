@@ -15,6 +15,7 @@ use super::tokenizer::encode;
 use her_core::format::strip_system_thinking;
 use her_core::fsutil::read::{self, Kind, ReadError};
 use her_core::hashing::sha256_hex;
+use her_core::rng::SplitMix64;
 
 /// Label of positions that are not in the loss.
 pub const IGNORE: i64 = -100;
@@ -348,7 +349,7 @@ pub fn step_micro_batches(
 
 /// A seeded permutation of `0..n` for one epoch.
 pub fn epoch_order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
-    let mut rng = SplitMix64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD90);
+    let mut rng = SplitMix64::new(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD90);
     let mut order: Vec<usize> = (0..n).collect();
     shuffle(&mut order, &mut rng);
     order
@@ -496,7 +497,7 @@ impl Batching {
         match self {
             Self::Padded => epoch_batches(samples, batch_size, 0, seed, epoch),
             Self::Packed(rows) => {
-                let mut rng = SplitMix64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let mut rng = SplitMix64::new(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 let mut order: Vec<&Vec<usize>> = rows.iter().collect();
                 shuffle(&mut order, &mut rng);
                 order
@@ -525,7 +526,7 @@ pub fn epoch_batches(
     epoch: u64,
 ) -> Vec<Batch> {
     let batch_size = batch_size.max(1);
-    let mut rng = SplitMix64(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut rng = SplitMix64::new(seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
     let mut order: Vec<usize> = (0..samples.len()).collect();
     shuffle(&mut order, &mut rng);
     let window = batch_size * 16;
@@ -542,23 +543,9 @@ pub fn epoch_batches(
         .collect()
 }
 
-/// A small seeded generator (the order of data must not depend on a crate's
-/// RNG version).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-}
-
 fn shuffle<T>(items: &mut [T], rng: &mut SplitMix64) {
     for i in (1..items.len()).rev() {
-        let j = (rng.next() % (i as u64 + 1)) as usize;
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
         items.swap(i, j);
     }
 }

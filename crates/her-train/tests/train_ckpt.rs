@@ -16,11 +16,11 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use her_train::settings::TrainConfig;
-use her_train::lora::rng::SplitMix64;
+use her_core::rng::SplitMix64;
 use her_train::lora::{LoraSpec, Target};
 use her_train::model::{BaseMode, TrainModel};
 use her_train::optim::{Accumulator, AdamW, AdamWConfig};
+use her_train::settings::TrainConfig;
 use her_train::sft::{SftJob, run};
 
 fn randn(shape: &[usize], std: f64, seed: u64) -> Tensor {

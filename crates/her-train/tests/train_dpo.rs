@@ -7,9 +7,9 @@ mod common;
 
 use std::sync::atomic::AtomicBool;
 
-use her_train::settings::TrainConfig;
 use her_train::data::Message;
 use her_train::dpo::{DpoJob, PairSample, run};
+use her_train::settings::TrainConfig;
 
 fn pairs() -> Vec<PairSample> {
     let lines = [

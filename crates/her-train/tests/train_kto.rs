@@ -7,9 +7,9 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use her_train::settings::{KtoConfig, TrainConfig};
 use her_train::data::Message;
 use her_train::kto::{KtoJob, KtoSample, run};
+use her_train::settings::{KtoConfig, TrainConfig};
 
 fn samples() -> Vec<KtoSample> {
     let lines = [

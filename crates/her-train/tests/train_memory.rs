@@ -16,11 +16,11 @@
 mod common;
 
 use candle_core::{Device, Tensor};
-use her_train::settings::TrainConfig;
-use her_train::lora::rng::SplitMix64;
+use her_core::rng::SplitMix64;
 use her_train::lora::{LoraSpec, Target};
 use her_train::model::{BaseMode, TrainModel};
 use her_train::run::memory_mib;
+use her_train::settings::TrainConfig;
 
 const PROBE_ENV: &str = "HER_NOGRAD_PROBE";
 

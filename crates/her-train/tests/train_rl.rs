@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use her_core::prefs::{ContextMessage, Role};
-use her_train::settings::{RlConfig, TrainConfig};
 use her_train::rl::prompts::RlPrompt;
 use her_train::rl::{RlJob, RlReport, StepMetrics, human, read_rollouts, run};
+use her_train::settings::{RlConfig, TrainConfig};
 
 fn prompts() -> Vec<RlPrompt> {
     [

@@ -10,8 +10,8 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use her_engine::{Backend, GenerateRequest};
-use her_train::settings::TrainConfig;
 use her_train::data::{LossOn, Sample, Tokenized, batch, chatml_parts, tokenize_turns};
+use her_train::settings::TrainConfig;
 use her_train::sft::{Progress, SftJob, SftReport, run};
 
 use common::{message, sample};

@@ -34,9 +34,9 @@ pub use segments::Segments;
 pub use shape::{Arch, ModelShape};
 
 use crate::error::TrainError;
-use crate::lora::rng::SplitMix64;
 use crate::lora::{LoraAdapter, LoraParam, LoraSpec, Target, read_lora_gguf};
 use block::{Block, Pass};
+use her_core::rng::SplitMix64;
 use load::GgufTensors;
 use ops::{RmsNorm, Rope};
 use recompute::{Checkpoint, SideGrads};

@@ -30,7 +30,7 @@ pub fn add_tiny_tokenizer(w: &mut her_gguf::GgufWriter) {
 /// as an unwritten GgufWriter so a test can add to it. Scales as the
 /// Qwen3 fixture's.
 pub fn tiny_qwen2_writer(seed: u64) -> her_gguf::GgufWriter {
-    use her_train::lora::rng::SplitMix64;
+    use her_core::rng::SplitMix64;
     let vocab = her_gguf::tiny_bpe_vocab();
     let n_vocab = vocab.tokens.len() as u64;
     let (e, nh, nkv, hd, ff) = (64u64, 4u64, 2u64, 16u64, 128u64);
