@@ -12,7 +12,7 @@ mod block;
 mod frozen;
 mod head;
 mod load;
-pub(crate) use load::read_gguf;
+pub(crate) use load::Gguf;
 mod lora_linear;
 pub mod ops;
 mod recompute;
@@ -118,7 +118,7 @@ impl TrainModel {
             });
         }
         let mut src = GgufTensors::open(path, mode)?;
-        let shape = ModelShape::from_gguf(path, &src.content)?;
+        let shape = ModelShape::from_gguf(src.header())?;
         let (vocab, e) = (shape.n_vocab, shape.n_embd);
         let embed = src.frozen("token_embd.weight", [vocab, e])?;
         let blocks = (0..shape.n_layer)
