@@ -26,7 +26,7 @@ use super::error::JobError;
 use super::stable::sigmoid;
 use super::train_loop::trainer::{Trainer, settings_sha256, total_steps};
 use super::train_loop::{
-    DataSummary, Micro, MicroLoss, Objective, Progress, RunSpec, StepData, StepOutcome, TrainLoop,
+    DataSummary, Job, Micro, MicroLoss, Objective, ReportOf, RunSpec, StepData, StepOutcome,
 };
 use crate::settings::{KtoConfig, TrainConfig};
 use her_core::hashing::sha256_hex;
@@ -81,17 +81,12 @@ pub fn read_kto_jsonl(path: &std::path::Path) -> Result<Vec<KtoSample>, super::d
     })
 }
 
+/// A KTO run (its `init_adapter` is also the reference), its β and `[kto]`.
 pub struct KtoJob {
-    pub model: PathBuf,
-    pub model_fingerprint: String,
-    pub settings: TrainConfig,
+    pub spec: RunSpec,
     pub beta: f64,
     /// Class weights and the reference point (`[kto]`).
     pub kto: KtoConfig,
-    pub run: PathBuf,
-    /// Continue the run in `run` from its newest checkpoint.
-    pub resume: bool,
-    pub init_adapter: Option<PathBuf>,
 }
 
 /// How well the policy's implied rewards sort desirable from undesirable.
@@ -593,39 +588,28 @@ impl Objective for KtoObjective {
     }
 }
 
-/// Runs KTO on `samples` as `job` says; `on_step` sees (step, total, metrics).
-pub fn run(
-    job: &KtoJob,
-    samples: Vec<KtoSample>,
-    stop: &AtomicBool,
-    on_step: &mut dyn FnMut(u64, u64, &KtoMetrics),
-) -> Result<KtoReport, JobError> {
-    let spec = RunSpec {
-        model: job.model.clone(),
-        model_fingerprint: job.model_fingerprint.clone(),
-        settings: job.settings.clone(),
-        run: job.run.clone(),
-        resume: job.resume,
-        init_adapter: job.init_adapter.clone(),
-    };
-    let mut objective = KtoObjective::new(job.beta, &job.kto);
-    let r = TrainLoop::new(&spec, stop).run(&mut objective, samples, &mut |p| {
-        if let Progress::Step(line) = p {
-            on_step(
-                line.step,
-                line.total_steps,
-                &line.metrics.with_loss(line.loss),
-            );
+impl Job for KtoJob {
+    type Objective<'j> = KtoObjective;
+    type Report = KtoReport;
+
+    fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+
+    fn objective(&self) -> Result<KtoObjective, JobError> {
+        Ok(KtoObjective::new(self.beta, &self.kto))
+    }
+
+    fn report(_: KtoObjective, r: ReportOf<KtoObjective>) -> KtoReport {
+        let with_loss = |e: Option<(f64, KtoScores)>| e.map(|(loss, m)| m.with_loss(loss));
+        KtoReport {
+            interrupted: r.interrupted,
+            steps: r.steps,
+            eval_before: with_loss(r.before),
+            eval_after: with_loss(r.after),
+            adapter_gguf: r.adapter_gguf,
         }
-    })?;
-    let with_loss = |e: Option<(f64, KtoScores)>| e.map(|(loss, m)| m.with_loss(loss));
-    Ok(KtoReport {
-        interrupted: r.interrupted,
-        steps: r.steps,
-        eval_before: with_loss(r.before),
-        eval_after: with_loss(r.after),
-        adapter_gguf: r.adapter_gguf,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,24 @@ pub fn tiny() -> &'static Tiny {
     tiny_in(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
 
+/// A run of `model` with `settings` into the folder `run`, from fresh LoRA
+/// factors.
+pub fn spec(
+    model: &Path,
+    settings: her_train::settings::TrainConfig,
+    run: PathBuf,
+    resume: bool,
+) -> her_train::train_loop::RunSpec {
+    her_train::train_loop::RunSpec {
+        model_fingerprint: her_engine::local::fingerprint(model).unwrap(),
+        model: model.to_path_buf(),
+        settings,
+        run,
+        resume,
+        init_adapter: None,
+    }
+}
+
 /// The tiny byte-level BPE vocabulary as a GGUF tokenizer (gpt2 model,
 /// ChatML specials), for fixtures llama.cpp can load.
 pub fn add_tiny_tokenizer(w: &mut her_gguf::GgufWriter) {
