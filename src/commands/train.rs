@@ -256,6 +256,17 @@ pub(super) fn run_folder(
     Ok(dir)
 }
 
+/// The progress line of a preference method (DPO's margin, KTO's reward
+/// gap): how far apart the good and bad replies are, and how often in order.
+fn preference_line(step: u64, total: u64, loss: f64, gap: (&str, f64), accuracy: f64) -> String {
+    format!(
+        "step {step}/{total} · loss {loss:.4} · {} {:+.3} · accuracy {:.0}%",
+        gap.0,
+        gap.1,
+        accuracy * 100.0
+    )
+}
+
 /// Rewrites the terminal's current line (a progress display on stderr).
 pub(super) fn overwrite_line(out: &mut std::io::Stderr, text: &str) {
     let _ = write!(out, "\r{text}\x1b[K");
@@ -356,14 +367,8 @@ pub fn dpo(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
     let mut stderr = std::io::stderr();
     let report = driver.train(&job, pairs, &mut |p| {
         if let Progress::Step(s) = p {
-            let line = format!(
-                "step {}/{} · loss {:.4} · margin {:+.3} · accuracy {:.0}%",
-                s.step,
-                s.total_steps,
-                s.loss,
-                s.metrics.margin,
-                s.metrics.accuracy * 100.0
-            );
+            let (gap, accuracy) = (s.metrics.margin, s.metrics.accuracy);
+            let line = preference_line(s.step, s.total_steps, s.loss, ("margin", gap), accuracy);
             overwrite_line(&mut stderr, &line);
         }
     })?;
@@ -421,14 +426,9 @@ pub fn kto(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
     let mut stderr = std::io::stderr();
     let report = driver.train(&job, samples, &mut |p| {
         if let Progress::Step(s) = p {
-            let line = format!(
-                "step {}/{} · loss {:.4} · reward gap {:+.3} · accuracy {:.0}%",
-                s.step,
-                s.total_steps,
-                s.loss,
-                s.metrics.reward_gap,
-                s.metrics.accuracy * 100.0
-            );
+            let (gap, accuracy) = (s.metrics.reward_gap, s.metrics.accuracy);
+            let line =
+                preference_line(s.step, s.total_steps, s.loss, ("reward gap", gap), accuracy);
             overwrite_line(&mut stderr, &line);
         }
     })?;
