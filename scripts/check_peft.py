@@ -31,7 +31,7 @@ import urllib.request
 # dequantized Q4_1 weights (transformers dequantizes the GGUF with gguf-py,
 # d·q + m per block, as candle does) and the same token ids; what differs is
 # summation order, rope's sin/cos and the softmax/rms_norm kernels across 30
-# layers. The bound is the one tests/train_parity.rs holds candle to against
+# layers. The bound is the one crates/her-train/tests/train_parity.rs holds candle to against
 # llama.cpp on SmolLM2's layers in f32; the same gap WITHOUT the adapter is
 # printed as the floor (7e-5 when measured), and a wrong row order costs nats.
 TOLERANCE = 1e-3

@@ -392,7 +392,8 @@ fn one_bad_prefs_line_stops_no_report_merge_or_export() {
 fn resuming_a_finished_run_twice_leaves_its_metrics_unchanged() {
     use her_studio::config::TrainConfig;
     use her_train::data::{Message as Turn, Sample};
-    use her_train::sft::{SftJob, run};
+    use her_train::sft::SftJob;
+    use her_train::train_loop::{RunSpec, run};
     let dir = tempfile::tempdir().unwrap();
     let turn = |role: &str, content: String| Turn {
         role: role.into(),
@@ -411,19 +412,22 @@ fn resuming_a_finished_run_twice_leaves_its_metrics_unchanged() {
         .collect();
     let model = common::tiny().model.clone();
     let job = |resume| SftJob {
-        model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
-        model: model.clone(),
-        settings: TrainConfig {
-            rank: 4,
-            max_steps: 3,
-            batch_size: 2,
-            eval_fraction: 0.25,
-            eval_every: 2,
-            checkpoint_every: 0,
-            ..TrainConfig::default()
+        spec: RunSpec {
+            model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
+            model: model.clone(),
+            settings: TrainConfig {
+                rank: 4,
+                max_steps: 3,
+                batch_size: 2,
+                eval_fraction: 0.25,
+                eval_every: 2,
+                checkpoint_every: 0,
+                ..TrainConfig::default()
+            },
+            run: dir.path().join("run"),
+            resume,
+            init_adapter: None,
         },
-        run: dir.path().join("run"),
-        resume,
         sources: Vec::new(),
     };
     let never = AtomicBool::new(false);

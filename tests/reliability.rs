@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::tmux::{Tmux, her_command, idle, new_her_pid, session_file, studio};
-use her_train::lora::rng::SplitMix64;
+use her_core::rng::SplitMix64;
 
 fn count(var: &str, default: usize) -> usize {
     std::env::var(var)

@@ -6,6 +6,7 @@ pub mod logits;
 pub mod rl;
 pub mod train;
 mod train_packing;
+mod train_report;
 
 /// Median of a non-empty list (0.0 for an empty one).
 pub fn median(values: &[f64]) -> f64 {

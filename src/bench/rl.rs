@@ -19,7 +19,8 @@ use her_engine::LocalEngine;
 use her_train::data::step_indices;
 use her_train::rl::prompts::read_prompts_jsonl;
 use her_train::rl::rollout::{rollout_seed, sample, sample_serial};
-use her_train::rl::{RlJob, rollout_sampling, run as run_rl};
+use her_train::rl::{RlJob, rollout_sampling};
+use her_train::train_loop::{Progress, RunSpec, run as run_rl};
 
 pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
     let config = app.config();
@@ -46,20 +47,22 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("her-bench-rl-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let job = RlJob {
-        model_fingerprint: her_engine::local::fingerprint(&model)?,
+        spec: RunSpec {
+            model_fingerprint: her_engine::local::fingerprint(&model)?,
+            model: model.clone(),
+            settings: config.train.clone(),
+            run: dir.join("run"),
+            resume: false,
+            init_adapter: None,
+        },
         judge: if args.judge {
             Some(Box::new(LocalEngine::start(engine.clone())?))
         } else {
             None
         },
         engine: engine.clone(),
-        model: model.clone(),
-        settings: config.train.clone(),
         rl: rl.clone(),
         sampling: config.sampling.clone(),
-        run: dir.join("run"),
-        resume: false,
-        init_adapter: None,
         sources: Vec::new(),
     };
     println!(
@@ -72,7 +75,10 @@ pub fn run(app: &AppContext, args: &BenchRlArgs) -> anyhow::Result<()> {
     );
     let never = AtomicBool::new(false);
     let mut per_step = Vec::new();
-    let report = run_rl(&job, prompts.clone(), &never, &mut |m| {
+    let report = run_rl(&job, prompts.clone(), &never, &mut |p| {
+        let Progress::Step(m) = p else {
+            return;
+        };
         per_step.push(m.metrics.rollout_tokens as f64 / m.metrics.rollout_s.max(1e-9));
         eprintln!(
             "  step {}: rollouts {} tokens in {:.2} s ({:.1} tok/s)",

@@ -19,6 +19,7 @@ use her_core::session::{list_sessions, load_session};
 use her_train::dataset::{self, KeptFilter};
 use her_train::run::progress_line;
 use her_train::sft::{Progress, SftJob};
+use her_train::train_loop::{ErrorOf, ItemOf, Job, OnProgress, RunSpec};
 
 pub fn run(app: &AppContext, command: &TrainCommand) -> anyhow::Result<ExitCode> {
     match command {
@@ -75,8 +76,35 @@ impl<'a> Driver<'a> {
         })
     }
 
-    pub(super) fn resume(&self) -> bool {
-        self.args.resume.is_some()
+    /// The run every method makes: the checked model, the run folder,
+    /// `[train]`, and the adapter to start from.
+    pub(super) fn spec(&self, init_adapter: Option<PathBuf>) -> RunSpec {
+        RunSpec {
+            model: self.model.clone(),
+            model_fingerprint: self.fingerprint.clone(),
+            settings: self.app.config().train.clone(),
+            run: self.run_dir.clone(),
+            resume: self.args.resume.is_some(),
+            init_adapter,
+        }
+    }
+
+    /// Runs `job` on the training loop; ctrl+c stops it after a checkpoint.
+    pub(super) fn train<'j, J: Job>(
+        &self,
+        job: &'j J,
+        items: Vec<ItemOf<'j, J>>,
+        on_progress: &mut OnProgress<'_, J::Objective<'j>>,
+    ) -> anyhow::Result<J::Report>
+    where
+        ErrorOf<'j, J>: std::error::Error + Send + Sync + 'static,
+    {
+        Ok(her_train::train_loop::run(
+            job,
+            items,
+            &self.stop,
+            on_progress,
+        )?)
     }
 
     /// After the run: how to continue a stopped one (exit 130), or where
@@ -115,11 +143,7 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
     let (samples, sources) = gather(app, args)?;
     let driver = Driver::start(app, &args.run, "sft", args.data.first())?;
     let job = SftJob {
-        model: driver.model.clone(),
-        model_fingerprint: driver.fingerprint.clone(),
-        settings: config.train.clone(),
-        run: driver.run_dir.clone(),
-        resume: driver.resume(),
+        spec: driver.spec(None),
         sources,
     };
     eprintln!(
@@ -128,7 +152,7 @@ pub fn sft(app: &AppContext, args: &SftArgs) -> anyhow::Result<ExitCode> {
         driver.run_dir.display()
     );
     let mut stderr = std::io::stderr();
-    let report = her_train::sft::run(&job, samples, &driver.stop, &mut |p| match p {
+    let report = driver.train(&job, samples, &mut |p: Progress<'_>| match p {
         Progress::Step(s) => {
             let line = progress_line(
                 s.step,
@@ -232,6 +256,17 @@ pub(super) fn run_folder(
     Ok(dir)
 }
 
+/// The progress line of a preference method (DPO's margin, KTO's reward
+/// gap): how far apart the good and bad replies are, and how often in order.
+fn preference_line(step: u64, total: u64, loss: f64, gap: (&str, f64), accuracy: f64) -> String {
+    format!(
+        "step {step}/{total} · loss {loss:.4} · {} {:+.3} · accuracy {:.0}%",
+        gap.0,
+        gap.1,
+        accuracy * 100.0
+    )
+}
+
 /// Rewrites the terminal's current line (a progress display on stderr).
 pub(super) fn overwrite_line(out: &mut std::io::Stderr, text: &str) {
     let _ = write!(out, "\r{text}\x1b[K");
@@ -306,7 +341,7 @@ pub(super) fn kept_in_studio(
 /// `her train dpo`: pairs from TRL files or the studio, the DPO loop, a report.
 pub fn dpo(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
     use her_train::dpo::{DpoJob, PairMetrics};
-    let config = app.config();
+    use her_train::train_loop::Progress;
     let mut pairs = dataset::pairs_from_files(&args.data)?;
     if args.from_prefs {
         pairs.extend(dataset::pairs_from_records(super::prefs::filtered(
@@ -321,13 +356,8 @@ pub fn dpo(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
     }
     let driver = Driver::start(app, &args.run, "dpo", args.data.first())?;
     let job = DpoJob {
-        model_fingerprint: driver.fingerprint.clone(),
-        model: driver.model.clone(),
-        settings: config.train.clone(),
+        spec: driver.spec(args.init.init_adapter.clone()),
         beta: args.beta,
-        run: driver.run_dir.clone(),
-        resume: driver.resume(),
-        init_adapter: args.init.init_adapter.clone(),
     };
     eprintln!(
         "DPO on {} pairs into {} (ctrl+c saves and stops)",
@@ -335,14 +365,12 @@ pub fn dpo(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
         driver.run_dir.display()
     );
     let mut stderr = std::io::stderr();
-    let report = her_train::dpo::run(&job, pairs, &driver.stop, &mut |step, total, m| {
-        let line = format!(
-            "step {step}/{total} · loss {:.4} · margin {:+.3} · accuracy {:.0}%",
-            m.loss,
-            m.margin,
-            m.accuracy * 100.0
-        );
-        overwrite_line(&mut stderr, &line);
+    let report = driver.train(&job, pairs, &mut |p| {
+        if let Progress::Step(s) = p {
+            let (gap, accuracy) = (s.metrics.margin, s.metrics.accuracy);
+            let line = preference_line(s.step, s.total_steps, s.loss, ("margin", gap), accuracy);
+            overwrite_line(&mut stderr, &line);
+        }
     })?;
     eprintln!();
     let show = |m: &Option<PairMetrics>| {
@@ -375,6 +403,7 @@ pub fn dpo(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
 /// `her train kto`: unpaired good/bad replies from TRL files or the studio.
 pub fn kto(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
     use her_train::kto::{KtoJob, KtoMetrics};
+    use her_train::train_loop::Progress;
     let config = app.config();
     let mut samples = dataset::kto_from_files(&args.data)?;
     if args.from_prefs {
@@ -390,24 +419,18 @@ pub fn kto(app: &AppContext, args: &PrefTrainArgs) -> anyhow::Result<ExitCode> {
     }
     let driver = Driver::start(app, &args.run, "kto", args.data.first())?;
     let job = KtoJob {
-        model_fingerprint: driver.fingerprint.clone(),
-        model: driver.model.clone(),
-        settings: config.train.clone(),
+        spec: driver.spec(args.init.init_adapter.clone()),
         beta: args.beta,
         kto: config.kto.clone(),
-        run: driver.run_dir.clone(),
-        resume: driver.resume(),
-        init_adapter: args.init.init_adapter.clone(),
     };
     let mut stderr = std::io::stderr();
-    let report = her_train::kto::run(&job, samples, &driver.stop, &mut |step, total, m| {
-        let line = format!(
-            "step {step}/{total} · loss {:.4} · reward gap {:+.3} · accuracy {:.0}%",
-            m.loss,
-            m.reward_gap,
-            m.accuracy * 100.0
-        );
-        overwrite_line(&mut stderr, &line);
+    let report = driver.train(&job, samples, &mut |p| {
+        if let Progress::Step(s) = p {
+            let (gap, accuracy) = (s.metrics.reward_gap, s.metrics.accuracy);
+            let line =
+                preference_line(s.step, s.total_steps, s.loss, ("reward gap", gap), accuracy);
+            overwrite_line(&mut stderr, &line);
+        }
     })?;
     eprintln!();
     let show = |m: &Option<KtoMetrics>| {

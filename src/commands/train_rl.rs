@@ -10,7 +10,8 @@ use crate::app::AppContext;
 use crate::cli::RlArgs;
 use her_train::dataset::{self, DataSource, KeptFilter};
 use her_train::rl::prompts::RlPrompt;
-use her_train::rl::{RlJob, StepMetrics, run};
+use her_train::rl::{RlJob, StepMetrics};
+use her_train::train_loop::Progress;
 
 pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
     let config = app.config();
@@ -33,16 +34,11 @@ pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
     let first_input = args.prompts.first().or(args.queue.first());
     let driver = Driver::start(app, &args.run, "rl", first_input)?;
     let job = RlJob {
-        model_fingerprint: driver.fingerprint.clone(),
+        spec: driver.spec(args.init.init_adapter.clone()),
         engine: app.engine_options(),
-        model: driver.model.clone(),
         judge,
-        settings: config.train.clone(),
         rl: config.rl.clone(),
         sampling: config.sampling.clone(),
-        run: driver.run_dir.clone(),
-        resume: driver.resume(),
-        init_adapter: args.init.init_adapter.clone(),
         sources,
     };
     eprintln!(
@@ -57,7 +53,10 @@ pub fn rl(app: &AppContext, args: &RlArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let mut stderr = std::io::stderr();
-    let report = run(&job, prompts, &driver.stop, &mut |m| {
+    let report = driver.train(&job, prompts, &mut |p| {
+        let Progress::Step(m) = p else {
+            return;
+        };
         if m.metrics.layout_warning {
             eprintln!(
                 "\r\x1b[Kwarning: layout '{}' is {:.0}% of the recent replies (RL collapse?)",

@@ -10,7 +10,7 @@ use crate::tui::theme::Theme;
 use std::time::Instant;
 
 use her_core::format::{Finding, StreamedReply};
-use her_core::prefs::stats::SplitMix64;
+use her_core::rng::SplitMix64;
 use her_engine::LiveStats;
 
 /// Which full screen is showing.

@@ -102,7 +102,7 @@ pub fn run(
     app.backend_local = config.backend.kind == BackendKind::Local;
     app.runs_dir = config.runs_dir(&cx.studio.root);
     app.evals_dir = config.evals_dir(&cx.studio.root);
-    app.rng = her_core::prefs::stats::SplitMix64::new(fresh_seed());
+    app.rng = her_core::rng::SplitMix64::new(fresh_seed());
     let mut first = vec![effect::Effect::ListCharacters];
     first.extend(start_effects(cx, start));
     let result = in_terminal(&mut app, cx, runtime::EngineSlot::Ready(engine), first);

@@ -263,7 +263,7 @@ fn a_second_quit_leaves_and_the_exit_reports_what_was_not_saved() {
 fn the_arena_seeds_follow_the_app_generator() {
     let seeds = |seed: u64| {
         let mut app = chat_app();
-        app.rng = her_core::prefs::stats::SplitMix64::new(seed);
+        app.rng = her_core::rng::SplitMix64::new(seed);
         update(&mut app, Action::Arena);
         let round = app.arena.as_ref().unwrap();
         (

@@ -16,5 +16,6 @@ pub mod judge;
 pub mod lore;
 pub mod prefs;
 pub mod prompt;
+pub mod rng;
 pub mod session;
 pub mod story;

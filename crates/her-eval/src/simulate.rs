@@ -10,9 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::scenes::EvalScene;
 use her_core::character::{ENVIRONMENT, NextSpeaker};
 use her_core::generation::SamplingConfig;
-use her_core::prefs::stats::Rng;
-use her_core::prefs::stats::SplitMix64;
 use her_core::prompt::PromptVariant;
+use her_core::rng::{Rng, SplitMix64};
 use her_engine::dialogue::SceneConversation;
 use her_engine::{Backend, EngineError, FinishReason, Provenance};
 

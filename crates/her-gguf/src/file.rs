@@ -1,8 +1,12 @@
 //! The result of [`crate::inspect`]: header data and accessors.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use her_core::fsutil::IoError;
+
+use crate::GgufError;
 use crate::types::{GgmlType, llama_ftype_name};
 use crate::value::{GgufArray, GgufValue};
 
@@ -153,6 +157,33 @@ impl GgufFile {
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// The stored bytes of `tensor` (one of this header's), read from
+    /// `file`, this file opened by the caller. Bounded: [`crate::inspect`]
+    /// checked every tensor's extent against the file's size; a file that
+    /// changed since is an error, never a longer read.
+    pub fn read_tensor_data(
+        &self,
+        file: &mut (impl Read + Seek),
+        tensor: &TensorInfo,
+    ) -> Result<Vec<u8>, GgufError> {
+        let malformed = || GgufError::Malformed {
+            path: self.path.clone(),
+            detail: format!("tensor '{}' is not in this file's data", tensor.name),
+        };
+        let end = tensor
+            .offset
+            .checked_add(tensor.n_bytes)
+            .filter(|&end| end <= self.data_end)
+            .ok_or_else(malformed)?;
+        let len = usize::try_from(end - tensor.offset).map_err(|_| malformed())?;
+        let io_err = |cause| GgufError::Io(IoError::new("read", &self.path, cause));
+        file.seek(SeekFrom::Start(self.data_offset + tensor.offset))
+            .map_err(io_err)?;
+        let mut bytes = vec![0u8; len];
+        file.read_exact(&mut bytes).map_err(io_err)?;
+        Ok(bytes)
     }
 
     /// Number of tensors per ggml type name, e.g. {"F32": 61, "Q4_1": 211}.

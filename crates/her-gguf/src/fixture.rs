@@ -4,9 +4,10 @@
 use std::path::Path;
 
 use crate::GgufError;
-use crate::rng::SplitMix64;
+use crate::rng::FixtureDraws;
 use crate::tokenizer_bpe::{SpecialTokenIds, tiny_bpe_vocab};
 use crate::write::GgufWriter;
+use her_core::rng::SplitMix64;
 
 /// Hyper-parameters and token ids of the tiny model.
 #[derive(Debug, Clone, PartialEq)]

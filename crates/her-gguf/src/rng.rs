@@ -1,34 +1,29 @@
-//! Small deterministic PRNG (splitmix64) for fixtures; no external crates.
+//! The fixtures' normal draws, on the workspace's one generator
+//! (`her_core::rng`). Their Box–Muller takes both uniforms in (0, 1], unlike
+//! the trainer's `SplitMix64::normal`; kept as it was so the tiny model's
+//! weights, which the tests' expectations were set on, stay the same.
 
-pub(crate) struct SplitMix64(u64);
+use her_core::rng::SplitMix64;
 
-impl SplitMix64 {
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in (0, 1]: never 0, so `ln` below is finite.
-    fn unit_open0(&mut self) -> f64 {
-        ((self.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
-    }
-
-    /// Standard normal via Box–Muller (one value per call; simple over fast).
-    pub(crate) fn normal(&mut self) -> f64 {
-        let u1 = self.unit_open0();
-        let u2 = self.unit_open0();
-        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
-    }
-
+pub(crate) trait FixtureDraws {
     /// `n` values ~ N(mean, std).
-    pub(crate) fn normal_vec(&mut self, n: usize, mean: f32, std: f32) -> Vec<f32> {
-        (0..n).map(|_| mean + std * self.normal() as f32).collect()
+    fn normal_vec(&mut self, n: usize, mean: f32, std: f32) -> Vec<f32>;
+}
+
+impl FixtureDraws for SplitMix64 {
+    fn normal_vec(&mut self, n: usize, mean: f32, std: f32) -> Vec<f32> {
+        (0..n)
+            .map(|_| {
+                let u1 = unit_open0(self);
+                let u2 = unit_open0(self);
+                let z = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+                mean + std * z as f32
+            })
+            .collect()
     }
+}
+
+/// Uniform in (0, 1]: never 0, so `ln` is finite.
+fn unit_open0(rng: &mut SplitMix64) -> f64 {
+    ((rng.next_u64() >> 11) as f64 + 1.0) / (1u64 << 53) as f64
 }

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use crate::tokenizer_bpe::HER_TAGS;
 use crate::{
-    GgmlType, GgufArray, GgufError, GgufValue, GgufWriter, TinyModelSpec, inspect, write_tiny_lora,
-    write_tiny_qwen3,
+    GgmlType, GgufArray, GgufError, GgufValue, GgufWriter, TensorInfo, TinyModelSpec, inspect,
+    write_tiny_lora, write_tiny_qwen3,
 };
 
 fn tmp() -> tempfile::TempDir {
@@ -257,6 +257,20 @@ fn lora_fixture_matches_the_model() {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     assert!(vals.iter().filter(|v| **v != 0.0).count() == vals.len());
+    let mut file = fs::File::open(&path).unwrap();
+    assert_eq!(
+        f.read_tensor_data(&mut file, b).unwrap(),
+        bytes[start..start + b.n_bytes as usize]
+    );
+    // A tensor described beyond this file's data is refused, not read.
+    let foreign = TensorInfo {
+        offset: f.data_len(),
+        ..b.clone()
+    };
+    assert!(matches!(
+        f.read_tensor_data(&mut file, &foreign),
+        Err(GgufError::Malformed { .. })
+    ));
 
     assert!(matches!(
         write_tiny_lora(&path, &spec, 0, 1.0, 0),

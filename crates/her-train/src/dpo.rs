@@ -18,7 +18,7 @@ use super::error::JobError;
 use super::stable::log_sigmoid;
 use super::train_loop::trainer::{Trainer, settings_sha256, total_steps};
 use super::train_loop::{
-    DataSummary, Micro, MicroLoss, Objective, Progress, RunSpec, StepData, StepOutcome, TrainLoop,
+    DataSummary, Job, Micro, MicroLoss, Objective, ReportOf, RunSpec, StepData, StepOutcome,
 };
 use crate::settings::TrainConfig;
 use her_core::hashing::sha256_hex;
@@ -269,15 +269,10 @@ pub struct DpoReport {
     pub peft_dir: Option<PathBuf>,
 }
 
+/// A DPO run (its `init_adapter` is also the reference) and its β.
 pub struct DpoJob {
-    pub model: PathBuf,
-    pub model_fingerprint: String,
-    pub settings: TrainConfig,
+    pub spec: RunSpec,
     pub beta: f64,
-    pub run: PathBuf,
-    pub resume: bool,
-    /// Start (and take the reference) from this adapter instead of the base.
-    pub init_adapter: Option<PathBuf>,
 }
 
 /// DPO against the starting point's log-probs, computed once before the
@@ -481,44 +476,33 @@ impl Objective for DpoObjective {
     }
 }
 
-/// Runs DPO on `pairs` as `job` says; `on_step` sees (step, total, metrics).
-pub fn run(
-    job: &DpoJob,
-    pairs: Vec<PairSample>,
-    stop: &AtomicBool,
-    on_step: &mut dyn FnMut(u64, u64, &PairMetrics),
-) -> Result<DpoReport, JobError> {
-    let spec = RunSpec {
-        model: job.model.clone(),
-        model_fingerprint: job.model_fingerprint.clone(),
-        settings: job.settings.clone(),
-        run: job.run.clone(),
-        resume: job.resume,
-        init_adapter: job.init_adapter.clone(),
-    };
-    let mut objective = DpoObjective::new(job.beta);
-    let r = TrainLoop::new(&spec, stop).run(&mut objective, pairs, &mut |p| {
-        if let Progress::Step(line) = p {
-            on_step(
-                line.step,
-                line.total_steps,
-                &line.metrics.with_loss(line.loss),
-            );
+impl Job for DpoJob {
+    type Objective<'j> = DpoObjective;
+    type Report = DpoReport;
+
+    fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+
+    fn objective(&self) -> Result<DpoObjective, JobError> {
+        Ok(DpoObjective::new(self.beta))
+    }
+
+    fn report(_: DpoObjective, r: ReportOf<DpoObjective>) -> DpoReport {
+        let with_loss = |e: Option<(f64, PairScores)>| e.map(|(loss, m)| m.with_loss(loss));
+        DpoReport {
+            interrupted: r.interrupted,
+            steps: r.steps,
+            train_pairs: r.data.train,
+            eval_pairs: r.data.held_out,
+            too_long: r.data.too_long,
+            eval_before: with_loss(r.before),
+            eval_after: with_loss(r.after),
+            last_train: r.last.map(|o| o.metrics.with_loss(o.loss)),
+            adapter_gguf: r.adapter_gguf,
+            peft_dir: r.peft_dir,
         }
-    })?;
-    let with_loss = |e: Option<(f64, PairScores)>| e.map(|(loss, m)| m.with_loss(loss));
-    Ok(DpoReport {
-        interrupted: r.interrupted,
-        steps: r.steps,
-        train_pairs: r.data.train,
-        eval_pairs: r.data.held_out,
-        too_long: r.data.too_long,
-        eval_before: with_loss(r.before),
-        eval_after: with_loss(r.after),
-        last_train: r.last.map(|o| o.metrics.with_loss(o.loss)),
-        adapter_gguf: r.adapter_gguf,
-        peft_dir: r.peft_dir,
-    })
+    }
 }
 
 #[cfg(test)]

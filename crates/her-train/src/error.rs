@@ -10,8 +10,9 @@ pub enum TrainError {
     #[error(transparent)]
     Io(#[from] IoError),
 
-    #[error("'{}' is not a readable GGUF file: {detail}", path.display())]
-    Gguf { path: PathBuf, detail: String },
+    /// Not a GGUF, truncated or malformed: her-gguf's message names the file.
+    #[error(transparent)]
+    Gguf(her_gguf::GgufError),
 
     #[error(
         "'{}' has architecture '{arch}', which the trainer does not support (supported: llama, qwen2, qwen3)",

@@ -18,17 +18,13 @@ use super::error::JobError;
 use super::model::{Segments, TrainModel};
 use super::train_loop::trainer::{Trainer, settings_sha256, total_steps};
 use super::train_loop::{
-    DataSummary, Micro, MicroLoss, Objective, RunSpec, StepData, StepOutcome, TrainLoop,
+    DataSummary, Job, Micro, MicroLoss, Objective, ReportOf, RunSpec, StepData, StepOutcome,
 };
 use crate::settings::TrainConfig;
 
+/// An SFT run: where it trains, and the data files it names in its manifest.
 pub struct SftJob {
-    pub model: PathBuf,
-    pub model_fingerprint: String,
-    pub settings: TrainConfig,
-    pub run: PathBuf,
-    /// Continue from the newest checkpoint in the run folder.
-    pub resume: bool,
+    pub spec: RunSpec,
     pub sources: Vec<DataSource>,
 }
 
@@ -278,39 +274,36 @@ impl Objective for SftObjective {
     }
 }
 
-/// Runs SFT on `samples` as `job` says.
-pub fn run(
-    job: &SftJob,
-    samples: Vec<Sample>,
-    stop: &AtomicBool,
-    on_progress: &mut dyn FnMut(Progress<'_>),
-) -> Result<SftReport, JobError> {
-    let spec = RunSpec {
-        model: job.model.clone(),
-        model_fingerprint: job.model_fingerprint.clone(),
-        settings: job.settings.clone(),
-        run: job.run.clone(),
-        resume: job.resume,
-        init_adapter: None,
-    };
-    let mut objective = SftObjective::new(job.sources.clone());
-    let r = TrainLoop::new(&spec, stop).run(&mut objective, samples, on_progress)?;
-    Ok(SftReport {
-        interrupted: r.interrupted,
-        steps: r.steps,
-        losses: r.curve,
-        evals: r.evals,
-        best: r.best,
-        adapter_step: r.adapter_step,
-        early_stopped: r.early_stopped,
-        train_samples: r.data.train,
-        eval_samples: r.data.held_out,
-        too_long: r.data.too_long,
-        adapter_gguf: r.adapter_gguf,
-        peft_dir: r.peft_dir,
-        tokens_per_s: r.tokens_per_s,
-        peak_mib: r.peak_mib,
-    })
+impl Job for SftJob {
+    type Objective<'j> = SftObjective;
+    type Report = SftReport;
+
+    fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+
+    fn objective(&self) -> Result<SftObjective, JobError> {
+        Ok(SftObjective::new(self.sources.clone()))
+    }
+
+    fn report(_: SftObjective, r: ReportOf<SftObjective>) -> SftReport {
+        SftReport {
+            interrupted: r.interrupted,
+            steps: r.steps,
+            losses: r.curve,
+            evals: r.evals,
+            best: r.best,
+            adapter_step: r.adapter_step,
+            early_stopped: r.early_stopped,
+            train_samples: r.data.train,
+            eval_samples: r.data.held_out,
+            too_long: r.data.too_long,
+            adapter_gguf: r.adapter_gguf,
+            peft_dir: r.peft_dir,
+            tokens_per_s: r.tokens_per_s,
+            peak_mib: r.peak_mib,
+        }
+    }
 }
 
 fn tensors(batch: &Batch, device: &Device) -> Result<(Tensor, Tensor), JobError> {

@@ -7,11 +7,11 @@ use std::path::PathBuf;
 use candle_core::Tensor;
 
 use super::data::{Message, Sample};
-use super::lora::rng::SplitMix64;
 use super::optim::Accumulator;
 use super::run::RunDir;
 use super::train_loop::trainer::Trainer;
 use crate::settings::TrainConfig;
+use her_core::rng::SplitMix64;
 
 pub struct TinyTrainer {
     /// Holds the model and run folder; removed on drop.

@@ -1,6 +1,6 @@
 //! A `tokenizers` Tokenizer built from the GGUF's own vocabulary, so the
 //! trainer sees the same token ids llama.cpp does (checked against
-//! llama.cpp in tests/train_tokenizer.rs). Byte-level BPE (`gpt2` models:
+//! llama.cpp in crates/her-train/tests/train_tokenizer.rs). Byte-level BPE (`gpt2` models:
 //! Qwen2/3, SmolLM2) is supported; a `tokenizer.json` can be used instead.
 
 use std::path::{Path, PathBuf};

@@ -6,12 +6,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::Value;
 use candle_core::{Device, Tensor};
 
 use super::{LoraParam, LoraSpec, Target};
 use crate::error::TrainError;
-use her_gguf::GgufWriter;
+use her_gguf::{GgufValue, GgufWriter};
 
 /// Write `params` as a llama.cpp LoRA adapter for a base model of `arch`,
 /// atomically (temp file, fsync, rename).
@@ -103,11 +102,9 @@ pub fn read_lora_gguf(path: &Path) -> Result<LoraFile, TrainError> {
         path: path.to_path_buf(),
         detail,
     };
-    let (mut reader, content) = crate::model::read_gguf(path)?;
-    let text = |key: &str| match content.metadata.get(key) {
-        Some(Value::String(s)) => Some(s.clone()),
-        _ => None,
-    };
+    let mut gguf = crate::model::Gguf::open(path)?;
+    let header = gguf.header.clone();
+    let text = |key: &str| header.get_str(key).map(str::to_owned);
     if let Some(kind) = text("general.type").filter(|k| k != "adapter") {
         return Err(bad(format!("'general.type' is '{kind}', not 'adapter'")));
     }
@@ -116,29 +113,27 @@ pub fn read_lora_gguf(path: &Path) -> Result<LoraFile, TrainError> {
     }
     let arch = text("general.architecture")
         .ok_or_else(|| bad("'general.architecture' is missing".to_owned()))?;
-    let alpha = match content.metadata.get("adapter.lora.alpha") {
+    let alpha = match header.get("adapter.lora.alpha") {
         None => None,
-        Some(v) => Some(
-            v.to_f32()
-                .map(f64::from)
-                .or_else(|_| v.to_f64())
-                .map_err(|_| bad(format!("'adapter.lora.alpha' is not a float: '{v:?}'")))?,
-        ),
+        Some(GgufValue::F32(x)) => Some(f64::from(*x)),
+        Some(GgufValue::F64(x)) => Some(*x),
+        Some(v) => return Err(bad(format!("'adapter.lora.alpha' is not a float: '{v}'"))),
     };
 
     // 1. Pair up blk.N.<target>.weight.lora_{a,b}.
     let mut pairs: BTreeMap<(usize, Target), [Option<Tensor>; 2]> = BTreeMap::new();
-    let mut names: Vec<&String> = content.tensor_infos.keys().collect();
-    names.sort();
-    for name in names {
+    let mut infos: Vec<&her_gguf::TensorInfo> = header.tensors().iter().collect();
+    infos.sort_by(|a, b| a.name.cmp(&b.name));
+    for info in infos {
+        let name = &info.name;
         let (layer, target, slot) = parse_tensor_name(name).ok_or_else(|| {
             bad(format!(
                 "tensor '{name}' is not a LoRA tensor of a block projection"
             ))
         })?;
-        let t = content
-            .tensor(&mut reader, name, &Device::Cpu)
-            .and_then(|q| q.dequantize(&Device::Cpu))
+        let t = gguf
+            .qtensor(info)?
+            .dequantize(&Device::Cpu)
             .map_err(|e| bad(format!("cannot read tensor '{name}': {e}")))?;
         pairs.entry((layer, target)).or_default()[slot] = Some(t);
     }

@@ -5,7 +5,6 @@
 //! PEFT's lora_A/lora_B layout, which is also llama.cpp's adapter layout.
 
 mod gguf;
-pub mod rng;
 
 use std::fmt;
 use std::str::FromStr;
@@ -17,7 +16,7 @@ use candle_core::{Device, Var};
 pub use gguf::{LoraFile, LoraFileTensor, read_lora_gguf, write_lora_gguf};
 
 use crate::error::TrainError;
-use rng::SplitMix64;
+use her_core::rng::SplitMix64;
 
 /// A projection LoRA can adapt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

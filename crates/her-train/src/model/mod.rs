@@ -12,7 +12,7 @@ mod block;
 mod frozen;
 mod head;
 mod load;
-pub(crate) use load::read_gguf;
+pub(crate) use load::Gguf;
 mod lora_linear;
 pub mod ops;
 mod recompute;
@@ -34,9 +34,9 @@ pub use segments::Segments;
 pub use shape::{Arch, ModelShape};
 
 use crate::error::TrainError;
-use crate::lora::rng::SplitMix64;
 use crate::lora::{LoraAdapter, LoraParam, LoraSpec, Target, read_lora_gguf};
 use block::{Block, Pass};
+use her_core::rng::SplitMix64;
 use load::GgufTensors;
 use ops::{RmsNorm, Rope};
 use recompute::{Checkpoint, SideGrads};
@@ -118,7 +118,7 @@ impl TrainModel {
             });
         }
         let mut src = GgufTensors::open(path, mode)?;
-        let shape = ModelShape::from_gguf(path, &src.content)?;
+        let shape = ModelShape::from_gguf(src.header())?;
         let (vocab, e) = (shape.n_vocab, shape.n_embd);
         let embed = src.frozen("token_embd.weight", [vocab, e])?;
         let blocks = (0..shape.n_layer)

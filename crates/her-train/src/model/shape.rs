@@ -2,8 +2,9 @@
 
 use std::path::Path;
 
-use candle_core::quantized::gguf_file::{Content, Value};
+use her_gguf::{GgufFile, GgufValue};
 
+use super::load::candle_dims;
 use super::ops::RopeStyle;
 use crate::error::TrainError;
 
@@ -72,8 +73,9 @@ pub struct ModelShape {
 }
 
 impl ModelShape {
-    pub(crate) fn from_gguf(path: &Path, content: &Content) -> Result<Self, TrainError> {
-        let meta = Meta { path, content };
+    pub(crate) fn from_gguf(header: &GgufFile) -> Result<Self, TrainError> {
+        let path = header.path();
+        let meta = Meta { path, header };
         let arch_name = meta.text("general.architecture")?;
         let arch = Arch::parse(&arch_name).ok_or_else(|| TrainError::UnsupportedArch {
             path: path.to_path_buf(),
@@ -108,8 +110,8 @@ impl ModelShape {
                 format!("partial rope is not supported (head_dim '{head_dim}')"),
             ));
         }
-        if let Some(v) = content.metadata.get(&key("rope.scaling.type")) {
-            let kind = v.to_string().map(String::as_str).unwrap_or("?");
+        if let Some(v) = header.get(&key("rope.scaling.type")) {
+            let kind = v.as_str().unwrap_or("?");
             if kind != "none" {
                 return Err(meta.bad(
                     &key("rope.scaling.type"),
@@ -118,24 +120,23 @@ impl ModelShape {
                 ));
             }
         }
-        if let Some(v) = content.metadata.get(&key("expert_count")) {
+        if let Some(v) = header.get(&key("expert_count")) {
             let n = meta.usize(&key("expert_count")).unwrap_or(0);
             if n > 0 {
                 return Err(meta.bad(
                     &key("expert_count"),
-                    format!("{v:?}"),
+                    v.to_string(),
                     "mixture-of-experts models are not supported".to_owned(),
                 ));
             }
         }
-        let embd = content
-            .tensor_infos
-            .get("token_embd.weight")
+        let embd = header
+            .tensor("token_embd.weight")
             .ok_or_else(|| TrainError::MissingTensor {
                 path: path.to_path_buf(),
                 tensor: "token_embd.weight".to_owned(),
             })?;
-        let n_vocab = embd.shape.dims().first().copied().unwrap_or(0);
+        let n_vocab = candle_dims(embd).first().copied().unwrap_or(0);
         Ok(ModelShape {
             arch,
             n_layer: meta.usize(&key("block_count"))?,
@@ -147,14 +148,14 @@ impl ModelShape {
             n_vocab,
             rope_theta: meta.f64_or(&key("rope.freq_base"), 10_000.0)?,
             rms_eps: meta.f64_or(&key("attention.layer_norm_rms_epsilon"), 1e-5)?,
-            tied_output: !content.tensor_infos.contains_key("output.weight"),
+            tied_output: header.tensor("output.weight").is_none(),
             rope_style: arch.rope_style(),
             qk_norm: arch == Arch::Qwen3,
-            qkv_bias: content.tensor_infos.contains_key("blk.0.attn_q.bias"),
+            qkv_bias: header.tensor("blk.0.attn_q.bias").is_some(),
             n_ctx_train: meta.usize_or(&key("context_length"), 0)?,
-            attn_scale: match content.metadata.get(&key("attention.scale")) {
+            attn_scale: match header.get(&key("attention.scale")) {
                 // llama.cpp reads 0 as "not set".
-                Some(Value::F32(x)) if *x == 0.0 => 1.0 / (head_dim as f64).sqrt(),
+                Some(GgufValue::F32(x)) if *x == 0.0 => 1.0 / (head_dim as f64).sqrt(),
                 _ => meta.f64_or(&key("attention.scale"), 1.0 / (head_dim as f64).sqrt())?,
             },
         })
@@ -164,7 +165,7 @@ impl ModelShape {
 /// Typed metadata look-ups whose errors name the file and key.
 struct Meta<'a> {
     path: &'a Path,
-    content: &'a Content,
+    header: &'a GgufFile,
 }
 
 impl Meta<'_> {
@@ -177,9 +178,8 @@ impl Meta<'_> {
         }
     }
 
-    fn get(&self, key: &str) -> Result<&Value, TrainError> {
-        self.content
-            .metadata
+    fn get(&self, key: &str) -> Result<&GgufValue, TrainError> {
+        self.header
             .get(key)
             .ok_or_else(|| TrainError::MissingMetadata {
                 path: self.path.to_path_buf(),
@@ -189,50 +189,34 @@ impl Meta<'_> {
 
     fn text(&self, key: &str) -> Result<String, TrainError> {
         let v = self.get(key)?;
-        v.to_string()
-            .cloned()
-            .map_err(|_| self.bad(key, format!("{v:?}"), "expected a string".to_owned()))
+        v.as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| self.bad(key, v.to_string(), "expected a string".to_owned()))
     }
 
     fn usize(&self, key: &str) -> Result<usize, TrainError> {
         let v = self.get(key)?;
-        let n = match v {
-            Value::U8(x) => Some(u64::from(*x)),
-            Value::U16(x) => Some(u64::from(*x)),
-            Value::U32(x) => Some(u64::from(*x)),
-            Value::U64(x) => Some(*x),
-            Value::I8(x) => u64::try_from(*x).ok(),
-            Value::I16(x) => u64::try_from(*x).ok(),
-            Value::I32(x) => u64::try_from(*x).ok(),
-            Value::I64(x) => u64::try_from(*x).ok(),
-            _ => None,
-        };
-        n.and_then(|n| usize::try_from(n).ok())
+        v.as_i128()
+            .and_then(|n| usize::try_from(n).ok())
             .filter(|&n| n > 0)
-            .ok_or_else(|| {
-                self.bad(
-                    key,
-                    format!("{v:?}"),
-                    "expected a positive integer".to_owned(),
-                )
-            })
+            .ok_or_else(|| self.bad(key, v.to_string(), "expected a positive integer".to_owned()))
     }
 
     fn usize_or(&self, key: &str, default: usize) -> Result<usize, TrainError> {
-        match self.content.metadata.get(key) {
+        match self.header.get(key) {
             None => Ok(default),
             Some(_) => self.usize(key),
         }
     }
 
     fn f64_or(&self, key: &str, default: f64) -> Result<f64, TrainError> {
-        let Some(v) = self.content.metadata.get(key) else {
+        let Some(v) = self.header.get(key) else {
             return Ok(default);
         };
         let x = match v {
-            Value::F32(x) => f64::from(*x),
-            Value::F64(x) => *x,
-            _ => return Err(self.bad(key, format!("{v:?}"), "expected a float".to_owned())),
+            GgufValue::F32(x) => f64::from(*x),
+            GgufValue::F64(x) => *x,
+            _ => return Err(self.bad(key, v.to_string(), "expected a float".to_owned())),
         };
         if x.is_finite() && x > 0.0 {
             Ok(x)

@@ -5,6 +5,7 @@
 //! with llama's q/k rows in Hugging Face's order ([`rows`]) — and a PEFT
 //! folder trained elsewhere imports as a LoRA GGUF ([`import`]).
 
+mod adapter_config;
 pub mod base_name;
 pub mod import;
 pub mod rows;

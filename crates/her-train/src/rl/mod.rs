@@ -20,21 +20,19 @@ mod update;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
 
 use serde::{Deserialize, Serialize};
 
 use super::dataset::DataSource;
 use super::error::{JobError, TrainError};
 use super::run::RunError;
-use super::train_loop::{Progress, RunSpec, TrainLoop};
-use crate::settings::{RlConfig, TrainConfig};
+use super::train_loop::{Job, ReportOf, RunSpec};
+use crate::settings::RlConfig;
 use her_core::fsutil::read::{self, Kind};
 use her_core::generation::SamplingConfig;
 use her_engine::dialogue::judge::JudgeError;
 use her_engine::{EngineError, LocalEngineOptions};
 use objective::RlObjective;
-use prompts::RlPrompt;
 use rewards::RewardParts;
 pub use step::{RlMetrics, StepMetrics, rollout_sampling};
 
@@ -82,24 +80,19 @@ impl From<super::tokenizer::TokenizerError> for RlError {
     }
 }
 
+/// An RL run (its `model` is the policy's base; its `init_adapter` the
+/// starting policy and the reference) with the engines and rewards.
 pub struct RlJob {
-    /// The policy's base GGUF (the chat model).
-    pub model: PathBuf,
-    pub model_fingerprint: String,
-    /// How the rollout engine loads `model`.
+    pub spec: RunSpec,
+    /// How the rollout engine loads the model.
     pub engine: LocalEngineOptions,
     /// The judge (`None`: the judge reward is off): its own engine, never
     /// the rollout engine, whose adapter changes every step.
     pub judge: Option<Box<dyn her_engine::Backend>>,
-    pub settings: TrainConfig,
     pub rl: RlConfig,
     /// Sampling of the chat (stop strings, penalties); temperature, length
     /// and seed come from `rl`.
     pub sampling: SamplingConfig,
-    pub run: PathBuf,
-    pub resume: bool,
-    /// Start from (and keep as the reference) this adapter instead of the base.
-    pub init_adapter: Option<PathBuf>,
     pub sources: Vec<DataSource>,
 }
 
@@ -134,7 +127,8 @@ pub struct RlReport {
     pub prompts: usize,
     /// Mean reward of every step.
     pub reward_curve: Vec<f64>,
-    pub last: Option<StepMetrics>,
+    /// The metrics of the last step this process ran.
+    pub last: Option<RlMetrics>,
     /// Seconds spent per phase over the whole run.
     pub swap_s: f64,
     pub rollout_s: f64,
@@ -166,45 +160,36 @@ struct Baseline {
     reply: String,
 }
 
-/// Runs RL on `prompts` as `job` says; `on_step` sees each step's line.
-pub fn run(
-    job: &RlJob,
-    prompts: Vec<RlPrompt>,
-    stop: &AtomicBool,
-    on_step: &mut dyn FnMut(&StepMetrics),
-) -> Result<RlReport, RlError> {
-    let spec = RunSpec {
-        model: job.model.clone(),
-        model_fingerprint: job.model_fingerprint.clone(),
-        settings: job.settings.clone(),
-        run: job.run.clone(),
-        resume: job.resume,
-        init_adapter: job.init_adapter.clone(),
-    };
-    let mut objective = RlObjective::new(job)?;
-    let mut last = None;
-    let r = TrainLoop::new(&spec, stop).run(&mut objective, prompts, &mut |p| {
-        if let Progress::Step(line) = p {
-            on_step(line);
-            last = Some(line.clone());
+impl Job for RlJob {
+    type Objective<'j> = RlObjective<'j>;
+    type Report = RlReport;
+
+    fn spec(&self) -> &RunSpec {
+        &self.spec
+    }
+
+    fn objective(&self) -> Result<RlObjective<'_>, RlError> {
+        RlObjective::new(self)
+    }
+
+    fn report(objective: RlObjective<'_>, r: ReportOf<RlObjective<'_>>) -> RlReport {
+        let totals = objective.totals();
+        RlReport {
+            interrupted: r.interrupted,
+            steps: r.steps,
+            prompts: r.data.train,
+            reward_curve: r.curve,
+            last: r.last.map(|o| o.metrics),
+            swap_s: totals.swap_s,
+            rollout_s: totals.rollout_s,
+            scoring_s: totals.scoring_s,
+            update_s: totals.update_s,
+            rollout_tokens: totals.rollout_tokens,
+            engine_reloads: totals.engine_reloads,
+            adapter_gguf: r.adapter_gguf,
+            peft_dir: r.peft_dir,
         }
-    })?;
-    let totals = objective.totals();
-    Ok(RlReport {
-        interrupted: r.interrupted,
-        steps: r.steps,
-        prompts: r.data.train,
-        reward_curve: r.curve,
-        last,
-        swap_s: totals.swap_s,
-        rollout_s: totals.rollout_s,
-        scoring_s: totals.scoring_s,
-        update_s: totals.update_s,
-        rollout_tokens: totals.rollout_tokens,
-        engine_reloads: totals.engine_reloads,
-        adapter_gguf: r.adapter_gguf,
-        peft_dir: r.peft_dir,
-    })
+    }
 }
 
 fn read_baselines(path: &Path) -> HashMap<String, String> {

@@ -88,7 +88,7 @@ impl<'j> RlObjective<'j> {
             engine: None,
             baselines: HashMap::new(),
             monitor: LayoutMonitor::new(job.rl.layout_window as usize),
-            rollout_dir: job.run.join("rollout"),
+            rollout_dir: job.spec.run.join("rollout"),
             pending: None,
             records: Vec::new(),
             totals: PhaseTotals::default(),
@@ -116,7 +116,7 @@ impl<'j> RlObjective<'j> {
     /// The reference's reply to every prompt steps `from..` use that has
     /// none yet (the judge's baseline), appended to baselines.jsonl.
     fn fill_baselines(&mut self, from: u64, run_root: &std::path::Path) -> Result<(), RlError> {
-        let (s, rl) = (&self.job.settings, &self.job.rl);
+        let (s, rl) = (&self.job.spec.settings, &self.job.rl);
         let used = (from..u64::from(rl.steps))
             .flat_map(|t| step::step_prompts(self.prompts.len(), s, rl, t))
             .collect::<std::collections::BTreeSet<_>>();
@@ -131,7 +131,7 @@ impl<'j> RlObjective<'j> {
         let (prompts, sampling, job) = (&self.prompts, &self.sampling, self.job);
         let path = baselines_path(run_root);
         let fresh = self.runtime.block_on(async {
-            if let Some(adapter) = &job.init_adapter {
+            if let Some(adapter) = &job.spec.init_adapter {
                 engine.engine()?.load_adapter(adapter.clone(), 1.0).await?;
             }
             let mut fresh = Vec::new();
@@ -333,7 +333,7 @@ impl Objective for RlObjective<'_> {
         let began = Instant::now();
         let rows = step::update_rows(&cx, &collected);
         let kept = rows.iter().map(|(_, _, i)| *i).collect();
-        let batch_size = self.job.settings.batch_size as usize;
+        let batch_size = self.job.spec.settings.batch_size as usize;
         let (update, batches) = RlUpdate::new(trainer, &self.reference, &rows, batch_size, began)?;
         let tokens = rows.iter().map(|(t, _, _)| t.completion_len()).sum();
         self.pending = Some(Pending {

@@ -152,7 +152,7 @@ pub(super) async fn collect(
     step: u64,
     stop: &std::sync::atomic::AtomicBool,
 ) -> Result<Option<Collected>, RlError> {
-    let (s, rl) = (&cx.job.settings, &cx.job.rl);
+    let (s, rl) = (&cx.job.spec.settings, &cx.job.rl);
     let chosen = step_prompts(cx.prompts.len(), s, rl, step);
     // 1. Rollouts on the engine, with the current adapter.
     let began = Instant::now();
@@ -266,7 +266,7 @@ pub(super) async fn collect(
 /// The kept replies as rows for the update: (tokens, advantage, index);
 /// a reply longer than `train.max_seq_len` is left out.
 pub(super) fn update_rows(cx: &StepContext<'_>, c: &Collected) -> Vec<(Tokenized, f64, usize)> {
-    let s = &cx.job.settings;
+    let s = &cx.job.spec.settings;
     c.scored
         .iter()
         .enumerate()
@@ -418,9 +418,9 @@ fn ask_the_user(
         step: step + 1,
         groups,
     };
-    if let Err(e) = human::publish(&cx.job.run, &ask) {
+    if let Err(e) = human::publish(&cx.job.spec.run, &ask) {
         tracing::error!(error = %e, "cannot publish the replies for rating");
         return None;
     }
-    human::wait(&cx.job.run, &ask, stop)
+    human::wait(&cx.job.spec.run, &ask, stop)
 }

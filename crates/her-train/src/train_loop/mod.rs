@@ -10,6 +10,7 @@
 //! stopping, and a final evaluation that is not logged twice.
 
 mod held_out;
+pub mod job;
 pub mod objective;
 pub mod report;
 pub mod trainer;
@@ -24,6 +25,7 @@ use crate::optim::Accumulator;
 use crate::run::{RunDir, memory_mib};
 use crate::settings::TrainConfig;
 use held_out::HeldOut;
+pub use job::{ErrorOf, ItemOf, Job, run};
 pub use objective::{DataSummary, Micro, MicroLoss, Objective, StepData, StepOutcome};
 pub use report::{EvalLine, Progress, RunReport, StepLine};
 use trainer::{Trainer, device, lora_spec};
@@ -50,7 +52,8 @@ pub struct TrainLoop<'a> {
     stop: &'a AtomicBool,
 }
 
-type ReportOf<O> = RunReport<<O as Objective>::Metrics, <O as Objective>::EvalMetrics>;
+/// The loop's report of a run of `O`.
+pub type ReportOf<O> = RunReport<<O as Objective>::Metrics, <O as Objective>::EvalMetrics>;
 /// The progress callback of a run of `O`.
 pub type OnProgress<'p, O> =
     dyn FnMut(Progress<'_, <O as Objective>::Metrics, <O as Objective>::EvalMetrics>) + 'p;

@@ -3,13 +3,12 @@
 //! message count and what is rolled for, so a reload, a resume or a second
 //! look with `/lore` gives the same answer, while a new message rolls anew.
 
+use crate::rng::{mix, unit_from_bits};
+
 /// A uniform number in [0, 1) from `seed` and the parts naming the roll.
 pub fn unit(seed: u64, parts: &[u64]) -> f64 {
-    let mut h = mix(seed);
-    for &p in parts {
-        h = mix(h ^ p);
-    }
-    (h >> 11) as f64 / (1u64 << 53) as f64
+    let h = parts.iter().fold(mix(seed), |h, &p| mix(h ^ p));
+    unit_from_bits(h)
 }
 
 /// A stable number for a text (FNV-1a), to name rolls by book or group.
@@ -17,14 +16,6 @@ pub fn text_id(text: &str) -> u64 {
     text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
-}
-
-/// splitmix64's finaliser.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

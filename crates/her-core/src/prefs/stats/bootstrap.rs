@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::prefs::stats::bt::{BtOptions, Comparison, fit_bt_with};
-use crate::prefs::stats::rng::Rng;
 use crate::prefs::stats::{Result, StatsError};
+use crate::rng::Rng;
 
 /// Lower and upper quantiles of the reported interval.
 pub const LOWER_QUANTILE: f64 = 0.025;

@@ -7,7 +7,6 @@
 pub mod agreement;
 pub mod bootstrap;
 pub mod bt;
-pub mod rng;
 
 pub use agreement::{cohen_kappa, krippendorff_alpha_nominal};
 pub use bootstrap::{
@@ -16,7 +15,6 @@ pub use bootstrap::{
 pub use bt::{
     BtFit, BtOptions, Comparison, ELO_BASE, ELO_SCALE, Outcome, elo_from_score, fit_bt, fit_bt_with,
 };
-pub use rng::{Rng, SplitMix64};
 
 use thiserror::Error;
 

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use candle_core::{D, DType, Device, Tensor, Var};
 
 use super::*;
-use crate::lora::rng::SplitMix64;
 use crate::model::Segments;
+use her_core::rng::SplitMix64;
 
 fn randn(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = SplitMix64::new(seed);

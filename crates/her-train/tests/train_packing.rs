@@ -8,8 +8,8 @@
 mod common;
 
 use candle_core::{Device, Tensor};
+use her_core::rng::SplitMix64;
 use her_train::data::{Tokenized, batch, packed_batch};
-use her_train::lora::rng::SplitMix64;
 use her_train::lora::{LoraSpec, Target};
 use her_train::model::{BaseMode, Segments, TrainModel};
 

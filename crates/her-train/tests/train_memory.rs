@@ -10,17 +10,17 @@
 //! and a DPO step (reference pass, policy pass, backward) as `her train dpo`
 //! takes it, at 2 pairs of 256 tokens (4 rows), LoRA r 16 on every
 //! projection, quantized base:
-//! `cargo test --release --test train_memory -- --ignored --nocapture`
+//! `cargo test --release -p her-train --test train_memory -- --ignored --nocapture`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use candle_core::{Device, Tensor};
-use her_studio::config::TrainConfig;
-use her_train::lora::rng::SplitMix64;
+use her_core::rng::SplitMix64;
 use her_train::lora::{LoraSpec, Target};
 use her_train::model::{BaseMode, TrainModel};
 use her_train::run::memory_mib;
+use her_train::settings::TrainConfig;
 
 const PROBE_ENV: &str = "HER_NOGRAD_PROBE";
 

@@ -7,9 +7,10 @@ mod common;
 
 use std::sync::atomic::AtomicBool;
 
-use her_studio::config::TrainConfig;
 use her_train::data::Message;
-use her_train::dpo::{DpoJob, PairSample, run};
+use her_train::dpo::{DpoJob, PairSample};
+use her_train::settings::TrainConfig;
+use her_train::train_loop::{Progress, run};
 
 fn pairs() -> Vec<PairSample> {
     let lines = [
@@ -64,7 +65,7 @@ fn check(activation_checkpointing: bool) {
     };
     let job = job(&model, dir.path().join("run"), s, false);
     let never = AtomicBool::new(false);
-    let report = run(&job, pairs(), &never, &mut |_, _, _| {}).unwrap();
+    let report = run(&job, pairs(), &never, &mut |_| {}).unwrap();
     let before = report.eval_before.unwrap();
     let after = report.eval_after.unwrap();
     assert_eq!(report.eval_pairs, 3);
@@ -106,13 +107,8 @@ fn job(
     resume: bool,
 ) -> DpoJob {
     DpoJob {
-        model_fingerprint: her_engine::local::fingerprint(model).unwrap(),
-        model: model.to_path_buf(),
-        settings,
+        spec: common::spec(model, settings, run, resume),
         beta: 0.1,
-        run,
-        resume,
-        init_adapter: None,
     }
 }
 
@@ -135,7 +131,7 @@ fn a_stopped_dpo_run_resumes_exactly() {
         &job(&model, dir.path().join("whole"), settings(8), false),
         pairs(),
         &never,
-        &mut |_, _, _| {},
+        &mut |_| {},
     )
     .unwrap();
     let stop = AtomicBool::new(false);
@@ -143,8 +139,8 @@ fn a_stopped_dpo_run_resumes_exactly() {
         &job(&model, dir.path().join("part"), settings(8), false),
         pairs(),
         &stop,
-        &mut |step, _, _| {
-            if step == 3 {
+        &mut |p| {
+            if matches!(p, Progress::Step(s) if s.step == 3) {
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         },
@@ -155,7 +151,7 @@ fn a_stopped_dpo_run_resumes_exactly() {
         &job(&model, dir.path().join("part"), settings(8), true),
         pairs(),
         &never,
-        &mut |_, _, _| {},
+        &mut |_| {},
     )
     .unwrap();
     assert_eq!(resumed.steps, 8);
@@ -209,11 +205,11 @@ fn a_nan_batch_is_skipped_and_changes_nothing() {
     let (model, pairs) = pairs_and_a_nan();
     let job = job(&model, dir.path().join("run"), nan_settings(3), false);
     let never = AtomicBool::new(false);
-    let report = run(&job, pairs, &never, &mut |_, _, _| {}).unwrap();
+    let report = run(&job, pairs, &never, &mut |_| {}).unwrap();
     assert_eq!(report.steps, 8);
     // 13 pairs in batches of 4: four steps per epoch, one with the NaN pair.
-    assert_eq!(common::skipped_steps(&job.run).len(), 2);
-    assert!(common::assert_skipped_steps_changed_nothing(&job.run) >= 1);
+    assert_eq!(common::skipped_steps(&job.spec.run).len(), 2);
+    assert!(common::assert_skipped_steps_changed_nothing(&job.spec.run) >= 1);
     assert!(report.adapter_gguf.unwrap().is_file());
 }
 
@@ -223,11 +219,11 @@ fn too_many_nan_steps_in_a_row_stop_the_run() {
     let (model, pairs) = pairs_and_a_nan();
     let job = job(&model, dir.path().join("run"), nan_settings(1), false);
     let never = AtomicBool::new(false);
-    let err = run(&job, pairs, &never, &mut |_, _, _| {})
+    let err = run(&job, pairs, &never, &mut |_| {})
         .map(|_| ())
         .unwrap_err()
         .to_string();
-    common::assert_stopped_at_first_skip(&err, &job.run);
+    common::assert_stopped_at_first_skip(&err, &job.spec.run);
 }
 
 /// Two accumulated micro-batches of two pairs take the same steps as
@@ -243,6 +239,6 @@ fn grad_accum_equals_a_batch_that_many_times_larger() {
             ..settings(2)
         };
         let job = job(&model, run_dir.to_path_buf(), s, false);
-        run(&job, pairs(), &never, &mut |_, _, _| {}).unwrap();
+        run(&job, pairs(), &never, &mut |_| {}).unwrap();
     });
 }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use candle_core::{Device, Tensor};
-use her_train::lora::rng::SplitMix64;
+use her_core::rng::SplitMix64;
 use her_train::lora::{LoraSpec, Target, write_lora_gguf};
 use her_train::model::{BaseMode, TrainModel};
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};

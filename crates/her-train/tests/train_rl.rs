@@ -10,9 +10,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use her_core::prefs::{ContextMessage, Role};
-use her_studio::config::{RlConfig, TrainConfig};
 use her_train::rl::prompts::RlPrompt;
-use her_train::rl::{RlJob, RlReport, StepMetrics, human, read_rollouts, run};
+use her_train::rl::{RlJob, RlReport, StepMetrics, human, read_rollouts};
+use her_train::settings::{RlConfig, TrainConfig};
+use her_train::train_loop::{Progress, run};
 
 fn prompts() -> Vec<RlPrompt> {
     [
@@ -58,27 +59,23 @@ fn job(run_dir: &Path, rl: RlConfig, resume: bool) -> RlJob {
     let model = common::tiny().model.clone();
     let judge = (rl.reward_judge > 0.0)
         .then(|| Box::new(common::start(&model)) as Box<dyn her_engine::Backend>);
+    let settings = TrainConfig {
+        rank: 8,
+        alpha: 16.0,
+        dropout: 0.0,
+        base: "dequantized".into(),
+        learning_rate: 4e-2,
+        warmup_steps: 0,
+        batch_size: 8,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    };
     RlJob {
-        model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
+        spec: common::spec(&model, settings, run_dir.to_path_buf(), resume),
         engine: common::options(&model),
         judge,
-        model,
-        settings: TrainConfig {
-            rank: 8,
-            alpha: 16.0,
-            dropout: 0.0,
-            base: "dequantized".into(),
-            learning_rate: 4e-2,
-            warmup_steps: 0,
-            batch_size: 8,
-            checkpoint_every: 0,
-            ..TrainConfig::default()
-        },
         rl,
         sampling: common::sampling(0, 24),
-        run: run_dir.to_path_buf(),
-        resume,
-        init_adapter: None,
         sources: Vec::new(),
     }
 }
@@ -86,7 +83,10 @@ fn job(run_dir: &Path, rl: RlConfig, resume: bool) -> RlJob {
 fn train(job: &RlJob, stop_after: Option<u64>) -> (RlReport, Vec<StepMetrics>) {
     let stop = AtomicBool::new(false);
     let mut steps = Vec::new();
-    let report = run(job, prompts(), &stop, &mut |m| {
+    let report = run(job, prompts(), &stop, &mut |p| {
+        let Progress::Step(m) = p else {
+            return;
+        };
         steps.push(m.clone());
         if stop_after == Some(m.step) {
             stop.store(true, Ordering::SeqCst);
@@ -120,7 +120,7 @@ fn a_verifiable_reward_rises_while_the_kl_stays_bounded() {
                 contains_only(16, 0.1),
                 false,
             );
-            job.settings.seed = seed;
+            job.spec.settings.seed = seed;
             train(&job, None)
         })
         .collect();
@@ -178,7 +178,7 @@ fn a_verifiable_reward_rises_while_the_kl_stays_bounded() {
 /// Seed 0's run of the test above without the KL penalty.
 fn job_without_penalty(dir: &Path) -> RlJob {
     let mut job = job(&dir.join("free"), contains_only(16, 0.0), false);
-    job.settings.seed = 0;
+    job.spec.settings.seed = 0;
     job
 }
 
@@ -320,10 +320,10 @@ fn nan_job(run_dir: &Path, max_nonfinite_steps: u32) -> (RlJob, Vec<RlPrompt>) {
     let clean: Vec<String> = prompts[..3].iter().map(RlPrompt::render).collect();
     let model = common::poisoned_tiny(&clean.iter().map(String::as_str).collect::<Vec<_>>());
     let mut job = job(run_dir, contains_only(4, 0.1), false);
-    job.model_fingerprint = her_engine::local::fingerprint(&model).unwrap();
-    job.model = model;
-    job.settings.checkpoint_every = 1;
-    job.settings.max_nonfinite_steps = max_nonfinite_steps;
+    job.spec.model_fingerprint = her_engine::local::fingerprint(&model).unwrap();
+    job.spec.model = model;
+    job.spec.settings.checkpoint_every = 1;
+    job.spec.settings.max_nonfinite_steps = max_nonfinite_steps;
     (job, prompts)
 }
 
@@ -338,7 +338,7 @@ fn a_nan_update_is_skipped_and_changes_nothing() {
     let never = AtomicBool::new(false);
     let report = run(&job, prompts, &never, &mut |_| {}).unwrap();
     assert_eq!(report.steps, 4);
-    let mut with_poison: Vec<u64> = read_rollouts(&job.run.join("rollouts.jsonl"))
+    let mut with_poison: Vec<u64> = read_rollouts(&job.spec.run.join("rollouts.jsonl"))
         .iter()
         .filter(|r| r.prompt_id == poisoned)
         .map(|r| r.step)
@@ -346,8 +346,8 @@ fn a_nan_update_is_skipped_and_changes_nothing() {
     with_poison.dedup();
     // Two prompts per step out of four: one step per epoch has it.
     assert_eq!(with_poison.len(), 2);
-    assert_eq!(common::skipped_steps(&job.run), with_poison);
-    assert!(common::assert_skipped_steps_changed_nothing(&job.run) >= 1);
+    assert_eq!(common::skipped_steps(&job.spec.run), with_poison);
+    assert!(common::assert_skipped_steps_changed_nothing(&job.spec.run) >= 1);
     let engine = common::start(&common::tiny().model);
     use her_engine::Backend;
     engine
@@ -365,7 +365,7 @@ fn too_many_nan_updates_in_a_row_stop_the_run() {
         .map(|_| ())
         .unwrap_err()
         .to_string();
-    common::assert_stopped_at_first_skip(&err, &job.run);
+    common::assert_stopped_at_first_skip(&err, &job.spec.run);
 }
 
 /// `train.grad_accum` rounds of `rl.prompts_per_step` prompts are sampled
@@ -378,7 +378,7 @@ fn grad_accum_takes_that_many_rounds_of_prompts_per_update() {
         ..contains_only(1, 0.1)
     };
     let mut job = job(&dir.path().join("run"), rl, false);
-    job.settings.grad_accum = 2;
+    job.spec.settings.grad_accum = 2;
     let (report, steps) = train(&job, None);
     assert_eq!((report.steps, steps.len()), (1, 1));
     let rollouts = read_rollouts(&dir.path().join("run/rollouts.jsonl"));

@@ -7,9 +7,10 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use her_studio::config::{KtoConfig, TrainConfig};
 use her_train::data::Message;
-use her_train::kto::{KtoJob, KtoSample, run};
+use her_train::kto::{KtoJob, KtoSample};
+use her_train::settings::{KtoConfig, TrainConfig};
+use her_train::train_loop::{Progress, run};
 
 fn samples() -> Vec<KtoSample> {
     let lines = [
@@ -64,14 +65,9 @@ fn settings(max_steps: u32) -> TrainConfig {
 
 fn job(model: &Path, run: PathBuf, settings: TrainConfig, resume: bool) -> KtoJob {
     KtoJob {
-        model_fingerprint: her_engine::local::fingerprint(model).unwrap(),
-        model: model.to_path_buf(),
-        settings,
+        spec: common::spec(model, settings, run, resume),
         beta: 0.1,
         kto: KtoConfig::default(),
-        run,
-        resume,
-        init_adapter: None,
     }
 }
 
@@ -86,7 +82,7 @@ fn kto_opens_a_held_out_reward_gap() {
     };
     let job = job(&common::tiny().model, dir.path().join("run"), s, false);
     let never = AtomicBool::new(false);
-    let report = run(&job, samples(), &never, &mut |_, _, _| {}).unwrap();
+    let report = run(&job, samples(), &never, &mut |_| {}).unwrap();
     let before = report.eval_before.unwrap();
     let after = report.eval_after.unwrap();
     assert!(before.reward_gap.abs() < 1e-4, "{before:?}");
@@ -113,16 +109,16 @@ fn a_stopped_kto_run_resumes_exactly() {
             .collect()
     };
     let never = AtomicBool::new(false);
-    let whole = run(&job("whole", false), samples(), &never, &mut |_, _, _| {}).unwrap();
+    let whole = run(&job("whole", false), samples(), &never, &mut |_| {}).unwrap();
     let stop = AtomicBool::new(false);
-    let stopped = run(&job("part", false), samples(), &stop, &mut |step, _, _| {
-        if step == 3 {
+    let stopped = run(&job("part", false), samples(), &stop, &mut |p| {
+        if matches!(p, Progress::Step(s) if s.step == 3) {
             stop.store(true, std::sync::atomic::Ordering::SeqCst);
         }
     })
     .unwrap();
     assert!(stopped.interrupted && stopped.steps == 3);
-    let resumed = run(&job("part", true), samples(), &never, &mut |_, _, _| {}).unwrap();
+    let resumed = run(&job("part", true), samples(), &never, &mut |_| {}).unwrap();
     assert_eq!(resumed.steps, 8);
     assert_eq!(losses("part"), losses("whole"));
     assert_eq!(
@@ -172,11 +168,11 @@ fn a_nan_batch_is_skipped_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (job, samples) = nan_job(dir.path(), 3);
     let never = AtomicBool::new(false);
-    let report = run(&job, samples, &never, &mut |_, _, _| {}).unwrap();
+    let report = run(&job, samples, &never, &mut |_| {}).unwrap();
     assert_eq!(report.steps, 6);
     // 9 replies in batches of 3: three steps per epoch, one with the NaN reply.
-    assert_eq!(common::skipped_steps(&job.run).len(), 2);
-    assert!(common::assert_skipped_steps_changed_nothing(&job.run) >= 1);
+    assert_eq!(common::skipped_steps(&job.spec.run).len(), 2);
+    assert!(common::assert_skipped_steps_changed_nothing(&job.spec.run) >= 1);
     assert!(report.adapter_gguf.unwrap().is_file());
 }
 
@@ -185,11 +181,11 @@ fn too_many_nan_steps_in_a_row_stop_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let (job, samples) = nan_job(dir.path(), 1);
     let never = AtomicBool::new(false);
-    let err = run(&job, samples, &never, &mut |_, _, _| {})
+    let err = run(&job, samples, &never, &mut |_| {})
         .map(|_| ())
         .unwrap_err()
         .to_string();
-    common::assert_stopped_at_first_skip(&err, &job.run);
+    common::assert_stopped_at_first_skip(&err, &job.spec.run);
 }
 
 /// Two accumulated micro-batches of two replies take the same steps as
@@ -206,6 +202,6 @@ fn grad_accum_equals_a_batch_that_many_times_larger() {
             ..settings(2)
         };
         let job = job(&model, run_dir.to_path_buf(), s, false);
-        run(&job, samples(), &never, &mut |_, _, _| {}).unwrap();
+        run(&job, samples(), &never, &mut |_| {}).unwrap();
     });
 }

@@ -15,12 +15,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
+use her_core::rng::SplitMix64;
 use her_gguf::{GgufWriter, tiny_bpe_vocab};
-use her_studio::config::TrainConfig;
 use her_train::lora::read_lora_gguf;
-use her_train::lora::rng::SplitMix64;
 use her_train::peft::import::import_peft;
 use her_train::run::RunDir;
+use her_train::settings::TrainConfig;
 use her_train::train_loop::trainer::Trainer;
 
 const E: usize = 64;

@@ -1,11 +1,30 @@
-//! Small seeded PRNGs: splitmix64 (seeding) and xoshiro256** (generation).
+//! The one seeded PRNG of the workspace: splitmix64 for seeding, keyed
+//! streams, hashing-style rolls and simple draws (LoRA init, dropout, data
+//! shuffles, fixtures, lore rolls), and xoshiro256** seeded from it for long
+//! streams (bootstrap resampling).
 //!
-//! Our own code rather than a crate so that a seed gives the same bootstrap
-//! intervals on every platform and forever, independent of dependency updates.
-//! Not cryptographic.
+//! Our own code rather than a crate so that a seed gives the same numbers on
+//! every platform and forever, independent of dependency updates: trained
+//! adapters, shuffles and confidence intervals can be reproduced. Not
+//! cryptographic.
 
-/// splitmix64 (Steele, Lea & Flood 2014). Used to expand a single `u64` seed
-/// into a full xoshiro state, as its authors recommend.
+/// splitmix64's output function applied to `state` advanced by one step:
+/// the first number of a [`SplitMix64`] seeded with `state`. Used alone as a
+/// good 64-bit mixer (each input maps to a distinct output).
+pub fn mix(state: u64) -> u64 {
+    let mut z = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform number in [0, 1) from the top 53 bits of `bits` (the full f64
+/// mantissa).
+pub fn unit_from_bits(bits: u64) -> f64 {
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// splitmix64 (Steele, Lea & Flood 2014).
 #[derive(Debug, Clone)]
 pub struct SplitMix64 {
     state: u64,
@@ -16,12 +35,37 @@ impl SplitMix64 {
         Self { state: seed }
     }
 
+    /// A stream keyed by several values (each mixed in turn), so a draw
+    /// depends on what it is for (seed, step, layer, ...) and never on
+    /// thread scheduling or on how many draws happened elsewhere.
+    pub fn keyed(keys: &[u64]) -> Self {
+        let state = keys
+            .iter()
+            .fold(0x005E_ED0F_4E55_u64, |state, &k| mix(state ^ k));
+        Self::new(state)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
+        let out = mix(self.state);
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.state;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        out
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f64 {
+        unit_from_bits(self.next_u64())
+    }
+
+    /// Uniform in [−bound, bound).
+    pub fn uniform(&mut self, bound: f64) -> f64 {
+        (2.0 * self.unit() - 1.0) * bound
+    }
+
+    /// Standard normal (Box–Muller, one value per call).
+    pub fn normal(&mut self) -> f64 {
+        let u1 = 1.0 - self.unit(); // (0, 1]: ln stays finite
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
     }
 }
 
@@ -58,8 +102,7 @@ impl Rng {
 
     /// Uniform in [0, 1) with 53 random bits (the full f64 mantissa).
     pub fn next_f64(&mut self) -> f64 {
-        const SCALE: f64 = 1.0 / (1u64 << 53) as f64;
-        (self.next_u64() >> 11) as f64 * SCALE
+        unit_from_bits(self.next_u64())
     }
 
     /// Uniform integer in `0..bound`; returns 0 when `bound` is 0.
@@ -163,5 +206,29 @@ mod tests {
         assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         assert!((mean - 0.5).abs() < 0.02, "{mean}");
+    }
+
+    #[test]
+    fn mix_is_the_first_draw_of_a_stream_seeded_with_its_input() {
+        for seed in [0, 1, 1_234_567, u64::MAX] {
+            assert_eq!(mix(seed), SplitMix64::new(seed).next_u64());
+        }
+    }
+
+    #[test]
+    fn keyed_streams_differ_per_key_and_repeat_per_seed() {
+        let a = SplitMix64::keyed(&[1, 2, 3]).next_u64();
+        assert_eq!(a, SplitMix64::keyed(&[1, 2, 3]).next_u64());
+        assert_ne!(a, SplitMix64::keyed(&[1, 2, 4]).next_u64());
+        assert_ne!(a, SplitMix64::keyed(&[2, 1, 3]).next_u64());
+    }
+
+    #[test]
+    fn uniform_stays_in_bounds_and_centres() {
+        let mut r = SplitMix64::new(9);
+        let xs: Vec<f64> = (0..10_000).map(|_| r.uniform(0.5)).collect();
+        assert!(xs.iter().all(|x| (-0.5..0.5).contains(x)));
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        assert!(mean.abs() < 0.02, "mean {mean}");
     }
 }

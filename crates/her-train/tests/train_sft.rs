@@ -10,9 +10,10 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use her_engine::{Backend, GenerateRequest};
-use her_studio::config::TrainConfig;
 use her_train::data::{LossOn, Sample, Tokenized, batch, chatml_parts, tokenize_turns};
-use her_train::sft::{Progress, SftJob, SftReport, run};
+use her_train::settings::TrainConfig;
+use her_train::sft::{Progress, SftJob, SftReport};
+use her_train::train_loop::run;
 
 use common::{message, sample};
 
@@ -58,11 +59,7 @@ fn settings(max_steps: u32) -> TrainConfig {
 fn job(dir: &std::path::Path, settings: TrainConfig, resume: bool) -> SftJob {
     let model = common::tiny().model.clone();
     SftJob {
-        model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
-        model,
-        settings,
-        run: dir.join("run"),
-        resume,
+        spec: common::spec(&model, settings, dir.join("run"), resume),
         sources: Vec::new(),
     }
 }
@@ -167,21 +164,18 @@ fn a_short_run_on_smollm2_lowers_the_held_out_loss() {
     )
     .unwrap();
     let model = common::smollm2();
+    let settings = TrainConfig {
+        max_steps: 6,
+        batch_size: 2,
+        learning_rate: 1e-3,
+        warmup_steps: 1,
+        eval_fraction: 0.25,
+        eval_every: 0,
+        checkpoint_every: 0,
+        ..TrainConfig::default()
+    };
     let job = SftJob {
-        model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
-        model,
-        settings: TrainConfig {
-            max_steps: 6,
-            batch_size: 2,
-            learning_rate: 1e-3,
-            warmup_steps: 1,
-            eval_fraction: 0.25,
-            eval_every: 0,
-            checkpoint_every: 0,
-            ..TrainConfig::default()
-        },
-        run: dir.path().join("run"),
-        resume: false,
+        spec: common::spec(&model, settings, dir.path().join("run"), false),
         sources: Vec::new(),
     };
     let never = AtomicBool::new(false);
@@ -208,11 +202,7 @@ fn four_and_a_nan(dir: &std::path::Path, settings: TrainConfig) -> (SftJob, Vec<
         ),
     ));
     let job = SftJob {
-        model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
-        model,
-        settings,
-        run: dir.join("run"),
-        resume: false,
+        spec: common::spec(&model, settings, dir.join("run"), false),
         sources: Vec::new(),
     };
     (job, samples)
@@ -237,13 +227,13 @@ fn a_nan_batch_is_skipped_and_changes_nothing() {
     let report = run(&job, samples, &never, &mut |_| {}).unwrap();
     assert_eq!(report.steps, 10);
     // One sample in five, one per batch: two of ten steps.
-    let skipped = common::skipped_steps(&job.run);
+    let skipped = common::skipped_steps(&job.spec.run);
     assert_eq!(skipped.len(), 2, "{skipped:?}");
     let nan: Vec<u64> = (1..=10u64)
         .filter(|s| report.losses[*s as usize - 1].is_nan())
         .collect();
     assert_eq!(nan, skipped);
-    assert!(common::assert_skipped_steps_changed_nothing(&job.run) >= 1);
+    assert!(common::assert_skipped_steps_changed_nothing(&job.spec.run) >= 1);
     let adapter = report.adapter_gguf.unwrap();
     let engine = common::start(&common::tiny().model);
     engine.load_adapter(adapter, 1.0).wait().unwrap();
@@ -262,10 +252,13 @@ fn too_many_nan_steps_in_a_row_stop_the_run() {
         .map(|_| ())
         .unwrap_err()
         .to_string();
-    let step = common::assert_stopped_at_first_skip(&err, &job.run);
+    let step = common::assert_stopped_at_first_skip(&err, &job.spec.run);
     assert!(err.contains("train.max_nonfinite_steps = 1"), "{err}");
     if step > 1 {
-        let last = job.run.join(format!("checkpoints/step-{:06}", step - 1));
+        let last = job
+            .spec
+            .run
+            .join(format!("checkpoints/step-{:06}", step - 1));
         assert!(err.contains(&format!("'{}'", last.display())), "{err}");
     } else {
         assert!(err.contains("No checkpoint was written yet"), "{err}");

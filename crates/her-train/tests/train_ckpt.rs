@@ -6,7 +6,7 @@
 //! `peak_memory_and_speed_report` (ignored) measures one SmolLM2 training
 //! step at 4×256 in both base modes with checkpointing off and on, each in
 //! its own child process (VmHWM is per process); it prints, asserts nothing:
-//! `cargo test --release --test train_ckpt -- --ignored --nocapture peak_memory`
+//! `cargo test --release -p her-train --test train_ckpt -- --ignored --nocapture peak_memory`
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -16,12 +16,13 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use her_studio::config::TrainConfig;
-use her_train::lora::rng::SplitMix64;
+use her_core::rng::SplitMix64;
 use her_train::lora::{LoraSpec, Target};
 use her_train::model::{BaseMode, TrainModel};
 use her_train::optim::{Accumulator, AdamW, AdamWConfig};
-use her_train::sft::{SftJob, run};
+use her_train::settings::TrainConfig;
+use her_train::sft::SftJob;
+use her_train::train_loop::run;
 
 fn randn(shape: &[usize], std: f64, seed: u64) -> Tensor {
     let mut rng = SplitMix64::new(seed);
@@ -267,25 +268,22 @@ fn sft_with_activation_checkpointing_follows_the_same_loss_curve() {
     let curve = |on: bool| {
         let dir = tempfile::tempdir().unwrap();
         let model = common::tiny().model.clone();
+        let settings = TrainConfig {
+            rank: 8,
+            alpha: 16.0,
+            dropout: 0.1,
+            learning_rate: 3e-3,
+            warmup_steps: 0,
+            max_steps: 5,
+            batch_size: 2,
+            eval_fraction: 0.0,
+            eval_every: 0,
+            checkpoint_every: 0,
+            activation_checkpointing: on,
+            ..TrainConfig::default()
+        };
         let job = SftJob {
-            model_fingerprint: her_engine::local::fingerprint(&model).unwrap(),
-            model,
-            settings: TrainConfig {
-                rank: 8,
-                alpha: 16.0,
-                dropout: 0.1,
-                learning_rate: 3e-3,
-                warmup_steps: 0,
-                max_steps: 5,
-                batch_size: 2,
-                eval_fraction: 0.0,
-                eval_every: 0,
-                checkpoint_every: 0,
-                activation_checkpointing: on,
-                ..TrainConfig::default()
-            },
-            run: dir.path().join("run"),
-            resume: false,
+            spec: common::spec(&model, settings, dir.path().join("run"), false),
             sources: Vec::new(),
         };
         run(&job, samples.clone(), &AtomicBool::new(false), &mut |_| {})

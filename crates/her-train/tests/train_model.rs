@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{D, DType, Device, Tensor, Var};
+use her_core::rng::SplitMix64;
 use her_train::error::TrainError;
-use her_train::lora::rng::SplitMix64;
 use her_train::lora::{LoraSpec, Target, write_lora_gguf};
 use her_train::model::{Arch, BaseMode, FrozenLinear, FrozenWeight, RopeStyle, TrainModel};
 

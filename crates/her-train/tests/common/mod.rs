@@ -1,0 +1,322 @@
+//! The trainer tests' fixtures: her-testkit's models (the tiny Qwen3 under
+//! this test binary's scratch folder), a tiny Qwen2, a NaN-poisoned copy of
+//! the tiny model, and readers of a run's metrics and checkpoints.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+pub use her_testkit::*;
+
+pub fn tiny() -> &'static Tiny {
+    tiny_in(Path::new(env!("CARGO_TARGET_TMPDIR")))
+}
+
+/// A run of `model` with `settings` into the folder `run`, from fresh LoRA
+/// factors.
+pub fn spec(
+    model: &Path,
+    settings: her_train::settings::TrainConfig,
+    run: PathBuf,
+    resume: bool,
+) -> her_train::train_loop::RunSpec {
+    her_train::train_loop::RunSpec {
+        model_fingerprint: her_engine::local::fingerprint(model).unwrap(),
+        model: model.to_path_buf(),
+        settings,
+        run,
+        resume,
+        init_adapter: None,
+    }
+}
+
+/// The tiny byte-level BPE vocabulary as a GGUF tokenizer (gpt2 model,
+/// ChatML specials), for fixtures llama.cpp can load.
+pub fn add_tiny_tokenizer(w: &mut her_gguf::GgufWriter) {
+    let vocab = her_gguf::tiny_bpe_vocab();
+    w.add_string("tokenizer.ggml.model", "gpt2")
+        .add_string("tokenizer.ggml.pre", "qwen2")
+        .add_string_array("tokenizer.ggml.tokens", vocab.tokens)
+        .add_i32_array("tokenizer.ggml.token_type", vocab.token_types)
+        .add_string_array("tokenizer.ggml.merges", vocab.merges)
+        .add_u32("tokenizer.ggml.bos_token_id", vocab.special.endoftext)
+        .add_u32("tokenizer.ggml.eos_token_id", vocab.special.im_end)
+        .add_bool("tokenizer.ggml.add_bos_token", false);
+}
+
+/// A tiny random Qwen2 (q/k/v biases, untied output head, head_dim =
+/// n_embd / n_head as llama.cpp's qwen2 requires) over the tiny BPE vocab,
+/// as an unwritten GgufWriter so a test can add to it. Scales as the
+/// Qwen3 fixture's.
+pub fn tiny_qwen2_writer(seed: u64) -> her_gguf::GgufWriter {
+    use her_core::rng::SplitMix64;
+    let vocab = her_gguf::tiny_bpe_vocab();
+    let n_vocab = vocab.tokens.len() as u64;
+    let (e, nh, nkv, hd, ff) = (64u64, 4u64, 2u64, 16u64, 128u64);
+    let mut rng = SplitMix64::new(seed);
+    let mut normal = |n: u64, mean: f32, std: f32| -> Vec<f32> {
+        (0..n).map(|_| mean + std * rng.normal() as f32).collect()
+    };
+    let mut w = her_gguf::GgufWriter::new();
+    w.add_string("general.architecture", "qwen2")
+        .add_string("general.name", "her-studio tiny qwen2 (random weights)")
+        .add_u32("general.file_type", 0)
+        .add_u32("qwen2.block_count", 2)
+        .add_u32("qwen2.context_length", 4096)
+        .add_u32("qwen2.embedding_length", e as u32)
+        .add_u32("qwen2.feed_forward_length", ff as u32)
+        .add_u32("qwen2.attention.head_count", nh as u32)
+        .add_u32("qwen2.attention.head_count_kv", nkv as u32)
+        .add_f32("qwen2.rope.freq_base", 1e6)
+        .add_f32("qwen2.attention.layer_norm_rms_epsilon", 1e-6);
+    add_tiny_tokenizer(&mut w);
+    w.add_tensor_f32(
+        "token_embd.weight",
+        &[e, n_vocab],
+        normal(e * n_vocab, 0.0, 0.2),
+    );
+    for b in 0..2 {
+        let p = format!("blk.{b}");
+        w.add_tensor_f32(&format!("{p}.attn_norm.weight"), &[e], normal(e, 1.0, 0.02));
+        w.add_tensor_f32(&format!("{p}.ffn_norm.weight"), &[e], normal(e, 1.0, 0.02));
+        for (name, n_in, n_out, bias) in [
+            ("attn_q", e, nh * hd, true),
+            ("attn_k", e, nkv * hd, true),
+            ("attn_v", e, nkv * hd, true),
+            ("attn_output", nh * hd, e, false),
+            ("ffn_gate", e, ff, false),
+            ("ffn_up", e, ff, false),
+            ("ffn_down", ff, e, false),
+        ] {
+            let std = 1.0 / (n_in as f32).sqrt();
+            w.add_tensor_f32(
+                &format!("{p}.{name}.weight"),
+                &[n_in, n_out],
+                normal(n_in * n_out, 0.0, std),
+            );
+            if bias {
+                w.add_tensor_f32(
+                    &format!("{p}.{name}.bias"),
+                    &[n_out],
+                    normal(n_out, 0.0, 0.3),
+                );
+            }
+        }
+    }
+    w.add_tensor_f32("output_norm.weight", &[e], normal(e, 1.0, 0.02));
+    w.add_tensor_f32(
+        "output.weight",
+        &[e, n_vocab],
+        normal(e * n_vocab, 0.0, 0.2),
+    );
+    w
+}
+
+/// The marker whose token [`poisoned_tiny`] poisons: a control token that
+/// no test text uses and that never enters a sequence when the clean model
+/// samples it (it ends generation), so RL rollouts stay clean.
+pub const POISON: &str = "<|endoftext|>";
+
+/// A copy of the tiny model with its own (untied, clean) output head, in
+/// which the input embeddings of [`POISON`]'s tokens are NaN: a sequence
+/// that contains the marker gets a NaN loss and NaN gradients, every other
+/// sequence is computed as in the tiny model. A NaN batch by construction,
+/// with no hook in the trainers. `clean` texts must not share those tokens
+/// (checked).
+pub fn poisoned_tiny(clean: &[&str]) -> PathBuf {
+    use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
+    use candle_core::{Device, Tensor};
+    let tiny = tiny();
+    let tokenizer = her_train::tokenizer::from_gguf(&tiny.model).unwrap();
+    let encode = |t: &str| her_train::tokenizer::encode(&tokenizer, t).unwrap();
+    let used: std::collections::HashSet<u32> = clean.iter().flat_map(|t| encode(t)).collect();
+    let poisoned: Vec<u32> = encode(POISON)
+        .into_iter()
+        .filter(|id| !used.contains(id))
+        .collect();
+    assert!(
+        !poisoned.is_empty(),
+        "every token of the marker is in clean text"
+    );
+    let mut file = std::fs::File::open(&tiny.model).unwrap();
+    let content = gguf_file::Content::read(&mut file).unwrap();
+    let mut tensors: Vec<(String, QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|name| {
+            let t = content.tensor(&mut file, name, &Device::Cpu).unwrap();
+            (name.clone(), t)
+        })
+        .collect();
+    let embd = tensors
+        .iter()
+        .position(|(n, _)| n == "token_embd.weight")
+        .unwrap();
+    let clean_embd = tensors[embd].1.dequantize(&Device::Cpu).unwrap();
+    let mut rows = clean_embd.to_vec2::<f32>().unwrap();
+    for &id in &poisoned {
+        rows[id as usize].iter_mut().for_each(|v| *v = f32::NAN);
+    }
+    let poisoned_embd = Tensor::new(rows, &Device::Cpu).unwrap();
+    tensors[embd].1 = QTensor::quantize(&poisoned_embd, GgmlDType::F32).unwrap();
+    tensors.push((
+        "output.weight".into(),
+        QTensor::quantize(&clean_embd, GgmlDType::F32).unwrap(),
+    ));
+    let path = fixture_dir(Path::new(env!("CARGO_TARGET_TMPDIR")))
+        .join(format!("tiny-qwen3-poisoned-{}.gguf", std::process::id()));
+    let mut out = std::fs::File::create(&path).unwrap();
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(k, v)| (k.as_str(), v))
+        .collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    gguf_file::write(&mut out, &metadata, &tensors).unwrap();
+    path
+}
+
+/// The lines of a run's metrics.jsonl.
+pub fn metrics(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// The steps with a "skipped" line in a run's metrics.jsonl.
+pub fn skipped_steps(run: &Path) -> Vec<u64> {
+    metrics(run)
+        .iter()
+        .filter(|v| v["kind"] == "skipped")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect()
+}
+
+/// Asserts that checkpoints `step-(k−1)` and `step-k` hold the same LoRA
+/// weights and AdamW moments, bit for bit, for every skipped step k > 1
+/// (a skipped step changes nothing); returns how many were compared.
+pub fn assert_skipped_steps_changed_nothing(run: &Path) -> usize {
+    use candle_core::Device;
+    let load = |step: u64, file: &str| {
+        let path = run.join(format!("checkpoints/step-{step:06}/{file}"));
+        let mut named: Vec<(String, Vec<f32>)> =
+            candle_core::safetensors::load(&path, &Device::Cpu)
+                .unwrap()
+                .into_iter()
+                .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+                .collect();
+        named.sort_by(|a, b| a.0.cmp(&b.0));
+        named
+    };
+    let mut compared = 0;
+    for step in skipped_steps(run).into_iter().filter(|s| *s > 1) {
+        for file in ["lora.safetensors", "optimizer.safetensors"] {
+            let (before, after) = (load(step - 1, file), load(step, file));
+            assert!(before == after, "step {step} changed {file}");
+            assert!(after.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+        }
+        compared += 1;
+    }
+    compared
+}
+
+/// A run ended by `train.max_nonfinite_steps`: its error names the first
+/// skipped step, and no adapter was written. Returns that step.
+pub fn assert_stopped_at_first_skip(err: &str, run: &Path) -> u64 {
+    let step = skipped_steps(run)[0];
+    assert!(
+        err.starts_with(&format!("training stopped at step {step}:")),
+        "{err}"
+    );
+    assert!(!run.join("adapter.gguf").exists());
+    step
+}
+
+/// (loss, grad norm) of each step line of a run.
+pub fn step_curve(run: &Path) -> Vec<(f64, f64)> {
+    metrics(run)
+        .iter()
+        .filter(|v| v["kind"] == "step")
+        .map(|v| {
+            (
+                v["loss"].as_f64().unwrap(),
+                v["grad_norm"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Asserts two runs took the same steps: `steps` of them, losses within
+/// 1e-5, gradient norms within 1e-5 relative.
+pub fn assert_same_steps(a: &Path, b: &Path, steps: usize) {
+    let (one, two) = (step_curve(a), step_curve(b));
+    assert_eq!((one.len(), two.len()), (steps, steps));
+    for ((l1, g1), (l2, g2)) in one.iter().zip(&two) {
+        assert!((l1 - l2).abs() < 1e-5, "{one:?} vs {two:?}");
+        assert!((g1 - g2).abs() <= 1e-5 * g1.max(1.0), "{one:?} vs {two:?}");
+    }
+}
+
+/// Runs the ignored test `probe` of this test binary once per variant, each
+/// in its own child process (VmHWM is per process) with `env` set to the
+/// variant, and prints the `PROBE` lines they print.
+pub fn report_probes(probe: &str, env: &str, variants: &[&str]) {
+    let exe = std::env::current_exe().unwrap();
+    for which in variants {
+        let out = std::process::Command::new(&exe)
+            .args([
+                "--ignored",
+                "--exact",
+                probe,
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(env, which)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{which}: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The harness prints the test name on the same line first.
+        for line in stdout
+            .lines()
+            .filter_map(|l| l.find("PROBE").map(|i| &l[i..]))
+        {
+            println!("{line}");
+        }
+    }
+}
+
+/// One chat message.
+pub fn message(role: &str, content: &str) -> her_train::data::Message {
+    her_train::data::Message {
+        role: role.into(),
+        content: content.into(),
+    }
+}
+
+/// A system / user / assistant SFT sample for Elizabeth Bennet.
+pub fn sample(user: &str, reply: &str) -> her_train::data::Sample {
+    her_train::data::Sample {
+        messages: vec![
+            message("system", "You are Elizabeth Bennet."),
+            message("user", user),
+            message("assistant", reply),
+        ],
+    }
+}
+
+/// Trains twice with `train(run, batch_size, grad_accum)`: batches of four,
+/// then two accumulated micro-batches of two; asserts both took the same
+/// `steps` steps.
+pub fn assert_accumulation_equals_a_larger_batch(steps: usize, train: impl Fn(&Path, u32, u32)) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, batch_size, grad_accum) in [("one", 4, 1), ("two", 2, 2)] {
+        train(&dir.path().join(name), batch_size, grad_accum);
+    }
+    assert_same_steps(&dir.path().join("one"), &dir.path().join("two"), steps);
+}
