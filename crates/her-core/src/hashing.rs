@@ -14,6 +14,14 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// FNV-1a (64-bit): a stable small hash for seeds and ids, the same on every
+/// run and platform (unlike std's hasher). Not for anything adversarial.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 /// sha256 of `bytes` as lowercase hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
@@ -21,6 +29,12 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn fnv1a64_matches_the_reference_vectors() {
+        assert_eq!(super::fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(super::fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+    }
+
     #[test]
     fn known_digest() {
         assert_eq!(

@@ -108,9 +108,7 @@ impl Prepared {
 
 /// A stable seed from a session id (FNV-1a), so a reload rolls the same.
 pub fn session_seed(id: &str) -> u64 {
-    id.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::hashing::fnv1a64(id.as_bytes())
 }
 
 /// The books that apply, in SillyTavern's order: session (chat) books, then

@@ -13,9 +13,7 @@ pub fn unit(seed: u64, parts: &[u64]) -> f64 {
 
 /// A stable number for a text (FNV-1a), to name rolls by book or group.
 pub fn text_id(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    crate::hashing::fnv1a64(text.as_bytes())
 }
 
 #[cfg(test)]
