@@ -21,12 +21,10 @@ pub use load::{SUPPORTED_ARCHITECTURES, check_model_file, fingerprint, sha256_fi
 pub use session::{log_softmax_at, tokens_sha256};
 pub use vocab::Vocab;
 
+use crate::command::CommandQueue;
 use worker::{Command, Shared};
 
-use super::{
-    AdapterInfo, Backend, EngineError, EventStream, GenerateRequest, GroupReply, GroupRequest,
-    ModelInfo, Pending, TokenLogprob,
-};
+use super::{Backend, EngineError, GroupReply, GroupRequest, ModelInfo, Pending};
 use her_core::generation::SamplingConfig;
 
 /// llama.cpp's limit on sequences per context (`LLAMA_MAX_SEQ`).
@@ -129,18 +127,6 @@ impl LocalEngine {
         })
     }
 
-    fn send(&self, command: Command) -> Result<(), EngineError> {
-        let guard = self
-            .commands
-            .lock()
-            .map_err(|_| EngineError::EngineStopped)?;
-        guard
-            .as_ref()
-            .ok_or(EngineError::EngineStopped)?
-            .send(command)
-            .map_err(|_| EngineError::EngineStopped)
-    }
-
     /// One reply per seed to `prompt`, decoded together as parallel
     /// sequences (the prompt is evaluated once): what RL rollouts need.
     /// Each member samples with its own chain seeded from its seed; the same
@@ -155,7 +141,7 @@ impl LocalEngine {
         sampling: SamplingConfig,
         seeds: Vec<u32>,
     ) -> Pending<Vec<GroupReply>> {
-        let epoch = self.shared.cancel_epoch.load(Ordering::SeqCst);
+        let epoch = self.epoch();
         let request = GroupRequest {
             prompt,
             sampling,
@@ -168,56 +154,30 @@ impl LocalEngine {
             reply,
         })
     }
-
-    fn request<T>(&self, make: impl FnOnce(worker::Reply<T>) -> Command) -> Pending<T> {
-        let (tx, pending) = Pending::channel();
-        if let Err(err) = self.send(make(tx)) {
-            return Pending::ready(Err(err));
-        }
-        pending
-    }
 }
 
-impl Backend for LocalEngine {
-    fn generate(&self, request: GenerateRequest) -> EventStream {
-        let (events, stream) = EventStream::channel();
-        let command = Command::Generate {
-            request,
-            events,
-            epoch: self.shared.cancel_epoch.load(Ordering::SeqCst),
-            received: Instant::now(),
-        };
-        match self.send(command) {
-            Ok(()) => stream,
-            Err(err) => EventStream::failed(err),
-        }
+impl CommandQueue for LocalEngine {
+    fn send(&self, command: Command) -> Result<(), EngineError> {
+        let guard = self
+            .commands
+            .lock()
+            .map_err(|_| EngineError::EngineStopped)?;
+        guard
+            .as_ref()
+            .ok_or(EngineError::EngineStopped)?
+            .send(command)
+            .map_err(|_| EngineError::EngineStopped)
     }
 
-    fn cancel(&self) {
+    fn epoch(&self) -> u64 {
+        self.shared.cancel_epoch.load(Ordering::SeqCst)
+    }
+
+    fn bump_epoch(&self) {
         self.shared.cancel_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn score(&self, prompt: String, completion: String) -> Pending<Vec<TokenLogprob>> {
-        self.request(|reply| Command::Score {
-            prompt,
-            completion,
-            reply,
-        })
-    }
-
-    fn tokenize(&self, text: String) -> Pending<Vec<i32>> {
-        self.request(|reply| Command::Tokenize { text, reply })
-    }
-
-    fn load_adapter(&self, path: PathBuf, scale: f32) -> Pending<AdapterInfo> {
-        self.request(|reply| Command::LoadAdapter { path, scale, reply })
-    }
-
-    fn clear_adapter(&self) -> Pending<()> {
-        self.request(|reply| Command::ClearAdapter { reply })
-    }
-
-    fn model_info(&self) -> ModelInfo {
+    fn info(&self) -> ModelInfo {
         self.info.clone()
     }
 }

@@ -17,9 +17,8 @@ mod samplers;
 mod score;
 pub mod sse;
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
@@ -32,11 +31,8 @@ use http::{Http, HttpOptions};
 use probe::ServerInfo;
 use score::tokenize;
 
-use super::{
-    AdapterInfo, Backend, EngineError, EventStream, GenerateRequest, ModelInfo, Pending,
-    Provenance, TokenLogprob,
-};
-use crate::command::{Command, Reply};
+use super::{AdapterInfo, Backend, EngineError, ModelInfo, Provenance};
+use crate::command::{Command, CommandQueue};
 use her_core::generation::SamplingConfig;
 
 /// Where the server is and how to talk to it.
@@ -163,14 +159,6 @@ impl RemoteEngine {
             info,
         })
     }
-
-    fn request<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Pending<T> {
-        let (tx, pending) = Pending::channel();
-        if self.commands.send(make(tx)).is_err() {
-            return Pending::ready(Err(EngineError::EngineStopped));
-        }
-        pending
-    }
 }
 
 /// Serves commands one at a time, in the order they were sent.
@@ -235,46 +223,22 @@ async fn serve(
     }
 }
 
-impl Backend for RemoteEngine {
-    fn generate(&self, request: GenerateRequest) -> EventStream {
-        let (events, stream) = EventStream::channel();
-        let command = Command::Generate {
-            request,
-            events,
-            epoch: *self.epochs.borrow(),
-            received: Instant::now(),
-        };
-        match self.commands.send(command) {
-            Ok(()) => stream,
-            Err(_) => EventStream::failed(EngineError::EngineStopped),
-        }
+impl CommandQueue for RemoteEngine {
+    fn send(&self, command: Command) -> Result<(), EngineError> {
+        self.commands
+            .send(command)
+            .map_err(|_| EngineError::EngineStopped)
     }
 
-    fn cancel(&self) {
+    fn epoch(&self) -> u64 {
+        *self.epochs.borrow()
+    }
+
+    fn bump_epoch(&self) {
         self.epochs.send_modify(|e| *e += 1);
     }
 
-    fn score(&self, prompt: String, completion: String) -> Pending<Vec<TokenLogprob>> {
-        self.request(|reply| Command::Score {
-            prompt,
-            completion,
-            reply,
-        })
-    }
-
-    fn tokenize(&self, text: String) -> Pending<Vec<i32>> {
-        self.request(|reply| Command::Tokenize { text, reply })
-    }
-
-    fn load_adapter(&self, path: PathBuf, scale: f32) -> Pending<AdapterInfo> {
-        self.request(|reply| Command::LoadAdapter { path, scale, reply })
-    }
-
-    fn clear_adapter(&self) -> Pending<()> {
-        self.request(|reply| Command::ClearAdapter { reply })
-    }
-
-    fn model_info(&self) -> ModelInfo {
+    fn info(&self) -> ModelInfo {
         self.info.clone()
     }
 }
