@@ -164,6 +164,7 @@ fn scripted_chat(
     turns: usize,
 ) -> anyhow::Result<()> {
     let character = app.character(None)?;
+    let name = character.name.clone();
     let mut sampling = sampling.clone();
     sampling.max_new_tokens = 48;
     let user = character
@@ -187,7 +188,10 @@ fn scripted_chat(
         let line = SCRIPT[turn % SCRIPT.len()];
         let outcome = runtime.block_on(chat.send(engine, line, |_| {}))?;
         let started = outcome.started.ok_or_else(|| anyhow!("no Started event"))?;
-        let bound = count(format!("{user}: {line}"))? + count(previous_reply.clone())? + 16;
+        // History keeps the reply with a `Name: ` prefix (HER's trained
+        // form), so the bound counts it too; 16 covers the turn headers.
+        let kept = format!("{name}: {previous_reply}");
+        let bound = count(format!("{user}: {line}"))? + count(kept)? + 16;
         let evaluated = started.evaluated_tokens;
         if turn > 0 && evaluated > bound {
             within = false;
