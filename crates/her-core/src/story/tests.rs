@@ -47,24 +47,24 @@ fn lines(texts: &[(&str, &str)]) -> (Vec<Line>, Vec<String>) {
     (lines, keys)
 }
 
+/// Elizabeth's prompt after `transcript`, for Darcy, with seed 7.
+fn input<'a>(c: &'a Character, transcript: &'a [Line], path: &'a [String]) -> StoryInput<'a> {
+    StoryInput {
+        character: c,
+        scene_lore: &[],
+        user_name: "Darcy",
+        transcript,
+        path,
+        seed: 7,
+    }
+}
+
 fn prepared(cfg: &StoryConfig, log: &StoryLog, texts: &[(&str, &str)]) -> Prepared {
     let c = lizzy();
     let (transcript, path) = lines(texts);
     let names = wanted_books(cfg, log, [&c], &[]);
     let shelf = Shelf::load(&cfg.lore_dir, names.iter().map(String::as_str));
-    prepare(
-        cfg,
-        log,
-        &shelf,
-        &StoryInput {
-            character: &c,
-            scene_lore: &[],
-            user_name: "Darcy",
-            transcript: &transcript,
-            path: &path,
-            seed: 7,
-        },
-    )
+    prepare(cfg, log, &shelf, &input(&c, &transcript, &path))
 }
 
 fn attached() -> StoryLog {
@@ -114,14 +114,7 @@ fn prepare_uses_the_shelf_not_the_lore_folder() {
     drop(dir);
     let c = lizzy();
     let (transcript, path) = lines(&[("Darcy", "My sword.")]);
-    let input = StoryInput {
-        character: &c,
-        scene_lore: &[],
-        user_name: "Darcy",
-        transcript: &transcript,
-        path: &path,
-        seed: 7,
-    };
+    let input = input(&c, &transcript, &path);
     let p = prepare(&cfg, &attached(), &shelf, &input);
     assert_eq!(p.additions.background_top, ["The sword is cursed."]);
     let p = prepare(&cfg, &attached(), &Shelf::default(), &input);
@@ -170,19 +163,7 @@ fn sticky_lore_follows_the_branch_it_was_started_on() {
     let (transcript, _) = lines(&later);
     let other_path: Vec<String> = vec!["k0".into(), "other".into(), "k2".into()];
     let shelf = Shelf::load(&cfg.lore_dir, ["vale"]);
-    let off_branch = prepare(
-        &cfg,
-        &log,
-        &shelf,
-        &StoryInput {
-            character: &c,
-            scene_lore: &[],
-            user_name: "Darcy",
-            transcript: &transcript,
-            path: &other_path,
-            seed: 7,
-        },
-    );
+    let off_branch = prepare(&cfg, &log, &shelf, &input(&c, &transcript, &other_path));
     assert!(off_branch.scan.unwrap().activated.is_empty());
 }
 
