@@ -112,6 +112,31 @@ fn attached_lore_note_and_pins_reach_the_prompt_and_ratings_keep_the_exact_one()
     read_books(&mut app, effects);
     assert!(notice(&app).contains("attached"), "{}", notice(&app));
 
+    // `/lore books` asks the runtime for the folder's books and reads the
+    // session's again; the answer is shown with what is attached.
+    let effects = command(&mut app, "/lore books");
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::ListBooks(_)))
+            && effects
+                .iter()
+                .any(|e| matches!(e, Effect::LoadBooks { attach: None, .. })),
+        "{effects:?}"
+    );
+    update(
+        &mut app,
+        Msg::BooksListed {
+            lore_dir: "lore".into(),
+            names: vec!["vale".into()],
+        },
+    );
+    let listed = overlay_text(&app);
+    assert!(listed.contains("books in lore: vale"), "{listed}");
+    assert!(
+        listed.contains("attached to this session: vale"),
+        "{listed}"
+    );
+    app.overlay = None;
+
     // The key in the user's line activates the entry: it is in what the
     // engine gets, in the background.
     let effects = command(&mut app, "Where is the sword?");

@@ -76,7 +76,13 @@ fn lore(app: &mut App, sub: &str, arg: &str) -> Vec<Effect> {
                 explain(&prepared),
             );
         }
-        "books" => return vec![Effect::ListBooks(chat.story.lore_dir.clone())],
+        // Also reads the books again, for edits made while chatting.
+        "books" => {
+            return vec![
+                Effect::ListBooks(chat.story.lore_dir.clone()),
+                load_books(chat, None),
+            ];
+        }
         // Attached once the runtime has found the book (`books_loaded`).
         "attach" if !arg.is_empty() => return vec![load_books(chat, Some(arg))],
         "detach" if !arg.is_empty() => {
