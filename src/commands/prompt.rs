@@ -10,7 +10,7 @@ use crate::cli::PromptArgs;
 use crate::config::PromptVariant;
 use her_core::prompt::{HerPrompt, Line, PromptOptions};
 use her_core::session::load_session;
-use her_core::story::{StoryInput, StoryLog, explain, prepare, session_seed};
+use her_core::story::{Shelf, StoryInput, StoryLog, explain, prepare, session_seed, wanted_books};
 use her_engine::local::Vocab;
 
 pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
@@ -79,9 +79,12 @@ pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
     log.attached.extend(args.lore.iter().cloned());
     let story = config.story_config(&app.studio.root);
     let seed = saved.as_ref().map_or(0, |s| session_seed(s.id()));
+    let wanted = wanted_books(&story, &log, [&character], &[]);
+    let books = Shelf::load(&story.lore_dir, wanted.iter().map(String::as_str));
     let prepared = prepare(
         &story,
         &log,
+        &books,
         &StoryInput {
             character: &character,
             scene_lore: &[],

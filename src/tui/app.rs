@@ -9,6 +9,9 @@ use crate::tui::screens::picker::state::Picker;
 use crate::tui::theme::Theme;
 use std::time::Instant;
 
+pub use crate::tui::overlays::confirm::state::ConfirmAction;
+pub use crate::tui::overlays::locked::state::LOCKED_CHOICES;
+
 use her_core::format::{Finding, StreamedReply};
 use her_core::rng::SplitMix64;
 use her_engine::LiveStats;
@@ -72,22 +75,6 @@ pub enum Overlay {
         question: String,
         on_yes: ConfirmAction,
     },
-}
-
-/// The choices of [`Overlay::Locked`]: (key, label).
-pub const LOCKED_CHOICES: [(char, &str); 3] = [
-    ('r', "open it read-only: see everything, change nothing"),
-    (
-        'f',
-        "fork it: copy it into a new session file and continue there",
-    ),
-    ('b', "back to the list"),
-];
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConfirmAction {
-    DeleteMessage(String),
-    DeleteSession(std::path::PathBuf),
 }
 
 /// Where a reply being generated goes when it finishes.

@@ -137,6 +137,16 @@ pub enum Effect {
         path: PathBuf,
         events: Vec<SessionEvent>,
     },
+    /// Read the lorebooks the session at `session` may use; with `attach`,
+    /// first check that the book to attach exists (→ `Msg::BooksLoaded`).
+    LoadBooks {
+        session: PathBuf,
+        lore_dir: PathBuf,
+        names: Vec<String>,
+        attach: Option<String>,
+    },
+    /// The books in the lore folder, for `/lore books` (→ `Msg::BooksListed`).
+    ListBooks(PathBuf),
     /// Write the active branch to a file (→ `Msg::Exported`).
     Export {
         session: Box<Session>,

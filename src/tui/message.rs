@@ -10,6 +10,7 @@ use crate::tui::screens::chat::session::ChatSession;
 use crate::tui::screens::picker::state::Picker;
 use her_core::prefs::queue::QueueCandidate;
 use her_core::prompt::PromptPart;
+use her_core::story::Shelf;
 use her_engine::{AdapterInfo, Event, ModelInfo};
 use her_eval::EvalResults;
 use her_train::rl::human::Ask;
@@ -109,6 +110,18 @@ pub enum Msg {
         result: Result<(), String>,
     },
     Exported(Result<PathBuf, String>),
+    /// The lorebooks of the session at `session`, as read now; with the
+    /// book `/lore attach` named and whether it exists.
+    BooksLoaded {
+        session: PathBuf,
+        books: Shelf,
+        attach: Option<(String, Result<(), String>)>,
+    },
+    /// The books in the lore folder (file stems), for `/lore books`.
+    BooksListed {
+        lore_dir: PathBuf,
+        names: Vec<String>,
+    },
     /// The first `count` queued changes of the session at `path` are on disk.
     Appended {
         path: PathBuf,

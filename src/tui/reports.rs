@@ -193,6 +193,18 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
             crate::tui::screens::chat::writes::write_failed(app, &path, written, error);
             Vec::new()
         }
+        Msg::BooksLoaded {
+            session,
+            books,
+            attach,
+        } => {
+            crate::tui::screens::chat::story_commands::books_loaded(app, &session, books, attach);
+            Vec::new()
+        }
+        Msg::BooksListed { lore_dir, names } => {
+            crate::tui::screens::chat::story_commands::books_listed(app, &lore_dir, &names);
+            Vec::new()
+        }
         Msg::Exported(result) => {
             match result {
                 Ok(path) => app.notify(format!("exported to {}", path.display()), false),

@@ -2,24 +2,19 @@
 //! sent to the engine, and the exact prompt kept with ratings and exports.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-
 use crate::tui::action::Action;
 use crate::tui::app::{App, Overlay};
 use crate::tui::effect::Effect;
+use crate::tui::message::Msg;
 use crate::tui::tests::{chat_app, queued, reply, type_text};
 use crate::tui::update::update;
-use her_core::lore::{Book, Entry, Position, Role, load_book};
+use her_core::lore::{Book, Entry, Position, Role};
 use her_core::prefs::PreferenceRecord;
 use her_core::prefs::sessions::{SessionPlayers, collect_session};
 use her_core::session::SessionEvent;
+use her_core::story::Shelf;
 
-/// The lorebook folder of these tests: `vale`, with a sword and a river.
-fn lore_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src/tui/testdata/lore")
-}
-
-/// What `testdata/lore/vale.toml` holds, built in code.
+/// The lorebook of these tests: `vale`, with a sword and a river.
 fn vale() -> Book {
     let mut sword = Entry::new(1);
     sword.comment = "the cursed sword".into();
@@ -36,6 +31,41 @@ fn vale() -> Book {
         entries: vec![sword, river],
         ..Book::default()
     }
+}
+
+/// Plays the runtime's part of `/lore attach|detach`: the books it asks
+/// for, read from a lore folder that holds only `vale`.
+fn read_books(app: &mut App, effects: Vec<Effect>) {
+    let [
+        Effect::LoadBooks {
+            session,
+            names,
+            attach,
+            ..
+        },
+    ] = effects.as_slice()
+    else {
+        panic!("expected the books to be read, got {effects:?}");
+    };
+    let lookup = |name: &str| match name {
+        "vale" => Ok(vale()),
+        _ => Err(format!("no lorebook '{name}' in the lore folder")),
+    };
+    let mut books = Shelf::default();
+    for name in names {
+        books.insert(name.clone(), lookup(name));
+    }
+    let attach = attach
+        .clone()
+        .map(|name| (name.clone(), lookup(&name).map(|_| ())));
+    update(
+        app,
+        Msg::BooksLoaded {
+            session: session.clone(),
+            books,
+            attach,
+        },
+    );
 }
 
 fn command(app: &mut App, text: &str) -> Vec<Effect> {
@@ -68,15 +98,44 @@ fn sent_prompt(effects: &[Effect]) -> String {
 
 #[test]
 fn attached_lore_note_and_pins_reach_the_prompt_and_ratings_keep_the_exact_one() {
-    let lore = lore_dir();
-    assert_eq!(load_book(&lore.join("vale.toml")).unwrap(), vale());
     let mut app = chat_app();
-    app.chat.as_mut().unwrap().story.lore_dir = lore;
+    let logged = queued(&app).len();
 
-    command(&mut app, "/lore attach nowhere");
+    // Attaching waits for the runtime to find the book: a missing one is
+    // refused, nothing is logged.
+    let effects = command(&mut app, "/lore attach nowhere");
+    read_books(&mut app, effects);
     assert!(notice(&app).contains("nowhere"), "{}", notice(&app));
-    command(&mut app, "/lore attach vale");
+    assert_eq!(queued(&app).len(), logged);
+    let effects = command(&mut app, "/lore attach vale");
+    assert_eq!(queued(&app).len(), logged);
+    read_books(&mut app, effects);
     assert!(notice(&app).contains("attached"), "{}", notice(&app));
+
+    // `/lore books` asks the runtime for the folder's books and reads the
+    // session's again; the answer is shown with what is attached.
+    let effects = command(&mut app, "/lore books");
+    assert!(
+        effects.iter().any(|e| matches!(e, Effect::ListBooks(_)))
+            && effects
+                .iter()
+                .any(|e| matches!(e, Effect::LoadBooks { attach: None, .. })),
+        "{effects:?}"
+    );
+    update(
+        &mut app,
+        Msg::BooksListed {
+            lore_dir: "lore".into(),
+            names: vec!["vale".into()],
+        },
+    );
+    let listed = overlay_text(&app);
+    assert!(listed.contains("books in lore: vale"), "{listed}");
+    assert!(
+        listed.contains("attached to this session: vale"),
+        "{listed}"
+    );
+    app.overlay = None;
 
     // The key in the user's line activates the entry: it is in what the
     // engine gets, in the background.

@@ -5,7 +5,7 @@
 //! runtime's answers go to `reports`.
 
 use crate::tui::action::Action;
-use crate::tui::app::{App, Overlay};
+use crate::tui::app::App;
 use crate::tui::effect::{Cast, Effect, Opening};
 use crate::tui::keymap::Layer;
 use crate::tui::message::Msg;
@@ -76,31 +76,9 @@ fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
             }
             return crate::tui::screens::picker::update::on_action(app, action);
         }
-        Layer::Overlay => return overlay_action(app, action),
+        Layer::Overlay => return crate::tui::overlays::scroll::on_action(app, action),
         Layer::Dialog => return crate::tui::overlays::dialogs::on_action(app, action),
         _ => {}
     }
     crate::tui::screens::chat::update::on_action(app, action)
-}
-
-fn overlay_action(app: &mut App, action: Action) -> Vec<Effect> {
-    match (&mut app.overlay, action) {
-        (_, Action::Quit) => app.quit = true,
-        (_, Action::CloseOverlay | Action::ToggleHelp) => app.overlay = None,
-        (Some(Overlay::Raw { .. }), Action::ToggleRaw) => app.overlay = None,
-        (
-            Some(
-                Overlay::Help { scroll } | Overlay::Raw { scroll } | Overlay::Prompt { scroll, .. },
-            ),
-            a,
-        ) => match a {
-            Action::ScrollUp => *scroll = scroll.saturating_sub(1),
-            Action::ScrollDown => *scroll = scroll.saturating_add(1),
-            Action::PageUp => *scroll = scroll.saturating_sub(10),
-            Action::PageDown => *scroll = scroll.saturating_add(10),
-            _ => {}
-        },
-        _ => {}
-    }
-    Vec::new()
 }

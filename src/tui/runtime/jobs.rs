@@ -13,7 +13,7 @@ use crate::app::AppContext;
 use crate::tui::effect::{AdapterFor, Effect};
 use crate::tui::message::{Msg, OpenFailure};
 use crate::tui::runtime::editor::edit_externally;
-use crate::tui::runtime::open;
+use crate::tui::runtime::{books, open};
 use crate::tui::screens::annotate::update::candidate_samplings;
 use crate::tui::terminal::TerminalGuard;
 use her_core::format::PREFILL;
@@ -357,6 +357,13 @@ impl<'a> Runtime<'a> {
             Effect::RetractRecord { log, id } => remove_record(&log, &id)
                 .err()
                 .map(|e| Msg::RecordRetractFailed(e.to_string())),
+            Effect::LoadBooks {
+                session,
+                lore_dir,
+                names,
+                attach,
+            } => Some(books::load(session, &lore_dir, &names, attach)),
+            Effect::ListBooks(lore_dir) => Some(books::list(lore_dir)),
             Effect::Export {
                 session,
                 format,

@@ -4,6 +4,7 @@
 //! Nothing here writes the app state.
 
 pub mod append;
+pub mod books;
 mod editor;
 mod jobs;
 pub mod open;

@@ -16,6 +16,7 @@ use her_core::session::{
     Holder, LoadIssue, SessionError, SessionFile, SessionHeader, SessionLock, SessionSummary,
     fork_session, list_sessions, load_session, trash_session,
 };
+use her_core::story::Shelf;
 use her_engine::ModelInfo;
 use her_engine::dialogue::{new_header, start_session};
 
@@ -332,6 +333,8 @@ pub fn open_session(
         }) => {
             chat.annotator = config.prefs.annotator_id();
             chat.story = config.story_config(&cx.studio.root);
+            let wanted = chat.wanted_books();
+            chat.books = Shelf::load(&chat.story.lore_dir, wanted.iter().map(String::as_str));
             let (_, story_notes) = chat.story_log();
             notes.extend(story_notes);
             Ok((OpenedSession { chat, notes }, file))

@@ -151,3 +151,35 @@ fn a_session_another_window_writes_is_not_trashed() {
     let to = open::trash(&path).unwrap();
     assert!(to.is_file() && !path.exists());
 }
+
+/// `/lore attach` on real files: the book read from the lore folder, a
+/// missing name refused with why; `/lore books` lists the folder.
+#[test]
+fn books_are_read_from_the_lore_folder_for_update() {
+    use crate::tui::runtime::books;
+    use her_core::lore::{Book, Entry, save_book};
+    let dir = tempfile::tempdir().unwrap();
+    let mut entry = Entry::new(1);
+    entry.keys = vec!["sword".into()];
+    entry.content = "The sword is cursed.".into();
+    let vale = Book {
+        name: "vale".into(),
+        entries: vec![entry],
+        ..Book::default()
+    };
+    save_book(dir.path(), &vale, false).unwrap();
+    let names = vec!["vale".to_string(), "nowhere".to_string()];
+    let answer = books::load("s.jsonl".into(), dir.path(), &names, Some("nowhere".into()));
+    let Msg::BooksLoaded { books, attach, .. } = answer else {
+        panic!("{answer:?}");
+    };
+    assert_eq!(books.get("vale"), Some(&Ok(vale)));
+    assert!(books.get("nowhere").unwrap().is_err());
+    let (name, found) = attach.unwrap();
+    assert_eq!(name, "nowhere");
+    assert!(found.unwrap_err().contains("nowhere"));
+    let Msg::BooksListed { names, .. } = books::list(dir.path().to_path_buf()) else {
+        panic!("not a listing");
+    };
+    assert_eq!(names, ["vale"]);
+}

@@ -6,13 +6,13 @@
 pub mod events;
 pub mod memory;
 mod settings;
+pub mod shelf;
 
 use std::path::PathBuf;
 
 use crate::character::{AuthorNote, Character};
 use crate::lore::{
-    Book, Library, ScanInput, ScanOutcome, ScanSettings, Scope, TimedEvent, TimedState, find_book,
-    load_book,
+    Book, Library, ScanInput, ScanOutcome, ScanSettings, Scope, TimedEvent, TimedState,
 };
 use crate::prompt::lore::{
     budget_from, card_book, estimate_tokens, lay_out, scan_context, scan_messages, settings_for,
@@ -21,6 +21,7 @@ use crate::prompt::{Additions, Line, NoteInsert, expand_macros};
 
 pub use events::{StoryLog, SummarySource};
 pub use settings::{LoreConfig, MemoryConfig};
+pub use shelf::{Shelf, wanted_books};
 
 /// The settings a session's story needs, from the config.
 #[derive(Debug, Clone)]
@@ -112,10 +113,12 @@ pub fn session_seed(id: &str) -> u64 {
 }
 
 /// The books that apply, in SillyTavern's order: session (chat) books, then
-/// the character's and scene's, then global ones; each once.
+/// the character's and scene's, then global ones; each once. They come
+/// from `shelf`: nothing is read here.
 fn books_for(
     cfg: &StoryConfig,
     log: &StoryLog,
+    shelf: &Shelf,
     input: &StoryInput<'_>,
     warnings: &mut Vec<String>,
 ) -> Vec<(Book, Scope)> {
@@ -135,11 +138,11 @@ fn books_for(
         books.push((book, Scope::Character));
     }
     for (name, scope) in named {
-        let loaded = find_book(&cfg.lore_dir, name).and_then(|path| load_book(&path));
-        match loaded {
-            Ok(book) if books.iter().any(|(b, _)| b.name == book.name) => {}
-            Ok(book) => books.push((book, scope)),
-            Err(err) => warnings.push(format!("lorebook '{name}': {err}")),
+        match shelf.get(name) {
+            Some(Ok(book)) if books.iter().any(|(b, _)| b.name == book.name) => {}
+            Some(Ok(book)) => books.push((book.clone(), scope)),
+            Some(Err(err)) => warnings.push(format!("lorebook '{name}': {err}")),
+            None => warnings.push(format!("lorebook '{name}': not loaded")),
         }
     }
     books
@@ -154,8 +157,14 @@ fn scope_name(scope: Scope) -> &'static str {
     }
 }
 
-/// Lore, memory and note for the prompt of the reply after `input.transcript`.
-pub fn prepare(cfg: &StoryConfig, log: &StoryLog, input: &StoryInput<'_>) -> Prepared {
+/// Lore, memory and note for the prompt of the reply after `input.transcript`,
+/// with the books loaded in `shelf` (see [`Shelf::load`] and [`wanted_books`]).
+pub fn prepare(
+    cfg: &StoryConfig,
+    log: &StoryLog,
+    shelf: &Shelf,
+    input: &StoryInput<'_>,
+) -> Prepared {
     let mut out = Prepared::default();
     let character = input.character;
     let note = log.note.clone().or_else(|| character.note.clone());
@@ -165,7 +174,7 @@ pub fn prepare(cfg: &StoryConfig, log: &StoryLog, input: &StoryInput<'_>) -> Pre
     out.note_due = due.is_some();
     out.note = note;
 
-    let books = books_for(cfg, log, input, &mut out.warnings);
+    let books = books_for(cfg, log, shelf, input, &mut out.warnings);
     out.books = books
         .iter()
         .map(|(b, s)| format!("{} ({})", b.name, scope_name(*s)))

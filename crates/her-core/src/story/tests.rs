@@ -47,21 +47,24 @@ fn lines(texts: &[(&str, &str)]) -> (Vec<Line>, Vec<String>) {
     (lines, keys)
 }
 
+/// Elizabeth's prompt after `transcript`, for Darcy, with seed 7.
+fn input<'a>(c: &'a Character, transcript: &'a [Line], path: &'a [String]) -> StoryInput<'a> {
+    StoryInput {
+        character: c,
+        scene_lore: &[],
+        user_name: "Darcy",
+        transcript,
+        path,
+        seed: 7,
+    }
+}
+
 fn prepared(cfg: &StoryConfig, log: &StoryLog, texts: &[(&str, &str)]) -> Prepared {
     let c = lizzy();
     let (transcript, path) = lines(texts);
-    prepare(
-        cfg,
-        log,
-        &StoryInput {
-            character: &c,
-            scene_lore: &[],
-            user_name: "Darcy",
-            transcript: &transcript,
-            path: &path,
-            seed: 7,
-        },
-    )
+    let names = wanted_books(cfg, log, [&c], &[]);
+    let shelf = Shelf::load(&cfg.lore_dir, names.iter().map(String::as_str));
+    prepare(cfg, log, &shelf, &input(&c, &transcript, &path))
 }
 
 fn attached() -> StoryLog {
@@ -102,6 +105,33 @@ fn a_missing_book_is_a_warning_not_a_failure() {
 /// Sticky follows the branch: the state is the replay of the timed events
 /// recorded with the replies on the path, so a sibling branch that never
 /// mentioned the sword does not carry it.
+/// Preparing reads no files: books in a shelf built in memory are used
+/// with the lore folder gone, and a book never loaded is a warning.
+#[test]
+fn prepare_uses_the_shelf_not_the_lore_folder() {
+    let (dir, cfg) = book_dir();
+    let shelf = Shelf::load(&cfg.lore_dir, ["vale"]);
+    drop(dir);
+    let c = lizzy();
+    let (transcript, path) = lines(&[("Darcy", "My sword.")]);
+    let input = input(&c, &transcript, &path);
+    let p = prepare(&cfg, &attached(), &shelf, &input);
+    assert_eq!(p.additions.background_top, ["The sword is cursed."]);
+    let p = prepare(&cfg, &attached(), &Shelf::default(), &input);
+    assert!(p.additions.is_empty());
+    assert_eq!(p.warnings, ["lorebook 'vale': not loaded"]);
+}
+
+#[test]
+fn wanted_books_name_each_source_once() {
+    let mut cfg = StoryConfig::default();
+    cfg.lore.books = vec!["world".into(), "vale".into()];
+    let mut c = lizzy();
+    c.lore = vec!["vale".into(), "family".into()];
+    let names = wanted_books(&cfg, &attached(), [&c], &["town".to_string()]);
+    assert_eq!(names, ["vale", "family", "town", "world"]);
+}
+
 #[test]
 fn sticky_lore_follows_the_branch_it_was_started_on() {
     let (_dir, cfg) = book_dir();
@@ -132,18 +162,8 @@ fn sticky_lore_follows_the_branch_it_was_started_on() {
     let c = lizzy();
     let (transcript, _) = lines(&later);
     let other_path: Vec<String> = vec!["k0".into(), "other".into(), "k2".into()];
-    let off_branch = prepare(
-        &cfg,
-        &log,
-        &StoryInput {
-            character: &c,
-            scene_lore: &[],
-            user_name: "Darcy",
-            transcript: &transcript,
-            path: &other_path,
-            seed: 7,
-        },
-    );
+    let shelf = Shelf::load(&cfg.lore_dir, ["vale"]);
+    let off_branch = prepare(&cfg, &log, &shelf, &input(&c, &transcript, &other_path));
     assert!(off_branch.scan.unwrap().activated.is_empty());
 }
 
@@ -161,7 +181,7 @@ fn note_is_inserted_when_due_and_the_session_note_overrides_the_character_defaul
         path: &path,
         seed: 1,
     };
-    let p = prepare(&cfg, &StoryLog::default(), &input);
+    let p = prepare(&cfg, &StoryLog::default(), &Shelf::default(), &input);
     assert_eq!(p.additions.inserts[0].text, "Default note.");
     let log = StoryLog {
         note: Some(AuthorNote {
@@ -171,7 +191,7 @@ fn note_is_inserted_when_due_and_the_session_note_overrides_the_character_defaul
         }),
         ..StoryLog::default()
     };
-    let p = prepare(&cfg, &log, &input);
+    let p = prepare(&cfg, &log, &Shelf::default(), &input);
     assert_eq!(p.additions.inserts[0].text, "Session note.");
     assert_eq!(p.additions.inserts[0].role, Role::User);
 }

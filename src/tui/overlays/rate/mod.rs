@@ -1,4 +1,5 @@
 //! The detailed rating dialog.
 
 pub mod state;
+pub(crate) mod update;
 pub(crate) mod view;

@@ -1,4 +1,5 @@
 //! The stars an RL run waits on.
 
 pub mod state;
+pub(crate) mod update;
 pub(crate) mod view;

@@ -43,6 +43,9 @@ pub struct ChatSession {
     pub annotator: String,
     /// Lore, memory and note settings (config `[lore]`, `[memory]`).
     pub story: her_core::story::StoryConfig,
+    /// The books of [`Self::wanted_books`], as the runtime last read them
+    /// (`Msg::BooksLoaded`): building a prompt reads no files.
+    pub books: her_core::story::Shelf,
 }
 
 /// Who plays and how: everything a session needs besides its file.
@@ -96,6 +99,7 @@ impl ChatSession {
             dropped_turns: 0,
             annotator: "me".into(),
             story: her_core::story::StoryConfig::default(),
+            books: her_core::story::Shelf::default(),
         }
     }
 

@@ -9,12 +9,22 @@ use her_core::story::events::{
     BookEvent, LORE_ATTACH, LORE_DETACH, MEMORY_PIN, MEMORY_UNPIN, NOTE, NoteEvent, PinEvent,
     REPLY_CONTEXT, ReplyContextEvent, SUMMARY, SummaryEvent, UnpinEvent,
 };
-use her_core::story::{Prepared, StoryInput, StoryLog, SummarySource, prepare, session_seed};
+use her_core::story::{
+    Prepared, StoryInput, StoryLog, SummarySource, prepare, session_seed, wanted_books,
+};
 
 impl ChatSession {
     /// The story events of this session (and the lines that could not be read).
     pub fn story_log(&self) -> (StoryLog, Vec<String>) {
         StoryLog::read(&self.session)
+    }
+
+    /// The lorebooks this session's prompts may use (attached, the cast's,
+    /// the scene's, global), for the runtime to load into [`Self::books`].
+    pub fn wanted_books(&self) -> Vec<String> {
+        let (log, _) = self.story_log();
+        let scene_lore = self.scene.as_ref().map_or(&[][..], |s| s.lore.as_slice());
+        wanted_books(&self.story, &log, &self.cast, scene_lore)
     }
 
     /// What lore, memory and note add to `speaker`'s prompt for the reply
@@ -28,6 +38,7 @@ impl ChatSession {
         let prepared = prepare(
             &self.story,
             &log,
+            &self.books,
             &StoryInput {
                 character: member,
                 scene_lore,

@@ -1,12 +1,14 @@
 //! `/lore`, `/note`, `/memory` and the pin key: the session's lorebooks,
 //! author's note and long-term memory from the chat.
 
+use std::path::Path;
+
 use crate::tui::app::{App, Overlay};
 use crate::tui::effect::Effect;
+use crate::tui::screens::chat::session::ChatSession;
 use her_core::character::AuthorNote;
-use her_core::lore::file::book_files;
-use her_core::lore::{Role, find_book};
-use her_core::story::{SummarySource, explain};
+use her_core::lore::Role;
+use her_core::story::{Shelf, SummarySource, explain};
 
 pub const HELP: &str = "/lore [attach|detach NAME | books] · /note [TEXT | depth=N every=M role=system|user | off] · /memory [pin TEXT | unpin N | edit | set TEXT | summarize]";
 
@@ -36,10 +38,12 @@ pub fn run(app: &mut App, name: &str, rest: &str) -> Vec<Effect> {
     }
     match name {
         "lore" => lore(app, sub, arg),
-        "note" => note(app, rest.trim()),
-        _ => return memory(app, sub, arg),
+        "note" => {
+            note(app, rest.trim());
+            Vec::new()
+        }
+        _ => memory(app, sub, arg),
     }
-    Vec::new()
 }
 
 fn show(app: &mut App, title: &str, text: String) {
@@ -57,8 +61,10 @@ fn report(app: &mut App, result: Result<(), her_core::session::SessionError>, do
     }
 }
 
-fn lore(app: &mut App, sub: &str, arg: &str) {
-    let Some(chat) = &mut app.chat else { return };
+fn lore(app: &mut App, sub: &str, arg: &str) -> Vec<Effect> {
+    let Some(chat) = &mut app.chat else {
+        return Vec::new();
+    };
     match sub {
         "" => {
             let leaf = chat.leaf_key();
@@ -70,44 +76,85 @@ fn lore(app: &mut App, sub: &str, arg: &str) {
                 explain(&prepared),
             );
         }
+        // Also reads the books again, for edits made while chatting.
         "books" => {
-            let names: Vec<String> = book_files(&chat.story.lore_dir)
-                .iter()
-                .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                .collect();
-            let attached = chat.story_log().0.attached;
-            let text = format!(
-                "books in {}: {}\nattached to this session: {}",
-                chat.story.lore_dir.display(),
-                if names.is_empty() {
-                    "none (her import BOOK.json)".to_string()
-                } else {
-                    names.join(", ")
-                },
-                if attached.is_empty() {
-                    "none".to_string()
-                } else {
-                    attached.join(", ")
-                }
-            );
-            show(app, "lorebooks", text);
+            return vec![
+                Effect::ListBooks(chat.story.lore_dir.clone()),
+                load_books(chat, None),
+            ];
         }
-        "attach" | "detach" if !arg.is_empty() => {
-            let attach = sub == "attach";
-            if attach && let Err(err) = find_book(&chat.story.lore_dir, arg) {
-                app.notify(err.to_string(), true);
-                return;
-            }
-            let result = chat.attach_book(arg, attach);
-            let done = if attach {
-                format!("lorebook '{arg}' attached to this session")
-            } else {
-                format!("lorebook '{arg}' detached from this session")
-            };
-            report(app, result, done);
+        // Attached once the runtime has found the book (`books_loaded`).
+        "attach" if !arg.is_empty() => return vec![load_books(chat, Some(arg))],
+        "detach" if !arg.is_empty() => {
+            let result = chat.attach_book(arg, false);
+            let reload = result.is_ok().then(|| load_books(chat, None));
+            report(
+                app,
+                result,
+                format!("lorebook '{arg}' detached from this session"),
+            );
+            return reload.into_iter().collect();
         }
         _ => app.notify(format!("/lore: {HELP}"), true),
     }
+    Vec::new()
+}
+
+/// Reads the session's books again, with `attach` among them.
+fn load_books(chat: &ChatSession, attach: Option<&str>) -> Effect {
+    let mut names = chat.wanted_books();
+    names.extend(attach.map(str::to_string));
+    Effect::LoadBooks {
+        session: chat.path.clone(),
+        lore_dir: chat.story.lore_dir.clone(),
+        names,
+        attach: attach.map(str::to_string),
+    }
+}
+
+/// The runtime read the session's books: prompts use them from now on; a
+/// book `/lore attach` named is attached if it was found.
+pub fn books_loaded(
+    app: &mut App,
+    session: &Path,
+    books: Shelf,
+    attach: Option<(String, Result<(), String>)>,
+) {
+    let Some(chat) = app.chat.as_mut().filter(|c| c.path == session) else {
+        return;
+    };
+    chat.books = books;
+    let Some((name, found)) = attach else { return };
+    let result = match found {
+        Ok(()) => chat.attach_book(&name, true),
+        Err(err) => return app.notify(err, true),
+    };
+    report(
+        app,
+        result,
+        format!("lorebook '{name}' attached to this session"),
+    );
+}
+
+/// `/lore books`: what the lore folder holds and what this session attached.
+pub fn books_listed(app: &mut App, lore_dir: &Path, names: &[String]) {
+    let Some(chat) = &app.chat else { return };
+    let attached = chat.story_log().0.attached;
+    let text = format!(
+        "books in {}: {}\nattached to this session: {}",
+        lore_dir.display(),
+        if names.is_empty() {
+            "none (her import BOOK.json)".to_string()
+        } else {
+            names.join(", ")
+        },
+        if attached.is_empty() {
+            "none".to_string()
+        } else {
+            attached.join(", ")
+        }
+    );
+    show(app, "lorebooks", text);
 }
 
 /// `/note` shows the note and puts it in the composer to edit; `/note TEXT`

@@ -1,0 +1,5 @@
+//! A yes/no question.
+
+pub mod state;
+pub mod update;
+pub mod view;

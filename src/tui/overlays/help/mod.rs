@@ -1,0 +1,3 @@
+//! The help overlay: keys by layer and the commands.
+
+pub mod view;

@@ -1,0 +1,3 @@
+//! The text overlay of `/prompt`, `/lore` and `/memory`.
+
+pub mod view;

@@ -1,0 +1,3 @@
+//! The raw overlay: the selected reply exactly as generated.
+
+pub mod view;

@@ -1,0 +1,4 @@
+//! The branch tree: every message, the active branch marked.
+
+pub mod update;
+pub mod view;
