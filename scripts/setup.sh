@@ -74,10 +74,41 @@ PY
     say "model ready: $MODEL_FILE"
 }
 
+# The cargo features of the app build: `cuda` where an NVIDIA GPU and nvcc are
+# both present, else none. HER_BUILD_FEATURES overrides the choice ("" forces
+# a CPU build, "cuda" forces a GPU one).
+choose_features() {
+    if [ -n "${HER_BUILD_FEATURES+set}" ]; then
+        say "build features from HER_BUILD_FEATURES: '${HER_BUILD_FEATURES}'"
+        printf '%s' "$HER_BUILD_FEATURES"
+        return
+    fi
+    local gpu=""
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        gpu="$(nvidia-smi -L 2>/dev/null | head -n 1 || true)"
+    fi
+    if [ -z "$gpu" ]; then
+        say "no NVIDIA GPU found: building for the CPU"
+        return
+    fi
+    if ! command -v nvcc >/dev/null 2>&1; then
+        say "found $gpu but no nvcc on PATH: building for the CPU (install the CUDA toolkit for GPU offload)"
+        return
+    fi
+    say "found $gpu and nvcc: building with --features cuda (llama.cpp's CUDA build takes a long time once);"
+    say "set model.n_gpu_layers = 999 in config.toml to offload every layer"
+    printf 'cuda'
+}
+
 install_system_packages
 check_rust
 fetch_default_model
 if [ "${1:-}" != "--no-build" ]; then
+    features="$(choose_features)"
     say "building (release; the first build compiles llama.cpp and takes several minutes)"
-    cargo build --release --locked
+    if [ -n "$features" ]; then
+        cargo build --release --locked --features "$features"
+    else
+        cargo build --release --locked
+    fi
 fi

@@ -15,8 +15,13 @@ pub fn run(app: &AppContext) -> ExitCode {
 
     println!("her-studio {}", env!("CARGO_PKG_VERSION"));
     println!(
-        "build: cuda feature {}, GPU offload {}",
+        "build: cuda feature {}, cuda-train feature {}, GPU offload {}",
         if cfg!(feature = "cuda") { "on" } else { "off" },
+        if cfg!(feature = "cuda-train") {
+            "on"
+        } else {
+            "off"
+        },
         if supports_gpu_offload() {
             "available"
         } else {
