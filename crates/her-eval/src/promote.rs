@@ -91,11 +91,8 @@ pub struct GateLogEntry {
 
 /// Appends `entry` to the gate log (fsynced).
 pub fn append_gate_log(path: &Path, entry: &GateLogEntry) -> Result<(), EvalError> {
-    let io = |action: &'static str| {
-        move |cause| EvalError::Io(IoError::new(action, path.to_path_buf(), cause))
-    };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io("create the folder of"))?;
+        std::fs::create_dir_all(dir).map_err(IoError::at("create the folder of", path))?;
     }
     let mut line = serde_json::to_string(entry)?;
     line.push('\n');
@@ -103,10 +100,11 @@ pub fn append_gate_log(path: &Path, entry: &GateLogEntry) -> Result<(), EvalErro
         .create(true)
         .append(true)
         .open(path)
-        .map_err(io("open"))?;
+        .map_err(IoError::at("open", path))?;
     file.write_all(line.as_bytes())
         .and_then(|()| file.sync_data())
-        .map_err(io("append to"))
+        .map_err(IoError::at("append to", path))?;
+    Ok(())
 }
 
 #[cfg(test)]

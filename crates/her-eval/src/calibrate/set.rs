@@ -182,15 +182,11 @@ pub fn built_in() -> Result<CalibrationSet, EvalError> {
 
 /// The `.toml` files of `dir`, by name.
 pub fn from_dir(dir: &Path) -> Result<CalibrationSet, EvalError> {
-    let io = |action: &'static str, path: &Path| {
-        let path = path.to_path_buf();
-        move |cause| EvalError::Io(IoError::new(action, path, cause))
-    };
-    let paths =
-        her_core::fsutil::toml_files(dir).map_err(io("read the calibration folder", dir))?;
+    let paths = her_core::fsutil::toml_files(dir)
+        .map_err(IoError::at("read the calibration folder", dir))?;
     let mut files = Vec::new();
     for path in paths {
-        let meta = std::fs::metadata(&path).map_err(io("read", &path))?;
+        let meta = std::fs::metadata(&path).map_err(IoError::at("read", &path))?;
         let size = meta.len();
         if !meta.is_file() {
             return Err(EvalError::BadFile {
