@@ -15,6 +15,7 @@ mod load;
 pub(crate) use load::Gguf;
 mod lora_linear;
 pub mod ops;
+mod portable;
 mod recompute;
 mod segments;
 mod shape;
