@@ -40,6 +40,13 @@ def main():
     ap.add_argument("--model", required=True, help="the GGUF file")
     ap.add_argument("--batches", required=True, help="JSON written by `her bench train`")
     ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (scripts/gpu-check)")
+    ap.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="the base model's dtype; LoRA weights stay float32 (PEFT's autocast_adapter_dtype)",
+    )
     args = ap.parse_args()
 
     # Before torch starts its pools.
@@ -52,6 +59,14 @@ def main():
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    on_gpu = device.type == "cuda"
+
+    def sync():
+        # GPU work is asynchronous: time only what has finished.
+        if on_gpu:
+            torch.cuda.synchronize()
 
     with open(args.batches) as f:
         spec = json.load(f)
@@ -61,8 +76,9 @@ def main():
     model_dir, gguf_file = os.path.split(os.path.abspath(args.model))
     t0 = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_dir, gguf_file=gguf_file)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=gguf_file, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, gguf_file=gguf_file, dtype=dtype)
     model.config.use_cache = False
+    model.to(device)
     load_s = time.perf_counter() - t0
 
     # The tokenizer from the GGUF should give the ids the Rust side used.
@@ -99,26 +115,32 @@ def main():
         weight_decay=opt["weight_decay"],
     )
     load_peak = peak_mib()
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats()
     log(f"loaded in {load_s:.1f} s, {n_trainable} trainable parameters, {args.threads} threads")
 
     steps = []
     for i, batch in enumerate(spec["batches"]):
-        ids = torch.tensor(batch["ids"], dtype=torch.long)
-        labels = torch.tensor(batch["labels"], dtype=torch.long)
+        ids = torch.tensor(batch["ids"], dtype=torch.long, device=device)
+        labels = torch.tensor(batch["labels"], dtype=torch.long, device=device)
         positions = int(batch["positions"])
+        sync()
         t_start = time.perf_counter()
         logits = model(input_ids=ids).logits
         # Labels are already shifted (label[t] is the token after ids[t]).
         loss = F.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=-100
         )
+        sync()
         t_fwd = time.perf_counter()
         loss.backward()
+        sync()
         t_bwd = time.perf_counter()
         if opt["max_grad_norm"] > 0:
             torch.nn.utils.clip_grad_norm_(params, opt["max_grad_norm"])
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        sync()
         t_end = time.perf_counter()
         del logits
         step = {
@@ -147,7 +169,9 @@ def main():
                 "side": "torch",
                 "threads": torch.get_num_threads(),
                 "attention": getattr(model.config, "_attn_implementation", None),
-                "dtype": "float32",
+                "dtype": args.dtype,
+                "device": args.device,
+                "gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if on_gpu else None,
                 "trainable_params": n_trainable,
                 "load_s": load_s,
                 "load_peak_mib": load_peak,

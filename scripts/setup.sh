@@ -95,8 +95,14 @@ choose_features() {
         say "found $gpu but no nvcc on PATH: building for the CPU (install the CUDA toolkit for GPU offload)"
         return
     fi
-    say "found $gpu and nvcc: building with --features cuda (llama.cpp's CUDA build takes a long time once);"
-    say "set model.n_gpu_layers = 999 in config.toml to offload every layer"
+    say "found $gpu and nvcc: building with --features cuda (llama.cpp's CUDA build takes a long time once)."
+    say "the chat offloads every layer (model.n_gpu_layers = 999, the default; lower it if a model does not fit)"
+    say "and training runs on the GPU with train.device = \"cuda\"; \`her doctor\` shows what this build can use"
+    # Build for this card's architecture only: much faster than every architecture.
+    export CMAKE_CUDA_ARCHITECTURES="${CMAKE_CUDA_ARCHITECTURES:-native}"
+    local cap
+    cap="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -n 1 | tr -d ' .')"
+    [ -n "$cap" ] && export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-$cap}"
     printf 'cuda'
 }
 

@@ -8,6 +8,64 @@ use crate::config::{BackendKind, JudgeKind};
 use crate::studio::StudioOrigin;
 use her_engine::local::{check_model_file, devices, supports_gpu_offload};
 
+/// The trainer's side: which CUDA devices this binary can train on, or why not.
+fn print_training_device() {
+    use her_train::device::{BUILT_COMPUTE_CAP, CudaStatus, cuda_status};
+    const GIB: f64 = (1u64 << 30) as f64;
+    match cuda_status() {
+        CudaStatus::Devices(found) => {
+            for d in found {
+                let built = BUILT_COMPUTE_CAP.map_or_else(String::new, |cap| {
+                    format!(", kernels built for compute {cap}")
+                });
+                println!(
+                    "trainer: cuda:{} {}, {:.1} GiB ({:.1} GiB free), compute {}.{}: usable with train.device = \"cuda\"{built}, bf16 {}",
+                    d.ordinal,
+                    d.name,
+                    d.total_bytes as f64 / GIB,
+                    d.free_bytes as f64 / GIB,
+                    d.compute.0,
+                    d.compute.1,
+                    if d.supports_bf16() {
+                        "yes"
+                    } else {
+                        "no (needs compute 8.0)"
+                    }
+                );
+            }
+        }
+        CudaStatus::Unavailable(reason) => {
+            println!(
+                "trainer: built with CUDA, but no CUDA device can be opened ({reason}); training runs on the CPU"
+            );
+        }
+        CudaStatus::NotBuilt => match nvidia_smi_gpu() {
+            Some(gpu) => println!(
+                "trainer: GPU present ({gpu}), but this binary has no CUDA: run scripts/setup.sh (it builds with --features cuda where nvcc is installed); training runs on the CPU"
+            ),
+            None => println!("trainer: CPU (this binary has no CUDA, and no NVIDIA GPU was found)"),
+        },
+    }
+}
+
+/// The first GPU `nvidia-smi` lists (name, memory), if the tool is installed.
+fn nvidia_smi_gpu() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name,memory.total", "--format=csv,noheader"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    // A line of a few dozen bytes; never trust more than that.
+    let text = String::from_utf8_lossy(&out.stdout[..out.stdout.len().min(4096)]).into_owned();
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
 /// Prints the report; fails (exit 1) when something would stop a chat.
 pub fn run(app: &AppContext) -> ExitCode {
     let mut problems = 0usize;
@@ -39,6 +97,8 @@ pub fn run(app: &AppContext) -> ExitCode {
             d.memory_free >> 20
         );
     }
+
+    print_training_device();
 
     let origin = match app.origin {
         StudioOrigin::Flag => "--studio flag",

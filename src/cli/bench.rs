@@ -136,6 +136,14 @@ pub struct BareLoopArgs {
     pub n_batch: u32,
     #[arg(long)]
     pub threads: u32,
+    #[arg(long, default_value_t = 0)]
+    pub n_gpu_layers: u32,
+    /// on or off.
+    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    pub flash_attn: String,
+    /// The prompt text (default: a short story request).
+    #[arg(long, value_name = "FILE")]
+    pub prompt_file: Option<PathBuf>,
     /// The sampling settings as JSON.
     #[arg(long)]
     pub sampling: String,
@@ -152,10 +160,16 @@ pub struct BenchEngineArgs {
     /// Throughput runs per side (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
-    /// Turns in the scripted chat.
-    #[arg(long, default_value_t = 20)]
+    /// Context depths (prompt tokens) at which decode speed is measured.
+    #[arg(long, value_delimiter = ',', default_value = "0,2000")]
+    pub depths: Vec<usize>,
+    /// Turns in the scripted chat (30 grow it past 2,000 tokens of context).
+    #[arg(long, default_value_t = 30)]
     pub turns: usize,
     /// CPU threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub threads: u32,
+    /// Layers on the GPU (default: model.n_gpu_layers).
+    #[arg(long)]
+    pub n_gpu_layers: Option<u32>,
 }

@@ -220,16 +220,21 @@ fn end_turn(
 fn print_stats(backend: &dyn Backend, outcome: &her_engine::dialogue::TurnOutcome) {
     let s = &outcome.finished.stats;
     let dropped = outcome.started.map_or(0, |st| st.dropped_turns);
+    let info = backend.model_info();
+    let per_token = |ms: f64| ms / s.generated_tokens.max(1) as f64;
     eprintln!(
-        "[{} tokens, {:.1} tok/s, prompt {} ({} evaluated), ttft {:.0} ms, context {}/{}, dropped turns {}, {}]",
+        "[{} tokens, {:.1} tok/s, prompt {} ({} evaluated), ttft {:.0} ms, context {}/{}, dropped turns {}, {}, flash attention {}, per token: decode {:.2} ms, sample {:.2} ms]",
         s.generated_tokens,
         s.tokens_per_second,
         s.prompt_tokens,
         s.evaluated_prompt_tokens,
         s.time_to_first_token_ms,
         s.context_used,
-        backend.model_info().n_ctx,
+        info.n_ctx,
         dropped,
         outcome.finished.reason,
+        if info.flash_attention { "on" } else { "off" },
+        per_token(s.decode_ms),
+        per_token(s.sample_ms),
     );
 }

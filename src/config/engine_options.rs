@@ -18,6 +18,7 @@ impl ModelConfig {
             n_batch: self.n_batch,
             threads: self.threads,
             use_mmap: self.use_mmap,
+            flash_attention: self.flash_attention,
             parallel_sequences: 1,
         }
     }

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 pub use env::{ENV_IGNORED, ENV_PREFIX, env_var_for};
 pub use error::{ConfigError, Source};
+pub use her_engine::FlashAttention;
 pub use layers::{ConfigSources, LoadedConfig, load};
 pub use schema::KEY_ACTIONS;
 // The request vocabulary lives with the core; `[sampling]` is its serialized form.
@@ -111,7 +112,7 @@ fn default_keys() -> BTreeMap<String, String> {
 pub struct ModelConfig {
     /// GGUF file; relative paths resolve against the studio folder.
     pub path: PathBuf,
-    /// 0..=1000, 999 = all layers. Only used by the CUDA build.
+    /// 0..=1000, 999 = all layers (the default). Only used by a GPU build.
     pub n_gpu_layers: u32,
     /// Context window in tokens, 256..=1_048_576.
     pub n_ctx: u32,
@@ -120,17 +121,20 @@ pub struct ModelConfig {
     /// 0 = auto (physical cores), else 1..=1024.
     pub threads: u32,
     pub use_mmap: bool,
+    /// auto (on with GPU offload, off on the CPU), on or off.
+    pub flash_attention: FlashAttention,
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("assets/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
-            n_gpu_layers: 0,
+            n_gpu_layers: 999,
             n_ctx: 4096,
             n_batch: 512,
             threads: 0,
             use_mmap: true,
+            flash_attention: FlashAttention::Auto,
         }
     }
 }

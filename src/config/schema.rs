@@ -155,6 +155,7 @@ pub const KEY_ACTIONS: &[&str] = &[
 
 pub(crate) const PROMPT_VARIANTS: &[&str] = &["training", "evaluation"];
 pub(crate) const LOG_LEVELS: &[&str] = &["error", "warn", "info", "debug", "trace"];
+pub(crate) const FLASH_ATTENTION: &[&str] = &["auto", "on", "off"];
 pub(crate) const BACKEND_KINDS: &[&str] = &["local", "openai"];
 pub(crate) const JUDGE_KINDS: &[&str] = &["actor", "local", "openai"];
 pub(crate) const TRAIN_BASES: &[&str] = &["quantized", "dequantized"];
@@ -199,6 +200,14 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("model", "n_batch", int(1, 1_048_576)),
     spec("model", "threads", int(0, 1024)),
     spec("model", "use_mmap", Kind::Bool),
+    spec(
+        "model",
+        "flash_attention",
+        Kind::Enum {
+            values: FLASH_ATTENTION,
+            note: "",
+        },
+    ),
     spec("sampling", "temperature", float(0.0, 5.0)),
     spec(
         "sampling",
@@ -309,7 +318,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
         "device",
         Kind::Enum {
             values: TRAIN_DEVICES,
-            note: "(cuda needs a build with the cuda feature)",
+            note: "(cuda needs a build with the cuda-train feature)",
         },
     ),
     spec("train", "learning_rate", float_open(0.0, 1.0)),

@@ -150,8 +150,9 @@ fn full_fixture_sets_every_key() {
         c.model.path,
         PathBuf::from("/opt/models/her-7b.Q4_K_M.gguf")
     );
-    assert_eq!(c.model.n_gpu_layers, 999);
+    assert_eq!(c.model.n_gpu_layers, 35);
     assert!(!c.model.use_mmap);
+    assert_eq!(c.model.flash_attention, FlashAttention::On);
     assert_eq!(c.sampling.repeat_penalty, 1.15);
     assert_eq!(c.sampling.stop, vec![s("</s>"), s("\n\nUser:")]);
     assert_eq!(c.chat.prompt_variant, PromptVariant::Evaluation);

@@ -45,6 +45,7 @@ fn model(name: &str, n_ctx: u32) -> ModelInfo {
         devices: Vec::new(),
         n_gpu_layers_requested: 0,
         n_gpu_layers_offloaded: 0,
+        flash_attention: false,
         threads: 1,
     }
 }

@@ -18,7 +18,7 @@ pub mod stop;
 mod types;
 
 pub use error::EngineError;
-pub use local::{LocalEngine, LocalEngineOptions};
+pub use local::{FlashAttention, LocalEngine, LocalEngineOptions};
 pub use remote::{RemoteEngine, RemoteError, RemoteOptions};
 pub use reply::{EventStream, Pending};
 pub use types::*;

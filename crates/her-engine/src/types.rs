@@ -131,6 +131,12 @@ pub struct GenerationStats {
     pub generation_ms: f64,
     pub tokens_per_second: f64,
     pub context_used: usize,
+    /// Time inside llama.cpp's decode of generated tokens, and inside the
+    /// sampler chain: where a slow decode's time goes (`her bench engine`).
+    #[serde(default)]
+    pub decode_ms: f64,
+    #[serde(default)]
+    pub sample_ms: f64,
 }
 
 /// Several replies to one prompt, decoded together as parallel sequences
@@ -193,6 +199,8 @@ pub struct ModelInfo {
     /// Layers asked to be offloaded and how many actually run on a GPU.
     pub n_gpu_layers_requested: u32,
     pub n_gpu_layers_offloaded: u32,
+    /// Whether contexts use flash attention (`model.flash_attention` resolved).
+    pub flash_attention: bool,
     pub threads: u32,
 }
 

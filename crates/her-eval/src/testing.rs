@@ -199,6 +199,7 @@ impl Backend for ScriptedBackend {
             devices: Vec::new(),
             n_gpu_layers_requested: 0,
             n_gpu_layers_offloaded: 0,
+            flash_attention: false,
             threads: 1,
         }
     }

@@ -7,6 +7,7 @@ pub mod best;
 pub mod checkpoint;
 pub mod data;
 pub mod dataset;
+pub mod device;
 pub mod dpo;
 pub mod error;
 pub mod export;

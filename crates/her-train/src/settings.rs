@@ -15,7 +15,7 @@ pub struct TrainConfig {
     pub targets: Vec<String>,
     /// "quantized" keeps the GGUF weights quantized (QLoRA); "dequantized" uses f32.
     pub base: String,
-    /// "cpu", or "cuda" in a build with the `cuda` feature.
+    /// "cpu", or "cuda" in a build with the `cuda` feature (see [`crate::device`]).
     pub device: String,
     pub learning_rate: f64,
     pub warmup_steps: u32,

@@ -355,6 +355,8 @@ fn finish(
                     0.0
                 },
                 context_used: facts.tokens + fed,
+                // A group's decodes carry every sequence: not split per reply.
+                ..GenerationStats::default()
             },
             provenance: Provenance {
                 seed: m.seed,

@@ -91,7 +91,8 @@ pub fn load_model(options: &LocalEngineOptions) -> Result<Loaded, EngineError> {
     let backend = llama::backend()?;
     let gpu = llama::supports_gpu_offload();
     if options.n_gpu_layers > 0 && !gpu {
-        tracing::warn!(
+        // The default asks for every layer, so this is the normal case of a CPU build.
+        tracing::info!(
             "model.n_gpu_layers = {} but this build has no GPU backend; running on the CPU (build with --features cuda)",
             options.n_gpu_layers
         );
@@ -102,9 +103,17 @@ pub fn load_model(options: &LocalEngineOptions) -> Result<Loaded, EngineError> {
     let model =
         LlamaModel::load_from_file(backend, path, &params).map_err(|e| EngineError::ModelLoad {
             path: path.clone(),
-            reason: e.to_string(),
+            reason: if gpu && options.n_gpu_layers > 0 {
+                format!(
+                    "{e} (with model.n_gpu_layers = {}: if the GPU ran out of memory, lower it; `her doctor` shows the GPU's free memory)",
+                    options.n_gpu_layers
+                )
+            } else {
+                e.to_string()
+            },
         })?;
     let n_layer = model.n_layer();
+    let offloaded = offloaded_layers(options, n_layer);
     let info = ModelInfo {
         path: path.clone(),
         name: file
@@ -129,16 +138,22 @@ pub fn load_model(options: &LocalEngineOptions) -> Result<Loaded, EngineError> {
         chat_template: ChatTemplateFamily::detect(file.get_str("tokenizer.chat_template")),
         devices: llama::devices(),
         n_gpu_layers_requested: options.n_gpu_layers,
-        // llama.cpp counts the output layer too, hence n_layer + 1.
-        n_gpu_layers_offloaded: if gpu {
-            options.n_gpu_layers.min(n_layer + 1)
-        } else {
-            0
-        },
+        n_gpu_layers_offloaded: offloaded,
+        flash_attention: options.flash_attention.enabled(offloaded),
         threads: options.effective_threads(),
     };
     tracing::info!(model = %info.name, arch = %info.architecture, n_ctx = info.n_ctx, "model loaded");
     Ok(Loaded { model, info })
+}
+
+/// Layers that run on a GPU: none without a GPU backend. llama.cpp counts
+/// the output layer too, hence n_layer + 1.
+pub(crate) fn offloaded_layers(options: &LocalEngineOptions, n_layer: u32) -> u32 {
+    if llama::supports_gpu_offload() {
+        options.n_gpu_layers.min(n_layer + 1)
+    } else {
+        0
+    }
 }
 
 fn file_stem(path: &Path) -> String {

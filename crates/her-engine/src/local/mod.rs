@@ -2,6 +2,7 @@
 
 mod banned;
 pub mod bare;
+mod flash;
 mod group;
 mod llama;
 mod load;
@@ -16,6 +17,7 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+pub use flash::FlashAttention;
 pub use llama::{backend, devices, supports_gpu_offload};
 pub use load::{SUPPORTED_ARCHITECTURES, check_model_file, fingerprint, sha256_file};
 pub use session::{log_softmax_at, tokens_sha256};
@@ -41,6 +43,8 @@ pub struct LocalEngineOptions {
     /// 0 = one per available core.
     pub threads: u32,
     pub use_mmap: bool,
+    /// Flash attention in every context (see [`FlashAttention`]).
+    pub flash_attention: FlashAttention,
     /// Sequences one context can decode together (`generate_group`). 1, the
     /// chat's, keeps the plain single-sequence context; more makes a unified
     /// KV cache of `n_ctx` cells shared by all sequences.
@@ -56,6 +60,7 @@ impl LocalEngineOptions {
             n_batch: 512,
             threads: 0,
             use_mmap: true,
+            flash_attention: FlashAttention::Auto,
             parallel_sequences: 1,
         }
     }

@@ -316,6 +316,7 @@ impl<'m> Session<'m> {
         let mut held: Vec<Held> = Vec::new();
         let mut bans: HashMap<usize, Vec<LlamaToken>> = HashMap::new();
         let mut rewinds = 0u32;
+        let (mut decode_time, mut sample_time) = (Duration::ZERO, Duration::ZERO);
         // The token to sample after is always the last output of the last batch.
         const LAST_OUTPUT: i32 = -1;
         let reason = loop {
@@ -324,10 +325,12 @@ impl<'m> Session<'m> {
             }
             let position = sampled.len();
             let before = guard.as_ref().map(|_| chain.clone());
+            let sampling_started = Instant::now();
             let token = match bans.get(&position) {
                 Some(banned) => sample_without(&mut chain, &self.ctx, banned)?,
                 None => chain.sample(&self.ctx, LAST_OUTPUT),
             };
+            sample_time += sampling_started.elapsed();
             first_token_at.get_or_insert_with(Instant::now);
             if vocab.is_eog(token) {
                 break FinishReason::EndOfGeneration;
@@ -404,10 +407,12 @@ impl<'m> Session<'m> {
             batch
                 .add(token, self.cached.len() as i32, &[0], true)
                 .map_err(|e| EngineError::Decode(e.to_string()))?;
+            let decode_started = Instant::now();
             if let Err(e) = self.ctx.decode(&mut batch) {
                 self.reset();
                 return Err(EngineError::Decode(e.to_string()));
             }
+            decode_time += decode_started.elapsed();
             self.cached.push(token);
             let context_used = self.cached.len();
             let generated = sampled.len();
@@ -456,6 +461,8 @@ impl<'m> Session<'m> {
                 generation_ms,
                 tokens_per_second: crate::tokens_per_second(generated, first_token_at),
                 context_used: self.cached.len(),
+                decode_ms: decode_time.as_secs_f64() * 1e3,
+                sample_ms: sample_time.as_secs_f64() * 1e3,
             },
             provenance: Provenance {
                 seed: sampling.seed,

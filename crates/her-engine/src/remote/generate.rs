@@ -356,6 +356,8 @@ async fn run(
             generation_ms: first_token_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3),
             tokens_per_second: crate::tokens_per_second(generated, first_token_at),
             context_used: prompt_total + generated,
+            // The server does not say how its time splits.
+            ..GenerationStats::default()
         },
         provenance: Provenance {
             prompt_sha256: her_core::hashing::sha256_hex(fitted.text.as_bytes()),

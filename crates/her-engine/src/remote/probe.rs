@@ -235,6 +235,7 @@ fn model_info(
         devices: Vec::new(),
         n_gpu_layers_requested: 0,
         n_gpu_layers_offloaded: 0,
+        flash_attention: false,
         threads: 0,
     }
 }

@@ -55,19 +55,7 @@ pub fn lora_spec(settings: &TrainConfig) -> Result<LoraSpec, JobError> {
 }
 
 pub fn device(settings: &TrainConfig) -> Result<Device, JobError> {
-    match settings.device.as_str() {
-        "cpu" => Ok(Device::Cpu),
-        #[cfg(feature = "cuda")]
-        "cuda" => Ok(Device::new_cuda(0)?),
-        other => Err(JobError::Setup(format!(
-            "train.device '{other}' is not available in this build (cpu{})",
-            if cfg!(feature = "cuda") {
-                ", cuda"
-            } else {
-                "; build with --features cuda for cuda"
-            }
-        ))),
-    }
+    crate::device::train_device(&settings.device).map_err(JobError::Setup)
 }
 
 /// Names of the trainable tensors, as in the adapter GGUF.
