@@ -121,7 +121,7 @@ pub struct ModelConfig {
     /// 0 = auto (physical cores), else 1..=1024.
     pub threads: u32,
     pub use_mmap: bool,
-    /// auto (on with GPU offload, off on the CPU), on or off.
+    /// auto (llama.cpp decides per device), on or off.
     pub flash_attention: FlashAttention,
 }
 

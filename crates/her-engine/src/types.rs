@@ -199,7 +199,8 @@ pub struct ModelInfo {
     /// Layers asked to be offloaded and how many actually run on a GPU.
     pub n_gpu_layers_requested: u32,
     pub n_gpu_layers_offloaded: u32,
-    /// Whether contexts use flash attention (`model.flash_attention` resolved).
+    /// Whether contexts ask for flash attention (`model.flash_attention` not
+    /// "off"; llama.cpp still leaves it off on a device without the kernel).
     pub flash_attention: bool,
     pub threads: u32,
 }

@@ -66,7 +66,7 @@ pub fn bare_loop(options: &BareOptions, prompt: &str) -> Result<BareResult, Engi
             } else {
                 FlashAttention::Off
             }
-            .policy(0),
+            .policy(),
         );
     let mut ctx = model
         .new_context(backend, ctx_params)

@@ -139,7 +139,7 @@ pub fn load_model(options: &LocalEngineOptions) -> Result<Loaded, EngineError> {
         devices: llama::devices(),
         n_gpu_layers_requested: options.n_gpu_layers,
         n_gpu_layers_offloaded: offloaded,
-        flash_attention: options.flash_attention.enabled(offloaded),
+        flash_attention: options.flash_attention.enabled(),
         threads: options.effective_threads(),
     };
     tracing::info!(model = %info.name, arch = %info.architecture, n_ctx = info.n_ctx, "model loaded");
@@ -148,7 +148,7 @@ pub fn load_model(options: &LocalEngineOptions) -> Result<Loaded, EngineError> {
 
 /// Layers that run on a GPU: none without a GPU backend. llama.cpp counts
 /// the output layer too, hence n_layer + 1.
-pub(crate) fn offloaded_layers(options: &LocalEngineOptions, n_layer: u32) -> u32 {
+fn offloaded_layers(options: &LocalEngineOptions, n_layer: u32) -> u32 {
     if llama::supports_gpu_offload() {
         options.n_gpu_layers.min(n_layer + 1)
     } else {

@@ -93,11 +93,7 @@ fn new_session<'m>(
         .with_n_ubatch(n_batch)
         .with_n_threads(threads)
         .with_n_threads_batch(threads)
-        .with_flash_attention_policy(
-            options
-                .flash_attention
-                .policy(super::load::offloaded_layers(options, model.n_layer())),
-        );
+        .with_flash_attention_policy(options.flash_attention.policy());
     let n_seq_max = options.parallel_sequences.max(1);
     // Only groups get the multi-sequence context: the chat's stays as it was.
     // Unified, so a prompt copied to every sequence shares its cells (a copy
