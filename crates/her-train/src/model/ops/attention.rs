@@ -31,7 +31,7 @@ use crate::model::Segments;
 /// Query rows per tile (the default).
 const Q_TILE: usize = 64;
 /// Keys per tile (the default).
-const K_TILE: usize = 128;
+const K_TILE: usize = 256;
 
 #[derive(Clone)]
 pub struct CausalAttention {

@@ -98,6 +98,7 @@ impl TiledAttention {
     }
 
     /// Bytes kept between forward and backward (the log-sum-exp).
+    #[cfg(test)]
     pub fn kept_bytes(&self) -> usize {
         match self.stash.lock() {
             Ok(slot) => slot
