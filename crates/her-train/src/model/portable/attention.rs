@@ -388,11 +388,15 @@ impl Backward for TiledBackward {
         };
         let p = &self.plan;
         let (b, nkv, rep, d) = (p.b, p.nkv, p.rep, p.d);
+        // Everything detached: `out` is the recorded node, and an op on it
+        // would be recorded too, chaining every tile of this backward into a
+        // graph that keeps them all alive until the end (t² memory).
         let (q5, k4, v4) = p.heads(&q.detach(), &k.detach(), &v.detach())?;
-        let dout5 = p.split_heads(grad)?;
+        let dout5 = p.split_heads(&grad.detach())?;
         // D = rowsum(dO ⊙ O) per stacked row, f32.
-        let dots = (dout5.to_dtype(DType::F32)? * p.split_heads(out)?.to_dtype(DType::F32)?)?
-            .sum_keepdim(D::Minus1)?;
+        let out5 = p.split_heads(&out.detach())?;
+        let dots =
+            (dout5.to_dtype(DType::F32)? * out5.to_dtype(DType::F32)?)?.sum_keepdim(D::Minus1)?;
         let lse = lse.unsqueeze(D::Minus1)?;
 
         let q_tiles: Vec<(usize, usize)> = p.tiles(p.q_tile).collect();

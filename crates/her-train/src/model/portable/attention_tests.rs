@@ -175,8 +175,13 @@ fn both_paths_keep_only_the_log_sum_exp_between_forward_and_backward() {
             let op = Op::new(path, 0.35, None, 32);
             let y = op.forward(&q, &k, &v);
             assert_eq!(op.kept_bytes(), 4 * b * nh * t, "{path:?} t {t}");
-            y.sum_all().unwrap().backward().unwrap();
+            let grads = y.sum_all().unwrap().backward().unwrap();
             assert_eq!(op.kept_bytes(), 0, "{path:?} t {t}: backward frees it");
+            // A gradient that is itself recorded would hold the graph of
+            // every tile the backward computed.
+            for x in [&q, &k, &v] {
+                assert!(!grads.get(x).unwrap().track_op(), "{path:?} t {t}");
+            }
         }
     }
 }
