@@ -199,6 +199,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::train::run_train_loop(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Bench(BenchCommand::Attention(args))) => {
+            bench::attention::run(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Bench(BenchCommand::AttentionLayer(args))) => {
+            bench::attention::run_layer_child(&args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench(BenchCommand::Logits(args))) => {
             bench::logits::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)

@@ -1,6 +1,7 @@
 //! `her bench …`: performance figures as ratios against a baseline measured
 //! in the same run, so a busy or slow machine does not distort them.
 
+pub mod attention;
 pub mod engine;
 pub mod logits;
 pub mod rl;

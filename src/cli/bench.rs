@@ -17,6 +17,13 @@ pub enum BenchCommand {
     /// Internal: our training steps in their own process, for `bench train`.
     #[command(hide = true)]
     TrainLoop(TrainLoopArgs),
+    /// Peak memory of one decoder layer's forward and backward (a mid-size Qwen3 shape,
+    /// LoRA on all seven projections) against sequence length: linear with tiled attention.
+    #[command(hide = true)]
+    Attention(BenchAttentionArgs),
+    /// Internal: one length of `bench attention` in its own process.
+    #[command(hide = true)]
+    AttentionLayer(AttentionLayerArgs),
     /// Internal: the trainer's logits (candle) over samples, with an adapter, for
     /// scripts/check-peft.sh to compare with transformers + PEFT.
     #[command(hide = true)]
@@ -97,6 +104,31 @@ pub struct BenchTrainArgs {
     /// micro-batches with train.packing off and on: useful tokens/s).
     #[arg(long)]
     pub skip_packing: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchAttentionArgs {
+    /// Sequence lengths, comma-separated; each runs in its own child process.
+    #[arg(
+        long = "t",
+        value_delimiter = ',',
+        default_value = "512,1024,2048,4096"
+    )]
+    pub lengths: Vec<usize>,
+    /// Which attention the layer runs.
+    #[arg(long, default_value = "fused", value_parser = ["fused", "portable"])]
+    pub kernels: String,
+    /// CPU threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AttentionLayerArgs {
+    #[arg(long = "t")]
+    pub length: usize,
+    #[arg(long, value_parser = ["fused", "portable"])]
+    pub kernels: String,
 }
 
 #[derive(Debug, Clone, Args)]

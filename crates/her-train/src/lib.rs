@@ -3,6 +3,7 @@
 //! checkpoints, run folders and adapter export (llama.cpp GGUF and PEFT).
 
 pub mod bench;
+pub mod bench_attention;
 pub mod best;
 pub mod checkpoint;
 pub mod data;

@@ -1,19 +1,22 @@
 //! Causal grouped-query attention as one op: softmax(scale · Q·Kᵀ, causal)·V
 //! for every query head, with query head h reading KV head h / rep
-//! (llama.cpp's order).
+//! (llama.cpp's order), computed tile by tile in the manner of
+//! FlashAttention-2 so that no (t × t) matrix is ever held.
 //!
-//! Built from candle ops, attention needed permuted copies of Q, K, V and
-//! the context, two batched matmuls, and in backward as many more copies
-//! plus a zero-fill and an add for every gradient candle accumulates. This
-//! op reads Q, K, V where the projections wrote them, works one query head
-//! at a time (each on one thread, the heads in parallel) and only on the
-//! causal part of the scores: query rows are taken in blocks of
-//! [`ROW_BLOCK`], and a block never multiplies the keys after its last
-//! position. With samples packed into a row ([`Segments`]) the mask is
-//! block-diagonal as well: a block never crosses a sample boundary and
-//! never multiplies the keys before its sample's start, so packed samples
-//! cost what they would alone. It keeps the probabilities of those blocks
-//! (not whole t × t matrices) for backward, as the softmax it replaces did.
+//! Forward walks each query tile over the key tiles it can see with an
+//! online softmax (running row maxima and sums, the context rescaled as the
+//! maximum grows) and keeps only each row's log-sum-exp for backward:
+//! b·nh·t floats instead of the causal half of every head's probabilities.
+//! Backward recomputes each tile's probabilities from that log-sum-exp,
+//! with D = rowsum(dO ⊙ O) standing in for the softmax's row dot product.
+//!
+//! Q, K, V are read where the projections wrote them (b, t, heads, d);
+//! nothing is permuted or repeated. Forward runs one task per (batch, query
+//! head); backward one per (batch, KV head), which walks the query heads
+//! that share the KV head and sums their dK and dV itself. With samples
+//! packed into a row ([`Segments`]) tiles are planned per sample: a query
+//! tile never crosses a sample boundary and reads keys from its sample's
+//! start only, so the sole mask left is the causal triangle.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -25,43 +28,46 @@ use super::matmul::{MatMut, MatRef, Threads, matmul_into};
 use super::{f32_data, vmath};
 use crate::model::Segments;
 
-/// Query positions per block of the causal walk.
-const ROW_BLOCK: usize = 64;
+/// Query rows per tile (the default).
+const Q_TILE: usize = 64;
+/// Keys per tile (the default).
+const K_TILE: usize = 256;
 
 #[derive(Clone)]
 pub struct CausalAttention {
     scale: f32,
     /// The samples of each row; `None`: one per row.
     segments: Option<Arc<Segments>>,
-    /// Each (batch, query head)'s probabilities, its row blocks one after
-    /// the other (see [`RowBlock`]); kept by forward for backward. Shared
-    /// by the op's clones, so the copy candle records sees what forward
-    /// kept.
-    probs: Arc<Mutex<Vec<Vec<f32>>>>,
+    q_tile: usize,
+    k_tile: usize,
+    /// Each (batch, query head, position)'s log-sum-exp of its scaled
+    /// scores, kept by forward for backward. Shared by the op's clones, so
+    /// the copy candle records sees what forward kept.
+    lse: Arc<Mutex<Vec<f32>>>,
 }
 
-/// Query rows `r0..r0 + n` of one sample, which read keys `k0..r0 + n` (k0
-/// is the sample's first position). Its probabilities are (n × width)
-/// row-major at `offset` of the head's buffer, zero after each row's own
-/// position.
+/// Query rows `r0..r0 + n`, all of one sample whose first position is
+/// `k0`: they read keys `k0..r0 + n`.
 #[derive(Clone, Copy)]
-struct RowBlock {
+struct QueryTile {
     r0: usize,
     n: usize,
     k0: usize,
-    offset: usize,
 }
 
-impl RowBlock {
-    fn width(&self) -> usize {
-        self.r0 + self.n - self.k0
+impl QueryTile {
+    /// The key tiles this query tile reads: (first key, keys).
+    fn key_tiles(self, k_tile: usize) -> impl Iterator<Item = (usize, usize)> {
+        let end = self.r0 + self.n;
+        (self.k0..end)
+            .step_by(k_tile)
+            .map(move |kt| (kt, k_tile.min(end - kt)))
     }
-}
 
-/// The row blocks of one batch row and the size of its probability buffer.
-struct RowPlan {
-    blocks: Vec<RowBlock>,
-    size: usize,
+    /// How many of the keys `kt..kt + w` query row `i` of the tile sees.
+    fn visible(self, i: usize, kt: usize, w: usize) -> usize {
+        (self.r0 + i + 1).saturating_sub(kt).min(w)
+    }
 }
 
 /// Sizes of one call.
@@ -75,50 +81,61 @@ struct Dims {
 }
 
 impl Dims {
-    /// (query head's rows, its KV head's rows) for task `task` = (batch,
-    /// head): the offsets of position 0 in the q and k/v buffers.
-    fn offsets(&self, task: usize) -> (usize, usize) {
-        let (bi, h) = (task / self.nh, task % self.nh);
-        let g = h / (self.nh / self.nkv);
-        (
-            bi * self.t * self.nh * self.d + h * self.d,
-            bi * self.t * self.nkv * self.d + g * self.d,
+    fn rep(&self) -> usize {
+        self.nh / self.nkv
+    }
+
+    /// Offset of position 0 of query head `h` of batch row `bi` in q.
+    fn q_offset(&self, bi: usize, h: usize) -> usize {
+        bi * self.t * self.nh * self.d + h * self.d
+    }
+
+    /// Offset of position 0 of KV head `g` of batch row `bi` in k and v.
+    fn kv_offset(&self, bi: usize, g: usize) -> usize {
+        bi * self.t * self.nkv * self.d + g * self.d
+    }
+
+    fn q_view<'a>(&self, data: &'a [f32], bi: usize, h: usize) -> MatRef<'a> {
+        MatRef::new(data, self.q_offset(bi, h), self.t, self.d, self.nh * self.d)
+    }
+
+    fn kv_view<'a>(&self, data: &'a [f32], bi: usize, g: usize) -> MatRef<'a> {
+        MatRef::new(
+            data,
+            self.kv_offset(bi, g),
+            self.t,
+            self.d,
+            self.nkv * self.d,
         )
-    }
-
-    fn q_view<'a>(&self, data: &'a [f32], offset: usize) -> MatRef<'a> {
-        MatRef::new(data, offset, self.t, self.d, self.nh * self.d)
-    }
-
-    fn kv_view<'a>(&self, data: &'a [f32], offset: usize) -> MatRef<'a> {
-        MatRef::new(data, offset, self.t, self.d, self.nkv * self.d)
     }
 }
 
-/// Each batch row's blocks of query positions: every sample's rows in
-/// blocks of [`ROW_BLOCK`] (a lone row of t positions without segments).
-fn row_plans(b: usize, t: usize, segments: Option<&Segments>) -> Vec<RowPlan> {
+/// Each batch row's query tiles: every sample's rows in tiles of `q_tile`
+/// (a lone sample of t positions without segments).
+fn query_tiles(
+    b: usize,
+    t: usize,
+    q_tile: usize,
+    segments: Option<&Segments>,
+) -> Vec<Vec<QueryTile>> {
     (0..b)
         .map(|row| {
             let spans: Vec<(usize, usize)> = match segments {
                 Some(s) => s.spans(row).collect(),
                 None => vec![(0, t)],
             };
-            let mut blocks = Vec::new();
-            let mut size = 0;
-            for (start, len) in spans {
-                for r0 in (start..start + len).step_by(ROW_BLOCK) {
-                    let block = RowBlock {
-                        r0,
-                        n: ROW_BLOCK.min(start + len - r0),
-                        k0: start,
-                        offset: size,
-                    };
-                    size += block.n * block.width();
-                    blocks.push(block);
-                }
-            }
-            RowPlan { blocks, size }
+            spans
+                .into_iter()
+                .flat_map(|(start, len)| {
+                    (start..start + len)
+                        .step_by(q_tile)
+                        .map(move |r0| QueryTile {
+                            r0,
+                            n: q_tile.min(start + len - r0),
+                            k0: start,
+                        })
+                })
+                .collect()
         })
         .collect()
 }
@@ -129,7 +146,9 @@ impl CausalAttention {
         Self {
             scale,
             segments: None,
-            probs: Arc::default(),
+            q_tile: Q_TILE,
+            k_tile: K_TILE,
+            lse: Arc::default(),
         }
     }
 
@@ -137,6 +156,20 @@ impl CausalAttention {
     pub fn with_segments(mut self, segments: Option<Arc<Segments>>) -> Self {
         self.segments = segments;
         self
+    }
+
+    /// Other tile sizes (query rows, keys), so tests reach ragged tiles
+    /// with short inputs.
+    #[cfg(test)]
+    pub(crate) fn with_tiles(mut self, q_tile: usize, k_tile: usize) -> Self {
+        self.q_tile = q_tile.max(1);
+        self.k_tile = k_tile.max(1);
+        self
+    }
+
+    /// Bytes the op keeps between forward and backward (the log-sum-exp).
+    pub fn kept_bytes(&self) -> usize {
+        self.kept().map_or(0, |lse| lse.len() * size_of::<f32>())
     }
 
     /// q (b, t, nh, d), k and v (b, t, nkv, d) → context (b·t, nh·d).
@@ -169,136 +202,178 @@ impl CausalAttention {
         Ok(Dims { b, t, nh, nkv, d })
     }
 
-    fn plans(&self, s: Dims) -> Vec<RowPlan> {
-        row_plans(s.b, s.t, self.segments.as_deref())
+    fn tiles(&self, s: Dims) -> Vec<Vec<QueryTile>> {
+        query_tiles(s.b, s.t, self.q_tile, self.segments.as_deref())
     }
 
-    fn kept(&self) -> Result<MutexGuard<'_, Vec<Vec<f32>>>> {
-        self.probs.lock().map_err(|_| {
-            candle_core::Error::msg("causal_attention: a panic poisoned the probabilities")
+    fn kept(&self) -> Result<MutexGuard<'_, Vec<f32>>> {
+        self.lse.lock().map_err(|_| {
+            candle_core::Error::msg("causal_attention: a panic poisoned the log-sum-exp")
         })
     }
 
-    /// One query head: its row blocks' probabilities and (t × d) context.
+    /// One query head: its (t × d) context and the t log-sum-exps.
     fn head_forward(
         &self,
         s: Dims,
-        plan: &RowPlan,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        task: usize,
+        tiles: &[QueryTile],
+        [q, k, v]: [&[f32]; 3],
+        (bi, h): (usize, usize),
     ) -> (Vec<f32>, Vec<f32>) {
         let d = s.d;
-        let (qo, kvo) = s.offsets(task);
-        let (qh, kh, vh) = (s.q_view(q, qo), s.kv_view(k, kvo), s.kv_view(v, kvo));
-        let mut p = vec![0f32; plan.size];
+        let g = h / s.rep();
+        let (qh, kh, vh) = (s.q_view(q, bi, h), s.kv_view(k, bi, g), s.kv_view(v, bi, g));
         let mut ctx = vec![0f32; s.t * d];
-        for blk in &plan.blocks {
-            let (n, w) = (blk.n, blk.width());
-            // Scores of rows r0.. against keys k0..r0+n, already scaled.
-            let dst = MatMut::new(&mut p, blk.offset, n, w, w);
-            matmul_into(
-                dst,
-                qh.rows(blk.r0, n),
-                kh.rows(blk.k0, w).t(),
-                self.scale,
-                false,
-                Threads::One,
-            );
-            for i in 0..n {
-                let row = &mut p[blk.offset + i * w..blk.offset + (i + 1) * w];
-                softmax_causal_row(row, blk.r0 + i - blk.k0 + 1);
+        let mut lse = vec![0f32; s.t];
+        let mut scores = vec![0f32; self.q_tile * self.k_tile];
+        let (mut max, mut sum) = (vec![0f32; self.q_tile], vec![0f32; self.q_tile]);
+        for &tile in tiles {
+            let (r0, n) = (tile.r0, tile.n);
+            max[..n].fill(f32::NEG_INFINITY);
+            sum[..n].fill(0.0);
+            for (kt, w) in tile.key_tiles(self.k_tile) {
+                // Scaled scores of rows r0.. against keys kt..kt+w.
+                let dst = MatMut::new(&mut scores, 0, n, w, w);
+                matmul_into(
+                    dst,
+                    qh.rows(r0, n),
+                    kh.rows(kt, w).t(),
+                    self.scale,
+                    false,
+                    Threads::One,
+                );
+                for i in 0..n {
+                    let row = &mut scores[i * w..(i + 1) * w];
+                    let seen = tile.visible(i, kt, w);
+                    let (keys, hidden) = row.split_at_mut(seen);
+                    hidden.fill(0.0);
+                    if seen == 0 {
+                        continue;
+                    }
+                    // The first visible tile of a row holds its sample's
+                    // first key, so `max` is finite from then on.
+                    let new_max = max[i].max(vmath::max(keys));
+                    let shrink = vmath::exp(max[i] - new_max);
+                    let tile_sum = vmath::exp_shifted_sum(keys, new_max) as f32;
+                    sum[i] = sum[i] * shrink + tile_sum;
+                    max[i] = new_max;
+                    if shrink != 1.0 {
+                        ctx[(r0 + i) * d..(r0 + i + 1) * d]
+                            .iter_mut()
+                            .for_each(|o| *o *= shrink);
+                    }
+                }
+                let dst = MatMut::new(&mut ctx, r0 * d, n, d, d);
+                let probs = MatRef::new(&scores, 0, n, w, w);
+                matmul_into(dst, probs, vh.rows(kt, w), 1.0, true, Threads::One);
             }
-            let dst = MatMut::new(&mut ctx, blk.r0 * d, n, d, d);
-            let probs = MatRef::new(&p, blk.offset, n, w, w);
-            matmul_into(dst, probs, vh.rows(blk.k0, w), 1.0, false, Threads::One);
+            for i in 0..n {
+                let inv = 1.0 / sum[i];
+                ctx[(r0 + i) * d..(r0 + i + 1) * d]
+                    .iter_mut()
+                    .for_each(|o| *o *= inv);
+                lse[r0 + i] = max[i] + sum[i].ln();
+            }
         }
-        (p, ctx)
+        (ctx, lse)
     }
 
-    /// One query head's gradients: (dq, dk, dv), each (t × d); dk and dv
-    /// are this head's share of its KV head's gradient.
-    #[allow(clippy::too_many_arguments)]
-    fn head_backward(
+    /// One KV head and the query heads that read it: (dq of those heads,
+    /// one (t × d) block per head, dk, dv), recomputing each tile's
+    /// probabilities from the kept log-sum-exp.
+    fn kv_head_backward(
         &self,
         s: Dims,
-        plan: &RowPlan,
-        q: &[f32],
-        k: &[f32],
-        v: &[f32],
-        dctx: &[f32],
-        p: &[f32],
-        task: usize,
+        tiles: &[QueryTile],
+        [q, k, v, out, dout]: [&[f32]; 5],
+        lse: &[f32],
+        (bi, g): (usize, usize),
     ) -> [Vec<f32>; 3] {
-        let (t, d) = (s.t, s.d);
-        let (qo, kvo) = s.offsets(task);
-        let (qh, kh, vh) = (s.q_view(q, qo), s.kv_view(k, kvo), s.kv_view(v, kvo));
-        let dout = MatRef::new(dctx, qo, t, d, s.nh * d);
-        let (mut dq, mut dk, mut dv) = (vec![0f32; t * d], vec![0f32; t * d], vec![0f32; t * d]);
-        let mut ds = vec![0f32; ROW_BLOCK.min(t) * t];
-        for blk in &plan.blocks {
-            let (r0, n, k0, w) = (blk.r0, blk.n, blk.k0, blk.width());
-            let probs = MatRef::new(p, blk.offset, n, w, w);
-            // dv[k0..] += Pᵀ · dout (rows r0..)
-            let dst = MatMut::new(&mut dv, k0 * d, w, d, d);
-            matmul_into(dst, probs.t(), dout.rows(r0, n), 1.0, true, Threads::One);
-            // dP = dout · Vᵀ, then dS = scale · P ⊙ (dP − ⟨dP, P⟩) per row.
-            let dst = MatMut::new(&mut ds, 0, n, w, w);
-            matmul_into(
-                dst,
-                dout.rows(r0, n),
-                vh.rows(k0, w).t(),
-                1.0,
-                false,
-                Threads::One,
-            );
-            for i in 0..n {
-                let pr = &p[blk.offset + i * w..blk.offset + (i + 1) * w];
-                let dr = &mut ds[i * w..(i + 1) * w];
-                let dot: f64 = pr
-                    .iter()
-                    .zip(dr.iter())
-                    .map(|(a, b)| f64::from(a * b))
-                    .sum();
-                let dot = dot as f32;
-                for (g, &pv) in dr.iter_mut().zip(pr) {
-                    *g = self.scale * pv * (*g - dot);
+        let (t, d, rep) = (s.t, s.d, s.rep());
+        let (kh, vh) = (s.kv_view(k, bi, g), s.kv_view(v, bi, g));
+        let (mut dq, mut dk, mut dv) = (
+            vec![0f32; rep * t * d],
+            vec![0f32; t * d],
+            vec![0f32; t * d],
+        );
+        let mut probs = vec![0f32; self.q_tile * self.k_tile];
+        let mut dscores = vec![0f32; self.q_tile * self.k_tile];
+        for r in 0..rep {
+            let h = g * rep + r;
+            let qh = s.q_view(q, bi, h);
+            let doh = s.q_view(dout, bi, h);
+            let lse = &lse[(bi * s.nh + h) * t..][..t];
+            let offset = s.q_offset(bi, h);
+            // D = rowsum(dO ⊙ O): the softmax backward's row dot product.
+            let dots: Vec<f32> = (0..t)
+                .map(|pos| {
+                    let at = offset + pos * s.nh * d;
+                    let dot: f64 = out[at..at + d]
+                        .iter()
+                        .zip(&dout[at..at + d])
+                        .map(|(a, b)| f64::from(a * b))
+                        .sum();
+                    dot as f32
+                })
+                .collect();
+            for &tile in tiles {
+                let (r0, n) = (tile.r0, tile.n);
+                for (kt, w) in tile.key_tiles(self.k_tile) {
+                    let dst = MatMut::new(&mut probs, 0, n, w, w);
+                    matmul_into(
+                        dst,
+                        qh.rows(r0, n),
+                        kh.rows(kt, w).t(),
+                        self.scale,
+                        false,
+                        Threads::One,
+                    );
+                    for i in 0..n {
+                        let row = &mut probs[i * w..(i + 1) * w];
+                        let (keys, hidden) = row.split_at_mut(tile.visible(i, kt, w));
+                        vmath::exp_shifted_sum(keys, lse[r0 + i]);
+                        hidden.fill(0.0);
+                    }
+                    let p = MatRef::new(&probs, 0, n, w, w);
+                    // dV[kt..] += Pᵀ · dO (rows r0..)
+                    let dst = MatMut::new(&mut dv, kt * d, w, d, d);
+                    matmul_into(dst, p.t(), doh.rows(r0, n), 1.0, true, Threads::One);
+                    // dP = dO · Vᵀ, then dS = scale · P ⊙ (dP − D) per row.
+                    let dst = MatMut::new(&mut dscores, 0, n, w, w);
+                    matmul_into(
+                        dst,
+                        doh.rows(r0, n),
+                        vh.rows(kt, w).t(),
+                        1.0,
+                        false,
+                        Threads::One,
+                    );
+                    for i in 0..n {
+                        let dot = dots[r0 + i];
+                        let pr = &probs[i * w..(i + 1) * w];
+                        for (g, &pv) in dscores[i * w..(i + 1) * w].iter_mut().zip(pr) {
+                            *g = self.scale * pv * (*g - dot);
+                        }
+                    }
+                    let ds = MatRef::new(&dscores, 0, n, w, w);
+                    // dQ (rows r0..) += dS · K; dK[kt..] += dSᵀ · Q (rows r0..)
+                    let dst = MatMut::new(&mut dq, (r * t + r0) * d, n, d, d);
+                    matmul_into(dst, ds, kh.rows(kt, w), 1.0, true, Threads::One);
+                    let dst = MatMut::new(&mut dk, kt * d, w, d, d);
+                    matmul_into(dst, ds.t(), qh.rows(r0, n), 1.0, true, Threads::One);
                 }
             }
-            let dscores = MatRef::new(&ds, 0, n, w, w);
-            // dq (rows r0..) = dS · K; dk[k0..] += dSᵀ · Q (rows r0..)
-            let dst = MatMut::new(&mut dq, r0 * d, n, d, d);
-            matmul_into(dst, dscores, kh.rows(k0, w), 1.0, false, Threads::One);
-            let dst = MatMut::new(&mut dk, k0 * d, w, d, d);
-            matmul_into(dst, dscores.t(), qh.rows(r0, n), 1.0, true, Threads::One);
         }
         [dq, dk, dv]
     }
 }
 
-/// Softmax in place over the first `n` entries of `row` (the keys up to the
-/// query's position); the rest become 0.
-fn softmax_causal_row(row: &mut [f32], n: usize) {
-    let (keys, rest) = row.split_at_mut(n);
-    let max = vmath::max(keys);
-    let inv = (1.0 / vmath::exp_shifted_sum(keys, max)) as f32;
-    keys.iter_mut().for_each(|v| *v *= inv);
-    rest.fill(0.0);
-}
-
-/// Writes (or, with `add`, adds) a (t × d) head block into its columns of
-/// a (b·t, heads·d) buffer; `task` = batch · heads + head.
-fn scatter_head(out: &mut [f32], block: &[f32], task: usize, s: (usize, usize, usize), add: bool) {
-    let (t, heads, d) = s;
+/// Writes a (t × d) head block into its columns of a (b·t, heads·d)
+/// buffer; `task` = batch · heads + head.
+fn scatter_head(out: &mut [f32], block: &[f32], task: usize, (t, heads, d): (usize, usize, usize)) {
     let (bi, h) = (task / heads, task % heads);
     for (pos, src) in block.chunks_exact(d).take(t).enumerate() {
-        let dst = &mut out[(bi * t + pos) * heads * d + h * d..][..d];
-        if add {
-            dst.iter_mut().zip(src).for_each(|(a, b)| *a += b);
-        } else {
-            dst.copy_from_slice(src);
-        }
+        out[(bi * t + pos) * heads * d + h * d..][..d].copy_from_slice(src);
     }
 }
 
@@ -317,21 +392,26 @@ impl CustomOp3 for CausalAttention {
         vl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let s = self.dims(ql, kl, vl)?;
-        let (q, k, v) = (
+        let inputs = [
             f32_data(qs, ql, self.name())?,
             f32_data(ks, kl, self.name())?,
             f32_data(vs, vl, self.name())?,
-        );
-        let plans = self.plans(s);
+        ];
+        let tiles = self.tiles(s);
         let heads: Vec<(Vec<f32>, Vec<f32>)> = (0..s.b * s.nh)
             .into_par_iter()
-            .map(|task| self.head_forward(s, &plans[task / s.nh], q, k, v, task))
+            .map(|task| {
+                let (bi, h) = (task / s.nh, task % s.nh);
+                self.head_forward(s, &tiles[bi], inputs, (bi, h))
+            })
             .collect();
         let mut out = vec![0f32; s.b * s.t * s.nh * s.d];
-        for (task, (_, ctx)) in heads.iter().enumerate() {
-            scatter_head(&mut out, ctx, task, (s.t, s.nh, s.d), false);
+        let mut lse = Vec::with_capacity(s.b * s.nh * s.t);
+        for (task, (ctx, head_lse)) in heads.into_iter().enumerate() {
+            scatter_head(&mut out, &ctx, task, (s.t, s.nh, s.d));
+            lse.extend_from_slice(&head_lse);
         }
-        *self.kept()? = heads.into_iter().map(|(p, _)| p).collect();
+        *self.kept()? = lse;
         Ok((CpuStorage::F32(out), Shape::from((s.b * s.t, s.nh * s.d))))
     }
 
@@ -340,58 +420,66 @@ impl CustomOp3 for CausalAttention {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        _res: &Tensor,
+        res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let probs = std::mem::take(&mut *self.kept()?);
+        let lse = std::mem::take(&mut *self.kept()?);
         let grad = grad.contiguous()?;
+        let res = res.contiguous()?;
         let (qs, ql) = q.storage_and_layout();
         let (ks, kl) = k.storage_and_layout();
         let (vs, vl) = v.storage_and_layout();
+        let (os, ol) = res.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();
-        let (Storage::Cpu(qs), Storage::Cpu(ks), Storage::Cpu(vs), Storage::Cpu(gs)) =
-            (&*qs, &*ks, &*vs, &*gs)
+        let (
+            Storage::Cpu(qs),
+            Storage::Cpu(ks),
+            Storage::Cpu(vs),
+            Storage::Cpu(os),
+            Storage::Cpu(gs),
+        ) = (&*qs, &*ks, &*vs, &*os, &*gs)
         else {
             bail!("causal_attention: the inputs are not on the CPU");
         };
         let s = self.dims(ql, kl, vl)?;
-        let plans = self.plans(s);
-        if probs.len() != s.b * s.nh
-            || probs
-                .iter()
-                .enumerate()
-                .any(|(task, p)| p.len() != plans[task / s.nh].size)
-        {
-            bail!("causal_attention: backward without the probabilities of its forward");
+        if lse.len() != s.b * s.nh * s.t {
+            bail!("causal_attention: backward without the log-sum-exp of its forward");
         }
         let name = self.name();
-        let (qd, kd, vd, gd) = (
+        let data = [
             f32_data(qs, ql, name)?,
             f32_data(ks, kl, name)?,
             f32_data(vs, vl, name)?,
+            f32_data(os, ol, name)?,
             f32_data(gs, gl, name)?,
-        );
-        let grads: Vec<[Vec<f32>; 3]> = (0..s.b * s.nh)
+        ];
+        if data[3].len() != data[0].len() || data[4].len() != data[0].len() {
+            bail!("causal_attention: the output or its gradient has the wrong size");
+        }
+        let tiles = self.tiles(s);
+        let grads: Vec<[Vec<f32>; 3]> = (0..s.b * s.nkv)
             .into_par_iter()
             .map(|task| {
-                let plan = &plans[task / s.nh];
-                self.head_backward(s, plan, qd, kd, vd, gd, &probs[task], task)
+                let (bi, g) = (task / s.nkv, task % s.nkv);
+                self.kv_head_backward(s, &tiles[bi], data, &lse, (bi, g))
             })
             .collect();
-        drop(probs);
+        drop(lse);
         let m = s.b * s.t;
-        let rep = s.nh / s.nkv;
+        let rep = s.rep();
         let (mut dq, mut dk, mut dv) = (
             vec![0f32; m * s.nh * s.d],
             vec![0f32; m * s.nkv * s.d],
             vec![0f32; m * s.nkv * s.d],
         );
         for (task, [gq, gk, gv]) in grads.iter().enumerate() {
-            scatter_head(&mut dq, gq, task, (s.t, s.nh, s.d), false);
-            // A KV head sums the shares of the rep query heads that read it.
-            let kv_task = task / s.nh * s.nkv + task % s.nh / rep;
-            scatter_head(&mut dk, gk, kv_task, (s.t, s.nkv, s.d), true);
-            scatter_head(&mut dv, gv, kv_task, (s.t, s.nkv, s.d), true);
+            let (bi, g) = (task / s.nkv, task % s.nkv);
+            for (r, head) in gq.chunks_exact(s.t * s.d).enumerate() {
+                let h = g * rep + r;
+                scatter_head(&mut dq, head, bi * s.nh + h, (s.t, s.nh, s.d));
+            }
+            scatter_head(&mut dk, gk, task, (s.t, s.nkv, s.d));
+            scatter_head(&mut dv, gv, task, (s.t, s.nkv, s.d));
         }
         let dev = q.device();
         Ok((

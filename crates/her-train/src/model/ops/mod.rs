@@ -14,7 +14,7 @@ mod silu_mul;
 pub(crate) mod vmath;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use attention::CausalAttention;
 pub use rms_norm::RmsNorm;

@@ -10,14 +10,14 @@ use super::*;
 use crate::model::Segments;
 use her_core::rng::SplitMix64;
 
-fn randn(shape: &[usize], seed: u64) -> Tensor {
+pub(crate) fn randn(shape: &[usize], seed: u64) -> Tensor {
     let mut rng = SplitMix64::new(seed);
     let n = shape.iter().product();
     let v: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
     (a - b)
         .unwrap()
@@ -105,7 +105,7 @@ fn rope_styles_match_candles_interleaved_and_half_split_rope() {
 /// Attention in candle's differentiable ops: KV heads repeated per query
 /// head (head h reads KV head h / rep), a −∞ mask wherever `sees(row,
 /// query, key)` is false, candle_nn's composite softmax. → (b·t, nh·d)
-fn reference_attention(
+pub(crate) fn reference_attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,

@@ -4,3 +4,7 @@
 //! CI exercises the path a GPU runs.
 
 pub(crate) mod attach;
+pub(crate) mod attention;
+
+#[cfg(test)]
+mod attention_tests;
