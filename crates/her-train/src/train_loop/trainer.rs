@@ -12,7 +12,7 @@ use crate::data::Batch;
 use crate::error::JobError;
 use crate::guard::{Diverged, NonFiniteGuard, StepUpdate};
 use crate::lora::{LoraParam, LoraSpec, Target, write_lora_gguf};
-use crate::model::{BaseMode, TrainModel};
+use crate::model::{BaseMode, Kernels, OpPath, TrainModel};
 use crate::optim::{AdamW, AdamWConfig, Schedule};
 use crate::run::RunDir;
 use crate::settings::TrainConfig;
@@ -70,6 +70,11 @@ pub fn device(settings: &TrainConfig) -> Result<Device, JobError> {
     }
 }
 
+/// The op set `train.kernels` picks for `device`.
+pub fn op_path(settings: &TrainConfig, device: &Device) -> Result<OpPath, JobError> {
+    Ok(Kernels::parse(&settings.kernels)?.resolve(device)?)
+}
+
 /// Names of the trainable tensors, as in the adapter GGUF.
 pub fn named_params(params: &[LoraParam]) -> Vec<(String, Var)> {
     let mut out = Vec::with_capacity(params.len() * 2);
@@ -116,7 +121,9 @@ impl Trainer {
             BaseMode::Quantized
         };
         crate::memory::use_one_malloc_arena();
+        let path = op_path(settings, &device)?;
         let mut model = TrainModel::load(model_path, mode, &device)?;
+        model.set_op_path(path);
         let spec = match init_adapter {
             Some(path) => {
                 let mut spec = model.load_lora_gguf(path)?;
