@@ -14,8 +14,8 @@ use candle_core::quantized::QTensor;
 use candle_core::quantized::ggml_file::qtensor_from_ggml;
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor, bail};
 
-use super::ops::matmul::{MatRef, product};
 use super::kernels::OpPath;
+use super::ops::matmul::{MatRef, product};
 use super::ops::{f32_data, with_f32};
 use super::portable;
 

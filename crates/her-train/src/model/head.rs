@@ -20,9 +20,9 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor,
 
 use super::frozen::FrozenWeight;
 use super::kernels::OpPath;
-use super::portable;
 use super::ops::matmul::{MatMut, MatRef, Threads, matmul_into, product};
 use super::ops::{f32_data, vmath};
+use super::portable;
 
 /// Label value of positions that do not count (PyTorch's ignore_index).
 pub const IGNORE_LABEL: i64 = -100;

@@ -17,9 +17,9 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 use super::frozen::FrozenWeight;
 use super::kernels::OpPath;
-use super::portable;
 use super::ops::matmul::{MatMut, MatRef, Threads, matmul_into, product};
 use super::ops::{f32_data, with_f32};
+use super::portable;
 use crate::lora::dropout_mask_values;
 
 #[derive(Clone)]

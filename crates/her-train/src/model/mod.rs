@@ -499,9 +499,7 @@ impl TrainModel {
         };
         let weight = self.head.weight().clone();
         let nll = HeadNll::new(weight, labels.clone(), chunk_vocab, keep_bytes);
-        let nll = self
-            .device
-            .with_context(|| nll.apply(&h, self.op_path))?;
+        let nll = self.device.with_context(|| nll.apply(&h, self.op_path))?;
         Ok((nll, labels))
     }
 

@@ -130,7 +130,11 @@ impl CustomOp1 for Checkpoint {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         // A fresh, untracked copy of x: only the LoRA variables are tracked
         // in this graph, and it is dropped on return.
-        let x = Tensor::from_slice(f32_data(s, l, CustomOp1::name(self))?, l.shape(), &Device::Cpu)?;
+        let x = Tensor::from_slice(
+            f32_data(s, l, CustomOp1::name(self))?,
+            l.shape(),
+            &Device::Cpu,
+        )?;
         let y = self.block.forward(&x, &self.pass).map_err(candle_err)?;
         if y.dims() != x.dims() {
             candle_core::bail!(

@@ -6,9 +6,9 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::f32_data;
+use super::vmath::sigmoid;
 use crate::model::kernels::OpPath;
 use crate::model::portable;
-use super::vmath::sigmoid;
 
 #[derive(Clone, Copy)]
 pub struct SiluMul;

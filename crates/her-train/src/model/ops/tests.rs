@@ -262,7 +262,12 @@ fn silu_mul_matches_the_composite_and_both_gradients() {
 #[test]
 fn ops_reject_non_matching_shapes() {
     let x = randn(&[2, 3], 11);
-    assert!(RmsNorm::new(vec![1.0; 4], 1e-6).unwrap().forward(&x).is_err());
+    assert!(
+        RmsNorm::new(vec![1.0; 4], 1e-6)
+            .unwrap()
+            .forward(&x)
+            .is_err()
+    );
     let x4 = randn(&[1, 2, 3, 4], 13);
     let attention = CausalAttention::new(1.0);
     assert!(attention.forward(&x, &x, &x).is_err());

@@ -68,7 +68,9 @@ impl Labelled {
 
     /// The labelled rows of h, in f32: (m, e).
     fn pack(&self, h: &Tensor) -> Result<Tensor> {
-        h.contiguous()?.index_select(&self.index, 0)?.to_dtype(DType::F32)
+        h.contiguous()?
+            .index_select(&self.index, 0)?
+            .to_dtype(DType::F32)
     }
 }
 
@@ -163,18 +165,22 @@ impl Backward for HeadBwd {
         let (m, e) = (rows.labels.len(), h.dim(1)?);
         let dev = h.device();
         // Only the NLL column is ever used downstream.
-        let g = grad.narrow(1, 0, 1)?.contiguous()?.index_select(&rows.index, 0)?;
+        let g = grad
+            .narrow(1, 0, 1)?
+            .contiguous()?
+            .index_select(&rows.index, 0)?;
         let g = g.to_dtype(DType::F32)?;
-        let lse = out.narrow(1, 1, 1)?.contiguous()?.index_select(&rows.index, 0)?;
+        let lse = out
+            .narrow(1, 1, 1)?
+            .contiguous()?
+            .index_select(&rows.index, 0)?;
         let hp = rows.pack(h)?;
         let mut dh = Tensor::zeros((m, e), DType::F32, dev)?;
         for_each_block(&hp, &self.weight, self.chunk_vocab, |first, w, logits| {
             let width = w.dim(0)?;
             let p = logits.broadcast_sub(&lse)?.exp()?;
             let ids = Tensor::arange(first as u32, (first + width) as u32, dev)?.unsqueeze(0)?;
-            let onehot = ids
-                .broadcast_eq(&rows.labels_t)?
-                .to_dtype(DType::F32)?;
+            let onehot = ids.broadcast_eq(&rows.labels_t)?.to_dtype(DType::F32)?;
             let d = (p - onehot)?.broadcast_mul(&g)?;
             dh = (&dh + d.matmul(w)?)?;
             Ok(())

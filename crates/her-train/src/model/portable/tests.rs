@@ -26,7 +26,14 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
 }
 
 fn max_abs(t: &Tensor) -> f32 {
-    t.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar().unwrap()
+    t.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar()
+        .unwrap()
 }
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
@@ -39,7 +46,10 @@ type Op<'a> = &'a dyn Fn(&[Tensor]) -> Tensor;
 /// The value of `op` on `inputs` (as variables) and the gradient of
 /// ⟨value, r⟩ for every input, r a fixed random tensor.
 fn run(op: Op<'_>, inputs: &[Tensor]) -> (Tensor, Vec<Tensor>) {
-    let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+    let vars: Vec<Var> = inputs
+        .iter()
+        .map(|t| Var::from_tensor(t).unwrap())
+        .collect();
     let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let y = op(&tensors);
     let r = randn(y.dims(), 99);
@@ -54,19 +64,34 @@ fn run(op: Op<'_>, inputs: &[Tensor]) -> (Tensor, Vec<Tensor>) {
 /// ⟨op(inputs), r⟩ without a graph.
 fn objective(op: Op<'_>, inputs: &[Tensor], r: &Tensor) -> f64 {
     let y = op(inputs);
-    let v = (&y * r).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+    let v = (&y * r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
     f64::from(v)
 }
 
 /// The portable op's value and gradients against `fused` and `composite`
 /// (within `tol` of each, relative to the reference's largest entry), and
 /// one finite-difference check per input.
-fn check(name: &str, inputs: &[Tensor], portable: Op<'_>, fused: Op<'_>, composite: Op<'_>, tol: f32) {
+fn check(
+    name: &str,
+    inputs: &[Tensor],
+    portable: Op<'_>,
+    fused: Op<'_>,
+    composite: Op<'_>,
+    tol: f32,
+) {
     let (y, g) = run(portable, inputs);
     for (other, op) in [("fused", fused), ("composite", composite)] {
         let (yr, gr) = run(op, inputs);
         let d = max_diff(&y, &yr);
-        assert!(d <= tol * max_abs(&yr).max(1.0), "{name} vs {other}: values differ by {d}");
+        assert!(
+            d <= tol * max_abs(&yr).max(1.0),
+            "{name} vs {other}: values differ by {d}"
+        );
         for (i, (a, b)) in g.iter().zip(&gr).enumerate() {
             let d = max_diff(a, b);
             assert!(
@@ -119,7 +144,9 @@ fn composite_rope(x: &Tensor, style: RopeStyle, positions: &[u32], theta: f64) -
     let half = d / 2;
     let angles: Vec<f32> = positions
         .iter()
-        .flat_map(|&p| (0..half).map(move |i| (f64::from(p) * theta.powf(-2.0 * i as f64 / d as f64)) as f32))
+        .flat_map(|&p| {
+            (0..half).map(move |i| (f64::from(p) * theta.powf(-2.0 * i as f64 / d as f64)) as f32)
+        })
         .collect();
     let angles = Tensor::from_vec(angles, (b, t, 1, half), &Device::Cpu).unwrap();
     let (c, s) = (angles.cos().unwrap(), angles.sin().unwrap());
@@ -150,7 +177,8 @@ fn rope_matches_the_fused_op_and_the_composite_in_both_styles_packed_or_not() {
     let packed = Segments::from_lengths(t, &[vec![3, 4], vec![7]]).unwrap();
     for style in [RopeStyle::Norm, RopeStyle::Neox] {
         for segments in [None, Some(&packed)] {
-            let positions = segments.map_or_else(|| Segments::whole(b, t).positions(), Segments::positions);
+            let positions =
+                segments.map_or_else(|| Segments::whole(b, t).positions(), Segments::positions);
             let mut rope = Rope::new(style, d, t, 1e4);
             if segments.is_some() {
                 rope = rope.with_positions(positions.clone());
@@ -201,7 +229,12 @@ fn frozen_linear_matches_the_fused_op_and_a_plain_matmul() {
             &[randn(&[5, 32], 32)],
             &|x| linear.apply(&x[0], OpPath::Portable).unwrap(),
             &|x| linear.apply(&x[0], OpPath::Fused).unwrap(),
-            &|x| x[0].matmul(&dense.t().unwrap()).unwrap().broadcast_add(&bias).unwrap(),
+            &|x| {
+                x[0].matmul(&dense.t().unwrap())
+                    .unwrap()
+                    .broadcast_add(&bias)
+                    .unwrap()
+            },
             1e-5,
         );
         // dx only: the frozen matrix is no input of the op.
@@ -220,15 +253,26 @@ fn lora_linear_matches_the_fused_op_and_the_composite_with_and_without_dropout()
     for (weight, dense) in weights(n, k, 40) {
         for p in [0.0, 0.25] {
             let op = LoraLinear::new(weight.clone(), 0.75, Some((p, &key[..])));
-            let mask = Tensor::from_vec(dropout_mask_values(m * k, p, &key), (m, k), &Device::Cpu).unwrap();
+            let mask = Tensor::from_vec(dropout_mask_values(m * k, p, &key), (m, k), &Device::Cpu)
+                .unwrap();
             check(
                 &format!("lora_linear p={p}"),
                 &[randn(&[m, k], 42), randn(&[r, k], 43), randn(&[n, r], 44)],
-                &|x| op.apply(&x[0], &x[1], &x[2], Some(&bias), OpPath::Portable).unwrap(),
-                &|x| op.apply(&x[0], &x[1], &x[2], Some(&bias), OpPath::Fused).unwrap(),
+                &|x| {
+                    op.apply(&x[0], &x[1], &x[2], Some(&bias), OpPath::Portable)
+                        .unwrap()
+                },
+                &|x| {
+                    op.apply(&x[0], &x[1], &x[2], Some(&bias), OpPath::Fused)
+                        .unwrap()
+                },
                 &|x| {
                     let base = x[0].matmul(&dense.t().unwrap()).unwrap();
-                    let masked = if p > 0.0 { (&x[0] * &mask).unwrap() } else { x[0].clone() };
+                    let masked = if p > 0.0 {
+                        (&x[0] * &mask).unwrap()
+                    } else {
+                        x[0].clone()
+                    };
                     let low = masked.matmul(&x[1].t().unwrap()).unwrap();
                     let branch = (low.matmul(&x[2].t().unwrap()).unwrap() * 0.75).unwrap();
                     (base + branch).unwrap().broadcast_add(&bias).unwrap()
@@ -249,7 +293,10 @@ fn head_nll_matches_the_fused_op_and_log_softmax() {
         let kept = HeadNll::new(weight.clone(), labels.clone(), 7, 1 << 20);
         let idx: Vec<u32> = labels.iter().map(|&y| y.max(0) as u32).collect();
         let idx = Tensor::from_vec(idx, (n, 1), &Device::Cpu).unwrap();
-        let counts: Vec<f32> = labels.iter().map(|&y| if y < 0 { 0.0 } else { 1.0 }).collect();
+        let counts: Vec<f32> = labels
+            .iter()
+            .map(|&y| if y < 0 { 0.0 } else { 1.0 })
+            .collect();
         let counts = Tensor::from_vec(counts, n, &Device::Cpu).unwrap();
         check(
             "head_nll",
@@ -259,7 +306,14 @@ fn head_nll_matches_the_fused_op_and_log_softmax() {
             &|x| {
                 let logits = x[0].matmul(&dense.t().unwrap()).unwrap();
                 let lp = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
-                (lp.gather(&idx, 1).unwrap().squeeze(1).unwrap().neg().unwrap() * &counts).unwrap()
+                (lp.gather(&idx, 1)
+                    .unwrap()
+                    .squeeze(1)
+                    .unwrap()
+                    .neg()
+                    .unwrap()
+                    * &counts)
+                    .unwrap()
             },
             1e-5,
         );
