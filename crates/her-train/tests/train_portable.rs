@@ -122,7 +122,16 @@ fn outcome(case: &Case<'_>, path: OpPath, nudge: bool) -> Outcome {
     );
     let grads = params
         .iter()
-        .map(|(name, v)| (name.clone(), flat(grads.get(v.as_tensor()).unwrap())))
+        .map(|(name, v)| {
+            let g = grads.get(v.as_tensor()).unwrap();
+            // A tracked gradient would keep the step's graph alive.
+            assert!(
+                !g.track_op(),
+                "{} {path:?}: {name}'s gradient holds a graph",
+                case.what
+            );
+            (name.clone(), flat(g))
+        })
         .collect();
     let logprobs = flat(&m.token_logprobs(&ids, &labels).unwrap());
     Outcome {
