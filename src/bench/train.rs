@@ -74,7 +74,7 @@ pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
     std::fs::write(&plan_path, serde_json::to_vec(&plan)?)?;
 
     println!(
-        "her bench train: {}\n  batches: {} steps × {}×{} tokens from {} ({} of {} positions in the loss: --labels {})\n  LoRA r {RANK}, alpha {ALPHA}, dropout 0 on q,k,v,o,gate,up,down; AdamW lr {}, clip {MAX_GRAD_NORM}; activation checkpointing {}; {threads} threads; first step is warm-up\n",
+        "her bench train: {}\n  batches: {} steps × {}×{} tokens from {} ({} of {} positions in the loss: --labels {})\n  LoRA r {RANK}, alpha {ALPHA}, dropout 0 on q,k,v,o,gate,up,down; AdamW lr {}, clip {MAX_GRAD_NORM}; activation checkpointing {}; our kernels {}; {threads} threads; first step is warm-up\n",
         model.display(),
         args.steps,
         args.batch,
@@ -85,6 +85,7 @@ pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
         args.labels,
         args.lr,
         if args.checkpointing { "on" } else { "off" },
+        args.kernels,
     );
 
     let modes: Vec<BaseMode> = match args.base.as_deref() {
@@ -230,6 +231,7 @@ pub(super) fn base_plan(
         },
         seed: SEED,
         checkpointing: args.checkpointing,
+        kernels: args.kernels.clone(),
         batches,
         tokenizer_check,
     }
@@ -440,6 +442,7 @@ mod tests {
             lr: 2e-4,
             skip_torch: true,
             checkpointing: false,
+            kernels: "fused".into(),
             base: None,
             pack_len: 0,
             skip_packing: true,

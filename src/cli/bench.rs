@@ -94,6 +94,10 @@ pub struct BenchTrainArgs {
     /// is recomputed in backward instead of keeping its activations.
     #[arg(long)]
     pub checkpointing: bool,
+    /// Our trainer's op set (`train.kernels`): the fused CPU kernels or the
+    /// portable candle ops a GPU runs.
+    #[arg(long, default_value = "fused", value_parser = ["fused", "portable"])]
+    pub kernels: String,
     /// Only this base mode of ours: quantized or dequantized (default: both).
     #[arg(long, value_parser = ["quantized", "dequantized"])]
     pub base: Option<String>,

@@ -321,6 +321,14 @@ pub(crate) const KEYS: &[KeySpec] = &[
             note: "(cuda needs a build with the cuda-train feature)",
         },
     ),
+    spec(
+        "train",
+        "kernels",
+        Kind::Enum {
+            values: &her_train::model::Kernels::NAMES,
+            note: "(fused runs on the CPU only)",
+        },
+    ),
     spec("train", "learning_rate", float_open(0.0, 1.0)),
     spec("train", "warmup_steps", int(0, 1_000_000)),
     spec("train", "epochs", int(1, 10_000)),

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::lora::{LoraSpec, Target};
-use crate::model::{BaseMode, Segments, TrainModel};
+use crate::model::{BaseMode, Kernels, Segments, TrainModel};
 use crate::optim::{Accumulator, AdamW, AdamWConfig};
 use crate::run::memory_mib;
 use crate::train_loop::trainer::named_params;
@@ -31,6 +31,9 @@ pub struct Plan {
     /// Activation (gradient) checkpointing on every side.
     #[serde(default)]
     pub checkpointing: bool,
+    /// Our side's op set: "fused" or "portable" (`train.kernels`).
+    #[serde(default = "fused")]
+    pub kernels: String,
     pub batches: Vec<PlanBatch>,
     /// Samples as our tokenizer encodes them: the PyTorch side checks its
     /// GGUF tokenizer gives the same ids.
@@ -157,6 +160,10 @@ impl SideResult {
     }
 }
 
+fn fused() -> String {
+    "fused".into()
+}
+
 /// Our side: load, attach LoRA, then per batch the same work as one
 /// `her train sft` step (loss, backward, accumulate, clip, AdamW). `label`
 /// names the side in the progress lines on stderr. The caller fills in the
@@ -166,7 +173,9 @@ pub fn train_side(plan: &Plan, mode: BaseMode, label: &str) -> Result<SideResult
     let began = Instant::now();
     // What `her train` does.
     crate::memory::use_one_malloc_arena();
+    let path = Kernels::parse(&plan.kernels)?.resolve(&device)?;
     let mut model = TrainModel::load(&plan.model, mode, &device)?;
+    model.set_op_path(path);
     let spec = LoraSpec {
         rank: plan.lora.rank,
         alpha: plan.lora.alpha,

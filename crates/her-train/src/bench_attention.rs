@@ -150,7 +150,7 @@ pub fn run_layer(
     .map(|(n_in, n_out)| Projection::random(n_in, n_out, r, &mut rng));
     let (q, k, v, o, gate, up, down) = (q?, k?, v?, o?, gate?, up?, down?);
     let norm = |n: usize| RmsNorm::new(vec![1.0; n], 1e-6);
-    let (attn_norm, ffn_norm, q_norm, k_norm) = (norm(e), norm(e), norm(d), norm(d));
+    let (attn_norm, ffn_norm, q_norm, k_norm) = (norm(e)?, norm(e)?, norm(d)?, norm(d)?);
     let rope = Rope::new(RopeStyle::Neox, d, t, 1e6);
     let scale = 1.0 / (d as f32).sqrt();
     let x: Vec<f32> = (0..t * e).map(|_| rng.normal() as f32).collect();

@@ -17,6 +17,10 @@ pub struct TrainConfig {
     pub base: String,
     /// "cpu", or "cuda" in a build with the `cuda` feature (see [`crate::device`]).
     pub device: String,
+    /// The trainer's op set: "fused" (CPU kernels), "portable" (candle ops
+    /// that run on any device) or "auto" (fused on the CPU, portable on a
+    /// GPU).
+    pub kernels: String,
     pub learning_rate: f64,
     pub warmup_steps: u32,
     pub epochs: u32,
@@ -75,6 +79,7 @@ impl Default for TrainConfig {
                 .to_vec(),
             base: "quantized".into(),
             device: "cpu".into(),
+            kernels: "auto".into(),
             learning_rate: 2e-4,
             warmup_steps: 10,
             epochs: 3,

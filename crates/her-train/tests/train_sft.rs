@@ -66,10 +66,25 @@ fn job(dir: &std::path::Path, settings: TrainConfig, resume: bool) -> SftJob {
 
 #[test]
 fn overfits_four_samples_and_llama_cpp_replays_a_trained_reply() {
+    overfit_and_replay("fused");
+}
+
+/// The same run on the portable op set (`train.kernels = "portable"`): the
+/// code a GPU runs, here on the CPU.
+#[test]
+fn the_portable_kernels_overfit_and_llama_cpp_replays_a_trained_reply() {
+    overfit_and_replay("portable");
+}
+
+fn overfit_and_replay(kernels: &str) {
     let dir = tempfile::tempdir().unwrap();
     let stop = AtomicBool::new(false);
+    let settings = TrainConfig {
+        kernels: kernels.into(),
+        ..settings(80)
+    };
     let report = run(
-        &job(dir.path(), settings(80), false),
+        &job(dir.path(), settings, false),
         four(),
         &stop,
         &mut |_| {},
@@ -77,7 +92,7 @@ fn overfits_four_samples_and_llama_cpp_replays_a_trained_reply() {
     .unwrap();
     let first = report.losses[0];
     let last = *report.losses.last().unwrap();
-    assert!(last < 0.1 * first, "loss {first} -> {last}");
+    assert!(last < 0.1 * first, "{kernels}: loss {first} -> {last}");
 
     // The exported adapter in the real consumer: greedy decoding reproduces
     // a trained reply token for token.
@@ -93,7 +108,7 @@ fn overfits_four_samples_and_llama_cpp_replays_a_trained_reply() {
         .generate(GenerateRequest::new(prompt, sampling))
         .collect_blocking()
         .unwrap();
-    assert_eq!(reply, target.messages[2].content);
+    assert_eq!(reply, target.messages[2].content, "{kernels}");
     // PEFT files are there too.
     let peft = report.peft_dir.unwrap();
     assert!(peft.join("adapter_model.safetensors").is_file());

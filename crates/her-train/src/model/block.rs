@@ -7,6 +7,7 @@ use std::sync::Arc;
 use candle_core::{Tensor, Var};
 
 use super::frozen::FrozenLinear;
+use super::kernels::OpPath;
 use super::load::GgufTensors;
 use super::lora_linear::LoraLinear;
 use super::ops::{CausalAttention, RmsNorm, Rope, SiluMul};
@@ -54,9 +55,10 @@ impl Projection {
         x: &Tensor,
         mask_key: Option<&[u64]>,
         grad: bool,
+        path: OpPath,
     ) -> Result<Tensor, TrainError> {
         let Some(lora) = &self.lora else {
-            return Ok(self.base.forward(x)?);
+            return Ok(self.base.apply(x, path)?);
         };
         let op = LoraLinear::new(
             self.base.weight().clone(),
@@ -68,11 +70,7 @@ impl Projection {
         } else {
             (lora.a.detach(), lora.b.detach())
         };
-        let y = op.forward(x, &a, &b)?;
-        match self.base.bias() {
-            Some(bias) => Ok(y.broadcast_add(bias)?),
-            None => Ok(y),
-        }
+        Ok(op.apply(x, &a, &b, self.base.bias(), path)?)
     }
 }
 
@@ -90,6 +88,8 @@ pub(crate) struct Pass {
     /// Record the pass for a backward; `false` for held-out and reference
     /// passes (candle has no no-grad mode: the LoRA enters detached).
     pub grad: bool,
+    /// The op set: fused CPU kernels or the portable candle ops.
+    pub path: OpPath,
 }
 
 #[derive(Clone)]
@@ -128,7 +128,7 @@ impl Block {
             Ok::<_, TrainError>(RmsNorm::new(
                 src.vector(&format!("blk.{i}.{name}.weight"), n)?,
                 s.rms_eps,
-            ))
+            )?)
         };
         let proj = [
             p(src, Target::Q, e, q)?,
@@ -181,7 +181,7 @@ impl Block {
             .dropout
             .map(|(seed, step)| [seed, step, self.index as u64, t.index() as u64]);
         self.projection(t)
-            .forward(x, key.as_ref().map(|k| &k[..]), pass.grad)
+            .forward(x, key.as_ref().map(|k| &k[..]), pass.grad, pass.path)
     }
 
     /// x: (b·t, embd) → (b·t, embd).
@@ -190,37 +190,52 @@ impl Block {
         let (nh, nkv) = (self.n_head, self.n_head_kv);
 
         // 1. Attention input norm: (m, e)
-        let h = self.attn_norm.forward(x)?;
+        let h = self.attn_norm.apply(x, pass.path)?;
         // 2. Projections: q (m, nh·d), k and v (m, nkv·d)
         let q = self.project(Target::Q, &h, pass)?.reshape((b, t, nh, d))?;
         let k = self.project(Target::K, &h, pass)?.reshape((b, t, nkv, d))?;
         let v = self.project(Target::V, &h, pass)?.reshape((b, t, nkv, d))?;
         // 3. qwen3: per-head RMSNorm of q and k, before rope
         let q = match &self.q_norm {
-            Some(n) => n.forward(&q)?,
+            Some(n) => n.apply(&q, pass.path)?,
             None => q,
         };
         let k = match &self.k_norm {
-            Some(n) => n.forward(&k)?,
+            Some(n) => n.apply(&k, pass.path)?,
             None => k,
         };
         // 4. Rope on (b, t, heads, d)
-        let q = pass.rope.forward(&q)?;
-        let k = pass.rope.forward(&k)?;
+        let q = pass.rope.apply(&q, pass.path)?;
+        let k = pass.rope.apply(&k, pass.path)?;
         // 5. Causal attention, query head h reading KV head h / rep, straight
         //    from the (b, t, heads, d) layout, inside each packed sample:
         //    context (m, nh·d) (a fresh op per call: it keeps this block's
-        //    probabilities)
-        let ctx = CausalAttention::new(pass.attn_scale)
-            .with_segments(pass.segments.clone())
-            .forward(&q, &k, &v)?;
+        //    log-sum-exp)
+        let ctx = attention(&q, &k, &v, pass)?;
         // 6. Output projection, residual
         let x = (x + self.project(Target::O, &ctx, pass)?)?;
         // 7. MLP: down(silu(gate(h)) ⊙ up(h)), residual
-        let h = self.ffn_norm.forward(&x)?;
+        let h = self.ffn_norm.apply(&x, pass.path)?;
         let gate = self.project(Target::Gate, &h, pass)?;
         let up = self.project(Target::Up, &h, pass)?;
-        let act = SiluMul::forward(&gate, &up)?;
+        let act = SiluMul::apply(&gate, &up, pass.path)?;
         Ok((x + self.project(Target::Down, &act, pass)?)?)
+    }
+}
+
+/// Causal attention for this pass's op set: both are tiled and keep only
+/// the log-sum-exp per row for backward.
+fn attention(q: &Tensor, k: &Tensor, v: &Tensor, pass: &Pass) -> candle_core::Result<Tensor> {
+    match pass.path {
+        OpPath::Fused => CausalAttention::new(pass.attn_scale)
+            .with_segments(pass.segments.clone())
+            .forward(q, k, v),
+        OpPath::Portable => super::portable::attention::causal_attention(
+            q,
+            k,
+            v,
+            pass.attn_scale,
+            pass.segments.clone(),
+        ),
     }
 }

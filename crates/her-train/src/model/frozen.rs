@@ -12,10 +12,12 @@ use std::sync::{Arc, Mutex, TryLockError};
 
 use candle_core::quantized::QTensor;
 use candle_core::quantized::ggml_file::qtensor_from_ggml;
-use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor, bail};
 
+use super::kernels::OpPath;
 use super::ops::matmul::{MatRef, product};
 use super::ops::{f32_data, with_f32};
+use super::portable;
 
 mod dequantize;
 
@@ -117,6 +119,46 @@ impl FrozenWeight {
         self.rows_f32(0, self.dims()?.0)
     }
 
+    /// The whole matrix as a fresh `dtype` tensor on `device`, for the
+    /// portable ops: candle's own dequantize (a CUDA kernel on a GPU), never
+    /// the CPU scratch buffer.
+    pub fn dense(&self, dtype: DType, device: &Device) -> Result<Tensor> {
+        match self {
+            FrozenWeight::Quantized(q) => q.dequantize(device)?.to_dtype(dtype),
+            FrozenWeight::Dense(t) => t.to_device(device)?.to_dtype(dtype),
+        }
+    }
+
+    /// Rows `start..start + len` as [`Self::dense`] gives the whole matrix.
+    /// A quantized matrix dequantizes only those rows (cut out of its
+    /// bytes, which for a QTensor on a GPU are copied to the host first:
+    /// splitting the head at load is the device loader's job).
+    pub fn dense_rows(
+        &self,
+        start: usize,
+        len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let (n, k) = self.dims()?;
+        if start + len > n {
+            bail!("rows {start}..{} of a matrix with {n} rows", start + len);
+        }
+        match self {
+            FrozenWeight::Quantized(q) if (start, len) != (0, n) => {
+                let qdtype = q.dtype();
+                let row_bytes = k / qdtype.block_size() * qdtype.type_size();
+                let data = q.data()?;
+                let bytes = &data[start * row_bytes..(start + len) * row_bytes];
+                qtensor_from_ggml(qdtype, bytes, vec![len, k], &Device::Cpu)?
+                    .dequantize(device)?
+                    .to_dtype(dtype)
+            }
+            FrozenWeight::Quantized(_) => self.dense(dtype, device),
+            FrozenWeight::Dense(t) => t.narrow(0, start, len)?.to_device(device)?.to_dtype(dtype),
+        }
+    }
+
     /// Rows `ids` of the matrix (an embedding lookup): (n,) → (n, in).
     pub fn rows(&self, ids: &Tensor) -> Result<Tensor> {
         match self {
@@ -153,6 +195,17 @@ impl FrozenLinear {
 
     pub fn bias(&self) -> Option<&Tensor> {
         self.bias.as_ref()
+    }
+
+    /// This pass's implementation: the fused kernel or the portable op
+    /// (which keeps the bias inside the op).
+    pub(crate) fn apply(&self, x: &Tensor, path: OpPath) -> Result<Tensor> {
+        match path {
+            OpPath::Fused => self.forward(x),
+            OpPath::Portable => {
+                portable::linear::frozen_linear(x, &self.weight, self.bias.as_ref())
+            }
+        }
     }
 
     /// x: (m, in) → (m, out).

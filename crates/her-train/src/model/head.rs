@@ -19,8 +19,10 @@ use rayon::prelude::*;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Storage, Tensor, bail};
 
 use super::frozen::FrozenWeight;
+use super::kernels::OpPath;
 use super::ops::matmul::{MatMut, MatRef, Threads, matmul_into, product};
 use super::ops::{f32_data, vmath};
+use super::portable;
 
 /// Label value of positions that do not count (PyTorch's ignore_index).
 pub const IGNORE_LABEL: i64 = -100;
@@ -73,6 +75,21 @@ impl HeadNll {
             chunk_vocab: chunk_vocab.max(1),
             keep_bytes,
             kept: Arc::default(),
+        }
+    }
+
+    /// [`Self::forward`] by this pass's implementation: the fused kernel or
+    /// the portable op (which recomputes every block in backward).
+    pub(crate) fn apply(&self, h: &Tensor, path: OpPath) -> Result<Tensor> {
+        match path {
+            OpPath::Fused => self.forward(h),
+            OpPath::Portable => {
+                let (n, _) = h.dims2()?;
+                self.check(&Layout::contiguous((n, h.dim(1)?)))?;
+                portable::head::head_nll(h, &self.weight, &self.labels, self.chunk_vocab)?
+                    .narrow(1, 0, 1)?
+                    .squeeze(1)
+            }
         }
     }
 

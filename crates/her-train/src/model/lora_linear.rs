@@ -16,8 +16,10 @@ use rayon::prelude::*;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 
 use super::frozen::FrozenWeight;
+use super::kernels::OpPath;
 use super::ops::matmul::{MatMut, MatRef, Threads, matmul_into, product};
 use super::ops::{f32_data, with_f32};
+use super::portable;
 use crate::lora::dropout_mask_values;
 
 #[derive(Clone)]
@@ -40,6 +42,36 @@ impl LoraLinear {
                 .filter(|(p, _)| *p > 0.0)
                 .map(|(p, key)| (p, Arc::from(key))),
             low: Arc::default(),
+        }
+    }
+
+    /// This pass's implementation of x·Wᵀ + branch + bias: the fused kernel
+    /// (bias added after it) or the portable op (bias inside).
+    pub(crate) fn apply(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        bias: Option<&Tensor>,
+        path: OpPath,
+    ) -> Result<Tensor> {
+        match path {
+            OpPath::Fused => {
+                let y = self.forward(x, a, b)?;
+                match bias {
+                    Some(bias) => y.broadcast_add(bias),
+                    None => Ok(y),
+                }
+            }
+            OpPath::Portable => {
+                let frozen = portable::linear::LoraFrozen {
+                    weight: &self.weight,
+                    bias,
+                    scale: self.scale,
+                    dropout: self.dropout.clone(),
+                };
+                portable::linear::lora_linear(x, a, b, frozen)
+            }
         }
     }
 

@@ -11,6 +11,7 @@
 mod block;
 mod frozen;
 mod head;
+pub mod kernels;
 mod load;
 pub(crate) use load::Gguf;
 pub(crate) mod lora_linear;
@@ -30,6 +31,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 pub use frozen::{FrozenLinear, FrozenWeight};
 pub use head::{HeadNll, IGNORE_LABEL};
+pub use kernels::{Kernels, OpPath};
 pub use ops::RopeStyle;
 pub use segments::Segments;
 pub use shape::{Arch, ModelShape};
@@ -109,6 +111,8 @@ pub struct TrainModel {
     /// Log-probs and losses are of softmax(logits / T) (see
     /// [`Self::set_logit_temperature`]).
     logit_temperature: f64,
+    /// The op set every pass uses.
+    op_path: OpPath,
 }
 
 impl TrainModel {
@@ -125,7 +129,7 @@ impl TrainModel {
         let blocks = (0..shape.n_layer)
             .map(|i| Block::load(&mut src, &shape, i))
             .collect::<Result<Vec<_>, _>>()?;
-        let output_norm = RmsNorm::new(src.vector("output_norm.weight", e)?, shape.rms_eps);
+        let output_norm = RmsNorm::new(src.vector("output_norm.weight", e)?, shape.rms_eps)?;
         let head = if shape.tied_output {
             embed.clone()
         } else {
@@ -146,6 +150,7 @@ impl TrainModel {
             checkpointing: false,
             side_grads: SideGrads::default(),
             logit_temperature: 1.0,
+            op_path: OpPath::Fused,
         })
     }
 
@@ -159,6 +164,16 @@ impl TrainModel {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The op set of every pass from here on (see [`Kernels::resolve`]);
+    /// checkpointed blocks recompute with the same one.
+    pub fn set_op_path(&mut self, path: OpPath) {
+        self.op_path = path;
+    }
+
+    pub fn op_path(&self) -> OpPath {
+        self.op_path
     }
 
     /// Head rows (vocabulary entries) per block of the chunked loss, instead
@@ -327,7 +342,8 @@ impl TrainModel {
     pub fn logits(&self, ids: &Tensor) -> Result<Tensor, TrainError> {
         let (b, t) = batch_dims(ids, "ids")?;
         let h = self.hidden(ids, PassOptions::DETACHED)?;
-        Ok(self.head.forward(&h)?.reshape((b, t, self.shape.n_vocab))?)
+        let logits = self.head.apply(&h, self.op_path)?;
+        Ok(logits.reshape((b, t, self.shape.n_vocab))?)
     }
 
     /// Mean NLL over positions whose label != −100 (labels (b,t) i64,
@@ -483,7 +499,7 @@ impl TrainModel {
         };
         let weight = self.head.weight().clone();
         let nll = HeadNll::new(weight, labels.clone(), chunk_vocab, keep_bytes);
-        let nll = self.device.with_context(|| nll.forward(&h))?;
+        let nll = self.device.with_context(|| nll.apply(&h, self.op_path))?;
         Ok((nll, labels))
     }
 
@@ -525,6 +541,7 @@ impl TrainModel {
             attn_scale: s.attn_scale as f32,
             dropout: options.dropout,
             grad: options.grad,
+            path: self.op_path,
         });
         // 1. Frozen embedding lookup: (b·t, e)
         let mut x = self.embed.rows(&flat)?;
@@ -543,7 +560,7 @@ impl TrainModel {
             };
         }
         // 3. Final norm
-        Ok(self.output_norm.forward(&x)?)
+        Ok(self.output_norm.apply(&x, self.op_path)?)
     }
 }
 

@@ -17,7 +17,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, CustomOp1, Device, Error, Layout, Result, Shape, Tensor, Var};
 
 use super::block::{Block, Pass};
+use super::kernels::OpPath;
 use super::ops::f32_data;
+use super::portable::attach::{Backward, attach1};
 use crate::error::TrainError;
 
 /// LoRA gradients produced by checkpointed blocks' backward passes, waiting
@@ -53,46 +55,29 @@ impl Checkpoint {
     /// The block applied to x (m, embd) keeping only x (and the output) in
     /// the graph. x must be tracked (a variable or the result of an op on
     /// one), or the op is not recorded and its LoRA gets no gradient.
+    /// The fused path runs the block inside the op's `cpu_fwd`; the
+    /// portable one runs it outside on a detached x and attaches the value
+    /// (so it works on any device). Both recompute with the same `Pass`,
+    /// hence the same path, in backward.
     pub fn apply(block: &Block, pass: &Arc<Pass>, side: &SideGrads, x: &Tensor) -> Result<Tensor> {
-        x.contiguous()?.apply_op1(Self {
+        let op = Self {
             block: block.clone(),
             pass: pass.clone(),
             side: side.clone(),
-        })
-    }
-}
-
-fn candle_err(e: TrainError) -> Error {
-    match e {
-        TrainError::Candle(e) => e,
-        other => Error::wrap(other),
-    }
-}
-
-impl CustomOp1 for Checkpoint {
-    fn name(&self) -> &'static str {
-        "checkpointed_block"
-    }
-
-    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        // A fresh, untracked copy of x: only the LoRA variables are tracked
-        // in this graph, and it is dropped on return.
-        let x = Tensor::from_slice(f32_data(s, l, self.name())?, l.shape(), &Device::Cpu)?;
-        let y = self.block.forward(&x, &self.pass).map_err(candle_err)?;
-        if y.dims() != x.dims() {
-            candle_core::bail!(
-                "checkpointed_block: output {:?} differs from input {:?}",
-                y.dims(),
-                x.dims()
-            );
+        };
+        match pass.path {
+            OpPath::Fused => x.contiguous()?.apply_op1(op),
+            OpPath::Portable => {
+                let y = block.forward(&x.detach(), pass).map_err(candle_err)?;
+                // Detached: the block's graph built just now is dropped.
+                attach1(x, y.detach(), op)
+            }
         }
-        let y = y.flatten_all()?.to_vec1::<f32>()?;
-        Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
     /// Recompute the block from x and back-propagate `grad` through it: the
     /// input gradient is returned, the LoRA gradients go to the side store.
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn recompute(&self, arg: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let x = Var::from_tensor(&arg.detach())?;
         let y = self
             .block
@@ -112,5 +97,57 @@ impl CustomOp1 for Checkpoint {
         drop(grads);
         self.side.add(lora)?;
         Ok(dx)
+    }
+}
+
+impl Backward for Checkpoint {
+    fn name(&self) -> &'static str {
+        "portable_checkpointed_block"
+    }
+
+    fn backward(
+        &self,
+        inputs: &[&Tensor],
+        _out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![self.recompute(inputs[0], grad)?])
+    }
+}
+
+fn candle_err(e: TrainError) -> Error {
+    match e {
+        TrainError::Candle(e) => e,
+        other => Error::wrap(other),
+    }
+}
+
+impl CustomOp1 for Checkpoint {
+    fn name(&self) -> &'static str {
+        "checkpointed_block"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        // A fresh, untracked copy of x: only the LoRA variables are tracked
+        // in this graph, and it is dropped on return.
+        let x = Tensor::from_slice(
+            f32_data(s, l, CustomOp1::name(self))?,
+            l.shape(),
+            &Device::Cpu,
+        )?;
+        let y = self.block.forward(&x, &self.pass).map_err(candle_err)?;
+        if y.dims() != x.dims() {
+            candle_core::bail!(
+                "checkpointed_block: output {:?} differs from input {:?}",
+                y.dims(),
+                x.dims()
+            );
+        }
+        let y = y.flatten_all()?.to_vec1::<f32>()?;
+        Ok((CpuStorage::F32(y), l.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        self.recompute(arg, grad)
     }
 }

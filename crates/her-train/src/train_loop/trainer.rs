@@ -12,7 +12,7 @@ use crate::data::Batch;
 use crate::error::JobError;
 use crate::guard::{Diverged, NonFiniteGuard, StepUpdate};
 use crate::lora::{LoraParam, LoraSpec, Target, write_lora_gguf};
-use crate::model::{BaseMode, TrainModel};
+use crate::model::{BaseMode, Kernels, OpPath, TrainModel};
 use crate::optim::{AdamW, AdamWConfig, Schedule};
 use crate::run::RunDir;
 use crate::settings::TrainConfig;
@@ -56,6 +56,11 @@ pub fn lora_spec(settings: &TrainConfig) -> Result<LoraSpec, JobError> {
 
 pub fn device(settings: &TrainConfig) -> Result<Device, JobError> {
     crate::device::train_device(&settings.device).map_err(JobError::Setup)
+}
+
+/// The op set `train.kernels` picks for `device`.
+pub fn op_path(settings: &TrainConfig, device: &Device) -> Result<OpPath, JobError> {
+    Ok(Kernels::parse(&settings.kernels)?.resolve(device)?)
 }
 
 /// Names of the trainable tensors, as in the adapter GGUF.
@@ -104,7 +109,9 @@ impl Trainer {
             BaseMode::Quantized
         };
         crate::memory::use_one_malloc_arena();
+        let path = op_path(settings, &device)?;
         let mut model = TrainModel::load(model_path, mode, &device)?;
+        model.set_op_path(path);
         let spec = match init_adapter {
             Some(path) => {
                 let mut spec = model.load_lora_gguf(path)?;

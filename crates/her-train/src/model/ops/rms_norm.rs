@@ -3,23 +3,40 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, Layout, Result, Shape, Tensor, bail};
 
 use rayon::prelude::*;
 
 use super::f32_data;
+use crate::model::kernels::OpPath;
+use crate::model::portable;
 
 #[derive(Clone)]
 pub struct RmsNorm {
     weight: Arc<Vec<f32>>,
+    /// The same weight as a tensor, for the portable op.
+    weight_tensor: Tensor,
     eps: f64,
 }
 
 impl RmsNorm {
-    pub fn new(weight: Vec<f32>, eps: f64) -> Self {
-        Self {
+    pub fn new(weight: Vec<f32>, eps: f64) -> Result<Self> {
+        let weight_tensor = Tensor::from_slice(&weight, weight.len(), &Device::Cpu)?;
+        Ok(Self {
             weight: Arc::new(weight),
+            weight_tensor,
             eps,
+        })
+    }
+
+    /// This pass's implementation: the fused kernel or the portable op.
+    pub(crate) fn apply(&self, x: &Tensor, path: OpPath) -> Result<Tensor> {
+        match path {
+            OpPath::Fused => self.forward(x),
+            OpPath::Portable => {
+                let w = self.weight_tensor.to_device(x.device())?;
+                portable::norm::rms_norm(x, &w, self.eps)
+            }
         }
     }
 

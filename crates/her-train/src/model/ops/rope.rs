@@ -11,9 +11,11 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, bail};
+use candle_core::{CpuStorage, CustomOp1, Device, Layout, Result, Shape, Tensor, bail};
 
 use super::f32_data;
+use crate::model::kernels::OpPath;
+use crate::model::portable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RopeStyle {
@@ -70,6 +72,39 @@ impl Rope {
     /// x: (b, t, heads, head_dim).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x.contiguous()?.apply_op1(self.clone())
+    }
+
+    /// This pass's implementation: the fused kernel or the portable op.
+    pub(crate) fn apply(&self, x: &Tensor, path: OpPath) -> Result<Tensor> {
+        match path {
+            OpPath::Fused => self.forward(x),
+            OpPath::Portable => {
+                let (cos, sin) = self.tables(x.dim(0)?, x.device())?;
+                let style = self.style;
+                portable::rope::rope(x, portable::rope::RopeTables { style, cos, sin })
+            }
+        }
+    }
+
+    /// Each token's cos and sin as (b, t, 1, head_dim/2) tensors on
+    /// `device`, for the portable rope: the rows of this op's tables at the
+    /// tokens' positions (0..t per row without packing).
+    pub(crate) fn tables(&self, b: usize, device: &Device) -> Result<(Tensor, Tensor)> {
+        let half = self.head_dim / 2;
+        let table = |v: &[f32]| Tensor::from_slice(v, (self.t, half), device);
+        let (cos, sin) = (table(&self.cos)?, table(&self.sin)?);
+        let (cos, sin) = match &self.positions {
+            Some(p) => {
+                let p = Tensor::from_slice(p.as_slice(), p.len(), device)?;
+                (cos.index_select(&p, 0)?, sin.index_select(&p, 0)?)
+            }
+            None => (
+                cos.unsqueeze(0)?.broadcast_as((b, self.t, half))?,
+                sin.unsqueeze(0)?.broadcast_as((b, self.t, half))?,
+            ),
+        };
+        let shape = (b, self.t, 1, half);
+        Ok((cos.reshape(shape)?, sin.reshape(shape)?))
     }
 
     fn rotate(&self, x: &[f32], heads: usize) -> Vec<f32> {

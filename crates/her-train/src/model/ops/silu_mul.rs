@@ -7,11 +7,21 @@ use rayon::prelude::*;
 
 use super::f32_data;
 use super::vmath::sigmoid;
+use crate::model::kernels::OpPath;
+use crate::model::portable;
 
 #[derive(Clone, Copy)]
 pub struct SiluMul;
 
 impl SiluMul {
+    /// This pass's implementation: the fused kernel or the portable op.
+    pub(crate) fn apply(gate: &Tensor, up: &Tensor, path: OpPath) -> Result<Tensor> {
+        match path {
+            OpPath::Fused => Self::forward(gate, up),
+            OpPath::Portable => portable::mlp::silu_mul(gate, up),
+        }
+    }
+
     pub fn forward(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
         gate.contiguous()?.apply_op2(&up.contiguous()?, SiluMul)
     }

@@ -125,7 +125,12 @@ impl<B: Backward> Attached<B> {
         out: &Tensor,
         grad: &Tensor,
     ) -> Result<[Option<Tensor>; N]> {
-        let grads = self.bwd.backward(&inputs, out, grad)?;
+        // The inputs as detached views: the backward records nothing, and a
+        // gradient never drags the forward graph along (a LoRA variable's
+        // gradient would otherwise keep the step's whole graph alive in the
+        // optimizer's moments).
+        let detached = inputs.map(Tensor::detach);
+        let grads = self.bwd.backward(&detached.each_ref(), out, grad)?;
         match <[Option<Tensor>; N]>::try_from(grads) {
             Ok(grads) => Ok(grads),
             Err(grads) => bail!(
@@ -236,6 +241,7 @@ impl<B: Backward> CustomOp3 for Attached<B> {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use candle_core::{Device, Var};
 
