@@ -12,7 +12,7 @@ mod block;
 mod frozen;
 mod head;
 mod load;
-pub(crate) use load::Gguf;
+pub(crate) use load::{Gguf, gguf_error};
 mod lora_linear;
 pub mod ops;
 mod portable;
