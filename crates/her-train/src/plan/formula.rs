@@ -165,10 +165,13 @@ pub fn plan(shape: &PlanShape, s: &PlanSettings, runtime: u64) -> Plan {
     terms.push(Term {
         name: TILE,
         bytes: tile,
-        note: if quantized {
-            format!("{} elements in f32", fmt_count(tile / 4))
-        } else {
-            "none: the base is dequantized".into()
+        note: match (quantized, s.device) {
+            (true, PlanDevice::Cpu) => format!("{} elements in f32", fmt_count(tile / 4)),
+            (true, PlanDevice::Cuda) => format!(
+                "{} elements × 4 B (f16 + cast, or f32)",
+                fmt_count(tile / 4)
+            ),
+            (false, _) => "none: the base is dequantized".into(),
         },
     });
     terms.push(head_loss(s, a, m, (e, shape.n_vocab as u64), chunk));
