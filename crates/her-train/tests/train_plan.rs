@@ -10,13 +10,13 @@
 
 mod common;
 
-use candle_core::{Device, Tensor};
-use her_core::rng::SplitMix64;
+use candle_core::Device;
 use her_train::lora::{LoraSpec, Target};
 use her_train::model::{BaseMode, TrainModel};
 use her_train::optim::{Accumulator, AdamW, AdamWConfig};
 use her_train::plan::{PlanDevice, PlanDtype, PlanSettings, PlanShape, fmt_bytes, plan};
 use her_train::settings::TrainConfig;
+use her_train::train_loop::trainer::named_params;
 
 const PROBE_ENV: &str = "HER_PLAN_PROBE";
 const VARIANTS: [&str; 4] = [
@@ -26,26 +26,6 @@ const VARIANTS: [&str; 4] = [
     "dequantized-on",
 ];
 const MIB: f64 = (1u64 << 20) as f64;
-
-/// Random ids (b, t) and labels = the next id, the last position masked.
-fn batch(vocab: usize, b: usize, t: usize, seed: u64) -> (Tensor, Tensor) {
-    let mut rng = SplitMix64::new(seed);
-    let ids: Vec<i64> = (0..b * (t + 1))
-        .map(|_| (rng.next_u64() % vocab as u64) as i64)
-        .collect();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for row in ids.chunks(t + 1) {
-        x.extend_from_slice(&row[..t]);
-        y.extend_from_slice(&row[1..]);
-    }
-    for r in 0..b {
-        y[r * t + t - 1] = -100;
-    }
-    (
-        Tensor::from_vec(x, (b, t), &Device::Cpu).unwrap(),
-        Tensor::from_vec(y, (b, t), &Device::Cpu).unwrap(),
-    )
-}
 
 /// A `kB` field of /proc/self/status in bytes.
 fn status_bytes(field: &str) -> u64 {
@@ -105,19 +85,9 @@ fn probe_plan_and_one_step() {
     )
     .unwrap();
     m.set_activation_checkpointing(checkpointing);
-    let params: Vec<_> = m
-        .lora_params()
-        .iter()
-        .enumerate()
-        .flat_map(|(i, p)| {
-            [
-                (format!("{i}.a"), p.a.clone()),
-                (format!("{i}.b"), p.b.clone()),
-            ]
-        })
-        .collect();
+    let params = named_params(&m.lora_params());
     let mut opt = AdamW::new(params.clone(), AdamWConfig::default()).unwrap();
-    let (ids, labels) = batch(m.shape.n_vocab, b, t, 100);
+    let (ids, labels) = common::next_token_batch(m.shape.n_vocab, b, t, 100);
     let (loss, _) = m.loss(&ids, &labels, true, 0).unwrap();
     let grads = m.backward(&loss).unwrap();
     let mut acc = Accumulator::new(params.len());
@@ -141,30 +111,11 @@ fn probe_plan_and_one_step() {
 
 #[test]
 fn plan_is_within_15_percent_of_the_measured_peak() {
-    let exe = std::env::current_exe().unwrap();
     let mut failures = Vec::new();
-    for which in VARIANTS {
-        let out = std::process::Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "probe_plan_and_one_step",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(PROBE_ENV, which)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{which}: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let line = stdout
-            .lines()
-            .find_map(|l| l.find("PROBE").map(|i| &l[i..]))
-            .unwrap_or_else(|| panic!("{which}: no PROBE line in {stdout}"));
+    for (which, lines) in common::probe_lines("probe_plan_and_one_step", PROBE_ENV, &VARIANTS) {
+        let line = lines
+            .first()
+            .unwrap_or_else(|| panic!("{which}: no PROBE line"));
         let field = |name: &str| -> f64 {
             line.split_whitespace()
                 .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
