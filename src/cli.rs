@@ -251,6 +251,53 @@ pub enum TrainCommand {
     /// Online RL (GRPO family): sample replies, score them (judge, format, layout
     /// diversity, a text rule, your own stars), update the adapter, swap it in, repeat.
     Rl(RlArgs),
+    /// Predict a run's peak memory term by term (base weights, LoRA + AdamW, activations,
+    /// dequantized tile, loss head, runtime) against the device's memory, and what would fit.
+    /// Reads only the GGUF's header; flags override [train].
+    Plan(PlanArgs),
+}
+
+/// `her train plan`.
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// GGUF whose header gives the shape (default: model.path).
+    #[arg(long, value_name = "PATH", conflicts_with = "shape")]
+    pub model: Option<PathBuf>,
+    /// A named shape instead of a file: qwen3-1.7b, qwen3-8b, qwen3-32b (HER-32B), smollm2.
+    #[arg(long, value_name = "NAME")]
+    pub shape: Option<String>,
+    /// Bits per weight of a named shape's matrices (Q4_K_M ≈ 4.85, Q8_0 = 8.5, F16 = 16).
+    #[arg(long, value_name = "BITS", default_value_t = 4.85)]
+    pub bpw: f64,
+    /// cpu or cuda (default: train.device).
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+    /// The memory to plan against, in GiB (default: train.memory_limit_gib, else the device's
+    /// free memory).
+    #[arg(long, value_name = "GIB")]
+    pub memory_gib: Option<f64>,
+    /// Rows per micro-batch (default: train.batch_size).
+    #[arg(long)]
+    pub batch: Option<u32>,
+    /// Tokens per row (default: train.max_seq_len).
+    #[arg(long)]
+    pub seq: Option<u32>,
+    /// LoRA rank (default: train.rank).
+    #[arg(long)]
+    pub rank: Option<u32>,
+    /// Adapted projections, comma-separated: q,k,v,o,gate,up,down (default: train.targets).
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Option<Vec<String>>,
+    /// Activation dtype: f32 or bf16 (default: bf16 on cuda, f32 on cpu).
+    #[arg(long)]
+    pub dtype: Option<String>,
+    /// Activation checkpointing: --checkpointing, or --checkpointing false (default:
+    /// train.activation_checkpointing).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    pub checkpointing: Option<bool>,
+    /// quantized or dequantized (default: train.base).
+    #[arg(long)]
+    pub base: Option<String>,
 }
 
 /// What every training method shares: the run folder, resuming, the gate
@@ -267,6 +314,10 @@ pub struct RunArgs {
     /// the base model) and promote it only when no dimension regresses (see `her eval --gate`).
     #[arg(long)]
     pub gate: bool,
+    /// Print this run's memory plan (predicted peak, the device's memory, what would fit) and
+    /// exit without training.
+    #[arg(long)]
+    pub plan: bool,
     #[command(flatten)]
     pub model: ModelArgs,
 }
@@ -280,12 +331,24 @@ pub struct InitArgs {
 }
 
 impl TrainCommand {
-    /// The arguments every method shares.
-    pub fn run_args(&self) -> &RunArgs {
+    /// The arguments every method shares (`plan` is no run).
+    pub fn run_args(&self) -> Option<&RunArgs> {
         match self {
-            Self::Sft(a) => &a.run,
-            Self::Dpo(a) | Self::Kto(a) => &a.run,
-            Self::Rl(a) => &a.run,
+            Self::Sft(a) => Some(&a.run),
+            Self::Dpo(a) | Self::Kto(a) => Some(&a.run),
+            Self::Rl(a) => Some(&a.run),
+            Self::Plan(_) => None,
+        }
+    }
+
+    /// The run's kind, as run.json names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Sft(_) => "sft",
+            Self::Dpo(_) => "dpo",
+            Self::Kto(_) => "kto",
+            Self::Rl(_) => "rl",
+            Self::Plan(_) => "plan",
         }
     }
 }
@@ -294,7 +357,7 @@ impl TrainCommand {
 pub struct RlArgs {
     /// Prompts as JSONL: {"messages": [...]} (a trailing assistant turn is dropped) or
     /// {"prompt": [...]}, with an optional "character" (repeatable).
-    #[arg(long = "prompts", value_name = "FILE", required_unless_present_any = ["from_sessions", "queue"])]
+    #[arg(long = "prompts", value_name = "FILE", required_unless_present_any = ["from_sessions", "queue", "plan"])]
     pub prompts: Vec<PathBuf>,
     /// Annotation queue files: their contexts are the prompts (repeatable).
     #[arg(long = "queue", value_name = "QUEUE.jsonl")]
@@ -322,7 +385,7 @@ pub struct PrefTrainArgs {
     #[arg(
         long = "data",
         value_name = "FILE",
-        required_unless_present = "from_prefs"
+        required_unless_present_any = ["from_prefs", "plan"]
     )]
     pub data: Vec<PathBuf>,
     /// Use the studio's preferences (arena, annotations, kept swipes, judges; ratings for kto).
@@ -342,7 +405,7 @@ pub struct PrefTrainArgs {
 #[derive(Debug, Clone, Args)]
 pub struct SftArgs {
     /// Samples as JSONL, one {"messages": [...]} per line (HER's layout; repeatable).
-    #[arg(long = "data", value_name = "FILE", required_unless_present_any = ["from_sessions", "resume"])]
+    #[arg(long = "data", value_name = "FILE", required_unless_present_any = ["from_sessions", "resume", "plan"])]
     pub data: Vec<PathBuf>,
     /// Learn from the replies kept in the studio's sessions (the active branches).
     #[arg(long)]

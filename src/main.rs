@@ -49,7 +49,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 overrides.extend(calibrate.model.overrides());
             }
         }
-        Some(Command::Train(train)) => overrides.extend(train.run_args().model.overrides()),
+        Some(Command::Train(train)) => {
+            if let Some(run) = train.run_args() {
+                overrides.extend(run.model.overrides());
+            }
+        }
         _ => {}
     }
     let app = match AppContext::load(cli.studio.as_deref(), &overrides) {

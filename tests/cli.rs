@@ -581,3 +581,137 @@ fn import_adapter_writes_a_lora_gguf_and_refuses_dora_in_one_line() {
     assert!(stderr(&refused).contains("adapter_config.json"));
     assert!(!out_file.exists());
 }
+
+/// `her` on a fresh studio folder with the tiny model, for the memory plan.
+fn her_in_studio(studio: &Path, args: &[&str]) -> Output {
+    let t = common::tiny();
+    Command::new(env!("CARGO_BIN_EXE_her"))
+        .arg("--studio")
+        .arg(studio)
+        .arg("--set")
+        .arg(format!("log.file={}/her.log", studio.display()))
+        .args(args)
+        .arg("--model")
+        .arg(&t.model)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+const PLAN_TERMS: [&str; 8] = [
+    "base weights",
+    "LoRA + AdamW",
+    "activations",
+    "largest dequantized tile",
+    "head / loss",
+    "workspace / runtime",
+    "total",
+    "budget",
+];
+
+/// `her train plan` prints every term, the budget and the verdict, for a
+/// GGUF's header and for a named shape; bad flags are one clear error.
+#[test]
+fn train_plan_prints_the_table() {
+    let studio = tempfile::tempdir().unwrap();
+    let out = her_in_studio(studio.path(), &["train", "plan", "--memory-gib", "64"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for term in PLAN_TERMS {
+        assert!(text.contains(term), "{term}: {text}");
+    }
+    assert!(text.contains("tiny-qwen3"), "{text}");
+    assert!(text.contains("fits (within 95% of the budget)"), "{text}");
+    assert!(text.contains("train.memory_limit_gib = 64"), "{text}");
+
+    let home = tempfile::tempdir().unwrap();
+    let named = her(home.path())
+        .args(["train", "plan", "--shape", "qwen3-32b", "--device", "cuda"])
+        .args(["--memory-gib", "80", "--seq", "4096", "--batch", "1"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&named.stdout);
+    assert!(named.status.success(), "{}", stderr(&named));
+    assert!(
+        text.contains("qwen3-32b") && text.contains("bf16"),
+        "{text}"
+    );
+    assert!(text.contains("4.85 bits per weight (assumed)"), "{text}");
+    // Without checkpointing, 64 layers of today's t×t attention do not fit
+    // 80 GB, and checkpointing is the first thing to try.
+    assert!(text.contains("does NOT fit"), "{text}");
+    assert!(
+        text.contains("train.activation_checkpointing = true"),
+        "{text}"
+    );
+
+    let bad = her(home.path())
+        .args(["train", "plan", "--shape", "llama-70b"])
+        .output()
+        .unwrap();
+    assert_one_clear_error(&bad, "qwen3-1.7b, qwen3-8b, qwen3-32b, smollm2");
+    let bad = her(home.path())
+        .args(["train", "plan", "--shape", "smollm2", "--device", "tpu"])
+        .output()
+        .unwrap();
+    assert_one_clear_error(&bad, "--device 'tpu': use cpu or cuda");
+}
+
+/// `--plan` prints the run's plan and trains nothing; a run whose plan
+/// does not fit `train.memory_limit_gib` is refused with the table and
+/// what would fit, before the model loads and without a run folder.
+#[test]
+fn a_run_that_does_not_fit_is_refused_with_the_plan() {
+    let studio = tempfile::tempdir().unwrap();
+    let data = common::repo_root().join("assets/datasets/elizabeth-sft.jsonl");
+    let data = data.to_str().unwrap();
+    let runs = studio.path().join("runs");
+
+    let planned = her_in_studio(
+        studio.path(),
+        &["train", "sft", "--plan", "--data", data, "--name", "p"],
+    );
+    let text = String::from_utf8_lossy(&planned.stdout);
+    assert!(planned.status.success(), "{}", stderr(&planned));
+    for term in PLAN_TERMS {
+        assert!(text.contains(term), "{term}: {text}");
+    }
+    assert!(!runs.join("p").exists());
+    // DPO's micro-batch holds both replies of every pair.
+    let dpo = her_in_studio(
+        studio.path(),
+        &["train", "dpo", "--plan", "--set", "train.batch_size=3"],
+    );
+    let text = String::from_utf8_lossy(&dpo.stdout);
+    assert!(dpo.status.success(), "{}", stderr(&dpo));
+    assert!(text.contains("batch 6 × seq"), "{text}");
+
+    // 4 rows of 1024 tokens need ~110 MiB on the tiny model; with
+    // checkpointing far less.
+    let refused = her_in_studio(
+        studio.path(),
+        &[
+            "--set",
+            "train.memory_limit_gib=0.05",
+            "train",
+            "sft",
+            "--data",
+            data,
+            "--name",
+            "too-big",
+        ],
+    );
+    let err = stderr(&refused);
+    assert!(!refused.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("this run does not fit in memory"), "{err}");
+    for term in PLAN_TERMS {
+        assert!(err.contains(term), "{term}: {err}");
+    }
+    assert!(err.contains("does NOT fit"), "{err}");
+    assert!(
+        err.contains("train.activation_checkpointing = true"),
+        "{err}"
+    );
+    assert!(!runs.join("too-big").exists(), "a run folder was created");
+}

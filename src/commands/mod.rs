@@ -8,4 +8,5 @@ pub mod judge;
 pub mod prefs;
 pub mod prompt;
 pub mod train;
+pub mod train_plan;
 pub mod train_rl;

@@ -22,11 +22,15 @@ use her_train::sft::{Progress, SftJob};
 use her_train::train_loop::{ErrorOf, ItemOf, Job, OnProgress, RunSpec};
 
 pub fn run(app: &AppContext, command: &TrainCommand) -> anyhow::Result<ExitCode> {
+    if command.run_args().is_some_and(|run| run.plan) {
+        return super::train_plan::run_plan(app, command.kind());
+    }
     match command {
         TrainCommand::Sft(args) => sft(app, args),
         TrainCommand::Dpo(args) => dpo(app, args),
         TrainCommand::Kto(args) => kto(app, args),
         TrainCommand::Rl(args) => super::train_rl::rl(app, args),
+        TrainCommand::Plan(args) => super::train_plan::plan(app, args),
     }
 }
 

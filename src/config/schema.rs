@@ -358,6 +358,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("train", "load_best_model_at_end", Kind::Bool),
     spec("train", "early_stopping_patience", int(0, 1_000_000)),
     spec("train", "early_stopping_threshold", float(0.0, 1e6)),
+    spec("train", "memory_limit_gib", float(0.0, 1e6)),
     spec("rl", "steps", int(1, 100_000_000)),
     spec("rl", "prompts_per_step", int(1, 4096)),
     spec("rl", "group_size", int(2, 256)),

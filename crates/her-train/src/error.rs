@@ -85,6 +85,13 @@ pub enum TrainError {
 
     #[error("tensor computation failed: {0}")]
     Candle(candle_core::Error),
+
+    /// The memory plan says the run would run out of memory: refused
+    /// before the model loads, with the table and what would fit.
+    #[error(
+        "this run does not fit in memory; change the settings (or train.memory_limit_gib) and start again\n{0}"
+    )]
+    DoesNotFit(Box<crate::plan::PlanReport>),
 }
 
 // By hand, not `#[from]`: the message already shows the cause, so it must

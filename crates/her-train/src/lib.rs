@@ -19,6 +19,7 @@ pub mod memory;
 pub mod model;
 pub mod optim;
 pub mod peft;
+pub mod plan;
 pub mod rl;
 pub mod run;
 pub mod runs;

@@ -66,6 +66,10 @@ pub struct TrainConfig {
     /// SFT: how much lower than the best a held-out loss must be to count
     /// as an improvement for early stopping.
     pub early_stopping_threshold: f64,
+    /// Memory a run may use, in GiB; 0 = the device's free memory. A run
+    /// whose memory plan needs more than 95% of it is refused. It does not
+    /// shape the run: see [`TrainConfig::shaping`].
+    pub memory_limit_gib: f64,
 }
 
 impl Default for TrainConfig {
@@ -102,6 +106,19 @@ impl Default for TrainConfig {
             load_best_model_at_end: true,
             early_stopping_patience: 0,
             early_stopping_threshold: 0.0,
+            memory_limit_gib: 0.0,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The settings that shape a run's result, which a checkpoint is tied
+    /// to: the machine's memory limit is left at its default, so changing
+    /// it never stops a `--resume`.
+    pub fn shaping(&self) -> Self {
+        Self {
+            memory_limit_gib: Self::default().memory_limit_gib,
+            ..self.clone()
         }
     }
 }

@@ -11,6 +11,8 @@
 
 mod common;
 
+use common::next_token_batch as batch;
+
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
@@ -46,26 +48,6 @@ fn randomize_b(model: &TrainModel, std: f64, seed: u64) {
     for (i, p) in model.lora_params().iter().enumerate() {
         p.b.set(&randn(p.b.dims(), std, seed + i as u64)).unwrap();
     }
-}
-
-/// Random ids (b, t) and labels = the next id, the last position masked.
-fn batch(vocab: usize, b: usize, t: usize, seed: u64) -> (Tensor, Tensor) {
-    let mut rng = SplitMix64::new(seed);
-    let ids: Vec<i64> = (0..b * (t + 1))
-        .map(|_| (rng.next_u64() % vocab as u64) as i64)
-        .collect();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for row in ids.chunks(t + 1) {
-        x.extend_from_slice(&row[..t]);
-        y.extend_from_slice(&row[1..]);
-    }
-    for r in 0..b {
-        y[r * t + t - 1] = -100;
-    }
-    (
-        Tensor::from_vec(x, (b, t), &Device::Cpu).unwrap(),
-        Tensor::from_vec(y, (b, t), &Device::Cpu).unwrap(),
-    )
 }
 
 fn scalar(t: &Tensor) -> f32 {

@@ -13,7 +13,7 @@ mod frozen;
 mod head;
 pub mod kernels;
 mod load;
-pub(crate) use load::Gguf;
+pub(crate) use load::{Gguf, gguf_error};
 pub(crate) mod lora_linear;
 pub mod ops;
 pub(crate) mod portable;

@@ -79,6 +79,9 @@ impl<'a> TrainLoop<'a> {
             check_early_stopping(s)?;
         }
         objective.check(s, &items)?;
+        // A run whose memory plan does not fit is refused here, before the
+        // model loads and before the run folder exists.
+        crate::plan::check_run(objective.kind(), &spec.model, s).map_err(JobError::from)?;
 
         // 2. The held-out split by content, tokenization, the steps, and
         // the run folder with its manifest.
@@ -87,7 +90,10 @@ impl<'a> TrainLoop<'a> {
         let data = objective.prepare(&tokenizer, train, held, s)?;
         let total = objective.total_steps(s);
         let passes = u64::from(objective.passes().max(1));
-        let settings_sha256 = objective.settings_sha256(spec);
+        let settings_sha256 = objective.settings_sha256(&RunSpec {
+            settings: s.shaping(),
+            ..spec.clone()
+        });
         let run = RunDir::create(&spec.run).map_err(JobError::from)?;
         run.write_manifest(&manifest(objective, spec, total))
             .map_err(JobError::from)?;

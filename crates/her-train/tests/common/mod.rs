@@ -262,7 +262,18 @@ pub fn assert_same_steps(a: &Path, b: &Path, steps: usize) {
 /// in its own child process (VmHWM is per process) with `env` set to the
 /// variant, and prints the `PROBE` lines they print.
 pub fn report_probes(probe: &str, env: &str, variants: &[&str]) {
+    for (_, lines) in probe_lines(probe, env, variants) {
+        for line in lines {
+            println!("{line}");
+        }
+    }
+}
+
+/// [`report_probes`]' runs: each variant with the `PROBE` lines its child
+/// printed (from `PROBE` on).
+pub fn probe_lines(probe: &str, env: &str, variants: &[&str]) -> Vec<(String, Vec<String>)> {
     let exe = std::env::current_exe().unwrap();
+    let mut out_lines = Vec::new();
     for which in variants {
         let out = std::process::Command::new(&exe)
             .args([
@@ -282,13 +293,39 @@ pub fn report_probes(probe: &str, env: &str, variants: &[&str]) {
             String::from_utf8_lossy(&out.stderr)
         );
         // The harness prints the test name on the same line first.
-        for line in stdout
+        let lines = stdout
             .lines()
-            .filter_map(|l| l.find("PROBE").map(|i| &l[i..]))
-        {
-            println!("{line}");
-        }
+            .filter_map(|l| l.find("PROBE").map(|i| l[i..].to_owned()))
+            .collect();
+        out_lines.push(((*which).to_owned(), lines));
     }
+    out_lines
+}
+
+/// Random ids (b, t) and labels = the next id, the last position masked.
+pub fn next_token_batch(
+    vocab: usize,
+    b: usize,
+    t: usize,
+    seed: u64,
+) -> (candle_core::Tensor, candle_core::Tensor) {
+    use candle_core::{Device, Tensor};
+    let mut rng = her_core::rng::SplitMix64::new(seed);
+    let ids: Vec<i64> = (0..b * (t + 1))
+        .map(|_| (rng.next_u64() % vocab as u64) as i64)
+        .collect();
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for row in ids.chunks(t + 1) {
+        x.extend_from_slice(&row[..t]);
+        y.extend_from_slice(&row[1..]);
+    }
+    for r in 0..b {
+        y[r * t + t - 1] = -100;
+    }
+    (
+        Tensor::from_vec(x, (b, t), &Device::Cpu).unwrap(),
+        Tensor::from_vec(y, (b, t), &Device::Cpu).unwrap(),
+    )
 }
 
 /// One chat message.
