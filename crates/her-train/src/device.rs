@@ -126,9 +126,9 @@ mod tests {
     #[test]
     fn cpu_is_always_available_and_bad_names_say_what_is_allowed() {
         assert!(train_device("cpu").is_ok_and(|d| d.is_cpu()));
-        let err = train_device("gpu").unwrap_err();
+        let err = train_device("gpu").err().unwrap_or_default();
         assert!(err.contains("'cpu', 'cuda' or 'cuda:N'"), "{err}");
-        let err = train_device("cuda:x").unwrap_err();
+        let err = train_device("cuda:x").err().unwrap_or_default();
         assert!(err.contains("not a device"), "{err}");
     }
 
@@ -136,7 +136,7 @@ mod tests {
     #[test]
     fn cuda_without_the_build_names_the_feature() {
         for setting in ["cuda", "cuda:1"] {
-            let err = train_device(setting).unwrap_err();
+            let err = train_device(setting).err().unwrap_or_default();
             assert!(err.contains("built without CUDA"), "{err}");
             assert!(err.contains("--features cuda-train"), "{err}");
         }

@@ -66,16 +66,17 @@ mod tests {
     }
 
     #[test]
-    fn config_spelling_round_trips() {
+    fn config_spelling_round_trips() -> serde_json::Result<()> {
         for fa in [
             FlashAttention::Auto,
             FlashAttention::On,
             FlashAttention::Off,
         ] {
-            let json = serde_json::to_string(&fa).expect("serialise");
+            let json = serde_json::to_string(&fa)?;
             assert_eq!(json, format!("\"{}\"", fa.as_str()));
-            let back: FlashAttention = serde_json::from_str(&json).expect("parse");
+            let back: FlashAttention = serde_json::from_str(&json)?;
             assert_eq!(back, fa);
         }
+        Ok(())
     }
 }
