@@ -74,8 +74,21 @@ fn lora_grads(model: &TrainModel, grads: &candle_core::backprop::GradStore) -> G
     out
 }
 
-/// max |Δ| ≤ 1e-5 · max |g| per matrix (and the gradients are not all 0).
-fn assert_same_grads(what: &str, reference: &Grads, got: &Grads) {
+/// The bound on each LoRA matrix's gradient difference, as a share of its
+/// max |g|, for the tiny models.
+const GRAD_TOL: f32 = 1e-5;
+
+/// SmolLM2's bound. Its gradients are ill-conditioned at the f32 rounding
+/// level: moving every LoRA B by one rounding step moves them by up to
+/// 2.2e-5 of max |g| (`train_portable.rs`, `smollm2_noise_floor_report`).
+/// Checkpointing recomputes what the plain pass keeps (the loss head's
+/// softmax blocks; the tiled attention recomputes its probabilities from
+/// the log-sum-exp in both modes), so on and off agree to that floor, not
+/// bit for bit: measured 1.1e-5 with the tiled attention.
+const SMOLLM2_GRAD_TOL: f32 = 5e-5;
+
+/// max |Δ| ≤ tol · max |g| per matrix (and the gradients are not all 0).
+fn assert_same_grads(what: &str, reference: &Grads, got: &Grads, tol: f32) {
     assert_eq!(reference.len(), got.len(), "{what}");
     let mut worst = 0f32;
     for (key, r) in reference {
@@ -87,7 +100,7 @@ fn assert_same_grads(what: &str, reference: &Grads, got: &Grads) {
             "{what}: {key:?} has a zero or non-finite gradient"
         );
         assert!(
-            diff <= 1e-5 * scale,
+            diff <= tol * scale,
             "{what}: {key:?} differs by {diff} (max |g| {scale})"
         );
         worst = worst.max(diff / scale);
@@ -106,7 +119,13 @@ fn loss_and_grads(model: &TrainModel, ids: &Tensor, labels: &Tensor, step: u64) 
 }
 
 /// Checkpointing on vs off on one model: same loss, same gradients.
-fn compare_on_off(what: &str, model: &mut TrainModel, ids: &Tensor, labels: &Tensor, step: u64) {
+fn compare_on_off(
+    what: &str,
+    model: &mut TrainModel,
+    (ids, labels): (&Tensor, &Tensor),
+    step: u64,
+    tol: f32,
+) {
     model.set_activation_checkpointing(false);
     let (loss_off, off) = loss_and_grads(model, ids, labels, step);
     // Without checkpointing, `backward` is exactly `loss.backward()`.
@@ -123,7 +142,7 @@ fn compare_on_off(what: &str, model: &mut TrainModel, ids: &Tensor, labels: &Ten
         (loss_on - loss_off).abs() <= 1e-6 * loss_off.abs().max(1.0),
         "{what}: loss {loss_off} (off) vs {loss_on} (on)"
     );
-    assert_same_grads(what, &off, &on);
+    assert_same_grads(what, &off, &on, tol);
 }
 
 fn tiny_model(mode: BaseMode) -> TrainModel {
@@ -141,9 +160,9 @@ fn tiny_checkpointing_keeps_the_loss_and_every_lora_gradient() {
             compare_on_off(
                 &format!("tiny {mode:?} dropout {dropout}"),
                 &mut m,
-                &ids,
-                &labels,
+                (&ids, &labels),
                 3,
+                GRAD_TOL,
             );
         }
     }
@@ -156,7 +175,13 @@ fn smollm2_checkpointing_keeps_the_loss_and_every_lora_gradient() {
         m.attach_lora(&all_targets(4, 0.05), 11).unwrap();
         randomize_b(&m, 0.01, 5);
         let (ids, labels) = batch(m.shape.n_vocab, 2, 16, 2);
-        compare_on_off(&format!("smollm2 {mode:?}"), &mut m, &ids, &labels, 1);
+        compare_on_off(
+            &format!("smollm2 {mode:?}"),
+            &mut m,
+            (&ids, &labels),
+            1,
+            SMOLLM2_GRAD_TOL,
+        );
     }
 }
 
@@ -172,7 +197,7 @@ fn partial_adapters_and_targets_get_the_same_gradients() {
     m.attach_lora(&spec, 3).unwrap();
     randomize_b(&m, 0.05, 9);
     let (ids, labels) = batch(m.shape.n_vocab, 2, 10, 4);
-    compare_on_off("tiny V+Down", &mut m, &ids, &labels, 5);
+    compare_on_off("tiny V+Down", &mut m, (&ids, &labels), 5, GRAD_TOL);
 
     // Layer 1 only: layer 0 has nothing to train and an untracked input.
     let dir = tempfile::tempdir().unwrap();
@@ -185,7 +210,7 @@ fn partial_adapters_and_targets_get_the_same_gradients() {
     her_train::lora::write_lora_gguf(&path, m.shape.arch.as_str(), &spec, &params).unwrap();
     m.load_lora_gguf(&path).unwrap();
     assert!(m.lora_params().iter().all(|p| p.layer == 1));
-    compare_on_off("tiny layer 1 only", &mut m, &ids, &labels, 5);
+    compare_on_off("tiny layer 1 only", &mut m, (&ids, &labels), 5, GRAD_TOL);
 }
 
 /// Two forward passes in one loss (as DPO does with sequence_logprobs):
@@ -207,7 +232,7 @@ fn gradients_of_two_forwards_in_one_loss_add_up() {
     m.set_activation_checkpointing(true);
     let (loss_on, on) = run_both(&m);
     assert!((loss_on - loss_off).abs() <= 1e-6 * loss_off.abs().max(1.0));
-    assert_same_grads("two forwards", &off, &on);
+    assert_same_grads("two forwards", &off, &on, GRAD_TOL);
 }
 
 /// Side gradients do not leak from one backward into the next, even after

@@ -26,26 +26,6 @@ fn randn(shape: &[usize], std: f64, seed: u64) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
-/// Random ids (b, t) and labels = the next id, the last position masked.
-fn batch(vocab: usize, b: usize, t: usize, seed: u64) -> (Tensor, Tensor) {
-    let mut rng = SplitMix64::new(seed);
-    let ids: Vec<i64> = (0..b * (t + 1))
-        .map(|_| (rng.next_u64() % vocab as u64) as i64)
-        .collect();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for row in ids.chunks(t + 1) {
-        x.extend_from_slice(&row[..t]);
-        y.extend_from_slice(&row[1..]);
-    }
-    for r in 0..b {
-        y[r * t + t - 1] = -100;
-    }
-    (
-        Tensor::from_vec(x, (b, t), &Device::Cpu).unwrap(),
-        Tensor::from_vec(y, (b, t), &Device::Cpu).unwrap(),
-    )
-}
-
 fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
@@ -102,7 +82,7 @@ fn outcome(case: &Case<'_>, path: OpPath, nudge: bool) -> Outcome {
     }
     m.set_activation_checkpointing(case.checkpointing);
     let (b, t) = case.size;
-    let (ids, labels) = batch(m.shape.n_vocab, b, t, 3);
+    let (ids, labels) = common::next_token_batch(m.shape.n_vocab, b, t, 3);
     let segments = case
         .packed
         .as_ref()

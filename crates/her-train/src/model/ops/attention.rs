@@ -33,6 +33,34 @@ const Q_TILE: usize = 64;
 /// Keys per tile (the default).
 const K_TILE: usize = 256;
 
+/// Checks the inputs of either attention path: q (b, t, nh, d), k and v
+/// (b, t, nkv, d) with nh a multiple of nkv, and segments (if any) for b×t
+/// positions → (b, t, nh, nkv, d).
+pub(crate) fn attention_dims(
+    op: &str,
+    [q, k, v]: [&Shape; 3],
+    segments: Option<&Segments>,
+) -> Result<(usize, usize, usize, usize, usize)> {
+    let (b, t, nh, d) = q.dims4()?;
+    let (kb, kt, nkv, kd) = k.dims4()?;
+    if (kb, kt, kd) != (b, t, d) || v != k || nkv == 0 || nh % nkv != 0 {
+        bail!(
+            "{op}: q {q:?}, k {k:?}, v {v:?} are not (b, t, heads, d) with query heads a \
+             multiple of KV heads"
+        );
+    }
+    if let Some(seg) = segments
+        && (seg.rows(), seg.row_len()) != (b, t)
+    {
+        bail!(
+            "{op}: segments for {}×{} positions, the input has {b}×{t}",
+            seg.rows(),
+            seg.row_len()
+        );
+    }
+    Ok((b, t, nh, nkv, d))
+}
+
 #[derive(Clone)]
 pub struct CausalAttention {
     scale: f32,
@@ -179,26 +207,11 @@ impl CausalAttention {
     }
 
     fn dims(&self, q: &Layout, k: &Layout, v: &Layout) -> Result<Dims> {
-        let (b, t, nh, d) = q.shape().dims4()?;
-        let (kb, kt, nkv, kd) = k.shape().dims4()?;
-        if (kb, kt, kd) != (b, t, d) || v.shape() != k.shape() || nkv == 0 || nh % nkv != 0 {
-            bail!(
-                "causal_attention: q {:?}, k {:?}, v {:?} are not (b, t, heads, d) with \
-                 query heads a multiple of KV heads",
-                q.shape(),
-                k.shape(),
-                v.shape()
-            );
-        }
-        if let Some(seg) = &self.segments
-            && (seg.rows(), seg.row_len()) != (b, t)
-        {
-            bail!(
-                "causal_attention: segments for {}×{} positions, the input has {b}×{t}",
-                seg.rows(),
-                seg.row_len()
-            );
-        }
+        let (b, t, nh, nkv, d) = attention_dims(
+            "causal_attention",
+            [q.shape(), k.shape(), v.shape()],
+            self.segments.as_deref(),
+        )?;
         Ok(Dims { b, t, nh, nkv, d })
     }
 

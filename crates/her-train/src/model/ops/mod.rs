@@ -17,6 +17,7 @@ pub(crate) mod vmath;
 pub(crate) mod tests;
 
 pub use attention::CausalAttention;
+pub(crate) use attention::attention_dims;
 pub use rms_norm::RmsNorm;
 pub use rope::{Rope, RopeStyle};
 pub use silu_mul::SiluMul;

@@ -22,6 +22,7 @@ use candle_core::{D, DType, Device, Result, Tensor, bail};
 
 use super::attach::{Backward, attach3};
 use crate::model::Segments;
+use crate::model::ops::attention_dims;
 
 /// Largest tile side: few, large products suit a GPU, where every candle op
 /// is a kernel launch.
@@ -129,26 +130,11 @@ impl TiledAttention {
     }
 
     fn plan(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Plan> {
-        let (b, t, nh, d) = q.dims4()?;
-        let (kb, kt, nkv, kd) = k.dims4()?;
-        if (kb, kt, kd) != (b, t, d) || v.shape() != k.shape() || nkv == 0 || nh % nkv != 0 {
-            bail!(
-                "tiled_attention: q {:?}, k {:?}, v {:?} are not (b, t, heads, d) with \
-                 query heads a multiple of KV heads",
-                q.shape(),
-                k.shape(),
-                v.shape()
-            );
-        }
-        if let Some(seg) = &self.segments
-            && (seg.rows(), seg.row_len()) != (b, t)
-        {
-            bail!(
-                "tiled_attention: segments for {}×{} positions, the input has {b}×{t}",
-                seg.rows(),
-                seg.row_len()
-            );
-        }
+        let (b, t, nh, nkv, d) = attention_dims(
+            "tiled_attention",
+            [q.shape(), k.shape(), v.shape()],
+            self.segments.as_deref(),
+        )?;
         let (q_tile, k_tile) = self.tiles.unwrap_or_else(|| default_tiles(b, nh));
         let mut plan = Plan {
             b,
