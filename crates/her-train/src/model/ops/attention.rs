@@ -219,6 +219,12 @@ impl CausalAttention {
         query_tiles(s.b, s.t, self.q_tile, self.segments.as_deref())
     }
 
+    /// scale · Q·Kᵀ of one tile (n query rows × w keys) into `dst`.
+    fn tile_scores(&self, dst: &mut [f32], q: MatRef<'_>, k: MatRef<'_>, (n, w): (usize, usize)) {
+        let dst = MatMut::new(dst, 0, n, w, w);
+        matmul_into(dst, q, k.t(), self.scale, false, Threads::One);
+    }
+
     fn kept(&self) -> Result<MutexGuard<'_, Vec<f32>>> {
         self.lse.lock().map_err(|_| {
             candle_core::Error::msg("causal_attention: a panic poisoned the log-sum-exp")
@@ -246,15 +252,7 @@ impl CausalAttention {
             sum[..n].fill(0.0);
             for (kt, w) in tile.key_tiles(self.k_tile) {
                 // Scaled scores of rows r0.. against keys kt..kt+w.
-                let dst = MatMut::new(&mut scores, 0, n, w, w);
-                matmul_into(
-                    dst,
-                    qh.rows(r0, n),
-                    kh.rows(kt, w).t(),
-                    self.scale,
-                    false,
-                    Threads::One,
-                );
+                self.tile_scores(&mut scores, qh.rows(r0, n), kh.rows(kt, w), (n, w));
                 for i in 0..n {
                     let row = &mut scores[i * w..(i + 1) * w];
                     let seen = tile.visible(i, kt, w);
@@ -332,15 +330,7 @@ impl CausalAttention {
             for &tile in tiles {
                 let (r0, n) = (tile.r0, tile.n);
                 for (kt, w) in tile.key_tiles(self.k_tile) {
-                    let dst = MatMut::new(&mut probs, 0, n, w, w);
-                    matmul_into(
-                        dst,
-                        qh.rows(r0, n),
-                        kh.rows(kt, w).t(),
-                        self.scale,
-                        false,
-                        Threads::One,
-                    );
+                    self.tile_scores(&mut probs, qh.rows(r0, n), kh.rows(kt, w), (n, w));
                     for i in 0..n {
                         let row = &mut probs[i * w..(i + 1) * w];
                         let (keys, hidden) = row.split_at_mut(tile.visible(i, kt, w));
