@@ -132,6 +132,15 @@ impl Http {
                 }
                 Err(err) => {
                     let error = self.transport_error(path, &err);
+                    // A pooled keep-alive connection that the server closed
+                    // just as it was reused fails before any response arrives
+                    // ("connection closed before message completed"): one
+                    // fresh attempt is safe, whatever `retries` says.
+                    let stale = attempt == 1 && !err.is_connect() && !err.is_timeout();
+                    if stale {
+                        tracing::info!("{}: {error}; trying once more", self.shown(path));
+                        continue;
+                    }
                     if !err.is_connect() {
                         return Err(error);
                     }
