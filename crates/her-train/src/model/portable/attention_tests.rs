@@ -12,7 +12,7 @@ use her_core::rng::SplitMix64;
 use super::attention::TiledAttention;
 use crate::model::Segments;
 use crate::model::ops::CausalAttention;
-use crate::model::ops::tests::{randn, reference_attention};
+use crate::model::ops::tests::{max_diff, randn, reference_attention};
 
 #[derive(Clone, Copy, Debug)]
 enum Path {
@@ -57,18 +57,7 @@ impl Op {
 
 /// max |a − e| / max(1, max |e|).
 fn relative_diff(a: &Tensor, e: &Tensor) -> f32 {
-    assert_eq!(a.dims(), e.dims());
-    let abs_max = |x: &Tensor| {
-        x.abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
-    abs_max(&(a - e).unwrap()) / abs_max(e).max(1.0)
+    max_diff(a, e) / max_diff(e, &e.zeros_like().unwrap()).max(1.0)
 }
 
 /// Random sample lengths filling each of `b` rows of `t` positions,
