@@ -6,8 +6,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
+use her_core::character::Character;
 use her_core::character::card::Format;
 use her_core::character::transfer;
+use her_core::story::{Shelf, StoryLog, wanted_books};
 use her_engine::Backend;
 use her_engine::dialogue::{Conversation, Recorder, SceneConversation, new_header, transcript_of};
 use her_studio::app::AppContext;
@@ -16,7 +18,9 @@ use her_studio::cli::{
     PrefsCommand,
 };
 use her_studio::commands;
-use her_studio::commands::chat::{HeadlessOptions, Saving, run_headless, run_headless_scene};
+use her_studio::commands::chat::{
+    HeadlessOptions, LineStory, Saving, run_headless, run_headless_scene,
+};
 use her_studio::{bench, doctor, logging};
 
 fn main() -> ExitCode {
@@ -217,6 +221,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Bench(BenchCommand::Rl(args))) => {
             bench::rl::run(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Bench(BenchCommand::GpuParity(args))) => {
+            bench::gpu_parity::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -451,6 +459,19 @@ fn start_logging(app: &AppContext) {
     }
 }
 
+/// The lorebooks a line chat with `character` may use (config, the
+/// character's, the resumed session's attached ones), loaded once.
+fn line_story(app: &AppContext, saving: &Saving, character: &Character) -> LineStory {
+    let story = app.config().story_config(&app.studio.root);
+    let log = match saving {
+        Saving::Open(recorder) => StoryLog::read(recorder.session()).0,
+        _ => StoryLog::default(),
+    };
+    let wanted = wanted_books(&story, &log, [character], &[]);
+    let books = Shelf::load(&story.lore_dir, wanted.iter().map(String::as_str));
+    LineStory { story, books }
+}
+
 fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
     if let Some(scene) = &args.scene {
         return chat_scene(app, args, scene, None);
@@ -503,11 +524,13 @@ fn chat(app: &AppContext, args: &ChatArgs) -> anyhow::Result<ExitCode> {
         resumed,
         &mut conversation.transcript,
         header,
-        Some(character),
+        Some(character.clone()),
     );
+    let story = line_story(app, &saving, &character);
     line_runtime()?.block_on(run_headless(
         engine.as_ref(),
         &mut conversation,
+        Some(&story),
         line_options(args),
         &mut saving,
     ))?;

@@ -173,25 +173,8 @@ fn an_unknown_character_is_one_clear_error() {
     assert_one_clear_error(&out, "no character named 'nobody'");
 }
 
-/// Runs `cmd` with `input` on its stdin (then closed), collecting the output.
-fn fed(cmd: &mut Command, input: &str) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
 fn smollm2_chat(home: &Path, input: &str) -> Output {
-    fed(
+    common::fed(
         her(home)
             .args([
                 "chat",
@@ -256,7 +239,7 @@ fn own_studio() -> tempfile::TempDir {
 
 /// `her chat --headless --stats` on SmolLM2 in `studio`, fed `input`.
 fn line_chat(studio: &Path, extra: &[&str], input: &str) -> Output {
-    fed(
+    common::fed(
         Command::new(common::her_bin())
             .env("HOME", studio)
             .env_remove("XDG_CONFIG_HOME")

@@ -5,6 +5,8 @@
 //! with recursion and inclusion groups.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -378,4 +380,75 @@ fn a_book_round_trips_through_toml_with_every_field() {
         assert!(text.contains(needle), "{needle} missing:\n{text}");
     }
     assert_eq!(lore::load_book(&path).unwrap(), book);
+}
+
+/// A line chat (`her chat --headless`) adds the lore its user line
+/// triggers to the prompt and logs it with the reply, as the TUI does: the
+/// saved session carries the entry, and `her prompt` on it shows it.
+#[test]
+fn a_headless_chat_uses_the_books_and_logs_what_fired() {
+    let t = common::tiny();
+    let dir = tempfile::tempdir().unwrap();
+    let studio = dir.path();
+    std::fs::create_dir_all(studio.join("characters")).unwrap();
+    std::fs::copy(
+        common::repo_root().join("characters/elizabeth-bennet.toml"),
+        studio.join("characters/elizabeth-bennet.toml"),
+    )
+    .unwrap();
+    let book = studio.join("derbyshire.json");
+    std::fs::write(
+        &book,
+        r#"{"entries": {"0": {"uid": 0, "key": ["Pemberley"], "keysecondary": [],
+            "comment": "the house", "content": "LOREMARK: Pemberley is a great house in Derbyshire.",
+            "constant": false, "selective": false, "order": 100, "position": 0, "disable": false}}}"#,
+    )
+    .unwrap();
+    ok(&her(studio).arg("import").arg(&book).output().unwrap());
+    std::fs::write(
+        studio.join("config.toml"),
+        "[lore]\nbooks = [\"derbyshire\"]\n",
+    )
+    .unwrap();
+
+    let out = common::fed(
+        her(studio)
+            .args([
+                "chat",
+                "--headless",
+                "--character",
+                "elizabeth-bennet",
+                "--model",
+            ])
+            .arg(&t.model)
+            .args([
+                "--set",
+                "sampling.max_new_tokens=4",
+                "--set",
+                "model.threads=2",
+            ]),
+        "Tell me of Pemberley.\n",
+    );
+    ok(&out);
+    let sessions: Vec<PathBuf> = std::fs::read_dir(studio.join("sessions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    assert_eq!(sessions.len(), 1, "{sessions:?}");
+    let log = std::fs::read_to_string(&sessions[0]).unwrap();
+    let context = log
+        .lines()
+        .find(|l| l.contains("reply_context"))
+        .unwrap_or_else(|| panic!("no reply_context event in {log}"));
+    assert!(context.contains("LOREMARK"), "{context}");
+
+    let shown = ok(&her(studio)
+        .args(["prompt", "--session"])
+        .arg(&sessions[0])
+        .arg("--model")
+        .arg(&t.model)
+        .output()
+        .unwrap());
+    assert!(shown.contains("LOREMARK"), "{shown}");
 }

@@ -15,7 +15,10 @@ use std::path::PathBuf;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use her_core::character::Character;
+use her_core::prompt::Line;
 use her_core::session::{Message, Role, SessionError, SessionHeader};
+use her_core::story::events::{REPLY_CONTEXT, ReplyContextEvent};
+use her_core::story::{Prepared, Shelf, StoryConfig, StoryInput, StoryLog, prepare, session_seed};
 use her_engine::dialogue::{
     Conversation, Recorder, SceneConversation, reply_message, role_of_speaker, start_session,
 };
@@ -48,6 +51,27 @@ pub enum Saving {
 }
 
 impl Saving {
+    /// Logs what the prompt of the reply just recorded added, when it added
+    /// anything (as the TUI does).
+    fn record_context(&mut self, prepared: &Prepared) -> Result<(), SessionError> {
+        let Self::Open(recorder) = self else {
+            return Ok(());
+        };
+        let timed = prepared.timed_events();
+        if prepared.additions.is_empty() && timed.is_empty() {
+            return Ok(());
+        }
+        let Some(key) = recorder.active_keys().pop() else {
+            return Ok(());
+        };
+        recorder.append_other(&ReplyContextEvent {
+            kind: REPLY_CONTEXT.into(),
+            key,
+            additions: prepared.additions.clone(),
+            timed,
+        })
+    }
+
     /// Appends one message, creating the session file first if needed.
     fn record(&mut self, message: Message) -> Result<(), SessionError> {
         if let Self::New {
@@ -68,6 +92,51 @@ impl Saving {
     }
 }
 
+/// Lore, memory and the author's note of a line chat: each prompt gets
+/// them as the TUI adds them (read from the session's log when the chat is
+/// saved), and each reply is logged with what its prompt added, so a
+/// resumed chat, the TUI and `her prompt` see the same timed effects.
+pub struct LineStory {
+    pub story: StoryConfig,
+    pub books: Shelf,
+}
+
+impl LineStory {
+    /// What the story adds to the reply to `line`, which `saving` has
+    /// recorded already.
+    fn prepare(&self, conversation: &Conversation, saving: &Saving, line: &str) -> Prepared {
+        let mut transcript = conversation.transcript.clone();
+        transcript.push(Line::new(conversation.user_name.clone(), line));
+        let (log, keys, seed) = match saving {
+            Saving::Open(recorder) => (
+                StoryLog::read(recorder.session()).0,
+                recorder.active_keys(),
+                session_seed(recorder.session().id()),
+            ),
+            _ => (StoryLog::default(), Vec::new(), 0),
+        };
+        // Unsaved (or out of step): keys of this run only.
+        let path = if keys.len() == transcript.len() {
+            keys
+        } else {
+            (0..transcript.len()).map(|i| format!("line-{i}")).collect()
+        };
+        prepare(
+            &self.story,
+            &log,
+            &self.books,
+            &StoryInput {
+                character: &conversation.character,
+                scene_lore: &[],
+                user_name: &conversation.user_name,
+                transcript: &transcript,
+                path: &path,
+                seed,
+            },
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HeadlessOptions {
     /// Show the greeting and a `>` prompt (interactive use).
@@ -79,9 +148,11 @@ pub struct HeadlessOptions {
 pub async fn run_headless(
     backend: &dyn Backend,
     conversation: &mut Conversation,
+    story: Option<&LineStory>,
     options: HeadlessOptions,
     saving: &mut Saving,
 ) -> Result<(), HeadlessError> {
+    let mut warned = std::collections::BTreeSet::new();
     let mut stdout = std::io::stdout();
     if options.interactive {
         // The greeting, or where a resumed story left off.
@@ -108,6 +179,15 @@ pub async fn run_headless(
         }
         let user = Message::new(conversation.user_name.clone(), Role::User, line.as_str());
         saving.record(user)?;
+        let prepared = story.map(|story| story.prepare(conversation, saving, &line));
+        if let Some(prepared) = &prepared {
+            for warning in &prepared.warnings {
+                if warned.insert(warning.clone()) {
+                    eprintln!("warning: {warning}");
+                }
+            }
+        }
+        conversation.additions = prepared.as_ref().map(|p| p.additions.clone());
         let outcome = conversation.send(backend, &line, print_piece).await?;
         end_turn(backend, &outcome, options);
         let speaker = conversation.character.name.clone();
@@ -117,6 +197,9 @@ pub async fn run_headless(
             &outcome.raw(),
             Some(&outcome.finished),
         ))?;
+        if let Some(prepared) = &prepared {
+            saving.record_context(prepared)?;
+        }
     }
     Ok(())
 }

@@ -20,3 +20,21 @@ pub use her_testkit::*;
 pub fn tiny() -> &'static Tiny {
     tiny_in(Path::new(env!("CARGO_TARGET_TMPDIR")))
 }
+
+/// Runs `cmd` with `input` on its stdin (then closed), collecting the output.
+pub fn fed(cmd: &mut std::process::Command, input: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}

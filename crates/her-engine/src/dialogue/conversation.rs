@@ -4,7 +4,7 @@ use crate::{Backend, EngineError, Event, Finished, GenerateRequest, Started};
 use her_core::character::Character;
 use her_core::format::PREFILL;
 use her_core::generation::SamplingConfig;
-use her_core::prompt::{HerPrompt, Line, PromptOptions, PromptVariant};
+use her_core::prompt::{Additions, HerPrompt, Line, PromptOptions, PromptVariant};
 
 /// A running conversation with a character.
 pub struct Conversation {
@@ -13,6 +13,10 @@ pub struct Conversation {
     pub variant: PromptVariant,
     pub sampling: SamplingConfig,
     pub transcript: Vec<Line>,
+    /// What a session's lore, memory and note add to the next prompt (set
+    /// by the front end before each turn); `None`: only the character's own
+    /// card book, with the default settings.
+    pub additions: Option<Additions>,
     /// Turns dropped for the last reply; reused so the KV cache stays valid.
     dropped_turns: usize,
 }
@@ -44,17 +48,20 @@ impl Conversation {
             variant,
             sampling,
             transcript,
+            additions: None,
             dropped_turns: 0,
         }
     }
 
     /// The prompt for the next reply.
     pub fn prompt(&self) -> HerPrompt {
-        HerPrompt::build(
-            &self.character,
-            &PromptOptions::new(self.variant, self.user_name.clone()),
-            &self.transcript,
-        )
+        let options = PromptOptions::new(self.variant, self.user_name.clone());
+        match &self.additions {
+            Some(additions) => {
+                HerPrompt::build_with(&self.character, &options, &self.transcript, additions)
+            }
+            None => HerPrompt::build(&self.character, &options, &self.transcript),
+        }
     }
 
     /// Sends a user line and streams the reply through `on_text`. The reply

@@ -8,8 +8,8 @@ use her_core::character::Character;
 use her_core::generation::SamplingConfig;
 use her_core::prompt::Line;
 use her_core::session::{
-    LoadIssue, Message, MessageMeta, NodeId, Role, Session, SessionError, SessionFile,
-    SessionHeader,
+    LoadIssue, Message, MessageMeta, NodeId, Role, Session, SessionError, SessionEvent,
+    SessionFile, SessionHeader,
 };
 
 /// The header of a new session: "<label> — <date>", who plays, the model
@@ -122,6 +122,25 @@ impl Recorder {
         self.file
             .commit_with(&mut self.session, |s| Ok(s.tree().append_event(message)))
             .map(|_| ())
+    }
+
+    /// Appends an event other front ends define (lore, memory, note), as
+    /// the TUI logs them.
+    pub fn append_other(&mut self, event: &impl serde::Serialize) -> Result<(), SessionError> {
+        let value = serde_json::to_value(event)?;
+        self.file
+            .commit(&mut self.session, SessionEvent::Other(value))
+            .map(|_| ())
+    }
+
+    /// The message keys of the active branch, oldest first.
+    pub fn active_keys(&self) -> Vec<String> {
+        let tree = self.session.tree();
+        tree.active_path()
+            .into_iter()
+            .filter_map(|id| tree.node(id))
+            .map(|n| n.key.clone())
+            .collect()
     }
 }
 
