@@ -3,6 +3,7 @@
 
 pub mod attention;
 pub mod engine;
+pub mod gpu_parity;
 pub mod logits;
 pub mod rl;
 pub mod train;

@@ -74,7 +74,7 @@ pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
     std::fs::write(&plan_path, serde_json::to_vec(&plan)?)?;
 
     println!(
-        "her bench train: {}\n  batches: {} steps × {}×{} tokens from {} ({} of {} positions in the loss: --labels {})\n  LoRA r {RANK}, alpha {ALPHA}, dropout 0 on q,k,v,o,gate,up,down; AdamW lr {}, clip {MAX_GRAD_NORM}; activation checkpointing {}; our kernels {}; {threads} threads; first step is warm-up\n",
+        "her bench train: {}\n  batches: {} steps × {}×{} tokens from {} ({} of {} positions in the loss: --labels {})\n  LoRA r {RANK}, alpha {ALPHA}, dropout 0 on q,k,v,o,gate,up,down; AdamW lr {}, clip {MAX_GRAD_NORM}; activation checkpointing {}; our kernels {}; device {}, {}; {threads} threads; first step is warm-up\n",
         model.display(),
         args.steps,
         args.batch,
@@ -86,6 +86,8 @@ pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
         args.lr,
         if args.checkpointing { "on" } else { "off" },
         args.kernels,
+        args.device,
+        args.dtype,
     );
 
     let modes: Vec<BaseMode> = match args.base.as_deref() {
@@ -109,7 +111,7 @@ pub fn run(app: &AppContext, args: &BenchTrainArgs) -> anyhow::Result<()> {
                 let script = work.join("bench_train_torch.py");
                 std::fs::write(&script, TORCH_SCRIPT)?;
                 Some(torch_in_child(
-                    &python, &script, &model, &plan_path, threads,
+                    &python, &script, &model, &plan_path, threads, args,
                 )?)
             }
             None => {
@@ -232,6 +234,8 @@ pub(super) fn base_plan(
         seed: SEED,
         checkpointing: args.checkpointing,
         kernels: args.kernels.clone(),
+        device: args.device.clone(),
+        dtype: args.dtype.clone(),
         batches,
         tokenizer_check,
     }
@@ -295,7 +299,13 @@ fn torch_in_child(
     model: &Path,
     plan: &Path,
     threads: usize,
+    args: &BenchTrainArgs,
 ) -> anyhow::Result<SideResult> {
+    let dtype = match args.dtype.as_str() {
+        "bf16" => "bfloat16",
+        _ => "float32",
+    };
+    // torch names devices as candle's setting does: cpu, cuda, cuda:N.
     let mut cmd = Command::new(python);
     cmd.arg(script)
         .arg("--model")
@@ -303,6 +313,7 @@ fn torch_in_child(
         .arg("--batches")
         .arg(plan)
         .args(["--threads", &threads.to_string()])
+        .args(["--device", &args.device, "--dtype", dtype])
         .env("OMP_NUM_THREADS", threads.to_string())
         .env("MKL_NUM_THREADS", threads.to_string())
         // transformers must not look for the model or anything else online.
@@ -443,6 +454,8 @@ mod tests {
             skip_torch: true,
             checkpointing: false,
             kernels: "fused".into(),
+            device: "cpu".into(),
+            dtype: "f32".into(),
             base: None,
             pack_len: 0,
             skip_packing: true,
@@ -493,6 +506,7 @@ mod tests {
             attention: None,
             tokenizer_check: None,
             versions: BTreeMap::new(),
+            gpu_peak_mib: None,
         };
         assert!((r.tokens_per_s() - 100.0).abs() < 1e-9);
         assert!((r.split().0 - 0.5).abs() < 1e-9);

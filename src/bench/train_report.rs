@@ -39,12 +39,29 @@ pub(super) fn report(
     for (mode, r) in ours {
         let name = match mode {
             BaseMode::Quantized => "ours, quantized base",
-            BaseMode::Dequantized => "ours, dequantized f32",
+            BaseMode::Dequantized => "ours, dequantized base",
         };
         row(name, r);
     }
     if let Some(t) = torch {
-        row("PyTorch + PEFT, f32", t);
+        row("PyTorch + PEFT", t);
+    }
+    // On a GPU the process's RSS says little: the device's peak does.
+    let mut printed_gpu = false;
+    for (name, r) in ours
+        .iter()
+        .map(|(mode, r)| (mode_name(*mode), r))
+        .chain(torch.map(|t| ("PyTorch + PEFT", t)))
+    {
+        if let Some(gpu) = r.gpu_peak_mib {
+            println!("  GPU peak, {name}: {gpu:.0} MiB");
+            printed_gpu = true;
+        }
+    }
+    if printed_gpu {
+        println!(
+            "  (ours: the device's memory in use, CUDA context and candle's pool included; PyTorch: its allocator's peak, tensors only)"
+        );
     }
     let disturbed = ours
         .iter()

@@ -32,6 +32,19 @@ pub enum BenchCommand {
     /// (one by one and batched), and how RL step time splits between adapter swap,
     /// rollout, scoring and update.
     Rl(BenchRlArgs),
+    /// The trainer's portable path on a CUDA device against the fused CPU path (loss,
+    /// log-probs and every LoRA gradient of one step, f32 and bf16): scripts/gpu-check.
+    GpuParity(BenchGpuParityArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchGpuParityArgs {
+    /// GGUF model compared besides the tiny ones (default: model.path).
+    #[arg(long, value_name = "PATH")]
+    pub model: Option<PathBuf>,
+    /// The device under test: cuda or cuda:N (cpu compares the CPU's portable path).
+    #[arg(long, default_value = "cuda")]
+    pub device: String,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -94,10 +107,17 @@ pub struct BenchTrainArgs {
     /// is recomputed in backward instead of keeping its activations.
     #[arg(long)]
     pub checkpointing: bool,
-    /// Our trainer's op set (`train.kernels`): the fused CPU kernels or the
-    /// portable candle ops a GPU runs.
-    #[arg(long, default_value = "fused", value_parser = ["fused", "portable"])]
+    /// Our trainer's op set (`train.kernels`): the fused CPU kernels, the
+    /// portable candle ops a GPU runs, or auto (fused on the CPU in f32,
+    /// portable otherwise).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "fused", "portable"])]
     pub kernels: String,
+    /// Where every side trains (`train.device`): cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Every side's compute dtype (`train.dtype`; PyTorch's base dtype): f32 or bf16.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub dtype: String,
     /// Only this base mode of ours: quantized or dequantized (default: both).
     #[arg(long, value_parser = ["quantized", "dequantized"])]
     pub base: Option<String>,

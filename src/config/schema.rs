@@ -329,6 +329,14 @@ pub(crate) const KEYS: &[KeySpec] = &[
             note: "(fused runs on the CPU only)",
         },
     ),
+    spec(
+        "train",
+        "dtype",
+        Kind::Enum {
+            values: &her_train::model::Precision::NAMES,
+            note: "(bf16 runs on the portable kernels; on a GPU it needs compute capability 8.0)",
+        },
+    ),
     spec("train", "learning_rate", float_open(0.0, 1.0)),
     spec("train", "warmup_steps", int(0, 1_000_000)),
     spec("train", "epochs", int(1, 10_000)),

@@ -225,3 +225,89 @@ pub fn write_tiny_lora(
     }
     w.write(path)
 }
+
+/// The tiny byte-level BPE vocabulary as a GGUF tokenizer (gpt2 model,
+/// ChatML specials), for fixtures llama.cpp can load.
+pub fn add_tiny_tokenizer(w: &mut GgufWriter) {
+    let vocab = tiny_bpe_vocab();
+    w.add_string("tokenizer.ggml.model", "gpt2")
+        .add_string("tokenizer.ggml.pre", "qwen2")
+        .add_string_array("tokenizer.ggml.tokens", vocab.tokens)
+        .add_i32_array("tokenizer.ggml.token_type", vocab.token_types)
+        .add_string_array("tokenizer.ggml.merges", vocab.merges)
+        .add_u32("tokenizer.ggml.bos_token_id", vocab.special.endoftext)
+        .add_u32("tokenizer.ggml.eos_token_id", vocab.special.im_end)
+        .add_bool("tokenizer.ggml.add_bos_token", false);
+}
+
+/// A tiny random Qwen2 (q/k/v biases, untied output head, head_dim =
+/// n_embd / n_head as llama.cpp's qwen2 requires) over the tiny BPE vocab,
+/// as an unwritten GgufWriter so a test can add to it. Scales as the
+/// Qwen3 fixture's.
+pub fn tiny_qwen2_writer(seed: u64) -> GgufWriter {
+    let vocab = tiny_bpe_vocab();
+    let n_vocab = vocab.tokens.len() as u64;
+    let (e, nh, nkv, hd, ff) = (64u64, 4u64, 2u64, 16u64, 128u64);
+    let mut rng = SplitMix64::new(seed);
+    let mut normal = |n: u64, mean: f32, std: f32| -> Vec<f32> {
+        (0..n).map(|_| mean + std * rng.normal() as f32).collect()
+    };
+    let mut w = GgufWriter::new();
+    w.add_string("general.architecture", "qwen2")
+        .add_string("general.name", "her-studio tiny qwen2 (random weights)")
+        .add_u32("general.file_type", 0)
+        .add_u32("qwen2.block_count", 2)
+        .add_u32("qwen2.context_length", 4096)
+        .add_u32("qwen2.embedding_length", e as u32)
+        .add_u32("qwen2.feed_forward_length", ff as u32)
+        .add_u32("qwen2.attention.head_count", nh as u32)
+        .add_u32("qwen2.attention.head_count_kv", nkv as u32)
+        .add_f32("qwen2.rope.freq_base", 1e6)
+        .add_f32("qwen2.attention.layer_norm_rms_epsilon", 1e-6);
+    add_tiny_tokenizer(&mut w);
+    w.add_tensor_f32(
+        "token_embd.weight",
+        &[e, n_vocab],
+        normal(e * n_vocab, 0.0, 0.2),
+    );
+    for b in 0..2 {
+        let p = format!("blk.{b}");
+        w.add_tensor_f32(&format!("{p}.attn_norm.weight"), &[e], normal(e, 1.0, 0.02));
+        w.add_tensor_f32(&format!("{p}.ffn_norm.weight"), &[e], normal(e, 1.0, 0.02));
+        for (name, n_in, n_out, bias) in [
+            ("attn_q", e, nh * hd, true),
+            ("attn_k", e, nkv * hd, true),
+            ("attn_v", e, nkv * hd, true),
+            ("attn_output", nh * hd, e, false),
+            ("ffn_gate", e, ff, false),
+            ("ffn_up", e, ff, false),
+            ("ffn_down", ff, e, false),
+        ] {
+            let std = 1.0 / (n_in as f32).sqrt();
+            w.add_tensor_f32(
+                &format!("{p}.{name}.weight"),
+                &[n_in, n_out],
+                normal(n_in * n_out, 0.0, std),
+            );
+            if bias {
+                w.add_tensor_f32(
+                    &format!("{p}.{name}.bias"),
+                    &[n_out],
+                    normal(n_out, 0.0, 0.3),
+                );
+            }
+        }
+    }
+    w.add_tensor_f32("output_norm.weight", &[e], normal(e, 1.0, 0.02));
+    w.add_tensor_f32(
+        "output.weight",
+        &[e, n_vocab],
+        normal(e * n_vocab, 0.0, 0.2),
+    );
+    w
+}
+
+/// Write [`tiny_qwen2_writer`]'s model to `path`.
+pub fn write_tiny_qwen2(path: &Path, seed: u64) -> Result<(), GgufError> {
+    tiny_qwen2_writer(seed).write(path)
+}

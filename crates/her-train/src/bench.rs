@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::lora::{LoraSpec, Target};
-use crate::model::{BaseMode, Kernels, Segments, TrainModel};
+use crate::model::{BaseMode, Kernels, LoadOptions, Precision, Segments, TrainModel};
 use crate::optim::{Accumulator, AdamW, AdamWConfig};
 use crate::run::memory_mib;
 use crate::train_loop::trainer::named_params;
@@ -31,9 +31,15 @@ pub struct Plan {
     /// Activation (gradient) checkpointing on every side.
     #[serde(default)]
     pub checkpointing: bool,
-    /// Our side's op set: "fused" or "portable" (`train.kernels`).
+    /// Our side's op set: "auto", "fused" or "portable" (`train.kernels`).
     #[serde(default = "fused")]
     pub kernels: String,
+    /// Where every side trains (`train.device`).
+    #[serde(default = "cpu_device")]
+    pub device: String,
+    /// Every side's compute dtype: "f32" or "bf16" (`train.dtype`).
+    #[serde(default = "f32_dtype")]
+    pub dtype: String,
     pub batches: Vec<PlanBatch>,
     /// Samples as our tokenizer encodes them: the PyTorch side checks its
     /// GGUF tokenizer gives the same ids.
@@ -107,6 +113,11 @@ pub struct SideResult {
     pub tokenizer_check: Option<TokenizerCheckResult>,
     #[serde(default)]
     pub versions: BTreeMap<String, Option<String>>,
+    /// Peak GPU memory, MiB, on a GPU run (ours: the device's used memory
+    /// sampled after each forward and backward; PyTorch: its allocator's
+    /// peak).
+    #[serde(default)]
+    pub gpu_peak_mib: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,18 +175,32 @@ fn fused() -> String {
     "fused".into()
 }
 
+fn cpu_device() -> String {
+    "cpu".into()
+}
+
+fn f32_dtype() -> String {
+    "f32".into()
+}
+
 /// Our side: load, attach LoRA, then per batch the same work as one
 /// `her train sft` step (loss, backward, accumulate, clip, AdamW). `label`
 /// names the side in the progress lines on stderr. The caller fills in the
 /// process's CPU time and versions.
 pub fn train_side(plan: &Plan, mode: BaseMode, label: &str) -> Result<SideResult, BenchError> {
-    let device = Device::Cpu;
+    let device = crate::device::train_device(&plan.device)?;
     let began = Instant::now();
     // What `her train` does.
     crate::memory::use_one_malloc_arena();
-    let path = Kernels::parse(&plan.kernels)?.resolve(&device)?;
-    let mut model = TrainModel::load(&plan.model, mode, &device)?;
+    let dtype = Precision::parse(&plan.dtype)?.resolve(&device)?;
+    let path = Kernels::parse(&plan.kernels)?.resolve(&device, dtype)?;
+    let options = LoadOptions {
+        dtype,
+        ..LoadOptions::new(&device)
+    };
+    let mut model = TrainModel::load_with(&plan.model, mode, &options)?;
     model.set_op_path(path);
+    let mut gpu_peak = GpuPeak::new(&device);
     let spec = LoraSpec {
         rank: plan.lora.rank,
         alpha: plan.lora.alpha,
@@ -209,19 +234,24 @@ pub fn train_side(plan: &Plan, mode: BaseMode, label: &str) -> Result<SideResult
     for (i, b) in plan.batches.iter().enumerate() {
         let rows = b.ids.len();
         let cols = b.ids.first().map_or(0, Vec::len);
-        let ids = Tensor::from_vec(b.ids.concat(), (rows, cols), &device)?;
-        let labels = Tensor::from_vec(b.labels.concat(), (rows, cols), &device)?;
+        // Host tensors: the model gathers embeddings and reads labels there.
+        let ids = Tensor::from_vec(b.ids.concat(), (rows, cols), &Device::Cpu)?;
+        let labels = Tensor::from_vec(b.labels.concat(), (rows, cols), &Device::Cpu)?;
         let segments = match b.sample_lens.is_empty() {
             true => None,
             false => Some(Segments::from_lengths(cols, &b.sample_lens)?),
         };
         let t_start = Instant::now();
         let (loss, _) = model.packed_loss(&ids, &labels, segments.as_ref(), true, i as u64)?;
+        // Reading the loss waits for the device's queue: the timing is real.
         let loss_value = f64::from(loss.to_scalar::<f32>()?);
+        gpu_peak.sample();
         let t_forward = Instant::now();
         // The model's backward: it also collects what checkpointed blocks
         // computed on the side.
         let grads = model.backward(&loss)?;
+        device.synchronize()?;
+        gpu_peak.sample();
         let t_backward = Instant::now();
         let mut acc = Accumulator::new(params.len());
         acc.add(&params, &grads, 1.0)?;
@@ -233,6 +263,7 @@ pub fn train_side(plan: &Plan, mode: BaseMode, label: &str) -> Result<SideResult
         drop(loss);
         acc.clip(o.max_grad_norm)?;
         optimizer.step(&acc, o.lr)?;
+        device.synchronize()?;
         let t_end = Instant::now();
         let step = StepTiming {
             loss: loss_value,
@@ -267,8 +298,43 @@ pub fn train_side(plan: &Plan, mode: BaseMode, label: &str) -> Result<SideResult
         attention: None,
         tokenizer_check: None,
         versions: BTreeMap::new(),
+        gpu_peak_mib: gpu_peak.mib(),
     };
     Ok(result)
+}
+
+/// The most GPU memory seen in use (total − free, so it includes the CUDA
+/// context and what candle's pool keeps) over the samples taken; nothing on
+/// the CPU.
+struct GpuPeak {
+    cuda: bool,
+    peak: Option<u64>,
+}
+
+impl GpuPeak {
+    fn new(device: &Device) -> Self {
+        Self {
+            cuda: device.is_cuda(),
+            peak: None,
+        }
+    }
+
+    fn sample(&mut self) {
+        if !self.cuda {
+            return;
+        }
+        if let crate::device::CudaStatus::Devices(found) = crate::device::cuda_status() {
+            let used = found
+                .iter()
+                .map(|d| d.total_bytes.saturating_sub(d.free_bytes))
+                .max();
+            self.peak = self.peak.max(used);
+        }
+    }
+
+    fn mib(&self) -> Option<f64> {
+        self.peak.map(|b| b as f64 / (1u64 << 20) as f64)
+    }
 }
 
 /// `her bench logits` (internal): the trainer's logits over the samples of

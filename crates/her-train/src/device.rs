@@ -5,7 +5,7 @@
 //! Without the `cuda` feature candle's CUDA backend is a stub whose
 //! constructor fails, so only the report needs a `cfg`.
 
-use candle_core::Device;
+use candle_core::{Device, DeviceLocation};
 
 /// The compute capability the CUDA kernels were built for (`CUDA_COMPUTE_CAP`
 /// when the `cuda` build ran; candle's build picks the local GPU's otherwise).
@@ -77,6 +77,21 @@ pub fn cuda_status() -> CudaStatus {
     #[cfg(not(feature = "cuda"))]
     {
         CudaStatus::NotBuilt
+    }
+}
+
+/// Whether candle's bf16 kernels run on `device`: always on the CPU; on a
+/// GPU from compute capability 8.0 (Ampere) on.
+pub fn has_bf16_kernels(device: &Device) -> bool {
+    match device.location() {
+        DeviceLocation::Cpu => true,
+        DeviceLocation::Cuda { gpu_id } => match cuda_status() {
+            CudaStatus::Devices(found) => found
+                .get(gpu_id)
+                .is_some_and(CudaDeviceReport::supports_bf16),
+            _ => false,
+        },
+        DeviceLocation::Metal { .. } => false,
     }
 }
 

@@ -59,8 +59,13 @@ pub enum TrainError {
         detail: String,
     },
 
-    #[error("the trainer runs on the CPU only for now; device '{device}' is not supported")]
-    UnsupportedDevice { device: String },
+    #[error("'{}': tensor '{tensor}' has type {ggml_type}: {detail}", path.display())]
+    UnsupportedType {
+        path: PathBuf,
+        tensor: String,
+        ggml_type: String,
+        detail: String,
+    },
 
     #[error("invalid LoRA setting '{field}' = '{value}': {detail}")]
     InvalidLora {

@@ -18,6 +18,7 @@ pub mod lora;
 pub mod memory;
 pub mod model;
 pub mod optim;
+pub mod parity;
 pub mod peft;
 pub mod plan;
 pub mod rl;

@@ -21,6 +21,10 @@ pub struct TrainConfig {
     /// that run on any device) or "auto" (fused on the CPU, portable on a
     /// GPU).
     pub kernels: String,
+    /// The dtype activations and dequantized weights are computed in: "f32",
+    /// "bf16", or "auto" (bf16 on a GPU that has bf16 kernels, f32 on the
+    /// CPU). LoRA weights, optimizer state and the loss are f32 always.
+    pub dtype: String,
     pub learning_rate: f64,
     pub warmup_steps: u32,
     pub epochs: u32,
@@ -84,6 +88,7 @@ impl Default for TrainConfig {
             base: "quantized".into(),
             device: "cpu".into(),
             kernels: "auto".into(),
+            dtype: "auto".into(),
             learning_rate: 2e-4,
             warmup_steps: 10,
             epochs: 3,

@@ -119,6 +119,21 @@ fn step_losses(run: &std::path::Path) -> Vec<f64> {
         .collect()
 }
 
+/// `train.dtype = "bf16"` computes what f32 computes, within bf16's
+/// rounding, step by step.
+#[test]
+fn bf16_steps_track_f32() {
+    let model = common::tiny().model.clone();
+    common::assert_bf16_tracks_f32(2, |run_dir, dtype| {
+        let s = TrainConfig {
+            dtype: dtype.into(),
+            ..settings(2)
+        };
+        let job = job(&model, run_dir.to_path_buf(), s, false);
+        run(&job, pairs(), &AtomicBool::new(false), &mut |_| {}).unwrap();
+    });
+}
+
 /// A run stopped after 3 of 8 steps (each of two accumulated micro-batches)
 /// and resumed gives the same loss curve, held-out result and adapter,
 /// bit for bit, as one that never stopped.

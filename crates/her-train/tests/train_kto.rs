@@ -93,6 +93,21 @@ fn kto_opens_a_held_out_reward_gap() {
 
 /// A run stopped after 3 of 8 steps and resumed gives the same loss curve,
 /// held-out result and adapter, bit for bit, as one that never stopped.
+/// `train.dtype = "bf16"` computes what f32 computes, within bf16's
+/// rounding, step by step.
+#[test]
+fn bf16_steps_track_f32() {
+    let model = common::tiny().model.clone();
+    common::assert_bf16_tracks_f32(2, |run_dir, dtype| {
+        let s = TrainConfig {
+            dtype: dtype.into(),
+            ..settings(2)
+        };
+        let job = job(&model, run_dir.to_path_buf(), s, false);
+        run(&job, samples(), &AtomicBool::new(false), &mut |_| {}).unwrap();
+    });
+}
+
 #[test]
 fn a_stopped_kto_run_resumes_exactly() {
     let dir = tempfile::tempdir().unwrap();

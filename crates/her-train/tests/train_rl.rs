@@ -96,6 +96,19 @@ fn train(job: &RlJob, stop_after: Option<u64>) -> (RlReport, Vec<StepMetrics>) {
     (report, steps)
 }
 
+/// `train.dtype = "bf16"` computes what f32 computes, within bf16's
+/// rounding, step by step (the rollouts come from llama.cpp, the same for
+/// both at the first step; later ones sample from the updated adapters,
+/// which differ).
+#[test]
+fn bf16_steps_track_f32() {
+    common::assert_bf16_tracks_f32(1, |run_dir, dtype| {
+        let mut job = job(run_dir, contains_only(1, 0.04), false);
+        job.spec.settings.dtype = dtype.into();
+        train(&job, None);
+    });
+}
+
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }

@@ -76,6 +76,28 @@ fn the_portable_kernels_overfit_and_llama_cpp_replays_a_trained_reply() {
     overfit_and_replay("portable");
 }
 
+/// `train.dtype = "bf16"` computes what f32 computes, within bf16's
+/// rounding, step by step.
+#[test]
+fn bf16_steps_track_f32() {
+    common::assert_bf16_tracks_f32(2, |run_dir, dtype| {
+        let settings = TrainConfig {
+            dtype: dtype.into(),
+            ..settings(2)
+        };
+        let job = SftJob {
+            spec: common::spec(
+                &common::tiny().model,
+                settings,
+                run_dir.to_path_buf(),
+                false,
+            ),
+            sources: Vec::new(),
+        };
+        run(&job, four(), &AtomicBool::new(false), &mut |_| {}).unwrap();
+    });
+}
+
 fn overfit_and_replay(kernels: &str) {
     let dir = tempfile::tempdir().unwrap();
     let stop = AtomicBool::new(false);

@@ -125,10 +125,7 @@ impl Block {
             )
         };
         let norm = |src: &mut GgufTensors, name: &str, n| {
-            Ok::<_, TrainError>(RmsNorm::new(
-                src.vector(&format!("blk.{i}.{name}.weight"), n)?,
-                s.rms_eps,
-            )?)
+            src.norm(&format!("blk.{i}.{name}.weight"), n, s.rms_eps)
         };
         let proj = [
             p(src, Target::Q, e, q)?,

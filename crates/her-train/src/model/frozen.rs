@@ -26,11 +26,61 @@ mod dequantize;
 /// per thread: forward and backward may run on different pool threads.
 static SCRATCH: Mutex<Vec<f32>> = Mutex::new(Vec::new());
 
-/// A frozen (out, in) matrix, quantized or f32.
+/// A frozen (out, in) matrix, quantized or dense.
 #[derive(Clone)]
 pub enum FrozenWeight {
     Quantized(Arc<QTensor>),
     Dense(Tensor),
+    /// Cut into blocks of rows at load: the head on a GPU, of which the
+    /// loss dequantizes one block at a time.
+    Rows(Arc<RowBlocks>),
+}
+
+/// A matrix as consecutive blocks of `block_rows` rows (the last may be
+/// shorter).
+pub struct RowBlocks {
+    blocks: Vec<FrozenWeight>,
+    block_rows: usize,
+    dims: (usize, usize),
+}
+
+impl RowBlocks {
+    pub fn new(blocks: Vec<FrozenWeight>, block_rows: usize, rows: usize, cols: usize) -> Self {
+        Self {
+            blocks,
+            block_rows: block_rows.max(1),
+            dims: (rows, cols),
+        }
+    }
+
+    /// Rows `start..start + len`, from the blocks they fall in.
+    fn dense_rows(
+        &self,
+        start: usize,
+        len: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Tensor> {
+        let br = self.block_rows;
+        let mut pieces = Vec::new();
+        let mut row = start;
+        while row < start + len {
+            let (index, offset) = (row / br, row % br);
+            let Some(block) = self.blocks.get(index) else {
+                bail!(
+                    "row {row} is past the last block of a {:?} matrix",
+                    self.dims
+                );
+            };
+            let take = (block.dims()?.0 - offset).min(start + len - row);
+            pieces.push(block.dense_rows(offset, take, dtype, device)?);
+            row += take;
+        }
+        match pieces.len() {
+            1 => Ok(pieces.remove(0)),
+            _ => Tensor::cat(&pieces, 0),
+        }
+    }
 }
 
 impl FrozenWeight {
@@ -39,6 +89,15 @@ impl FrozenWeight {
         match self {
             FrozenWeight::Quantized(q) => q.shape().dims2(),
             FrozenWeight::Dense(t) => t.dims2(),
+            FrozenWeight::Rows(r) => Ok(r.dims),
+        }
+    }
+
+    /// Rows per block of a matrix kept in blocks.
+    pub fn block_rows(&self) -> Option<usize> {
+        match self {
+            FrozenWeight::Rows(r) => Some(r.block_rows),
+            _ => None,
         }
     }
 
@@ -67,6 +126,13 @@ impl FrozenWeight {
         }
         let q = match self {
             FrozenWeight::Dense(t) => return with_f32(&t.narrow(0, start, len)?, "frozen", f),
+            FrozenWeight::Rows(r) => {
+                return with_f32(
+                    &r.dense_rows(start, len, DType::F32, &Device::Cpu)?,
+                    "frozen",
+                    f,
+                );
+            }
             FrozenWeight::Quantized(q) => q,
         };
         let dtype = q.dtype();
@@ -124,8 +190,14 @@ impl FrozenWeight {
     /// the CPU scratch buffer.
     pub fn dense(&self, dtype: DType, device: &Device) -> Result<Tensor> {
         match self {
+            // On a GPU straight to f16 (half the bytes of candle's f32
+            // kernel's output) and cast from there.
+            FrozenWeight::Quantized(q) if !device.is_cpu() && dtype != DType::F32 => {
+                q.dequantize_f16(device)?.to_dtype(dtype)
+            }
             FrozenWeight::Quantized(q) => q.dequantize(device)?.to_dtype(dtype),
             FrozenWeight::Dense(t) => t.to_device(device)?.to_dtype(dtype),
+            FrozenWeight::Rows(r) => r.dense_rows(0, r.dims.0, dtype, device),
         }
     }
 
@@ -156,6 +228,7 @@ impl FrozenWeight {
             }
             FrozenWeight::Quantized(_) => self.dense(dtype, device),
             FrozenWeight::Dense(t) => t.narrow(0, start, len)?.to_device(device)?.to_dtype(dtype),
+            FrozenWeight::Rows(r) => r.dense_rows(start, len, dtype, device),
         }
     }
 
@@ -165,6 +238,10 @@ impl FrozenWeight {
             // Dequantizes only the rows it gathers.
             FrozenWeight::Quantized(q) => q.embedding(ids),
             FrozenWeight::Dense(t) => t.index_select(ids, 0),
+            // Not an embedding layout: never gathered from in a pass.
+            FrozenWeight::Rows(r) => r
+                .dense_rows(0, r.dims.0, DType::F32, &Device::Cpu)?
+                .index_select(ids, 0),
         }
     }
 }

@@ -13,6 +13,7 @@ mod frozen;
 mod head;
 pub mod kernels;
 mod load;
+pub mod precision;
 pub(crate) use load::{Gguf, gguf_error};
 pub(crate) mod lora_linear;
 pub mod ops;
@@ -33,6 +34,7 @@ pub use frozen::{FrozenLinear, FrozenWeight};
 pub use head::{HeadNll, IGNORE_LABEL};
 pub use kernels::{Kernels, OpPath};
 pub use ops::RopeStyle;
+pub use precision::Precision;
 pub use segments::Segments;
 pub use shape::{Arch, ModelShape};
 
@@ -40,7 +42,7 @@ use crate::error::TrainError;
 use crate::lora::{LoraAdapter, LoraParam, LoraSpec, Target, read_lora_gguf};
 use block::{Block, Pass};
 use her_core::rng::SplitMix64;
-use load::GgufTensors;
+use load::{GgufTensors, Placement};
 use ops::{RmsNorm, Rope};
 use recompute::{Checkpoint, SideGrads};
 
@@ -61,6 +63,10 @@ const LOSS_CHUNK_ELEMS: usize = 4 << 20;
 const LOSS_KEEP_BYTES: usize = 256 << 20;
 /// Fewer head rows per block than this make the head's gemm inefficient.
 const MIN_LOSS_CHUNK_VOCAB: usize = 256;
+
+/// Head rows per block on a GPU: a Qwen3 head (151,936 × 5,120) in 19
+/// blocks, each 160 MiB in bf16 while its logits are computed.
+pub const HEAD_BLOCK_ROWS: usize = 8192;
 
 /// Stream id of the LoRA A initialisation (dropout uses the step instead).
 const INIT_STREAM: u64 = u64::MAX;
@@ -113,27 +119,71 @@ pub struct TrainModel {
     logit_temperature: f64,
     /// The op set every pass uses.
     op_path: OpPath,
+    /// The dtype of activations and dequantized weights (LoRA, optimizer
+    /// and loss stay f32).
+    dtype: DType,
+}
+
+/// How [`TrainModel::load_with`] lays the model out.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub device: Device,
+    /// The compute dtype (train.dtype); on a GPU the dequantized base is
+    /// stored in it.
+    pub dtype: DType,
+    /// Keep the head in blocks of this many rows (`None`: whole). On a GPU
+    /// each block is dequantized alone for its slice of the loss.
+    pub head_block_rows: Option<usize>,
+}
+
+impl LoadOptions {
+    /// f32; the head in blocks of [`HEAD_BLOCK_ROWS`] rows off the CPU.
+    pub fn new(device: &Device) -> Self {
+        Self {
+            device: device.clone(),
+            dtype: DType::F32,
+            head_block_rows: (!device.is_cpu()).then_some(HEAD_BLOCK_ROWS),
+        }
+    }
 }
 
 impl TrainModel {
+    /// Loads with [`LoadOptions::new`]: f32, the head split into blocks on
+    /// a GPU.
     pub fn load(path: &Path, mode: BaseMode, device: &Device) -> Result<Self, TrainError> {
-        if !device.is_cpu() {
-            return Err(TrainError::UnsupportedDevice {
-                device: format!("{:?}", device.location()),
-            });
-        }
-        let mut src = GgufTensors::open(path, mode)?;
+        Self::load_with(path, mode, &LoadOptions::new(device))
+    }
+
+    /// Reads the base from `path` onto `options.device`. On a GPU the
+    /// embedding stays on the host (a pass gathers its rows there) and the
+    /// head is kept in blocks of rows, so that neither is ever dequantized
+    /// whole; every tensor's type is checked before anything loads.
+    pub fn load_with(
+        path: &Path,
+        mode: BaseMode,
+        options: &LoadOptions,
+    ) -> Result<Self, TrainError> {
+        let placement = Placement {
+            device: options.device.clone(),
+            dtype: options.dtype,
+        };
+        let mut src = GgufTensors::open(path, mode, placement)?;
         let shape = ModelShape::from_gguf(src.header())?;
         let (vocab, e) = (shape.n_vocab, shape.n_embd);
-        let embed = src.frozen("token_embd.weight", [vocab, e])?;
+        let embed = src.host_frozen("token_embd.weight", [vocab, e])?;
         let blocks = (0..shape.n_layer)
             .map(|i| Block::load(&mut src, &shape, i))
             .collect::<Result<Vec<_>, _>>()?;
-        let output_norm = RmsNorm::new(src.vector("output_norm.weight", e)?, shape.rms_eps)?;
-        let head = if shape.tied_output {
-            embed.clone()
+        let output_norm = src.norm("output_norm.weight", e, shape.rms_eps)?;
+        let head_name = if shape.tied_output {
+            "token_embd.weight"
         } else {
-            src.frozen("output.weight", [vocab, e])?
+            "output.weight"
+        };
+        let head = match options.head_block_rows {
+            Some(rows) => src.frozen_rows(head_name, [vocab, e], rows)?,
+            None if shape.tied_output && options.device.is_cpu() => embed.clone(),
+            None => src.frozen(head_name, [vocab, e])?,
         };
         src.ensure_all_used()?;
         Ok(Self {
@@ -141,7 +191,8 @@ impl TrainModel {
             shape,
             path: path.to_path_buf(),
             mode,
-            device: device.clone(),
+            device: options.device.clone(),
+            dtype: options.dtype,
             embed,
             blocks,
             output_norm,
@@ -174,6 +225,16 @@ impl TrainModel {
 
     pub fn op_path(&self) -> OpPath {
         self.op_path
+    }
+
+    /// The dtype activations are computed in from here on (bf16 needs the
+    /// portable op path: see [`Kernels::resolve`]).
+    pub fn set_dtype(&mut self, dtype: DType) {
+        self.dtype = dtype;
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// Head rows (vocabulary entries) per block of the chunked loss, instead
@@ -303,8 +364,8 @@ impl TrainModel {
         for (layer, target, a, b) in adapters {
             if let Some(block) = self.blocks.get_mut(layer) {
                 block.projection_mut(target).lora = Some(LoraAdapter {
-                    a: Var::from_tensor(&a)?,
-                    b: Var::from_tensor(&b)?,
+                    a: Var::from_tensor(&a.to_device(&self.device)?)?,
+                    b: Var::from_tensor(&b.to_device(&self.device)?)?,
                     scale: spec.scale(),
                     dropout: 0.0,
                 });
@@ -485,10 +546,14 @@ impl TrainModel {
         let t = self.logit_temperature;
         let h = if t == 1.0 { h } else { (h * (1.0 / t))? };
         let counted = labels.iter().filter(|&&y| y != IGNORE_LABEL).count();
-        let chunk_vocab = self.loss_chunk_vocab.unwrap_or_else(|| {
-            (LOSS_CHUNK_ELEMS / counted.max(1))
-                .clamp(MIN_LOSS_CHUNK_VOCAB, self.shape.n_vocab.max(1))
-        });
+        // A head kept in blocks is walked a block at a time.
+        let chunk_vocab = self
+            .loss_chunk_vocab
+            .or(self.head.weight().block_rows())
+            .unwrap_or_else(|| {
+                (LOSS_CHUNK_ELEMS / counted.max(1))
+                    .clamp(MIN_LOSS_CHUNK_VOCAB, self.shape.n_vocab.max(1))
+            });
         // Blocks are kept only for a backward that will come: not with
         // checkpointing, and not for a pass nothing is tracked in (held-out
         // loss, reference log-probs).
@@ -526,8 +591,18 @@ impl TrainModel {
                 detail: format!("token id '{bad}' is outside the vocabulary (0..{vocab})"),
             });
         }
+        if self.op_path == OpPath::Fused && self.dtype != DType::F32 {
+            return Err(TrainError::Input {
+                what: "train.dtype",
+                detail: format!(
+                    "'{}' needs the portable ops; the fused kernels compute in f32 only",
+                    precision::dtype_name(self.dtype)
+                ),
+            });
+        }
+        // The embedding lives on the host: its rows are gathered there.
         let flat: Vec<u32> = flat.into_iter().map(|id| id as u32).collect();
-        let flat = Tensor::from_vec(flat, b * t, &self.device)?;
+        let flat = Tensor::from_vec(flat, b * t, &Device::Cpu)?;
         let s = &self.shape;
         let mut rope = Rope::new(s.rope_style, s.head_dim, t, s.rope_theta);
         if let Some(seg) = options.segments {
@@ -544,7 +619,11 @@ impl TrainModel {
             path: self.op_path,
         });
         // 1. Frozen embedding lookup: (b·t, e)
-        let mut x = self.embed.rows(&flat)?;
+        let mut x = self
+            .embed
+            .rows(&flat)?
+            .to_device(&self.device)?
+            .to_dtype(self.dtype)?;
         // 2. Decoder blocks
         for block in &self.blocks {
             let trains = x.track_op() || block.lora_vars().next().is_some();

@@ -1,5 +1,6 @@
 //! The predicted peak, term by term, from what the trainer keeps (read
-//! from the code; see /work/notes/gpu-plan.md §4.1 for the derivation).
+//! from the code; ARCHITECTURE.md's "The trainer on a GPU" describes the
+//! layout the CUDA terms follow).
 //!
 //! Notation: L layers, e hidden, q = heads·head_dim, kv = kv heads·head_dim,
 //! f ffn, V vocabulary, r rank, T the adapted targets, b rows, t tokens per
@@ -108,10 +109,10 @@ pub const RUNTIME: &str = "workspace / runtime";
 const LOSS_CHUNK_ELEMS: u64 = 4 << 20;
 const MIN_LOSS_CHUNK_VOCAB: u64 = 256;
 const LOSS_KEEP_BYTES: u64 = 256 << 20;
-/// Head rows per block on CUDA (gpu-plan.md §1.6).
-const HEAD_BLOCK_ROWS: u64 = 8192;
+/// Head rows per block on CUDA.
+const HEAD_BLOCK_ROWS: u64 = crate::model::HEAD_BLOCK_ROWS as u64;
 /// The CUDA context, cuBLAS workspace and loaded modules: assumed until
-/// gpu-check measures it (gpu-plan.md §4.1).
+/// gpu-check measures it.
 pub const CUDA_CONTEXT_BYTES: u64 = 768 * MIB;
 /// The CUDA memory pool's fragmentation margin, a share of the rest.
 const CUDA_POOL_MARGIN: f64 = 0.05;
@@ -314,7 +315,7 @@ fn head_loss(s: &PlanSettings, a: u64, m: u64, (e, vocab): (u64, u64), chunk: u6
                 ),
             )
         }
-        // The planned CUDA head (gpu-plan.md §1.6): 8192 head rows at a
+        // The CUDA head (model/load.rs, frozen_rows): 8192 head rows at a
         // time, dequantized (f16 + cast), their logits in f32.
         PlanDevice::Cuda => (
             HEAD_BLOCK_ROWS * e * 4 + m * HEAD_BLOCK_ROWS * (a + 8) + 2 * m * e * a,

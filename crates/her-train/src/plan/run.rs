@@ -30,24 +30,35 @@ pub fn run_settings(kind: &str, s: &TrainConfig) -> Result<PlanSettings, TrainEr
         .iter()
         .map(|t| t.parse::<Target>())
         .collect::<Result<Vec<_>, _>>()?;
+    // "cuda" and "cuda:N".
+    let device = if s.device.starts_with("cuda") {
+        PlanDevice::Cuda
+    } else {
+        PlanDevice::Cpu
+    };
     Ok(PlanSettings {
         batch,
         seq: s.max_seq_len.max(1) as usize,
         rank: s.rank as usize,
         targets,
-        // The trainer computes in f32 until train.dtype exists.
-        dtype: PlanDtype::F32,
+        dtype: plan_dtype(&s.dtype, device),
         checkpointing: s.activation_checkpointing,
         base: match s.base.as_str() {
             "dequantized" => BaseMode::Dequantized,
             _ => BaseMode::Quantized,
         },
-        device: match s.device.as_str() {
-            "cuda" => PlanDevice::Cuda,
-            _ => PlanDevice::Cpu,
-        },
+        device,
         rollout_engine: kind == "rl",
     })
+}
+
+/// `train.dtype` as the run will resolve it (the plan does not open the
+/// device: "auto" on CUDA is planned as bf16).
+fn plan_dtype(setting: &str, device: PlanDevice) -> PlanDtype {
+    match (setting, device) {
+        ("bf16", _) | ("auto", PlanDevice::Cuda) => PlanDtype::Bf16,
+        _ => PlanDtype::F32,
+    }
 }
 
 /// What the process holds besides the training state: on the CPU its

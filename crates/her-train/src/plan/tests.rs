@@ -41,7 +41,7 @@ fn attention_keeps_one_log_sum_exp_per_row_and_head() {
 
 #[test]
 fn hand_values_for_smollm2_at_4x256() {
-    // /work/notes/gpu-plan-calc/cpu.py, by hand.
+    // Each term worked out by hand from the formula's comments.
     let (shape, s) = (smollm2(), smollm2_settings());
     assert_eq!(lora_parameters(&shape, 16, &Target::ALL), 4_884_480);
     let p = plan(&shape, &s, 0);

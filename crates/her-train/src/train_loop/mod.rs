@@ -28,7 +28,7 @@ use held_out::HeldOut;
 pub use job::{ErrorOf, ItemOf, Job, run};
 pub use objective::{DataSummary, Micro, MicroLoss, Objective, StepData, StepOutcome};
 pub use report::{EvalLine, Progress, RunReport, StepLine};
-use trainer::{Trainer, device, lora_spec, op_path};
+use trainer::{Trainer, compute, device, lora_spec};
 
 /// What every method's run shares.
 #[derive(Debug, Clone)]
@@ -74,7 +74,7 @@ impl<'a> TrainLoop<'a> {
         // 1. Bad settings, an unavailable device or unusable items fail
         // before any work.
         lora_spec(s)?;
-        op_path(s, &device(s)?)?;
+        compute(s, &device(s)?)?;
         if objective.evaluates_during_run() {
             check_early_stopping(s)?;
         }

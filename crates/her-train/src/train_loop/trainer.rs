@@ -5,14 +5,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 use crate::checkpoint::{self, LoopState};
 use crate::data::Batch;
 use crate::error::JobError;
 use crate::guard::{Diverged, NonFiniteGuard, StepUpdate};
 use crate::lora::{LoraParam, LoraSpec, Target, write_lora_gguf};
-use crate::model::{BaseMode, Kernels, OpPath, TrainModel};
+use crate::model::{BaseMode, Kernels, LoadOptions, OpPath, Precision, TrainModel, precision};
 use crate::optim::{AdamW, AdamWConfig, Schedule};
 use crate::run::RunDir;
 use crate::settings::TrainConfig;
@@ -58,9 +58,12 @@ pub fn device(settings: &TrainConfig) -> Result<Device, JobError> {
     crate::device::train_device(&settings.device).map_err(JobError::Setup)
 }
 
-/// The op set `train.kernels` picks for `device`.
-pub fn op_path(settings: &TrainConfig, device: &Device) -> Result<OpPath, JobError> {
-    Ok(Kernels::parse(&settings.kernels)?.resolve(device)?)
+/// The compute dtype `train.dtype` picks for `device`, and the op set
+/// `train.kernels` picks for both.
+pub fn compute(settings: &TrainConfig, device: &Device) -> Result<(DType, OpPath), JobError> {
+    let dtype = Precision::parse(&settings.dtype)?.resolve(device)?;
+    let path = Kernels::parse(&settings.kernels)?.resolve(device, dtype)?;
+    Ok((dtype, path))
 }
 
 /// Names of the trainable tensors, as in the adapter GGUF.
@@ -109,9 +112,19 @@ impl Trainer {
             BaseMode::Quantized
         };
         crate::memory::use_one_malloc_arena();
-        let path = op_path(settings, &device)?;
-        let mut model = TrainModel::load(model_path, mode, &device)?;
+        let (dtype, path) = compute(settings, &device)?;
+        let options = LoadOptions {
+            dtype,
+            ..LoadOptions::new(&device)
+        };
+        let mut model = TrainModel::load_with(model_path, mode, &options)?;
         model.set_op_path(path);
+        tracing::info!(
+            device = %settings.device,
+            dtype = precision::dtype_name(dtype),
+            kernels = ?path,
+            "trainer compute"
+        );
         let spec = match init_adapter {
             Some(path) => {
                 let mut spec = model.load_lora_gguf(path)?;

@@ -29,87 +29,8 @@ pub fn spec(
     }
 }
 
-/// The tiny byte-level BPE vocabulary as a GGUF tokenizer (gpt2 model,
-/// ChatML specials), for fixtures llama.cpp can load.
-pub fn add_tiny_tokenizer(w: &mut her_gguf::GgufWriter) {
-    let vocab = her_gguf::tiny_bpe_vocab();
-    w.add_string("tokenizer.ggml.model", "gpt2")
-        .add_string("tokenizer.ggml.pre", "qwen2")
-        .add_string_array("tokenizer.ggml.tokens", vocab.tokens)
-        .add_i32_array("tokenizer.ggml.token_type", vocab.token_types)
-        .add_string_array("tokenizer.ggml.merges", vocab.merges)
-        .add_u32("tokenizer.ggml.bos_token_id", vocab.special.endoftext)
-        .add_u32("tokenizer.ggml.eos_token_id", vocab.special.im_end)
-        .add_bool("tokenizer.ggml.add_bos_token", false);
-}
-
-/// A tiny random Qwen2 (q/k/v biases, untied output head, head_dim =
-/// n_embd / n_head as llama.cpp's qwen2 requires) over the tiny BPE vocab,
-/// as an unwritten GgufWriter so a test can add to it. Scales as the
-/// Qwen3 fixture's.
-pub fn tiny_qwen2_writer(seed: u64) -> her_gguf::GgufWriter {
-    use her_core::rng::SplitMix64;
-    let vocab = her_gguf::tiny_bpe_vocab();
-    let n_vocab = vocab.tokens.len() as u64;
-    let (e, nh, nkv, hd, ff) = (64u64, 4u64, 2u64, 16u64, 128u64);
-    let mut rng = SplitMix64::new(seed);
-    let mut normal = |n: u64, mean: f32, std: f32| -> Vec<f32> {
-        (0..n).map(|_| mean + std * rng.normal() as f32).collect()
-    };
-    let mut w = her_gguf::GgufWriter::new();
-    w.add_string("general.architecture", "qwen2")
-        .add_string("general.name", "her-studio tiny qwen2 (random weights)")
-        .add_u32("general.file_type", 0)
-        .add_u32("qwen2.block_count", 2)
-        .add_u32("qwen2.context_length", 4096)
-        .add_u32("qwen2.embedding_length", e as u32)
-        .add_u32("qwen2.feed_forward_length", ff as u32)
-        .add_u32("qwen2.attention.head_count", nh as u32)
-        .add_u32("qwen2.attention.head_count_kv", nkv as u32)
-        .add_f32("qwen2.rope.freq_base", 1e6)
-        .add_f32("qwen2.attention.layer_norm_rms_epsilon", 1e-6);
-    add_tiny_tokenizer(&mut w);
-    w.add_tensor_f32(
-        "token_embd.weight",
-        &[e, n_vocab],
-        normal(e * n_vocab, 0.0, 0.2),
-    );
-    for b in 0..2 {
-        let p = format!("blk.{b}");
-        w.add_tensor_f32(&format!("{p}.attn_norm.weight"), &[e], normal(e, 1.0, 0.02));
-        w.add_tensor_f32(&format!("{p}.ffn_norm.weight"), &[e], normal(e, 1.0, 0.02));
-        for (name, n_in, n_out, bias) in [
-            ("attn_q", e, nh * hd, true),
-            ("attn_k", e, nkv * hd, true),
-            ("attn_v", e, nkv * hd, true),
-            ("attn_output", nh * hd, e, false),
-            ("ffn_gate", e, ff, false),
-            ("ffn_up", e, ff, false),
-            ("ffn_down", ff, e, false),
-        ] {
-            let std = 1.0 / (n_in as f32).sqrt();
-            w.add_tensor_f32(
-                &format!("{p}.{name}.weight"),
-                &[n_in, n_out],
-                normal(n_in * n_out, 0.0, std),
-            );
-            if bias {
-                w.add_tensor_f32(
-                    &format!("{p}.{name}.bias"),
-                    &[n_out],
-                    normal(n_out, 0.0, 0.3),
-                );
-            }
-        }
-    }
-    w.add_tensor_f32("output_norm.weight", &[e], normal(e, 1.0, 0.02));
-    w.add_tensor_f32(
-        "output.weight",
-        &[e, n_vocab],
-        normal(e * n_vocab, 0.0, 0.2),
-    );
-    w
-}
+#[allow(unused_imports)]
+pub use her_gguf::fixture::{add_tiny_tokenizer, tiny_qwen2_writer};
 
 /// The marker whose token [`poisoned_tiny`] poisons: a control token that
 /// no test text uses and that never enters a sequence when the clean model
@@ -309,23 +230,7 @@ pub fn next_token_batch(
     t: usize,
     seed: u64,
 ) -> (candle_core::Tensor, candle_core::Tensor) {
-    use candle_core::{Device, Tensor};
-    let mut rng = her_core::rng::SplitMix64::new(seed);
-    let ids: Vec<i64> = (0..b * (t + 1))
-        .map(|_| (rng.next_u64() % vocab as u64) as i64)
-        .collect();
-    let (mut x, mut y) = (Vec::new(), Vec::new());
-    for row in ids.chunks(t + 1) {
-        x.extend_from_slice(&row[..t]);
-        y.extend_from_slice(&row[1..]);
-    }
-    for r in 0..b {
-        y[r * t + t - 1] = -100;
-    }
-    (
-        Tensor::from_vec(x, (b, t), &Device::Cpu).unwrap(),
-        Tensor::from_vec(y, (b, t), &Device::Cpu).unwrap(),
-    )
+    her_train::parity::next_token_batch(vocab, b, t, seed).unwrap()
 }
 
 /// One chat message.
@@ -356,4 +261,38 @@ pub fn assert_accumulation_equals_a_larger_batch(steps: usize, train: impl Fn(&P
         train(&dir.path().join(name), batch_size, grad_accum);
     }
     assert_same_steps(&dir.path().join("one"), &dir.path().join("two"), steps);
+}
+
+/// How far a bf16 run's step may lie from the f32 run's: 2% of the loss
+/// and 10% of the gradient norm. bf16 keeps 8 significant bits (a relative
+/// rounding of 2⁻⁹ ≈ 0.2% per value); a pass rounds every activation and
+/// dequantized weight, and the error adds up over the layers and the
+/// tokens (see tests/train_bf16.rs for the per-matrix figures).
+pub const BF16_LOSS_TOL: f64 = 0.02;
+pub const BF16_GRAD_NORM_TOL: f64 = 0.1;
+
+/// Trains `steps` steps twice with `train(run, dtype)`: train.dtype
+/// "f32", then "bf16" (which runs the portable ops), and asserts each
+/// step's loss and gradient norm agree within the bf16 bounds.
+pub fn assert_bf16_tracks_f32(steps: usize, train: impl Fn(&Path, &str)) {
+    let dir = tempfile::tempdir().unwrap();
+    for dtype in ["f32", "bf16"] {
+        train(&dir.path().join(dtype), dtype);
+    }
+    let f32_steps = step_curve(&dir.path().join("f32"));
+    let bf16_steps = step_curve(&dir.path().join("bf16"));
+    assert_eq!(f32_steps.len(), steps, "{f32_steps:?}");
+    assert_eq!(bf16_steps.len(), steps, "{bf16_steps:?}");
+    eprintln!("f32 (loss, grad norm) {f32_steps:?}\nbf16 {bf16_steps:?}");
+    for ((l32, g32), (l16, g16)) in f32_steps.iter().zip(&bf16_steps) {
+        assert!(l16.is_finite() && g16.is_finite(), "{bf16_steps:?}");
+        assert!(
+            (l32 - l16).abs() <= BF16_LOSS_TOL * l32.abs().max(1.0),
+            "loss: f32 {f32_steps:?} vs bf16 {bf16_steps:?}"
+        );
+        assert!(
+            (g32 - g16).abs() <= BF16_GRAD_NORM_TOL * g32.abs().max(1e-3),
+            "gradient norm: f32 {f32_steps:?} vs bf16 {bf16_steps:?}"
+        );
+    }
 }

@@ -29,6 +29,15 @@ impl RmsNorm {
         })
     }
 
+    /// The same norm with the portable op's weight on `device` (the fused
+    /// kernel reads the host copy).
+    pub fn placed_on(self, device: &Device) -> Result<Self> {
+        Ok(Self {
+            weight_tensor: self.weight_tensor.to_device(device)?,
+            ..self
+        })
+    }
+
     /// This pass's implementation: the fused kernel or the portable op.
     pub(crate) fn apply(&self, x: &Tensor, path: OpPath) -> Result<Tensor> {
         match path {

@@ -80,6 +80,8 @@ impl Rope {
             OpPath::Fused => self.forward(x),
             OpPath::Portable => {
                 let (cos, sin) = self.tables(x.dim(0)?, x.device())?;
+                // In the activations' dtype, as transformers applies them.
+                let (cos, sin) = (cos.to_dtype(x.dtype())?, sin.to_dtype(x.dtype())?);
                 let style = self.style;
                 portable::rope::rope(x, portable::rope::RopeTables { style, cos, sin })
             }

@@ -2,8 +2,7 @@
 //!
 //! Both keep the frozen matrix out of the graph: it is dequantized for the
 //! forward product and again in backward, and no gradient of it is ever
-//! computed (candle's matmul would compute and keep one, §1.2 of the GPU
-//! plan). The bias is added inside the op for the same reason.
+//! computed (candle's matmul would compute and keep one). The bias is added inside the op for the same reason.
 
 use std::sync::Arc;
 
