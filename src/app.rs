@@ -6,7 +6,12 @@ use crate::config::{self, ConfigError, ConfigSources, LoadedConfig};
 use crate::config::{BackendKind, JudgeKind};
 use crate::studio::{Studio, StudioOrigin};
 use her_core::character::{Character, CharacterError, Scene, load_character_by_name, load_scene};
+use her_core::story::Summarizer;
 use her_engine::{Backend, EngineError, LocalEngine, LocalEngineOptions, RemoteEngine};
+
+/// Starts a backend; `Send` so it can run off the TUI's loop.
+pub type BackendStarter =
+    Box<dyn FnOnce() -> Result<Box<dyn Backend>, EngineError> + Send + 'static>;
 
 pub struct AppContext {
     pub studio: Studio,
@@ -71,19 +76,30 @@ impl AppContext {
 
     /// The backend `her judge` uses (`[judge] kind`).
     pub fn start_judge(&self) -> Result<Box<dyn Backend>, EngineError> {
+        match self.judge_starter() {
+            Some(start) => start(),
+            None => self.start_backend(),
+        }
+    }
+
+    /// How to start the judge apart from the chat's backend, as work that
+    /// can run off the TUI's loop; `None` when `[judge] kind = "actor"`
+    /// (the judge is the chat's backend).
+    pub fn judge_starter(&self) -> Option<BackendStarter> {
         let config = self.config();
         let judge = &config.judge;
         match judge.kind {
-            JudgeKind::Actor => self.start_backend(),
+            JudgeKind::Actor => None,
             JudgeKind::Local => {
                 let path = if judge.model_path.as_os_str().is_empty() {
                     self.model_path()
                 } else {
                     config.resolve_path(&self.studio.root, &judge.model_path)
                 };
-                Ok(Box::new(LocalEngine::start(
-                    config.model.engine_options(path),
-                )?))
+                let options = config.model.engine_options(path);
+                Some(Box::new(move || {
+                    Ok(Box::new(LocalEngine::start(options)?) as Box<dyn Backend>)
+                }))
             }
             JudgeKind::Openai => {
                 let mut options = config.backend.remote_options();
@@ -93,8 +109,20 @@ impl AppContext {
                 options.model = judge.model.clone();
                 options.api_key_env = judge.api_key_env.clone();
                 options.api_key = her_engine::remote::key_from_env(&judge.api_key_env);
-                Ok(Box::new(RemoteEngine::start(options)?))
+                Some(Box::new(move || {
+                    Ok(Box::new(RemoteEngine::start(options)?) as Box<dyn Backend>)
+                }))
             }
+        }
+    }
+
+    /// How to start the model that writes the rolling summary apart from
+    /// the chat's: the judge, when `memory.summarizer = "judge"` and the
+    /// judge is not the chat's backend; `None`: the chat model writes it.
+    pub fn summarizer_starter(&self) -> Option<BackendStarter> {
+        match self.config().memory.summarizer {
+            Summarizer::Chat => None,
+            Summarizer::Judge => self.judge_starter(),
         }
     }
 

@@ -140,6 +140,22 @@ fn sigkill_while_a_reply_streams_loses_only_that_reply() {
     tmux.keys("again", &["C-q"]);
 }
 
+/// The first `summary` event of the session log, waited for up to `secs`.
+fn wait_for_summary(file: &Path, tmux: &Tmux, secs: u64) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        if let Some(found) = lines(file).into_iter().find(|l| l["type"] == "summary") {
+            return found;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "no summary was written; screen:\n{}",
+            tmux.capture("her")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -650,19 +666,7 @@ fn lore_attached_explained_pinned_and_summarised_in_a_small_context() {
     // The first prompt filled more than half of the 2048-token context: the
     // model writes a summary in the background, logged in the session.
     let file = session_file(dir.path());
-    let start = Instant::now();
-    let summary = loop {
-        let found = lines(&file).into_iter().find(|l| l["type"] == "summary");
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no summary was written; screen:\n{}",
-            tmux.capture("her")
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let summary = wait_for_summary(&file, &tmux, 60);
     assert_eq!(summary["source"], "model");
     assert_eq!(summary["messages"], 2, "the newest message is kept out");
     assert!(!summary["text"].as_str().unwrap().is_empty());
@@ -678,6 +682,48 @@ fn lore_attached_explained_pinned_and_summarised_in_a_small_context() {
     assert!(
         with_memory.contains("memory: 1 pin(s), summary of 2 messages"),
         "{with_memory}"
+    );
+    tmux.keys("her", &["Escape"]);
+    tmux.keys("her", &["C-q"]);
+    tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
+}
+
+/// `memory.summarizer = "judge"`: the rolling summary is written by the
+/// `[judge]` backend (here SmolLM2, loaded off the loop the first time),
+/// not by the chat model (the tiny one), and the summary event names it.
+#[test]
+fn the_judge_writes_the_summary_when_asked_to() {
+    let t = common::tiny();
+    let judge = common::smollm2();
+    let dir = studio();
+    let tmux = Tmux::new("summarizer");
+    tmux.start(
+        "her",
+        &her_command(
+            dir.path(),
+            &t.model,
+            12,
+            &format!(
+                "--set model.n_ctx=2048 --set memory.summary_threshold=0.3 --set memory.keep_recent=1 \
+                 --set memory.summary_max_tokens=16 --set memory.summarizer=judge \
+                 --set judge.kind=local --set judge.model_path={} chat --character elizabeth-bennet",
+                judge.display()
+            ),
+        ),
+    );
+    tmux.wait_for("her", "the chat screen", idle);
+    tmux.keys("her", &["-l", "Shall we walk to Meryton?"]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the summary asked of the judge", |s| {
+        s.contains("by the judge model")
+    });
+    let file = session_file(dir.path());
+    let summary = wait_for_summary(&file, &tmux, 120);
+    assert_eq!(summary["source"], "model");
+    // SmolLM2's general.name; the tiny chat model's is "her-studio tiny …".
+    assert_eq!(
+        summary["model"], "Smollm2 135M 8k Lc100K Mix1 Ep2",
+        "{summary}"
     );
     tmux.keys("her", &["Escape"]);
     tmux.keys("her", &["C-q"]);

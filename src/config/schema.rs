@@ -430,6 +430,14 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("memory", "summary_threshold", float(0.0, 1.0)),
     spec("memory", "keep_recent", int(0, 10_000)),
     spec("memory", "summary_max_tokens", int(16, 131_072)),
+    spec(
+        "memory",
+        "summarizer",
+        Kind::Enum {
+            values: &her_core::story::Summarizer::NAMES,
+            note: "(judge: the [judge] backend writes it)",
+        },
+    ),
     spec("keys", "quit", Kind::Str { non_empty: false }),
     spec("keys", "help", Kind::Str { non_empty: false }),
     spec("keys", "submit", Kind::Str { non_empty: false }),

@@ -34,6 +34,8 @@ pub enum Msg {
     Engine(Event),
     /// An event of the rolling summary being generated.
     Summary(Event),
+    /// The judge could not start to write the summary (`memory.summarizer`).
+    SummarizerFailed(String),
     /// The engine the TUI talks to is ready (`switched`: after `/model`).
     ModelLoaded {
         info: ModelInfo,

@@ -24,6 +24,14 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
             crate::tui::screens::chat::summary::on_event(app, event);
             Vec::new()
         }
+        Msg::SummarizerFailed(error) => {
+            app.summary = None;
+            app.notify(
+                format!("the summary could not be written: {error} (memory.summarizer = \"judge\"; [judge] in config.toml)"),
+                true,
+            );
+            Vec::new()
+        }
         Msg::ModelLoaded { info, switched } => {
             model_loaded(app, &info, switched);
             Vec::new()

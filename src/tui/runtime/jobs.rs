@@ -27,6 +27,8 @@ use her_engine::{
 /// An engine that took the place of the old one (and, when the new model
 /// failed, why the old one is back), or why neither loads.
 type Loaded = Result<(Box<dyn Backend>, Option<String>), String>;
+/// The summariser's backend once started, and the request that waited for it.
+pub type SummarizerLoaded = (Result<Box<dyn Backend>, String>, GenerateRequest);
 
 /// Starts the engine when it is first needed.
 pub type Starter<'a> = Box<dyn FnOnce() -> Result<Box<dyn Backend>, String> + 'a>;
@@ -51,12 +53,29 @@ pub struct Runtime<'a> {
     pub generation: Option<EventStream>,
     /// The rolling summary being generated.
     pub summary: Option<EventStream>,
+    /// The judge writing summaries (`memory.summarizer = "judge"`), once
+    /// started; it stays for the next summary.
+    summarizer: Option<Box<dyn Backend>>,
+    /// The judge starting, off the loop, with the summary request it is for.
+    pub summarizer_loading: Option<LocalBoxFuture<'static, SummarizerLoaded>>,
     pub jobs: FuturesUnordered<LocalBoxFuture<'static, Msg>>,
     pub loading: Option<LocalBoxFuture<'static, Loaded>>,
     /// Messages for `update`, in order.
     pub inbox: VecDeque<Msg>,
     /// The file of the session open in this window (None: none, or read-only).
     session: Option<SessionFile>,
+}
+
+/// Waits for the summariser to start, or forever when none is starting.
+pub async fn wait_summarizer(
+    loading: &mut Option<LocalBoxFuture<'static, SummarizerLoaded>>,
+) -> SummarizerLoaded {
+    let loaded = match loading {
+        Some(job) => job.await,
+        None => std::future::pending().await,
+    };
+    *loading = None;
+    loaded
 }
 
 /// Waits for the model `/model` loads, or forever when none is loading.
@@ -119,6 +138,8 @@ impl<'a> Runtime<'a> {
             waiting: Vec::new(),
             generation: None,
             summary: None,
+            summarizer: None,
+            summarizer_loading: None,
             jobs: FuturesUnordered::new(),
             loading: None,
             inbox: VecDeque::new(),
@@ -181,12 +202,7 @@ impl<'a> Runtime<'a> {
                     .is_none()
                     .then_some(Msg::Engine(Event::Failed(EngineError::EngineStopped)))
             }
-            Effect::Summarize(request) => {
-                self.summary = self.engine.as_ref().map(|e| e.generate(request));
-                self.summary
-                    .is_none()
-                    .then_some(Msg::Summary(Event::Failed(EngineError::EngineStopped)))
-            }
+            Effect::Summarize(request) => self.summarize(request),
             Effect::AskSpeaker {
                 request,
                 parent,
@@ -406,6 +422,47 @@ impl<'a> Runtime<'a> {
         });
         self.loading =
             Some(async move { handle.await.unwrap_or_else(|e| Err(e.to_string())) }.boxed_local());
+    }
+
+    /// The rolling summary, by the chat model or (`memory.summarizer =
+    /// "judge"`) by the judge, which starts off the loop the first time.
+    fn summarize(&mut self, request: GenerateRequest) -> Option<Msg> {
+        if let Some(judge) = &self.summarizer {
+            self.summary = Some(judge.generate(request));
+            return None;
+        }
+        let Some(start) = self.cx.summarizer_starter() else {
+            self.summary = self.engine.as_ref().map(|e| e.generate(request));
+            return self
+                .summary
+                .is_none()
+                .then_some(Msg::Summary(Event::Failed(EngineError::EngineStopped)));
+        };
+        if self.summarizer_loading.is_some() {
+            return None;
+        }
+        let handle = tokio::task::spawn_blocking(move || start().map_err(|e| e.to_string()));
+        self.summarizer_loading = Some(
+            async move {
+                let started = handle.await.unwrap_or_else(|e| Err(e.to_string()));
+                (started, request)
+            }
+            .boxed_local(),
+        );
+        None
+    }
+
+    /// The judge started for a summary: it writes the one that waited.
+    pub fn summarizer_back(&mut self, (started, request): SummarizerLoaded) {
+        match started {
+            Ok(judge) => {
+                self.summary = Some(judge.generate(request));
+                self.summarizer = Some(judge);
+            }
+            Err(error) => self.inbox.push_back(Msg::SummarizerFailed(format!(
+                "the judge model could not start: {error}"
+            ))),
+        }
     }
 
     /// The engine is back after `/model`; an error means neither model

@@ -100,6 +100,7 @@ pub async fn run(
             event = next_engine(&mut rt.summary) => rt.inbox.push_back(Msg::Summary(event)),
             Some(msg) = rt.jobs.next(), if !rt.jobs.is_empty() => rt.inbox.push_back(msg),
             loaded = jobs::wait_loading(&mut rt.loading) => rt.engine_back(loaded)?,
+            started = jobs::wait_summarizer(&mut rt.summarizer_loading) => rt.summarizer_back(started),
             at = tick.tick() => rt.inbox.push_back(Msg::Tick(at.into_std())),
         }
     }

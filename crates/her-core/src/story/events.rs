@@ -86,6 +86,10 @@ pub struct SummaryEvent {
     #[serde(default)]
     pub messages: usize,
     pub source: SummarySource,
+    /// The model that wrote it (`source` = model), as its generation named
+    /// it: the chat model or the judge (`memory.summarizer`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub created_at: String,
 }
 

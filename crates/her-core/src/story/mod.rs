@@ -20,7 +20,7 @@ use crate::prompt::lore::{
 use crate::prompt::{Additions, Line, NoteInsert, expand_macros};
 
 pub use events::{StoryLog, SummarySource};
-pub use settings::{LoreConfig, MemoryConfig};
+pub use settings::{LoreConfig, MemoryConfig, Summarizer};
 pub use shelf::{Shelf, wanted_books};
 
 /// The settings a session's story needs, from the config.

@@ -53,6 +53,24 @@ pub struct MemoryConfig {
     pub keep_recent: u32,
     /// Longest summary the model may write, in tokens.
     pub summary_max_tokens: u32,
+    /// Who writes the summary: the chat model, or the `[judge]` backend
+    /// (a bigger local GGUF or a server) so the chat's context and speed
+    /// are left alone.
+    #[serde(default)]
+    pub summarizer: Summarizer,
+}
+
+/// `memory.summarizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Summarizer {
+    #[default]
+    Chat,
+    Judge,
+}
+
+impl Summarizer {
+    pub const NAMES: [&'static str; 2] = ["chat", "judge"];
 }
 
 impl Default for MemoryConfig {
@@ -62,6 +80,7 @@ impl Default for MemoryConfig {
             summary_threshold: 0.75,
             keep_recent: 4,
             summary_max_tokens: 256,
+            summarizer: Summarizer::Chat,
         }
     }
 }

@@ -149,6 +149,7 @@ impl ChatSession {
         text: &str,
         upto: &str,
         source: SummarySource,
+        model: Option<&str>,
     ) -> Result<(), SessionError> {
         let messages = self.path_upto(Some(upto)).1.len();
         self.log_other(&SummaryEvent {
@@ -158,6 +159,7 @@ impl ChatSession {
             upto: upto.to_string(),
             messages,
             source,
+            model: model.map(str::to_string),
             created_at: now_rfc3339(),
         })
     }

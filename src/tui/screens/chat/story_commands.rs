@@ -291,7 +291,7 @@ fn memory(app: &mut App, sub: &str, arg: &str) -> Vec<Effect> {
         }
         "set" if !arg.is_empty() => match chat.leaf_key() {
             Some(leaf) => {
-                let result = chat.save_summary(arg, &leaf, SummarySource::User);
+                let result = chat.save_summary(arg, &leaf, SummarySource::User, None);
                 report(app, result, "summary saved (a new version)".into());
             }
             None => app.notify("/memory set: the session has no messages yet", true),

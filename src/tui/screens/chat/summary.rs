@@ -4,6 +4,7 @@
 
 use crate::tui::app::App;
 use crate::tui::effect::Effect;
+use her_core::story::Summarizer;
 use her_core::story::SummarySource;
 use her_core::story::memory::{SummaryPrompt, clean_summary};
 use her_engine::{Event, FinishReason, GenerateRequest};
@@ -17,6 +18,8 @@ pub struct SummaryJob {
     pub text: String,
     /// The cleaned summary, waiting for the reply in progress to be saved.
     pub done: Option<String>,
+    /// The model that wrote it.
+    pub model: Option<String>,
 }
 
 /// Starts a summary of the active branch up to its `memory.keep_recent`
@@ -63,9 +66,14 @@ pub fn request(app: &mut App, forced: bool) -> Vec<Effect> {
         messages: covered,
         text: String::new(),
         done: None,
+        model: None,
     });
+    let by = match chat.story.memory.summarizer {
+        Summarizer::Chat => "",
+        Summarizer::Judge => " (by the judge model, memory.summarizer)",
+    };
     app.notify(
-        format!("summarising {new} message(s) into the long-term memory…"),
+        format!("summarising {new} message(s) into the long-term memory{by}…"),
         false,
     );
     vec![Effect::Summarize(request)]
@@ -111,7 +119,8 @@ pub fn on_event(app: &mut App, event: Event) {
                 false,
             );
         }
-        Event::Finished(_) => {
+        Event::Finished(done) => {
+            job.model = Some(done.provenance.model.clone());
             let text = clean_summary(&job.text);
             if text.is_empty() {
                 app.summary = None;
@@ -150,7 +159,7 @@ pub fn commit_ready(app: &mut App) {
         return;
     }
     let text = job.done.unwrap_or_default();
-    match chat.save_summary(&text, &job.upto, SummarySource::Model) {
+    match chat.save_summary(&text, &job.upto, SummarySource::Model, job.model.as_deref()) {
         Ok(()) => {
             // The summarised turns leave the prompt: the turns the engine
             // dropped before no longer line up with the history.
