@@ -156,6 +156,17 @@ fn wait_for_summary(file: &Path, tmux: &Tmux, secs: u64) -> serde_json::Value {
     }
 }
 
+/// The first value under `key` anywhere in `v`, depth first.
+fn find_key<'a>(v: &'a serde_json::Value, key: &str) -> Option<&'a serde_json::Value> {
+    match v {
+        serde_json::Value::Object(map) => map
+            .get(key)
+            .or_else(|| map.values().find_map(|inner| find_key(inner, key))),
+        serde_json::Value::Array(items) => items.iter().find_map(|inner| find_key(inner, key)),
+        _ => None,
+    }
+}
+
 fn lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap()
@@ -726,6 +737,54 @@ fn the_judge_writes_the_summary_when_asked_to() {
         "{summary}"
     );
     tmux.keys("her", &["Escape"]);
+    tmux.keys("her", &["C-q"]);
+    tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
+}
+
+/// Issue 21's presets end to end: `/preset creative` in the chat, `/sampling`
+/// shows its chain, and the next reply is generated with it (its provenance
+/// in the session log carries the preset's settings).
+#[test]
+fn a_preset_switches_the_chain_and_the_next_reply_uses_it() {
+    let t = common::tiny();
+    let dir = studio();
+    let tmux = Tmux::new("preset");
+    tmux.start(
+        "her",
+        &her_command(dir.path(), &t.model, 8, "chat --character elizabeth-bennet"),
+    );
+    tmux.wait_for("her", "the chat screen", idle);
+    tmux.keys("her", &["-l", "/preset creative"]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the preset in effect", |s| {
+        s.contains("preset 'creative' in effect")
+    });
+    tmux.keys("her", &["-l", "/sampling"]);
+    tmux.keys("her", &["Enter"]);
+    let chain = tmux.wait_for("her", "the chain", |s| s.contains("sampling chain"));
+    assert!(chain.contains("dry: multiplier 0.8"), "{chain}");
+    assert!(chain.contains("xtc: probability 0.5"), "{chain}");
+    tmux.keys("her", &["Escape"]);
+    tmux.keys("her", &["-l", "Good evening."]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the reply", |s| {
+        idle(s) && s.contains("Good evening.") && !s.contains("writing…")
+    });
+    // The newest reply's provenance: the sampler settings it was drawn with.
+    let file = session_file(dir.path());
+    let sampling = lines(&file)
+        .iter()
+        .filter(|l| l["type"] == "message")
+        .filter_map(|l| find_key(l, "sampling").cloned())
+        .next_back()
+        .expect("a reply with its sampling in the log");
+    let near = |key: &str, want: f64| {
+        let got = sampling[key].as_f64().unwrap_or(f64::NAN);
+        assert!((got - want).abs() < 1e-6, "{key}: {got} in {sampling}");
+    };
+    near("dry_multiplier", 0.8);
+    near("min_p", 0.05);
+    near("xtc_probability", 0.5);
     tmux.keys("her", &["C-q"]);
     tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
 }

@@ -160,6 +160,9 @@ pub struct App {
     pub evals: Vec<her_eval::EvalResults>,
     /// Where evaluations live (paths.evals).
     pub evals_dir: std::path::PathBuf,
+    /// Sampling presets for `/preset` (the studio's `presets/`, then the
+    /// shipped `assets/presets/`), read at start.
+    pub presets: Vec<her_core::sampling_edit::Preset>,
     /// The error that keeps the user from a session (a start or an open that
     /// failed); cleared when a session opens. Quitting without a session
     /// while it is set exits non-zero with it on stderr.
@@ -219,6 +222,7 @@ impl App {
             runs_dir: std::path::PathBuf::from("runs"),
             evals: Vec::new(),
             evals_dir: std::path::PathBuf::from("evals"),
+            presets: Vec::new(),
             failure: None,
             summary: None,
             annotate: None,

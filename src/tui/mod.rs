@@ -33,6 +33,8 @@ mod tests;
 #[cfg(test)]
 mod tests_messages;
 #[cfg(test)]
+mod tests_sampling;
+#[cfg(test)]
 mod tests_sessions;
 #[cfg(test)]
 mod tests_story;
@@ -86,6 +88,39 @@ fn save_modes(modes: PaneModes) {
     }
 }
 
+/// The presets shipped with the binary (assets/presets), there whatever
+/// the studio folder.
+const SHIPPED_PRESETS: [(&str, &str); 3] = [
+    (
+        "creative",
+        include_str!("../../assets/presets/creative.toml"),
+    ),
+    ("her", include_str!("../../assets/presets/her.toml")),
+    ("steady", include_str!("../../assets/presets/steady.toml")),
+];
+
+/// `/preset`'s presets: the studio's `presets/` and `assets/presets/`
+/// files, then the shipped ones they do not replace.
+fn sampling_presets(studio: &std::path::Path) -> Vec<her_core::sampling_edit::Preset> {
+    let (mut presets, warnings) = her_core::sampling_edit::read_presets(&[
+        &studio.join("presets"),
+        &studio.join("assets").join("presets"),
+    ]);
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    for (name, text) in SHIPPED_PRESETS {
+        if !presets.iter().any(|p| p.name == name) {
+            presets.push(her_core::sampling_edit::Preset {
+                name: name.into(),
+                text: text.into(),
+            });
+        }
+    }
+    presets.sort_by(|a, b| a.name.cmp(&b.name));
+    presets
+}
+
 /// Runs the TUI until the user quits. The engine is already loaded; `/model`
 /// swaps it for another model, keeping the session. Returns, once the
 /// terminal is restored, the error that kept the user from any session (a
@@ -102,6 +137,7 @@ pub fn run(
     app.backend_local = config.backend.kind == BackendKind::Local;
     app.runs_dir = config.runs_dir(&cx.studio.root);
     app.evals_dir = config.evals_dir(&cx.studio.root);
+    app.presets = sampling_presets(&cx.studio.root);
     app.rng = her_core::rng::SplitMix64::new(fresh_seed());
     let mut first = vec![effect::Effect::ListCharacters];
     first.extend(start_effects(cx, start));

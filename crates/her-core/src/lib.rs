@@ -17,5 +17,6 @@ pub mod lore;
 pub mod prefs;
 pub mod prompt;
 pub mod rng;
+pub mod sampling_edit;
 pub mod session;
 pub mod story;

@@ -45,7 +45,7 @@ pub fn draw(frame: &mut Frame, rect: Rect, app: &App, scroll: &u16) {
     }
     lines.push(Line::default());
     lines.push(Line::styled(
-        "commands: /help /prompt /clear /fork /history /rename TITLE /character /model [PATH] /adapter PATH [scale] /adapter off /sampling key=value /arena [seeds|temp T|base|adapter PATH] /runs /evals /export txt|md|st",
+        "commands: /help /prompt /clear /fork /history /rename TITLE /character /model [PATH] /adapter PATH [scale] /adapter off /sampling [key=value] /preset [NAME] /arena [seeds|temp T|base|adapter PATH] /runs /evals /export txt|md|st",
         app.theme.dim(),
     ));
     frame.render_widget(

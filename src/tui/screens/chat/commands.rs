@@ -6,7 +6,7 @@ use crate::tui::app::{App, Overlay, Screen};
 use crate::tui::effect::{AdapterFor, Effect, Opening};
 use crate::tui::update::{cast_name, open_session};
 
-pub const HELP: &str = "/help · /prompt · /clear (new session) · /fork (continue in a copy of this session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling key=value … · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH] · /lore · /note · /memory";
+pub const HELP: &str = "/help · /prompt · /clear (new session) · /fork (continue in a copy of this session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling [key=value …] · /preset [NAME] · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH] · /lore · /note · /memory";
 
 pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     let mut words = command.split_whitespace();
@@ -96,6 +96,7 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
             ),
         },
         "sampling" => sampling(app, &args),
+        "preset" | "presets" => preset(app, &args),
         "arena" => return crate::tui::overlays::arena::update::start(app, &args),
         "evals" | "eval" if args.is_empty() => {
             app.overlay = Some(Overlay::Evals { cursor: 0 });
@@ -115,51 +116,78 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     Vec::new()
 }
 
-/// `/sampling temperature=0.9 top_p=0.95`: changes this session's sampling.
+/// `/sampling`: the chain in effect; `/sampling key=value …`: changes
+/// this session's sampling (any `[sampling]` key; lists as JSON or
+/// comma-separated).
 fn sampling(app: &mut App, args: &[&str]) {
     let Some(chat) = &mut app.chat else {
         return;
     };
     if args.is_empty() {
-        let s = &chat.sampling;
-        let text = format!(
-            "temperature={} top_p={} top_k={} min_p={} repeat_penalty={} max_new_tokens={} seed={}",
-            s.temperature, s.top_p, s.top_k, s.min_p, s.repeat_penalty, s.max_new_tokens, s.seed
-        );
-        app.notify(text, false);
+        let text = her_core::sampling_edit::describe_chain(&chat.sampling).join("\n");
+        app.overlay = Some(Overlay::Prompt {
+            title: "sampling chain (in the order it runs; /sampling key=value, /preset NAME)"
+                .into(),
+            text,
+            scroll: 0,
+        });
         return;
     }
-    let mut next = chat.sampling.clone();
-    for arg in args {
-        let Some((key, value)) = arg.split_once('=') else {
-            app.notify(format!("/sampling: '{arg}' should be key=value"), true);
-            return;
-        };
-        let bad = || format!("/sampling: '{value}' is not a valid value for {key}");
-        let ok = match key {
-            "temperature" => value.parse().map(|v| next.temperature = v).is_ok(),
-            "top_p" => value.parse().map(|v| next.top_p = v).is_ok(),
-            "top_k" => value.parse().map(|v| next.top_k = v).is_ok(),
-            "min_p" => value.parse().map(|v| next.min_p = v).is_ok(),
-            "repeat_penalty" => value.parse().map(|v| next.repeat_penalty = v).is_ok(),
-            "max_new_tokens" => value.parse().map(|v| next.max_new_tokens = v).is_ok(),
-            "seed" => value.parse().map(|v| next.seed = v).is_ok(),
-            other => {
-                app.notify(format!("/sampling: unknown key '{other}'"), true);
-                return;
-            }
-        };
-        if !ok {
-            app.notify(bad(), true);
+    let next = match her_core::sampling_edit::apply_edits(&chat.sampling, args) {
+        Ok(next) => next,
+        Err(err) => {
+            app.notify(format!("/sampling: {err}"), true);
             return;
         }
-    }
+    };
     if let Err(err) = her_engine::local::sampler::validate(&next) {
-        app.notify(err.to_string(), true);
+        app.notify(format!("/sampling: {err}"), true);
         return;
     }
     chat.sampling = next;
-    app.notify("sampling updated for this session", false);
+    app.notify(
+        "sampling updated for this session (/sampling shows the chain)",
+        false,
+    );
+}
+
+/// `/preset`: the presets there are; `/preset NAME`: its keys over this
+/// session's sampling.
+fn preset(app: &mut App, args: &[&str]) {
+    let names: Vec<&str> = app.presets.iter().map(|p| p.name.as_str()).collect();
+    let listing = if names.is_empty() {
+        "no presets (put NAME.toml files of [sampling] keys in the studio's presets/)".to_string()
+    } else {
+        format!("presets: {}", names.join(", "))
+    };
+    let [name] = args else {
+        app.notify(format!("/preset NAME · {listing}"), args.len() > 1);
+        return;
+    };
+    let Some(found) = app.presets.iter().find(|p| p.name == *name) else {
+        app.notify(format!("/preset: no preset '{name}' · {listing}"), true);
+        return;
+    };
+    let Some(chat) = &mut app.chat else {
+        return;
+    };
+    let next = her_core::sampling_edit::apply_preset(&chat.sampling, &found.text)
+        .map_err(|e| e.to_string())
+        .and_then(|next| {
+            her_engine::local::sampler::validate(&next)
+                .map(|()| next)
+                .map_err(|e| e.to_string())
+        });
+    match next {
+        Ok(next) => {
+            chat.sampling = next;
+            app.notify(
+                format!("preset '{name}' in effect for this session (/sampling shows the chain)"),
+                false,
+            );
+        }
+        Err(err) => app.notify(format!("/preset {name}: {err}"), true),
+    }
 }
 
 fn export(app: &mut App, args: &[&str]) -> Vec<Effect> {
