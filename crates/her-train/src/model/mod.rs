@@ -65,7 +65,8 @@ const LOSS_KEEP_BYTES: usize = 256 << 20;
 const MIN_LOSS_CHUNK_VOCAB: usize = 256;
 
 /// Head rows per block on a GPU: a Qwen3 head (151,936 × 5,120) in 19
-/// blocks, each 160 MiB in bf16 while its logits are computed.
+/// blocks, each 80 MiB in bf16 (160 MiB while it passes through f16 on
+/// its way there) while its logits are computed.
 pub const HEAD_BLOCK_ROWS: usize = 8192;
 
 /// Stream id of the LoRA A initialisation (dropout uses the step instead).
