@@ -288,7 +288,7 @@ pub struct PlanArgs {
     /// Adapted projections, comma-separated: q,k,v,o,gate,up,down (default: train.targets).
     #[arg(long, value_delimiter = ',')]
     pub targets: Option<Vec<String>>,
-    /// Activation dtype: f32 or bf16 (default: bf16 on cuda, f32 on cpu).
+    /// Activation dtype: f32 or bf16 (default: train.dtype, whose "auto" is bf16 on cuda, f32 on cpu).
     #[arg(long)]
     pub dtype: Option<String>,
     /// Activation checkpointing: --checkpointing, or --checkpointing false (default:

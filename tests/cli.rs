@@ -620,6 +620,24 @@ fn train_plan_prints_the_table() {
         "{text}"
     );
     assert!(text.contains("4.85 bits per weight (assumed)"), "{text}");
+    assert!(text.contains(" · bf16 · "), "auto is bf16 on cuda: {text}");
+    // train.dtype is the plan's unless --dtype says otherwise.
+    let plan_with = |extra: &[&str]| {
+        her(home.path())
+            .args(["train", "plan", "--shape", "smollm2", "--device", "cuda"])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    for extra in [&["--dtype", "f32"][..], &["--set", "train.dtype=f32"][..]] {
+        let out = plan_with(extra);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(text.contains(" · f32 · "), "{extra:?}: {text}");
+    }
+    let bad = plan_with(&["--dtype", "fp8"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--dtype 'fp8'"), "{}", stderr(&bad));
     // Without checkpointing, 64 layers of today's t×t attention do not fit
     // 80 GB, and checkpointing is the first thing to try.
     assert!(text.contains("does NOT fit"), "{text}");

@@ -8,8 +8,7 @@ use anyhow::{Context, bail};
 use crate::app::AppContext;
 use crate::cli::PlanArgs;
 use her_train::plan::{
-    NAMED_SHAPES, PlanDevice, PlanDtype, PlanReport, PlanShape, device, run_report, run_settings,
-    runtime_bytes,
+    NAMED_SHAPES, PlanReport, PlanShape, device, run_report, run_settings, runtime_bytes,
 };
 use her_train::settings::TrainConfig;
 
@@ -27,13 +26,7 @@ pub fn run_plan(app: &AppContext, kind: &str) -> anyhow::Result<ExitCode> {
 pub fn plan(app: &AppContext, args: &PlanArgs) -> anyhow::Result<ExitCode> {
     let train = overridden(&app.config().train, args)?;
     her_train::train_loop::trainer::lora_spec(&train)?;
-    let mut settings = run_settings("sft", &train)?;
-    settings.dtype = match args.dtype.as_deref() {
-        None if settings.device == PlanDevice::Cuda => PlanDtype::Bf16,
-        None | Some("f32") => PlanDtype::F32,
-        Some("bf16") => PlanDtype::Bf16,
-        Some(other) => bail!("--dtype '{other}': use f32 or bf16"),
-    };
+    let settings = run_settings("sft", &train)?;
     let shape = match &args.shape {
         Some(name) => PlanShape::named(name, args.bpw).with_context(|| {
             format!(
@@ -92,6 +85,13 @@ fn overridden(train: &TrainConfig, args: &PlanArgs) -> anyhow::Result<TrainConfi
     }
     if let Some(on) = args.checkpointing {
         t.activation_checkpointing = on;
+    }
+    // Unset: train.dtype ("auto" plans bf16 on cuda, f32 on the CPU).
+    if let Some(dtype) = &args.dtype {
+        if !matches!(dtype.as_str(), "f32" | "bf16") {
+            bail!("--dtype '{dtype}': use f32 or bf16");
+        }
+        t.dtype.clone_from(dtype);
     }
     Ok(t)
 }
