@@ -6,7 +6,8 @@ use crate::config::{self, ConfigError, ConfigSources, LoadedConfig};
 use crate::config::{BackendKind, JudgeKind};
 use crate::studio::{Studio, StudioOrigin};
 use her_core::character::{Character, CharacterError, Scene, load_character_by_name, load_scene};
-use her_core::story::Summarizer;
+use her_core::story::{Summarizer, TokenCounter};
+use her_engine::local::Vocab;
 use her_engine::{Backend, EngineError, LocalEngine, LocalEngineOptions, RemoteEngine};
 
 /// Starts a backend; `Send` so it can run off the TUI's loop.
@@ -63,6 +64,22 @@ impl AppContext {
             BackendKind::Openai => Ok(Box::new(RemoteEngine::start(
                 self.config().backend.remote_options(),
             )?)),
+        }
+    }
+
+    /// How lore and memory budgets count tokens: with the local model's
+    /// vocabulary, or the fixed estimate for a remote backend (whose
+    /// vocabulary is not here) or a model that cannot be read (logged).
+    pub fn story_tokens(&self) -> TokenCounter {
+        match self.config().backend.kind {
+            BackendKind::Local => match Vocab::load(&self.model_path()) {
+                Ok(vocab) => vocab.into_counter(),
+                Err(err) => {
+                    tracing::warn!("lore and memory budgets estimate tokens: {err}");
+                    TokenCounter::estimate()
+                }
+            },
+            BackendKind::Openai => TokenCounter::estimate(),
         }
     }
 

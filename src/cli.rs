@@ -226,6 +226,9 @@ pub struct PrefsFilterArgs {
     /// Leave out preferences inferred from kept swipes and edits.
     #[arg(long)]
     pub no_implicit: bool,
+    /// Pairs from a rewritten plan or thought (`/plan`, `/thought`): keep, drop or only.
+    #[arg(long, value_name = "keep|drop|only")]
+    pub thinking_edits: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -195,6 +195,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             bench::engine::run(&app, &args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Bench(BenchCommand::Samplers(args))) => {
+            bench::samplers::run(&app, &args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench(BenchCommand::BareLoop(args))) => {
             bench::engine::run_bare_loop(&args)?;
             Ok(ExitCode::SUCCESS)
@@ -462,7 +466,8 @@ fn start_logging(app: &AppContext) {
 /// The lorebooks a line chat with `character` may use (config, the
 /// character's, the resumed session's attached ones), loaded once.
 fn line_story(app: &AppContext, saving: &Saving, character: &Character) -> LineStory {
-    let story = app.config().story_config(&app.studio.root);
+    let mut story = app.config().story_config(&app.studio.root);
+    story.tokens = app.story_tokens();
     let log = match saving {
         Saving::Open(recorder) => StoryLog::read(recorder.session()).0,
         _ => StoryLog::default(),

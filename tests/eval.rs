@@ -331,6 +331,7 @@ fn turn(speaker: &str, text: &str) -> SimTurn {
             prompt_tokens_sha256: String::new(),
             dropped_turns: 0,
             sampling: None,
+            unapplied: Vec::new(),
         },
     }
 }

@@ -340,6 +340,22 @@ fn log_with_a_bad_line(path: &Path) {
     append_to_log(path, &[rating("r3", "Quite.")]).unwrap();
 }
 
+/// A wrong `--thinking-edits` value is named with the values it takes.
+#[test]
+fn a_wrong_thinking_edits_filter_is_named() {
+    let studio = new_studio();
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = her(studio.path(), home.path());
+    cmd.args(["prefs", "summary", "--thinking-edits", "sometimes"]);
+    let out = run_bounded(cmd);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--thinking-edits 'sometimes': expected keep, drop or only"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn one_bad_prefs_line_stops_no_report_merge_or_export() {
     let studio = new_studio();

@@ -388,14 +388,8 @@ fn a_book_round_trips_through_toml_with_every_field() {
 #[test]
 fn a_headless_chat_uses_the_books_and_logs_what_fired() {
     let t = common::tiny();
-    let dir = tempfile::tempdir().unwrap();
+    let dir = common::tmux::studio();
     let studio = dir.path();
-    std::fs::create_dir_all(studio.join("characters")).unwrap();
-    std::fs::copy(
-        common::repo_root().join("characters/elizabeth-bennet.toml"),
-        studio.join("characters/elizabeth-bennet.toml"),
-    )
-    .unwrap();
     let book = studio.join("derbyshire.json");
     std::fs::write(
         &book,
@@ -451,4 +445,70 @@ fn a_headless_chat_uses_the_books_and_logs_what_fired() {
         .output()
         .unwrap());
     assert!(shown.contains("LOREMARK"), "{shown}");
+}
+
+/// The lore budget counts with the local model's vocabulary: `her prompt`'s
+/// "lore budget: N of B tokens" is the vocabulary's count of the entry;
+/// with a remote backend (vocabulary not here) it is
+/// the four-characters-a-token estimate, and the output says which.
+#[test]
+fn the_lore_budget_counts_with_the_models_vocabulary() {
+    let t = common::tiny();
+    let dir = common::tmux::studio();
+    let studio = dir.path();
+    // Digits and spaces: a BPE vocabulary spends far more than one token
+    // per four characters on them.
+    let content = format!("Pemberley's rooms: {}", "7 ".repeat(40).trim_end());
+    let book = studio.join("rooms.json");
+    std::fs::write(
+        &book,
+        serde_json::json!({"entries": {"0": {"uid": 0, "key": ["Pemberley"], "content": content}}})
+            .to_string(),
+    )
+    .unwrap();
+    ok(&her(studio).arg("import").arg(&book).output().unwrap());
+    let prompt = |extra: &[&str]| {
+        let out = her(studio)
+            .args(["prompt", "--counts-only", "--character", "elizabeth-bennet"])
+            .args(["--line", "Darcy: Tell me of Pemberley.", "--lore", "rooms"])
+            .arg("--model")
+            .arg(&t.model)
+            .args(extra)
+            .output()
+            .unwrap();
+        ok(&out)
+    };
+    let used = |shown: &str| -> usize {
+        let line = shown
+            .lines()
+            .find(|l| l.contains("lore budget:"))
+            .unwrap_or_else(|| panic!("no lore budget in {shown}"));
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    let local = prompt(&[]);
+    assert!(
+        local.contains("tokens counted with the chat model's vocabulary"),
+        "{local}"
+    );
+    // The engine counts an entry with the newline that follows it.
+    let vocab = her_engine::local::Vocab::load(&t.model).unwrap();
+    assert_eq!(
+        used(&local),
+        vocab.count(&format!("{content}\n")),
+        "{local}"
+    );
+
+    let remote = prompt(&[
+        "--set",
+        "backend.kind=openai",
+        "--set",
+        "backend.base_url=http://127.0.0.1:9/v1",
+    ]);
+    assert!(
+        remote.contains("tokens estimated at four characters"),
+        "{remote}"
+    );
+    let estimate = (content.chars().count() + 1).div_ceil(4);
+    assert_eq!(used(&remote), estimate, "{remote}");
+    assert_ne!(used(&local), used(&remote), "{local}\n{remote}");
 }

@@ -572,3 +572,182 @@ fn a_busy_server_is_retried_then_reported() {
     );
     assert!(err.to_string().contains("loading model"), "{err}");
 }
+
+/// Reads one HTTP request: its head and a body of Content-Length bytes.
+fn read_request(stream: &mut TcpStream) -> String {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        data.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&data);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&data).into_owned()
+}
+
+/// A stand-in for a strict OpenAI-compatible server: one model, and
+/// completions that refuse any field OpenAI's API lacks (as OpenAI itself
+/// does: "Unrecognized request argument supplied: top_k"). Returns its URL
+/// and the completion bodies it was sent.
+fn strict_server() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let bodies = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(mut stream) = stream else { continue };
+            let request = read_request(&mut stream);
+            let body = request.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            let (status, kind, reply) = if request.starts_with("GET /v1/models ") {
+                (
+                    "200 OK",
+                    "application/json",
+                    r#"{"object":"list","data":[{"id":"m"}]}"#.to_string(),
+                )
+            } else if request.starts_with("POST /v1/completions ") {
+                bodies.lock().unwrap().push(body.to_string());
+                if body.contains("\"top_k\"") {
+                    (
+                        "400 Bad Request",
+                        "application/json",
+                        r#"{"error":{"message":"Unrecognized request argument supplied: top_k"}}"#
+                            .to_string(),
+                    )
+                } else {
+                    let chunk = |text: &str, finish: &str| {
+                        format!(
+                            "data: {}\n\n",
+                            serde_json::json!({"choices": [{"index": 0, "text": text, "finish_reason": if finish.is_empty() { serde_json::Value::Null } else { finish.into() }}]})
+                        )
+                    };
+                    (
+                        "200 OK",
+                        "text/event-stream",
+                        format!(
+                            "{}{}data: [DONE]\n\n",
+                            chunk("Hello", ""),
+                            chunk("!", "stop")
+                        ),
+                    )
+                }
+            } else {
+                (
+                    "404 Not Found",
+                    "application/json",
+                    r#"{"detail":"Not Found"}"#.to_string(),
+                )
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                reply.len()
+            );
+        }
+    });
+    (format!("http://127.0.0.1:{port}"), seen)
+}
+
+/// A server that refuses a sampler field still gives the reply: the request
+/// goes again with OpenAI's fields only, and the reply's provenance names
+/// every setting that was not applied (the TUI's status bar shows them).
+#[test]
+fn a_server_that_refuses_a_sampler_field_still_replies_and_says_what_was_not_applied() {
+    let (url, bodies) = strict_server();
+    let engine = RemoteEngine::start(RemoteOptions::new(url)).unwrap();
+    let tuned = SamplingConfig {
+        top_k: 20,
+        dry_multiplier: 0.8,
+        banned_phrases: vec!["shivers".into()],
+        ..sampling(1, 8)
+    };
+    let (text, finished, _) = run(&engine, tuned);
+    assert_eq!(text, "Hello!");
+    let unapplied = &finished.provenance.unapplied;
+    for setting in [
+        "sampling.banned_phrases",
+        "sampling.dry_multiplier",
+        "sampling.top_k",
+    ] {
+        assert!(unapplied.iter().any(|u| u == setting), "{unapplied:?}");
+    }
+    let bodies = bodies.lock().unwrap();
+    assert_eq!(bodies.len(), 2, "{bodies:?}");
+    assert!(bodies[0].contains("\"top_k\""));
+    let plain: serde_json::Value = serde_json::from_str(&bodies[1]).unwrap();
+    let mut keys: Vec<&str> = plain
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "max_tokens",
+            "model",
+            "prompt",
+            "seed",
+            "stop",
+            "stream",
+            "temperature",
+            "top_p"
+        ]
+    );
+}
+
+/// The sampler chain reaches llama-server under its field names and takes
+/// effect there: a `-inf` logit bias on the token greedy decoding picks first
+/// bans it; DRY, XTC, top-nσ, typical-p and an order are accepted (only the
+/// banned phrases, which no server has, are reported as not applied); and
+/// the same chain and seed write the same reply twice.
+#[test]
+fn the_sampler_chain_takes_effect_on_llama_server() {
+    let server = Server::start(None);
+    let engine = server.connect();
+    let mut greedy = sampling(4, 6);
+    greedy.temperature = 0.0;
+    let (_, plain, _) = run(&engine, greedy.clone());
+    let first = plain.tokens[0];
+    let mut banned = greedy.clone();
+    banned.logit_bias = vec![her_core::generation::LogitBias {
+        token: Some(u32::try_from(first).unwrap()),
+        text: None,
+        bias: f32::NEG_INFINITY,
+    }];
+    let (_, without, _) = run(&engine, banned);
+    assert_ne!(without.tokens[0], first, "{:?}", without.tokens);
+    assert!(without.provenance.unapplied.is_empty());
+
+    let mut chain = sampling(9, 16);
+    chain.temperature = 1.0;
+    chain.dry_multiplier = 0.8;
+    chain.xtc_probability = 0.5;
+    chain.top_n_sigma = 1.5;
+    chain.typical_p = 0.9;
+    chain.order = ["dry", "top_n_sigma", "typical_p", "xtc", "temperature"]
+        .map(str::to_owned)
+        .to_vec();
+    chain.banned_phrases = vec!["never written".into()];
+    let (a, done, _) = run(&engine, chain.clone());
+    assert_eq!(done.provenance.unapplied, ["sampling.banned_phrases"]);
+    let (b, _, _) = run(&engine, chain);
+    assert_eq!(a, b);
+}

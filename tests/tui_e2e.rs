@@ -788,3 +788,64 @@ fn a_preset_switches_the_chain_and_the_next_reply_uses_it() {
     tmux.keys("her", &["C-q"]);
     tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
 }
+
+/// Issue 21's plan edit end to end: `/plan` loads the newest reply's plan
+/// into the composer, the writer changes it and presses enter, and the model
+/// writes a new alternative that starts with the edited plan's bytes; the
+/// session log records the edit with the new reply.
+#[test]
+fn a_plan_edit_regenerates_the_reply_under_the_new_plan() {
+    let t = common::tiny();
+    let dir = studio();
+    let tmux = Tmux::new("plan");
+    tmux.start(
+        "her",
+        &her_command(dir.path(), &t.model, 6, "chat --character elizabeth-bennet"),
+    );
+    tmux.wait_for("her", "the chat screen", idle);
+    tmux.keys("her", &["-l", "Good evening."]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the reply", |s| {
+        idle(s) && s.contains("Good evening.") && !s.contains("writing…")
+    });
+    tmux.keys("her", &["-l", "/plan"]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the plan in the composer", |s| {
+        s.contains("is in the composer")
+    });
+    // Whatever the random model planned, the writer adds a line of their own.
+    tmux.keys("her", &["-l", " She decides to leave the ball."]);
+    tmux.keys("her", &["Enter"]);
+    let file = session_file(dir.path());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let steered = loop {
+        let found = lines(&file)
+            .into_iter()
+            .filter(|l| l["type"] == "message")
+            .find(|l| find_key(l, "thinking_edit").is_some());
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no steered reply in the log:\n{}",
+            tmux.capture("her")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let edit = find_key(&steered, "thinking_edit").unwrap();
+    assert_eq!(edit["layer"], "system_thinking", "{edit}");
+    let after = edit["after"].as_str().unwrap();
+    assert!(after.ends_with("She decides to leave the ball."), "{edit}");
+    let text = find_key(&steered, "text").and_then(|t| t.as_str()).unwrap();
+    assert!(
+        text.starts_with(&format!("<system_thinking>{after}</system_thinking>")),
+        "{text}"
+    );
+    // It is an alternative of the reply whose plan was edited.
+    tmux.wait_for("her", "the new alternative shown", |s| {
+        idle(s) && s.contains("2/2") && !s.contains("writing…")
+    });
+    tmux.keys("her", &["C-q"]);
+    tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
+}

@@ -18,7 +18,7 @@ use her_engine::local::bare::{BareOptions, bare_loop};
 use her_engine::{Backend, GenerateRequest, GenerationStats, LocalEngine, LocalEngineOptions};
 use her_gguf::fixture::write_tiny_qwen3;
 
-const THROUGHPUT_PROMPT: &str = "<|im_start|>system\nYou are a storyteller.<|im_end|>\n<|im_start|>user\nTell me a long story about a ship in a storm.<|im_end|>\n<|im_start|>assistant\n";
+pub(super) const THROUGHPUT_PROMPT: &str = "<|im_start|>system\nYou are a storyteller.<|im_end|>\n<|im_start|>user\nTell me a long story about a ship in a storm.<|im_end|>\n<|im_start|>assistant\n";
 
 const SCRIPT: &[&str] = &[
     "Good evening. Are you enjoying the ball?",
@@ -43,12 +43,17 @@ const SCRIPT: &[&str] = &[
     "Good night, then. Until tomorrow.",
 ];
 
-pub fn run(app: &AppContext, args: &BenchEngineArgs) -> anyhow::Result<()> {
-    let model_path = match args.model.as_deref() {
+/// `--model PATH|tiny`, or the configured model.
+pub(super) fn bench_model(app: &AppContext, model: Option<&str>) -> anyhow::Result<PathBuf> {
+    Ok(match model {
         Some("tiny") => tiny_model()?,
         Some(path) => PathBuf::from(path),
         None => app.model_path(),
-    };
+    })
+}
+
+pub fn run(app: &AppContext, args: &BenchEngineArgs) -> anyhow::Result<()> {
+    let model_path = bench_model(app, args.model.as_deref())?;
     let mut options = app.config().model.engine_options(model_path.clone());
     options.threads = args.threads;
     if let Some(layers) = args.n_gpu_layers {

@@ -6,6 +6,7 @@ pub mod engine;
 pub mod gpu_parity;
 pub mod logits;
 pub mod rl;
+pub mod samplers;
 pub mod train;
 mod train_packing;
 mod train_report;

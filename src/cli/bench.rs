@@ -8,6 +8,9 @@ use clap::{Args, Subcommand};
 pub enum BenchCommand {
     /// Engine tokens/s against a bare llama-cpp-2 loop, and KV reuse over a 20-turn chat.
     Engine(BenchEngineArgs),
+    /// Decode tokens/s with the full sampler chain (DRY, XTC, banned phrases) against the
+    /// default chain, on one engine.
+    Samplers(BenchSamplersArgs),
     /// Internal: one bare llama-cpp-2 run in its own process, for `bench engine`.
     #[command(hide = true)]
     BareLoop(BareLoopArgs),
@@ -203,6 +206,22 @@ pub struct BareLoopArgs {
     /// The sampling settings as JSON.
     #[arg(long)]
     pub sampling: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchSamplersArgs {
+    /// GGUF model, or `tiny` for the generated random-weight Qwen3 test model.
+    #[arg(long, value_name = "PATH|tiny")]
+    pub model: Option<String>,
+    /// Tokens generated per run.
+    #[arg(long, default_value_t = 256)]
+    pub tokens: usize,
+    /// Runs per chain, alternating (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub runs: usize,
+    /// CPU threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -190,6 +190,13 @@ pub async fn run_headless(
         conversation.additions = prepared.as_ref().map(|p| p.additions.clone());
         let outcome = conversation.send(backend, &line, print_piece).await?;
         end_turn(backend, &outcome, options);
+        let unapplied = &outcome.finished.provenance.unapplied;
+        if !unapplied.is_empty() && warned.insert(unapplied.join(", ")) {
+            eprintln!(
+                "warning: the server did not apply {}: replies are sampled without them",
+                unapplied.join(", ")
+            );
+        }
         let speaker = conversation.character.name.clone();
         saving.record(reply_message(
             &speaker,

@@ -188,6 +188,7 @@ fn verdict_record(judge: &str, item: &Item, verdict: &PairVerdict) -> Preference
         cand_1_provenance: None,
         cand_2_provenance: None,
         principles,
+        thinking_edit: None,
         rationale: Some(format!(
             "given order: {}; swapped order: {} (in given terms)",
             verdict_name(verdict.forward.better),

@@ -14,7 +14,9 @@ use her_core::prefs::agreement_report::{AgreementOptions, agreement_report};
 use her_core::prefs::leaderboard::LeaderboardOptions;
 use her_core::prefs::sessions::SessionPlayers;
 use her_core::prefs::store::{Gathered, Sources, gather};
-use her_core::prefs::{Filter, Format, MinHealth, PreferenceRecord, export, export_all};
+use her_core::prefs::{
+    Filter, Format, MinHealth, PreferenceRecord, ThinkingEdits, export, export_all,
+};
 
 impl PrefsFilterArgs {
     pub fn to_filter(&self) -> anyhow::Result<Filter> {
@@ -31,6 +33,12 @@ impl PrefsFilterArgs {
             until: self.until.clone(),
             min_format_health,
             include_implicit: !self.no_implicit,
+            thinking_edits: match self.thinking_edits.as_deref() {
+                None | Some("keep") => ThinkingEdits::Keep,
+                Some("drop") => ThinkingEdits::Drop,
+                Some("only") => ThinkingEdits::Only,
+                Some(other) => bail!("--thinking-edits '{other}': expected keep, drop or only"),
+            },
         };
         filter.check()?;
         Ok(filter)

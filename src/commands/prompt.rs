@@ -77,7 +77,8 @@ pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
         eprintln!("warning: session {w}");
     }
     log.attached.extend(args.lore.iter().cloned());
-    let story = config.story_config(&app.studio.root);
+    let mut story = config.story_config(&app.studio.root);
+    story.tokens = app.story_tokens();
     let seed = saved.as_ref().map_or(0, |s| session_seed(s.id()));
     let wanted = wanted_books(&story, &log, [&character], &[]);
     let books = Shelf::load(&story.lore_dir, wanted.iter().map(String::as_str));

@@ -436,6 +436,9 @@ impl Config {
             max_context: (self.model.n_ctx as usize)
                 .saturating_sub(self.sampling.max_new_tokens as usize)
                 .max(1),
+            // The estimate until the caller has the model's vocabulary
+            // (`AppContext::story_tokens`, the TUI once the model loads).
+            tokens: her_core::story::TokenCounter::estimate(),
         }
     }
 

@@ -86,6 +86,13 @@ pub enum ReplyTarget {
     AlternativeOf(String),
     /// A longer version of this message (text appended to its raw text).
     ContinuationOf { key: String, raw: String },
+    /// A new alternative of `edit.of` that starts with `prefix` (the reply up
+    /// to a rewritten thinking block, the block as the writer wrote it) and
+    /// goes on from there.
+    SteeredFrom {
+        prefix: String,
+        edit: her_core::format::ThinkingEdit,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +128,9 @@ pub struct App {
     pub composer: Composer,
     /// Key of the message being edited through the composer.
     pub editing: Option<String>,
+    /// Key of the reply whose thinking block `/plan` or `/thought` put into
+    /// the composer (the command that rewrites it applies to that reply).
+    pub steering: Option<String>,
     pub modes: PaneModes,
     pub messages: Vec<ShownMessage>,
     pub selected: Option<usize>,
@@ -152,6 +162,9 @@ pub struct App {
     pub arena: Option<crate::tui::overlays::arena::state::ArenaRound>,
     /// The LoRA adapter the engine has loaded (path, scale).
     pub adapter: Option<(std::path::PathBuf, f32)>,
+    /// How sessions count tokens for lore and memory budgets: the local
+    /// model's vocabulary once read (`Msg::TokensReady`), else the estimate.
+    pub tokens: her_core::story::TokenCounter,
     /// Training runs, re-read while the runs overlay is open.
     pub runs: Vec<her_train::runs::RunSummary>,
     /// Where training runs live (paths.runs).
@@ -198,6 +211,7 @@ impl App {
             theme,
             composer: Composer::default(),
             editing: None,
+            steering: None,
             modes,
             messages: Vec::new(),
             selected: None,
@@ -218,6 +232,7 @@ impl App {
             chat: None,
             arena: None,
             adapter: None,
+            tokens: her_core::story::TokenCounter::estimate(),
             runs: Vec::new(),
             runs_dir: std::path::PathBuf::from("runs"),
             evals: Vec::new(),
@@ -265,7 +280,12 @@ impl App {
         let tail = ShownMessage::streaming(s.speaker.clone(), &s.reply);
         let cut = match &s.target {
             ReplyTarget::After(_) => self.messages.len(),
-            ReplyTarget::AlternativeOf(key) | ReplyTarget::ContinuationOf { key, .. } => self
+            ReplyTarget::AlternativeOf(key)
+            | ReplyTarget::ContinuationOf { key, .. }
+            | ReplyTarget::SteeredFrom {
+                edit: her_core::format::ThinkingEdit { of: key, .. },
+                ..
+            } => self
                 .messages
                 .iter()
                 .position(|m| &m.key == key)

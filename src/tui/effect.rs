@@ -112,6 +112,9 @@ pub enum Effect {
     CheckModel(PathBuf),
     /// Replace the engine's model (→ `Msg::ModelLoaded` or `Msg::ModelLoadFailed`).
     SwitchModel(PathBuf),
+    /// Read the vocabulary of the local model at the path, for lore and
+    /// memory budgets (→ `Msg::TokensReady`).
+    LoadVocab(PathBuf),
     /// Two candidates with different seeds for an annotation item that has
     /// none; the engine starts now if it has not (→ `Msg::CandidatesWritten`).
     WriteCandidates {

@@ -41,6 +41,9 @@ pub enum Msg {
         info: ModelInfo,
         switched: bool,
     },
+    /// How lore and memory budgets count tokens from now on (the model's
+    /// vocabulary, or the estimate with why the vocabulary could not be read).
+    TokensReady(her_core::story::TokenCounter, Option<String>),
     /// `/model` could not load the new model; the previous one is back.
     ModelLoadFailed {
         error: String,

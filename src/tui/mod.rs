@@ -37,6 +37,8 @@ mod tests_sampling;
 #[cfg(test)]
 mod tests_sessions;
 #[cfg(test)]
+mod tests_steer;
+#[cfg(test)]
 mod tests_story;
 
 use std::path::PathBuf;

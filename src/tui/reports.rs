@@ -9,6 +9,7 @@ use crate::tui::keymap::Layer;
 use crate::tui::message::{Msg, OpenFailure, OpenedCharacter, OpenedSession};
 use crate::tui::screens::chat::update::refresh;
 use crate::tui::update::open_session;
+use her_core::story::TokenCounter;
 use her_engine::{AdapterInfo, ModelInfo};
 
 /// Applies a message that is not a key or an engine event.
@@ -32,14 +33,21 @@ pub fn on_report(app: &mut App, msg: Msg) -> Vec<Effect> {
             );
             Vec::new()
         }
-        Msg::ModelLoaded { info, switched } => {
-            model_loaded(app, &info, switched);
+        Msg::ModelLoaded { info, switched } => model_loaded(app, &info, switched),
+        Msg::TokensReady(tokens, problem) => {
+            if let Some(problem) = problem {
+                tracing::warn!("lore and memory budgets estimate tokens: {problem}");
+            }
+            if let Some(chat) = &mut app.chat {
+                chat.story.tokens = tokens.clone();
+            }
+            app.tokens = tokens;
             Vec::new()
         }
         Msg::ModelLoadFailed { error, kept } => {
-            model_loaded(app, &kept, true);
+            let effects = model_loaded(app, &kept, true);
             app.notify(format!("{error}; kept the previous model"), true);
-            Vec::new()
+            effects
         }
         Msg::ModelChecked { path, result } => match result {
             Ok(()) => {
@@ -240,13 +248,24 @@ fn tick(app: &mut App) -> Vec<Effect> {
     }
 }
 
-fn model_loaded(app: &mut App, info: &ModelInfo, switched: bool) {
+/// The model in use changed: the status bar says so, and a local model's
+/// vocabulary is read for lore and memory budgets (a server's is not here).
+fn model_loaded(app: &mut App, info: &ModelInfo, switched: bool) -> Vec<Effect> {
     app.engine_loading = false;
     app.status.model = info.name.clone();
     app.status.n_ctx = info.n_ctx as usize;
     app.status.adapter = None;
+    let effects = if !app.backend_local {
+        app.tokens = TokenCounter::estimate();
+        if let Some(chat) = &mut app.chat {
+            chat.story.tokens = TokenCounter::estimate();
+        }
+        Vec::new()
+    } else {
+        vec![Effect::LoadVocab(info.path.clone())]
+    };
     if !switched {
-        return;
+        return effects;
     }
     app.notify(format!("model loaded: {}", info.name), false);
     if let Some(chat) = &mut app.chat {
@@ -255,6 +274,7 @@ fn model_loaded(app: &mut App, info: &ModelInfo, switched: bool) {
     }
     // A summary the old model was writing is gone with it.
     app.summary = None;
+    effects
 }
 
 fn adapter_loaded(app: &mut App, info: &AdapterInfo, scale: f32) {
@@ -294,7 +314,8 @@ fn character_opened(app: &mut App, opened: OpenedCharacter, then: Option<Opening
 
 fn session_opened(app: &mut App, opening: &Opening, result: Result<OpenedSession, OpenFailure>) {
     match result {
-        Ok(OpenedSession { chat, notes }) => {
+        Ok(OpenedSession { mut chat, notes }) => {
+            chat.story.tokens = app.tokens.clone();
             let forked = matches!(opening, Opening::Fork(_)).then(|| chat.path.clone());
             app.chat = Some(chat);
             app.failure = None;

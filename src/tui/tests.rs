@@ -89,6 +89,7 @@ pub(crate) fn with_chat(chat: ChatSession) -> App {
 
 pub(crate) fn finished(reason: FinishReason) -> Finished {
     Finished {
+        choices: Vec::new(),
         reason,
         stop_string: None,
         tokens: vec![1, 2, 3],
@@ -102,6 +103,7 @@ pub(crate) fn finished(reason: FinishReason) -> Finished {
             prompt_tokens_sha256: String::new(),
             dropped_turns: 0,
             sampling: None,
+            unapplied: Vec::new(),
         },
     }
 }

@@ -309,3 +309,42 @@ fn written_candidates_are_shown_for_a_pick() {
     assert!(matches!(effects.as_slice(), [Effect::AppendRecord { .. }]));
     assert!(crate::tui::tests::render(&mut app, 100, 30).contains("Every item is answered"));
 }
+
+/// A local model's vocabulary is read once it is loaded, and lore and
+/// memory budgets count with it from then on, in the open session and in
+/// those opened later; a server's model keeps the estimate.
+#[test]
+fn budgets_count_with_the_loaded_models_vocabulary() {
+    let mut app = app();
+    let effects = update(
+        &mut app,
+        Msg::ModelLoaded {
+            info: model("tiny", 2048),
+            switched: false,
+        },
+    );
+    let [Effect::LoadVocab(path)] = effects.as_slice() else {
+        panic!("expected the vocabulary to be read: {effects:?}");
+    };
+    assert_eq!(path, &PathBuf::from("tiny.gguf"));
+    assert!(!app.tokens.is_exact());
+    update(
+        &mut app,
+        Msg::TokensReady(her_core::story::TokenCounter::exact(|t| t.len()), None),
+    );
+    assert!(app.tokens.is_exact());
+
+    app.backend_local = false;
+    let effects = update(
+        &mut app,
+        Msg::ModelLoaded {
+            info: model("served", 2048),
+            switched: true,
+        },
+    );
+    assert!(
+        !effects.iter().any(|e| matches!(e, Effect::LoadVocab(_))),
+        "{effects:?}"
+    );
+    assert!(!app.tokens.is_exact());
+}

@@ -216,6 +216,11 @@ pub struct Provenance {
     /// before they were recorded).
     #[serde(default)]
     pub sampling: Option<SamplingConfig>,
+    /// Settings the backend could not apply, as `sampling.KEY` (a server
+    /// without that sampler, or one that rejected the field): the reply was
+    /// sampled without them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unapplied: Vec<String>,
 }
 
 /// The active LoRA adapter.

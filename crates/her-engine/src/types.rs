@@ -19,6 +19,9 @@ pub struct GenerateRequest {
     /// A GBNF grammar (root rule `root`) the output must follow, e.g. to
     /// force a judge's verdict or a speaker's name.
     pub grammar: Option<String>,
+    /// For each generated token, the `candidates` most likely tokens at
+    /// that position with their probabilities (`Finished::choices`; 0: none).
+    pub candidates: usize,
 }
 
 impl GenerateRequest {
@@ -28,6 +31,7 @@ impl GenerateRequest {
             sampling,
             min_skip: 0,
             grammar: None,
+            candidates: 0,
         }
     }
 }
@@ -39,6 +43,7 @@ impl fmt::Debug for GenerateRequest {
             .field("sampling", &self.sampling)
             .field("min_skip", &self.min_skip)
             .field("grammar", &self.grammar.is_some())
+            .field("candidates", &self.candidates)
             .finish()
     }
 }
@@ -116,6 +121,29 @@ pub struct Finished {
     pub tokens: Vec<i32>,
     pub stats: GenerationStats,
     pub provenance: Provenance,
+    /// One per token of `tokens` when the request asked for candidates.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<TokenChoice>,
+}
+
+/// A generated token and the most likely tokens at its position, under the
+/// model's own distribution (softmax of the logits, before any sampler):
+/// what `score()` reports for the same prefix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenChoice {
+    /// The token drawn, and its bytes (a piece can be part of a character).
+    pub token: i32,
+    pub bytes: Vec<u8>,
+    pub probability: f64,
+    /// Most likely first; the drawn token is among them only if it is that likely.
+    pub candidates: Vec<Candidate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub token: i32,
+    pub bytes: Vec<u8>,
+    pub probability: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]

@@ -133,6 +133,7 @@ impl Backend for ScriptedBackend {
         let (tx, stream) = EventStream::channel();
         let _ = tx.send(Event::Text(text));
         let _ = tx.send(Event::Finished(Finished {
+            choices: Vec::new(),
             reason: FinishReason::EndOfGeneration,
             stop_string: None,
             tokens: Vec::new(),
@@ -146,6 +147,7 @@ impl Backend for ScriptedBackend {
                 prompt_tokens_sha256: String::new(),
                 dropped_turns: 0,
                 sampling: None,
+                unapplied: Vec::new(),
             },
         }));
         stream

@@ -100,6 +100,7 @@ mod tests {
             prompt_tokens_sha256: String::new(),
             dropped_turns: 0,
             sampling: None,
+            unapplied: Vec::new(),
         };
         let turn = |speaker: &str, text: &str| SimTurn {
             speaker: speaker.into(),

@@ -20,6 +20,7 @@ use her_core::format::PREFILL;
 use her_core::prefs::queue::{QueueCandidate, remove_record};
 use her_core::prefs::sessions::provenance;
 use her_core::session::{ExportOptions, SessionFile, export};
+use her_core::story::TokenCounter;
 use her_engine::{
     Backend, EngineError, Event, EventStream, Finished, GenerateRequest, LocalEngine, ModelInfo,
 };
@@ -343,6 +344,18 @@ impl<'a> Runtime<'a> {
             }),
             Effect::SwitchModel(path) => {
                 self.switch_model(path);
+                None
+            }
+            Effect::LoadVocab(path) => {
+                self.blocking(
+                    move || match her_engine::local::Vocab::load(&path) {
+                        Ok(vocab) => Msg::TokensReady(vocab.into_counter(), None),
+                        Err(err) => {
+                            Msg::TokensReady(TokenCounter::estimate(), Some(err.to_string()))
+                        }
+                    },
+                    |err| Msg::TokensReady(TokenCounter::estimate(), Some(err)),
+                );
                 None
             }
             Effect::WriteCandidates {

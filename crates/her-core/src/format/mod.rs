@@ -4,6 +4,7 @@
 //! A reply looks like
 //! `<system_thinking>PLAN</system_thinking>Name: <role_thinking>…</role_thinking><role_action>…</role_action>speech`.
 
+pub mod edit;
 mod lint;
 mod parse;
 mod segment;
@@ -11,6 +12,7 @@ mod strip;
 #[cfg(test)]
 mod tests;
 
+pub use edit::{ThinkingEdit, rewrite_prefix, thinking_blocks};
 pub use lint::{Finding, FindingKind, LintContext, Severity, health, lint, names_match};
 pub use lint::{lines_for_others, looks_like_name};
 pub use parse::{Ending, ReplyParser, as_untagged, is_untagged_reply, parse_reply, parse_with};

@@ -286,6 +286,29 @@ proptest! {
         let _ = lint(&whole, &cx("Someone"));
     }
 
+    /// Thinking blocks lie on character boundaries inside the reply, and a
+    /// rewrite of any of them starts with the reply up to that block.
+    #[test]
+    fn thinking_blocks_and_rewrites_stay_inside_the_reply(
+        input in "(<|>|/|[a-z]|think|<role_action>|<role_thinking>|</role_thinking>|<system_thinking>|</system_thinking>|<think>| |:|é)*",
+        text in "\\PC{0,12}",
+    ) {
+        for block in super::edit::thinking_blocks(&input) {
+            prop_assert!(block.open.end <= block.inner.start && block.inner.end <= input.len());
+            prop_assert!(input.is_char_boundary(block.inner.start) && input.is_char_boundary(block.inner.end));
+        }
+        for layer in [Layer::SystemThinking, Layer::RoleThinking] {
+            for index in 0..3 {
+                if let Ok((prefix, before)) = super::edit::rewrite_prefix(&input, layer, index, &text) {
+                    let block = super::edit::find_block(&input, layer, index);
+                    let start = block.map(|b| b.open.end).unwrap_or_default();
+                    prop_assert!(prefix.starts_with(&input[..start]));
+                    prop_assert!(input.contains(&before));
+                }
+            }
+        }
+    }
+
     #[test]
     fn arbitrary_unicode_never_panics(input in "\\PC*", cuts in cuts_strategy()) {
         let whole = parse_reply(&input, Ending::Natural);

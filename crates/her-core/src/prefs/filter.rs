@@ -19,6 +19,18 @@ pub enum MinHealth {
     NoWarnings,
 }
 
+/// What to do with pairs from a rewritten thinking block (`/plan`,
+/// `/thought`): the writer steered the reply rather than picking among the
+/// model's own, which some datasets want and some do not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ThinkingEdits {
+    #[default]
+    Keep,
+    Drop,
+    Only,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Filter {
@@ -33,6 +45,7 @@ pub struct Filter {
     pub min_format_health: Option<MinHealth>,
     /// Keep preferences inferred from swipes and edits.
     pub include_implicit: bool,
+    pub thinking_edits: ThinkingEdits,
 }
 
 impl Default for Filter {
@@ -45,6 +58,7 @@ impl Default for Filter {
             until: None,
             min_format_health: None,
             include_implicit: true,
+            thinking_edits: ThinkingEdits::Keep,
         }
     }
 }
@@ -99,6 +113,12 @@ impl Filter {
     ) -> bool {
         if record.implicit() && !self.include_implicit {
             return false;
+        }
+        let steered = matches!(record, PreferenceRecord::Pair(p) if p.thinking_edit.is_some());
+        match self.thinking_edits {
+            ThinkingEdits::Drop if steered => return false,
+            ThinkingEdits::Only if !steered => return false,
+            _ => {}
         }
         if !self.characters.is_empty() {
             let character = record.character().trim().to_lowercase();
@@ -209,6 +229,28 @@ mod tests {
         let mut r = rating("r", "x", RatingScore::ThumbsDown);
         r.implicit = true;
         assert!(f.matches(&PreferenceRecord::Rating(r)));
+    }
+
+    #[test]
+    fn thinking_edit_pairs_are_kept_dropped_or_kept_alone() {
+        let plain = PreferenceRecord::Pair(pair("p", "a", "b", Verdict::Cand1));
+        let mut steered = pair("s", "a", "c", Verdict::Cand1);
+        steered.thinking_edit = Some(crate::format::ThinkingEdit {
+            of: "k1".into(),
+            layer: crate::format::Layer::SystemThinking,
+            index: 0,
+            before: "old".into(),
+            after: "new".into(),
+        });
+        let steered = PreferenceRecord::Pair(steered);
+        let with = |thinking_edits| Filter {
+            thinking_edits,
+            ..Filter::default()
+        };
+        let kept = |f: &Filter| (f.matches(&plain), f.matches(&steered));
+        assert_eq!(kept(&with(ThinkingEdits::Keep)), (true, true));
+        assert_eq!(kept(&with(ThinkingEdits::Drop)), (true, false));
+        assert_eq!(kept(&with(ThinkingEdits::Only)), (false, true));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use crate::fsutil::read::{self, Kind, ReadError};
 
 pub use export::{ExportReport, Format, export, export_all, her_rm_context, render};
-pub use filter::{Filter, MinHealth};
+pub use filter::{Filter, MinHealth, ThinkingEdits};
 pub use pairs::{
     Alternative, PairMeta, dedup, implicit_pair_from_edit, implicit_pairs_from_swipes,
     pairs_from_ratings,
@@ -282,6 +282,7 @@ mod test_support {
             cand_1_provenance: None,
             cand_2_provenance: None,
             principles: Vec::new(),
+            thinking_edit: None,
             rationale: None,
             created_at: "2025-03-01T10:00:00Z".into(),
         }

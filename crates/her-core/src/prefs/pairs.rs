@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::format::ThinkingEdit;
+
 use super::record::{
     ContextMessage, PreferencePair, PreferenceRecord, Provenance, RatedLayer, Rating, Verdict,
     context_sha256, derive_id, parse_time,
@@ -77,6 +79,29 @@ pub fn implicit_pair_from_edit(
     let id = derive_id("edit", &[&meta.annotator, &ctx, &original.text, edited]);
     let winner = Alternative::new(edited, None);
     Some(build_pair(id, meta, true, &winner, original))
+}
+
+/// The user rewrote a thinking block of `original` and kept the reply
+/// generated under it (`kept`): kept ≻ original, marked with the edit so a
+/// dataset can tell plan edits from other choices. `None` when nothing
+/// changed.
+pub fn implicit_pair_from_thinking_edit(
+    original: &Alternative,
+    kept: &Alternative,
+    edit: &ThinkingEdit,
+    meta: &PairMeta,
+) -> Option<PreferencePair> {
+    if kept.text == original.text || kept.text.trim().is_empty() {
+        return None;
+    }
+    let ctx = context_sha256(&meta.context);
+    let id = derive_id(
+        "thinking-edit",
+        &[&meta.annotator, &ctx, &original.text, &kept.text],
+    );
+    let mut pair = build_pair(id, meta, true, kept, original);
+    pair.thinking_edit = Some(edit.clone());
+    Some(pair)
 }
 
 /// Pairs from ratings of different replies to the same context (same
@@ -179,6 +204,7 @@ fn build_pair(
         cand_1_provenance: first.provenance.clone(),
         cand_2_provenance: second.provenance.clone(),
         principles: Vec::new(),
+        thinking_edit: None,
         rationale: None,
         created_at: meta.created_at.clone(),
     }

@@ -247,6 +247,7 @@ pub fn answer_record(
             cand_1_provenance: a.provenance.clone(),
             cand_2_provenance: b.provenance.clone(),
             principles: Vec::new(),
+            thinking_edit: None,
             rationale: None,
             created_at: created_at.to_string(),
         })),

@@ -145,6 +145,10 @@ pub struct PreferencePair {
     /// The judge's case-specific principles, if any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub principles: Vec<String>,
+    /// Set when the winner is a reply generated under a thinking block the
+    /// writer rewrote (a plan edit): which block, before and after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_edit: Option<crate::format::ThinkingEdit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rationale: Option<String>,
     /// RFC3339.

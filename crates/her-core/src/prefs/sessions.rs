@@ -7,7 +7,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::pairs::{Alternative, PairMeta, implicit_pair_from_edit, implicit_pairs_from_swipes};
+use super::pairs::{
+    Alternative, PairMeta, implicit_pair_from_edit, implicit_pair_from_thinking_edit,
+    implicit_pairs_from_swipes,
+};
 use super::record::{
     ContextMessage, PreferencePair, PreferenceRecord, Provenance, RatedLayer, Rating, RatingScore,
     Role, Verdict, prompt_sha256,
@@ -360,6 +363,7 @@ impl<'a> Reader<'a> {
             cand_1_provenance: prov(a),
             cand_2_provenance: prov(b),
             principles: Vec::new(),
+            thinking_edit: None,
             rationale: None,
             created_at: event.created_at.clone(),
         };
@@ -398,6 +402,7 @@ impl<'a> Reader<'a> {
         };
         let generated = |n: &Node| n.message.meta.provenance.is_some();
         let edit_source = kept.message.meta.edited_from.as_deref();
+        let thinking_edit = kept.message.meta.thinking_edit.as_deref();
         let is_reply = matches!(
             kept.message.role,
             SpeakerRole::Character | SpeakerRole::Narrator
@@ -438,6 +443,7 @@ impl<'a> Reader<'a> {
             // source is handled as an edit below.
             if kept.message.meta.continued_from.as_deref() == Some(other.key.as_str())
                 || edit_source == Some(other.key.as_str())
+                || thinking_edit.is_some_and(|e| e.of == other.key)
             {
                 continue;
             }
@@ -450,6 +456,13 @@ impl<'a> Reader<'a> {
             .and_then(|id| tree.node(id))
             && let Some(pair) =
                 implicit_pair_from_edit(&alternative(source), &kept.message.text, &meta)
+        {
+            pairs.push(pair);
+        }
+        if let Some(edit) = thinking_edit
+            && let Some(source) = tree.find(&edit.of).and_then(|id| tree.node(id))
+            && let Some(pair) =
+                implicit_pair_from_thinking_edit(&alternative(source), &kept_alt, edit, &meta)
         {
             pairs.push(pair);
         }

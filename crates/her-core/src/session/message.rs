@@ -65,6 +65,10 @@ pub struct MessageMeta {
     /// Key of the node whose text this message extends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub continued_from: Option<String>,
+    /// A thinking block of another reply rewritten by the writer, with this
+    /// reply generated on from it (`/plan`, `/thought`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking_edit: Option<Box<crate::format::ThinkingEdit>>,
     /// Model fingerprint, adapter hash, seed… as the engine reported them;
     /// kept opaque so the engine can add fields without a format change.
     #[serde(default, skip_serializing_if = "Option::is_none")]

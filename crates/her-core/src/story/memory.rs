@@ -3,17 +3,24 @@
 
 use crate::format::strip_system_thinking;
 use crate::generation::PromptSource;
-use crate::prompt::{Line, estimate_tokens};
+use crate::prompt::Line;
 
 /// The memory paragraph for the end of `===Background===`: pinned memories
 /// (newest first when the budget is short), then as much of the summary's
-/// end as still fits. Written as story prose headings HER models read like
-/// the plot summaries of their training data.
-pub fn memory_text(pins: &[String], summary: Option<&str>, budget_tokens: usize) -> String {
+/// end as still fits, with tokens as `count` counts them. Written as story
+/// prose headings HER models read like the plot summaries of their
+/// training data.
+pub fn memory_text(
+    pins: &[String],
+    summary: Option<&str>,
+    budget_tokens: usize,
+    count: &dyn Fn(&str) -> usize,
+) -> String {
     let mut left = budget_tokens;
     let mut kept_pins: Vec<&str> = Vec::new();
     for pin in pins.iter().rev() {
-        let cost = estimate_tokens(pin) + 1;
+        // The pin's line: "- " and its newline.
+        let cost = count(pin) + 1;
         if cost > left {
             break;
         }
@@ -24,8 +31,8 @@ pub fn memory_text(pins: &[String], summary: Option<&str>, budget_tokens: usize)
     let mut parts = Vec::new();
     if let Some(summary) = summary.map(str::trim).filter(|s| !s.is_empty()) {
         let head = SUMMARY_HEAD;
-        let room = left.saturating_sub(estimate_tokens(head));
-        if let Some(text) = tail_within(summary, room) {
+        let room = left.saturating_sub(count(head));
+        if let Some(text) = tail_within(summary, room, count) {
             parts.push(format!("{head}{text}"));
         }
     }
@@ -39,23 +46,23 @@ pub fn memory_text(pins: &[String], summary: Option<&str>, budget_tokens: usize)
 /// How the summary paragraph starts.
 pub const SUMMARY_HEAD: &str = "The story so far: ";
 
-/// The end of `text` within `tokens`, cut at a word ("…" marks the cut).
-fn tail_within(text: &str, tokens: usize) -> Option<String> {
-    if estimate_tokens(text) <= tokens {
+/// The longest end of `text` that `count` puts within `tokens`, cut at a
+/// word ("…" marks the cut).
+fn tail_within(text: &str, tokens: usize, count: &dyn Fn(&str) -> usize) -> Option<String> {
+    if count(text) <= tokens {
         return Some(text.to_string());
     }
-    let chars = tokens.saturating_sub(1) * 4;
-    if chars == 0 {
-        return None;
-    }
-    let start = text
+    // Where a word starts, after the first: the cuts to choose from.
+    let starts: Vec<usize> = text
         .char_indices()
-        .rev()
-        .nth(chars.saturating_sub(1))
-        .map_or(0, |(i, _)| i);
-    let cut = &text[start..];
-    let cut = cut.split_once(' ').map_or(cut, |(_, rest)| rest);
-    Some(format!("…{}", cut.trim_start()))
+        .filter(|&(i, c)| i > 0 && !c.is_whitespace() && text[..i].ends_with(char::is_whitespace))
+        .map(|(i, _)| i)
+        .collect();
+    let cut_at = |i: usize| format!("…{}", &text[starts[i]..]);
+    // A later start gives a shorter tail; counts grow with the tail's
+    // length, so the first start that fits is the longest tail that does.
+    let first_fit = starts.partition_point(|&s| count(&format!("…{}", &text[s..])) > tokens);
+    (first_fit < starts.len()).then(|| cut_at(first_fit))
 }
 
 /// A pinned message as a memory: its visible text, without the plan.
@@ -151,19 +158,35 @@ mod tests {
     #[test]
     fn memory_keeps_newest_pins_and_the_summary_end_within_budget() {
         let pins = vec!["old pin".to_string(), "new pin".to_string()];
-        let full = memory_text(&pins, Some("They met at the ball."), 100);
+        let count = &crate::prompt::estimate_tokens;
+        let full = memory_text(&pins, Some("They met at the ball."), 100, count);
         assert_eq!(
             full,
             "The story so far: They met at the ball.\n\nTo remember:\n- old pin\n- new pin"
         );
         // Room for one pin only: the newest stays.
-        let tight = memory_text(&pins, None, 4);
+        let tight = memory_text(&pins, None, 4, count);
         assert_eq!(tight, "To remember:\n- new pin");
         let long = "word ".repeat(200);
-        let cut = memory_text(&[], Some(&long), 20);
+        let cut = memory_text(&[], Some(&long), 20, count);
         assert!(cut.starts_with("The story so far: …word"));
-        assert!(estimate_tokens(&cut) <= 20, "{}", estimate_tokens(&cut));
-        assert_eq!(memory_text(&pins, Some("x"), 0), "");
+        assert!(count(&cut) <= 20, "{}", count(&cut));
+        assert_eq!(memory_text(&pins, Some("x"), 0, count), "");
+    }
+
+    #[test]
+    fn the_summary_is_cut_to_the_callers_counts() {
+        // One token a word: the budget is words.
+        let words = &|t: &str| t.split_whitespace().count();
+        let summary = "one two three four five six seven eight";
+        let text = memory_text(&[], Some(summary), 4 + 3, words);
+        assert_eq!(text, "The story so far: …six seven eight");
+        assert!(words(&text) <= 7);
+        // A budget the head alone fills leaves no summary.
+        assert_eq!(memory_text(&[], Some(summary), 4, words), "");
+        // Pins cost their words plus one.
+        let pins = vec!["a b".to_string(), "c d e".to_string()];
+        assert_eq!(memory_text(&pins, None, 4, words), "To remember:\n- c d e");
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod events;
 pub mod memory;
 mod settings;
 pub mod shelf;
+mod tokens;
 
 use std::path::PathBuf;
 
@@ -15,13 +16,14 @@ use crate::lore::{
     Book, Library, ScanInput, ScanOutcome, ScanSettings, Scope, TimedEvent, TimedState,
 };
 use crate::prompt::lore::{
-    budget_from, card_book, estimate_tokens, lay_out, scan_context, scan_messages, settings_for,
+    budget_from, card_book, lay_out, scan_context, scan_messages, settings_for,
 };
 use crate::prompt::{Additions, Line, NoteInsert, expand_macros};
 
 pub use events::{StoryLog, SummarySource};
 pub use settings::{LoreConfig, MemoryConfig, Summarizer};
 pub use shelf::{Shelf, wanted_books};
+pub use tokens::TokenCounter;
 
 /// The settings a session's story needs, from the config.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct StoryConfig {
     pub memory: MemoryConfig,
     /// Tokens a prompt may use (context minus the reply), for a percent budget.
     pub max_context: usize,
+    /// How lore entries and memory are counted against their budgets.
+    pub tokens: TokenCounter,
 }
 
 impl StoryConfig {
@@ -60,6 +64,7 @@ impl Default for StoryConfig {
             lore: LoreConfig::default(),
             memory: MemoryConfig::default(),
             max_context: crate::prompt::lore::DEFAULT_MAX_CONTEXT,
+            tokens: TokenCounter::estimate(),
         }
     }
 }
@@ -95,6 +100,10 @@ pub struct Prepared {
     /// Pins and summary as chosen for the prompt.
     pub pins: usize,
     pub summary_covers: Option<usize>,
+    /// The memory paragraph's tokens, counted as its budget was.
+    pub memory_tokens: usize,
+    /// How the budgets counted (see [`TokenCounter::describe`]).
+    pub counted: &'static str,
 }
 
 impl Prepared {
@@ -165,7 +174,10 @@ pub fn prepare(
     shelf: &Shelf,
     input: &StoryInput<'_>,
 ) -> Prepared {
-    let mut out = Prepared::default();
+    let mut out = Prepared {
+        counted: cfg.tokens.describe(),
+        ..Prepared::default()
+    };
     let character = input.character;
     let note = log.note.clone().or_else(|| character.note.clone());
     let due = note
@@ -201,7 +213,8 @@ pub fn prepare(
         scan.max_context = cfg.max_context;
         scan.seed = input.seed;
         scan.macros = Some(&macros);
-        let outcome = library.scan(&scan, &estimate_tokens);
+        let count = |t: &str| cfg.tokens.count(t);
+        let outcome = library.scan(&scan, &count);
         let activated = outcome.activated.clone();
         out.scan = Some(outcome);
         activated
@@ -216,7 +229,9 @@ pub fn prepare(
         &pins,
         summary.map(|s| s.text.as_str()),
         cfg.memory.budget_tokens as usize,
+        &|t: &str| cfg.tokens.count(t),
     );
+    out.memory_tokens = cfg.tokens.count(&out.additions.memory);
     // The lines a summary in the prompt stands for leave the history, so the
     // context stops filling with what the memory already says.
     if out.additions.memory.contains(memory::SUMMARY_HEAD) {
@@ -263,8 +278,11 @@ pub fn explain(prepared: &Prepared) -> String {
             prepared
                 .summary_covers
                 .map_or("none".to_string(), |n| format!("of {n} messages")),
-            estimate_tokens(memory)
+            prepared.memory_tokens
         ));
+    }
+    if prepared.scan.is_some() || !memory.is_empty() {
+        lines.push(format!("tokens {}", prepared.counted));
     }
     lines.join("\n")
 }

@@ -30,6 +30,7 @@ fn book_dir() -> (tempfile::TempDir, StoryConfig) {
         lore: LoreConfig::default(),
         memory: MemoryConfig::default(),
         max_context: 4096,
+        tokens: TokenCounter::estimate(),
     };
     (dir, cfg)
 }
@@ -87,6 +88,41 @@ fn attached_books_place_entries_in_the_layout() {
     let none = prepared(&cfg, &StoryLog::default(), &[("Darcy", "My sword.")]);
     assert!(none.additions.is_empty());
     assert!(explain(&none).contains("no lorebook applies"));
+}
+
+/// The budgets count with the session's counter: one that makes every
+/// entry bigger than the lore budget leaves them out, and the memory's
+/// count and how it was made are reported.
+#[test]
+fn budgets_count_with_the_configured_counter() {
+    let (_dir, mut cfg) = book_dir();
+    cfg.lore.budget = 200;
+    let talk = [("Darcy", "My sword and the river.")];
+    let estimated = prepared(&cfg, &attached(), &talk);
+    assert_eq!(estimated.scan.as_ref().unwrap().activated.len(), 2);
+    assert!(explain(&estimated).contains("estimated at four characters"));
+
+    cfg.tokens = TokenCounter::exact(|t| 150 * t.split_whitespace().count());
+    let counted = prepared(&cfg, &attached(), &talk);
+    let scan = counted.scan.as_ref().unwrap();
+    assert!(scan.used_tokens <= 200, "{}", scan.used_tokens);
+    assert!(scan.activated.len() < 2, "{:?}", scan.activated);
+    assert!(explain(&counted).contains("counted with the chat model's vocabulary"));
+
+    let log = StoryLog {
+        pins: vec![super::events::PinEvent {
+            kind: super::events::MEMORY_PIN.into(),
+            id: "p".into(),
+            text: "Darcy owes Elizabeth a letter.".into(),
+            key: None,
+            created_at: "x".into(),
+        }],
+        ..StoryLog::default()
+    };
+    cfg.memory.budget_tokens = 10_000;
+    let p = prepared(&cfg, &log, &talk);
+    assert_eq!(p.memory_tokens, cfg.tokens.count(&p.additions.memory));
+    assert!(explain(&p).contains(&format!("{} tokens", p.memory_tokens)));
 }
 
 #[test]

@@ -339,6 +339,7 @@ fn finish(
     GroupReply {
         text: m.text,
         finished: Finished {
+            choices: Vec::new(),
             reason: m.reason.unwrap_or(FinishReason::Cancelled),
             stop_string: m.stop_string,
             tokens: m.tokens,
@@ -364,6 +365,7 @@ fn finish(
                 prompt_tokens_sha256: facts.tokens_sha256.clone(),
                 dropped_turns: 0,
                 sampling: Some(member_sampling),
+                unapplied: Vec::new(),
                 ..provenance.clone()
             },
         },

@@ -23,8 +23,8 @@ use crate::detok::Utf8Stream;
 use crate::fit::fit_prompt;
 use crate::stop::StopMatcher;
 use crate::{
-    EngineError, Event, FinishReason, Finished, GenerateRequest, GenerationStats, LiveStats,
-    Provenance, Started, TokenLogprob,
+    Candidate, EngineError, Event, FinishReason, Finished, GenerateRequest, GenerationStats,
+    LiveStats, Provenance, Started, TokenChoice, TokenLogprob,
 };
 
 /// Streamed text is sent at most this often. Every event wakes the
@@ -446,9 +446,15 @@ impl<'m> Session<'m> {
         let generated = sampled.len();
         let mut outbox = out.outbox;
         outbox.flush();
+        let choices = if request.candidates > 0 && reason != FinishReason::Cancelled {
+            self.choices(&prompt, &sampled, request.candidates)?
+        } else {
+            Vec::new()
+        };
         let generation_ms = first_token_at.map_or(0.0, |t| t.elapsed().as_secs_f64() * 1e3);
         let ttft = first_token_at.map_or(0.0, |t| (t - received).as_secs_f64() * 1e3);
         let _ = events.send(Event::Finished(Finished {
+            choices,
             reason,
             stop_string,
             tokens: sampled,
@@ -473,6 +479,51 @@ impl<'m> Session<'m> {
             },
         }));
         Ok(())
+    }
+
+    /// Each of `sampled` (generated after `prompt`) with the `k` most likely
+    /// tokens at its position: one batched pass over the reply, the same
+    /// computation as [`Self::score`], so the figures agree with it. The
+    /// cache ends holding the same tokens as before, recomputed.
+    fn choices(
+        &mut self,
+        prompt: &[LlamaToken],
+        sampled: &[i32],
+        k: usize,
+    ) -> Result<Vec<TokenChoice>, EngineError> {
+        let Some(first) = prompt.len().checked_sub(1) else {
+            return Ok(Vec::new());
+        };
+        let all: Vec<LlamaToken> = prompt
+            .iter()
+            .copied()
+            .chain(sampled.iter().map(|&t| LlamaToken(t)))
+            .collect();
+        let vocab = self.model.vocab();
+        let bytes = |t: i32| vocab.token_to_piece(LlamaToken(t), true, None);
+        let mut out = Vec::with_capacity(sampled.len());
+        self.evaluate(&all, first, |pos, logits| {
+            // Logits at `pos` are the distribution of the token at `pos + 1`.
+            let Some(&drawn) = sampled.get(pos - first) else {
+                return;
+            };
+            let dist = Distribution::of(logits);
+            out.push(TokenChoice {
+                token: drawn,
+                bytes: bytes(drawn),
+                probability: dist.probability(logits, drawn as usize),
+                candidates: dist
+                    .top(logits, k)
+                    .into_iter()
+                    .map(|(token, probability)| Candidate {
+                        token: token as i32,
+                        bytes: bytes(token as i32),
+                        probability,
+                    })
+                    .collect(),
+            });
+        })?;
+        Ok(out)
     }
 
     /// Log-probabilities of each completion token after the prompt.
@@ -513,6 +564,44 @@ impl<'m> Session<'m> {
             }
         })?;
         Ok(out)
+    }
+}
+
+/// softmax(logits) in f64, as its maximum and normaliser: probabilities
+/// without allocating the whole distribution.
+struct Distribution {
+    max: f64,
+    sum: f64,
+}
+
+impl Distribution {
+    fn of(logits: &[f32]) -> Self {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+        Distribution { max, sum }
+    }
+
+    fn probability(&self, logits: &[f32], index: usize) -> f64 {
+        logits
+            .get(index)
+            .map_or(0.0, |&l| (l as f64 - self.max).exp() / self.sum)
+    }
+
+    /// The `k` most likely token ids with their probabilities, most likely
+    /// first (ties by id, so the order is stable).
+    fn top(&self, logits: &[f32], k: usize) -> Vec<(usize, f64)> {
+        let mut ids: Vec<usize> = (0..logits.len()).collect();
+        let by_logit = |a: &usize, b: &usize| logits[*b].total_cmp(&logits[*a]).then(a.cmp(b));
+        let k = k.min(ids.len());
+        if k == 0 {
+            return Vec::new();
+        }
+        ids.select_nth_unstable_by(k - 1, by_logit);
+        ids.truncate(k);
+        ids.sort_by(by_logit);
+        ids.into_iter()
+            .map(|i| (i, self.probability(logits, i)))
+            .collect()
     }
 }
 

@@ -39,4 +39,9 @@ impl Vocab {
     pub fn count(&self, text: &str) -> usize {
         self.tokenize(text).len()
     }
+
+    /// Lore and memory budgets counted with this vocabulary.
+    pub fn into_counter(self) -> her_core::story::TokenCounter {
+        her_core::story::TokenCounter::exact(move |text| self.count(text))
+    }
 }

@@ -155,6 +155,7 @@ fn serve(
                     prompt_tokens_sha256: String::new(),
                     dropped_turns: 0,
                     sampling: Some(request.sampling.clone()),
+                    unapplied: Vec::new(),
                 };
                 session.generate(&request, &events, shared, epoch, provenance, received);
             }
@@ -173,6 +174,7 @@ fn serve(
                     prompt_tokens_sha256: String::new(),
                     dropped_turns: 0,
                     sampling: Some(request.sampling.clone()),
+                    unapplied: Vec::new(),
                 };
                 let cancelled =
                     || shared.cancel_epoch.load(Ordering::SeqCst) != epoch || reply.is_closed();

@@ -113,14 +113,15 @@ async fn fit(ctx: &Ctx, request: &GenerateRequest) -> Result<Fitted, EngineError
 }
 
 /// The request body: OpenAI fields plus the sampler extensions llama-server
-/// and vLLM understand (each ignores the other's names).
+/// and vLLM understand (each ignores the other's names), and the settings
+/// in effect this server kind cannot apply.
 pub fn body(
     ctx: &Ctx,
     prompt: &str,
     sampling: &SamplingConfig,
     max_new: usize,
     grammar: Option<&str>,
-) -> Value {
+) -> (Value, Vec<String>) {
     let stops: Vec<&String> = sampling.stop.iter().filter(|s| !s.is_empty()).collect();
     let mut body = json!({
         "model": ctx.model_name(),
@@ -138,12 +139,6 @@ pub fn body(
         "repetition_penalty": sampling.repeat_penalty,
     });
     let dropped = super::samplers::add_fields(&mut body, ctx.server.flavour, sampling);
-    if !dropped.is_empty() {
-        tracing::warn!(
-            "this server cannot apply {}; the reply is sampled without them",
-            dropped.join(", ")
-        );
-    }
     if ctx.server.flavour == Flavour::LlamaServer {
         body["cache_prompt"] = json!(true);
         // `verbose` adds the ids of sampled tokens and which stop string ended the reply.
@@ -157,7 +152,48 @@ pub fn body(
         body["grammar"] = json!(gbnf);
         body["guided_grammar"] = json!(gbnf);
     }
-    body
+    (body, dropped)
+}
+
+/// Sends the completion request. A server that refuses one of our extension
+/// fields (a strict OpenAI-compatible one) gets it once more with OpenAI's
+/// fields only, and the settings that left out join `unapplied`: the reply
+/// still comes. `None`: cancelled while waiting.
+async fn send_completion(
+    ctx: &Ctx,
+    path: &str,
+    body: &Value,
+    sampling: &SamplingConfig,
+    unapplied: &mut Vec<String>,
+    cancel: &mut Cancel,
+) -> Result<Option<reqwest::Response>, EngineError> {
+    let first = tokio::select! {
+        r = ctx.http.send(Method::POST, path, Some(body)) => r,
+        () = cancel.cancelled() => return Ok(None),
+    };
+    let message = match first {
+        Ok(response) => return Ok(Some(response)),
+        Err(RemoteError::Rejected { message, .. })
+            if super::samplers::refuses_an_extension(&message, body) =>
+        {
+            message
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let (plain, lost) = super::samplers::openai_only(body, sampling);
+    tracing::warn!(
+        "{} refused an extension field ({message}); sending OpenAI's fields only",
+        ctx.http.shown(path)
+    );
+    for setting in lost {
+        if !unapplied.contains(&setting) {
+            unapplied.push(setting);
+        }
+    }
+    tokio::select! {
+        r = ctx.http.send(Method::POST, path, Some(&plain)) => Ok(Some(r?)),
+        () = cancel.cancelled() => Ok(None),
+    }
 }
 
 /// What the stream told us so far.
@@ -192,7 +228,7 @@ async fn run(
     let sampling = &request.sampling;
     sampler::validate(sampling)?;
     let fitted = fit(ctx, request).await?;
-    let body = body(
+    let (body, mut unapplied) = body(
         ctx,
         &fitted.text,
         sampling,
@@ -201,13 +237,18 @@ async fn run(
     );
     let path = "/v1/completions";
     let prompt_start = Instant::now();
-    let response = tokio::select! {
-        r = ctx.http.send(Method::POST, path, Some(&body)) => r?,
-        () = cancel.cancelled() => {
-            let _ = events.send(Event::Finished(finished_early(ctx, request)));
-            return Ok(());
-        }
+    let sent = send_completion(ctx, path, &body, sampling, &mut unapplied, cancel).await?;
+    let Some(response) = sent else {
+        let _ = events.send(Event::Finished(finished_early(ctx, request)));
+        return Ok(());
     };
+    if !unapplied.is_empty() {
+        tracing::warn!(
+            "{} did not apply {}; the reply is sampled without them",
+            ctx.http.shown(path),
+            unapplied.join(", ")
+        );
+    }
     let is_sse = response
         .headers()
         .get(reqwest::header::CONTENT_TYPE)
@@ -343,6 +384,7 @@ async fn run(
     let generated = progress.generated();
     let prompt_total = prompt_tokens.max(progress.usage_prompt.unwrap_or(0));
     let _ = events.send(Event::Finished(Finished {
+        choices: Vec::new(),
         reason,
         stop_string,
         tokens: progress.tokens.clone(),
@@ -367,6 +409,7 @@ async fn run(
                 .map(|t| tokens_sha256(t.iter().copied()))
                 .unwrap_or_default(),
             dropped_turns: fitted.skip,
+            unapplied,
             ..ctx.provenance(sampling)
         },
     }));
@@ -433,6 +476,7 @@ fn absorb(progress: &mut Progress, chunk: &Value) -> String {
 
 fn finished_early(ctx: &Ctx, request: &GenerateRequest) -> Finished {
     Finished {
+        choices: Vec::new(),
         reason: FinishReason::Cancelled,
         stop_string: None,
         tokens: Vec::new(),

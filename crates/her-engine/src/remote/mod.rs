@@ -101,6 +101,7 @@ impl Ctx {
             prompt_tokens_sha256: String::new(),
             dropped_turns: 0,
             sampling: Some(sampling.clone()),
+            unapplied: Vec::new(),
         }
     }
 }

@@ -102,6 +102,76 @@ pub fn add_fields(body: &mut Value, flavour: Flavour, s: &SamplingConfig) -> Vec
     dropped
 }
 
+/// The completion fields of OpenAI's own API, which every compatible server
+/// takes; anything else in a body is an extension a strict server may refuse.
+const OPENAI_FIELDS: &[&str] = &[
+    "model",
+    "prompt",
+    "stream",
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "seed",
+    "stop",
+];
+
+/// Whether a server's refusal (`message`, from a 400 or 422) names a field
+/// of `body` beyond OpenAI's own: then the request is worth sending again
+/// without them.
+pub fn refuses_an_extension(message: &str, body: &Value) -> bool {
+    body.as_object().is_some_and(|fields| {
+        fields
+            .keys()
+            .filter(|k| !OPENAI_FIELDS.contains(&k.as_str()) && k.as_str() != "logit_bias")
+            .any(|k| message.contains(k.as_str()))
+    })
+}
+
+/// `body` with only OpenAI's fields (and OpenAI's form of `logit_bias`), and
+/// the settings in effect that this leaves out, as `sampling.KEY`.
+pub fn openai_only(body: &Value, s: &SamplingConfig) -> (Value, Vec<String>) {
+    let mut plain = serde_json::Map::new();
+    if let Some(fields) = body.as_object() {
+        for (key, value) in fields {
+            let openai_bias = key == "logit_bias" && value.is_object();
+            if OPENAI_FIELDS.contains(&key.as_str()) || openai_bias {
+                plain.insert(key.clone(), value.clone());
+            }
+        }
+    }
+    let mut lost = Vec::new();
+    let mut lose = |on: bool, key: &str| {
+        if on {
+            lost.push(format!("sampling.{key}"));
+        }
+    };
+    lose(s.top_k > 0, "top_k");
+    lose(s.min_p > 0.0, "min_p");
+    lose(s.repeat_penalty != 1.0, "repeat_penalty");
+    lose(sampler::uses_dry(s), "dry_multiplier");
+    lose(
+        s.xtc_probability > 0.0 && s.xtc_threshold <= 0.5,
+        "xtc_probability",
+    );
+    lose(s.top_n_sigma > 0.0, "top_n_sigma");
+    lose(s.typical_p < 1.0, "typical_p");
+    lose(
+        s.order
+            .iter()
+            .map(String::as_str)
+            .ne(SAMPLER_NAMES.iter().copied()),
+        "order",
+    );
+    lose(
+        !s.logit_bias.is_empty() && !plain.contains_key("logit_bias"),
+        "logit_bias",
+    );
+    if body.get("grammar").is_some() {
+        lost.push("the grammar".to_owned());
+    }
+    (Value::Object(plain), lost)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -163,6 +233,43 @@ mod tests {
         );
         assert_eq!(body["logit_bias"], json!({"5": -100.0}));
         assert!(body.get("dry_multiplier").is_none());
+    }
+
+    #[test]
+    fn a_refused_extension_is_sent_again_without_the_extensions() {
+        let s = SamplingConfig {
+            top_k: 40,
+            min_p: 0.05,
+            ..tuned()
+        };
+        let mut body =
+            json!({"model": "m", "prompt": "p", "temperature": 0.7, "top_k": 40, "min_p": 0.05});
+        add_fields(&mut body, Flavour::OpenAi, &s);
+        assert!(refuses_an_extension(
+            "Unrecognized request argument supplied: top_k",
+            &body
+        ));
+        assert!(!refuses_an_extension("prompt is too long", &body));
+        let (plain, lost) = openai_only(&body, &s);
+        assert_eq!(
+            plain,
+            json!({"model": "m", "prompt": "p", "temperature": 0.7, "logit_bias": {"5": -100.0}})
+        );
+        assert_eq!(
+            lost,
+            vec![
+                "sampling.top_k",
+                "sampling.min_p",
+                "sampling.dry_multiplier",
+                "sampling.xtc_probability",
+                "sampling.top_n_sigma",
+                "sampling.typical_p",
+                "sampling.order",
+            ]
+        );
+        // The defaults' top-k of 40 is a setting too: a strict server drops it.
+        let (_, lost) = openai_only(&json!({"top_k": 40}), &SamplingConfig::default());
+        assert_eq!(lost, vec!["sampling.top_k"]);
     }
 
     #[test]

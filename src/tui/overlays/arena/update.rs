@@ -96,6 +96,7 @@ fn write_candidate(app: &mut App, i: usize) -> Vec<Effect> {
             sampling: round.contenders[i].sampling.clone(),
             min_skip: chat.dropped_turns,
             grammar: None,
+            candidates: 0,
         })],
         Err(err) => {
             let message = err.to_string();

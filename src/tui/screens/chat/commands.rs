@@ -6,7 +6,7 @@ use crate::tui::app::{App, Overlay, Screen};
 use crate::tui::effect::{AdapterFor, Effect, Opening};
 use crate::tui::update::{cast_name, open_session};
 
-pub const HELP: &str = "/help · /prompt · /clear (new session) · /fork (continue in a copy of this session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling [key=value …] · /preset [NAME] · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH] · /lore · /note · /memory";
+pub const HELP: &str = "/help · /prompt · /clear (new session) · /fork (continue in a copy of this session) · /history (sessions) · /rename TITLE · /character · /model [PATH] · /adapter PATH [scale] | off · /sampling [key=value …] · /preset [NAME] · /arena [seeds|temp T|base|adapter PATH] · /runs (training runs, loss charts; enter loads the adapter) · /evals (evaluations: scores per dimension with intervals) · /export txt|md|st [PATH] · /lore · /note · /memory · /plan [TEXT] · /thought [#N] [TEXT] (rewrite the reply's plan or a thought and regenerate after it)";
 
 pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
     let mut words = command.split_whitespace();
@@ -107,6 +107,15 @@ pub fn run(app: &mut App, command: &str) -> Vec<Effect> {
             return vec![Effect::ListRuns(app.runs_dir.clone())];
         }
         "export" => return export(app, &args),
+        "plan" | "thought" => {
+            let rest = command.trim_start().get(name.len()..).unwrap_or_default();
+            let layer = if name == "plan" {
+                her_core::format::Layer::SystemThinking
+            } else {
+                her_core::format::Layer::RoleThinking
+            };
+            return crate::tui::screens::chat::steer::run(app, layer, rest);
+        }
         "lore" | "note" | "memory" => {
             let rest = command.trim_start().get(name.len()..).unwrap_or_default();
             return crate::tui::screens::chat::story_commands::run(app, name, rest);

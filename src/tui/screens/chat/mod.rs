@@ -6,6 +6,7 @@ pub mod commands;
 pub mod composer;
 pub(crate) mod reply;
 pub mod session;
+pub(crate) mod steer;
 pub(crate) mod story;
 pub mod story_commands;
 pub(crate) mod summary;

@@ -162,6 +162,7 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
         sampling,
         min_skip: chat.dropped_turns,
         grammar: None,
+        candidates: 0,
     };
     let mut reply = StreamedReply::default();
     reply.push(&prefix);
@@ -207,6 +208,9 @@ pub fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
         Event::Finished(done) => {
             app.status.context_used = done.stats.context_used;
             app.status.tokens_per_second = done.stats.tokens_per_second;
+            if let Some(notice) = unapplied_notice(&done.provenance.unapplied) {
+                app.notify(notice, true);
+            }
             finish_reply(app, Some(done));
             return crate::tui::screens::chat::summary::after_reply(app);
         }
@@ -216,6 +220,16 @@ pub fn on_engine(app: &mut App, event: Event) -> Vec<Effect> {
         }
     }
     Vec::new()
+}
+
+/// The status bar's word on settings the backend did not apply to a reply.
+pub fn unapplied_notice(unapplied: &[String]) -> Option<String> {
+    (!unapplied.is_empty()).then(|| {
+        format!(
+            "the server did not apply {}: the reply was sampled without them",
+            unapplied.join(", ")
+        )
+    })
 }
 
 fn finish_reply(app: &mut App, done: Option<her_engine::Finished>) {

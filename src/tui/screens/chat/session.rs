@@ -11,7 +11,7 @@ use crate::tui::model::{ShownMessage, Speaker};
 use crate::tui::overlays::rate::state::{RatingInput, layer_label, score_label};
 use crate::tui::screens::chat::writes::PendingWrites;
 use her_core::character::{Character, Scene};
-use her_core::format::PREFILL;
+use her_core::format::{PREFILL, ThinkingEdit};
 use her_core::prefs::sessions::{ArenaEvent, RATING_EVENT, RatingEvent};
 use her_core::prompt::{HerPrompt, Line, PromptVariant};
 use her_core::session::{
@@ -255,13 +255,17 @@ impl ChatSession {
                 let parent = self.parent_key(key)?;
                 (Arc::new(build(parent.as_deref())), PREFILL.to_string())
             }
-            ReplyTarget::ContinuationOf { key, raw } => {
+            ReplyTarget::ContinuationOf { key, raw: partial }
+            | ReplyTarget::SteeredFrom {
+                edit: ThinkingEdit { of: key, .. },
+                prefix: partial,
+            } => {
                 let parent = self.parent_key(key)?;
                 let prompt = ContinuePrompt {
                     base: build(parent.as_deref()),
-                    partial: raw.clone(),
+                    partial: partial.clone(),
                 };
-                (Arc::new(prompt), raw.clone())
+                (Arc::new(prompt), partial.clone())
             }
         })
     }
@@ -314,6 +318,11 @@ impl ChatSession {
                 tree.append_under_event(parent, message)
             }
             ReplyTarget::AlternativeOf(key) => tree.swipe_event(self.id_of(key)?, message),
+            ReplyTarget::SteeredFrom { edit, .. } => {
+                let mut message = message;
+                message.meta.thinking_edit = Some(Box::new(edit.clone()));
+                tree.swipe_event(self.id_of(&edit.of)?, message)
+            }
             ReplyTarget::ContinuationOf { key, raw: old } => {
                 let addition = raw.strip_prefix(old.as_str()).unwrap_or(raw);
                 tree.continue_event(self.id_of(key)?, addition, meta)
@@ -373,9 +382,12 @@ impl ChatSession {
     pub fn parent_of(&self, target: &ReplyTarget) -> Result<Option<String>, SessionError> {
         match target {
             ReplyTarget::After(parent) => Ok(parent.clone()),
-            ReplyTarget::AlternativeOf(key) | ReplyTarget::ContinuationOf { key, .. } => {
-                self.parent_key(key)
-            }
+            ReplyTarget::AlternativeOf(key)
+            | ReplyTarget::ContinuationOf { key, .. }
+            | ReplyTarget::SteeredFrom {
+                edit: ThinkingEdit { of: key, .. },
+                ..
+            } => self.parent_key(key),
         }
     }
 

@@ -155,7 +155,10 @@ pub fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
 
 /// The message an action applies to: the selected one in the transcript,
 /// else the newest (the newest reply when `reply_only`).
-fn target_message(app: &App, reply_only: bool) -> Option<crate::tui::model::ShownMessage> {
+pub(crate) fn target_message(
+    app: &App,
+    reply_only: bool,
+) -> Option<crate::tui::model::ShownMessage> {
     let shown = &app.messages;
     if app.layer_focus == Layer::Transcript
         && let Some(m) = app.selected.and_then(|i| shown.get(i))
@@ -211,6 +214,13 @@ fn submit(app: &mut App) -> Vec<Effect> {
         return Vec::new();
     }
     let text = app.composer.take();
+    let steers = ["/plan", "/thought"]
+        .iter()
+        .any(|c| text.trim_start().starts_with(c));
+    if !steers {
+        // A block loaded into the composer and then replaced by other text.
+        app.steering = None;
+    }
     if let Some(command) = text.trim().strip_prefix('/') {
         return crate::tui::screens::chat::commands::run(app, command);
     }

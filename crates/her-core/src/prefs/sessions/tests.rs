@@ -31,6 +31,7 @@ fn engine_prov(session: &Session, parent: NodeId, seed: u32, adapter: bool) -> E
         prompt_tokens_sha256: "t".repeat(64),
         dropped_turns: 0,
         sampling: Some(crate::generation::SamplingConfig::default()),
+        unapplied: Vec::new(),
     }
 }
 
@@ -142,6 +143,45 @@ fn an_edit_beats_the_reply_it_rewrote_and_the_other_siblings() {
     assert!(loser.ends_with("Perhaps."));
     let swipe = pairs.iter().find(|p| p.id.starts_with("swipe-")).unwrap();
     assert!(swipe.winner_loser().unwrap().1.ends_with("No."));
+}
+
+/// A reply generated under a rewritten plan and kept beats the reply whose
+/// plan was rewritten; the pair carries the edit, and the original is not
+/// also counted as a plain discarded swipe.
+#[test]
+fn a_reply_under_an_edited_plan_beats_the_original_marked_as_a_plan_edit() {
+    let (mut s, user, _, second) = session();
+    let of = s.tree().node(second).unwrap().key.clone();
+    let edit = crate::format::ThinkingEdit {
+        of,
+        layer: crate::format::Layer::SystemThinking,
+        index: 0,
+        before: "b".into(),
+        after: "c".into(),
+    };
+    let mut steered = reply(
+        "<system_thinking>c</system_thinking>Elizabeth: With pleasure.",
+        &engine_prov(&s, user, 3, false),
+    );
+    steered.meta.thinking_edit = Some(Box::new(edit.clone()));
+    let event = s.tree().swipe_event(second, steered).unwrap();
+    apply(&mut s, event);
+    let cast = [character()];
+    let out = collect_session(&s, &players_of(&cast));
+    let pairs = pairs(&out.records);
+    let marked: Vec<_> = pairs.iter().filter(|p| p.thinking_edit.is_some()).collect();
+    assert_eq!(marked.len(), 1, "{pairs:?}");
+    let (winner, loser) = marked[0].winner_loser().unwrap();
+    assert!(winner.ends_with("With pleasure.") && loser.ends_with("Perhaps."));
+    assert_eq!(marked[0].thinking_edit.as_ref(), Some(&edit));
+    // The other sibling is an ordinary swipe; the edited one is not twice.
+    let plain: Vec<_> = pairs.iter().filter(|p| p.thinking_edit.is_none()).collect();
+    assert!(
+        plain
+            .iter()
+            .all(|p| p.winner_loser().unwrap().1.ends_with("No.")),
+        "{plain:?}"
+    );
 }
 
 #[test]
