@@ -90,6 +90,7 @@ fn main() {
         target: ReplyTarget::After(None),
         speaker: "Elizabeth Bennet".into(),
         reply,
+        prefix_len: PREFILL.len(),
         started: Instant::now(),
     });
     let mut times = Vec::new();

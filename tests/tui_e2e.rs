@@ -789,6 +789,16 @@ fn a_preset_switches_the_chain_and_the_next_reply_uses_it() {
     tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
 }
 
+/// Waits for the chat, sends "Good evening." and waits for the reply.
+fn say_good_evening(tmux: &Tmux) {
+    tmux.wait_for("her", "the chat screen", idle);
+    tmux.keys("her", &["-l", "Good evening."]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the reply", |s| {
+        idle(s) && s.contains("Good evening.") && !s.contains("writing…")
+    });
+}
+
 /// Issue 21's plan edit end to end: `/plan` loads the newest reply's plan
 /// into the composer, the writer changes it and presses enter, and the model
 /// writes a new alternative that starts with the edited plan's bytes; the
@@ -802,12 +812,7 @@ fn a_plan_edit_regenerates_the_reply_under_the_new_plan() {
         "her",
         &her_command(dir.path(), &t.model, 6, "chat --character elizabeth-bennet"),
     );
-    tmux.wait_for("her", "the chat screen", idle);
-    tmux.keys("her", &["-l", "Good evening."]);
-    tmux.keys("her", &["Enter"]);
-    tmux.wait_for("her", "the reply", |s| {
-        idle(s) && s.contains("Good evening.") && !s.contains("writing…")
-    });
+    say_good_evening(&tmux);
     tmux.keys("her", &["-l", "/plan"]);
     tmux.keys("her", &["Enter"]);
     tmux.wait_for("her", "the plan in the composer", |s| {
@@ -846,6 +851,55 @@ fn a_plan_edit_regenerates_the_reply_under_the_new_plan() {
     tmux.wait_for("her", "the new alternative shown", |s| {
         idle(s) && s.contains("2/2") && !s.contains("writing…")
     });
+    tmux.keys("her", &["C-q"]);
+    tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
+}
+
+/// Issue 21's probability view end to end: `f6` on the newest reply shows
+/// its tokens and the likely alternatives; moving to the second token,
+/// picking its second alternative and pressing enter writes a new
+/// alternative of the reply that starts with the first token's bytes (the
+/// exact bytes are checked in the unit tests; a random model's candidates
+/// are not known here).
+#[test]
+fn the_probability_view_branches_a_reply_from_another_token() {
+    let t = common::tiny();
+    let dir = studio();
+    let tmux = Tmux::new("tokens");
+    tmux.start(
+        "her",
+        &her_command(dir.path(), &t.model, 6, "chat --character elizabeth-bennet"),
+    );
+    say_good_evening(&tmux);
+    tmux.keys("her", &["F6"]);
+    let view = tmux.wait_for("her", "the token view", |s| {
+        s.contains("token probabilities") && s.contains("token 1 of")
+    });
+    // Five alternatives with their probabilities (the random model's drawn
+    // token need not be among them).
+    assert_eq!(view.matches('%').count(), 5 + 1, "{view}");
+    tmux.keys("her", &["Right"]);
+    tmux.wait_for("her", "the second token", |s| s.contains("token 2 of"));
+    tmux.keys("her", &["Down"]);
+    tmux.keys("her", &["Enter"]);
+    tmux.wait_for("her", "the branch written", |s| {
+        idle(s) && s.contains("2/2") && !s.contains("writing…")
+    });
+    // Both alternatives share the prefill and the first token's bytes.
+    let file = session_file(dir.path());
+    let replies: Vec<String> = lines(&file)
+        .iter()
+        .filter(|l| l["type"] == "message" && l["message"]["role"] != "user")
+        .filter_map(|l| l["message"]["text"].as_str().map(str::to_owned))
+        .filter(|t| t.starts_with("<system_thinking>"))
+        .collect();
+    assert_eq!(replies.len(), 2, "{replies:?}");
+    let shared = replies[0]
+        .bytes()
+        .zip(replies[1].bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(shared > "<system_thinking>".len(), "{replies:?}");
     tmux.keys("her", &["C-q"]);
     tmux.wait_for("her", "a clean exit", |s| s.contains("EXITED:0"));
 }

@@ -149,6 +149,9 @@ pub struct ChatConfig {
     pub prompt_variant: PromptVariant,
     /// TUI colours: "dark", "light", or a file assets/themes/NAME.toml.
     pub theme: String,
+    /// Likely tokens kept per generated token for the probability view
+    /// (`f6`; local backend); 0 computes none.
+    pub token_candidates: u32,
 }
 
 impl Default for ChatConfig {
@@ -158,6 +161,7 @@ impl Default for ChatConfig {
             user_name: "User".to_owned(),
             prompt_variant: PromptVariant::Training,
             theme: "dark".to_owned(),
+            token_candidates: 5,
         }
     }
 }

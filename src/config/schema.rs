@@ -248,6 +248,7 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("chat", "character", NON_EMPTY),
     spec("chat", "user_name", NON_EMPTY),
     spec("chat", "theme", NON_EMPTY),
+    spec("chat", "token_candidates", int(0, 20)),
     spec(
         "chat",
         "prompt_variant",

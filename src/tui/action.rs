@@ -52,6 +52,7 @@ pub enum Action {
     ToggleThoughts,
     ToggleRaw,
     ToggleTree,
+    ShowTokens,
     // Lists (pickers, tree view).
     ListUp,
     ListDown,
@@ -195,6 +196,11 @@ impl Action {
             "raw view of the selected reply",
         ),
         ("toggle_tree", Action::ToggleTree, "branch tree"),
+        (
+            "token_probabilities",
+            Action::ShowTokens,
+            "token probabilities of the selected reply; enter on an alternative branches from it",
+        ),
         ("close", Action::CloseOverlay, "close the overlay"),
         (
             "pick_left",

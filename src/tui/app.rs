@@ -70,6 +70,9 @@ pub enum Overlay {
         holder: String,
         cursor: usize,
     },
+    /// The tokens of a reply coloured by probability, with the likely
+    /// alternatives at the cursor.
+    Tokens(crate::tui::overlays::tokens::TokenView),
     /// A yes/no question.
     Confirm {
         question: String,
@@ -86,12 +89,14 @@ pub enum ReplyTarget {
     AlternativeOf(String),
     /// A longer version of this message (text appended to its raw text).
     ContinuationOf { key: String, raw: String },
-    /// A new alternative of `edit.of` that starts with `prefix` (the reply up
-    /// to a rewritten thinking block, the block as the writer wrote it) and
-    /// goes on from there.
+    /// A new alternative of `of` that starts with `prefix` and goes on from
+    /// there: the reply up to a rewritten thinking block and the block as
+    /// the writer wrote it (`edit`, recorded), or the reply up to a token and
+    /// another token in its place (the probability view).
     SteeredFrom {
+        of: String,
         prefix: String,
-        edit: her_core::format::ThinkingEdit,
+        edit: Option<her_core::format::ThinkingEdit>,
     },
 }
 
@@ -100,6 +105,9 @@ pub struct Streaming {
     pub target: ReplyTarget,
     pub speaker: String,
     pub reply: StreamedReply,
+    /// Bytes of the raw reply that were there before generation (the
+    /// prefill, or the text continued): where the generated tokens begin.
+    pub prefix_len: usize,
     /// When it started, by the clock of the last tick (see `App::now`).
     pub started: Instant,
 }
@@ -162,6 +170,9 @@ pub struct App {
     pub arena: Option<crate::tui::overlays::arena::state::ArenaRound>,
     /// The LoRA adapter the engine has loaded (path, scale).
     pub adapter: Option<(std::path::PathBuf, f32)>,
+    /// Likely tokens to keep per generated token (config
+    /// `chat.token_candidates`; 0 with a remote backend).
+    pub token_candidates: usize,
     /// How sessions count tokens for lore and memory budgets: the local
     /// model's vocabulary once read (`Msg::TokensReady`), else the estimate.
     pub tokens: her_core::story::TokenCounter,
@@ -233,6 +244,7 @@ impl App {
             arena: None,
             adapter: None,
             tokens: her_core::story::TokenCounter::estimate(),
+            token_candidates: 0,
             runs: Vec::new(),
             runs_dir: std::path::PathBuf::from("runs"),
             evals: Vec::new(),
@@ -260,7 +272,11 @@ impl App {
             ) => Layer::List,
             (
                 Some(
-                    Overlay::Rate(_) | Overlay::Arena | Overlay::RlRate(_) | Overlay::Locked { .. },
+                    Overlay::Rate(_)
+                    | Overlay::Arena
+                    | Overlay::RlRate(_)
+                    | Overlay::Locked { .. }
+                    | Overlay::Tokens(_),
                 ),
                 _,
             ) => Layer::Dialog,
@@ -282,10 +298,7 @@ impl App {
             ReplyTarget::After(_) => self.messages.len(),
             ReplyTarget::AlternativeOf(key)
             | ReplyTarget::ContinuationOf { key, .. }
-            | ReplyTarget::SteeredFrom {
-                edit: her_core::format::ThinkingEdit { of: key, .. },
-                ..
-            } => self
+            | ReplyTarget::SteeredFrom { of: key, .. } => self
                 .messages
                 .iter()
                 .position(|m| &m.key == key)

@@ -170,6 +170,7 @@ impl Default for Keymap {
             ("f3", ToggleThoughts),
             ("f4", ToggleRaw),
             ("f5", ToggleTree),
+            ("f6", ShowTokens),
             // Also in the transcript: a quick esc + arrow arrives as alt + arrow.
             ("alt+left", SwipePrev),
             ("alt+right", SwipeNext),

@@ -1,18 +1,21 @@
 //! Steering a reply: `/plan` and `/thought` rewrite a thinking block and the
-//! model goes on from it (a new alternative with the edit recorded); `c`
-//! continues a reply cut off inside a thinking block.
+//! model goes on from it (a new alternative with the edit recorded); the
+//! token view branches from another likely token; `c` continues a reply cut
+//! off inside a thinking block.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use crate::tui::action::Action;
-use crate::tui::app::{App, ReplyTarget};
+use crate::tui::app::{App, Overlay, ReplyTarget};
 use crate::tui::effect::Effect;
+use crate::tui::overlays::tokens::update::branch_prefix;
 use crate::tui::screens::chat::commands;
 use crate::tui::screens::chat::reply::on_engine;
+use crate::tui::screens::chat::session::ReplyChoices;
 use crate::tui::tests::{chat_app, finished, reply, type_text};
 use crate::tui::update::update;
 use her_core::format::{Layer, ThinkingEdit};
 use her_core::session::MessageMeta;
-use her_engine::{Event, FinishReason};
+use her_engine::{Candidate, Event, FinishReason, TokenChoice};
 
 const REPLY: [&str; 2] = [
     "She is amused by him.</system_thinking>Elizabeth Bennet: <role_thinking>So proud.</role_thinking>",
@@ -147,4 +150,104 @@ fn continuing_a_reply_cut_inside_its_plan_closes_the_plan_where_the_model_does()
         "Perhaps."
     );
     assert_eq!(meta_of_last(&app).continued_from, Some(cut.key));
+}
+
+fn choice(token: i32, text: &str, p: f64, others: &[(i32, &str, f64)]) -> TokenChoice {
+    let mut candidates = vec![Candidate {
+        token,
+        bytes: text.as_bytes().to_vec(),
+        probability: p,
+    }];
+    candidates.extend(others.iter().map(|&(token, text, probability)| Candidate {
+        token,
+        bytes: text.as_bytes().to_vec(),
+        probability,
+    }));
+    TokenChoice {
+        token,
+        bytes: text.as_bytes().to_vec(),
+        probability: p,
+        candidates,
+    }
+}
+
+#[test]
+fn an_alternative_token_branches_the_reply_keeping_the_bytes_before_it() {
+    let mut app = chat_app();
+    app.token_candidates = 3;
+    type_text(&mut app, "Will you dance?");
+    let effects = update(&mut app, Action::Submit);
+    let Some(Effect::Generate(request)) = effects.last() else {
+        panic!("{effects:?}");
+    };
+    assert_eq!(request.candidates, 3);
+    let pieces = [
+        "She",
+        " is",
+        " sure",
+        ".</system_thinking>",
+        "Elizabeth Bennet: Yes.",
+    ];
+    for p in pieces {
+        on_engine(&mut app, Event::Text(p.into()));
+    }
+    let mut done = finished(FinishReason::EndOfGeneration);
+    done.choices = vec![
+        choice(1, pieces[0], 0.9, &[(9, "He", 0.05)]),
+        choice(2, pieces[1], 0.7, &[(10, " was", 0.2)]),
+        choice(3, pieces[2], 0.5, &[(11, " glad", 0.3), (12, " é", 0.1)]),
+        choice(4, pieces[3], 0.95, &[]),
+        choice(5, pieces[4], 0.6, &[]),
+    ];
+    on_engine(&mut app, Event::Finished(done));
+    let original = app.messages.last().unwrap().clone();
+
+    update(&mut app, Action::ShowTokens);
+    assert!(matches!(app.overlay, Some(Overlay::Tokens(_))));
+    update(&mut app, Action::CursorRight);
+    update(&mut app, Action::CursorRight);
+    update(&mut app, Action::ListDown);
+    let effects = update(&mut app, Action::Submit);
+    assert!(app.overlay.is_none());
+    let prompt = prompt_of(&effects);
+    assert!(
+        prompt.ends_with("<|im_start|>assistant\n<system_thinking>She is glad"),
+        "{prompt}"
+    );
+    reply(&mut app, &[".</system_thinking>Elizabeth Bennet: Gladly."]);
+    let last = app.messages.last().unwrap();
+    assert_eq!(
+        last.raw,
+        "<system_thinking>She is glad.</system_thinking>Elizabeth Bennet: Gladly."
+    );
+    assert!(original.raw.starts_with("<system_thinking>She is"));
+    assert_eq!(last.alternative, (1, 2));
+    assert_eq!(meta_of_last(&app).thinking_edit, None);
+}
+
+#[test]
+fn a_branch_never_splits_a_character() {
+    let choices = ReplyChoices {
+        start: 0,
+        tokens: vec![
+            TokenChoice {
+                token: 1,
+                bytes: vec![0xC3],
+                probability: 0.9,
+                candidates: Vec::new(),
+            },
+            choice(2, "x", 0.9, &[(3, "y", 0.1)]),
+        ],
+    };
+    // "é" split over two tokens: the second starts inside it.
+    let raw = "é";
+    let mut split = choices.clone();
+    split.tokens[1].bytes = vec![0xA9];
+    assert!(branch_prefix(raw, &split, 1, 0).is_err());
+    // A half character as the alternative is refused too.
+    let mut half = choices;
+    half.tokens[0].bytes = Vec::new();
+    half.tokens[1].candidates[1].bytes = vec![0xC3];
+    assert!(branch_prefix("x", &half, 1, 1).is_err());
+    assert_eq!(branch_prefix("x", &half, 1, 0).as_deref(), Ok("x"));
 }

@@ -17,6 +17,7 @@ pub fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
         Some(Overlay::Arena) => overlays::arena::update::key(app, &action),
         Some(Overlay::Locked { .. }) => overlays::locked::update::on_action(app, action),
         Some(Overlay::RlRate(_)) => overlays::rl_rate::update::on_action(app, action),
+        Some(Overlay::Tokens(_)) => overlays::tokens::update::on_action(app, action),
         _ => Vec::new(),
     }
 }

@@ -15,5 +15,6 @@ pub mod raw;
 pub mod rl_rate;
 pub mod runs;
 pub(crate) mod scroll;
+pub mod tokens;
 pub mod tree;
 pub(crate) mod view;

@@ -30,6 +30,7 @@ pub fn draw(frame: &mut Frame, area: Rect, app: &App, overlay: &Overlay) {
             scroll,
         } => overlays::prompt::view::draw(frame, rect, title, text, scroll),
         Overlay::Tree { cursor } => overlays::tree::view::draw(frame, rect, app, cursor),
+        Overlay::Tokens(view) => overlays::tokens::view::draw(frame, rect, app, view),
         Overlay::Rate(form) => crate::tui::overlays::rate::view::rate_form(frame, rect, app, form),
         Overlay::Arena => {
             if let Some(round) = &app.arena {

@@ -3,6 +3,7 @@
 
 use crate::tui::app::{App, ReplyTarget, Streaming};
 use crate::tui::effect::Effect;
+use crate::tui::screens::chat::session::ReplyChoices;
 use crate::tui::screens::chat::update::refresh;
 use her_core::format::{Ending, LintContext, StreamedReply, lint, parse_reply};
 use her_core::prompt::next_speaker::{
@@ -162,7 +163,7 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
         sampling,
         min_skip: chat.dropped_turns,
         grammar: None,
-        candidates: 0,
+        candidates: app.token_candidates,
     };
     let mut reply = StreamedReply::default();
     reply.push(&prefix);
@@ -170,6 +171,7 @@ pub fn start_reply(app: &mut App, target: ReplyTarget, speaker: &str) -> Vec<Eff
         target,
         speaker: speaker.to_string(),
         reply,
+        prefix_len: prefix.len(),
         started: app.now,
     });
     app.selected = None;
@@ -261,11 +263,17 @@ fn finish_reply(app: &mut App, done: Option<her_engine::Finished>) {
     if done.is_none() && raw == her_core::format::PREFILL {
         return;
     }
-    if let Some(chat) = &mut app.chat
-        && let Err(err) =
-            chat.save_reply(&streaming.target, &streaming.speaker, &raw, done.as_ref())
-    {
-        app.notify(format!("the reply could not be saved: {err}"), true);
+    if let Some(chat) = &mut app.chat {
+        match chat.save_reply(&streaming.target, &streaming.speaker, &raw, done.as_ref()) {
+            Ok(key) => {
+                let tokens = done.map(|d| d.choices).unwrap_or_default();
+                if !tokens.is_empty() {
+                    let start = streaming.prefix_len;
+                    chat.choices.insert(key, ReplyChoices { start, tokens });
+                }
+            }
+            Err(err) => app.notify(format!("the reply could not be saved: {err}"), true),
+        }
     }
     refresh(app);
 }

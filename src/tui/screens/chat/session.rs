@@ -11,7 +11,7 @@ use crate::tui::model::{ShownMessage, Speaker};
 use crate::tui::overlays::rate::state::{RatingInput, layer_label, score_label};
 use crate::tui::screens::chat::writes::PendingWrites;
 use her_core::character::{Character, Scene};
-use her_core::format::{PREFILL, ThinkingEdit};
+use her_core::format::PREFILL;
 use her_core::prefs::sessions::{ArenaEvent, RATING_EVENT, RatingEvent};
 use her_core::prompt::{HerPrompt, Line, PromptVariant};
 use her_core::session::{
@@ -46,6 +46,18 @@ pub struct ChatSession {
     /// The books of [`Self::wanted_books`], as the runtime last read them
     /// (`Msg::BooksLoaded`): building a prompt reads no files.
     pub books: her_core::story::Shelf,
+    /// The token probabilities of replies written in this window, by key
+    /// (kept in memory only: a long reply's candidates are bulky).
+    pub choices: std::collections::HashMap<String, ReplyChoices>,
+}
+
+/// A reply's generated tokens with their likely alternatives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplyChoices {
+    /// Where the tokens begin in the raw reply (after the prefill or the
+    /// text that was continued).
+    pub start: usize,
+    pub tokens: Vec<her_engine::TokenChoice>,
 }
 
 /// Who plays and how: everything a session needs besides its file.
@@ -100,6 +112,7 @@ impl ChatSession {
             annotator: "me".into(),
             story: her_core::story::StoryConfig::default(),
             books: her_core::story::Shelf::default(),
+            choices: std::collections::HashMap::new(),
         }
     }
 
@@ -257,8 +270,9 @@ impl ChatSession {
             }
             ReplyTarget::ContinuationOf { key, raw: partial }
             | ReplyTarget::SteeredFrom {
-                edit: ThinkingEdit { of: key, .. },
+                of: key,
                 prefix: partial,
+                ..
             } => {
                 let parent = self.parent_key(key)?;
                 let prompt = ContinuePrompt {
@@ -318,10 +332,10 @@ impl ChatSession {
                 tree.append_under_event(parent, message)
             }
             ReplyTarget::AlternativeOf(key) => tree.swipe_event(self.id_of(key)?, message),
-            ReplyTarget::SteeredFrom { edit, .. } => {
+            ReplyTarget::SteeredFrom { of, edit, .. } => {
                 let mut message = message;
-                message.meta.thinking_edit = Some(Box::new(edit.clone()));
-                tree.swipe_event(self.id_of(&edit.of)?, message)
+                message.meta.thinking_edit = edit.clone().map(Box::new);
+                tree.swipe_event(self.id_of(of)?, message)
             }
             ReplyTarget::ContinuationOf { key, raw: old } => {
                 let addition = raw.strip_prefix(old.as_str()).unwrap_or(raw);
@@ -384,10 +398,7 @@ impl ChatSession {
             ReplyTarget::After(parent) => Ok(parent.clone()),
             ReplyTarget::AlternativeOf(key)
             | ReplyTarget::ContinuationOf { key, .. }
-            | ReplyTarget::SteeredFrom {
-                edit: ThinkingEdit { of: key, .. },
-                ..
-            } => self.parent_key(key),
+            | ReplyTarget::SteeredFrom { of: key, .. } => self.parent_key(key),
         }
     }
 

@@ -44,7 +44,12 @@ pub fn run(app: &mut App, layer: Layer, rest: &str) -> Vec<Effect> {
                 before,
                 after: text.to_string(),
             };
-            start_reply(app, ReplyTarget::SteeredFrom { prefix, edit }, &msg.name)
+            let target = ReplyTarget::SteeredFrom {
+                of: msg.key.clone(),
+                prefix,
+                edit: Some(edit),
+            };
+            start_reply(app, target, &msg.name)
         }
         Err(err) => {
             app.notify(format!("{} of {}: {err}", command(layer), msg.name), true);

@@ -126,6 +126,7 @@ pub fn on_action(app: &mut App, action: Action) -> Vec<Effect> {
             );
         }
         Action::ToggleRaw => app.overlay = Some(Overlay::Raw { scroll: 0 }),
+        Action::ShowTokens => crate::tui::overlays::tokens::update::open(app),
         Action::ToggleTree => {
             if let Some(chat) = &app.chat {
                 app.tree_rows = chat.tree_rows();
