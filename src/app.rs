@@ -1,6 +1,7 @@
 //! What every command starts from: the studio folder and the layered config.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::{self, ConfigError, ConfigSources, LoadedConfig};
 use crate::config::{BackendKind, JudgeKind};
@@ -71,14 +72,22 @@ impl AppContext {
     /// vocabulary, or the fixed estimate for a remote backend (whose
     /// vocabulary is not here) or a model that cannot be read (logged).
     pub fn story_tokens(&self) -> TokenCounter {
+        if self.config().backend.kind == BackendKind::Openai {
+            return TokenCounter::estimate();
+        }
+        match Vocab::load(&self.model_path()) {
+            Ok(vocab) => self.story_tokens_with(Arc::new(vocab)),
+            Err(err) => {
+                tracing::warn!("lore and memory budgets estimate tokens: {err}");
+                TokenCounter::estimate()
+            }
+        }
+    }
+
+    /// [`Self::story_tokens`] with the local model's vocabulary already read.
+    pub fn story_tokens_with(&self, vocab: Arc<Vocab>) -> TokenCounter {
         match self.config().backend.kind {
-            BackendKind::Local => match Vocab::load(&self.model_path()) {
-                Ok(vocab) => vocab.into_counter(),
-                Err(err) => {
-                    tracing::warn!("lore and memory budgets estimate tokens: {err}");
-                    TokenCounter::estimate()
-                }
-            },
+            BackendKind::Local => vocab.counter(),
             BackendKind::Openai => TokenCounter::estimate(),
         }
     }

@@ -2,6 +2,7 @@
 //! per section (the same view the TUI's `/prompt` shows).
 
 use std::io::Write;
+use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
 
@@ -77,8 +78,13 @@ pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
         eprintln!("warning: session {w}");
     }
     log.attached.extend(args.lore.iter().cloned());
+    // One read of the vocabulary: the lore budget and the section counts.
+    let vocab = Arc::new(
+        Vocab::load(&app.model_path())
+            .with_context(|| "counting tokens needs the model's vocabulary".to_string())?,
+    );
     let mut story = config.story_config(&app.studio.root);
-    story.tokens = app.story_tokens();
+    story.tokens = app.story_tokens_with(vocab.clone());
     let seed = saved.as_ref().map_or(0, |s| session_seed(s.id()));
     let wanted = wanted_books(&story, &log, [&character], &[]);
     let books = Shelf::load(&story.lore_dir, wanted.iter().map(String::as_str));
@@ -101,9 +107,6 @@ pub fn run(app: &AppContext, args: &PromptArgs) -> anyhow::Result<()> {
         &transcript,
         &prepared.additions,
     );
-    let model_path = app.model_path();
-    let vocab = Vocab::load(&model_path)
-        .with_context(|| "counting tokens needs the model's vocabulary".to_string())?;
     let parts = prompt.parts(0);
     let mut out = std::io::stdout().lock();
     if !args.counts_only {

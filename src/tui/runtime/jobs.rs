@@ -349,7 +349,7 @@ impl<'a> Runtime<'a> {
             Effect::LoadVocab(path) => {
                 self.blocking(
                     move || match her_engine::local::Vocab::load(&path) {
-                        Ok(vocab) => Msg::TokensReady(vocab.into_counter(), None),
+                        Ok(vocab) => Msg::TokensReady(std::sync::Arc::new(vocab).counter(), None),
                         Err(err) => {
                             Msg::TokensReady(TokenCounter::estimate(), Some(err.to_string()))
                         }

@@ -40,8 +40,9 @@ impl Vocab {
         self.tokenize(text).len()
     }
 
-    /// Lore and memory budgets counted with this vocabulary.
-    pub fn into_counter(self) -> her_core::story::TokenCounter {
+    /// Lore and memory budgets counted with this vocabulary (shared with
+    /// whoever counts prompt sections with it).
+    pub fn counter(self: std::sync::Arc<Self>) -> her_core::story::TokenCounter {
         her_core::story::TokenCounter::exact(move |text| self.count(text))
     }
 }
