@@ -36,6 +36,21 @@ fn her(studio: &Path) -> Command {
     cmd
 }
 
+/// `her chat --headless` with Elizabeth on `model`, four-token replies,
+/// `input` on stdin.
+fn headless_chat(studio: &Path, model: &Path, extra: &[&str], input: &str) -> Output {
+    common::fed(
+        her(studio)
+            .args(["chat", "--headless", "--character", "elizabeth-bennet"])
+            .arg("--model")
+            .arg(model)
+            .args(["--set", "sampling.max_new_tokens=4"])
+            .args(["--set", "model.threads=2"])
+            .args(extra),
+        input,
+    )
+}
+
 fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
@@ -405,24 +420,7 @@ fn a_headless_chat_uses_the_books_and_logs_what_fired() {
     )
     .unwrap();
 
-    let out = common::fed(
-        her(studio)
-            .args([
-                "chat",
-                "--headless",
-                "--character",
-                "elizabeth-bennet",
-                "--model",
-            ])
-            .arg(&t.model)
-            .args([
-                "--set",
-                "sampling.max_new_tokens=4",
-                "--set",
-                "model.threads=2",
-            ]),
-        "Tell me of Pemberley.\n",
-    );
+    let out = headless_chat(studio, &t.model, &[], "Tell me of Pemberley.\n");
     ok(&out);
     let sessions: Vec<PathBuf> = std::fs::read_dir(studio.join("sessions"))
         .unwrap()
@@ -511,4 +509,63 @@ fn the_lore_budget_counts_with_the_models_vocabulary() {
     let estimate = (content.chars().count() + 1).div_ceil(4);
     assert_eq!(used(&remote), estimate, "{remote}");
     assert_ne!(used(&local), used(&remote), "{local}\n{remote}");
+}
+
+/// `chat.history_plan = true` sends the character's earlier plans back:
+/// a headless chat under it logs the rule with each reply (so exports
+/// rebuild those prompts), and `her prompt` shows an earlier reply's plan
+/// in the history only while the setting is on.
+#[test]
+fn the_history_rule_is_logged_with_each_reply_and_shapes_the_prompt() {
+    let t = common::tiny();
+    let dir = common::tmux::studio();
+    let studio = dir.path();
+    let keep_plans = ["--set", "chat.history_plan=true"];
+    let out = headless_chat(studio, &t.model, &keep_plans, "Hello.\nAnd then?\n");
+    ok(&out);
+    let session = std::fs::read_dir(studio.join("sessions"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .unwrap();
+    let log = std::fs::read_to_string(&session).unwrap();
+    let contexts: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["type"] == "reply_context")
+        .collect();
+    assert_eq!(contexts.len(), 2, "{log}");
+    for context in &contexts {
+        assert_eq!(context["additions"]["history"]["plan"], true, "{log}");
+    }
+
+    let earlier = "<system_thinking>She is teasing him.</system_thinking>Elizabeth Bennet: Rarely.";
+    let prompt = |extra: &[&str]| {
+        ok(&her(studio)
+            .args(["prompt", "--character", "elizabeth-bennet"])
+            .args(["--line", "User: Do you dance?"])
+            .arg("--line")
+            .arg(format!("Elizabeth Bennet: {earlier}"))
+            .args(["--line", "User: Why not?"])
+            .arg("--model")
+            .arg(&t.model)
+            .args(extra)
+            .output()
+            .unwrap())
+    };
+    let kept = prompt(&keep_plans);
+    assert!(
+        kept.contains(&format!("<|im_start|>assistant\n{earlier}<|im_end|>")),
+        "{kept}"
+    );
+    assert!(
+        kept.contains("history: the character's own plans kept"),
+        "{kept}"
+    );
+    let her_rule = prompt(&[]);
+    assert!(!her_rule.contains("She is teasing him."), "{her_rule}");
+    assert!(
+        her_rule.contains("<|im_start|>assistant\nElizabeth Bennet: Rarely.<|im_end|>"),
+        "{her_rule}"
+    );
 }

@@ -53,20 +53,24 @@ struct Server {
 }
 
 impl Server {
+    /// The tiny Qwen3 with its LoRA (loaded, not applied).
     fn start(api_key: Option<&str>) -> Self {
         let t = tiny();
+        Self::serve(&t.model, Some(&t.lora), api_key)
+    }
+
+    fn serve(model: &Path, lora: Option<&Path>, api_key: Option<&str>) -> Self {
         let port = free_port();
         let log = std::fs::File::create(
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("llama-server-{port}.log")),
         )
         .unwrap();
         let mut cmd = Command::new(llama_server_bin());
-        cmd.arg("-m")
-            .arg(&t.model)
-            .arg("--lora")
-            .arg(&t.lora)
-            .arg("--lora-init-without-apply")
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+        cmd.arg("-m").arg(model);
+        if let Some(lora) = lora {
+            cmd.arg("--lora").arg(lora).arg("--lora-init-without-apply");
+        }
+        cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["-c", "4096", "-np", "1", "-t", "1", "--no-webui"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -750,4 +754,105 @@ fn the_sampler_chain_takes_effect_on_llama_server() {
     assert_eq!(done.provenance.unapplied, ["sampling.banned_phrases"]);
     let (b, _, _) = run(&engine, chain);
     assert_eq!(a, b);
+}
+
+fn greedy_with_candidates(engine: &dyn Backend, stop: Vec<String>) -> (String, Finished) {
+    let mut s = sampling(1, 32);
+    s.temperature = 0.0;
+    s.stop = stop;
+    let mut request = GenerateRequest::new(CHATML_PROMPT.to_string(), s);
+    request.candidates = 5;
+    engine.generate(request).collect_blocking().unwrap()
+}
+
+fn reply_bytes(done: &Finished) -> Vec<u8> {
+    done.choices.iter().flat_map(|c| c.bytes.clone()).collect()
+}
+
+/// llama-server's token probabilities (`n_probs`) come back as the local
+/// engine's do: one choice per token whose bytes add up to the reply, the
+/// drawn token most likely under greedy decoding, and the same tokens,
+/// pieces and probabilities as the local engine computes on SmolLM2 (within
+/// the cross-build tolerance of the score test). Text the server held back
+/// while it could have become a stop string, then sent with a later token,
+/// is given back to the tokens it came from: a stop string that starts like
+/// the reply changes nothing.
+#[test]
+fn token_probabilities_from_llama_server_agree_with_the_local_engine() {
+    let model = common::smollm2();
+    let server = Server::serve(&model, None, None);
+    let remote = server.connect();
+    let (text, done) = greedy_with_candidates(&remote, Vec::new());
+    assert!(done.choices.len() >= 8, "{} choices", done.choices.len());
+    assert_eq!(reply_bytes(&done), text.as_bytes());
+    for choice in &done.choices {
+        assert_eq!(choice.candidates.len(), 5, "{choice:?}");
+        assert_eq!(choice.candidates[0].token, choice.token, "{choice:?}");
+        assert!((choice.candidates[0].probability - choice.probability).abs() < 1e-6);
+    }
+
+    let local = LocalEngine::start(common::options(&model)).unwrap();
+    let (_, here) = greedy_with_candidates(&local, Vec::new());
+    let mut compared = 0;
+    for (r, l) in done.choices.iter().zip(&here.choices) {
+        if r.token != l.token {
+            // Two builds may only part ways where the top two are a near tie.
+            let gap = l.candidates[0].probability - l.candidates[1].probability;
+            assert!(
+                gap < 2e-3,
+                "greedy parted at a gap of {gap}: {r:?} vs {l:?}"
+            );
+            break;
+        }
+        assert_eq!(r.bytes, l.bytes);
+        assert_same_candidates(r, l, 2e-3);
+        compared += 1;
+    }
+    assert!(compared >= 8, "only {compared} tokens compared");
+    eprintln!("{compared} tokens agree with the local engine");
+
+    // A stop string that starts with a token of the reply (and never
+    // completes) makes the server hold that token's text back and send it
+    // with the next one; the choices come out the same.
+    let j = (2..done.choices.len())
+        .find(|&j| std::str::from_utf8(&done.choices[j].bytes).is_ok_and(|p| !p.is_empty()))
+        .unwrap();
+    let stop = format!(
+        "{}\u{1}",
+        std::str::from_utf8(&done.choices[j].bytes).unwrap()
+    );
+    let (held_text, held) = greedy_with_candidates(&remote, vec![stop]);
+    assert_eq!(held_text, text);
+    assert_eq!(held.choices.len(), done.choices.len());
+    for (h, d) in held.choices.iter().zip(&done.choices) {
+        assert_eq!((h.token, &h.bytes), (d.token, &d.bytes));
+        // The prompt comes from the server's cache this time: rounding only.
+        assert_same_candidates(h, d, 1e-4);
+    }
+}
+
+/// Rank by rank, the same probabilities within `tolerance` (two tokens
+/// may swap ranks only inside it), and the same piece for the same token
+/// (llama-server, started without `--special`, writes a control token such
+/// as `<|im_end|>` as nothing; the local engine spells it).
+fn assert_same_candidates(
+    a: &her_engine::TokenChoice,
+    b: &her_engine::TokenChoice,
+    tolerance: f64,
+) {
+    assert!(
+        (a.probability - b.probability).abs() < tolerance,
+        "{a:?} vs {b:?}"
+    );
+    assert_eq!(a.candidates.len(), b.candidates.len());
+    for (x, y) in a.candidates.iter().zip(&b.candidates) {
+        assert!(
+            (x.probability - y.probability).abs() < tolerance,
+            "{x:?} vs {y:?}"
+        );
+        if x.token == y.token {
+            let control = x.bytes.is_empty() || y.bytes.is_empty();
+            assert!(x.bytes == y.bytes || control, "{x:?} vs {y:?}");
+        }
+    }
 }

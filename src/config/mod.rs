@@ -150,8 +150,13 @@ pub struct ChatConfig {
     /// TUI colours: "dark", "light", or a file assets/themes/NAME.toml.
     pub theme: String,
     /// Likely tokens kept per generated token for the probability view
-    /// (`f6`; local backend); 0 computes none.
+    /// (`f6`; the local engine or llama-server); 0 computes none.
     pub token_candidates: u32,
+    /// Send the character's earlier `<system_thinking>` plans back in its
+    /// history (HER leaves them out).
+    pub history_plan: bool,
+    /// Send the character's earlier `<role_thinking>` back (HER keeps them).
+    pub history_thoughts: bool,
 }
 
 impl Default for ChatConfig {
@@ -162,6 +167,8 @@ impl Default for ChatConfig {
             prompt_variant: PromptVariant::Training,
             theme: "dark".to_owned(),
             token_candidates: 5,
+            history_plan: false,
+            history_thoughts: true,
         }
     }
 }
@@ -443,6 +450,10 @@ impl Config {
             // The estimate until the caller has the model's vocabulary
             // (`AppContext::story_tokens`, the TUI once the model loads).
             tokens: her_core::story::TokenCounter::estimate(),
+            history: her_core::prompt::HistoryLayers {
+                plan: self.chat.history_plan,
+                thoughts: self.chat.history_thoughts,
+            },
         }
     }
 

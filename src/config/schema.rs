@@ -250,6 +250,8 @@ pub(crate) const KEYS: &[KeySpec] = &[
     spec("chat", "user_name", NON_EMPTY),
     spec("chat", "theme", NON_EMPTY),
     spec("chat", "token_candidates", int(0, 20)),
+    spec("chat", "history_plan", Kind::Bool),
+    spec("chat", "history_thoughts", Kind::Bool),
     spec(
         "chat",
         "prompt_variant",

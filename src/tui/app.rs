@@ -171,7 +171,7 @@ pub struct App {
     /// The LoRA adapter the engine has loaded (path, scale).
     pub adapter: Option<(std::path::PathBuf, f32)>,
     /// Likely tokens to keep per generated token (config
-    /// `chat.token_candidates`; 0 with a remote backend).
+    /// `chat.token_candidates`).
     pub token_candidates: usize,
     /// How sessions count tokens for lore and memory budgets: the local
     /// model's vocabulary once read (`Msg::TokensReady`), else the estimate.

@@ -137,12 +137,8 @@ pub fn run(
     let mut app = App::new(keymap, theme, load_modes());
     let config = cx.config();
     app.backend_local = config.backend.kind == BackendKind::Local;
-    // A server's probabilities are not asked for (yet): only the local engine's.
-    app.token_candidates = if app.backend_local {
-        config.chat.token_candidates as usize
-    } else {
-        0
-    };
+    // llama-server reports them too; other servers' replies come without.
+    app.token_candidates = config.chat.token_candidates as usize;
     app.runs_dir = config.runs_dir(&cx.studio.root);
     app.evals_dir = config.evals_dir(&cx.studio.root);
     app.presets = sampling_presets(&cx.studio.root);

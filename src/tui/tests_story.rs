@@ -349,3 +349,62 @@ fn on_engine_summary(app: &mut App, text: &str) {
         Event::Finished(crate::tui::tests::finished(FinishReason::EndOfGeneration)),
     );
 }
+
+/// The history rule in force is logged with each reply: after the setting
+/// changes, the prompt recorded for a reply (ratings, `/prompt`, exports)
+/// is still the one it answered; a reply logged without a rule had HER's.
+#[test]
+fn each_reply_keeps_the_history_rule_it_was_written_under() {
+    use her_core::prompt::HistoryLayers;
+    let sent_prompt = |effects: &[Effect]| {
+        effects
+            .iter()
+            .find_map(|e| match e {
+                Effect::Generate(request) => Some(request.prompt.render(0)),
+                _ => None,
+            })
+            .expect("a generation")
+    };
+    let mut app = chat_app();
+    let her_prompt = sent_prompt(&command(&mut app, "Do you dance?"));
+    reply(
+        &mut app,
+        &["Plan A.</system_thinking>Elizabeth Bennet: Rarely."],
+    );
+    let keep_plans = HistoryLayers {
+        plan: true,
+        thoughts: true,
+    };
+    app.chat.as_mut().unwrap().story.history = keep_plans;
+    let kept_prompt = sent_prompt(&command(&mut app, "Why?"));
+    assert!(
+        kept_prompt.contains("<system_thinking>Plan A.</system_thinking>Elizabeth Bennet: Rarely."),
+        "{kept_prompt}"
+    );
+    assert!(!her_prompt.contains("Plan A."));
+    reply(
+        &mut app,
+        &["Plan B.</system_thinking>Elizabeth Bennet: Pride."],
+    );
+
+    let replies: Vec<String> = app
+        .messages
+        .iter()
+        .filter(|m| m.raw.starts_with("<system_thinking>Plan"))
+        .map(|m| m.key.clone())
+        .collect();
+    let [first, second] = replies.as_slice() else {
+        panic!("two replies expected, got {replies:?}");
+    };
+    let recorded = |app: &App, key: &str| {
+        let chat = app.chat.as_ref().unwrap();
+        chat.recorded_prompt(key, "Elizabeth Bennet")
+            .unwrap()
+            .render_with_skip(0)
+    };
+    // Plans on: the first reply (nothing logged) still answered HER's prompt.
+    assert_eq!(recorded(&app, first), her_prompt);
+    assert_eq!(recorded(&app, second), kept_prompt);
+    app.chat.as_mut().unwrap().story.history = HistoryLayers::HER;
+    assert_eq!(recorded(&app, second), kept_prompt);
+}

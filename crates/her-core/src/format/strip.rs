@@ -51,6 +51,38 @@ pub fn strip_role_thinking(reply: &str) -> String {
         .to_string()
 }
 
+/// The reply with each thinking layer kept or removed (`plan`: the LLM's
+/// `<system_thinking>`; `thoughts`: the character's `<role_thinking>`).
+pub fn keep_layers(reply: &str, plan: bool, thoughts: bool) -> String {
+    keep_segments(reply, |k| {
+        (plan || !is_plan(k)) && (thoughts || !is_inner_thought(k))
+    })
+    .trim_start()
+    .to_string()
+}
+
+/// The LLM's plan as written, tags included, closed with
+/// `</system_thinking>` if it was left open; "" for a reply without one
+/// (a stock model's untagged reply has none: all of it is speech).
+pub fn plan_block(reply: &str) -> String {
+    let segments = parse_reply(reply, Ending::Natural);
+    let plan: Vec<_> = segments.iter().filter(|s| is_plan(s.kind)).collect();
+    let has_text = plan
+        .iter()
+        .any(|s| matches!(s.kind, SegmentKind::Text { .. }));
+    if !has_text {
+        return String::new();
+    }
+    let mut out: String = plan.iter().map(|s| s.text.as_str()).collect();
+    if !plan
+        .iter()
+        .any(|s| matches!(s.kind, SegmentKind::Tag { closing: true, .. }))
+    {
+        out.push_str("</system_thinking>");
+    }
+    out
+}
+
 /// Removes a leading `Name: ` speaker prefix, if it names `speaker`.
 pub fn strip_speaker_prefix<'a>(text: &'a str, speaker: &str) -> &'a str {
     let trimmed = text.trim_start();

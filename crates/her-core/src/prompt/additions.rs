@@ -45,6 +45,39 @@ pub struct Additions {
     /// left out of the history (the newest line always stays).
     #[serde(skip_serializing_if = "is_zero")]
     pub summarised: usize,
+    /// Which of the character's own thinking layers its earlier replies
+    /// keep (config `chat.history_plan`, `chat.history_thoughts`). Logged
+    /// with the reply like the rest, since it shapes the prompt as much.
+    #[serde(skip_serializing_if = "HistoryLayers::is_her")]
+    pub history: HistoryLayers,
+}
+
+/// What history keeps of the character's own earlier replies. HER's rule,
+/// the default: the plan (`<system_thinking>`) is dropped, the inner
+/// thoughts (`<role_thinking>`) kept. Other characters' thoughts are never
+/// kept: they could not have heard them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HistoryLayers {
+    pub plan: bool,
+    pub thoughts: bool,
+}
+
+impl HistoryLayers {
+    pub const HER: Self = Self {
+        plan: false,
+        thoughts: true,
+    };
+
+    pub fn is_her(&self) -> bool {
+        *self == Self::HER
+    }
+}
+
+impl Default for HistoryLayers {
+    fn default() -> Self {
+        Self::HER
+    }
 }
 
 fn is_zero(n: &usize) -> bool {

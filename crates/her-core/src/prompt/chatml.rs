@@ -3,13 +3,13 @@
 use crate::character::Character;
 use crate::chatml;
 use crate::format::{
-    Ending, PREFILL, SegmentKind, parse_reply, strip_role_thinking, strip_speaker_prefix,
-    strip_system_thinking,
+    Ending, PREFILL, SegmentKind, keep_layers, parse_reply, plan_block, strip_role_thinking,
+    strip_speaker_prefix,
 };
 use crate::generation::PromptSource;
 
 use super::PromptOptions;
-use super::additions::{Additions, Insert, role_name};
+use super::additions::{Additions, HistoryLayers, Insert, role_name};
 use super::lore::embedded_additions;
 use super::system::{Section, join_sections, system_sections};
 
@@ -47,17 +47,25 @@ pub struct Turn {
     pub text: String,
 }
 
-/// The character's own turn as history keeps it: no plan, and a `Name: `
-/// prefix as in every trained reply (greetings are written without one).
-fn own_turn(raw: &str, name: &str) -> String {
-    let text = strip_system_thinking(raw).trim_end().to_string();
+/// The character's own turn as history keeps it: the thinking layers
+/// `history` keeps (HER: no plan), and a `Name: ` prefix after the plan as
+/// in every trained reply (greetings are written without one).
+fn own_turn(raw: &str, name: &str, history: HistoryLayers) -> String {
+    let text = keep_layers(raw, false, history.thoughts)
+        .trim_end()
+        .to_string();
     let has_prefix = parse_reply(&text, Ending::Natural)
         .iter()
         .any(|s| s.kind == SegmentKind::Speaker);
-    if has_prefix || text.is_empty() {
+    let reply = if has_prefix || text.is_empty() {
         text
     } else {
         format!("{name}: {text}")
+    };
+    if history.plan {
+        plan_block(raw) + &reply
+    } else {
+        reply
     }
 }
 
@@ -106,7 +114,7 @@ impl HerPrompt {
             if line.speaker == character.name {
                 turns.push(Turn {
                     role: TurnRole::Assistant,
-                    text: own_turn(&line.text, &character.name),
+                    text: own_turn(&line.text, &character.name, additions.history),
                 });
                 continue;
             }
@@ -316,6 +324,64 @@ mod tests {
             "Elizabeth: <role_thinking>No.</role_thinking>Perhaps."
         );
         assert_eq!(p.turns[2].text, "Darcy: Then?\n\nJane: Lizzy!");
+    }
+
+    /// `history` decides each of the character's own layers; the other
+    /// characters' thoughts stay out whatever it says.
+    #[test]
+    fn history_keeps_the_layers_it_is_told_to() {
+        let own =
+            "<system_thinking>plan</system_thinking><role_thinking>No.</role_thinking>Perhaps.";
+        let transcript = [
+            Line::new("Darcy", "Dance?"),
+            Line::new("Elizabeth", own),
+            Line::new("Darcy", "<role_thinking>secret</role_thinking>Then?"),
+        ];
+        let turns = |plan, thoughts| {
+            let additions = Additions {
+                history: HistoryLayers { plan, thoughts },
+                ..Additions::default()
+            };
+            HerPrompt::build_with(&lizzy(), &opts(), &transcript, &additions).turns
+        };
+        let her = turns(false, true);
+        assert_eq!(her, HerPrompt::build(&lizzy(), &opts(), &transcript).turns);
+        assert_eq!(
+            her[1].text,
+            "Elizabeth: <role_thinking>No.</role_thinking>Perhaps."
+        );
+        assert_eq!(
+            turns(true, true)[1].text,
+            "<system_thinking>plan</system_thinking>Elizabeth: <role_thinking>No.</role_thinking>Perhaps."
+        );
+        assert_eq!(
+            turns(true, false)[1].text,
+            "<system_thinking>plan</system_thinking>Elizabeth: Perhaps."
+        );
+        assert_eq!(turns(false, false)[1].text, "Elizabeth: Perhaps.");
+        for (plan, thoughts) in [(true, true), (false, false)] {
+            assert_eq!(turns(plan, thoughts)[2].text, "Darcy: Then?");
+        }
+    }
+
+    /// A stock model's untagged reply (the prefill never closed) is all
+    /// speech: keeping plans adds no empty plan block to it.
+    #[test]
+    fn an_untagged_reply_has_no_plan_to_keep() {
+        let transcript = [
+            Line::new("Darcy", "Dance?"),
+            Line::new("Elizabeth", "<system_thinking>She hesitates"),
+            Line::new("Darcy", "Well?"),
+        ];
+        let additions = Additions {
+            history: HistoryLayers {
+                plan: true,
+                thoughts: true,
+            },
+            ..Additions::default()
+        };
+        let p = HerPrompt::build_with(&lizzy(), &opts(), &transcript, &additions);
+        assert_eq!(p.turns[1].text, "Elizabeth: She hesitates");
     }
 
     #[test]

@@ -11,7 +11,7 @@ mod macros;
 pub mod next_speaker;
 mod system;
 
-pub use additions::{Additions, Insert};
+pub use additions::{Additions, HistoryLayers, Insert};
 pub use chatml::{CONVERSATION_START, HerPrompt, Line, PromptPart, Turn, TurnRole};
 pub use lore::{NoteInsert, estimate_tokens};
 pub use macros::expand_macros;

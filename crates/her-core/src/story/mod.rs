@@ -36,6 +36,8 @@ pub struct StoryConfig {
     pub max_context: usize,
     /// How lore entries and memory are counted against their budgets.
     pub tokens: TokenCounter,
+    /// The character's own thinking layers that history keeps.
+    pub history: crate::prompt::HistoryLayers,
 }
 
 impl StoryConfig {
@@ -65,6 +67,7 @@ impl Default for StoryConfig {
             memory: MemoryConfig::default(),
             max_context: crate::prompt::lore::DEFAULT_MAX_CONTEXT,
             tokens: TokenCounter::estimate(),
+            history: crate::prompt::HistoryLayers::HER,
         }
     }
 }
@@ -220,6 +223,7 @@ pub fn prepare(
         activated
     };
     out.additions = lay_out(&activated, due.as_ref());
+    out.additions.history = cfg.history;
 
     let pins: Vec<String> = log.pins_on(input.path).map(|p| p.text.clone()).collect();
     let summary = log.summary_on(input.path);
@@ -243,6 +247,16 @@ pub fn prepare(
 }
 
 /// The `/lore` and `her prompt` explanation of a prepared prompt.
+/// What history keeps of the character's own replies, when not HER's rule.
+fn history_rule(history: crate::prompt::HistoryLayers) -> String {
+    let kept = |on: bool| if on { "kept" } else { "left out" };
+    format!(
+        "history: the character's own plans {}, inner thoughts {} (chat.history_plan, chat.history_thoughts; HER leaves plans out and keeps thoughts)",
+        kept(history.plan),
+        kept(history.thoughts)
+    )
+}
+
 pub fn explain(prepared: &Prepared) -> String {
     let mut lines = Vec::new();
     if prepared.books.is_empty() {
@@ -283,6 +297,10 @@ pub fn explain(prepared: &Prepared) -> String {
     }
     if prepared.scan.is_some() || !memory.is_empty() {
         lines.push(format!("tokens {}", prepared.counted));
+    }
+    let history = prepared.additions.history;
+    if !history.is_her() {
+        lines.push(history_rule(history));
     }
     lines.join("\n")
 }

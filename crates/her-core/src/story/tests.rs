@@ -31,6 +31,7 @@ fn book_dir() -> (tempfile::TempDir, StoryConfig) {
         memory: MemoryConfig::default(),
         max_context: 4096,
         tokens: TokenCounter::estimate(),
+        history: crate::prompt::HistoryLayers::HER,
     };
     (dir, cfg)
 }
@@ -123,6 +124,37 @@ fn budgets_count_with_the_configured_counter() {
     let p = prepared(&cfg, &log, &talk);
     assert_eq!(p.memory_tokens, cfg.tokens.count(&p.additions.memory));
     assert!(explain(&p).contains(&format!("{} tokens", p.memory_tokens)));
+}
+
+/// The configured history rule travels with the additions (so the session
+/// log records it with the reply) and is explained when it is not HER's.
+#[test]
+fn the_history_rule_is_part_of_what_a_reply_was_prepared_with() {
+    let (_dir, mut cfg) = book_dir();
+    let talk = [("Darcy", "Hello.")];
+    let her = prepared(&cfg, &StoryLog::default(), &talk);
+    assert!(her.additions.is_empty());
+    assert!(!explain(&her).contains("history:"));
+    cfg.history = crate::prompt::HistoryLayers {
+        plan: true,
+        thoughts: false,
+    };
+    let p = prepared(&cfg, &StoryLog::default(), &talk);
+    assert_eq!(p.additions.history, cfg.history);
+    assert!(!p.additions.is_empty(), "a reply under it must be logged");
+    assert!(
+        explain(&p).contains("own plans kept, inner thoughts left out"),
+        "{}",
+        explain(&p)
+    );
+    let logged = serde_json::to_value(&p.additions).unwrap();
+    assert_eq!(logged["history"]["plan"], true);
+    assert!(
+        serde_json::to_value(&her.additions)
+            .unwrap()
+            .get("history")
+            .is_none()
+    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ use super::adapters::lora_field;
 use super::cancel::Cancel;
 use super::error::RemoteError;
 use super::probe::Flavour;
+use super::probs::ChoiceReader;
 use super::sse::SseParser;
 use super::{Ctx, tokenize};
 use crate::fit::fit_prompt;
@@ -121,6 +122,7 @@ pub fn body(
     sampling: &SamplingConfig,
     max_new: usize,
     grammar: Option<&str>,
+    candidates: usize,
 ) -> (Value, Vec<String>) {
     let stops: Vec<&String> = sampling.stop.iter().filter(|s| !s.is_empty()).collect();
     let mut body = json!({
@@ -146,6 +148,11 @@ pub fn body(
         body["return_tokens"] = json!(true);
         if let Some(lora) = lora_field(&ctx.server.adapters, &ctx.active) {
             body["lora"] = lora;
+        }
+        if candidates > 0 {
+            // The model's own distribution, before the samplers, as the local engine reports.
+            body["n_probs"] = json!(candidates);
+            body["post_sampling_probs"] = json!(false);
         }
     }
     if let Some(gbnf) = grammar {
@@ -234,6 +241,7 @@ async fn run(
         sampling,
         fitted.max_new,
         request.grammar.as_deref(),
+        request.candidates,
     );
     let path = "/v1/completions";
     let prompt_start = Instant::now();
@@ -278,6 +286,9 @@ async fn run(
     let mut sse = SseParser::new();
     let mut stops = StopMatcher::new(&sampling.stop);
     let mut progress = Progress::default();
+    let mut choices = ChoiceReader::default();
+    // Bytes of reply handed on as text: the choices cover these only.
+    let mut kept = 0;
     let mut first_token_at: Option<Instant> = None;
     let mut last_stats = Instant::now();
     let mut client_stop: Option<String> = None;
@@ -309,11 +320,13 @@ async fn run(
                 break;
             };
             let text = absorb(&mut progress, &chunk);
+            choices.push(&chunk);
             if !text.is_empty() {
                 first_token_at.get_or_insert_with(Instant::now);
                 progress.text_chunks += 1;
                 let scan = stops.push(&text);
                 if !scan.emit.is_empty() {
+                    kept += scan.emit.len();
                     let _ = events.send(Event::Text(scan.emit));
                 }
                 if scan.stopped_on.is_some() {
@@ -341,6 +354,7 @@ async fn run(
         // Text held back for a stop string that never completed is the model's.
         let rest = stops.finish();
         if !rest.is_empty() {
+            kept += rest.len();
             let _ = events.send(Event::Text(rest));
         }
     }
@@ -384,7 +398,11 @@ async fn run(
     let generated = progress.generated();
     let prompt_total = prompt_tokens.max(progress.usage_prompt.unwrap_or(0));
     let _ = events.send(Event::Finished(Finished {
-        choices: Vec::new(),
+        choices: if reason == FinishReason::Cancelled {
+            Vec::new()
+        } else {
+            choices.finish(kept)
+        },
         reason,
         stop_string,
         tokens: progress.tokens.clone(),

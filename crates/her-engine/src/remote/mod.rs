@@ -13,6 +13,7 @@ mod error;
 mod generate;
 mod http;
 mod probe;
+mod probs;
 mod samplers;
 mod score;
 pub mod sse;

@@ -21,7 +21,7 @@ pub fn open(app: &mut App) {
         .is_some_and(|c| c.choices.contains_key(&msg.key));
     if !known {
         app.notify(
-            "token probabilities are kept for replies written in this window with a local model (chat.token_candidates > 0)",
+            "token probabilities are kept for replies written in this window by the local engine or llama-server (chat.token_candidates > 0)",
             true,
         );
         return;

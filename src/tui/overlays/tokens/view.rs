@@ -61,7 +61,7 @@ pub fn draw(frame: &mut Frame, rect: Rect, app: &App, view: &TokenView) {
     let Some(token) = choices.tokens.get(view.cursor) else {
         return;
     };
-    let rows: Vec<Line> = token
+    let mut rows: Vec<Line> = token
         .candidates
         .iter()
         .enumerate()
@@ -88,6 +88,12 @@ pub fn draw(frame: &mut Frame, rect: Rect, app: &App, view: &TokenView) {
             ])
         })
         .collect();
+    if rows.is_empty() {
+        // A server sent this token's text together with earlier ones.
+        rows.push(Line::from(
+            "no alternatives here: the text before this token is not known exactly",
+        ));
+    }
     let title = format!(
         "token {} of {} · {:.2}% · alternatives",
         view.cursor + 1,

@@ -3,7 +3,7 @@
 
 use crate::tui::screens::chat::session::ChatSession;
 use her_core::character::AuthorNote;
-use her_core::prompt::{HerPrompt, Line, PromptOptions};
+use her_core::prompt::{Additions, HerPrompt, HistoryLayers, Line, PromptOptions};
 use her_core::session::{SessionError, new_key, now_rfc3339};
 use her_core::story::events::{
     BookEvent, LORE_ATTACH, LORE_DETACH, MEMORY_PIN, MEMORY_UNPIN, NOTE, NoteEvent, PinEvent,
@@ -61,24 +61,30 @@ impl ChatSession {
         (prompt, prepared)
     }
 
-    /// The prompt reply `key` answered, with the lore, memory and note it was
-    /// generated with (as logged with it; replies from before they were
-    /// logged get today's).
+    /// The prompt reply `key` answered, with the lore, memory, note and
+    /// history rule it was generated with, as logged with it. A reply logged
+    /// without them had none but HER's history rule (any other is logged),
+    /// or is from before they were logged: it gets today's lore.
     pub fn recorded_prompt(&self, key: &str, speaker: &str) -> Result<HerPrompt, SessionError> {
         let parent = self.parent_key(key)?;
         let (log, _) = self.story_log();
-        let Some(context) = log.contexts.get(key) else {
-            return Ok(self.build_upto(parent.as_deref(), speaker).0);
+        let (additions, lines) = match log.contexts.get(key) {
+            Some(context) => (
+                context.additions.clone(),
+                self.path_upto(parent.as_deref()).0,
+            ),
+            None => {
+                let (prepared, lines) = self.prepare_upto(parent.as_deref(), speaker);
+                let additions = Additions {
+                    history: HistoryLayers::HER,
+                    ..prepared.additions
+                };
+                (additions, lines)
+            }
         };
-        let lines = self.path_upto(parent.as_deref()).0;
         let member = self.member(speaker);
         let options = PromptOptions::new(self.variant, member.user_name(&self.user_name));
-        Ok(HerPrompt::build_with(
-            member,
-            &options,
-            &lines,
-            &context.additions,
-        ))
+        Ok(HerPrompt::build_with(member, &options, &lines, &additions))
     }
 
     /// Records what reply `key`'s prompt added and the timed lore events of

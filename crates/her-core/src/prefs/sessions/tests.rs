@@ -12,12 +12,20 @@ fn character() -> Character {
 
 /// The prompt text a reply under `parent` gets, as the engine would hash it.
 fn engine_prov(session: &Session, parent: NodeId, seed: u32, adapter: bool) -> EngineProv {
+    engine_prov_with(session, parent, seed, adapter, &Additions::default())
+}
+
+fn engine_prov_with(
+    session: &Session,
+    parent: NodeId,
+    seed: u32,
+    adapter: bool,
+    additions: &Additions,
+) -> EngineProv {
     let cast = [character()];
     let players = players_of(&cast);
     let reader = Reader::new(session, &players);
-    let rebuilt = reader
-        .rebuild(parent, "Elizabeth", 0, &Additions::default())
-        .unwrap();
+    let rebuilt = reader.rebuild(parent, "Elizabeth", 0, additions).unwrap();
     EngineProv {
         model: "tiny".into(),
         model_fingerprint: "fp".into(),
@@ -182,6 +190,82 @@ fn a_reply_under_an_edited_plan_beats_the_original_marked_as_a_plan_edit() {
             .all(|p| p.winner_loser().unwrap().1.ends_with("No.")),
         "{plain:?}"
     );
+}
+
+/// Replies written while history kept the character's plans: the rule is
+/// logged with each reply, so the export rebuilds the prompt each answered
+/// (the plan of the earlier reply in it) and its hash matches; without
+/// the log the rebuilt prompt would be HER's, and no provenance is claimed.
+#[test]
+fn replies_under_another_history_rule_export_the_prompt_they_answered() {
+    let (mut s, _, _, second) = session();
+    let question = Message::new("Darcy", SpeakerRole::User, "Why?");
+    let event = s.tree().append_under_event(second, question).unwrap();
+    let why = apply(&mut s, event).unwrap();
+    let additions = Additions {
+        history: crate::prompt::HistoryLayers {
+            plan: true,
+            thoughts: true,
+        },
+        ..Additions::default()
+    };
+    let mut unlogged = s.clone();
+    let mut logged = s;
+    let replies = [(7, "Elizabeth: Because."), (8, "Elizabeth: Pride.")];
+    let write = |session: &mut Session, log_rule: bool| {
+        let mut first = None;
+        for (seed, text) in replies {
+            let prov = engine_prov_with(session, why, seed, false, &additions);
+            let message = reply(text, &prov);
+            let event = match first {
+                None => session.tree().append_under_event(why, message).unwrap(),
+                Some(id) => session.tree().swipe_event(id, message).unwrap(),
+            };
+            let id = apply(session, event).unwrap();
+            first.get_or_insert(id);
+            if log_rule {
+                let context = crate::story::events::ReplyContextEvent {
+                    kind: crate::story::events::REPLY_CONTEXT.into(),
+                    key: session.tree().node(id).unwrap().key.clone(),
+                    additions: additions.clone(),
+                    timed: Vec::new(),
+                };
+                apply(
+                    session,
+                    SessionEvent::Other(serde_json::to_value(&context).unwrap()),
+                );
+            }
+        }
+    };
+    write(&mut logged, true);
+    write(&mut unlogged, false);
+    let cast = [character()];
+
+    let out = collect_session(&logged, &players_of(&cast));
+    let pair = pairs(&out.records)
+        .into_iter()
+        .find(|p| p.cand_1.contains("Because") || p.cand_2.contains("Because"))
+        .unwrap();
+    for prov in [&pair.cand_1_provenance, &pair.cand_2_provenance] {
+        let prov = prov
+            .as_ref()
+            .expect("the hash of the rebuilt prompt matches");
+        assert!(
+            prov.prompt
+                .contains("<system_thinking>b</system_thinking>Elizabeth: Perhaps."),
+            "{}",
+            prov.prompt
+        );
+    }
+    assert!(pair.context.iter().any(|m| m.role == Role::Assistant
+        && m.content == "<system_thinking>b</system_thinking>Elizabeth: Perhaps."));
+
+    let out = collect_session(&unlogged, &players_of(&cast));
+    let pair = pairs(&out.records)
+        .into_iter()
+        .find(|p| p.cand_1.contains("Because") || p.cand_2.contains("Because"))
+        .unwrap();
+    assert!(pair.cand_1_provenance.is_none() && pair.cand_2_provenance.is_none());
 }
 
 #[test]
