@@ -53,9 +53,9 @@ pub(super) fn bench_model(app: &AppContext, model: Option<&str>) -> anyhow::Resu
 }
 
 pub fn run(app: &AppContext, args: &BenchEngineArgs) -> anyhow::Result<()> {
-    let model_path = bench_model(app, args.model.as_deref())?;
+    let model_path = bench_model(app, args.decode.model.as_deref())?;
     let mut options = app.config().model.engine_options(model_path.clone());
-    options.threads = args.threads;
+    options.threads = args.decode.threads;
     if let Some(layers) = args.n_gpu_layers {
         options.n_gpu_layers = layers;
     }
@@ -64,7 +64,7 @@ pub fn run(app: &AppContext, args: &BenchEngineArgs) -> anyhow::Result<()> {
     options.n_ctx = options
         .n_ctx
         .max(4096)
-        .max((deepest + args.tokens + 64).next_power_of_two() as u32);
+        .max((deepest + args.decode.tokens + 64).next_power_of_two() as u32);
     println!(
         "model: {}  threads: {}  n_ctx: {}  n_batch: {}  n_gpu_layers: {}  model.flash_attention: {}",
         model_path.display(),
@@ -76,7 +76,7 @@ pub fn run(app: &AppContext, args: &BenchEngineArgs) -> anyhow::Result<()> {
     );
 
     let mut sampling = app.config().sampling.clone();
-    sampling.max_new_tokens = args.tokens as u32;
+    sampling.max_new_tokens = args.decode.tokens as u32;
     // Every token is decoded whatever it is: a stop string would end runs early.
     sampling.stop.clear();
 
@@ -89,7 +89,7 @@ pub fn run(app: &AppContext, args: &BenchEngineArgs) -> anyhow::Result<()> {
     let vocab = Vocab::load(&model_path)?;
     println!(
         "\n(a) decode speed at depth: {} tokens x {} runs per side; ratio = engine / the faster bare setting",
-        args.tokens, args.runs
+        args.decode.tokens, args.decode.runs
     );
     println!(
         "  depth  prompt  bare FA off  bare FA on  engine ({})  FA  ratio   per token ms: bare decode+sample  engine decode+sample",
@@ -106,7 +106,7 @@ pub fn run(app: &AppContext, args: &BenchEngineArgs) -> anyhow::Result<()> {
         std::fs::write(&prompt_file, &prompt)?;
         let (mut off, mut on, mut ours) = (Vec::new(), Vec::new(), Vec::new());
         let mut engine_fa = false;
-        for run in 0..args.runs {
+        for run in 0..args.decode.runs {
             let mut s = sampling.clone();
             s.seed = sampling.seed.wrapping_add(run as u32);
             off.push(bare_loop_in_child(&options, &s, &prompt_file, false)?);

@@ -37,11 +37,11 @@ pub fn full_chain(base: &SamplingConfig) -> SamplingConfig {
 }
 
 pub fn run(app: &AppContext, args: &BenchSamplersArgs) -> anyhow::Result<()> {
-    let model_path = bench_model(app, args.model.as_deref())?;
+    let model_path = bench_model(app, args.decode.model.as_deref())?;
     let mut options = app.config().model.engine_options(model_path.clone());
-    options.threads = args.threads;
+    options.threads = args.decode.threads;
     let mut default = SamplingConfig {
-        max_new_tokens: args.tokens as u32,
+        max_new_tokens: args.decode.tokens as u32,
         ..SamplingConfig::default()
     };
     // Every token is decoded whatever it is: a stop string would end runs early.
@@ -51,12 +51,12 @@ pub fn run(app: &AppContext, args: &BenchSamplersArgs) -> anyhow::Result<()> {
         "model: {}  threads: {}  {} tokens x {} runs per chain",
         model_path.display(),
         options.effective_threads(),
-        args.tokens,
-        args.runs
+        args.decode.tokens,
+        args.decode.runs
     );
     let engine = LocalEngine::start(options)?;
     let (mut plain, mut tuned) = (Vec::new(), Vec::new());
-    for run in 0..args.runs {
+    for run in 0..args.decode.runs {
         let seed = default.seed.wrapping_add(run as u32);
         plain.push(decode(&engine, &default, seed)?);
         tuned.push(decode(&engine, &full, seed)?);

@@ -210,13 +210,21 @@ pub struct BareLoopArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchSamplersArgs {
+    #[command(flatten)]
+    pub decode: DecodeBenchArgs,
+}
+
+/// What every decode benchmark takes: the model, how much to generate, how
+/// often, and on how many threads.
+#[derive(Debug, Clone, Args)]
+pub struct DecodeBenchArgs {
     /// GGUF model, or `tiny` for the generated random-weight Qwen3 test model.
     #[arg(long, value_name = "PATH|tiny")]
     pub model: Option<String>,
     /// Tokens generated per run.
     #[arg(long, default_value_t = 256)]
     pub tokens: usize,
-    /// Runs per chain, alternating (the median is reported).
+    /// Runs per side, alternating the sides (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub runs: usize,
     /// CPU threads (0 = all cores).
@@ -226,24 +234,14 @@ pub struct BenchSamplersArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct BenchEngineArgs {
-    /// GGUF model, or `tiny` for the generated random-weight Qwen3 test model.
-    #[arg(long, value_name = "PATH|tiny")]
-    pub model: Option<String>,
-    /// Tokens generated per throughput run.
-    #[arg(long, default_value_t = 256)]
-    pub tokens: usize,
-    /// Throughput runs per side (the median is reported).
-    #[arg(long, default_value_t = 5)]
-    pub runs: usize,
+    #[command(flatten)]
+    pub decode: DecodeBenchArgs,
     /// Context depths (prompt tokens) at which decode speed is measured.
     #[arg(long, value_delimiter = ',', default_value = "0,2000")]
     pub depths: Vec<usize>,
     /// Turns in the scripted chat (30 grow it past 2,000 tokens of context).
     #[arg(long, default_value_t = 30)]
     pub turns: usize,
-    /// CPU threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: u32,
     /// Layers on the GPU (default: model.n_gpu_layers).
     #[arg(long)]
     pub n_gpu_layers: Option<u32>,
