@@ -523,12 +523,7 @@ fn the_history_rule_is_logged_with_each_reply_and_shapes_the_prompt() {
     let keep_plans = ["--set", "chat.history_plan=true"];
     let out = headless_chat(studio, &t.model, &keep_plans, "Hello.\nAnd then?\n");
     ok(&out);
-    let session = std::fs::read_dir(studio.join("sessions"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .unwrap();
-    let log = std::fs::read_to_string(&session).unwrap();
+    let log = std::fs::read_to_string(common::tmux::session_file(studio)).unwrap();
     let contexts: Vec<Value> = log
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())

@@ -17,9 +17,7 @@ pub use lint::{Finding, FindingKind, LintContext, Severity, health, lint, names_
 pub use lint::{lines_for_others, looks_like_name};
 pub use parse::{Ending, ReplyParser, as_untagged, is_untagged_reply, parse_reply, parse_with};
 pub use segment::{Layer, Segment, SegmentKind, TagFamily, push_merged};
-pub use strip::{
-    keep_layers, plan_block, strip_role_thinking, strip_speaker_prefix, strip_system_thinking,
-};
+pub use strip::{plan_block, strip_role_thinking, strip_speaker_prefix, strip_system_thinking};
 
 /// What the generation prompt ends with, so the model writes its plan first.
 /// Stored replies begin with it, so they parse like any other reply.

@@ -51,16 +51,6 @@ pub fn strip_role_thinking(reply: &str) -> String {
         .to_string()
 }
 
-/// The reply with each thinking layer kept or removed (`plan`: the LLM's
-/// `<system_thinking>`; `thoughts`: the character's `<role_thinking>`).
-pub fn keep_layers(reply: &str, plan: bool, thoughts: bool) -> String {
-    keep_segments(reply, |k| {
-        (plan || !is_plan(k)) && (thoughts || !is_inner_thought(k))
-    })
-    .trim_start()
-    .to_string()
-}
-
 /// The LLM's plan as written, tags included, closed with
 /// `</system_thinking>` if it was left open; "" for a reply without one
 /// (a stock model's untagged reply has none: all of it is speech).

@@ -3,8 +3,8 @@
 use crate::character::Character;
 use crate::chatml;
 use crate::format::{
-    Ending, PREFILL, SegmentKind, keep_layers, parse_reply, plan_block, strip_role_thinking,
-    strip_speaker_prefix,
+    Ending, PREFILL, SegmentKind, parse_reply, plan_block, strip_role_thinking,
+    strip_speaker_prefix, strip_system_thinking,
 };
 use crate::generation::PromptSource;
 
@@ -51,9 +51,13 @@ pub struct Turn {
 /// `history` keeps (HER: no plan), and a `Name: ` prefix after the plan as
 /// in every trained reply (greetings are written without one).
 fn own_turn(raw: &str, name: &str, history: HistoryLayers) -> String {
-    let text = keep_layers(raw, false, history.thoughts)
-        .trim_end()
-        .to_string();
+    // The plan, if kept, goes before the prefix (added below), as trained.
+    let without_plan = if history.thoughts {
+        strip_system_thinking(raw)
+    } else {
+        strip_role_thinking(raw)
+    };
+    let text = without_plan.trim_end().to_string();
     let has_prefix = parse_reply(&text, Ending::Natural)
         .iter()
         .any(|s| s.kind == SegmentKind::Speaker);
